@@ -1,0 +1,25 @@
+//! courier's protocol: the proxy manifest, signing and verification, wire messages and
+//! framing. Everything here is a pure function over bytes: no IO, no clock, no tokio.
+//!
+//! Only this crate defines serialized types; the other crates convert to their own types at
+//! the boundary. The codec (postcard) is confined to [`codec`].
+
+pub mod codec;
+pub mod hash;
+pub mod interface;
+pub mod manifest;
+pub mod signing;
+pub mod wire;
+
+pub use codec::{CodecError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
+pub use hash::{ContentHash, SpkiPin};
+pub use interface::{InterfaceName, InterfaceNameError};
+pub use manifest::{Export, Manifest, ManifestError};
+pub use signing::{SignedManifest, SigningKey, VendorKey, Verified, VerifyError};
+pub use wire::*;
+
+/// The wire protocol version carried in the first message of every connection.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The ALPN identifier every courier QUIC connection negotiates.
+pub const ALPN: &[u8] = b"courier/1";
