@@ -1,1 +1,14 @@
-//! placeholder
+//! courier's QUIC transport, shared by the registry, providers and clients: TLS identities
+//! kept on disk, SPKI pinning instead of certificate authorities, ALPN `courier/1`, and
+//! framed request/response streams. This crate moves bytes; what they mean is `courier-protocol`.
+
+pub mod endpoint;
+pub mod error;
+pub mod framing;
+pub mod identity;
+pub mod pinning;
+
+pub use endpoint::{ServerLimits, client_endpoint, connect, resolve, server_endpoint};
+pub use error::TransportError;
+pub use framing::{call, read_frame, read_frame_opt, write_frame};
+pub use identity::{Identity, spki_pin};
