@@ -5,6 +5,7 @@
 //! the boundary. The codec (postcard) is confined to [`codec`].
 
 pub mod codec;
+pub mod component;
 pub mod hash;
 pub mod interface;
 pub mod manifest;
@@ -12,6 +13,7 @@ pub mod signing;
 pub mod wire;
 
 pub use codec::{CodecError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
+pub use component::{ComponentInterfaces, InspectError, inspect};
 pub use hash::{ContentHash, SpkiPin};
 pub use interface::{InterfaceName, InterfaceNameError};
 pub use manifest::{Export, Manifest, ManifestError};

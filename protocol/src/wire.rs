@@ -5,7 +5,7 @@
 //! bidirectional stream of its own: one request frame, then one response frame (a
 //! subscription answers with a sequence of [`Response::Events`] frames).
 
-use crate::hash::{ContentHash, SpkiPin};
+use crate::hash::ContentHash;
 use crate::signing::{SignedManifest, VendorKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -1,0 +1,218 @@
+//! The typed client of the registry protocol, used by vendors, clients and operators.
+//!
+//! One QUIC connection per client, pinned to the registry's key; the Hello/Welcome handshake
+//! on the first stream; then one stream per request.
+
+use crate::{TransportError, call, client_endpoint, connect, read_frame_opt, write_frame};
+use courier_protocol::signing::{AUTH_DOMAIN, auth_message, sign};
+use courier_protocol::{
+    Candidate, ContentHash, EventBatch, Hello, HistoryEntry, LeaseGrant, LeaseId, LeaseInfo,
+    MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, Register, Request, Response, ServiceQuery,
+    SigningKey, SpkiPin, VendorKey, WireError,
+};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long connecting (QUIC + TLS + Hello) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Cap on ordinary responses (candidate lists, lease tables, history).
+const MAX_RESPONSE: usize = 8 * 1024 * 1024;
+
+/// Why a registry request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection or a stream failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The registry refused the request with a typed error.
+    #[error("registry refused: {0}")]
+    Registry(WireError),
+    /// The registry answered with a message that does not fit the request.
+    #[error("unexpected answer from the registry: {0}")]
+    Unexpected(&'static str),
+}
+
+/// A connection to a registry.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    challenge: [u8; 32],
+    pin: SpkiPin,
+    addr: SocketAddr,
+}
+
+macro_rules! expect {
+    ($resp:expr, $pat:pat => $out:expr, $what:literal) => {
+        match $resp {
+            $pat => Ok($out),
+            Response::Error(e) => Err(ClientError::Registry(e)),
+            _ => Err(ClientError::Unexpected($what)),
+        }
+    };
+}
+
+impl RegistryClient {
+    /// Connects to the registry at `addr` whose TLS key hashes to `pin`, and says Hello.
+    pub async fn connect(addr: SocketAddr, pin: SpkiPin, agent: &str) -> Result<Self, ClientError> {
+        let endpoint = client_endpoint(addr)?;
+        Self::connect_with(endpoint, addr, pin, agent).await
+    }
+
+    /// Like [`RegistryClient::connect`], reusing a client endpoint.
+    pub async fn connect_with(
+        endpoint: quinn::Endpoint,
+        addr: SocketAddr,
+        pin: SpkiPin,
+        agent: &str,
+    ) -> Result<Self, ClientError> {
+        let conn = connect(&endpoint, addr, pin, CONNECT_TIMEOUT).await?;
+        let hello = Request::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            agent: agent.to_string(),
+        });
+        let resp = tokio::time::timeout(CONNECT_TIMEOUT, call(&conn, &hello, MAX_RESPONSE))
+            .await
+            .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))??;
+        let welcome = expect!(resp, Response::Welcome(w) => w, "expected Welcome")?;
+        Ok(Self {
+            endpoint,
+            conn,
+            challenge: welcome.challenge,
+            pin,
+            addr,
+        })
+    }
+
+    /// The registry's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The underlying QUIC connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// The client endpoint (reusable for other connections).
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
+    async fn request(&self, req: &Request) -> Result<Response, ClientError> {
+        Ok(call(&self.conn, req, MAX_RESPONSE).await?)
+    }
+
+    /// Proves possession of `key`: the connection then acts for that vendor.
+    pub async fn authenticate(&self, key: &SigningKey) -> Result<(), ClientError> {
+        let signature = sign(key, AUTH_DOMAIN, &auth_message(&self.challenge, &self.pin));
+        let req = Request::Authenticate {
+            vendor: VendorKey::of(key),
+            signature,
+        };
+        expect!(self.request(&req).await?, Response::Authenticated => (), "expected Authenticated")
+    }
+
+    /// Registers a proxy.
+    pub async fn register(&self, register: Register) -> Result<LeaseGrant, ClientError> {
+        let resp = self.request(&Request::Register(register)).await?;
+        expect!(resp, Response::Registered(g) => g, "expected Registered")
+    }
+
+    /// Renews a lease.
+    pub async fn renew(&self, lease: LeaseId, ttl_ms: u64) -> Result<LeaseGrant, ClientError> {
+        let resp = self.request(&Request::Renew { lease, ttl_ms }).await?;
+        expect!(resp, Response::Renewed(g) => g, "expected Renewed")
+    }
+
+    /// Cancels a lease.
+    pub async fn cancel(&self, lease: LeaseId) -> Result<(), ClientError> {
+        let resp = self.request(&Request::Cancel { lease }).await?;
+        expect!(resp, Response::Cancelled => (), "expected Cancelled")
+    }
+
+    /// Finds candidates for a query, best first.
+    pub async fn find(&self, query: ServiceQuery) -> Result<Vec<Candidate>, ClientError> {
+        let resp = self.request(&Request::Find(query)).await?;
+        expect!(resp, Response::Candidates(c) => c, "expected Candidates")
+    }
+
+    /// Fetches a component by hash. Reading stops at `expected_size` (plus framing): a
+    /// registry cannot make the client download more than the signed manifest declared.
+    pub async fn fetch(
+        &self,
+        hash: ContentHash,
+        expected_size: u64,
+        deadline: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
+        // postcard: enum tag (1) + length varint (<= 10) + bytes.
+        let cap = usize::try_from(expected_size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(16)
+            .min(MAX_FRAME_LEN);
+        let req = Request::Fetch { hash };
+        let fut = call(&self.conn, &req, cap);
+        let resp = tokio::time::timeout(deadline, fut)
+            .await
+            .map_err(|_| TransportError::Timeout(deadline))??;
+        expect!(resp, Response::Payload(p) => p, "expected Payload")
+    }
+
+    /// The lease table.
+    pub async fn leases(&self) -> Result<Vec<LeaseInfo>, ClientError> {
+        let resp = self.request(&Request::Leases).await?;
+        expect!(resp, Response::Leases(l) => l, "expected Leases")
+    }
+
+    /// Subscribes to events from `from_seq`, optionally for one interface.
+    pub async fn subscribe(
+        &self,
+        interface: Option<String>,
+        from_seq: u64,
+    ) -> Result<EventStream, ClientError> {
+        let (mut send, recv) = self.conn.open_bi().await.map_err(TransportError::from)?;
+        write_frame(&mut send, &Request::Subscribe { interface, from_seq }).await?;
+        Ok(EventStream { _send: send, recv })
+    }
+
+    /// Reports a run's outcome for the client's service history.
+    pub async fn report(&self, outcome: Outcome) -> Result<(), ClientError> {
+        let resp = self.request(&Request::Report(outcome)).await?;
+        expect!(resp, Response::Reported => (), "expected Reported")
+    }
+
+    /// The service history of `client`, newest first.
+    pub async fn history(&self, client: &str, limit: u32) -> Result<Vec<HistoryEntry>, ClientError> {
+        let req = Request::History {
+            client: client.to_string(),
+            limit,
+        };
+        let resp = self.request(&req).await?;
+        expect!(resp, Response::History(h) => h, "expected History")
+    }
+
+    /// Closes the connection politely.
+    pub fn close(&self) {
+        self.conn.close(0u32.into(), b"bye");
+    }
+}
+
+/// A live event subscription.
+#[derive(Debug)]
+pub struct EventStream {
+    _send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl EventStream {
+    /// The next batch of events; `None` when the registry closed the subscription.
+    pub async fn next(&mut self) -> Result<Option<EventBatch>, ClientError> {
+        match read_frame_opt::<Response>(&mut self.recv, MAX_RESPONSE).await? {
+            None => Ok(None),
+            Some(Response::Events(b)) => Ok(Some(b)),
+            Some(Response::Error(e)) => Err(ClientError::Registry(e)),
+            Some(_) => Err(ClientError::Unexpected("expected Events")),
+        }
+    }
+}
