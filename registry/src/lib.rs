@@ -1,1 +1,25 @@
-//! placeholder
+//! courier's registry (the service manager): vendors register signed WebAssembly proxies
+//! under leases, clients find them by interface, operators watch the leases.
+//!
+//! Layers, from the inside out:
+//! - [`lease_table`]: the pure, sans-IO lease table (time passed in, no IO).
+//! - [`catalog`] and [`matcher`]: registrations indexed by interface, ranked matching.
+//! - [`events`]: sequence-numbered events, a bounded ring and live fan-out.
+//! - [`store`]: redb plus content-addressed component blobs.
+//! - [`registry`]: the state and operations glued together, synchronous, testable alone.
+//! - [`server`]: the thin tokio/quinn driver.
+
+pub mod catalog;
+pub mod events;
+pub mod lease_table;
+pub mod matcher;
+pub mod registry;
+pub mod server;
+pub mod store;
+
+pub use lease_table::{LeasePolicy, LeaseTable, Millis};
+pub use registry::{
+    FindError, FlushStats, GrantError, LeaseError, OpenError, ReadError, RegisterError, Registry, RegistryConfig,
+    ReportError,
+};
+pub use server::{RegistryHandle, ServeError, serve};

@@ -1,0 +1,266 @@
+//! The client side of the provider protocol: the only network a proxy can reach.
+//!
+//! A [`ProviderTarget`] comes from a verified manifest (its endpoints and TLS pin); the
+//! [`ProviderPool`] connects to it over pinned QUIC, says `ProviderHello`, and sends one
+//! `Call` per bidirectional stream. Established connections are kept per (address, pin) so
+//! a warm call costs one stream round trip, not a handshake.
+
+use courier_protocol::wire::provider::{Call, ProviderHello, Reply};
+use courier_protocol::{PROTOCOL_VERSION, SpkiPin};
+use courier_transport::{TransportError, client_endpoint, connect, resolve};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Where a proxy's provider is, as its signed manifest says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderTarget {
+    /// `host:port` endpoints, tried in order.
+    pub endpoints: Vec<String>,
+    /// The provider's TLS key pin.
+    pub pin: SpkiPin,
+}
+
+/// Why a provider call failed on the host side.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The manifest names no endpoint.
+    #[error("the manifest names no provider endpoint")]
+    NoEndpoint,
+    /// No endpoint could be reached; the last failure is kept.
+    #[error("provider unreachable at {endpoint}: {source}")]
+    Unreachable {
+        /// The endpoint tried last.
+        endpoint: String,
+        /// Why it failed.
+        source: TransportError,
+    },
+    /// The provider presented another TLS key than the pinned one.
+    #[error("provider at {endpoint} presented TLS key {got}, but the manifest pins {expected}")]
+    PinMismatch {
+        /// The endpoint.
+        endpoint: String,
+        /// The pin from the manifest.
+        expected: SpkiPin,
+        /// What the provider presented.
+        got: SpkiPin,
+    },
+    /// The provider did not answer the handshake correctly.
+    #[error("provider handshake failed: {0}")]
+    Handshake(String),
+    /// The call failed on the connection.
+    #[error("provider call failed: {0}")]
+    Call(TransportError),
+    /// No answer in time.
+    #[error("provider did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The run's time is used up.
+    #[error("no time left for a provider call")]
+    NoTimeLeft,
+}
+
+impl ProviderError {
+    fn from_connect(endpoint: &str, e: TransportError) -> Self {
+        match e {
+            TransportError::PinMismatch { expected, got } => ProviderError::PinMismatch {
+                endpoint: endpoint.to_string(),
+                expected,
+                got,
+            },
+            TransportError::Timeout(d) => ProviderError::Timeout(d),
+            source => ProviderError::Unreachable {
+                endpoint: endpoint.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+/// Pinned QUIC connections to providers, shared by every run of a client.
+#[derive(Debug)]
+pub struct ProviderPool {
+    endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
+    conns: Mutex<HashMap<(SocketAddr, SpkiPin), quinn::Connection>>,
+    reuse: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ProviderPool {
+    /// A pool; with `reuse` false every call opens (and closes) its own connection.
+    pub fn new(reuse: bool) -> Self {
+        Self {
+            endpoints: Mutex::new((None, None)),
+            conns: Mutex::new(HashMap::new()),
+            reuse,
+        }
+    }
+
+    /// The client endpoint for `peer`'s address family (created once).
+    fn endpoint(&self, peer: SocketAddr) -> Result<quinn::Endpoint, TransportError> {
+        let mut eps = lock(&self.endpoints);
+        let slot = if peer.is_ipv6() { &mut eps.1 } else { &mut eps.0 };
+        if let Some(ep) = slot {
+            return Ok(ep.clone());
+        }
+        let ep = client_endpoint(peer)?;
+        *slot = Some(ep.clone());
+        Ok(ep)
+    }
+
+    /// Number of connections kept open.
+    pub fn open_connections(&self) -> usize {
+        lock(&self.conns)
+            .values()
+            .filter(|c| c.close_reason().is_none())
+            .count()
+    }
+
+    /// Closes every kept connection.
+    pub fn close_all(&self) {
+        for (_, c) in lock(&self.conns).drain() {
+            c.close(0u32.into(), b"bye");
+        }
+    }
+
+    /// Connects to one address with the pin and says hello.
+    async fn open(
+        &self,
+        endpoint_name: &str,
+        addr: SocketAddr,
+        pin: SpkiPin,
+        timeout: Duration,
+    ) -> Result<quinn::Connection, ProviderError> {
+        let ep = self
+            .endpoint(addr)
+            .map_err(|e| ProviderError::from_connect(endpoint_name, e))?;
+        let started = Instant::now();
+        let conn = connect(&ep, addr, pin, timeout)
+            .await
+            .map_err(|e| ProviderError::from_connect(endpoint_name, e))?;
+        let left = timeout.saturating_sub(started.elapsed());
+        let hello = ProviderHello {
+            version: PROTOCOL_VERSION,
+        };
+        let answer: ProviderHello =
+            tokio::time::timeout(left, courier_transport::call(&conn, &hello, 1024))
+                .await
+                .map_err(|_| ProviderError::Timeout(timeout))?
+                .map_err(|e| ProviderError::Handshake(e.to_string()))?;
+        if answer.version != PROTOCOL_VERSION {
+            conn.close(0u32.into(), b"version");
+            return Err(ProviderError::Handshake(format!(
+                "provider speaks version {}, this client {}",
+                answer.version, PROTOCOL_VERSION
+            )));
+        }
+        Ok(conn)
+    }
+
+    /// A kept connection, or a new one to the first endpoint that answers.
+    async fn connection(
+        &self,
+        target: &ProviderTarget,
+        timeout: Duration,
+    ) -> Result<quinn::Connection, ProviderError> {
+        let started = Instant::now();
+        let mut last = ProviderError::NoEndpoint;
+        for name in &target.endpoints {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(ProviderError::Timeout(timeout));
+            }
+            let addr = match tokio::time::timeout(left, resolve(name)).await {
+                Ok(Ok(a)) => a,
+                Ok(Err(e)) => {
+                    last = ProviderError::from_connect(name, e);
+                    continue;
+                }
+                Err(_) => return Err(ProviderError::Timeout(timeout)),
+            };
+            if self.reuse {
+                let kept = lock(&self.conns).get(&(addr, target.pin)).cloned();
+                if let Some(c) = kept {
+                    if c.close_reason().is_none() {
+                        return Ok(c);
+                    }
+                    lock(&self.conns).remove(&(addr, target.pin));
+                }
+            }
+            match self.open(name, addr, target.pin, left).await {
+                Ok(c) => {
+                    if self.reuse {
+                        lock(&self.conns).insert((addr, target.pin), c.clone());
+                    }
+                    return Ok(c);
+                }
+                // Another key is an answer, not an outage: do not try the next endpoint
+                // hoping for a different one, report it.
+                Err(e @ ProviderError::PinMismatch { .. }) => return Err(e),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// One call to the provider: connection (kept or new), one stream, one reply of at
+    /// most `max_reply` bytes, all within `timeout`.
+    pub async fn call(
+        &self,
+        target: &ProviderTarget,
+        method: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+        max_reply: usize,
+    ) -> Result<Reply, ProviderError> {
+        if timeout.is_zero() {
+            return Err(ProviderError::NoTimeLeft);
+        }
+        let started = Instant::now();
+        let call = Call {
+            method: method.to_string(),
+            payload,
+        };
+        // A kept connection may have died since; retry once on a fresh one.
+        for attempt in 0..2 {
+            let conn = self.connection(target, timeout).await?;
+            let left = timeout.saturating_sub(started.elapsed());
+            // postcard framing around the reply bytes.
+            let cap = max_reply.saturating_add(16);
+            let result =
+                tokio::time::timeout(left, courier_transport::call::<_, Reply>(&conn, &call, cap))
+                    .await;
+            if !self.reuse {
+                conn.close(0u32.into(), b"done");
+            }
+            match result {
+                Err(_) => return Err(ProviderError::Timeout(timeout)),
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(e)) => {
+                    let stale = matches!(
+                        e,
+                        TransportError::Connection(_)
+                            | TransportError::Write(_)
+                            | TransportError::Read(_)
+                    );
+                    if self.reuse {
+                        lock(&self.conns).retain(|_, c| c.stable_id() != conn.stable_id());
+                    }
+                    if !(stale && attempt == 0 && self.reuse) {
+                        return Err(ProviderError::Call(e));
+                    }
+                }
+            }
+        }
+        Err(ProviderError::NoTimeLeft)
+    }
+}
+
+impl Drop for ProviderPool {
+    fn drop(&mut self) {
+        self.close_all();
+    }
+}

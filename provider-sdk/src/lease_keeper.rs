@@ -1,0 +1,491 @@
+//! Keeping a registration alive: register, renew at about half the granted time (with
+//! jitter), register again when the registry no longer knows the lease, reconnect with
+//! backoff when the connection drops, and cancel on graceful shutdown.
+//!
+//! One background task does the work; the vendor's code watches [`LeaseState`] through a
+//! `tokio::sync::watch` channel. All timing is in [`KeeperConfig`], so tests can run with
+//! leases of a few hundred milliseconds.
+
+use crate::bundle::Bundle;
+use courier_protocol::{ErrorKind, LeaseGrant, LeaseId, SigningKey, SpkiPin};
+use courier_transport::{ClientError, RegistryClient, TransportError, client_endpoint};
+use rand::Rng;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Timing and identity of a [`LeaseKeeper`].
+#[derive(Debug, Clone)]
+pub struct KeeperConfig {
+    /// The lease duration asked for; the registry clamps it.
+    pub requested_ttl: Duration,
+    /// Renew after this fraction of the granted duration (default 0.5).
+    pub renew_fraction: f64,
+    /// Relative jitter on the renewal delay, e.g. 0.1 for ±10% (default 0.1).
+    pub jitter: f64,
+    /// First retry delay after a failure (default 200 ms); doubles per failure.
+    pub backoff_initial: Duration,
+    /// Longest retry delay (default 10 s).
+    pub backoff_max: Duration,
+    /// Deadline of one connect, register, renew or cancel (default 15 s).
+    pub request_timeout: Duration,
+    /// Agent name sent in the Hello, for the registry's logs.
+    pub agent: String,
+}
+
+impl KeeperConfig {
+    /// Defaults for a lease of `requested_ttl`.
+    pub fn new(requested_ttl: Duration) -> Self {
+        Self {
+            requested_ttl,
+            renew_fraction: 0.5,
+            jitter: 0.1,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(15),
+            agent: concat!("courier-provider/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+
+    fn renew_delay(&self, granted: Duration) -> Duration {
+        let jitter = self.jitter.clamp(0.0, 0.9);
+        let factor = self.renew_fraction.clamp(0.05, 0.95)
+            * (1.0 + rand::thread_rng().gen_range(-jitter..=jitter));
+        granted.mul_f64(factor)
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .backoff_initial
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.backoff_max);
+        // "Equal jitter": between half and all of the exponential delay.
+        exp.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+    }
+}
+
+/// What the keeper is doing, as the vendor's code sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Connecting and registering (at start, or after the registry forgot the lease).
+    Registering,
+    /// The registry holds the lease.
+    Active {
+        /// The lease.
+        lease: LeaseId,
+        /// Duration granted by the last registration or renewal.
+        ttl: Duration,
+        /// When that grant was received.
+        renewed_at: Instant,
+        /// Renewals of this lease so far.
+        renewals: u64,
+    },
+    /// The last attempt failed; the keeper tries again after a backoff.
+    Retrying {
+        /// The failure, one line.
+        error: String,
+        /// Consecutive failures so far.
+        attempt: u32,
+        /// The lease still held from before, if any (it may run out meanwhile).
+        lease: Option<LeaseId>,
+    },
+    /// The registry refused the bundle or presented another key: retrying cannot help.
+    Failed {
+        /// The refusal, one line.
+        error: String,
+    },
+    /// The keeper stopped (its lease, if any, was cancelled).
+    Cancelled,
+}
+
+impl LeaseState {
+    /// The lease, when active.
+    pub fn lease(&self) -> Option<LeaseId> {
+        match self {
+            LeaseState::Active { lease, .. } => Some(*lease),
+            _ => None,
+        }
+    }
+}
+
+/// Why waiting for an active lease ended without one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// The registry refused the registration for good.
+    #[error("registration failed: {0}")]
+    Failed(String),
+    /// The keeper stopped.
+    #[error("the lease keeper stopped")]
+    Stopped,
+}
+
+/// Why the lease could not be cancelled on shutdown (it runs out by itself).
+#[derive(Debug, thiserror::Error)]
+pub enum ShutdownError {
+    /// Reaching the registry or cancelling failed.
+    #[error("cannot cancel lease {lease}: {source}")]
+    Cancel {
+        /// The lease that stays until it runs out.
+        lease: LeaseId,
+        /// What failed.
+        source: ClientError,
+    },
+    /// The keeper task panicked or was aborted.
+    #[error("the lease keeper task ended abnormally")]
+    Task,
+}
+
+/// Keeps one bundle registered in the background. Dropping it without
+/// [`LeaseKeeper::shutdown`] stops the renewals without cancelling: the lease runs out.
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    state: watch::Receiver<LeaseState>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<Result<Option<LeaseId>, ShutdownError>>>,
+}
+
+impl LeaseKeeper {
+    /// Starts keeping `bundle` registered at the registry `registry_addr` pinned to
+    /// `registry_pin`, asking for leases of `requested_ttl`. Needs a tokio runtime.
+    pub fn start(
+        registry_addr: SocketAddr,
+        registry_pin: SpkiPin,
+        key: SigningKey,
+        bundle: Bundle,
+        requested_ttl: Duration,
+    ) -> Self {
+        Self::start_with(registry_addr, registry_pin, key, bundle, KeeperConfig::new(requested_ttl))
+    }
+
+    /// Like [`LeaseKeeper::start`], with explicit timing.
+    pub fn start_with(
+        registry_addr: SocketAddr,
+        registry_pin: SpkiPin,
+        key: SigningKey,
+        bundle: Bundle,
+        config: KeeperConfig,
+    ) -> Self {
+        let (state_tx, state) = watch::channel(LeaseState::Registering);
+        let (stop, stop_rx) = watch::channel(false);
+        let worker = Worker {
+            addr: registry_addr,
+            pin: registry_pin,
+            key,
+            bundle,
+            config,
+            state: state_tx,
+            stop: stop_rx,
+            endpoint: None,
+            client: None,
+        };
+        Self {
+            state,
+            stop,
+            task: Some(tokio::spawn(worker.run())),
+        }
+    }
+
+    /// A receiver of the state, for the vendor's code to watch.
+    pub fn state(&self) -> watch::Receiver<LeaseState> {
+        self.state.clone()
+    }
+
+    /// The current state.
+    pub fn current(&self) -> LeaseState {
+        self.state.borrow().clone()
+    }
+
+    /// Waits until the lease is active and returns it.
+    pub async fn wait_active(&self) -> Result<LeaseId, WaitError> {
+        let mut rx = self.state.clone();
+        let state = rx
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    LeaseState::Active { .. } | LeaseState::Failed { .. } | LeaseState::Cancelled
+                )
+            })
+            .await
+            .map_err(|_| WaitError::Stopped)?;
+        match &*state {
+            LeaseState::Active { lease, .. } => Ok(*lease),
+            LeaseState::Failed { error } => Err(WaitError::Failed(error.clone())),
+            _ => Err(WaitError::Stopped),
+        }
+    }
+
+    /// Stops renewing and cancels the lease. Returns the cancelled lease, or `None` if none
+    /// was held. An in-flight registration or renewal finishes first (bounded by
+    /// [`KeeperConfig::request_timeout`]).
+    pub async fn shutdown(mut self) -> Result<Option<LeaseId>, ShutdownError> {
+        let _ = self.stop.send(true);
+        match self.task.take() {
+            Some(task) => task.await.map_err(|_| ShutdownError::Task)?,
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What a failed step means for the keeper.
+enum Failure {
+    /// Retrying cannot help.
+    Permanent(String),
+    /// The connection is unusable: reconnect, then retry.
+    Connection(String),
+    /// The registry refused for now: retry on the same connection.
+    Refused(String),
+}
+
+fn classify(e: &ClientError) -> Failure {
+    let text = e.to_string();
+    match e {
+        ClientError::Transport(TransportError::PinMismatch { .. }) => Failure::Permanent(text),
+        ClientError::Transport(_) | ClientError::Unexpected(_) => Failure::Connection(text),
+        ClientError::Registry(w) => match w.kind {
+            ErrorKind::UnsupportedVersion
+            | ErrorKind::BadSignature
+            | ErrorKind::BadManifest
+            | ErrorKind::BadComponent
+            | ErrorKind::NotOwner => Failure::Permanent(text),
+            ErrorKind::NotAuthenticated | ErrorKind::BadHandshake | ErrorKind::BadFrame => {
+                Failure::Connection(text)
+            }
+            _ => Failure::Refused(text),
+        },
+    }
+}
+
+/// Marks that the keeper was asked to stop while waiting.
+struct Stopped;
+
+struct Worker {
+    addr: SocketAddr,
+    pin: SpkiPin,
+    key: SigningKey,
+    bundle: Bundle,
+    config: KeeperConfig,
+    state: watch::Sender<LeaseState>,
+    stop: watch::Receiver<bool>,
+    endpoint: Option<quinn::Endpoint>,
+    client: Option<RegistryClient>,
+}
+
+/// The lease held by the worker.
+struct Held {
+    lease: LeaseId,
+    renew_at: Instant,
+    renewals: u64,
+}
+
+impl Worker {
+    async fn run(mut self) -> Result<Option<LeaseId>, ShutdownError> {
+        let mut held: Option<Held> = None;
+        let mut attempt: u32 = 0;
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            let step = match held.as_ref().map(|h| (h.lease, h.renew_at, h.renewals)) {
+                None => match self.register().await {
+                    Ok(grant) => {
+                        held = Some(self.grant(grant, 0));
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                Some((lease, renew_at, renewals)) => {
+                    if until(&self.stop, tokio::time::sleep_until(renew_at)).await.is_err() {
+                        break;
+                    }
+                    match self.renew(lease).await {
+                        Ok(grant) => {
+                            held = Some(self.grant(grant, renewals + 1));
+                            Ok(())
+                        }
+                        Err(e)
+                            if matches!(&e, ClientError::Registry(w)
+                                if matches!(w.kind, ErrorKind::UnknownLease | ErrorKind::NotOwner)) =>
+                        {
+                            tracing::warn!(%lease, error = %e, "registry no longer knows the lease: registering again");
+                            held = None;
+                            attempt = 0;
+                            self.state.send_replace(LeaseState::Registering);
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            let error = match step {
+                Ok(()) => {
+                    attempt = 0;
+                    continue;
+                }
+                Err(_) if *self.stop.borrow() => break,
+                Err(e) => e,
+            };
+            let message = match classify(&error) {
+                Failure::Permanent(message) => {
+                    tracing::error!(error = %message, "registration refused for good");
+                    self.state.send_replace(LeaseState::Failed { error: message });
+                    return Ok(None);
+                }
+                Failure::Connection(message) => {
+                    self.drop_client();
+                    message
+                }
+                Failure::Refused(message) => message,
+            };
+            attempt = attempt.saturating_add(1);
+            let lease = held.as_ref().map(|h| h.lease);
+            tracing::warn!(error = %message, attempt, "lease keeper retrying");
+            self.state.send_replace(LeaseState::Retrying {
+                error: message,
+                attempt,
+                lease,
+            });
+            let delay = self.config.backoff(attempt);
+            if until(&self.stop, tokio::time::sleep(delay)).await.is_err() {
+                break;
+            }
+            if let Some(h) = &mut held {
+                // Renew as soon as the connection is back.
+                h.renew_at = Instant::now();
+            }
+        }
+        let result = match held {
+            Some(h) => self.cancel(h.lease).await.map(|()| Some(h.lease)),
+            None => Ok(None),
+        };
+        if let Some(client) = self.client.take() {
+            client.close();
+        }
+        self.state.send_replace(LeaseState::Cancelled);
+        result
+    }
+
+    /// Records a grant and publishes the active state.
+    fn grant(&self, grant: LeaseGrant, renewals: u64) -> Held {
+        let ttl = Duration::from_millis(grant.ttl_ms);
+        let now = Instant::now();
+        if renewals == 0 {
+            tracing::info!(lease = %grant.lease, ttl_ms = grant.ttl_ms, "registered");
+        } else {
+            tracing::debug!(lease = %grant.lease, ttl_ms = grant.ttl_ms, renewals, "renewed");
+        }
+        self.state.send_replace(LeaseState::Active {
+            lease: grant.lease,
+            ttl,
+            renewed_at: now,
+            renewals,
+        });
+        Held {
+            lease: grant.lease,
+            renew_at: now + self.config.renew_delay(ttl),
+            renewals,
+        }
+    }
+
+    /// Runs one request with the configured deadline.
+    async fn timed<T>(
+        &self,
+        fut: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let limit = self.config.request_timeout;
+        tokio::time::timeout(limit, fut)
+            .await
+            .map_err(|_| ClientError::Transport(TransportError::Timeout(limit)))?
+    }
+
+    fn drop_client(&mut self) {
+        if let Some(client) = self.client.take() {
+            client.close();
+        }
+    }
+
+    /// The authenticated connection, connecting again if it was lost.
+    async fn client(&mut self) -> Result<RegistryClient, ClientError> {
+        if let Some(client) = &self.client {
+            if client.connection().close_reason().is_none() {
+                return Ok(client.clone());
+            }
+            tracing::info!("registry connection lost: reconnecting");
+            self.client = None;
+        }
+        let endpoint = match &self.endpoint {
+            Some(e) => e.clone(),
+            None => {
+                let e = client_endpoint(self.addr)?;
+                self.endpoint = Some(e.clone());
+                e
+            }
+        };
+        let (addr, pin, agent) = (self.addr, self.pin, self.config.agent.clone());
+        let client = self
+            .timed(async {
+                let client = RegistryClient::connect_with(endpoint, addr, pin, &agent).await?;
+                client.authenticate(&self.key).await?;
+                Ok(client)
+            })
+            .await?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn register(&mut self) -> Result<LeaseGrant, ClientError> {
+        let stop = self.stop.clone();
+        let client = until(&stop, self.client()).await.map_err(|Stopped| stopped_error())??;
+        let request = self.bundle.register_request(self.config.requested_ttl);
+        self.timed(client.register(request)).await
+    }
+
+    async fn renew(&mut self, lease: LeaseId) -> Result<LeaseGrant, ClientError> {
+        let stop = self.stop.clone();
+        let client = until(&stop, self.client()).await.map_err(|Stopped| stopped_error())??;
+        let ttl_ms = u64::try_from(self.config.requested_ttl.as_millis()).unwrap_or(u64::MAX);
+        self.timed(client.renew(lease, ttl_ms)).await
+    }
+
+    async fn cancel(&mut self, lease: LeaseId) -> Result<(), ShutdownError> {
+        let result = async {
+            let client = self.client().await?;
+            self.timed(client.cancel(lease)).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                tracing::info!(%lease, "lease cancelled");
+                Ok(())
+            }
+            // Already gone: nothing left to cancel.
+            Err(ClientError::Registry(w)) if w.kind == ErrorKind::UnknownLease => Ok(()),
+            Err(source) => Err(ShutdownError::Cancel { lease, source }),
+        }
+    }
+}
+
+/// Stands for "stopped while connecting": the loop checks the stop flag next.
+fn stopped_error() -> ClientError {
+    ClientError::Unexpected("stopped")
+}
+
+/// Runs `fut` unless a stop is asked first (or the keeper handle is gone).
+async fn until<T>(stop: &watch::Receiver<bool>, fut: impl Future<Output = T>) -> Result<T, Stopped> {
+    let mut stop = stop.clone();
+    tokio::select! {
+        biased;
+        _ = stop.wait_for(|s| *s) => Err(Stopped),
+        v = fut => Ok(v),
+    }
+}

@@ -1,0 +1,205 @@
+//! The lease keeper against a real registry on loopback with short leases: it registers,
+//! renews, registers again when the registry forgets the lease, reconnects after a registry
+//! restart, reports a refused bundle, and cancels on shutdown.
+#![allow(clippy::unwrap_used)]
+
+use courier_protocol::{LeaseId, SigningKey, SpkiPin, VendorKey};
+use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState, WaitError};
+use courier_registry::{Registry, RegistryConfig, RegistryHandle};
+use courier_transport::RegistryClient;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn config(dir: &Path, listen: SocketAddr) -> RegistryConfig {
+    let mut c = RegistryConfig::new(dir);
+    c.listen = listen;
+    c.min_ttl = Duration::from_millis(100);
+    c.max_ttl = Duration::from_secs(60);
+    c.flush_interval = Duration::from_millis(50);
+    c
+}
+
+async fn start_registry(dir: &Path, listen: SocketAddr) -> RegistryHandle {
+    init_logs();
+    // After a restart the previous socket and store lock may take a moment to go away.
+    let mut last = None;
+    for _ in 0..50 {
+        match Registry::open(config(dir, listen)) {
+            Ok(r) => match r.serve().await {
+                Ok(h) => return h,
+                Err(e) => last = Some(e.to_string()),
+            },
+            Err(e) => last = Some(e.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("registry did not start: {last:?}");
+}
+
+fn bundle(key: &SigningKey) -> Bundle {
+    BundleBuilder::new(courier_proxy_artifacts::ECHO)
+        .name("acme/echo")
+        .version("0.1.0")
+        .endpoint("127.0.0.1:7901")
+        .provider_pin(SpkiPin([7; 32]))
+        .sign(key)
+        .unwrap()
+}
+
+fn fast(ttl: Duration) -> KeeperConfig {
+    KeeperConfig {
+        backoff_initial: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        request_timeout: Duration::from_secs(2),
+        ..KeeperConfig::new(ttl)
+    }
+}
+
+fn start_keeper(h: &RegistryHandle, key: &SigningKey, ttl: Duration) -> LeaseKeeper {
+    LeaseKeeper::start_with(h.local_addr(), h.pin(), key.clone(), bundle(key), fast(ttl))
+}
+
+/// Waits (at most 10 s) for a state matching `f`.
+async fn state_where(rx: &mut watch::Receiver<LeaseState>, f: impl FnMut(&LeaseState) -> bool) -> LeaseState {
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(f))
+        .await
+        .expect("state not reached in time")
+        .unwrap()
+        .clone()
+}
+
+async fn live_leases(h: &RegistryHandle) -> Vec<LeaseId> {
+    let c = RegistryClient::connect(h.local_addr(), h.pin(), "test").await.unwrap();
+    let leases = c.leases().await.unwrap().into_iter().map(|l| l.lease).collect();
+    c.close();
+    leases
+}
+
+#[tokio::test]
+async fn registers_renews_and_cancels_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_registry(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let key = courier_provider::generate_key();
+    let keeper = start_keeper(&h, &key, Duration::from_millis(400));
+    let lease = keeper.wait_active().await.unwrap();
+    assert_eq!(live_leases(&h).await, [lease]);
+
+    // Renewed at about half of 400 ms: three renewals take well over one lease time.
+    let mut rx = keeper.state();
+    let state = state_where(&mut rx, |s| matches!(s, LeaseState::Active { renewals, .. } if *renewals >= 3)).await;
+    let LeaseState::Active { lease: renewed, ttl, .. } = state else { unreachable!() };
+    assert_eq!(renewed, lease);
+    assert_eq!(ttl, Duration::from_millis(400));
+    assert_eq!(live_leases(&h).await, [lease]);
+
+    assert_eq!(keeper.shutdown().await.unwrap(), Some(lease));
+    assert_eq!(*rx.borrow(), LeaseState::Cancelled);
+    assert!(live_leases(&h).await.is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn registers_again_when_the_registry_forgets_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_registry(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let key = courier_provider::generate_key();
+    let keeper = start_keeper(&h, &key, Duration::from_millis(300));
+    let first = keeper.wait_active().await.unwrap();
+
+    let registry = h.registry().clone();
+    registry.cancel(registry.now(), Some(&VendorKey::of(&key)), first).unwrap();
+    assert!(live_leases(&h).await.is_empty());
+
+    let mut rx = keeper.state();
+    let state = state_where(&mut rx, |s| s.lease().is_some_and(|l| l != first)).await;
+    let second = state.lease().unwrap();
+    assert_eq!(live_leases(&h).await, [second]);
+
+    assert_eq!(keeper.shutdown().await.unwrap(), Some(second));
+    assert!(live_leases(&h).await.is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconnects_after_the_registry_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_registry(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let addr = h.local_addr();
+    let key = courier_provider::generate_key();
+    let keeper = start_keeper(&h, &key, Duration::from_millis(300));
+    keeper.wait_active().await.unwrap();
+
+    h.shutdown().await;
+    let mut rx = keeper.state();
+    let state = state_where(&mut rx, |s| matches!(s, LeaseState::Retrying { .. })).await;
+    let LeaseState::Retrying { error, .. } = state else { unreachable!() };
+    assert!(!error.is_empty());
+
+    // The same data directory and address: the same pin, the stored lease comes back.
+    let h = start_registry(dir.path(), addr).await;
+    let state = state_where(&mut rx, |s| matches!(s, LeaseState::Active { .. })).await;
+    let lease = state.lease().unwrap();
+    assert_eq!(live_leases(&h).await, [lease]);
+
+    assert_eq!(keeper.shutdown().await.unwrap(), Some(lease));
+    assert!(live_leases(&h).await.is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_bundle_fails_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_registry(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let key = courier_provider::generate_key();
+    let expired = BundleBuilder::new(courier_proxy_artifacts::ECHO)
+        .name("acme/echo")
+        .version("0.1.0")
+        .endpoint("127.0.0.1:7901")
+        .provider_pin(SpkiPin([7; 32]))
+        .issued_at(SystemTime::now() - Duration::from_secs(3600))
+        .validity(Duration::from_secs(60))
+        .sign(&key)
+        .unwrap();
+    let keeper = LeaseKeeper::start_with(h.local_addr(), h.pin(), key.clone(), expired, fast(Duration::from_secs(1)));
+    match keeper.wait_active().await {
+        Err(WaitError::Failed(message)) => assert!(message.contains("expired"), "{message}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(keeper.shutdown().await.unwrap(), None);
+
+    // A registry presenting another key than the pinned one is never trusted.
+    let keeper = LeaseKeeper::start_with(h.local_addr(), SpkiPin([9; 32]), key.clone(), bundle(&key), fast(Duration::from_secs(1)));
+    match keeper.wait_active().await {
+        Err(WaitError::Failed(message)) => assert!(message.contains("pinned"), "{message}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(live_leases(&h).await.is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_while_the_registry_is_down_stops_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_registry(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let (addr, pin) = (h.local_addr(), h.pin());
+    h.shutdown().await;
+    let key = courier_provider::generate_key();
+    let keeper = LeaseKeeper::start_with(addr, pin, key.clone(), bundle(&key), fast(Duration::from_secs(1)));
+    let mut rx = keeper.state();
+    state_where(&mut rx, |s| matches!(s, LeaseState::Retrying { attempt, .. } if *attempt >= 2)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(keeper.shutdown().await.unwrap(), None);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(*rx.borrow(), LeaseState::Cancelled);
+}

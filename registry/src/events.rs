@@ -1,0 +1,232 @@
+//! The event log: every change to a registration gets a strictly increasing sequence
+//! number; recent events stay in a bounded ring for subscribers that ask from a given
+//! sequence number, and live events fan out to subscribers over a broadcast channel.
+//!
+//! Sequence numbers stay strictly increasing across restarts: the registry durably reserves
+//! a block of numbers ahead (the store's high-water mark) and a restarted registry starts
+//! at the reserved mark, so no number is ever used twice (unused ones are skipped). The ring
+//! holds a contiguous run of sequence numbers `[kept_from, next_seq)`; asking for anything
+//! older answers with `missed: Some((from, kept_from))`.
+
+use crate::catalog::Registration;
+use courier_protocol::{Event, EventBatch, EventKind, LeaseId};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// One event as the registry keeps it: the registration is shared, not copied.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// Sequence number.
+    pub seq: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The registration concerned.
+    pub reg: Arc<Registration>,
+}
+
+impl EventRecord {
+    /// Whether the event concerns `filter` (an interface, with or without version);
+    /// everything matches no filter.
+    pub fn matches(&self, filter: Option<&str>) -> bool {
+        match filter {
+            None => true,
+            Some(f) => self
+                .reg
+                .exports
+                .iter()
+                .any(|e| &*e.key == f || &*e.versioned == f),
+        }
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self) -> Event {
+        Event {
+            seq: self.seq,
+            kind: self.kind,
+            lease: self.reg.lease,
+            name: self.reg.name.to_string(),
+            interfaces: self.reg.interface_names(),
+            at_ms: self.at_ms,
+        }
+    }
+
+    /// The lease concerned.
+    pub fn lease(&self) -> LeaseId {
+        self.reg.lease
+    }
+}
+
+/// The log.
+#[derive(Debug)]
+pub struct EventLog {
+    ring: VecDeque<EventRecord>,
+    capacity: usize,
+    next_seq: u64,
+    reserved: u64,
+    kept_from: u64,
+    tx: broadcast::Sender<EventRecord>,
+}
+
+impl EventLog {
+    /// A log whose next sequence number is `start_seq` (at least 1), with `reserved` the
+    /// durably reserved mark, keeping `capacity` recent events and `live_capacity` events
+    /// per live subscriber. Events before `start_seq` count as missed (a restarted log), unless
+    /// `start_seq` is 1.
+    pub fn new(start_seq: u64, reserved: u64, capacity: usize, live_capacity: usize) -> Self {
+        let start_seq = start_seq.max(1);
+        let (tx, _) = broadcast::channel(live_capacity.max(1));
+        Self {
+            ring: VecDeque::with_capacity(capacity.min(4096)),
+            capacity: capacity.max(1),
+            next_seq: start_seq,
+            reserved: reserved.max(start_seq),
+            kept_from: start_seq,
+            tx,
+        }
+    }
+
+    /// The number the next event gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Numbers below this are durably reserved.
+    pub fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
+    /// Raises the reserved mark (after the store made it durable).
+    pub fn set_reserved(&mut self, reserved: u64) {
+        self.reserved = self.reserved.max(reserved);
+    }
+
+    /// How many events can still be numbered without a new reservation.
+    pub fn headroom(&self) -> u64 {
+        self.reserved.saturating_sub(self.next_seq)
+    }
+
+    /// Records an event and fans it out; returns its sequence number. The caller makes sure
+    /// [`EventLog::headroom`] is not zero first.
+    pub fn push(&mut self, kind: EventKind, at_ms: u64, reg: Arc<Registration>) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let rec = EventRecord {
+            seq,
+            kind,
+            at_ms,
+            reg,
+        };
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(rec.clone());
+        }
+        if self.ring.len() == self.capacity
+            && let Some(old) = self.ring.pop_front()
+        {
+            self.kept_from = old.seq + 1;
+        }
+        self.ring.push_back(rec);
+        seq
+    }
+
+    /// Events from `from_seq` on that match `filter`, at most `max`, and the sequence number
+    /// to continue from. `missed` is set when events at or after `from_seq` are no longer kept.
+    pub fn since(&self, from_seq: u64, filter: Option<&str>, max: usize) -> (EventBatch, u64) {
+        let from = from_seq.max(1);
+        let missed = (from < self.kept_from).then_some((from, self.kept_from));
+        let start = from.max(self.kept_from);
+        let mut events = Vec::new();
+        let mut next = start;
+        let skip = (start - self.kept_from) as usize;
+        for rec in self.ring.iter().skip(skip) {
+            if events.len() == max {
+                break;
+            }
+            next = rec.seq + 1;
+            if rec.matches(filter) {
+                events.push(rec.to_wire());
+            }
+        }
+        (EventBatch { events, missed }, next)
+    }
+
+    /// A live feed of events pushed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
+        self.tx.subscribe()
+    }
+
+    /// Number of events held in the ring.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::catalog::{Catalog, tests::manifest};
+
+    fn regs() -> (Arc<Registration>, Arc<Registration>) {
+        let mut c = Catalog::new();
+        let a = c
+            .insert(LeaseId([1; 16]), &manifest("a/echo", 1, "1.0.0", &[("courier:echo/echo@0.1.0", &["say"])]))
+            .unwrap();
+        let b = c
+            .insert(LeaseId([2; 16]), &manifest("b/kv", 2, "1.0.0", &[("courier:kv/store@0.1.0", &["get"])]))
+            .unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn sequence_filter_and_missed() {
+        let (a, b) = regs();
+        let mut log = EventLog::new(1, 1000, 4, 16);
+        assert_eq!(log.push(EventKind::Registered, 10, a.clone()), 1);
+        assert_eq!(log.push(EventKind::Registered, 11, b.clone()), 2);
+        assert_eq!(log.push(EventKind::Renewed, 12, a.clone()), 3);
+        let (batch, next) = log.since(0, None, 100);
+        assert_eq!(batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(batch.missed, None);
+        assert_eq!(next, 4);
+        let (batch, _) = log.since(2, Some("courier:echo/echo"), 100);
+        assert_eq!(batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(batch.events[0].name, "a/echo");
+        assert_eq!(batch.events[0].interfaces, vec!["courier:echo/echo@0.1.0".to_string()]);
+        // Overflow the ring: 1 and 2 drop out.
+        log.push(EventKind::Renewed, 13, a.clone());
+        log.push(EventKind::Expired, 14, b.clone());
+        log.push(EventKind::Cancelled, 15, a.clone());
+        let (batch, next) = log.since(1, None, 100);
+        assert_eq!(batch.missed, Some((1, 3)));
+        assert_eq!(batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
+        assert_eq!(next, 7);
+        // Asking from the future gives nothing, and nothing missed.
+        let (batch, next) = log.since(50, None, 100);
+        assert!(batch.events.is_empty() && batch.missed.is_none());
+        assert_eq!(next, 50);
+        // A cap on the batch size gives the point to go on from.
+        let (batch, next) = log.since(3, None, 2);
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!(next, 5);
+    }
+
+    #[test]
+    fn restarted_log_reports_the_lost_past_and_fans_out() {
+        let (a, _) = regs();
+        let mut log = EventLog::new(5000, 6000, 8, 16);
+        let (batch, _) = log.since(10, None, 100);
+        assert_eq!(batch.missed, Some((10, 5000)));
+        let mut rx = log.subscribe();
+        assert_eq!(log.push(EventKind::Renewed, 1, a), 5000);
+        assert_eq!(rx.try_recv().unwrap().seq, 5000);
+        assert_eq!(log.headroom(), 999);
+    }
+}

@@ -1,0 +1,257 @@
+//! The matcher: answers a [`ServiceQuery`] from the catalog's interface index, never by a
+//! scan of the whole catalog.
+//!
+//! A registration matches when it exports the queried interface (`namespace:package/
+//! interface`) at a version meeting the query's semver requirement, that export has every
+//! function asked for, every attribute constraint holds, and its lease is live at `now`
+//! (checked here against the lease table, so an expired or cancelled registration stops
+//! matching at once, before the expiry task collects it).
+//!
+//! Rank, best first: the highest interface version, then the highest proxy version, then the
+//! most lease time left, then the lease id (so equal candidates come in a stable order).
+
+use crate::catalog::{Catalog, ExportEntry, Registration};
+use crate::lease_table::{LeaseTable, Millis};
+use courier_protocol::{AttributeConstraint, InterfaceName, LeaseId, ServiceQuery};
+use std::sync::Arc;
+
+/// Candidates returned when a query asks for none in particular (limit 0).
+pub const DEFAULT_LIMIT: usize = 16;
+
+/// Most attribute constraints or required functions in one query.
+pub const MAX_CONSTRAINTS: usize = 64;
+
+/// A query checked and parsed, ready to run under the catalog lock.
+#[derive(Debug, Clone)]
+pub struct PreparedQuery {
+    key: String,
+    req: Option<semver::VersionReq>,
+    functions: Vec<String>,
+    attributes: Vec<AttributeConstraint>,
+    limit: usize,
+}
+
+/// One matching registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// Its lease.
+    pub lease: LeaseId,
+    /// The matched interface with its version.
+    pub interface: Arc<str>,
+    /// Milliseconds left on the lease.
+    pub remaining_ms: u64,
+}
+
+/// Why a query is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The interface is not `namespace:package/interface[@version]`.
+    #[error("bad interface name: {0}")]
+    Interface(String),
+    /// The version requirement does not parse.
+    #[error("bad version requirement {0:?}: {1}")]
+    VersionReq(String, String),
+    /// Too many functions or attribute constraints.
+    #[error("too many constraints (at most {MAX_CONSTRAINTS})")]
+    TooManyConstraints,
+}
+
+impl PreparedQuery {
+    /// Checks and parses `query`; at most `max_limit` candidates will be returned. An
+    /// interface given with `@version` and no requirement asks for exactly that version.
+    pub fn new(query: &ServiceQuery, max_limit: usize) -> Result<Self, QueryError> {
+        let name: InterfaceName = query
+            .interface
+            .parse()
+            .map_err(|e: courier_protocol::InterfaceNameError| QueryError::Interface(e.to_string()))?;
+        let req = match (&query.version_req, &name.version) {
+            (Some(r), _) => Some(
+                semver::VersionReq::parse(r)
+                    .map_err(|e| QueryError::VersionReq(r.clone(), e.to_string()))?,
+            ),
+            (None, Some(v)) => Some(semver::VersionReq {
+                comparators: vec![semver::Comparator {
+                    op: semver::Op::Exact,
+                    major: v.major,
+                    minor: Some(v.minor),
+                    patch: Some(v.patch),
+                    pre: v.pre.clone(),
+                }],
+            }),
+            (None, None) => None,
+        };
+        if query.functions.len() > MAX_CONSTRAINTS || query.attributes.len() > MAX_CONSTRAINTS {
+            return Err(QueryError::TooManyConstraints);
+        }
+        let limit = match query.limit as usize {
+            0 => DEFAULT_LIMIT,
+            n => n,
+        }
+        .min(max_limit.max(1));
+        Ok(Self {
+            key: name.unversioned(),
+            req,
+            functions: query.functions.clone(),
+            attributes: query.attributes.clone(),
+            limit,
+        })
+    }
+
+    /// The unversioned interface asked for.
+    pub fn interface(&self) -> &str {
+        &self.key
+    }
+
+    /// Most candidates this query returns.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn export_matches(&self, e: &ExportEntry) -> bool {
+        if let Some(req) = &self.req
+            && !req.matches(&e.version)
+        {
+            return false;
+        }
+        self.functions
+            .iter()
+            .all(|f| e.functions.binary_search_by(|x| (**x).cmp(f.as_str())).is_ok())
+    }
+
+    fn attributes_hold(&self, reg: &Registration) -> bool {
+        self.attributes.iter().all(|c| match c {
+            AttributeConstraint::Equals(k, v) => reg.attribute(k) == Some(v.as_str()),
+            AttributeConstraint::Present(k) => reg.attribute(k).is_some(),
+            AttributeConstraint::Absent(k) => reg.attribute(k).is_none(),
+        })
+    }
+}
+
+/// Runs `query` at `now`: ranked matches, best first, at most the query's limit.
+pub fn find(catalog: &Catalog, table: &LeaseTable, now: Millis, query: &PreparedQuery) -> Vec<Match> {
+    let mut hits: Vec<(&ExportEntry, &Registration, u64)> = Vec::new();
+    for reg in catalog.by_interface(&query.key) {
+        let Some(export) = reg.export(&query.key) else {
+            continue;
+        };
+        if !query.export_matches(export) || !query.attributes_hold(reg) {
+            continue;
+        }
+        let Some(remaining) = table.remaining(&reg.lease, now) else {
+            continue;
+        };
+        hits.push((export, reg, remaining));
+    }
+    let rank = |a: &(&ExportEntry, &Registration, u64), b: &(&ExportEntry, &Registration, u64)| {
+        b.0.version
+            .cmp(&a.0.version)
+            .then_with(|| b.1.version.cmp(&a.1.version))
+            .then_with(|| b.2.cmp(&a.2))
+            .then_with(|| a.1.lease.cmp(&b.1.lease))
+    };
+    if hits.len() > query.limit {
+        hits.select_nth_unstable_by(query.limit - 1, rank);
+        hits.truncate(query.limit);
+    }
+    hits.sort_unstable_by(rank);
+    hits.into_iter()
+        .map(|(e, r, remaining_ms)| Match {
+            lease: r.lease,
+            interface: e.versioned.clone(),
+            remaining_ms,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::catalog::tests::manifest;
+    use crate::lease_table::{LeasePolicy, Op};
+
+    fn setup() -> (Catalog, LeaseTable) {
+        let mut c = Catalog::new();
+        let mut t = LeaseTable::new(LeasePolicy { min_ttl_ms: 1, max_ttl_ms: 100_000, grace_ms: 10 });
+        let regs: &[(u8, &str, &str, &[&str], u64)] = &[
+            (1, "1.0.0", "courier:echo/echo@0.1.0", &["say"], 10_000),
+            (2, "2.0.0", "courier:echo/echo@0.1.0", &["say"], 5_000),
+            (3, "1.0.0", "courier:echo/echo@0.2.0", &["say", "shout"], 1_000),
+            (4, "9.0.0", "courier:kv/store@0.1.0", &["get"], 10_000),
+            (5, "1.0.0", "courier:echo/echo@0.1.0", &["say"], 20_000),
+        ];
+        for (n, v, i, fs, ttl) in regs {
+            let mut m = manifest(&format!("v/s{n}"), *n, v, &[(*i, *fs)]);
+            if *n == 5 {
+                m.attributes.insert("region".into(), "us".into());
+                m.attributes.insert("beta".into(), "yes".into());
+            }
+            c.insert(LeaseId([*n; 16]), &m).unwrap();
+            t.handle(Millis(0), Op::Grant { id: LeaseId([*n; 16]), ttl_ms: *ttl });
+        }
+        (c, t)
+    }
+
+    fn q(interface: &str) -> ServiceQuery {
+        ServiceQuery { interface: interface.into(), ..Default::default() }
+    }
+
+    fn leases(ms: &[Match]) -> Vec<u8> {
+        ms.iter().map(|m| m.lease.0[0]).collect()
+    }
+
+    #[test]
+    fn ranks_by_interface_version_then_proxy_version_then_remaining() {
+        let (c, t) = setup();
+        let p = PreparedQuery::new(&q("courier:echo/echo"), 100).unwrap();
+        let got = find(&c, &t, Millis(0), &p);
+        assert_eq!(leases(&got), vec![3, 2, 5, 1]);
+        assert_eq!(&*got[0].interface, "courier:echo/echo@0.2.0");
+        assert_eq!(got[0].remaining_ms, 1_000);
+    }
+
+    #[test]
+    fn version_functions_attributes_and_limit() {
+        let (c, t) = setup();
+        let mut query = q("courier:echo/echo");
+        query.version_req = Some("^0.1".into());
+        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![2, 5, 1]);
+        let exact = PreparedQuery::new(&q("courier:echo/echo@0.2.0"), 100).unwrap();
+        assert_eq!(leases(&find(&c, &t, Millis(0), &exact)), vec![3]);
+        let mut query = q("courier:echo/echo");
+        query.functions = vec!["shout".into()];
+        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![3]);
+        let mut query = q("courier:echo/echo");
+        query.attributes = vec![AttributeConstraint::Equals("region".into(), "eu".into())];
+        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![3, 2, 1]);
+        query.attributes = vec![AttributeConstraint::Present("beta".into())];
+        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![5]);
+        query.attributes = vec![AttributeConstraint::Absent("beta".into())];
+        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![3, 2, 1]);
+        let mut query = q("courier:echo/echo");
+        query.limit = 2;
+        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![3, 2]);
+        query.limit = 50;
+        assert_eq!(PreparedQuery::new(&query, 3).unwrap().limit(), 3);
+    }
+
+    #[test]
+    fn expired_leases_stop_matching_before_collection() {
+        let (c, t) = setup();
+        let p = PreparedQuery::new(&q("courier:echo/echo"), 100).unwrap();
+        assert_eq!(leases(&find(&c, &t, Millis(1_000), &p)), vec![2, 5, 1]);
+        assert_eq!(leases(&find(&c, &t, Millis(10_000), &p)), vec![5]);
+        assert!(find(&c, &t, Millis(20_000), &p).is_empty());
+    }
+
+    #[test]
+    fn bad_queries_are_typed_errors() {
+        assert!(matches!(PreparedQuery::new(&q("nope"), 10), Err(QueryError::Interface(_))));
+        let mut query = q("courier:echo/echo");
+        query.version_req = Some("not a req".into());
+        assert!(matches!(PreparedQuery::new(&query, 10), Err(QueryError::VersionReq(..))));
+        let mut query = q("courier:echo/echo");
+        query.functions = vec!["f".into(); MAX_CONSTRAINTS + 1];
+        assert_eq!(PreparedQuery::new(&query, 10).unwrap_err(), QueryError::TooManyConstraints);
+    }
+}

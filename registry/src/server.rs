@@ -1,0 +1,606 @@
+//! The QUIC driver: a thin tokio/quinn layer around [`Registry`]. It accepts connections
+//! (capped by a semaphore), runs the Hello/Welcome handshake, serves one request per stream,
+//! and runs two background tasks: expiry (sleeps until the next lease deadline, woken early
+//! when an earlier one appears) and the write-behind flush.
+//!
+//! Every bad input gets a typed `Response::Error` and a `tracing` warning; the connection
+//! (or, for a broken handshake, the registry) keeps serving everyone else.
+
+use crate::events::EventRecord;
+use crate::registry::{MAX_BATCH, Registry};
+use courier_protocol::signing::{AUTH_DOMAIN, auth_message};
+use courier_protocol::{
+    ErrorKind, EventBatch, PROTOCOL_VERSION, Request, Response, SpkiPin, VendorKey, Welcome, WireError, codec,
+};
+use courier_transport::{Identity, ServerLimits, TransportError, server_endpoint, write_frame};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Largest frame accepted for anything but a registration (which may carry a component).
+pub const SMALL_FRAME: usize = 64 * 1024;
+/// Bytes all connections together may hold in large request frames being read.
+pub const LARGE_FRAME_BUDGET: usize = 64 * 1024 * 1024;
+/// How long a client has to send a whole request frame.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// QUIC application close codes.
+mod close {
+    pub const SHUTDOWN: u32 = 0;
+    pub const UNSUPPORTED_VERSION: u32 = 1;
+    pub const BAD_HANDSHAKE: u32 = 2;
+    pub const BUSY: u32 = 3;
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The TLS identity or the socket failed.
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+    /// The endpoint has no local address.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running registry server.
+pub struct RegistryHandle {
+    local_addr: SocketAddr,
+    pin: SpkiPin,
+    registry: Arc<Registry>,
+    endpoint: quinn::Endpoint,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    done_tx: mpsc::Sender<()>,
+    done_rx: mpsc::Receiver<()>,
+}
+
+impl std::fmt::Debug for RegistryHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryHandle")
+            .field("local_addr", &self.local_addr)
+            .field("pin", &self.pin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The pin clients must use: SHA-256 of the registry's TLS public key.
+    pub fn pin(&self) -> SpkiPin {
+        self.pin
+    }
+
+    /// The registry behind the server (for in-process operator actions and benchmarks).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Stops gracefully: stops accepting, closes connections, waits for the handlers, and
+    /// writes a final durable flush. When it returns, the data directory can be reopened.
+    pub async fn shutdown(self) {
+        let RegistryHandle {
+            registry,
+            endpoint,
+            shutdown,
+            tasks,
+            done_tx,
+            mut done_rx,
+            ..
+        } = self;
+        let _ = shutdown.send(true);
+        endpoint.close(close::SHUTDOWN.into(), b"registry shutting down");
+        for t in tasks {
+            let _ = t.await;
+        }
+        drop(done_tx);
+        if tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connection handlers did not finish in 10 s");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        let reg = registry.clone();
+        match tokio::task::spawn_blocking(move || reg.flush(reg.now())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("final flush failed: {e}"),
+            Err(e) => tracing::error!("final flush panicked: {e}"),
+        }
+        tracing::info!("registry stopped");
+    }
+}
+
+/// Shared by every connection task.
+struct Ctx {
+    registry: Arc<Registry>,
+    pin: SpkiPin,
+    shutdown: watch::Receiver<bool>,
+    large_frames: Arc<Semaphore>,
+    done: mpsc::Sender<()>,
+}
+
+impl Registry {
+    /// Binds `config.listen` with the identity kept in the data directory and serves until
+    /// [`RegistryHandle::shutdown`].
+    pub async fn serve(self) -> Result<RegistryHandle, ServeError> {
+        serve(Arc::new(self)).await
+    }
+}
+
+/// Serves a shared registry (see [`Registry::serve`]).
+pub async fn serve(registry: Arc<Registry>) -> Result<RegistryHandle, ServeError> {
+    let config = registry.config().clone();
+    let (identity, created) = Identity::load_or_generate(&config.data_dir)?;
+    let pin = identity.pin();
+    let limits = ServerLimits {
+        max_streams_per_connection: config.max_streams_per_connection,
+        idle_timeout: config.idle_timeout,
+        ..ServerLimits::default()
+    };
+    let endpoint = server_endpoint(config.listen, &identity, &limits)?;
+    let local_addr = endpoint.local_addr()?;
+    tracing::info!(%local_addr, %pin, new_identity = created, registry_id = registry.registry_id(), "registry listening");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (done_tx, done_rx) = mpsc::channel(1);
+    let ctx = Arc::new(Ctx {
+        registry: registry.clone(),
+        pin,
+        shutdown: shutdown_rx.clone(),
+        large_frames: Arc::new(Semaphore::new(LARGE_FRAME_BUDGET)),
+        done: done_tx.clone(),
+    });
+    let tasks = vec![
+        tokio::spawn(accept_loop(endpoint.clone(), ctx.clone(), config.max_connections)),
+        tokio::spawn(expiry_task(registry.clone(), shutdown_rx.clone())),
+        tokio::spawn(flush_task(registry.clone(), shutdown_rx)),
+    ];
+    Ok(RegistryHandle {
+        local_addr,
+        pin,
+        registry,
+        endpoint,
+        shutdown: shutdown_tx,
+        tasks,
+        done_tx,
+        done_rx,
+    })
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<Ctx>, max_connections: usize) {
+    let connections = Arc::new(Semaphore::new(max_connections.max(1)));
+    // Connections over the cap get a Busy answer; a flood beyond that is refused outright.
+    let busy = Arc::new(Semaphore::new(max_connections.max(64) / 4));
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let incoming = tokio::select! {
+            _ = shutdown.changed() => break,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        if let Ok(permit) = connections.clone().try_acquire_owned() {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let done = ctx.done.clone();
+                handle_connection(incoming, ctx).await;
+                drop(permit);
+                drop(done);
+            });
+        } else if let Ok(permit) = busy.clone().try_acquire_owned() {
+            tracing::warn!(peer = %incoming.remote_address(), "connection cap reached: answering busy");
+            let done = ctx.done.clone();
+            let timeout = ctx.registry.config().handshake_timeout;
+            tokio::spawn(async move {
+                answer_busy(incoming, timeout).await;
+                drop(permit);
+                drop(done);
+            });
+        } else {
+            tracing::warn!(peer = %incoming.remote_address(), "connection flood: refusing");
+            incoming.refuse();
+        }
+    }
+}
+
+async fn answer_busy(incoming: quinn::Incoming, timeout: Duration) {
+    let work = async {
+        let conn = incoming.await.ok()?;
+        let (mut send, mut recv) = conn.accept_bi().await.ok()?;
+        let _ = read_request(&mut recv, SMALL_FRAME, None).await;
+        let resp = Response::Error(WireError::new(ErrorKind::Busy, "registry is at its connection cap; try later"));
+        close_with(&conn, &mut send, &resp, close::BUSY, b"busy").await;
+        Some(())
+    };
+    let _ = tokio::time::timeout(timeout, work).await;
+}
+
+/// Writes `resp`, finishes the stream, waits (briefly) until the peer has it, then closes.
+async fn close_with(conn: &quinn::Connection, send: &mut quinn::SendStream, resp: &Response, code: u32, reason: &[u8]) {
+    if write_frame(send, resp).await.is_ok() && send.finish().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    }
+    conn.close(code.into(), reason);
+}
+
+async fn handle_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
+    let peer = incoming.remote_address();
+    let config = ctx.registry.config();
+    let conn = match tokio::time::timeout(config.handshake_timeout, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "connection failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let Some(challenge) = handshake(&conn, peer, config.handshake_timeout).await else {
+        return;
+    };
+    let auth: Arc<OnceLock<VendorKey>> = Arc::new(OnceLock::new());
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let (send, recv) = tokio::select! {
+            _ = shutdown.changed() => break,
+            s = conn.accept_bi() => match s {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                    break;
+                }
+            },
+        };
+        let ctx = ctx.clone();
+        let auth = auth.clone();
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let done = ctx.done.clone();
+            handle_stream(send, recv, &ctx, &conn, peer, &challenge, &auth).await;
+            drop(done);
+        });
+    }
+    conn.close(close::SHUTDOWN.into(), b"bye");
+}
+
+/// Runs the Hello/Welcome exchange on the first stream; `None` if it failed (the
+/// connection is then closed).
+async fn handshake(conn: &quinn::Connection, peer: SocketAddr, timeout: Duration) -> Option<[u8; 32]> {
+    let (mut send, mut recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "connection ended before hello: {e}");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "no hello in time");
+            conn.close(close::BAD_HANDSHAKE.into(), b"no hello");
+            return None;
+        }
+    };
+    let first = match tokio::time::timeout(timeout, read_request(&mut recv, SMALL_FRAME, None)).await {
+        Ok(r) => r,
+        Err(_) => Err(WireError::new(ErrorKind::BadHandshake, "no hello in time")),
+    };
+    let (err, code, reason): (WireError, u32, &[u8]) = match first {
+        Ok(Request::Hello(h)) if h.version == PROTOCOL_VERSION => {
+            let challenge: [u8; 32] = rand::random();
+            let welcome = Response::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                challenge,
+            });
+            if write_frame(&mut send, &welcome).await.is_err() || send.finish().is_err() {
+                return None;
+            }
+            tracing::debug!(%peer, agent = %h.agent, "hello");
+            return Some(challenge);
+        }
+        Ok(Request::Hello(h)) => (
+            WireError::new(
+                ErrorKind::UnsupportedVersion,
+                format!("protocol version {} is not supported; this registry speaks {PROTOCOL_VERSION}", h.version),
+            ),
+            close::UNSUPPORTED_VERSION,
+            b"unsupported version",
+        ),
+        Ok(_) => (
+            WireError::new(ErrorKind::BadHandshake, "the first message must be Hello"),
+            close::BAD_HANDSHAKE,
+            b"bad handshake",
+        ),
+        Err(e) => (e, close::BAD_HANDSHAKE, b"bad handshake"),
+    };
+    tracing::warn!(%peer, kind = ?err.kind, "handshake refused: {}", err.message);
+    close_with(conn, &mut send, &Response::Error(err), code, reason).await;
+    None
+}
+
+/// Reads one request frame. Frames above [`SMALL_FRAME`] take their size from the shared
+/// budget for the time they are read (a `large` budget of `None` refuses them).
+async fn read_request(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+    large: Option<&Semaphore>,
+) -> Result<Request, WireError> {
+    let bad = |m: String| WireError::new(ErrorKind::BadFrame, m);
+    let mut header = [0u8; codec::FRAME_HEADER_LEN];
+    let mut got = 0;
+    while got < header.len() {
+        match recv.read(&mut header[got..]).await {
+            Ok(Some(n)) => got += n,
+            Ok(None) if got == 0 => return Err(bad("empty stream: no request frame".into())),
+            Ok(None) => return Err(bad("truncated frame header".into())),
+            Err(e) => return Err(bad(format!("read: {e}"))),
+        }
+    }
+    let len = codec::frame_len(header, max).map_err(|e| bad(e.to_string()))?;
+    let _permit = if len > SMALL_FRAME {
+        let budget = large.ok_or_else(|| bad(format!("frame of {len} bytes exceeds {SMALL_FRAME}")))?;
+        let n = u32::try_from(len).map_err(|_| bad("frame too large".into()))?;
+        Some(
+            budget
+                .acquire_many(n)
+                .await
+                .map_err(|_| WireError::new(ErrorKind::Busy, "shutting down"))?,
+        )
+    } else {
+        None
+    };
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(n) => bad(format!("truncated frame: {n} of {len} bytes")),
+        quinn::ReadExactError::ReadError(e) => bad(format!("read: {e}")),
+    })?;
+    codec::decode(&body).map_err(|e| bad(e.to_string()))
+}
+
+fn error(err: WireError, peer: SocketAddr, what: &str) -> Response {
+    tracing::warn!(%peer, kind = ?err.kind, "{what} refused: {}", err.message);
+    Response::Error(err)
+}
+
+/// Runs a blocking registry call on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, WireError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WireError::new(ErrorKind::Internal, format!("handler failed: {e}")))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    ctx: &Ctx,
+    conn: &quinn::Connection,
+    peer: SocketAddr,
+    challenge: &[u8; 32],
+    auth: &OnceLock<VendorKey>,
+) {
+    let read = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        read_request(&mut recv, codec::MAX_FRAME_LEN, Some(&ctx.large_frames)),
+    );
+    let req = match read.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let resp = error(e, peer, "frame");
+            let _ = write_frame(&mut send, &resp).await;
+            let _ = send.finish();
+            return;
+        }
+        Err(_) => {
+            let resp = error(WireError::new(ErrorKind::BadFrame, "request not received in time"), peer, "frame");
+            let _ = write_frame(&mut send, &resp).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let reg = &ctx.registry;
+    let resp = match req {
+        Request::Hello(_) => error(WireError::new(ErrorKind::BadHandshake, "hello sent twice"), peer, "hello"),
+        Request::Authenticate { vendor, signature } => {
+            match vendor.verify(AUTH_DOMAIN, &auth_message(challenge, &ctx.pin), &signature) {
+                Err(e) => error(WireError::new(ErrorKind::BadSignature, format!("authentication: {e}")), peer, "authenticate"),
+                Ok(()) => match auth.set(vendor) {
+                    Ok(()) => {
+                        tracing::debug!(%peer, %vendor, "authenticated");
+                        Response::Authenticated
+                    }
+                    Err(_) if auth.get() == Some(&vendor) => Response::Authenticated,
+                    Err(_) => error(
+                        WireError::new(ErrorKind::BadHandshake, "connection is already authenticated as another key"),
+                        peer,
+                        "authenticate",
+                    ),
+                },
+            }
+        }
+        Request::Register(r) => {
+            let registry = reg.clone();
+            let key = auth.get().copied();
+            match blocking(move || registry.register(registry.now(), key.as_ref(), r).map_err(|e| e.to_wire())).await {
+                Ok(Ok(grant)) => Response::Registered(grant),
+                Ok(Err(e)) | Err(e) => error(e, peer, "register"),
+            }
+        }
+        Request::Renew { lease, ttl_ms } => match reg.renew(reg.now(), auth.get(), lease, ttl_ms) {
+            Ok(grant) => Response::Renewed(grant),
+            Err(e) => error(e.to_wire(), peer, "renew"),
+        },
+        Request::Cancel { lease } => {
+            let registry = reg.clone();
+            let key = auth.get().copied();
+            match blocking(move || registry.cancel(registry.now(), key.as_ref(), lease).map_err(|e| e.to_wire())).await {
+                Ok(Ok(())) => Response::Cancelled,
+                Ok(Err(e)) | Err(e) => error(e, peer, "cancel"),
+            }
+        }
+        Request::Find(q) => match reg.find(reg.now(), &q) {
+            Ok(c) => Response::Candidates(c),
+            Err(e) => error(e.to_wire(), peer, "find"),
+        },
+        Request::Fetch { hash } => {
+            let registry = reg.clone();
+            match blocking(move || registry.fetch(&hash).map_err(|e| e.to_wire())).await {
+                Ok(Ok(bytes)) => Response::Payload(bytes),
+                Ok(Err(e)) | Err(e) => error(e, peer, "fetch"),
+            }
+        }
+        Request::Leases => {
+            let registry = reg.clone();
+            match blocking(move || registry.leases(registry.now()).map_err(|e| e.to_wire())).await {
+                Ok(Ok(l)) => Response::Leases(l),
+                Ok(Err(e)) | Err(e) => error(e, peer, "leases"),
+            }
+        }
+        Request::Subscribe { interface, from_seq } => {
+            subscribe(send, ctx, conn, interface, from_seq).await;
+            return;
+        }
+        Request::Report(outcome) => {
+            let registry = reg.clone();
+            match blocking(move || registry.report(registry.now(), outcome).map_err(|e| e.to_wire())).await {
+                Ok(Ok(())) => Response::Reported,
+                Ok(Err(e)) | Err(e) => error(e, peer, "report"),
+            }
+        }
+        Request::History { client, limit } => {
+            let registry = reg.clone();
+            match blocking(move || registry.history(&client, limit).map_err(|e| e.to_wire())).await {
+                Ok(Ok(h)) => Response::History(h),
+                Ok(Err(e)) | Err(e) => error(e, peer, "history"),
+            }
+        }
+    };
+    if write_frame(&mut send, &resp).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+/// Streams events: first what is kept from `from_seq`, then live batches until the client
+/// goes away or the registry shuts down. A subscriber too slow for the live feed is caught
+/// up from the ring, with `missed` set when the ring no longer has what it needs.
+async fn subscribe(
+    mut send: quinn::SendStream,
+    ctx: &Ctx,
+    conn: &quinn::Connection,
+    interface: Option<String>,
+    from_seq: u64,
+) {
+    let reg = &ctx.registry;
+    let filter = interface.as_deref();
+    let (batch, mut next, mut rx) = reg.subscribe(from_seq, filter);
+    if write_frame(&mut send, &Response::Events(batch)).await.is_err() {
+        return;
+    }
+    // Catch up in batches if more was kept than one batch holds.
+    while next < reg.next_seq() {
+        let (batch, n) = reg.events_since(next, filter);
+        if n == next {
+            break;
+        }
+        next = n;
+        if !batch.events.is_empty() && write_frame(&mut send, &Response::Events(batch)).await.is_err() {
+            return;
+        }
+    }
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = conn.closed() => break,
+            r = rx.recv() => r,
+        };
+        let mut events = Vec::new();
+        let mut lagged = false;
+        match first {
+            Ok(rec) => absorb(rec, &mut next, filter, &mut events),
+            Err(broadcast::error::RecvError::Lagged(_)) => lagged = true,
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+        while !lagged && events.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(rec) => absorb(rec, &mut next, filter, &mut events),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
+                Err(_) => break,
+            }
+        }
+        if !events.is_empty() {
+            let batch = EventBatch { events, missed: None };
+            if write_frame(&mut send, &Response::Events(batch)).await.is_err() {
+                return;
+            }
+        }
+        if lagged {
+            // Re-read from the ring: exact, and says what is gone.
+            loop {
+                let (batch, n) = reg.events_since(next, filter);
+                let progressed = n > next;
+                next = n;
+                if (!batch.events.is_empty() || batch.missed.is_some())
+                    && write_frame(&mut send, &Response::Events(batch)).await.is_err()
+                {
+                    return;
+                }
+                if !progressed || next >= reg.next_seq() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = send.finish();
+}
+
+fn absorb(rec: EventRecord, next: &mut u64, filter: Option<&str>, events: &mut Vec<courier_protocol::Event>) {
+    if rec.seq >= *next {
+        *next = rec.seq + 1;
+        if rec.matches(filter) {
+            events.push(rec.to_wire());
+        }
+    }
+}
+
+async fn expiry_task(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let notified = registry.deadline_changed().notified();
+        let wake = match registry.next_deadline() {
+            Some(d) => registry.instant(d),
+            None => tokio::time::Instant::now() + Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = notified => {}
+            _ = tokio::time::sleep_until(wake) => {
+                registry.expire(registry.now());
+            }
+        }
+    }
+}
+
+async fn flush_task(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(registry.config().flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {
+                let reg = registry.clone();
+                match tokio::task::spawn_blocking(move || reg.flush(reg.now())).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!("flush failed (will retry): {e}"),
+                    Err(e) => tracing::error!("flush task failed: {e}"),
+                }
+            }
+        }
+    }
+}

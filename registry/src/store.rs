@@ -1,0 +1,472 @@
+//! Durable state: a redb database in the data directory, plus content-addressed component
+//! files `blobs/<hex>` written atomically (temporary file, fsync, rename, fsync directory).
+//!
+//! Tables (no type of our own is serialized: manifests are kept as their signed bytes,
+//! history entries as the protocol's `HistoryEntry`):
+//! - `meta`: `registry_id`, `seq_reserved` (event numbers below it may have been used),
+//!   `last_alive_ms` (wall time of the last flush), `history_seq`.
+//! - `registrations`: lease id -> signature (64 bytes) || canonical manifest bytes. Written
+//!   once, at registration.
+//! - `leases`: lease id -> (expires_at_ms, ttl_ms, renewals). Expiry is absolute wall-clock
+//!   time (ms since the Unix epoch), so the time left survives a restart.
+//! - `names`: service name -> owning vendor key; `grants`: (name, key) -> ().
+//! - `history`: (client, seq) -> postcard `HistoryEntry`.
+//!
+//! Every commit here is durable (`Durability::Immediate`) when it returns.
+
+use courier_protocol::{ContentHash, HistoryEntry, LeaseId, SignedManifest, VendorKey, codec};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const REGISTRATIONS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("registrations");
+const LEASES: TableDefinition<&[u8; 16], (u64, u64, u64)> = TableDefinition::new("leases");
+const NAMES: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("names");
+const GRANTS: TableDefinition<(&str, &[u8; 32]), ()> = TableDefinition::new("grants");
+const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
+
+const DB_FILE: &str = "registry.redb";
+const BLOB_DIR: &str = "blobs";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(String),
+    /// Stored bytes do not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A lease's durable row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// When it runs out, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// Last granted duration.
+    pub ttl_ms: u64,
+    /// Renewals so far.
+    pub renewals: u64,
+}
+
+/// One stored registration with its lease, as read at open.
+#[derive(Debug, Clone)]
+pub struct StoredLease {
+    /// The lease.
+    pub lease: LeaseId,
+    /// The signed manifest.
+    pub manifest: SignedManifest,
+    /// Its lease row.
+    pub row: LeaseRow,
+}
+
+/// What a write transaction changes. Everything in it commits together, durably.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// New registrations.
+    pub registrations: Vec<(LeaseId, SignedManifest)>,
+    /// Lease rows to write.
+    pub leases: Vec<(LeaseId, LeaseRow)>,
+    /// Registrations and leases to delete.
+    pub delete: Vec<LeaseId>,
+    /// Service names and their owners.
+    pub names: Vec<(String, VendorKey)>,
+    /// Names granted to more keys.
+    pub grants: Vec<(String, VendorKey)>,
+    /// A new event number high-water mark.
+    pub seq_reserved: Option<u64>,
+    /// Wall time of this write.
+    pub last_alive_ms: Option<u64>,
+}
+
+impl Batch {
+    /// Whether the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.registrations.is_empty()
+            && self.leases.is_empty()
+            && self.delete.is_empty()
+            && self.names.is_empty()
+            && self.grants.is_empty()
+            && self.seq_reserved.is_none()
+            && self.last_alive_ms.is_none()
+    }
+}
+
+/// What the store held at open (the registrations are streamed separately).
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// This registry's id, made at first open.
+    pub registry_id: String,
+    /// Whether the store was created now.
+    pub fresh: bool,
+    /// Event numbers below this may have been used.
+    pub seq_reserved: u64,
+    /// Wall time of the last flush, 0 if none.
+    pub last_alive_ms: u64,
+    /// The last history sequence number used.
+    pub history_seq: u64,
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    blobs: PathBuf,
+}
+
+fn encode_manifest(m: &SignedManifest) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64 + m.bytes.len());
+    v.extend_from_slice(&m.signature);
+    v.extend_from_slice(&m.bytes);
+    v
+}
+
+fn decode_manifest(v: &[u8]) -> Result<SignedManifest, StoreError> {
+    if v.len() < 64 {
+        return Err(StoreError::Corrupt("registration record too short".into()));
+    }
+    let mut signature = [0u8; 64];
+    signature.copy_from_slice(&v[..64]);
+    Ok(SignedManifest {
+        bytes: v[64..].to_vec(),
+        signature,
+    })
+}
+
+fn meta_u64(table: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64, StoreError> {
+    match table.get(key)? {
+        None => Ok(0),
+        Some(v) => {
+            let b: [u8; 8] = v
+                .value()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("meta {key}")))?;
+            Ok(u64::from_be_bytes(b))
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: usize) -> Result<(Self, Meta), StoreError> {
+        std::fs::create_dir_all(dir.join(BLOB_DIR))?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(dir.join(DB_FILE))?;
+        let txn = db.begin_write()?;
+        let meta = {
+            let mut meta = txn.open_table(META)?;
+            // Create every table so readers never meet a missing one.
+            txn.open_table(REGISTRATIONS)?;
+            txn.open_table(LEASES)?;
+            txn.open_table(NAMES)?;
+            txn.open_table(GRANTS)?;
+            txn.open_table(HISTORY)?;
+            let existing = meta.get("registry_id")?.map(|v| v.value().to_vec());
+            let (registry_id, fresh) = match existing {
+                Some(id) => (
+                    String::from_utf8(id).map_err(|_| StoreError::Corrupt("registry_id".into()))?,
+                    false,
+                ),
+                None => {
+                    let id = hex::encode(rand::random::<[u8; 16]>());
+                    meta.insert("registry_id", id.as_bytes())?;
+                    (id, true)
+                }
+            };
+            Meta {
+                registry_id,
+                fresh,
+                seq_reserved: meta_u64(&meta, "seq_reserved")?,
+                last_alive_ms: meta_u64(&meta, "last_alive_ms")?,
+                history_seq: meta_u64(&meta, "history_seq")?,
+            }
+        };
+        txn.commit()?;
+        Ok((
+            Self {
+                db,
+                blobs: dir.join(BLOB_DIR),
+            },
+            meta,
+        ))
+    }
+
+    /// Calls `each` for every stored registration with its lease row, one at a time (so a
+    /// large store never sits in memory twice). Records that do not decode are skipped
+    /// with a warning; their ids are returned so the caller can delete them.
+    pub fn load(&self, mut each: impl FnMut(StoredLease)) -> Result<Vec<LeaseId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let regs = txn.open_table(REGISTRATIONS)?;
+        let leases = txn.open_table(LEASES)?;
+        let mut bad = Vec::new();
+        for item in regs.iter()? {
+            let (k, v) = item?;
+            let lease = LeaseId(*k.value());
+            let manifest = match decode_manifest(v.value()) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(%lease, "skipping stored registration: {e}");
+                    bad.push(lease);
+                    continue;
+                }
+            };
+            let Some(row) = leases.get(&lease.0)? else {
+                tracing::warn!(%lease, "skipping stored registration without a lease row");
+                bad.push(lease);
+                continue;
+            };
+            let (expires_at_ms, ttl_ms, renewals) = row.value();
+            each(StoredLease {
+                lease,
+                manifest,
+                row: LeaseRow {
+                    expires_at_ms,
+                    ttl_ms,
+                    renewals,
+                },
+            });
+        }
+        Ok(bad)
+    }
+
+    /// Every name with its owner, and every grant.
+    #[allow(clippy::type_complexity)]
+    pub fn load_names(&self) -> Result<(Vec<(String, VendorKey)>, Vec<(String, VendorKey)>), StoreError> {
+        let txn = self.db.begin_read()?;
+        let names = txn
+            .open_table(NAMES)?
+            .iter()?
+            .map(|r| r.map(|(k, v)| (k.value().to_string(), VendorKey(*v.value()))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let grants = txn
+            .open_table(GRANTS)?
+            .iter()?
+            .map(|r| {
+                r.map(|(k, _)| {
+                    let (name, key) = k.value();
+                    (name.to_string(), VendorKey(*key))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((names, grants))
+    }
+
+    /// Commits `batch` durably.
+    pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut regs = txn.open_table(REGISTRATIONS)?;
+            let mut leases = txn.open_table(LEASES)?;
+            for (lease, m) in &batch.registrations {
+                regs.insert(&lease.0, encode_manifest(m).as_slice())?;
+            }
+            for (lease, row) in &batch.leases {
+                leases.insert(&lease.0, (row.expires_at_ms, row.ttl_ms, row.renewals))?;
+            }
+            for lease in &batch.delete {
+                regs.remove(&lease.0)?;
+                leases.remove(&lease.0)?;
+            }
+            if !batch.names.is_empty() {
+                let mut names = txn.open_table(NAMES)?;
+                for (name, key) in &batch.names {
+                    if names.get(name.as_str())?.is_none() {
+                        names.insert(name.as_str(), &key.0)?;
+                    }
+                }
+            }
+            if !batch.grants.is_empty() {
+                let mut grants = txn.open_table(GRANTS)?;
+                for (name, key) in &batch.grants {
+                    grants.insert((name.as_str(), &key.0), ())?;
+                }
+            }
+            if batch.seq_reserved.is_some() || batch.last_alive_ms.is_some() {
+                let mut meta = txn.open_table(META)?;
+                if let Some(s) = batch.seq_reserved {
+                    meta.insert("seq_reserved", s.to_be_bytes().as_slice())?;
+                }
+                if let Some(t) = batch.last_alive_ms {
+                    meta.insert("last_alive_ms", t.to_be_bytes().as_slice())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The signed manifests of `leases`, `None` where there is none (any more).
+    pub fn manifests(&self, leases: &[LeaseId]) -> Result<Vec<Option<SignedManifest>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let regs = txn.open_table(REGISTRATIONS)?;
+        leases
+            .iter()
+            .map(|l| match regs.get(&l.0)? {
+                Some(v) => decode_manifest(v.value()).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Appends a history entry for `client` under `seq` (durably), and records `seq` as the
+    /// last used.
+    pub fn append_history(&self, client: &str, seq: u64, entry: &HistoryEntry) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut h = txn.open_table(HISTORY)?;
+            h.insert((client, seq), codec::encode(entry).as_slice())?;
+            let mut meta = txn.open_table(META)?;
+            meta.insert("history_seq", seq.to_be_bytes().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The newest `limit` history entries of `client`, newest first.
+    pub fn history(&self, client: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let h = txn.open_table(HISTORY)?;
+        let mut out = Vec::new();
+        for item in h.range((client, 0)..=(client, u64::MAX))?.rev().take(limit) {
+            let (_, v) = item?;
+            out.push(codec::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    fn blob_path(&self, hash: &ContentHash) -> PathBuf {
+        self.blobs.join(hash.to_hex())
+    }
+
+    /// Stores component bytes under their hash, atomically and durably. Does nothing if a
+    /// blob of that hash and size is there already.
+    pub fn put_blob(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.blob_path(hash);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
+            return Ok(());
+        }
+        let tmp = self
+            .blobs
+            .join(format!(".tmp-{}-{}", hash.to_hex(), hex::encode(rand::random::<[u8; 8]>())));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(&self.blobs)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Ok(result?)
+    }
+
+    /// The component bytes stored under `hash`, if any. The bytes are checked against the
+    /// hash, so a damaged file is reported, never served.
+    pub fn read_blob(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
+        match std::fs::read(self.blob_path(hash)) {
+            Ok(bytes) if ContentHash::of(&bytes) == *hash => Ok(Some(bytes)),
+            Ok(_) => Err(StoreError::Corrupt(format!("blob {hash} does not match its hash"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use courier_protocol::Outcome;
+
+    #[test]
+    fn round_trip_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, meta) = Store::open(dir.path(), 1 << 20).unwrap();
+        assert!(meta.fresh);
+        let m = SignedManifest { bytes: vec![1, 2, 3], signature: [9; 64] };
+        let row = LeaseRow { expires_at_ms: 123, ttl_ms: 10, renewals: 2 };
+        store
+            .commit(&Batch {
+                registrations: vec![(LeaseId([1; 16]), m.clone()), (LeaseId([2; 16]), m.clone())],
+                leases: vec![(LeaseId([1; 16]), row), (LeaseId([2; 16]), row)],
+                names: vec![("a/b".into(), VendorKey([3; 32]))],
+                grants: vec![("a/b".into(), VendorKey([4; 32]))],
+                seq_reserved: Some(77),
+                last_alive_ms: Some(55),
+                ..Default::default()
+            })
+            .unwrap();
+        store.commit(&Batch { delete: vec![LeaseId([2; 16])], ..Default::default() }).unwrap();
+        let hash = ContentHash::of(b"component");
+        store.put_blob(&hash, b"component").unwrap();
+        store.put_blob(&hash, b"component").unwrap();
+        let entry = HistoryEntry {
+            at_ms: 5,
+            outcome: Outcome {
+                client: "c1".into(),
+                name: "a/b".into(),
+                version: "1.0.0".into(),
+                component: hash,
+                function: "f".into(),
+                ok: true,
+                detail: "fine".into(),
+                duration_us: 3,
+                facts: Default::default(),
+            },
+        };
+        store.append_history("c1", 1, &entry).unwrap();
+        let mut second = entry.clone();
+        second.at_ms = 6;
+        store.append_history("c1", 2, &second).unwrap();
+        store.append_history("c2", 3, &entry).unwrap();
+        drop(store);
+
+        let (store, meta) = Store::open(dir.path(), 1 << 20).unwrap();
+        assert!(!meta.fresh);
+        assert_eq!((meta.seq_reserved, meta.last_alive_ms, meta.history_seq), (77, 55, 3));
+        let mut loaded = Vec::new();
+        assert!(store.load(|s| loaded.push(s)).unwrap().is_empty());
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].lease, LeaseId([1; 16]));
+        assert_eq!(loaded[0].manifest, m);
+        assert_eq!(loaded[0].row, row);
+        let (names, grants) = store.load_names().unwrap();
+        assert_eq!(names, vec![("a/b".to_string(), VendorKey([3; 32]))]);
+        assert_eq!(grants, vec![("a/b".to_string(), VendorKey([4; 32]))]);
+        assert_eq!(store.read_blob(&hash).unwrap().unwrap(), b"component");
+        assert_eq!(store.read_blob(&ContentHash([0; 32])).unwrap(), None);
+        let h = store.history("c1", 10).unwrap();
+        assert_eq!(h.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![6, 5]);
+        assert_eq!(store.history("c1", 1).unwrap().len(), 1);
+        assert!(store.history("c3", 10).unwrap().is_empty());
+        assert_eq!(store.manifests(&[LeaseId([1; 16]), LeaseId([2; 16])]).unwrap(), vec![Some(m), None]);
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join(BLOB_DIR)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(hash.to_hex())]);
+    }
+}

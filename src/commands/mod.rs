@@ -1,0 +1,52 @@
+//! One module per command; each parses its arguments into library calls and prints.
+
+mod call;
+mod demo;
+mod find;
+mod history;
+mod keys;
+mod leases;
+mod publish;
+mod registry;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the chosen command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Registry(cmd) => registry::run(cmd).await,
+        Command::Keys(cmd) => keys::run(cmd),
+        Command::Publish(args) => publish::run(args).await,
+        Command::Find(args) => find::run(args).await,
+        Command::Leases(args) => leases::run(args).await,
+        Command::Call(args) => call::run(args).await,
+        Command::History(args) => history::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Parses `key=value`, `key` or `!key` into an attribute constraint.
+pub fn parse_constraint(s: &str) -> courier_protocol::AttributeConstraint {
+    use courier_protocol::AttributeConstraint;
+    if let Some(k) = s.strip_prefix('!') {
+        AttributeConstraint::Absent(k.to_string())
+    } else if let Some((k, v)) = s.split_once('=') {
+        AttributeConstraint::Equals(k.to_string(), v.to_string())
+    } else {
+        AttributeConstraint::Present(s.to_string())
+    }
+}
+
+/// Splits `ns:pkg/iface@req` into the interface and an optional version requirement.
+pub fn split_interface(s: &str) -> anyhow::Result<(String, Option<String>)> {
+    let (name, req) = match s.split_once('@') {
+        Some((n, r)) => (n, Some(r.to_string())),
+        None => (s, None),
+    };
+    let parsed: courier_protocol::InterfaceName = name.parse()?;
+    if let Some(r) = &req {
+        semver::VersionReq::parse(r)
+            .map_err(|e| anyhow::anyhow!("version requirement {r:?}: {e}"))?;
+    }
+    Ok((parsed.unversioned(), req))
+}

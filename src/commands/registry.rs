@@ -1,0 +1,76 @@
+//! `courier registry serve` and `courier registry grant`.
+
+use crate::cli::{GrantArgs, RegistryCommand, ServeArgs};
+use anyhow::Context;
+use courier_protocol::VendorKey;
+use courier_registry::{Registry, RegistryConfig};
+
+pub async fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
+    match cmd {
+        RegistryCommand::Serve(args) => serve(args).await,
+        RegistryCommand::Grant(args) => grant(args),
+    }
+}
+
+fn config(data_dir: &std::path::Path) -> RegistryConfig {
+    RegistryConfig::new(data_dir)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.min_ttl <= args.max_ttl,
+        "--min-ttl ({:?}) is longer than --max-ttl ({:?})",
+        args.min_ttl,
+        args.max_ttl
+    );
+    let mut config = config(&args.data_dir);
+    config.listen = args.listen;
+    config.min_ttl = args.min_ttl;
+    config.max_ttl = args.max_ttl;
+    config.grace = Some(args.grace);
+    config.max_connections = args.max_connections;
+    let data_dir = args.data_dir.clone();
+    let registry = tokio::task::spawn_blocking(move || Registry::open(config))
+        .await?
+        .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
+    let handle = registry
+        .serve()
+        .await
+        .with_context(|| format!("cannot serve on {}", args.listen))?;
+    let live = handle
+        .registry()
+        .leases(handle.registry().now())
+        .map(|l| l.len())
+        .unwrap_or(0);
+    println!("courier registry listening on {}", handle.local_addr());
+    println!("  data dir: {}", args.data_dir.display());
+    println!("  pin:      {}", handle.pin());
+    println!("  leases:   {live} live after start");
+    println!();
+    println!("Point clients and vendors at it:");
+    println!(
+        "  export COURIER_REGISTRY={} COURIER_REGISTRY_PIN={}",
+        handle.local_addr(),
+        handle.pin()
+    );
+    println!();
+    println!("Ctrl-C stops it.");
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    eprintln!("stopping: closing connections and flushing leases");
+    handle.shutdown().await;
+    Ok(())
+}
+
+fn grant(args: GrantArgs) -> anyhow::Result<()> {
+    let key: VendorKey = args.key.parse().context("vendor key")?;
+    key.verifying_key().context("vendor key")?;
+    let registry = Registry::open(config(&args.data_dir)).with_context(|| {
+        format!(
+            "cannot open the registry in {} (is it running? grant while it is stopped)",
+            args.data_dir.display()
+        )
+    })?;
+    registry.grant(&args.name, &key)?;
+    println!("granted {} to {key}", args.name);
+    Ok(())
+}
