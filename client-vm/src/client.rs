@@ -1,1 +1,776 @@
-//! placeholder
+//! The whole flow of one call: query the registry, choose a candidate that passes every
+//! check, fetch its component by hash, verify, compile (or hit the cache), run once in a
+//! fresh store, discard, and report the outcome.
+//!
+//! Checks, per candidate, cheapest first, all before a byte is compiled:
+//! signature (`SignedManifest::verify`) → trusted vendor → validity window → the matched
+//! interface and function are claimed → declared imports granted → component size cap →
+//! fetch (stops at the declared size) → hash and size (`Manifest::check_component`) → the
+//! component's real imports granted and real exports present. A candidate failing any check
+//! is skipped and the reason recorded; the first that passes is run.
+
+use crate::invoke::{Answer, CallSpec, InvokeError, prepare};
+use crate::policy::{MissingCapabilities, Policy};
+use crate::provider::ProviderTarget;
+use crate::sandbox::{
+    CompileError, Compiled, RunFailure, RunLogs, RunTimings, Sandbox, SandboxConfig, SandboxError,
+};
+use crate::trust::TrustStore;
+use courier_protocol::{
+    Candidate, ContentHash, InterfaceName, LeaseId, Manifest, ManifestError, Outcome, ServiceQuery,
+    SpkiPin, VendorKey, Verified, VerifyError,
+};
+use courier_transport::{ClientError, RegistryClient};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::component::{ComponentNamedList, Lift, Lower, Val};
+
+/// When the outcome of a run is reported to the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportMode {
+    /// Never.
+    Off,
+    /// In a background task after the call returns (best effort, adds no latency).
+    Background,
+    /// Before the call returns (best effort: a failed report is logged, not an error).
+    Inline,
+}
+
+/// How a client is set up.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The client's self-chosen identifier in the registry's service history.
+    pub id: String,
+    /// What the client lends proxies, and the limits.
+    pub policy: Policy,
+    /// Trusted vendor keys.
+    pub trust: TrustStore,
+    /// The sandbox (compiler, cache, concurrency).
+    pub sandbox: SandboxConfig,
+    /// When outcomes are reported.
+    pub report: ReportMode,
+    /// Most candidates asked of the registry per call.
+    pub max_candidates: u32,
+}
+
+impl ClientConfig {
+    /// Default policy and sandbox, trusting `trust`, identified as `id`.
+    pub fn new(id: impl Into<String>, trust: TrustStore) -> Self {
+        Self {
+            id: id.into(),
+            policy: Policy::default(),
+            trust,
+            sandbox: SandboxConfig::default(),
+            report: ReportMode::Background,
+            max_candidates: 8,
+        }
+    }
+}
+
+/// Why a client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The registry could not be reached.
+    #[error("registry: {0}")]
+    Registry(#[from] ClientError),
+    /// The sandbox could not be built.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+/// Why a candidate was skipped.
+#[derive(Debug, thiserror::Error)]
+pub enum RejectReason {
+    /// The manifest's signature (or encoding, or shape) does not verify.
+    #[error("bad signature: {0}")]
+    BadSignature(#[from] VerifyError),
+    /// The vendor key is not in the trust store.
+    #[error("vendor {0} is not trusted")]
+    Untrusted(VendorKey),
+    /// The manifest is expired or not yet valid, or the bytes are not what it commits to.
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    /// The manifest does not claim the interface or function the call needs.
+    #[error("manifest does not claim {0}")]
+    NotClaimed(String),
+    /// The proxy imports what the policy does not grant.
+    #[error("{0}")]
+    Capabilities(#[from] MissingCapabilities),
+    /// The component is larger than the policy's cap.
+    #[error("component of {size} bytes exceeds the cap of {limit}")]
+    TooLarge {
+        /// Declared size.
+        size: u64,
+        /// The cap.
+        limit: u64,
+    },
+    /// The component could not be fetched.
+    #[error("fetch: {0}")]
+    Fetch(ClientError),
+    /// The component could not be read or compiled.
+    #[error("{0}")]
+    Compile(CompileError),
+    /// The component does not export what was matched.
+    #[error("component does not export it: {0}")]
+    MissingExport(InvokeError),
+}
+
+/// A skipped candidate and why.
+#[derive(Debug)]
+pub struct Rejection {
+    /// Its lease.
+    pub lease: LeaseId,
+    /// Service name (as the manifest says, even if unverified).
+    pub name: String,
+    /// Why it was skipped.
+    pub reason: RejectReason,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (lease {}): {}", self.name, self.lease, self.reason)
+    }
+}
+
+/// The candidate that ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    /// Its lease.
+    pub lease: LeaseId,
+    /// Service name.
+    pub name: String,
+    /// Proxy version.
+    pub version: String,
+    /// The vendor key that signed it.
+    pub vendor: VendorKey,
+    /// The matched interface (with version).
+    pub interface: String,
+    /// The component that ran.
+    pub component: ContentHash,
+    /// The provider endpoints it could reach.
+    pub endpoints: Vec<String>,
+    /// The provider's pin.
+    pub provider_pin: SpkiPin,
+}
+
+/// Time spent in each phase of a call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseTimings {
+    /// Registry query.
+    pub lookup: Duration,
+    /// Component download (zero on a cache hit).
+    pub fetch: Duration,
+    /// Signature, trust, times, hash and capability checks.
+    pub verify: Duration,
+    /// Compilation, or the cache lookup on a hit.
+    pub compile: Duration,
+    /// Whether the compiled component came from the cache.
+    pub cache_hit: bool,
+    /// Fresh store and instantiation.
+    pub instantiate: Duration,
+    /// The call, provider round trips included.
+    pub invoke: Duration,
+    /// Dropping store and instance.
+    pub drop: Duration,
+    /// Reporting the outcome (zero unless reported inline).
+    pub report: Duration,
+    /// The whole call.
+    pub total: Duration,
+}
+
+impl PhaseTimings {
+    fn add_run(&mut self, t: &RunTimings) {
+        self.instantiate = t.instantiate;
+        self.invoke = t.invoke;
+        self.drop = t.drop;
+    }
+}
+
+impl fmt::Display for PhaseTimings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let us = |d: Duration| d.as_micros();
+        write!(
+            f,
+            "lookup {}µs, fetch {}µs, verify {}µs, compile {}µs{}, instantiate {}µs, invoke {}µs, drop {}µs, total {}µs",
+            us(self.lookup),
+            us(self.fetch),
+            us(self.verify),
+            us(self.compile),
+            if self.cache_hit { " (cached)" } else { "" },
+            us(self.instantiate),
+            us(self.invoke),
+            us(self.drop),
+            us(self.total),
+        )
+    }
+}
+
+/// The result of a successful call.
+#[derive(Debug)]
+pub struct CallReport {
+    /// `interface@version.function` that ran.
+    pub function: String,
+    /// The candidate that ran.
+    pub chosen: Chosen,
+    /// Candidates skipped before it, with reasons.
+    pub rejected: Vec<Rejection>,
+    /// The answer in WAVE (the proxy's own error told apart).
+    pub answer: Answer,
+    /// The returned values.
+    pub values: Vec<Val>,
+    /// stdout/stderr, operator transcript, provider calls.
+    pub logs: RunLogs,
+    /// Phase timings.
+    pub timings: PhaseTimings,
+}
+
+/// The result of a successful typed call.
+#[derive(Debug)]
+pub struct TypedReport<R> {
+    /// The typed results.
+    pub value: R,
+    /// The candidate that ran.
+    pub chosen: Chosen,
+    /// Candidates skipped before it.
+    pub rejected: Vec<Rejection>,
+    /// Logs of the run.
+    pub logs: RunLogs,
+    /// Phase timings.
+    pub timings: PhaseTimings,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The call text or arguments are malformed.
+    #[error("{0}")]
+    BadCall(#[from] InvokeError),
+    /// The registry query failed.
+    #[error("lookup: {0}")]
+    Lookup(ClientError),
+    /// The registry has no candidate for the query.
+    #[error("no proxy offers {0}")]
+    NoCandidates(String),
+    /// Every candidate failed a check; nothing ran.
+    #[error("no usable proxy: {}", list(.rejected))]
+    NoUsableCandidate {
+        /// Each candidate and why it was skipped.
+        rejected: Vec<Rejection>,
+    },
+    /// The chosen proxy ran and failed (trap, limit, deadline...).
+    #[error("{} {}: {}", .chosen.name, .chosen.version, .failure)]
+    Run {
+        /// The candidate that ran.
+        chosen: Box<Chosen>,
+        /// What went wrong, with the logs up to it.
+        failure: Box<RunFailure>,
+        /// Phase timings up to the failure.
+        timings: PhaseTimings,
+    },
+}
+
+fn list(rejected: &[Rejection]) -> String {
+    rejected
+        .iter()
+        .map(Rejection::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl CallError {
+    /// The run failure, if the chosen proxy ran and failed.
+    pub fn run_failure(&self) -> Option<&RunFailure> {
+        match self {
+            CallError::Run { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// The rejection reasons, if nothing ran.
+    pub fn rejections(&self) -> &[Rejection] {
+        match self {
+            CallError::NoUsableCandidate { rejected } => rejected,
+            _ => &[],
+        }
+    }
+}
+
+/// Most verified manifests remembered (a verification is valid as long as the bytes are
+/// the same; times and trust are checked on every call anyway).
+const VERIFIED_CACHE: usize = 256;
+
+/// A courier client: a registry connection, a trust store, a policy and a sandbox.
+pub struct Client {
+    registry: RegistryClient,
+    sandbox: Arc<Sandbox>,
+    trust: RwLock<TrustStore>,
+    id: String,
+    report: ReportMode,
+    max_candidates: u32,
+    verified: Mutex<HashMap<(ContentHash, [u8; 64]), Verified<Manifest>>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("registry", &self.registry.addr())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything checked and compiled: ready to run.
+struct Ready {
+    chosen: Chosen,
+    compiled: Arc<Compiled>,
+    manifest: Manifest,
+    rejected: Vec<Rejection>,
+    timings: PhaseTimings,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+impl Client {
+    /// Connects to the registry at `addr` pinned to `pin` and builds the sandbox.
+    pub async fn connect(
+        addr: SocketAddr,
+        pin: SpkiPin,
+        config: ClientConfig,
+    ) -> Result<Self, ConnectError> {
+        let agent = format!("courier-client/{} ({})", env!("CARGO_PKG_VERSION"), config.id);
+        let registry = RegistryClient::connect(addr, pin, &agent).await?;
+        Self::with_registry(registry, config)
+    }
+
+    /// Builds a client on an existing registry connection.
+    pub fn with_registry(registry: RegistryClient, config: ClientConfig) -> Result<Self, ConnectError> {
+        let sandbox = Sandbox::new(config.policy, config.sandbox)?;
+        Ok(Self::with_sandbox(registry, Arc::new(sandbox), config.trust, config.id, config.report, config.max_candidates))
+    }
+
+    /// Builds a client from parts (a shared sandbox, e.g. for benchmarks).
+    pub fn with_sandbox(
+        registry: RegistryClient,
+        sandbox: Arc<Sandbox>,
+        trust: TrustStore,
+        id: String,
+        report: ReportMode,
+        max_candidates: u32,
+    ) -> Self {
+        Self {
+            registry,
+            sandbox,
+            trust: RwLock::new(trust),
+            id,
+            report,
+            max_candidates: max_candidates.max(1),
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The sandbox.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The registry connection.
+    pub fn registry(&self) -> &RegistryClient {
+        &self.registry
+    }
+
+    /// The client's identifier.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Trusts `key` from now on.
+    pub fn trust(&self, key: VendorKey) -> Result<bool, crate::trust::TrustError> {
+        self.trust.write().unwrap_or_else(|p| p.into_inner()).add(key)
+    }
+
+    /// Stops trusting `key`.
+    pub fn untrust(&self, key: &VendorKey) -> bool {
+        self.trust.write().unwrap_or_else(|p| p.into_inner()).remove(key)
+    }
+
+    /// A copy of the trust store.
+    pub fn trust_store(&self) -> TrustStore {
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Calls `courier:echo/echo.say("hi")`-style text: the interface (and version, if
+    /// given) is looked up in the registry, arguments are WAVE.
+    pub async fn call_str(&self, call: &str) -> Result<CallReport, CallError> {
+        let spec: CallSpec = call.parse()?;
+        self.call_spec(&spec, Vec::new()).await
+    }
+
+    /// Calls `function` with WAVE `args` on a proxy matching `query`.
+    pub async fn call(
+        &self,
+        query: ServiceQuery,
+        function: &str,
+        args: &str,
+    ) -> Result<CallReport, CallError> {
+        let interface: InterfaceName = query
+            .interface
+            .parse()
+            .map_err(|e: courier_protocol::InterfaceNameError| InvokeError::Interface(e.to_string()))?;
+        let spec = CallSpec::new(interface, function, args);
+        self.run_dynamic(query, &spec).await
+    }
+
+    /// Calls a parsed call, with extra attribute constraints on the query.
+    pub async fn call_spec(
+        &self,
+        spec: &CallSpec,
+        attributes: Vec<courier_protocol::AttributeConstraint>,
+    ) -> Result<CallReport, CallError> {
+        let query = self.query_for(spec, attributes);
+        self.run_dynamic(query, spec).await
+    }
+
+    /// The registry query for a call: its interface, a caret requirement on the version if
+    /// one is given, and the function.
+    pub fn query_for(
+        &self,
+        spec: &CallSpec,
+        attributes: Vec<courier_protocol::AttributeConstraint>,
+    ) -> ServiceQuery {
+        ServiceQuery {
+            interface: spec.interface.unversioned(),
+            version_req: spec.interface.version.as_ref().map(|v| format!("^{v}")),
+            functions: vec![spec.function.clone()],
+            attributes,
+            limit: self.max_candidates,
+        }
+    }
+
+    async fn run_dynamic(
+        &self,
+        query: ServiceQuery,
+        spec: &CallSpec,
+    ) -> Result<CallReport, CallError> {
+        let started = Instant::now();
+        let ready = self.ready(query, spec).await?;
+        let Ready {
+            chosen,
+            compiled,
+            manifest,
+            rejected,
+            mut timings,
+        } = ready;
+        let invocation = prepare(compiled.component(), &compiled.interfaces().exports, spec)?;
+        let target = ProviderTarget {
+            endpoints: manifest.endpoints.clone(),
+            pin: manifest.provider_pin,
+        };
+        let result = self.sandbox.run(&compiled, target, &invocation).await;
+        drop(compiled);
+        let function = invocation.qualified();
+        match result {
+            Ok(out) => {
+                timings.add_run(&out.timings);
+                let detail = clip(out.answer.text(), 200);
+                timings.report = self
+                    .report(&manifest, &function, out.answer.is_ok(), detail, started)
+                    .await;
+                timings.total = started.elapsed();
+                Ok(CallReport {
+                    function,
+                    chosen,
+                    rejected,
+                    answer: out.answer,
+                    values: out.values,
+                    logs: out.logs,
+                    timings,
+                })
+            }
+            Err(failure) => {
+                timings.add_run(&failure.timings);
+                let detail = clip(&failure.error.to_string(), 200);
+                timings.report = self.report(&manifest, &function, false, detail, started).await;
+                timings.total = started.elapsed();
+                Err(CallError::Run {
+                    chosen: Box::new(chosen),
+                    failure: Box::new(failure),
+                    timings,
+                })
+            }
+        }
+    }
+
+    /// Calls `function` of the interface in `query` with typed parameters and results, e.g.
+    /// `call_typed::<(String,), (Result<String, String>,)>(query, "say", ("hi".into(),))`.
+    pub async fn call_typed<P, R>(
+        &self,
+        query: ServiceQuery,
+        function: &str,
+        params: P,
+    ) -> Result<TypedReport<R>, CallError>
+    where
+        P: ComponentNamedList + Lower + Send + Sync + 'static,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let interface: InterfaceName = query
+            .interface
+            .parse()
+            .map_err(|e: courier_protocol::InterfaceNameError| InvokeError::Interface(e.to_string()))?;
+        let spec = CallSpec::new(interface, function, "()");
+        let Ready {
+            chosen,
+            compiled,
+            manifest,
+            rejected,
+            mut timings,
+        } = self.ready(query, &spec).await?;
+        let target = ProviderTarget {
+            endpoints: manifest.endpoints.clone(),
+            pin: manifest.provider_pin,
+        };
+        let function = format!("{}.{}", chosen.interface, spec.function);
+        let result = self
+            .sandbox
+            .run_typed::<P, R>(&compiled, target, &chosen.interface, &spec.function, params)
+            .await;
+        drop(compiled);
+        match result {
+            Ok(out) => {
+                timings.add_run(&out.timings);
+                timings.report = self
+                    .report(&manifest, &function, true, "typed call".into(), started)
+                    .await;
+                timings.total = started.elapsed();
+                Ok(TypedReport {
+                    value: out.value,
+                    chosen,
+                    rejected,
+                    logs: out.logs,
+                    timings,
+                })
+            }
+            Err(failure) => {
+                timings.add_run(&failure.timings);
+                let detail = clip(&failure.error.to_string(), 200);
+                timings.report = self.report(&manifest, &function, false, detail, started).await;
+                timings.total = started.elapsed();
+                Err(CallError::Run {
+                    chosen: Box::new(chosen),
+                    failure: Box::new(failure),
+                    timings,
+                })
+            }
+        }
+    }
+
+    /// Query, then the first candidate that passes every check, compiled.
+    async fn ready(&self, query: ServiceQuery, spec: &CallSpec) -> Result<Ready, CallError> {
+        let mut timings = PhaseTimings::default();
+        let t = Instant::now();
+        let interface = query.interface.clone();
+        let candidates = self.registry.find(query).await.map_err(CallError::Lookup)?;
+        timings.lookup = t.elapsed();
+        if candidates.is_empty() {
+            return Err(CallError::NoCandidates(interface));
+        }
+        let mut rejected = Vec::new();
+        for candidate in candidates {
+            let lease = candidate.lease;
+            let name = candidate
+                .manifest
+                .peek()
+                .map(|m| m.name)
+                .unwrap_or_else(|_| "<undecodable manifest>".into());
+            match self.check_candidate(&candidate, spec, &mut timings).await {
+                Ok((manifest, compiled)) => {
+                    let chosen = Chosen {
+                        lease,
+                        name: manifest.name.clone(),
+                        version: manifest.version.clone(),
+                        vendor: manifest.vendor_key,
+                        interface: candidate.interface.clone(),
+                        component: manifest.component_hash,
+                        endpoints: manifest.endpoints.clone(),
+                        provider_pin: manifest.provider_pin,
+                    };
+                    for r in &rejected {
+                        tracing::info!("skipped {r}");
+                    }
+                    return Ok(Ready {
+                        chosen,
+                        compiled,
+                        manifest,
+                        rejected,
+                        timings,
+                    });
+                }
+                Err(reason) => {
+                    tracing::debug!(%lease, %name, "candidate skipped: {reason}");
+                    rejected.push(Rejection { lease, name, reason });
+                }
+            }
+        }
+        Err(CallError::NoUsableCandidate { rejected })
+    }
+
+    /// Verifies a manifest, remembering the result for identical bytes.
+    fn verify(&self, candidate: &Candidate) -> Result<Manifest, VerifyError> {
+        let key = (
+            ContentHash::of(&candidate.manifest.bytes),
+            candidate.manifest.signature,
+        );
+        let remember = self.sandbox.config().cache_compiled;
+        if remember {
+            let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(v) = cache.get(&key) {
+                return Ok(v.get().clone());
+            }
+        }
+        let verified = candidate.manifest.verify()?;
+        let manifest = verified.get().clone();
+        if remember {
+            let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= VERIFIED_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, verified);
+        }
+        Ok(manifest)
+    }
+
+    async fn check_candidate(
+        &self,
+        candidate: &Candidate,
+        spec: &CallSpec,
+        timings: &mut PhaseTimings,
+    ) -> Result<(Manifest, Arc<Compiled>), RejectReason> {
+        let t = Instant::now();
+        let manifest = self.verify(candidate)?;
+        self.trust
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(&manifest.vendor_key)
+            .map_err(|u| RejectReason::Untrusted(u.0))?;
+        manifest.check_times(now_ms())?;
+        let claimed = manifest
+            .exports
+            .iter()
+            .find(|e| spec.matches_export(&e.interface))
+            .ok_or_else(|| RejectReason::NotClaimed(spec.interface.to_string()))?;
+        if !claimed.functions.contains(&spec.function) {
+            return Err(RejectReason::NotClaimed(format!(
+                "{}.{}",
+                claimed.interface, spec.function
+            )));
+        }
+        let policy = self.sandbox.policy();
+        policy.check_imports(&manifest.imports)?;
+        let limit = policy.limits.component_bytes;
+        if manifest.component_size > limit {
+            return Err(RejectReason::TooLarge {
+                size: manifest.component_size,
+                limit,
+            });
+        }
+        timings.verify += t.elapsed();
+
+        let t = Instant::now();
+        let compiled = if let Some(c) = self.sandbox.cached(&manifest.component_hash) {
+            timings.cache_hit = true;
+            timings.compile += t.elapsed();
+            c
+        } else {
+            let bytes = self
+                .registry
+                .fetch(
+                    manifest.component_hash,
+                    manifest.component_size,
+                    policy.limits.fetch_timeout,
+                )
+                .await
+                .map_err(RejectReason::Fetch)?;
+            timings.fetch += t.elapsed();
+            let t = Instant::now();
+            manifest.check_component(&bytes)?;
+            timings.verify += t.elapsed();
+            let t = Instant::now();
+            let (compiled, hit) = self
+                .sandbox
+                .compile(Arc::from(bytes))
+                .await
+                .map_err(|e| match e {
+                    CompileError::NotGranted(m) => RejectReason::Capabilities(m),
+                    other => RejectReason::Compile(other),
+                })?;
+            timings.cache_hit = hit;
+            timings.compile += t.elapsed();
+            compiled
+        };
+        // The component itself must export what the manifest claims and the call needs.
+        crate::invoke::lookup(compiled.component(), &compiled.interfaces().exports, spec)
+            .map_err(RejectReason::MissingExport)?;
+        Ok((manifest, compiled))
+    }
+
+    /// Reports an outcome per the report mode; returns the time spent inline.
+    async fn report(
+        &self,
+        manifest: &Manifest,
+        function: &str,
+        ok: bool,
+        detail: String,
+        started: Instant,
+    ) -> Duration {
+        if self.report == ReportMode::Off {
+            return Duration::ZERO;
+        }
+        let outcome = Outcome {
+            client: self.id.clone(),
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            component: manifest.component_hash,
+            function: function.to_string(),
+            ok,
+            detail,
+            duration_us: started.elapsed().as_micros() as u64,
+            facts: BTreeMap::new(),
+        };
+        let registry = self.registry.clone();
+        let send = async move {
+            if let Err(e) = registry.report(outcome).await {
+                tracing::warn!("outcome not reported: {e}");
+            }
+        };
+        match self.report {
+            ReportMode::Inline => {
+                let t = Instant::now();
+                send.await;
+                t.elapsed()
+            }
+            _ => {
+                tokio::spawn(send);
+                Duration::ZERO
+            }
+        }
+    }
+}

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::HasData;
 
 /// Generated bindings of `courier:proxy/host`.
+#[allow(missing_docs)]
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit/proxy",

@@ -161,7 +161,8 @@ pub fn prepare(
     spec: &CallSpec,
 ) -> Result<Invocation, InvokeError> {
     let (func, interface, params, results) = lookup(component, exports, spec)?;
-    let untyped = UntypedFuncCall::parse(&format!("{}{}", spec.function, spec.args)).map_err(|e| {
+    let source = format!("{}{}", spec.function, spec.args);
+    let untyped = UntypedFuncCall::parse(&source).map_err(|e| {
         InvokeError::Arguments {
             function: spec.function.clone(),
             message: e.to_string(),

@@ -21,10 +21,9 @@ pub mod provider;
 pub mod sandbox;
 pub mod trust;
 
-#[cfg(any())]
 pub use client::{
     CallError, CallReport, Chosen, Client, ClientConfig, ConnectError, PhaseTimings, Rejection,
-    RejectReason, ReportMode,
+    RejectReason, ReportMode, TypedReport,
 };
 pub use host::HostFacts;
 pub use invoke::{Answer, CallSpec, InvokeError, Invocation};
@@ -35,7 +34,7 @@ pub use policy::{
 pub use provider::{ProviderError, ProviderPool, ProviderTarget};
 pub use sandbox::{
     CompileError, Compiled, CompilerChoice, RunError, RunFailure, RunLogs, RunOutput, RunTimings,
-    Sandbox, SandboxConfig, SandboxError,
+    Sandbox, SandboxConfig, SandboxError, TypedOutput,
 };
 pub use trust::{TrustError, TrustStore, Untrusted};
 

@@ -269,6 +269,17 @@ pub struct RunOutput {
     pub timings: RunTimings,
 }
 
+/// A successful typed run.
+#[derive(Debug)]
+pub struct TypedOutput<R> {
+    /// The returned values, typed.
+    pub value: R,
+    /// Logs of the run.
+    pub logs: RunLogs,
+    /// Phase timings.
+    pub timings: RunTimings,
+}
+
 /// A failed run: the error and what was logged up to it.
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]
@@ -432,10 +443,10 @@ fn build_linker(engine: &Engine, policy: &Policy) -> wasmtime::Result<Linker<Run
     wasi::io::streams::add_to_linker::<RunState, HasIo>(&mut l, |t| &mut t.table)?;
     wasi::clocks::wall_clock::add_to_linker::<RunState, WasiClocks>(&mut l, RunState::clocks)?;
     wasi::clocks::monotonic_clock::add_to_linker::<RunState, WasiClocks>(&mut l, RunState::clocks)?;
-    wasi::random::random::add_to_linker::<RunState, WasiRandom>(&mut l, |t| &mut t.wasi.random)?;
-    wasi::random::insecure::add_to_linker::<RunState, WasiRandom>(&mut l, |t| &mut t.wasi.random)?;
+    wasi::random::random::add_to_linker::<RunState, WasiRandom>(&mut l, |t| t.wasi.random())?;
+    wasi::random::insecure::add_to_linker::<RunState, WasiRandom>(&mut l, |t| t.wasi.random())?;
     wasi::random::insecure_seed::add_to_linker::<RunState, WasiRandom>(&mut l, |t| {
-        &mut t.wasi.random
+        t.wasi.random()
     })?;
     wasi::cli::exit::add_to_linker::<RunState, WasiCli>(&mut l, RunState::cli)?;
     wasi::cli::environment::add_to_linker::<RunState, WasiCli>(&mut l, RunState::cli)?;
@@ -789,7 +800,7 @@ impl Sandbox {
         interface: &str,
         function: &str,
         params: P,
-    ) -> Result<R, RunFailure>
+    ) -> Result<TypedOutput<R>, RunFailure>
     where
         P: ComponentNamedList + Lower + Send + Sync + 'static,
         R: ComponentNamedList + Lift + Send + Sync + 'static,
@@ -820,7 +831,13 @@ impl Sandbox {
             params,
             _r: std::marker::PhantomData,
         };
-        self.execute(compiled, target, typed).await.map(|(r, ..)| r)
+        self.execute(compiled, target, typed)
+            .await
+            .map(|(value, logs, timings)| TypedOutput {
+                value,
+                logs,
+                timings,
+            })
     }
 
     fn new_state(&self, target: ProviderTarget, started: Instant) -> RunState {

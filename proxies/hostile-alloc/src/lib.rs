@@ -1,4 +1,5 @@
-//! Hostile test proxy: `say` allocates 1 MiB blocks and writes to every page of each, without bound; only the client's memory limit stops it.
+//! Hostile test proxy: `say` allocates 1 MiB blocks and writes to every page of each, without
+//! bound; only the client's memory limit stops it.
 
 #[allow(unsafe_code, reason = "the generated bindings and export glue are FFI")]
 mod bindings {

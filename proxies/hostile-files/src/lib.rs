@@ -1,4 +1,6 @@
-//! Hostile test proxy: `say` tries `read_dir("/")` and `read("/etc/passwd")` and reports what it got as `Ok` text, one line each: `read_dir=ok:<names>` or `read_dir=err:<error>`, then `passwd=ok:<contents>` or `passwd=err:<error>`. Without preopens both must be errors.
+//! Hostile test proxy: `say` tries `read_dir("/")` and `read("/etc/passwd")` and reports what it
+//! got as `Ok` text, one line each: `read_dir=ok:<names>` or `read_dir=err:<error>`, then
+//! `passwd=ok:<contents>` or `passwd=err:<error>`. Without preopens both must be errors.
 
 #[allow(unsafe_code, reason = "the generated bindings and export glue are FFI")]
 mod bindings {

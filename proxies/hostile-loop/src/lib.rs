@@ -1,4 +1,5 @@
-//! Hostile test proxy: `say` spins forever (a counter behind `black_box`, so it is not optimised away); only the client's epoch deadline / fuel stops it.
+//! Hostile test proxy: `say` spins forever (a counter behind `black_box`, so it is not optimised
+//! away); only the client's epoch deadline / fuel stops it.
 
 #[allow(unsafe_code, reason = "the generated bindings and export glue are FFI")]
 mod bindings {

@@ -1,4 +1,5 @@
-//! Hostile test proxy: `say` recurses without bound; each frame keeps a buffer alive across the call, so the recursion cannot become a loop. The stack overflow traps.
+//! Hostile test proxy: `say` recurses without bound; each frame keeps a buffer alive across the
+//! call, so the recursion cannot become a loop. The stack overflow traps.
 
 #[allow(unsafe_code, reason = "the generated bindings and export glue are FFI")]
 mod bindings {

@@ -1,4 +1,5 @@
-//! Hostile test proxy: `say(port)` tries `TcpStream::connect("127.0.0.1:<port>")` and answers `Ok("connected")` or `Err(<error text>)`.
+//! Hostile test proxy: `say(port)` tries `TcpStream::connect("127.0.0.1:<port>")` and answers
+//! `Ok("connected")` or `Err(<error text>)`.
 
 #[allow(unsafe_code, reason = "the generated bindings and export glue are FFI")]
 mod bindings {
