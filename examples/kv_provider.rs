@@ -15,7 +15,6 @@ use std::path::PathBuf;
 
 /// Serve the example key-value service.
 #[derive(Debug, Parser)]
-#[command(about)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7902")]
@@ -36,7 +35,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     print_banner("kv", "example/kv", &handle, &args.data_dir, created);
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     println!("stopping (letting calls in flight finish)...");
     handle.shutdown().await;
     Ok(())
@@ -45,8 +46,9 @@ async fn main() -> anyhow::Result<()> {
 fn init_logs() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -58,7 +60,11 @@ fn print_banner(
     data_dir: &std::path::Path,
     created: bool,
 ) {
-    let identity = if created { "new TLS identity" } else { "TLS identity" };
+    let identity = if created {
+        "new TLS identity"
+    } else {
+        "TLS identity"
+    };
     println!("{proxy} provider listening on {}", handle.local_addr());
     println!("{identity} in {}", data_dir.display());
     println!("provider pin: {}", handle.pin());

@@ -302,6 +302,9 @@ impl CallError {
 /// the same; times and trust are checked on every call anyway).
 const VERIFIED_CACHE: usize = 256;
 
+/// Verified manifests by (hash of the signed bytes, signature).
+type VerifiedCache = HashMap<(ContentHash, [u8; 64]), Verified<Manifest>>;
+
 /// A courier client: a registry connection, a trust store, a policy and a sandbox.
 pub struct Client {
     registry: RegistryClient,
@@ -310,7 +313,7 @@ pub struct Client {
     id: String,
     report: ReportMode,
     max_candidates: u32,
-    verified: Mutex<HashMap<(ContentHash, [u8; 64]), Verified<Manifest>>>,
+    verified: Mutex<VerifiedCache>,
 }
 
 impl fmt::Debug for Client {
@@ -356,15 +359,29 @@ impl Client {
         pin: SpkiPin,
         config: ClientConfig,
     ) -> Result<Self, ConnectError> {
-        let agent = format!("courier-client/{} ({})", env!("CARGO_PKG_VERSION"), config.id);
+        let agent = format!(
+            "courier-client/{} ({})",
+            env!("CARGO_PKG_VERSION"),
+            config.id
+        );
         let registry = RegistryClient::connect(addr, pin, &agent).await?;
         Self::with_registry(registry, config)
     }
 
     /// Builds a client on an existing registry connection.
-    pub fn with_registry(registry: RegistryClient, config: ClientConfig) -> Result<Self, ConnectError> {
+    pub fn with_registry(
+        registry: RegistryClient,
+        config: ClientConfig,
+    ) -> Result<Self, ConnectError> {
         let sandbox = Sandbox::new(config.policy, config.sandbox)?;
-        Ok(Self::with_sandbox(registry, Arc::new(sandbox), config.trust, config.id, config.report, config.max_candidates))
+        Ok(Self::with_sandbox(
+            registry,
+            Arc::new(sandbox),
+            config.trust,
+            config.id,
+            config.report,
+            config.max_candidates,
+        ))
     }
 
     /// Builds a client from parts (a shared sandbox, e.g. for benchmarks).
@@ -404,12 +421,18 @@ impl Client {
 
     /// Trusts `key` from now on.
     pub fn trust(&self, key: VendorKey) -> Result<bool, crate::trust::TrustError> {
-        self.trust.write().unwrap_or_else(|p| p.into_inner()).add(key)
+        self.trust
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(key)
     }
 
     /// Stops trusting `key`.
     pub fn untrust(&self, key: &VendorKey) -> bool {
-        self.trust.write().unwrap_or_else(|p| p.into_inner()).remove(key)
+        self.trust
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key)
     }
 
     /// A copy of the trust store.
@@ -431,10 +454,13 @@ impl Client {
         function: &str,
         args: &str,
     ) -> Result<CallReport, CallError> {
-        let interface: InterfaceName = query
-            .interface
-            .parse()
-            .map_err(|e: courier_protocol::InterfaceNameError| InvokeError::Interface(e.to_string()))?;
+        let interface: InterfaceName =
+            query
+                .interface
+                .parse()
+                .map_err(|e: courier_protocol::InterfaceNameError| {
+                    InvokeError::Interface(e.to_string())
+                })?;
         let spec = CallSpec::new(interface, function, args);
         self.run_dynamic(query, &spec).await
     }
@@ -508,7 +534,9 @@ impl Client {
             Err(failure) => {
                 timings.add_run(&failure.timings);
                 let detail = clip(&failure.error.to_string(), 200);
-                timings.report = self.report(&manifest, &function, false, detail, started).await;
+                timings.report = self
+                    .report(&manifest, &function, false, detail, started)
+                    .await;
                 timings.total = started.elapsed();
                 Err(CallError::Run {
                     chosen: Box::new(chosen),
@@ -532,10 +560,13 @@ impl Client {
         R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
         let started = Instant::now();
-        let interface: InterfaceName = query
-            .interface
-            .parse()
-            .map_err(|e: courier_protocol::InterfaceNameError| InvokeError::Interface(e.to_string()))?;
+        let interface: InterfaceName =
+            query
+                .interface
+                .parse()
+                .map_err(|e: courier_protocol::InterfaceNameError| {
+                    InvokeError::Interface(e.to_string())
+                })?;
         let spec = CallSpec::new(interface, function, "()");
         let Ready {
             chosen,
@@ -572,7 +603,9 @@ impl Client {
             Err(failure) => {
                 timings.add_run(&failure.timings);
                 let detail = clip(&failure.error.to_string(), 200);
-                timings.report = self.report(&manifest, &function, false, detail, started).await;
+                timings.report = self
+                    .report(&manifest, &function, false, detail, started)
+                    .await;
                 timings.total = started.elapsed();
                 Err(CallError::Run {
                     chosen: Box::new(chosen),
@@ -626,7 +659,11 @@ impl Client {
                 }
                 Err(reason) => {
                     tracing::debug!(%lease, %name, "candidate skipped: {reason}");
-                    rejected.push(Rejection { lease, name, reason });
+                    rejected.push(Rejection {
+                        lease,
+                        name,
+                        reason,
+                    });
                 }
             }
         }
@@ -714,14 +751,14 @@ impl Client {
             manifest.check_component(&bytes)?;
             timings.verify += t.elapsed();
             let t = Instant::now();
-            let (compiled, hit) = self
-                .sandbox
-                .compile(Arc::from(bytes))
-                .await
-                .map_err(|e| match e {
-                    CompileError::NotGranted(m) => RejectReason::Capabilities(m),
-                    other => RejectReason::Compile(other),
-                })?;
+            let (compiled, hit) =
+                self.sandbox
+                    .compile(Arc::from(bytes))
+                    .await
+                    .map_err(|e| match e {
+                        CompileError::NotGranted(m) => RejectReason::Capabilities(m),
+                        other => RejectReason::Compile(other),
+                    })?;
             timings.cache_hit = hit;
             timings.compile += t.elapsed();
             compiled

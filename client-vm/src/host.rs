@@ -30,7 +30,15 @@ pub mod bindings {
 use bindings::courier::proxy::{host_info, operator, provider};
 
 /// The names of the host facts this client knows how to gather.
-pub const FACT_NAMES: &[&str] = &["os", "arch", "family", "hostname", "kernel", "os-release", "cpus"];
+pub const FACT_NAMES: &[&str] = &[
+    "os",
+    "arch",
+    "family",
+    "hostname",
+    "kernel",
+    "os-release",
+    "cpus",
+];
 
 /// Facts about the client system, gathered once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -276,7 +284,7 @@ impl operator::Host for HostCtx {
 
     async fn confirm(&mut self, question: String) -> bool {
         let question = printable(&question);
-        let answer = match self.answer() {
+        match self.answer() {
             Some(a) => {
                 self.record(format!("confirm: {question} -> {} (policy)", yes_no(a)));
                 a
@@ -294,8 +302,7 @@ impl operator::Host for HostCtx {
                 self.record(format!("confirm: {question} -> {} (operator)", yes_no(a)));
                 a
             }
-        };
-        answer
+        }
     }
 
     fn progress(&mut self, done: u32, total: u32, message: String) {

@@ -80,9 +80,12 @@ impl FromStr for CallSpec {
         {
             return Err(syntax());
         }
-        let interface: InterfaceName = interface
-            .parse()
-            .map_err(|e: courier_protocol::InterfaceNameError| InvokeError::Interface(e.to_string()))?;
+        let interface: InterfaceName =
+            interface
+                .parse()
+                .map_err(|e: courier_protocol::InterfaceNameError| {
+                    InvokeError::Interface(e.to_string())
+                })?;
         Ok(Self {
             interface,
             function: function.to_string(),
@@ -126,8 +129,9 @@ impl CallSpec {
         match (&self.interface.version, &e.version) {
             (None, _) => true,
             (Some(_), None) => false,
-            (Some(want), Some(have)) => semver::VersionReq::parse(&format!("^{want}"))
-                .is_ok_and(|req| req.matches(have)),
+            (Some(want), Some(have)) => {
+                semver::VersionReq::parse(&format!("^{want}")).is_ok_and(|req| req.matches(have))
+            }
         }
     }
 }
@@ -162,11 +166,9 @@ pub fn prepare(
 ) -> Result<Invocation, InvokeError> {
     let (func, interface, params, results) = lookup(component, exports, spec)?;
     let source = format!("{}{}", spec.function, spec.args);
-    let untyped = UntypedFuncCall::parse(&source).map_err(|e| {
-        InvokeError::Arguments {
-            function: spec.function.clone(),
-            message: e.to_string(),
-        }
+    let untyped = UntypedFuncCall::parse(&source).map_err(|e| InvokeError::Arguments {
+        function: spec.function.clone(),
+        message: e.to_string(),
     })?;
     let params: Vec<Val> =
         untyped
@@ -208,7 +210,10 @@ pub(crate) fn lookup(
         .get_export(Some(&iface_index), &spec.function)
         .ok_or_else(no_function)?;
     let ComponentItem::ComponentFunc(ty) = item else {
-        return Err(InvokeError::NotAFunction(format!("{interface}.{}", spec.function)));
+        return Err(InvokeError::NotAFunction(format!(
+            "{interface}.{}",
+            spec.function
+        )));
     };
     let params: Vec<Type> = ty.params().map(|(_, t)| t).collect();
     let results = ty.results().len();
@@ -322,7 +327,12 @@ mod tests {
         let c: CallSpec = "courier:kv/store.keys()".parse().unwrap();
         assert_eq!(c.function, "keys");
         assert_eq!(c.to_string(), "courier:kv/store.keys()");
-        for bad in ["say(\"hi\")", "courier:echo/echo.say", "courier:echo/echo.(1)", "x.y(1)"] {
+        for bad in [
+            "say(\"hi\")",
+            "courier:echo/echo.say",
+            "courier:echo/echo.(1)",
+            "x.y(1)",
+        ] {
             assert!(bad.parse::<CallSpec>().is_err(), "{bad}");
         }
     }
@@ -340,10 +350,15 @@ mod tests {
 
     #[test]
     fn answers_and_sizes() {
-        let ok = [Val::Result(Ok(Some(Box::new(Val::String("echo: hi".into())))))];
+        let ok = [Val::Result(Ok(Some(Box::new(Val::String(
+            "echo: hi".into(),
+        )))))];
         assert_eq!(answer(&ok).unwrap(), Answer::Ok("ok(\"echo: hi\")".into()));
         let err = [Val::Result(Err(Some(Box::new(Val::String("no".into())))))];
-        assert_eq!(answer(&err).unwrap(), Answer::ProxyError("err(\"no\")".into()));
+        assert_eq!(
+            answer(&err).unwrap(),
+            Answer::ProxyError("err(\"no\")".into())
+        );
         assert_eq!(answer(&[]).unwrap(), Answer::Ok("()".into()));
         assert_eq!(values_size(&ok, 1000), 12);
         let big = [Val::List(vec![Val::String("x".repeat(100)); 100])];

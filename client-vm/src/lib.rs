@@ -22,11 +22,11 @@ pub mod sandbox;
 pub mod trust;
 
 pub use client::{
-    CallError, CallReport, Chosen, Client, ClientConfig, ConnectError, PhaseTimings, Rejection,
-    RejectReason, ReportMode, TypedReport,
+    CallError, CallReport, Chosen, Client, ClientConfig, ConnectError, PhaseTimings, RejectReason,
+    Rejection, ReportMode, TypedReport,
 };
 pub use host::HostFacts;
-pub use invoke::{Answer, CallSpec, InvokeError, Invocation};
+pub use invoke::{Answer, CallSpec, Invocation, InvokeError};
 pub use policy::{
     Limits, MissingCapabilities, MissingImport, MissingReason, OperatorAnswer, OperatorMode,
     Policy, Preopen,

@@ -200,7 +200,10 @@ impl fmt::Display for MissingCapabilities {
         match (not_granted.is_empty(), unknown.is_empty()) {
             (false, true) => write!(f, "not granted: {not_granted}"),
             (true, false) => write!(f, "not granted: {unknown} (unknown to this host)"),
-            _ => write!(f, "not granted: {not_granted}; unknown to this host: {unknown}"),
+            _ => write!(
+                f,
+                "not granted: {not_granted}; unknown to this host: {unknown}"
+            ),
         }
     }
 }
@@ -239,7 +242,10 @@ impl Policy {
         Self {
             grant_host_info: true,
             grant_operator: true,
-            allowed_facts: crate::host::FACT_NAMES.iter().map(|s| s.to_string()).collect(),
+            allowed_facts: crate::host::FACT_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             operator: OperatorMode::Unattended(answer),
             ..Self::default()
         }
@@ -332,18 +338,25 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.names(),
-            ["courier:proxy/operator@0.1.0", "wasi:sockets/tcp@0.2.0", "evil:net/raw@0.1.0"]
+            [
+                "courier:proxy/operator@0.1.0",
+                "wasi:sockets/tcp@0.2.0",
+                "evil:net/raw@0.1.0"
+            ]
         );
         assert_eq!(err.missing[2].reason, MissingReason::Unknown);
         let text = err.to_string();
-        assert!(text.starts_with("not granted: courier:proxy/operator@0.1.0, wasi:sockets/tcp@0.2.0"));
+        assert!(
+            text.starts_with("not granted: courier:proxy/operator@0.1.0, wasi:sockets/tcp@0.2.0")
+        );
         assert!(text.contains("unknown to this host: evil:net/raw@0.1.0"));
     }
 
     #[test]
     fn versions_follow_component_model_compatibility() {
         let p = Policy::permissive(OperatorAnswer::DenyAll);
-        p.check_imports(&["courier:proxy/operator@0.1.0", "courier:proxy/host-info"]).unwrap();
+        p.check_imports(&["courier:proxy/operator@0.1.0", "courier:proxy/host-info"])
+            .unwrap();
         assert!(p.check_imports(&["courier:proxy/provider@0.2.0"]).is_err());
         assert!(p.check_imports(&["wasi:io/poll@0.3.0"]).is_err());
         assert!(p.check_imports(&["wasi:io/poll@0.2.99"]).is_err());

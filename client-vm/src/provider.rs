@@ -102,7 +102,11 @@ impl ProviderPool {
     /// The client endpoint for `peer`'s address family (created once).
     fn endpoint(&self, peer: SocketAddr) -> Result<quinn::Endpoint, TransportError> {
         let mut eps = lock(&self.endpoints);
-        let slot = if peer.is_ipv6() { &mut eps.1 } else { &mut eps.0 };
+        let slot = if peer.is_ipv6() {
+            &mut eps.1
+        } else {
+            &mut eps.0
+        };
         if let Some(ep) = slot {
             return Ok(ep.clone());
         }

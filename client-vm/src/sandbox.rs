@@ -12,7 +12,7 @@
 //! module never calls `Component::deserialize`.
 
 use crate::host::{HostCtx, HostData, HostFacts, HostLimits, LogPipe, bindings};
-use crate::invoke::{Answer, InvokeError, Invocation, answer, values_size};
+use crate::invoke::{Answer, Invocation, InvokeError, answer, values_size};
 use crate::policy::{MissingCapabilities, Policy};
 use crate::provider::{ProviderError, ProviderPool, ProviderTarget};
 use courier_protocol::{ComponentInterfaces, ContentHash, InspectError};
@@ -458,7 +458,10 @@ fn build_linker(engine: &Engine, policy: &Policy) -> wasmtime::Result<Linker<Run
     wasi::cli::terminal_stdin::add_to_linker::<RunState, WasiCli>(&mut l, RunState::cli)?;
     wasi::cli::terminal_stdout::add_to_linker::<RunState, WasiCli>(&mut l, RunState::cli)?;
     wasi::cli::terminal_stderr::add_to_linker::<RunState, WasiCli>(&mut l, RunState::cli)?;
-    wasi::filesystem::types::add_to_linker::<RunState, WasiFilesystem>(&mut l, RunState::filesystem)?;
+    wasi::filesystem::types::add_to_linker::<RunState, WasiFilesystem>(
+        &mut l,
+        RunState::filesystem,
+    )?;
     wasi::filesystem::preopens::add_to_linker::<RunState, WasiFilesystem>(
         &mut l,
         RunState::filesystem,
@@ -480,10 +483,7 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 8;
 
-fn engine_config(
-    config: &SandboxConfig,
-    policy: &Policy,
-) -> Result<Config, SandboxError> {
+fn engine_config(config: &SandboxConfig, policy: &Policy) -> Result<Config, SandboxError> {
     let mut c = Config::new();
     c.strategy(match config.compiler {
         CompilerChoice::Cranelift => Strategy::Cranelift,
@@ -493,7 +493,7 @@ fn engine_config(
     c.max_wasm_stack(config.max_wasm_stack);
     // Host async calls run on the fiber stack too: leave them room above the wasm stack.
     c.async_stack_size(config.max_wasm_stack + (1 << 20));
-    c.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(8));
+    c.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES));
     let runs = config.max_concurrent_runs.max(1);
     let memory = policy.limits.memory_bytes.max(1 << 16);
     let mut pool = PoolingAllocationConfig::new();
@@ -816,16 +816,13 @@ impl Sandbox {
             function,
             "()",
         );
-        let (func, ..) = crate::invoke::lookup(
-            &compiled.component,
-            &compiled.interfaces.exports,
-            &spec,
-        )
-        .map_err(|e| RunFailure {
-            error: e.into(),
-            logs: RunLogs::default(),
-            timings: RunTimings::default(),
-        })?;
+        let (func, ..) =
+            crate::invoke::lookup(&compiled.component, &compiled.interfaces.exports, &spec)
+                .map_err(|e| RunFailure {
+                    error: e.into(),
+                    logs: RunLogs::default(),
+                    timings: RunTimings::default(),
+                })?;
         let typed = Typed::<P, R> {
             func,
             params,
@@ -914,8 +911,9 @@ impl Sandbox {
         let state = self.new_state(target, started);
         let deadline = state.deadline.clone();
         let tick = state.tick;
-        let first_check = (state.cpu_limit.min(state.wall_limit).as_micros() / tick.as_micros().max(1))
-            .clamp(1, 10) as u64;
+        let first_check = (state.cpu_limit.min(state.wall_limit).as_micros()
+            / tick.as_micros().max(1))
+        .clamp(1, 10) as u64;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(first_check);
@@ -931,7 +929,10 @@ impl Sandbox {
                     .await
                     .map_err(|e| (true, e))?;
                 let t1 = Instant::now();
-                let out = invoke.invoke(&mut store, instance).await.map_err(|e| (false, e))?;
+                let out = invoke
+                    .invoke(&mut store, instance)
+                    .await
+                    .map_err(|e| (false, e))?;
                 Ok::<_, (bool, wasmtime::Error)>((out, t1 - t0, t1.elapsed()))
             };
             with_deadline(run, &deadline).await
@@ -1031,6 +1032,13 @@ fn classify(data: &RunState, instantiating: bool, e: wasmtime::Error) -> RunErro
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => return RunError::StackOverflow,
+        // A guest compiled from C or Rust keeps its frames' data on a shadow stack in
+        // linear memory, without a guard: unbounded recursion runs it below address 0 and
+        // the wrapped access traps as out of bounds. A full backtrace of a few functions
+        // repeating is that, not a stray pointer.
+        Some(Trap::MemoryOutOfBounds) if looks_like_recursion(&e) => {
+            return RunError::StackOverflow;
+        }
         Some(Trap::Interrupt) => {
             return RunError::CpuDeadline {
                 limit: data.cpu_limit,
@@ -1043,6 +1051,24 @@ fn classify(data: &RunState, instantiating: bool, e: wasmtime::Error) -> RunErro
     RunError::Trap {
         message: one_line(&e),
     }
+}
+
+/// Frames captured in a trap's backtrace (also the depth that counts as recursion).
+const BACKTRACE_FRAMES: usize = 16;
+
+/// Whether the trap's backtrace is full and made of at most a few distinct functions.
+fn looks_like_recursion(e: &wasmtime::Error) -> bool {
+    let Some(bt) = e.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return false;
+    };
+    let frames = bt.frames();
+    if frames.len() < BACKTRACE_FRAMES {
+        return false;
+    }
+    let mut functions: Vec<u32> = frames.iter().map(|f| f.func_index()).collect();
+    functions.sort_unstable();
+    functions.dedup();
+    functions.len() <= 3
 }
 
 /// The error chain on one line, without the multi-line wasm backtrace.

@@ -212,7 +212,10 @@ mod tests {
         let mut weak = [0u8; 32];
         weak[0] = 1;
         let line = format!("ed25519:{}", hex::encode(weak));
-        assert!(matches!(TrustStore::parse(&line), Err(TrustError::BadKey { .. })));
+        assert!(matches!(
+            TrustStore::parse(&line),
+            Err(TrustError::BadKey { .. })
+        ));
         assert!(TrustStore::new().add(VendorKey(weak)).is_err());
     }
 

@@ -45,7 +45,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 /// Decodes exactly one value from `bytes`, refusing trailing bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match postcard::take_from_bytes::<T>(bytes) {
-        Ok((value, rest)) if rest.is_empty() => Ok(value),
+        Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(CodecError::TrailingBytes(rest.len())),
         Err(postcard::Error::DeserializeUnexpectedEnd) => Err(CodecError::Truncated),
         Err(e) => Err(CodecError::Malformed(e.to_string())),
@@ -70,8 +70,11 @@ pub fn frame_len(header: [u8; FRAME_HEADER_LEN], max: usize) -> Result<usize, Co
     Ok(len)
 }
 
+/// A frame's body and the bytes after it.
+pub type FrameSplit<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits one frame off the front of `buf`: `Ok(None)` when more bytes are needed.
-pub fn split_frame(buf: &[u8], max: usize) -> Result<Option<(&[u8], &[u8])>, CodecError> {
+pub fn split_frame(buf: &[u8], max: usize) -> Result<Option<FrameSplit<'_>>, CodecError> {
     if buf.len() < FRAME_HEADER_LEN {
         return Ok(None);
     }

@@ -273,9 +273,9 @@ mod tests {
         let m = sample(VendorKey::of(&k), b"component");
         let mut s = SignedManifest::sign(&m, &k);
         let mut carry = 0u16;
-        for i in 0..32 {
-            let v = s.signature[32 + i] as u16 + L[i] as u16 + carry;
-            s.signature[32 + i] = v as u8;
+        for (byte, l) in s.signature[32..].iter_mut().zip(L) {
+            let v = *byte as u16 + l as u16 + carry;
+            *byte = v as u8;
             carry = v >> 8;
         }
         assert_eq!(s.verify(), Err(VerifyError::BadSignature));

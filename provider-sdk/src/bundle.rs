@@ -159,15 +159,21 @@ impl BundleBuilder {
         }
         let issued = self.issued_at.unwrap_or_else(SystemTime::now);
         let issued_at_ms = millis_since_epoch(issued)?;
-        let validity_ms = u64::try_from(self.validity.as_millis()).map_err(|_| BundleError::Clock)?;
+        let validity_ms =
+            u64::try_from(self.validity.as_millis()).map_err(|_| BundleError::Clock)?;
         let manifest = Manifest {
             name: self.name.clone().ok_or(BundleError::Missing("name"))?,
-            version: self.version.clone().ok_or(BundleError::Missing("version"))?,
+            version: self
+                .version
+                .clone()
+                .ok_or(BundleError::Missing("version"))?,
             exports,
             imports: interfaces.imports,
             attributes: self.attributes.clone(),
             endpoints: self.endpoints.clone(),
-            provider_pin: self.provider_pin.ok_or(BundleError::Missing("provider pin"))?,
+            provider_pin: self
+                .provider_pin
+                .ok_or(BundleError::Missing("provider pin"))?,
             issued_at_ms,
             not_after_ms: issued_at_ms
                 .checked_add(validity_ms)
@@ -194,6 +200,8 @@ impl BundleBuilder {
 }
 
 fn millis_since_epoch(t: SystemTime) -> Result<u64, BundleError> {
-    let since = t.duration_since(UNIX_EPOCH).map_err(|_| BundleError::Clock)?;
+    let since = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| BundleError::Clock)?;
     u64::try_from(since.as_millis()).map_err(|_| BundleError::Clock)
 }

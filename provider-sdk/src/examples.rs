@@ -142,7 +142,10 @@ pub mod kv {
             .ok_or_else(|| "set payload shorter than its 4-byte key length".to_string())?;
         let len = u32::from_be_bytes(*len) as usize;
         if len > rest.len() {
-            return Err(format!("set payload announces a {len}-byte key but has {} bytes", rest.len()));
+            return Err(format!(
+                "set payload announces a {len}-byte key but has {} bytes",
+                rest.len()
+            ));
         }
         let (key, value) = rest.split_at(len);
         Ok((utf8(key, "key")?, utf8(value, "value")?))
@@ -187,7 +190,6 @@ pub mod kv {
         }
         Ok(text.split('\n').map(str::to_string).collect())
     }
-
 }
 
 #[cfg(test)]
@@ -200,13 +202,21 @@ mod tests {
     #[test]
     fn kv_payloads_round_trip() {
         let p = encode_set("k€y", "välue");
-        assert_eq!(&p[..4], &(u32::try_from("k€y".len()).unwrap()).to_be_bytes());
+        assert_eq!(
+            &p[..4],
+            &(u32::try_from("k€y".len()).unwrap()).to_be_bytes()
+        );
         assert_eq!(decode_set(&p).unwrap(), ("k€y", "välue"));
         assert_eq!(decode_set(&encode_set("k", "")).unwrap(), ("k", ""));
         assert!(decode_set(&[0, 0]).is_err());
         assert!(decode_set(&[0, 0, 0, 9, b'a']).is_err());
         assert_eq!(decode_get_reply(&encode_get_reply(None)).unwrap(), None);
-        assert_eq!(decode_get_reply(&encode_get_reply(Some("v"))).unwrap().as_deref(), Some("v"));
+        assert_eq!(
+            decode_get_reply(&encode_get_reply(Some("v")))
+                .unwrap()
+                .as_deref(),
+            Some("v")
+        );
         assert!(decode_get_reply(&[2]).is_err());
         assert!(decode_delete_reply(&[1]).unwrap());
         assert!(decode_keys_reply(b"").unwrap().is_empty());

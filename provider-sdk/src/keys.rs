@@ -86,7 +86,10 @@ pub fn save_key(path: &Path, key: &SigningKey, overwrite: bool) -> Result<(), Sa
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(parent).map_err(io)?;
     }
-    let contents = Zeroizing::new(format!("{KEY_FILE_HEADER}\n{}\n", hex::encode(key.to_bytes())));
+    let contents = Zeroizing::new(format!(
+        "{KEY_FILE_HEADER}\n{}\n",
+        hex::encode(key.to_bytes())
+    ));
     if !overwrite {
         // `create_new` makes the existence check and the creation one step.
         let mut file = private_options(true).open(path).map_err(|e| {
@@ -145,13 +148,15 @@ pub fn load_key(path: &Path) -> Result<SigningKey, LoadKeyError> {
         return Err(format("file is too large"));
     }
     let mut text = Zeroizing::new(String::new());
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, 1024), &mut text).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            format("not UTF-8 text")
-        } else {
-            io(e)
-        }
-    })?;
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, 1024), &mut text).map_err(
+        |e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                format("not UTF-8 text")
+            } else {
+                io(e)
+            }
+        },
+    )?;
     let mut lines = text.lines();
     if lines.next().map(str::trim) != Some(KEY_FILE_HEADER) {
         return Err(format("missing the `courier-vendor-key v1` header line"));
@@ -183,7 +188,10 @@ mod tests {
         assert_eq!(public_key(&loaded), VendorKey::of(&key));
 
         let other = generate_key();
-        assert!(matches!(save_key(&path, &other, false), Err(SaveKeyError::Exists(_))));
+        assert!(matches!(
+            save_key(&path, &other, false),
+            Err(SaveKeyError::Exists(_))
+        ));
         assert_eq!(load_key(&path).unwrap().to_bytes(), key.to_bytes());
         save_key(&path, &other, true).unwrap();
         assert_eq!(load_key(&path).unwrap().to_bytes(), other.to_bytes());
@@ -200,7 +208,10 @@ mod tests {
         assert_eq!(mode, 0o600);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = load_key(&path).unwrap_err();
-        assert!(matches!(err, LoadKeyError::Permissions { mode: 0o644, .. }), "{err}");
+        assert!(
+            matches!(err, LoadKeyError::Permissions { mode: 0o644, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("chmod 600"));
         // Replacing keeps the private mode.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -222,13 +233,22 @@ mod tests {
             ("empty", ""),
             ("no-header", &format!("{}\n", "ab".repeat(32))),
             ("short", &format!("{KEY_FILE_HEADER}\nabcd\n")),
-            ("not-hex", &format!("{KEY_FILE_HEADER}\n{}\n", "zz".repeat(32))),
-            ("extra", &format!("{KEY_FILE_HEADER}\n{}\nmore\n", "ab".repeat(32))),
+            (
+                "not-hex",
+                &format!("{KEY_FILE_HEADER}\n{}\n", "zz".repeat(32)),
+            ),
+            (
+                "extra",
+                &format!("{KEY_FILE_HEADER}\n{}\nmore\n", "ab".repeat(32)),
+            ),
         ] {
             let err = load_key(&write(name, text)).unwrap_err();
             assert!(matches!(err, LoadKeyError::Format { .. }), "{name}: {err}");
         }
-        let ok = load_key(&write("ok", &format!("{KEY_FILE_HEADER}\n{}\n", "ab".repeat(32))));
+        let ok = load_key(&write(
+            "ok",
+            &format!("{KEY_FILE_HEADER}\n{}\n", "ab".repeat(32)),
+        ));
         assert_eq!(ok.unwrap().to_bytes(), [0xab; 32]);
         assert!(matches!(
             load_key(&dir.path().join("missing")),

@@ -157,7 +157,13 @@ impl LeaseKeeper {
         bundle: Bundle,
         requested_ttl: Duration,
     ) -> Self {
-        Self::start_with(registry_addr, registry_pin, key, bundle, KeeperConfig::new(requested_ttl))
+        Self::start_with(
+            registry_addr,
+            registry_pin,
+            key,
+            bundle,
+            KeeperConfig::new(requested_ttl),
+        )
     }
 
     /// Like [`LeaseKeeper::start`], with explicit timing.
@@ -198,7 +204,8 @@ impl LeaseKeeper {
         self.state.borrow().clone()
     }
 
-    /// Waits until the lease is active and returns it.
+    /// Waits until the lease is active and returns it. While the registry stays unreachable
+    /// this keeps waiting (the state says `Retrying`): wrap it in a timeout if needed.
     pub async fn wait_active(&self) -> Result<LeaseId, WaitError> {
         let mut rx = self.state.clone();
         let state = rx
@@ -305,7 +312,10 @@ impl Worker {
                     Err(e) => Err(e),
                 },
                 Some((lease, renew_at, renewals)) => {
-                    if until(&self.stop, tokio::time::sleep_until(renew_at)).await.is_err() {
+                    if until(&self.stop, tokio::time::sleep_until(renew_at))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                     match self.renew(lease).await {
@@ -338,7 +348,8 @@ impl Worker {
             let message = match classify(&error) {
                 Failure::Permanent(message) => {
                     tracing::error!(error = %message, "registration refused for good");
-                    self.state.send_replace(LeaseState::Failed { error: message });
+                    self.state
+                        .send_replace(LeaseState::Failed { error: message });
                     return Ok(None);
                 }
                 Failure::Connection(message) => {
@@ -445,14 +456,18 @@ impl Worker {
 
     async fn register(&mut self) -> Result<LeaseGrant, ClientError> {
         let stop = self.stop.clone();
-        let client = until(&stop, self.client()).await.map_err(|Stopped| stopped_error())??;
+        let client = until(&stop, self.client())
+            .await
+            .map_err(|Stopped| stopped_error())??;
         let request = self.bundle.register_request(self.config.requested_ttl);
         self.timed(client.register(request)).await
     }
 
     async fn renew(&mut self, lease: LeaseId) -> Result<LeaseGrant, ClientError> {
         let stop = self.stop.clone();
-        let client = until(&stop, self.client()).await.map_err(|Stopped| stopped_error())??;
+        let client = until(&stop, self.client())
+            .await
+            .map_err(|Stopped| stopped_error())??;
         let ttl_ms = u64::try_from(self.config.requested_ttl.as_millis()).unwrap_or(u64::MAX);
         self.timed(client.renew(lease, ttl_ms)).await
     }
@@ -481,7 +496,10 @@ fn stopped_error() -> ClientError {
 }
 
 /// Runs `fut` unless a stop is asked first (or the keeper handle is gone).
-async fn until<T>(stop: &watch::Receiver<bool>, fut: impl Future<Output = T>) -> Result<T, Stopped> {
+async fn until<T>(
+    stop: &watch::Receiver<bool>,
+    fut: impl Future<Output = T>,
+) -> Result<T, Stopped> {
     let mut stop = stop.clone();
     tokio::select! {
         biased;

@@ -169,7 +169,11 @@ impl ServiceBuilder {
     }
 
     /// Binds `addr` with `identity` and serves until [`ServiceHandle::shutdown`].
-    pub async fn serve(self, addr: SocketAddr, identity: &Identity) -> Result<ServiceHandle, ServeError> {
+    pub async fn serve(
+        self,
+        addr: SocketAddr,
+        identity: &Identity,
+    ) -> Result<ServiceHandle, ServeError> {
         let limits = ServerLimits {
             max_streams_per_connection: self.config.max_streams_per_connection,
             idle_timeout: self.config.idle_timeout,
@@ -236,15 +240,20 @@ impl ServiceHandle {
             let _ = accept.await;
         }
         self.done_tx = None;
-        if tokio::time::timeout(grace, self.done_rx.recv()).await.is_err() {
-            tracing::warn!(?grace, "calls still running at the end of the shutdown grace");
+        if tokio::time::timeout(grace, self.done_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "calls still running at the end of the shutdown grace"
+            );
         }
         self.endpoint
             .close(close_code::SHUTDOWN.into(), b"provider shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         tracing::info!(local_addr = %self.local_addr, "provider stopped");
     }
-
 }
 
 impl Drop for ServiceHandle {
@@ -286,7 +295,17 @@ async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<Ctx>, done: mpsc::Sende
     }
 }
 
+/// Serves one connection until it closes or the service stops (calls already running go on
+/// in their own tasks).
 async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, done: mpsc::Sender<()>) {
+    let mut stop = ctx.stop.clone();
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        _ = connection(incoming, ctx.clone(), done) => {}
+    }
+}
+
+async fn connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, done: mpsc::Sender<()>) {
     let peer = incoming.remote_address();
     let timeout = ctx.config.handshake_timeout;
     let conn = match tokio::time::timeout(timeout, incoming).await {
@@ -310,7 +329,10 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, done: mpsc::
         Ok(Ok((send, hello))) if hello.version == PROTOCOL_VERSION => send,
         Ok(Ok((_, hello))) => {
             tracing::warn!(%peer, version = hello.version, "unsupported provider protocol version");
-            let reason = format!("unsupported version {}; this provider speaks {PROTOCOL_VERSION}", hello.version);
+            let reason = format!(
+                "unsupported version {}; this provider speaks {PROTOCOL_VERSION}",
+                hello.version
+            );
             conn.close(close_code::UNSUPPORTED_VERSION.into(), reason.as_bytes());
             return;
         }
@@ -321,7 +343,10 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, done: mpsc::
         }
         Err(_) => {
             tracing::warn!(%peer, "no ProviderHello in time");
-            conn.close(close_code::BAD_HANDSHAKE.into(), b"no ProviderHello in time");
+            conn.close(
+                close_code::BAD_HANDSHAKE.into(),
+                b"no ProviderHello in time",
+            );
             return;
         }
     };
@@ -332,17 +357,13 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, done: mpsc::
         return;
     }
     tracing::debug!(%peer, "provider connection open");
-    let mut stop = ctx.stop.clone();
     loop {
-        let (send, recv) = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            s = conn.accept_bi() => match s {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "provider connection closed");
-                    break;
-                }
-            },
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "provider connection closed");
+                break;
+            }
         };
         let (ctx, done) = (ctx.clone(), done.clone());
         tokio::spawn(async move {
@@ -355,7 +376,11 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, done: mpsc::
 async fn serve_call(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: &Ctx) {
     let max = ctx.config.max_request_size;
     let frame_cap = max.saturating_add(CALL_OVERHEAD);
-    let read = tokio::time::timeout(ctx.config.request_timeout, read_frame::<Call>(&mut recv, frame_cap)).await;
+    let read = tokio::time::timeout(
+        ctx.config.request_timeout,
+        read_frame::<Call>(&mut recv, frame_cap),
+    )
+    .await;
     let reply = match read {
         Err(_) => {
             let _ = recv.stop(close_code::REQUEST_TOO_LARGE.into());
@@ -364,7 +389,9 @@ async fn serve_call(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ct
         Ok(Err(TransportError::Codec(CodecError::FrameTooLarge { len, .. }))) => {
             let _ = recv.stop(close_code::REQUEST_TOO_LARGE.into());
             tracing::warn!(len, max, "oversized call refused");
-            Reply::Err(format!("request of {len} bytes exceeds the provider's cap of {max} bytes"))
+            Reply::Err(format!(
+                "request of {len} bytes exceeds the provider's cap of {max} bytes"
+            ))
         }
         Ok(Err(TransportError::Codec(e))) => {
             tracing::warn!(error = %e, "malformed call");
@@ -411,7 +438,10 @@ async fn dispatch(ctx: &Ctx, call: Call) -> Reply {
         }
         Err(_) => {
             tracing::warn!(%method, "handler timed out");
-            Reply::Err(format!("handler of {method} timed out after {:?}", ctx.config.call_timeout))
+            Reply::Err(format!(
+                "handler of {method} timed out after {:?}",
+                ctx.config.call_timeout
+            ))
         }
     }
 }
@@ -427,7 +457,9 @@ fn cap_reply(reply: Reply, max: usize) -> Reply {
     }
     tracing::warn!(len, max, "reply over the cap");
     match reply {
-        Reply::Ok(_) => Reply::Err(format!("reply of {len} bytes exceeds the provider's cap of {max} bytes")),
+        Reply::Ok(_) => Reply::Err(format!(
+            "reply of {len} bytes exceeds the provider's cap of {max} bytes"
+        )),
         Reply::Err(m) => Reply::Err(m.chars().take(max.saturating_sub(64).min(1024)).collect()),
     }
 }
@@ -539,13 +571,18 @@ impl ProviderClient {
         let answer = match tokio::time::timeout(timeout, hello).await {
             Err(_) => {
                 conn.close(0u32.into(), b"handshake timeout");
-                return Err(ProviderConnectError::Handshake(format!("no ProviderHello within {timeout:?}")));
+                return Err(ProviderConnectError::Handshake(format!(
+                    "no ProviderHello within {timeout:?}"
+                )));
             }
             Ok(Err(e)) => return Err(handshake_error(&conn, e)),
             Ok(Ok(answer)) => answer,
         };
         if answer.version != PROTOCOL_VERSION {
-            conn.close(close_code::UNSUPPORTED_VERSION.into(), b"unsupported version");
+            conn.close(
+                close_code::UNSUPPORTED_VERSION.into(),
+                b"unsupported version",
+            );
             return Err(ProviderConnectError::UnsupportedVersion(format!(
                 "provider speaks version {}, this client {PROTOCOL_VERSION}",
                 answer.version
@@ -560,7 +597,11 @@ impl ProviderClient {
 
     /// Calls `method` with `payload`; the provider's `Reply::Err` becomes
     /// [`ProviderCallError::Provider`].
-    pub async fn call(&self, method: &str, payload: impl Into<Vec<u8>>) -> Result<Vec<u8>, ProviderCallError> {
+    pub async fn call(
+        &self,
+        method: &str,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<Vec<u8>, ProviderCallError> {
         let call = Call {
             method: method.to_string(),
             payload: payload.into(),

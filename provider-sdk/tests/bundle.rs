@@ -19,7 +19,10 @@ fn echo_builder() -> BundleBuilder {
 #[test]
 fn echo_bundle_reads_real_exports_and_verifies() {
     let key = generate_key();
-    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let bundle = echo_builder().sign(&key).unwrap();
     let manifest = bundle.verify().unwrap().into_inner();
     assert_eq!(
@@ -29,12 +32,19 @@ fn echo_bundle_reads_real_exports_and_verifies() {
             functions: vec!["say".into()],
         }]
     );
-    assert!(manifest.imports.contains(&"courier:proxy/provider@0.1.0".to_string()));
+    assert!(
+        manifest
+            .imports
+            .contains(&"courier:proxy/provider@0.1.0".to_string())
+    );
     assert_eq!(manifest.name, "acme/echo");
     assert_eq!(manifest.version, "0.1.0");
     assert_eq!(manifest.endpoints, ["127.0.0.1:7901"]);
     assert_eq!(manifest.provider_pin, SpkiPin([7; 32]));
-    assert_eq!(manifest.attributes.get("region").map(String::as_str), Some("eu"));
+    assert_eq!(
+        manifest.attributes.get("region").map(String::as_str),
+        Some("eu")
+    );
     assert_eq!(manifest.vendor_key, VendorKey::of(&key));
     assert_eq!(manifest.component_hash, ContentHash::of(ECHO));
     assert_eq!(manifest.component_size, ECHO.len() as u64);
@@ -63,7 +73,10 @@ fn kv_bundle_lists_every_function() {
     let manifest = bundle.verify().unwrap();
     assert_eq!(manifest.exports.len(), 1);
     assert_eq!(manifest.exports[0].interface, "courier:kv/store@0.1.0");
-    assert_eq!(manifest.exports[0].functions, ["delete", "get", "keys", "set"]);
+    assert_eq!(
+        manifest.exports[0].functions,
+        ["delete", "get", "keys", "set"]
+    );
 }
 
 #[test]
@@ -87,22 +100,67 @@ fn bad_input_is_refused() {
         Err(BundleError::Missing(what)) => what,
         other => panic!("expected a missing field, got {other:?}"),
     };
-    assert_eq!(missing(BundleBuilder::new(ECHO).version("0.1.0").endpoint("a:1").provider_pin(SpkiPin([0; 32]))), "name");
-    assert_eq!(missing(BundleBuilder::new(ECHO).name("a").endpoint("a:1").provider_pin(SpkiPin([0; 32]))), "version");
-    assert_eq!(missing(BundleBuilder::new(ECHO).name("a").version("0.1.0").endpoint("a:1")), "provider pin");
-    assert_eq!(missing(BundleBuilder::new(ECHO).name("a").version("0.1.0").provider_pin(SpkiPin([0; 32]))), "endpoint");
+    assert_eq!(
+        missing(
+            BundleBuilder::new(ECHO)
+                .version("0.1.0")
+                .endpoint("a:1")
+                .provider_pin(SpkiPin([0; 32]))
+        ),
+        "name"
+    );
+    assert_eq!(
+        missing(
+            BundleBuilder::new(ECHO)
+                .name("a")
+                .endpoint("a:1")
+                .provider_pin(SpkiPin([0; 32]))
+        ),
+        "version"
+    );
+    assert_eq!(
+        missing(
+            BundleBuilder::new(ECHO)
+                .name("a")
+                .version("0.1.0")
+                .endpoint("a:1")
+        ),
+        "provider pin"
+    );
+    assert_eq!(
+        missing(
+            BundleBuilder::new(ECHO)
+                .name("a")
+                .version("0.1.0")
+                .provider_pin(SpkiPin([0; 32]))
+        ),
+        "endpoint"
+    );
 
     assert!(matches!(
-        BundleBuilder::new(b"not a component".to_vec()).name("a").sign(&key),
+        BundleBuilder::new(b"not a component".to_vec())
+            .name("a")
+            .sign(&key),
         Err(BundleError::Inspect(_))
     ));
-    assert!(matches!(echo_builder().version("one").sign(&key), Err(BundleError::Manifest(_))));
-    assert!(matches!(echo_builder().name("bad name!").sign(&key), Err(BundleError::Manifest(_))));
     assert!(matches!(
-        echo_builder().only_export("courier:kv/store@0.1.0").sign(&key),
+        echo_builder().version("one").sign(&key),
+        Err(BundleError::Manifest(_))
+    ));
+    assert!(matches!(
+        echo_builder().name("bad name!").sign(&key),
+        Err(BundleError::Manifest(_))
+    ));
+    assert!(matches!(
+        echo_builder()
+            .only_export("courier:kv/store@0.1.0")
+            .sign(&key),
         Err(BundleError::NotExported(_))
     ));
-    echo_builder().only_export("courier:echo/echo@0.1.0").sign(&key).unwrap();
+    echo_builder()
+        .only_export("courier:echo/echo@0.1.0")
+        .sign(&key)
+        .unwrap();
 }
 
 #[test]

@@ -61,7 +61,7 @@ fn fast(ttl: Duration) -> KeeperConfig {
     KeeperConfig {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
-        request_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_millis(500),
         ..KeeperConfig::new(ttl)
     }
 }
@@ -71,7 +71,10 @@ fn start_keeper(h: &RegistryHandle, key: &SigningKey, ttl: Duration) -> LeaseKee
 }
 
 /// Waits (at most 10 s) for a state matching `f`.
-async fn state_where(rx: &mut watch::Receiver<LeaseState>, f: impl FnMut(&LeaseState) -> bool) -> LeaseState {
+async fn state_where(
+    rx: &mut watch::Receiver<LeaseState>,
+    f: impl FnMut(&LeaseState) -> bool,
+) -> LeaseState {
     tokio::time::timeout(Duration::from_secs(10), rx.wait_for(f))
         .await
         .expect("state not reached in time")
@@ -80,8 +83,16 @@ async fn state_where(rx: &mut watch::Receiver<LeaseState>, f: impl FnMut(&LeaseS
 }
 
 async fn live_leases(h: &RegistryHandle) -> Vec<LeaseId> {
-    let c = RegistryClient::connect(h.local_addr(), h.pin(), "test").await.unwrap();
-    let leases = c.leases().await.unwrap().into_iter().map(|l| l.lease).collect();
+    let c = RegistryClient::connect(h.local_addr(), h.pin(), "test")
+        .await
+        .unwrap();
+    let leases = c
+        .leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.lease)
+        .collect();
     c.close();
     leases
 }
@@ -97,8 +108,19 @@ async fn registers_renews_and_cancels_on_shutdown() {
 
     // Renewed at about half of 400 ms: three renewals take well over one lease time.
     let mut rx = keeper.state();
-    let state = state_where(&mut rx, |s| matches!(s, LeaseState::Active { renewals, .. } if *renewals >= 3)).await;
-    let LeaseState::Active { lease: renewed, ttl, .. } = state else { unreachable!() };
+    let state = state_where(
+        &mut rx,
+        |s| matches!(s, LeaseState::Active { renewals, .. } if *renewals >= 3),
+    )
+    .await;
+    let LeaseState::Active {
+        lease: renewed,
+        ttl,
+        ..
+    } = state
+    else {
+        unreachable!()
+    };
     assert_eq!(renewed, lease);
     assert_eq!(ttl, Duration::from_millis(400));
     assert_eq!(live_leases(&h).await, [lease]);
@@ -118,7 +140,9 @@ async fn registers_again_when_the_registry_forgets_the_lease() {
     let first = keeper.wait_active().await.unwrap();
 
     let registry = h.registry().clone();
-    registry.cancel(registry.now(), Some(&VendorKey::of(&key)), first).unwrap();
+    registry
+        .cancel(registry.now(), Some(&VendorKey::of(&key)), first)
+        .unwrap();
     assert!(live_leases(&h).await.is_empty());
 
     let mut rx = keeper.state();
@@ -143,7 +167,9 @@ async fn reconnects_after_the_registry_restarts() {
     h.shutdown().await;
     let mut rx = keeper.state();
     let state = state_where(&mut rx, |s| matches!(s, LeaseState::Retrying { .. })).await;
-    let LeaseState::Retrying { error, .. } = state else { unreachable!() };
+    let LeaseState::Retrying { error, .. } = state else {
+        unreachable!()
+    };
     assert!(!error.is_empty());
 
     // The same data directory and address: the same pin, the stored lease comes back.
@@ -171,7 +197,13 @@ async fn a_refused_bundle_fails_for_good() {
         .validity(Duration::from_secs(60))
         .sign(&key)
         .unwrap();
-    let keeper = LeaseKeeper::start_with(h.local_addr(), h.pin(), key.clone(), expired, fast(Duration::from_secs(1)));
+    let keeper = LeaseKeeper::start_with(
+        h.local_addr(),
+        h.pin(),
+        key.clone(),
+        expired,
+        fast(Duration::from_secs(1)),
+    );
     match keeper.wait_active().await {
         Err(WaitError::Failed(message)) => assert!(message.contains("expired"), "{message}"),
         other => panic!("expected a failure, got {other:?}"),
@@ -179,7 +211,13 @@ async fn a_refused_bundle_fails_for_good() {
     assert_eq!(keeper.shutdown().await.unwrap(), None);
 
     // A registry presenting another key than the pinned one is never trusted.
-    let keeper = LeaseKeeper::start_with(h.local_addr(), SpkiPin([9; 32]), key.clone(), bundle(&key), fast(Duration::from_secs(1)));
+    let keeper = LeaseKeeper::start_with(
+        h.local_addr(),
+        SpkiPin([9; 32]),
+        key.clone(),
+        bundle(&key),
+        fast(Duration::from_secs(1)),
+    );
     match keeper.wait_active().await {
         Err(WaitError::Failed(message)) => assert!(message.contains("pinned"), "{message}"),
         other => panic!("expected a failure, got {other:?}"),
@@ -195,9 +233,17 @@ async fn shutdown_while_the_registry_is_down_stops_promptly() {
     let (addr, pin) = (h.local_addr(), h.pin());
     h.shutdown().await;
     let key = courier_provider::generate_key();
-    let keeper = LeaseKeeper::start_with(addr, pin, key.clone(), bundle(&key), fast(Duration::from_secs(1)));
+    let config = KeeperConfig {
+        request_timeout: Duration::from_millis(200),
+        ..fast(Duration::from_secs(1))
+    };
+    let keeper = LeaseKeeper::start_with(addr, pin, key.clone(), bundle(&key), config);
     let mut rx = keeper.state();
-    state_where(&mut rx, |s| matches!(s, LeaseState::Retrying { attempt, .. } if *attempt >= 2)).await;
+    state_where(
+        &mut rx,
+        |s| matches!(s, LeaseState::Retrying { attempt, .. } if *attempt >= 2),
+    )
+    .await;
     let started = std::time::Instant::now();
     assert_eq!(keeper.shutdown().await.unwrap(), None);
     assert!(started.elapsed() < Duration::from_secs(1));

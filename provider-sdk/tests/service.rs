@@ -6,18 +6,25 @@ use courier_protocol::provider::ProviderHello;
 use courier_protocol::{PROTOCOL_VERSION, SpkiPin};
 use courier_provider::examples::{KvStore, echo_service, kv, kv_service_with};
 use courier_provider::service::close_code;
-use courier_provider::{ProviderCallError, ProviderClient, ProviderConnectError, ServiceBuilder, ServiceHandle};
+use courier_provider::{
+    ProviderCallError, ProviderClient, ProviderConnectError, ServiceBuilder, ServiceHandle,
+};
 use courier_transport::{Identity, TransportError};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 async fn start(service: ServiceBuilder) -> ServiceHandle {
     let identity = Identity::generate().unwrap();
-    service.serve("127.0.0.1:0".parse().unwrap(), &identity).await.unwrap()
+    service
+        .serve("127.0.0.1:0".parse().unwrap(), &identity)
+        .await
+        .unwrap()
 }
 
 async fn client(handle: &ServiceHandle) -> ProviderClient {
-    ProviderClient::connect(handle.local_addr(), handle.pin()).await.unwrap()
+    ProviderClient::connect(handle.local_addr(), handle.pin())
+        .await
+        .unwrap()
 }
 
 fn provider_error(r: Result<Vec<u8>, ProviderCallError>) -> String {
@@ -60,7 +67,10 @@ async fn kv_keeps_real_state_across_connections() {
     let mut calls = JoinSet::new();
     for i in 0..100 {
         let c = c.clone();
-        calls.spawn(async move { c.call("set", kv::encode_set(&format!("k{i:03}"), &format!("v{i}"))).await });
+        calls.spawn(async move {
+            c.call("set", kv::encode_set(&format!("k{i:03}"), &format!("v{i}")))
+                .await
+        });
     }
     while let Some(r) = calls.join_next().await {
         r.unwrap().unwrap();
@@ -73,7 +83,9 @@ async fn kv_keeps_real_state_across_connections() {
     assert_eq!(keys[1], "k000");
     assert!(keys.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(
-        kv::decode_get_reply(&other.call("get", "k042").await.unwrap()).unwrap().as_deref(),
+        kv::decode_get_reply(&other.call("get", "k042").await.unwrap())
+            .unwrap()
+            .as_deref(),
         Some("v42")
     );
     assert_eq!(other.call("delete", "a").await.unwrap(), [1]);
@@ -99,13 +111,22 @@ async fn unknown_method_is_an_error_reply() {
 async fn oversized_requests_are_refused_and_the_provider_keeps_serving() {
     let handle = start(echo_service().max_request_size(1024)).await;
     let c = client(&handle).await;
-    assert_eq!(c.call("say", "a".repeat(1024)).await.unwrap().len(), 1024 + 6);
+    assert_eq!(
+        c.call("say", "a".repeat(1024)).await.unwrap().len(),
+        1024 + 6
+    );
     // Just over the cap, and far over it (the provider stops reading).
     for size in [1025, 4 * 1024 * 1024] {
         let message = provider_error(c.call("say", "a".repeat(size)).await);
-        assert!(message.contains("exceeds the provider's cap of 1024 bytes"), "{message}");
+        assert!(
+            message.contains("exceeds the provider's cap of 1024 bytes"),
+            "{message}"
+        );
     }
-    assert_eq!(c.call("say", "still here").await.unwrap(), b"echo: still here");
+    assert_eq!(
+        c.call("say", "still here").await.unwrap(),
+        b"echo: still here"
+    );
     let fresh = client(&handle).await;
     assert_eq!(fresh.call("say", "new").await.unwrap(), b"echo: new");
     handle.shutdown().await;
@@ -139,7 +160,9 @@ async fn wrong_pin_is_refused() {
     }
     assert!(matches!(
         ProviderClient::connect(handle.local_addr(), SpkiPin([0; 32])).await,
-        Err(ProviderConnectError::Transport(TransportError::PinMismatch { .. }))
+        Err(ProviderConnectError::Transport(
+            TransportError::PinMismatch { .. }
+        ))
     ));
     handle.shutdown().await;
 }
@@ -148,11 +171,22 @@ async fn wrong_pin_is_refused() {
 async fn another_protocol_version_is_closed() {
     let handle = start(echo_service()).await;
     let endpoint = courier_transport::client_endpoint(handle.local_addr()).unwrap();
-    let conn = courier_transport::connect(&endpoint, handle.local_addr(), handle.pin(), Duration::from_secs(5))
-        .await
-        .unwrap();
-    let answer: Result<ProviderHello, _> =
-        courier_transport::call(&conn, &ProviderHello { version: PROTOCOL_VERSION + 1 }, 64).await;
+    let conn = courier_transport::connect(
+        &endpoint,
+        handle.local_addr(),
+        handle.pin(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let answer: Result<ProviderHello, _> = courier_transport::call(
+        &conn,
+        &ProviderHello {
+            version: PROTOCOL_VERSION + 1,
+        },
+        64,
+    )
+    .await;
     assert!(answer.is_err());
     match conn.closed().await {
         quinn::ConnectionError::ApplicationClosed(close) => {
@@ -162,17 +196,26 @@ async fn another_protocol_version_is_closed() {
         other => panic!("expected an application close, got {other:?}"),
     }
     // Garbage instead of a Hello closes with BAD_HANDSHAKE; others are unaffected.
-    let conn = courier_transport::connect(&endpoint, handle.local_addr(), handle.pin(), Duration::from_secs(5))
-        .await
-        .unwrap();
-    let _ = courier_transport::call::<_, ProviderHello>(&conn, &"not a hello".to_string(), 64).await;
+    let conn = courier_transport::connect(
+        &endpoint,
+        handle.local_addr(),
+        handle.pin(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let _ =
+        courier_transport::call::<_, ProviderHello>(&conn, &"not a hello".to_string(), 64).await;
     match conn.closed().await {
         quinn::ConnectionError::ApplicationClosed(close) => {
             assert_eq!(close.error_code, close_code::BAD_HANDSHAKE.into());
         }
         other => panic!("expected an application close, got {other:?}"),
     }
-    assert_eq!(client(&handle).await.call("say", "ok").await.unwrap(), b"echo: ok");
+    assert_eq!(
+        client(&handle).await.call("say", "ok").await.unwrap(),
+        b"echo: ok"
+    );
     handle.shutdown().await;
 }
 
@@ -233,8 +276,15 @@ async fn shutdown_gives_up_on_stuck_calls_after_the_grace() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     handle.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    assert!(matches!(stuck.await.unwrap(), Err(ProviderCallError::Transport(_))));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        stuck.await.unwrap(),
+        Err(ProviderCallError::Transport(_))
+    ));
 }
 
 #[tokio::test]

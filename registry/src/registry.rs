@@ -379,6 +379,7 @@ impl Registry {
             seq_reserved: Some(reserved),
             ..Default::default()
         })?;
+        let last_alive_ms = meta.last_alive_ms;
         let clock = Clock {
             origin: tokio::time::Instant::now(),
             wall_base_ms: wall_now_ms,
@@ -407,7 +408,7 @@ impl Registry {
             let how = if s.row.expires_at_ms > wall_now_ms {
                 kept += 1;
                 Restore::Remaining(s.row.expires_at_ms - wall_now_ms)
-            } else if s.row.expires_at_ms >= meta.last_alive_ms {
+            } else if s.row.expires_at_ms >= last_alive_ms {
                 graced += 1;
                 Restore::Lapsed
             } else {
@@ -423,12 +424,12 @@ impl Registry {
             table.restore(now, s.lease, how, s.row.ttl_ms, renewals);
         })?;
         drop_ids.extend(bad);
-        if !drop_ids.is_empty() {
-            store.commit(&Batch {
-                delete: drop_ids.clone(),
-                ..Default::default()
-            })?;
-        }
+        // Alive now: a lease that runs out after this point ran out while this process ran.
+        store.commit(&Batch {
+            delete: drop_ids.clone(),
+            last_alive_ms: Some(wall_now_ms),
+            ..Default::default()
+        })?;
         tracing::info!(
             registry_id = %meta.registry_id,
             kept,

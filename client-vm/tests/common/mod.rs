@@ -45,11 +45,19 @@ impl TestProvider {
                 tokio::spawn(async move {
                     let Ok(conn) = incoming.await else { return };
                     // Handshake on the first stream.
-                    let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
+                    let Ok((mut send, mut recv)) = conn.accept_bi().await else {
+                        return;
+                    };
                     let Ok(hello) = read_frame::<ProviderHello>(&mut recv, 1024).await else {
                         return;
                     };
-                    let _ = write_frame(&mut send, &ProviderHello { version: hello.version.min(PROTOCOL_VERSION) }).await;
+                    let _ = write_frame(
+                        &mut send,
+                        &ProviderHello {
+                            version: hello.version.min(PROTOCOL_VERSION),
+                        },
+                    )
+                    .await;
                     let _ = send.finish();
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                         let kv = kv.clone();
@@ -159,4 +167,179 @@ pub fn rss() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     pages * 4096
+}
+
+// ---------------------------------------------------------------------------------------
+// A fake registry: it serves whatever candidates and payloads a test gives it, so tests can
+// play a registry that lies (tampered bytes, expired or untrusted manifests, false claims).
+
+use courier_protocol::{
+    Candidate, ContentHash, Export, LeaseId, Manifest, Outcome, Request, Response, SignedManifest,
+    SigningKey, VendorKey, Welcome,
+};
+
+#[derive(Default)]
+pub struct FakeState {
+    pub candidates: Vec<Candidate>,
+    pub payloads: BTreeMap<ContentHash, Vec<u8>>,
+    pub fetches: usize,
+    pub finds: usize,
+    pub reports: Vec<Outcome>,
+}
+
+pub struct FakeRegistry {
+    pub addr: SocketAddr,
+    pub identity: Identity,
+    pub state: Arc<Mutex<FakeState>>,
+    _endpoint: quinn::Endpoint,
+}
+
+impl FakeRegistry {
+    pub async fn start() -> Self {
+        let identity = Identity::generate().unwrap();
+        let endpoint = server_endpoint(
+            "127.0.0.1:0".parse().unwrap(),
+            &identity,
+            &ServerLimits::default(),
+        )
+        .unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        let state: Arc<Mutex<FakeState>> = Arc::default();
+        let (server, st) = (endpoint.clone(), state.clone());
+        tokio::spawn(async move {
+            while let Some(incoming) = server.accept().await {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                        let st = st.clone();
+                        tokio::spawn(async move {
+                            let Ok(req) = read_frame::<Request>(&mut recv, 1 << 20).await else {
+                                return;
+                            };
+                            let resp = fake_answer(&st, req);
+                            let _ = write_frame(&mut send, &resp).await;
+                            let _ = send.finish();
+                        });
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            identity,
+            state,
+            _endpoint: endpoint,
+        }
+    }
+
+    pub fn pin(&self) -> courier_protocol::SpkiPin {
+        self.identity.pin()
+    }
+
+    /// Offers `manifest` under a lease numbered `n`, with `payload` as its bytes.
+    pub fn offer(&self, n: u8, manifest: SignedManifest, interface: &str, payload: &[u8]) {
+        let hash = manifest.peek().unwrap().component_hash;
+        let mut st = self.state.lock().unwrap();
+        st.candidates.push(Candidate {
+            lease: LeaseId([n; 16]),
+            manifest,
+            interface: interface.to_string(),
+            remaining_ms: 60_000,
+        });
+        st.payloads.insert(hash, payload.to_vec());
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.state.lock().unwrap().fetches
+    }
+
+    pub fn reports(&self) -> Vec<Outcome> {
+        self.state.lock().unwrap().reports.clone()
+    }
+}
+
+fn fake_answer(st: &Mutex<FakeState>, req: Request) -> Response {
+    let mut st = st.lock().unwrap();
+    match req {
+        Request::Hello(h) => Response::Welcome(Welcome {
+            version: h.version,
+            challenge: [9; 32],
+        }),
+        Request::Find(q) => {
+            st.finds += 1;
+            Response::Candidates(
+                st.candidates
+                    .iter()
+                    .filter(|c| c.interface.starts_with(&q.interface))
+                    .cloned()
+                    .collect(),
+            )
+        }
+        Request::Fetch { hash } => {
+            st.fetches += 1;
+            match st.payloads.get(&hash) {
+                Some(p) => Response::Payload(p.clone()),
+                None => Response::Error(courier_protocol::WireError::new(
+                    courier_protocol::ErrorKind::NotFound,
+                    "no such component",
+                )),
+            }
+        }
+        Request::Report(o) => {
+            st.reports.push(o);
+            Response::Reported
+        }
+        _ => Response::Error(courier_protocol::WireError::new(
+            courier_protocol::ErrorKind::BadQuery,
+            "not in the fake",
+        )),
+    }
+}
+
+pub const ECHO_IFACE: &str = "courier:echo/echo@0.1.0";
+pub const KV_IFACE: &str = "courier:kv/store@0.1.0";
+
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+pub fn wall_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A manifest for `component` with its real exports and imports, pointing at `target`,
+/// valid for an hour around now.
+pub fn manifest_for(
+    key: &SigningKey,
+    name: &str,
+    component: &[u8],
+    target: &ProviderTarget,
+) -> Manifest {
+    let real = courier_protocol::inspect(component).unwrap();
+    let now = wall_now();
+    Manifest {
+        name: name.into(),
+        version: "1.0.0".into(),
+        exports: real.exports,
+        imports: real.imports,
+        attributes: BTreeMap::new(),
+        endpoints: target.endpoints.clone(),
+        provider_pin: target.pin,
+        issued_at_ms: now - 60_000,
+        not_after_ms: now + 3_600_000,
+        component_hash: ContentHash::of(component),
+        component_size: component.len() as u64,
+        vendor_key: VendorKey::of(key),
+    }
+}
+
+pub fn export(interface: &str, functions: &[&str]) -> Export {
+    Export {
+        interface: interface.into(),
+        functions: functions.iter().map(|f| f.to_string()).collect(),
+    }
 }

@@ -1,0 +1,141 @@
+//! The whole flow against the real registry and the real example providers over loopback:
+//! publish signed bundles under leases, call through the client, read the service history,
+//! cancel a lease and see the proxy no longer match, stop a provider and get a clear error.
+#![allow(clippy::unwrap_used)]
+
+use courier_client::{Answer, CallError, Client, ClientConfig, Policy, ReportMode, TrustStore};
+use courier_protocol::{LeaseId, SigningKey, VendorKey};
+use courier_provider::{BundleBuilder, ServiceHandle, examples};
+use courier_proxy_artifacts as artifacts;
+use courier_registry::{Registry, RegistryConfig, RegistryHandle};
+use courier_transport::{Identity, RegistryClient};
+use std::time::{Duration, Instant};
+
+async fn registry(dir: &std::path::Path) -> RegistryHandle {
+    let mut c = RegistryConfig::new(dir);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.min_ttl = Duration::from_millis(100);
+    c.max_ttl = Duration::from_secs(60);
+    c.flush_interval = Duration::from_millis(50);
+    Registry::open(c).unwrap().serve().await.unwrap()
+}
+
+async fn provider(service: courier_provider::ServiceBuilder) -> ServiceHandle {
+    let id = Identity::generate().unwrap();
+    service
+        .serve("127.0.0.1:0".parse().unwrap(), &id)
+        .await
+        .unwrap()
+}
+
+async fn publish(
+    h: &RegistryHandle,
+    key: &SigningKey,
+    name: &str,
+    component: &[u8],
+    provider: &ServiceHandle,
+) -> LeaseId {
+    let bundle = BundleBuilder::new(component)
+        .name(name)
+        .version("1.0.0")
+        .endpoint(provider.local_addr().to_string())
+        .provider_pin(provider.pin())
+        .sign(key)
+        .unwrap();
+    let vendor = RegistryClient::connect(h.local_addr(), h.pin(), "vendor")
+        .await
+        .unwrap();
+    vendor.authenticate(key).await.unwrap();
+    let grant = vendor
+        .register(bundle.register_request(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    vendor.close();
+    grant.lease
+}
+
+async fn client(h: &RegistryHandle, key: &SigningKey, policy: Policy) -> Client {
+    let mut config = ClientConfig::new("e2e-client", TrustStore::from_keys([VendorKey::of(key)]));
+    config.policy = policy;
+    config.report = ReportMode::Inline;
+    Client::connect(h.local_addr(), h.pin(), config)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_and_kv_through_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = registry(dir.path()).await;
+    let acme = SigningKey::from_bytes(&[7; 32]);
+    let echo = provider(examples::echo_service()).await;
+    let kv = provider(examples::kv_service()).await;
+    let echo_lease = publish(&h, &acme, "acme/echo", artifacts::ECHO, &echo).await;
+    publish(&h, &acme, "acme/kv", artifacts::KV, &kv).await;
+
+    let c = client(&h, &acme, Policy::default()).await;
+    let report = c.call_str(r#"courier:echo/echo.say("hi")"#).await.unwrap();
+    assert_eq!(report.answer, Answer::Ok(r#"ok("echo: hi")"#.into()));
+    assert_eq!(report.chosen.lease, echo_lease);
+
+    c.call_str(r#"courier:kv/store.set("colour", "blue")"#)
+        .await
+        .unwrap();
+    let report = c
+        .call_str(r#"courier:kv/store.get("colour")"#)
+        .await
+        .unwrap();
+    assert_eq!(report.answer, Answer::Ok(r#"ok(some("blue"))"#.into()));
+    assert!(report.timings.cache_hit);
+
+    // The registry kept the outcomes as this client's service history.
+    let history = c.registry().history("e2e-client", 10).await.unwrap();
+    assert_eq!(history.len(), 3);
+    assert!(history.iter().all(|e| e.outcome.ok));
+    assert_eq!(history[0].outcome.function, "courier:kv/store@0.1.0.get");
+
+    // A cancelled lease no longer matches.
+    let vendor = RegistryClient::connect(h.local_addr(), h.pin(), "vendor")
+        .await
+        .unwrap();
+    vendor.authenticate(&acme).await.unwrap();
+    vendor.cancel(echo_lease).await.unwrap();
+    let err = c
+        .call_str(r#"courier:echo/echo.say("hi")"#)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::NoCandidates(_)), "{err}");
+
+    // A provider that stopped: the proxy gets a clear error, in bounded time.
+    kv.shutdown().await;
+    let mut policy = Policy::default();
+    policy.limits.provider_timeout = Duration::from_millis(500);
+    let c = client(&h, &acme, policy).await;
+    let started = Instant::now();
+    let report = c.call_str(r#"courier:kv/store.keys()"#).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        matches!(report.answer, Answer::ProxyError(_)),
+        "{}",
+        report.answer
+    );
+    assert_eq!(report.logs.provider_failures.len(), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_vendor_through_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = registry(dir.path()).await;
+    let mallory = SigningKey::from_bytes(&[9; 32]);
+    let echo = provider(examples::echo_service()).await;
+    publish(&h, &mallory, "mallory/echo", artifacts::ECHO, &echo).await;
+    let c = client(&h, &SigningKey::from_bytes(&[7; 32]), Policy::default()).await;
+    let err = c
+        .call_str(r#"courier:echo/echo.say("hi")"#)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is not trusted"), "{err}");
+    assert_eq!(c.sandbox().cached_components(), 0);
+    h.shutdown().await;
+}
