@@ -8,7 +8,11 @@ use courier_transport::RegistryClient;
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
     /// Registry address (host:port).
-    #[arg(long = "registry", env = "COURIER_REGISTRY", default_value = "127.0.0.1:7800")]
+    #[arg(
+        long = "registry",
+        env = "COURIER_REGISTRY",
+        default_value = "127.0.0.1:7800"
+    )]
     pub addr: String,
     /// The registry's TLS key pin, as printed by `courier registry serve` (sha256:...).
     /// Required: courier never trusts a registry on first use.

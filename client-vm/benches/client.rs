@@ -1,1 +1,337 @@
-fn main() {}
+//! Benchmarks of the client: one call's phases cold and with the compiled cache, instances
+//! per second with the pooling allocator, Cranelift vs Winch compile time, and a direct
+//! native QUIC request to the same provider on an established connection for comparison.
+//!
+//! `cargo bench -p courier-client`. Everything runs on loopback against a real registry and
+//! the example echo provider. Before the criterion groups, a phase table (medians over many
+//! calls) is printed to stderr.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use courier_client::invoke::{CallSpec, prepare};
+use courier_client::{
+    Client, ClientConfig, CompilerChoice, PhaseTimings, Policy, ProviderTarget, ReportMode,
+    Sandbox, SandboxConfig, TrustStore,
+};
+use courier_protocol::wire::provider::{Call, ProviderHello, Reply};
+use courier_protocol::{AttributeConstraint, PROTOCOL_VERSION, SigningKey, VendorKey};
+use courier_provider::{BundleBuilder, ServiceHandle, examples};
+use courier_proxy_artifacts as artifacts;
+use courier_registry::{Registry, RegistryConfig, RegistryHandle};
+use courier_transport::{Identity, RegistryClient};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SAY: &str = r#"courier:echo/echo.say("hi")"#;
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    registry: RegistryHandle,
+    provider: ServiceHandle,
+    key: SigningKey,
+    _dir: tempfile::TempDir,
+}
+
+fn world() -> World {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let (registry, provider) = rt.block_on(async {
+        let mut c = RegistryConfig::new(dir.path());
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        c.max_ttl = Duration::from_secs(3600);
+        let registry = Registry::open(c).unwrap().serve().await.unwrap();
+        let id = Identity::generate().unwrap();
+        let provider = examples::echo_service()
+            .serve("127.0.0.1:0".parse().unwrap(), &id)
+            .await
+            .unwrap();
+        let vendor = RegistryClient::connect(registry.local_addr(), registry.pin(), "bench")
+            .await
+            .unwrap();
+        vendor.authenticate(&key).await.unwrap();
+        for (name, bytes) in [
+            ("acme/echo", artifacts::ECHO),
+            ("acme/files", artifacts::HOSTILE_FILES),
+        ] {
+            let bundle = BundleBuilder::new(bytes)
+                .name(name)
+                .version("1.0.0")
+                .attribute("proxy", name)
+                .endpoint(provider.local_addr().to_string())
+                .provider_pin(provider.pin())
+                .sign(&key)
+                .unwrap();
+            vendor
+                .register(bundle.register_request(Duration::from_secs(3600)))
+                .await
+                .unwrap();
+        }
+        (registry, provider)
+    });
+    World {
+        rt,
+        registry,
+        provider,
+        key,
+        _dir: dir,
+    }
+}
+
+fn client(w: &World, compiler: CompilerChoice, cache: bool) -> Client {
+    let mut config = ClientConfig::new("bench", TrustStore::from_keys([VendorKey::of(&w.key)]));
+    config.report = ReportMode::Off;
+    config.sandbox = SandboxConfig {
+        compiler,
+        cache_compiled: cache,
+        ..SandboxConfig::default()
+    };
+    w.rt.block_on(Client::connect(
+        w.registry.local_addr(),
+        w.registry.pin(),
+        config,
+    ))
+    .unwrap()
+}
+
+fn only(name: &str) -> Vec<AttributeConstraint> {
+    vec![AttributeConstraint::Equals("proxy".into(), name.into())]
+}
+
+async fn call(c: &Client, proxy: &str) -> PhaseTimings {
+    let spec: CallSpec = SAY.parse().unwrap();
+    let report = c.call_spec(&spec, only(proxy)).await.unwrap();
+    assert!(report.answer.text().len() > 2);
+    report.timings
+}
+
+/// A direct provider connection, handshake done.
+async fn native(provider: &ServiceHandle) -> quinn::Connection {
+    let addr = provider.local_addr();
+    let ep = courier_transport::client_endpoint(addr).unwrap();
+    let conn = courier_transport::connect(&ep, addr, provider.pin(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let hello: ProviderHello = courier_transport::call(
+        &conn,
+        &ProviderHello {
+            version: PROTOCOL_VERSION,
+        },
+        1024,
+    )
+    .await
+    .unwrap();
+    assert_eq!(hello.version, PROTOCOL_VERSION);
+    conn
+}
+
+async fn native_call(conn: &quinn::Connection) {
+    let call = Call {
+        method: "say".into(),
+        payload: b"hi".to_vec(),
+    };
+    let reply: Reply = courier_transport::call(conn, &call, 1 << 20).await.unwrap();
+    assert!(matches!(reply, Reply::Ok(_)));
+}
+
+/// Criterion's custom timing: `iters` awaits of `f` inside one `block_on`.
+fn timed<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(f().await);
+        }
+        start.elapsed()
+    })
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+/// Prints medians of each phase over `n` calls.
+fn phase_table(w: &World) {
+    let n = 200;
+    let mut rows: Vec<(String, Vec<PhaseTimings>)> = Vec::new();
+    for (label, compiler, cache, proxy) in [
+        (
+            "warm echo (cache, cranelift)",
+            CompilerChoice::Cranelift,
+            true,
+            "acme/echo",
+        ),
+        (
+            "cold echo 42 KB (cranelift)",
+            CompilerChoice::Cranelift,
+            false,
+            "acme/echo",
+        ),
+        (
+            "cold echo 42 KB (winch)",
+            CompilerChoice::Winch,
+            false,
+            "acme/echo",
+        ),
+        (
+            "cold files 86 KB (cranelift)",
+            CompilerChoice::Cranelift,
+            false,
+            "acme/files",
+        ),
+        (
+            "cold files 86 KB (winch)",
+            CompilerChoice::Winch,
+            false,
+            "acme/files",
+        ),
+    ] {
+        let c = client(w, compiler, cache);
+        let runs = if cache { n } else { 30 };
+        let t = w.rt.block_on(async {
+            call(&c, proxy).await; // warm up the connection (and the cache, when on)
+            let mut t = Vec::new();
+            for _ in 0..runs {
+                t.push(call(&c, proxy).await);
+            }
+            t
+        });
+        rows.push((label.to_string(), t));
+    }
+    eprintln!(
+        "\nphase medians in µs (lookup, fetch, verify, compile, instantiate, invoke, drop, total):"
+    );
+    for (label, t) in &rows {
+        let m = |f: fn(&PhaseTimings) -> Duration| us(median(t.iter().map(f).collect()));
+        eprintln!(
+            "  {label:32} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9}",
+            m(|p| p.lookup),
+            m(|p| p.fetch),
+            m(|p| p.verify),
+            m(|p| p.compile),
+            m(|p| p.instantiate),
+            m(|p| p.invoke),
+            m(|p| p.drop),
+            m(|p| p.total),
+        );
+    }
+    let conn = w.rt.block_on(native(&w.provider));
+    let t = w.rt.block_on(async {
+        let mut t = Vec::new();
+        for _ in 0..n {
+            let s = Instant::now();
+            native_call(&conn).await;
+            t.push(s.elapsed());
+        }
+        t
+    });
+    eprintln!("  {:32} {:>9} (p50)", "native QUIC request", us(median(t)));
+    conn.close(0u32.into(), b"done");
+}
+
+fn benches(c: &mut Criterion) {
+    let w = world();
+    phase_table(&w);
+
+    // Direct provider request on an established connection: the floor.
+    let conn = w.rt.block_on(native(&w.provider));
+    c.bench_function("native_quic_request", |b| {
+        b.iter_custom(|n| timed(&w.rt, n, || native_call(&conn)))
+    });
+
+    // Warm one-shot call: lookup, cached compile, instantiate, provider call, discard.
+    let warm = client(&w, CompilerChoice::Cranelift, true);
+    w.rt.block_on(call(&warm, "acme/echo"));
+    c.bench_function("warm_call_echo", |b| {
+        b.iter_custom(|n| timed(&w.rt, n, || call(&warm, "acme/echo")))
+    });
+
+    // Cold calls: lookup, fetch, verify, compile, run, discard (no cache).
+    let mut g = c.benchmark_group("cold_call");
+    g.sample_size(20);
+    for (compiler, label) in [
+        (CompilerChoice::Cranelift, "cranelift"),
+        (CompilerChoice::Winch, "winch"),
+    ] {
+        let cold = client(&w, compiler, false);
+        for proxy in ["acme/echo", "acme/files"] {
+            g.bench_function(format!("{label}/{proxy}"), |b| {
+                b.iter_custom(|n| timed(&w.rt, n, || call(&cold, proxy)))
+            });
+        }
+    }
+    g.finish();
+
+    // Compile only.
+    let mut g = c.benchmark_group("compile_echo");
+    g.sample_size(20);
+    for (compiler, label) in [
+        (CompilerChoice::Cranelift, "cranelift"),
+        (CompilerChoice::Winch, "winch"),
+    ] {
+        let sb = Sandbox::new(
+            Policy::default(),
+            SandboxConfig {
+                compiler,
+                cache_compiled: false,
+                ..SandboxConfig::default()
+            },
+        )
+        .unwrap();
+        let bytes: Arc<[u8]> = Arc::from(artifacts::ECHO);
+        g.bench_function(label, |b| {
+            b.iter_custom(|n| {
+                timed(&w.rt, n, || async {
+                    sb.compile(bytes.clone()).await.unwrap()
+                })
+            })
+        });
+    }
+    g.finish();
+
+    // Instance cost with the pooling allocator: fresh store, instantiate, drop.
+    let sb = Sandbox::new(Policy::default(), SandboxConfig::default()).unwrap();
+    let compiled =
+        w.rt.block_on(sb.compile(Arc::from(artifacts::ECHO)))
+            .unwrap()
+            .0;
+    let mut g = c.benchmark_group("instance");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("pooling_instantiate_drop", |b| {
+        b.iter_custom(|n| {
+            timed(&w.rt, n, || async {
+                sb.instantiate_only(&compiled).await.unwrap()
+            })
+        })
+    });
+    // And one full sandbox run against the provider (connection kept).
+    let target = ProviderTarget {
+        endpoints: vec![w.provider.local_addr().to_string()],
+        pin: w.provider.pin(),
+    };
+    let spec: CallSpec = SAY.parse().unwrap();
+    let inv = prepare(compiled.component(), &compiled.interfaces().exports, &spec).unwrap();
+    g.bench_function("sandbox_run_echo", |b| {
+        b.iter_custom(|n| {
+            timed(&w.rt, n, || async {
+                sb.run(&compiled, target.clone(), &inv).await.unwrap()
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(client_benches, benches);
+criterion_main!(client_benches);

@@ -547,6 +547,21 @@ impl std::fmt::Debug for Sandbox {
 /// The dynamic call of a prepared [`Invocation`].
 struct Dynamic<'a>(&'a Invocation);
 
+/// No call at all: instantiate and drop (for measuring instance cost).
+struct Nothing;
+
+impl Invoke for Nothing {
+    type Output = ();
+
+    async fn invoke(self, _: &mut Store<RunState>, _: Instance) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    fn size(_: &(), _: usize) -> Option<usize> {
+        Some(0)
+    }
+}
+
 /// A typed call.
 struct Typed<P, R> {
     func: ComponentExportIndex,
@@ -835,6 +850,18 @@ impl Sandbox {
                 logs,
                 timings,
             })
+    }
+
+    /// A fresh store with its limits, instantiation, and the drop, without calling
+    /// anything: the fixed cost of one run (what the benchmarks call instance cost).
+    pub async fn instantiate_only(&self, compiled: &Compiled) -> Result<RunTimings, RunFailure> {
+        let target = ProviderTarget {
+            endpoints: Vec::new(),
+            pin: courier_protocol::SpkiPin([0; 32]),
+        };
+        self.execute(compiled, target, Nothing)
+            .await
+            .map(|(_, _, timings)| timings)
     }
 
     fn new_state(&self, target: ProviderTarget, started: Instant) -> RunState {

@@ -105,7 +105,10 @@ mod tests {
         assert!(rest.is_empty());
         assert_eq!(decode::<Request>(body).unwrap(), req);
         assert_eq!(split_frame(&frame[..3], MAX_FRAME_LEN).unwrap(), None);
-        assert_eq!(split_frame(&frame[..frame.len() - 1], MAX_FRAME_LEN).unwrap(), None);
+        assert_eq!(
+            split_frame(&frame[..frame.len() - 1], MAX_FRAME_LEN).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -122,12 +125,18 @@ mod tests {
         let bytes = encode(&Request::Leases);
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(decode::<Request>(&longer), Err(CodecError::TrailingBytes(1)));
+        assert_eq!(
+            decode::<Request>(&longer),
+            Err(CodecError::TrailingBytes(1))
+        );
         let bytes = encode(&Request::Fetch {
             hash: crate::ContentHash([1; 32]),
         });
         assert_eq!(decode::<Request>(&bytes[..10]), Err(CodecError::Truncated));
-        assert!(matches!(decode::<Request>(&[250, 1, 2]), Err(CodecError::Malformed(_))));
+        assert!(matches!(
+            decode::<Request>(&[250, 1, 2]),
+            Err(CodecError::Malformed(_))
+        ));
     }
 
     proptest! {

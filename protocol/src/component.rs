@@ -103,7 +103,10 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(matches!(inspect(b"not wasm"), Err(InspectError::Invalid(_))));
+        assert!(matches!(
+            inspect(b"not wasm"),
+            Err(InspectError::Invalid(_))
+        ));
         assert!(inspect(&[]).is_err());
         // A core module header is not a component.
         let core = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
@@ -125,11 +128,17 @@ mod tests {
             interface: "courier:echo/echo@0.1.0".into(),
             functions: vec!["shout".into()],
         }];
-        assert_eq!(real.check_claims(&extra_fn), Err("courier:echo/echo@0.1.0.shout".into()));
+        assert_eq!(
+            real.check_claims(&extra_fn),
+            Err("courier:echo/echo@0.1.0.shout".into())
+        );
         let other = vec![Export {
             interface: "courier:kv/store@0.1.0".into(),
             functions: vec![],
         }];
-        assert_eq!(real.check_claims(&other), Err("courier:kv/store@0.1.0".into()));
+        assert_eq!(
+            real.check_claims(&other),
+            Err("courier:kv/store@0.1.0".into())
+        );
     }
 }

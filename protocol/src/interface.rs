@@ -36,7 +36,8 @@ fn valid_ident(s: &str) -> bool {
         && s.split('-').all(|w| {
             !w.is_empty()
                 && w.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         })
 }
 
@@ -114,7 +115,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for bad in ["", "echo", "a:b", "a/b", "A:b/c", "a:b/c@x", "a:b/c-", "a:-b/c", "a:b/1c"] {
+        for bad in [
+            "", "echo", "a:b", "a/b", "A:b/c", "a:b/c@x", "a:b/c-", "a:-b/c", "a:b/1c",
+        ] {
             assert!(bad.parse::<InterfaceName>().is_err(), "{bad}");
         }
     }

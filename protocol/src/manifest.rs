@@ -118,7 +118,10 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ManifestError {
 
 fn check_str(field: &'static str, s: &str) -> Result<(), ManifestError> {
     if s.is_empty() || s.len() > limits::STRING_LEN {
-        return Err(invalid(field, format!("length {} not in 1..={}", s.len(), limits::STRING_LEN)));
+        return Err(invalid(
+            field,
+            format!("length {} not in 1..={}", s.len(), limits::STRING_LEN),
+        ));
     }
     if s.chars().any(|c| c.is_control()) {
         return Err(invalid(field, "contains control characters"));
@@ -130,18 +133,27 @@ impl Manifest {
     /// Checks shape and size rules (not time, not signature).
     pub fn validate(&self) -> Result<(), ManifestError> {
         if self.name.is_empty() || self.name.len() > limits::NAME_LEN {
-            return Err(invalid("name", format!("length must be 1..={}", limits::NAME_LEN)));
+            return Err(invalid(
+                "name",
+                format!("length must be 1..={}", limits::NAME_LEN),
+            ));
         }
         if !self
             .name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
         {
-            return Err(invalid("name", "only ASCII letters, digits and -_./ are allowed"));
+            return Err(invalid(
+                "name",
+                "only ASCII letters, digits and -_./ are allowed",
+            ));
         }
         semver::Version::parse(&self.version).map_err(|e| invalid("version", e.to_string()))?;
         if self.exports.is_empty() || self.exports.len() > limits::EXPORTS {
-            return Err(invalid("exports", format!("must name 1..={} interfaces", limits::EXPORTS)));
+            return Err(invalid(
+                "exports",
+                format!("must name 1..={} interfaces", limits::EXPORTS),
+            ));
         }
         for export in &self.exports {
             let name: InterfaceName = export
@@ -149,7 +161,10 @@ impl Manifest {
                 .parse()
                 .map_err(|e: crate::InterfaceNameError| invalid("exports", e.to_string()))?;
             if name.version.is_none() {
-                return Err(invalid("exports", format!("{} has no @version", export.interface)));
+                return Err(invalid(
+                    "exports",
+                    format!("{} has no @version", export.interface),
+                ));
             }
             if export.functions.len() > limits::FUNCTIONS {
                 return Err(invalid("exports", "too many functions"));
@@ -174,7 +189,10 @@ impl Manifest {
             }
         }
         if self.endpoints.is_empty() || self.endpoints.len() > limits::ENDPOINTS {
-            return Err(invalid("endpoints", format!("must list 1..={}", limits::ENDPOINTS)));
+            return Err(invalid(
+                "endpoints",
+                format!("must list 1..={}", limits::ENDPOINTS),
+            ));
         }
         for e in &self.endpoints {
             check_str("endpoints", e)?;
@@ -260,7 +278,13 @@ pub(crate) mod tests {
         m.validate().unwrap();
         let mut bad = m.clone();
         bad.exports[0].interface = "courier:echo/echo".into();
-        assert!(matches!(bad.validate(), Err(ManifestError::Invalid { field: "exports", .. })));
+        assert!(matches!(
+            bad.validate(),
+            Err(ManifestError::Invalid {
+                field: "exports",
+                ..
+            })
+        ));
         let mut bad = m.clone();
         bad.version = "one".into();
         assert!(bad.validate().is_err());
@@ -276,10 +300,22 @@ pub(crate) mod tests {
     fn checks_times_and_component() {
         let m = sample(VendorKey([1; 32]), b"abc");
         m.check_times(1_500_000).unwrap();
-        assert!(matches!(m.check_times(2_000_000), Err(ManifestError::Expired { .. })));
-        assert!(matches!(m.check_times(1), Err(ManifestError::NotYetValid { .. })));
+        assert!(matches!(
+            m.check_times(2_000_000),
+            Err(ManifestError::Expired { .. })
+        ));
+        assert!(matches!(
+            m.check_times(1),
+            Err(ManifestError::NotYetValid { .. })
+        ));
         m.check_component(b"abc").unwrap();
-        assert!(matches!(m.check_component(b"abd"), Err(ManifestError::HashMismatch { .. })));
-        assert!(matches!(m.check_component(b"ab"), Err(ManifestError::SizeMismatch { .. })));
+        assert!(matches!(
+            m.check_component(b"abd"),
+            Err(ManifestError::HashMismatch { .. })
+        ));
+        assert!(matches!(
+            m.check_component(b"ab"),
+            Err(ManifestError::SizeMismatch { .. })
+        ));
     }
 }

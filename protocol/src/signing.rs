@@ -39,7 +39,12 @@ impl VendorKey {
     }
 
     /// Verifies `signature` over `domain || message` strictly.
-    pub fn verify(&self, domain: &[u8], message: &[u8], signature: &[u8; 64]) -> Result<(), VerifyError> {
+    pub fn verify(
+        &self,
+        domain: &[u8],
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<(), VerifyError> {
         let key = self.verifying_key()?;
         let sig = Signature::from_bytes(signature);
         let mut buf = Vec::with_capacity(domain.len() + message.len());
@@ -253,7 +258,10 @@ mod tests {
         // The identity point: a small-order key.
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        assert_eq!(VendorKey(identity).verifying_key().err(), Some(VerifyError::WeakKey));
+        assert_eq!(
+            VendorKey(identity).verifying_key().err(),
+            Some(VerifyError::WeakKey)
+        );
         let m = sample(VendorKey(identity), b"component");
         let s = SignedManifest {
             bytes: codec::encode(&m),

@@ -132,7 +132,10 @@ impl Registration {
 
     /// The full interface names, for events and listings.
     pub fn interface_names(&self) -> Vec<String> {
-        self.exports.iter().map(|e| e.versioned.to_string()).collect()
+        self.exports
+            .iter()
+            .map(|e| e.versioned.to_string())
+            .collect()
     }
 }
 
@@ -261,7 +264,11 @@ impl Catalog {
 
     /// Inserts a registration under `lease` (the caller has checked [`Catalog::admit`] and
     /// removed what it replaces). Claims the name if it is unowned.
-    pub fn insert(&mut self, lease: LeaseId, manifest: &Manifest) -> Result<Arc<Registration>, CatalogError> {
+    pub fn insert(
+        &mut self,
+        lease: LeaseId,
+        manifest: &Manifest,
+    ) -> Result<Arc<Registration>, CatalogError> {
         let mut exports = Vec::with_capacity(manifest.exports.len());
         for e in &manifest.exports {
             let parsed: InterfaceName = e
@@ -272,8 +279,11 @@ impl Catalog {
                 .version
                 .clone()
                 .ok_or_else(|| CatalogError::Interface(e.interface.clone()))?;
-            let mut functions: Vec<Arc<str>> =
-                e.functions.iter().map(|f| self.strings.intern(f.as_str())).collect();
+            let mut functions: Vec<Arc<str>> = e
+                .functions
+                .iter()
+                .map(|f| self.strings.intern(f.as_str()))
+                .collect();
             functions.sort();
             functions.dedup();
             exports.push(ExportEntry {
@@ -286,7 +296,12 @@ impl Catalog {
         let attributes: Vec<(Arc<str>, Arc<str>)> = manifest
             .attributes
             .iter()
-            .map(|(k, v)| (self.strings.intern(k.as_str()), self.strings.intern(v.as_str())))
+            .map(|(k, v)| {
+                (
+                    self.strings.intern(k.as_str()),
+                    self.strings.intern(v.as_str()),
+                )
+            })
             .collect();
         self.claim(&manifest.name, &manifest.vendor_key);
         let vendor = self.vendors.intern(&manifest.vendor_key);
@@ -366,7 +381,10 @@ impl Catalog {
 
     /// The registrations exporting the unversioned interface `key`.
     pub fn by_interface(&self, key: &str) -> &[Arc<Registration>] {
-        self.by_interface.get(key).map(|v| v.as_slice()).unwrap_or(&[])
+        self.by_interface
+            .get(key)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
     }
 
     /// The interned copy of `s` if any registration uses it (for pointer comparisons).
@@ -401,7 +419,12 @@ pub(crate) mod tests {
     use super::*;
     use courier_protocol::{ContentHash, Export, SpkiPin};
 
-    pub(crate) fn manifest(name: &str, vendor: u8, version: &str, exports: &[(&str, &[&str])]) -> Manifest {
+    pub(crate) fn manifest(
+        name: &str,
+        vendor: u8,
+        version: &str,
+        exports: &[(&str, &[&str])],
+    ) -> Manifest {
         Manifest {
             name: name.into(),
             version: version.into(),
@@ -427,9 +450,19 @@ pub(crate) mod tests {
     #[test]
     fn index_by_interface_and_remove_releases_strings() {
         let mut c = Catalog::new();
-        let m = manifest("acme/echo", 1, "1.0.0", &[("courier:echo/echo@0.1.0", &["say"])]);
+        let m = manifest(
+            "acme/echo",
+            1,
+            "1.0.0",
+            &[("courier:echo/echo@0.1.0", &["say"])],
+        );
         c.insert(LeaseId([1; 16]), &m).unwrap();
-        let m2 = manifest("acme/kv", 1, "1.0.0", &[("courier:kv/store@0.1.0", &["get", "set"])]);
+        let m2 = manifest(
+            "acme/kv",
+            1,
+            "1.0.0",
+            &[("courier:kv/store@0.1.0", &["get", "set"])],
+        );
         c.insert(LeaseId([2; 16]), &m2).unwrap();
         assert_eq!(c.by_interface("courier:echo/echo").len(), 1);
         assert_eq!(c.by_interface("courier:kv/store").len(), 1);
@@ -438,7 +471,10 @@ pub(crate) mod tests {
         assert!(c.interned("get").is_some());
         c.remove(&LeaseId([2; 16])).unwrap();
         assert!(c.by_interface("courier:kv/store").is_empty());
-        assert!(c.interned("get").is_none(), "strings only kv used are released");
+        assert!(
+            c.interned("get").is_none(),
+            "strings only kv used are released"
+        );
         assert!(c.interned("say").is_some());
         assert_eq!(c.len(), 1);
         // Name ownership outlives the registration.
@@ -450,16 +486,39 @@ pub(crate) mod tests {
         let mut c = Catalog::new();
         let a = VendorKey([1; 32]);
         let b = VendorKey([2; 32]);
-        assert_eq!(c.admit("acme/echo", &a).unwrap(), Admission { claims_name: true, replaces: None });
-        let m = manifest("acme/echo", 1, "1.0.0", &[("courier:echo/echo@0.1.0", &["say"])]);
+        assert_eq!(
+            c.admit("acme/echo", &a).unwrap(),
+            Admission {
+                claims_name: true,
+                replaces: None
+            }
+        );
+        let m = manifest(
+            "acme/echo",
+            1,
+            "1.0.0",
+            &[("courier:echo/echo@0.1.0", &["say"])],
+        );
         c.insert(LeaseId([1; 16]), &m).unwrap();
         assert_eq!(
             c.admit("acme/echo", &a).unwrap(),
-            Admission { claims_name: false, replaces: Some(LeaseId([1; 16])) }
+            Admission {
+                claims_name: false,
+                replaces: Some(LeaseId([1; 16]))
+            }
         );
-        assert!(matches!(c.admit("acme/echo", &b), Err(CatalogError::NotOwner { .. })));
+        assert!(matches!(
+            c.admit("acme/echo", &b),
+            Err(CatalogError::NotOwner { .. })
+        ));
         c.grant("acme/echo", &b);
-        assert_eq!(c.admit("acme/echo", &b).unwrap(), Admission { claims_name: false, replaces: None });
+        assert_eq!(
+            c.admit("acme/echo", &b).unwrap(),
+            Admission {
+                claims_name: false,
+                replaces: None
+            }
+        );
         assert_eq!(c.owner("acme/echo"), Some(a));
         c.grant("fresh/name", &b);
         assert_eq!(c.owner("fresh/name"), Some(b));

@@ -177,10 +177,21 @@ mod tests {
     fn regs() -> (Arc<Registration>, Arc<Registration>) {
         let mut c = Catalog::new();
         let a = c
-            .insert(LeaseId([1; 16]), &manifest("a/echo", 1, "1.0.0", &[("courier:echo/echo@0.1.0", &["say"])]))
+            .insert(
+                LeaseId([1; 16]),
+                &manifest(
+                    "a/echo",
+                    1,
+                    "1.0.0",
+                    &[("courier:echo/echo@0.1.0", &["say"])],
+                ),
+            )
             .unwrap();
         let b = c
-            .insert(LeaseId([2; 16]), &manifest("b/kv", 2, "1.0.0", &[("courier:kv/store@0.1.0", &["get"])]))
+            .insert(
+                LeaseId([2; 16]),
+                &manifest("b/kv", 2, "1.0.0", &[("courier:kv/store@0.1.0", &["get"])]),
+            )
             .unwrap();
         (a, b)
     }
@@ -193,20 +204,32 @@ mod tests {
         assert_eq!(log.push(EventKind::Registered, 11, b.clone()), 2);
         assert_eq!(log.push(EventKind::Renewed, 12, a.clone()), 3);
         let (batch, next) = log.since(0, None, 100);
-        assert_eq!(batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert_eq!(batch.missed, None);
         assert_eq!(next, 4);
         let (batch, _) = log.since(2, Some("courier:echo/echo"), 100);
-        assert_eq!(batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![3]
+        );
         assert_eq!(batch.events[0].name, "a/echo");
-        assert_eq!(batch.events[0].interfaces, vec!["courier:echo/echo@0.1.0".to_string()]);
+        assert_eq!(
+            batch.events[0].interfaces,
+            vec!["courier:echo/echo@0.1.0".to_string()]
+        );
         // Overflow the ring: 1 and 2 drop out.
         log.push(EventKind::Renewed, 13, a.clone());
         log.push(EventKind::Expired, 14, b.clone());
         log.push(EventKind::Cancelled, 15, a.clone());
         let (batch, next) = log.since(1, None, 100);
         assert_eq!(batch.missed, Some((1, 3)));
-        assert_eq!(batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
+        assert_eq!(
+            batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![3, 4, 5, 6]
+        );
         assert_eq!(next, 7);
         // Asking from the future gives nothing, and nothing missed.
         let (batch, next) = log.since(50, None, 100);

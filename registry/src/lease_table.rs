@@ -348,24 +348,72 @@ mod tests {
         let mut t = LeaseTable::new(POLICY);
         let now = Millis(100);
         assert_eq!(
-            t.handle(now, Op::Grant { id: id(1), ttl_ms: 10 }),
-            Outcome::Granted { id: id(1), ttl_ms: 1_000, deadline: Millis(1_100) }
+            t.handle(
+                now,
+                Op::Grant {
+                    id: id(1),
+                    ttl_ms: 10
+                }
+            ),
+            Outcome::Granted {
+                id: id(1),
+                ttl_ms: 1_000,
+                deadline: Millis(1_100)
+            }
         );
         assert_eq!(
-            t.handle(now, Op::Grant { id: id(2), ttl_ms: 999_999 }),
-            Outcome::Granted { id: id(2), ttl_ms: 60_000, deadline: Millis(60_100) }
+            t.handle(
+                now,
+                Op::Grant {
+                    id: id(2),
+                    ttl_ms: 999_999
+                }
+            ),
+            Outcome::Granted {
+                id: id(2),
+                ttl_ms: 60_000,
+                deadline: Millis(60_100)
+            }
         );
         assert_eq!(
-            t.handle(now, Op::Grant { id: id(3), ttl_ms: 5_000 }),
-            Outcome::Granted { id: id(3), ttl_ms: 5_000, deadline: Millis(5_100) }
+            t.handle(
+                now,
+                Op::Grant {
+                    id: id(3),
+                    ttl_ms: 5_000
+                }
+            ),
+            Outcome::Granted {
+                id: id(3),
+                ttl_ms: 5_000,
+                deadline: Millis(5_100)
+            }
         );
-        assert_eq!(t.handle(now, Op::Grant { id: id(3), ttl_ms: 5_000 }), Outcome::Duplicate { id: id(3) });
+        assert_eq!(
+            t.handle(
+                now,
+                Op::Grant {
+                    id: id(3),
+                    ttl_ms: 5_000
+                }
+            ),
+            Outcome::Duplicate { id: id(3) }
+        );
         assert_eq!(t.next_deadline(), Some(Millis(1_100)));
         assert!(t.expire(Millis(1_099)).is_empty());
         assert_eq!(t.remaining(&id(1), Millis(1_099)), Some(1));
         // At the deadline the lease is dead for every purpose, collected or not.
         assert_eq!(t.remaining(&id(1), Millis(1_100)), None);
-        assert_eq!(t.handle(Millis(1_100), Op::Renew { id: id(1), ttl_ms: 1_000 }), Outcome::Unknown { id: id(1) });
+        assert_eq!(
+            t.handle(
+                Millis(1_100),
+                Op::Renew {
+                    id: id(1),
+                    ttl_ms: 1_000
+                }
+            ),
+            Outcome::Unknown { id: id(1) }
+        );
         assert_eq!(t.expire(Millis(6_000)), vec![id(1), id(3)]);
         assert_eq!(t.len(), 1);
         assert_eq!(t.next_deadline(), Some(Millis(60_100)));
@@ -374,29 +422,76 @@ mod tests {
     #[test]
     fn renew_moves_the_deadline_and_counts() {
         let mut t = LeaseTable::new(POLICY);
-        t.handle(Millis(0), Op::Grant { id: id(1), ttl_ms: 2_000 });
+        t.handle(
+            Millis(0),
+            Op::Grant {
+                id: id(1),
+                ttl_ms: 2_000,
+            },
+        );
         assert_eq!(
-            t.handle(Millis(1_500), Op::Renew { id: id(1), ttl_ms: 2_000 }),
-            Outcome::Renewed { id: id(1), ttl_ms: 2_000, deadline: Millis(3_500) }
+            t.handle(
+                Millis(1_500),
+                Op::Renew {
+                    id: id(1),
+                    ttl_ms: 2_000
+                }
+            ),
+            Outcome::Renewed {
+                id: id(1),
+                ttl_ms: 2_000,
+                deadline: Millis(3_500)
+            }
         );
         assert!(t.expire(Millis(2_000)).is_empty());
         // A shorter renewal may bring the deadline forward.
         assert_eq!(
-            t.handle(Millis(2_000), Op::Renew { id: id(1), ttl_ms: 1 }),
-            Outcome::Renewed { id: id(1), ttl_ms: 1_000, deadline: Millis(3_000) }
+            t.handle(
+                Millis(2_000),
+                Op::Renew {
+                    id: id(1),
+                    ttl_ms: 1
+                }
+            ),
+            Outcome::Renewed {
+                id: id(1),
+                ttl_ms: 1_000,
+                deadline: Millis(3_000)
+            }
         );
         assert_eq!(t.next_deadline(), Some(Millis(3_000)));
         assert_eq!(t.get(&id(1)).unwrap().renewals, 2);
-        assert_eq!(t.handle(Millis(0), Op::Renew { id: id(9), ttl_ms: 1 }), Outcome::Unknown { id: id(9) });
+        assert_eq!(
+            t.handle(
+                Millis(0),
+                Op::Renew {
+                    id: id(9),
+                    ttl_ms: 1
+                }
+            ),
+            Outcome::Unknown { id: id(9) }
+        );
         assert_eq!(t.expire(Millis(3_000)), vec![id(1)]);
     }
 
     #[test]
     fn cancel_removes_at_once() {
         let mut t = LeaseTable::new(POLICY);
-        t.handle(Millis(0), Op::Grant { id: id(1), ttl_ms: 5_000 });
-        assert_eq!(t.handle(Millis(10), Op::Cancel { id: id(1) }), Outcome::Cancelled { id: id(1) });
-        assert_eq!(t.handle(Millis(10), Op::Cancel { id: id(1) }), Outcome::Unknown { id: id(1) });
+        t.handle(
+            Millis(0),
+            Op::Grant {
+                id: id(1),
+                ttl_ms: 5_000,
+            },
+        );
+        assert_eq!(
+            t.handle(Millis(10), Op::Cancel { id: id(1) }),
+            Outcome::Cancelled { id: id(1) }
+        );
+        assert_eq!(
+            t.handle(Millis(10), Op::Cancel { id: id(1) }),
+            Outcome::Unknown { id: id(1) }
+        );
         assert_eq!(t.next_deadline(), None);
         assert!(t.expire(Millis(10_000)).is_empty());
         assert!(t.is_empty());
@@ -406,16 +501,51 @@ mod tests {
     fn restore_keeps_remaining_time_and_gives_lapsed_one_grace() {
         let mut t = LeaseTable::new(POLICY);
         let now = Millis(50);
-        let kept = t.restore(now, id(1), Restore::Remaining(4_000), 30_000, 7).unwrap();
-        assert_eq!(kept, LeaseState { deadline: Millis(4_050), ttl_ms: 30_000, renewals: 7, in_grace: false });
+        let kept = t
+            .restore(now, id(1), Restore::Remaining(4_000), 30_000, 7)
+            .unwrap();
+        assert_eq!(
+            kept,
+            LeaseState {
+                deadline: Millis(4_050),
+                ttl_ms: 30_000,
+                renewals: 7,
+                in_grace: false
+            }
+        );
         let lapsed = t.restore(now, id(2), Restore::Lapsed, 30_000, 0).unwrap();
-        assert_eq!(lapsed, LeaseState { deadline: Millis(11_050), ttl_ms: 30_000, renewals: 0, in_grace: true });
+        assert_eq!(
+            lapsed,
+            LeaseState {
+                deadline: Millis(11_050),
+                ttl_ms: 30_000,
+                renewals: 0,
+                in_grace: true
+            }
+        );
         assert!(t.restore(now, id(2), Restore::Lapsed, 1, 0).is_none());
         // Zero remaining counts as lapsed.
-        assert!(t.restore(now, id(3), Restore::Remaining(0), 1_000, 0).unwrap().in_grace);
+        assert!(
+            t.restore(now, id(3), Restore::Remaining(0), 1_000, 0)
+                .unwrap()
+                .in_grace
+        );
         // A renewal during grace ends it.
-        let out = t.handle(Millis(5_000), Op::Renew { id: id(2), ttl_ms: 20_000 });
-        assert_eq!(out, Outcome::Renewed { id: id(2), ttl_ms: 20_000, deadline: Millis(25_000) });
+        let out = t.handle(
+            Millis(5_000),
+            Op::Renew {
+                id: id(2),
+                ttl_ms: 20_000,
+            },
+        );
+        assert_eq!(
+            out,
+            Outcome::Renewed {
+                id: id(2),
+                ttl_ms: 20_000,
+                deadline: Millis(25_000)
+            }
+        );
         assert!(!t.get(&id(2)).unwrap().in_grace);
         // The one that did not renew expires when its grace ends, not before.
         assert_eq!(t.expire(Millis(11_049)), vec![id(1)]);

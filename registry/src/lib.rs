@@ -19,7 +19,7 @@ pub mod store;
 
 pub use lease_table::{LeasePolicy, LeaseTable, Millis};
 pub use registry::{
-    FindError, FlushStats, GrantError, LeaseError, OpenError, ReadError, RegisterError, Registry, RegistryConfig,
-    ReportError,
+    FindError, FlushStats, GrantError, LeaseError, OpenError, ReadError, RegisterError, Registry,
+    RegistryConfig, ReportError,
 };
 pub use server::{RegistryHandle, ServeError, serve};

@@ -60,10 +60,13 @@ impl PreparedQuery {
     /// Checks and parses `query`; at most `max_limit` candidates will be returned. An
     /// interface given with `@version` and no requirement asks for exactly that version.
     pub fn new(query: &ServiceQuery, max_limit: usize) -> Result<Self, QueryError> {
-        let name: InterfaceName = query
-            .interface
-            .parse()
-            .map_err(|e: courier_protocol::InterfaceNameError| QueryError::Interface(e.to_string()))?;
+        let name: InterfaceName =
+            query
+                .interface
+                .parse()
+                .map_err(|e: courier_protocol::InterfaceNameError| {
+                    QueryError::Interface(e.to_string())
+                })?;
         let req = match (&query.version_req, &name.version) {
             (Some(r), _) => Some(
                 semver::VersionReq::parse(r)
@@ -113,9 +116,11 @@ impl PreparedQuery {
         {
             return false;
         }
-        self.functions
-            .iter()
-            .all(|f| e.functions.binary_search_by(|x| (**x).cmp(f.as_str())).is_ok())
+        self.functions.iter().all(|f| {
+            e.functions
+                .binary_search_by(|x| (**x).cmp(f.as_str()))
+                .is_ok()
+        })
     }
 
     fn attributes_hold(&self, reg: &Registration) -> bool {
@@ -128,7 +133,12 @@ impl PreparedQuery {
 }
 
 /// Runs `query` at `now`: ranked matches, best first, at most the query's limit.
-pub fn find(catalog: &Catalog, table: &LeaseTable, now: Millis, query: &PreparedQuery) -> Vec<Match> {
+pub fn find(
+    catalog: &Catalog,
+    table: &LeaseTable,
+    now: Millis,
+    query: &PreparedQuery,
+) -> Vec<Match> {
     let mut hits: Vec<(&ExportEntry, &Registration, u64)> = Vec::new();
     for reg in catalog.by_interface(&query.key) {
         let Some(export) = reg.export(&query.key) else {
@@ -172,11 +182,21 @@ mod tests {
 
     fn setup() -> (Catalog, LeaseTable) {
         let mut c = Catalog::new();
-        let mut t = LeaseTable::new(LeasePolicy { min_ttl_ms: 1, max_ttl_ms: 100_000, grace_ms: 10 });
+        let mut t = LeaseTable::new(LeasePolicy {
+            min_ttl_ms: 1,
+            max_ttl_ms: 100_000,
+            grace_ms: 10,
+        });
         let regs: &[(u8, &str, &str, &[&str], u64)] = &[
             (1, "1.0.0", "courier:echo/echo@0.1.0", &["say"], 10_000),
             (2, "2.0.0", "courier:echo/echo@0.1.0", &["say"], 5_000),
-            (3, "1.0.0", "courier:echo/echo@0.2.0", &["say", "shout"], 1_000),
+            (
+                3,
+                "1.0.0",
+                "courier:echo/echo@0.2.0",
+                &["say", "shout"],
+                1_000,
+            ),
             (4, "9.0.0", "courier:kv/store@0.1.0", &["get"], 10_000),
             (5, "1.0.0", "courier:echo/echo@0.1.0", &["say"], 20_000),
         ];
@@ -187,13 +207,22 @@ mod tests {
                 m.attributes.insert("beta".into(), "yes".into());
             }
             c.insert(LeaseId([*n; 16]), &m).unwrap();
-            t.handle(Millis(0), Op::Grant { id: LeaseId([*n; 16]), ttl_ms: *ttl });
+            t.handle(
+                Millis(0),
+                Op::Grant {
+                    id: LeaseId([*n; 16]),
+                    ttl_ms: *ttl,
+                },
+            );
         }
         (c, t)
     }
 
     fn q(interface: &str) -> ServiceQuery {
-        ServiceQuery { interface: interface.into(), ..Default::default() }
+        ServiceQuery {
+            interface: interface.into(),
+            ..Default::default()
+        }
     }
 
     fn leases(ms: &[Match]) -> Vec<u8> {
@@ -215,22 +244,70 @@ mod tests {
         let (c, t) = setup();
         let mut query = q("courier:echo/echo");
         query.version_req = Some("^0.1".into());
-        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![2, 5, 1]);
+        assert_eq!(
+            leases(&find(
+                &c,
+                &t,
+                Millis(0),
+                &PreparedQuery::new(&query, 100).unwrap()
+            )),
+            vec![2, 5, 1]
+        );
         let exact = PreparedQuery::new(&q("courier:echo/echo@0.2.0"), 100).unwrap();
         assert_eq!(leases(&find(&c, &t, Millis(0), &exact)), vec![3]);
         let mut query = q("courier:echo/echo");
         query.functions = vec!["shout".into()];
-        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![3]);
+        assert_eq!(
+            leases(&find(
+                &c,
+                &t,
+                Millis(0),
+                &PreparedQuery::new(&query, 100).unwrap()
+            )),
+            vec![3]
+        );
         let mut query = q("courier:echo/echo");
         query.attributes = vec![AttributeConstraint::Equals("region".into(), "eu".into())];
-        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![3, 2, 1]);
+        assert_eq!(
+            leases(&find(
+                &c,
+                &t,
+                Millis(0),
+                &PreparedQuery::new(&query, 100).unwrap()
+            )),
+            vec![3, 2, 1]
+        );
         query.attributes = vec![AttributeConstraint::Present("beta".into())];
-        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![5]);
+        assert_eq!(
+            leases(&find(
+                &c,
+                &t,
+                Millis(0),
+                &PreparedQuery::new(&query, 100).unwrap()
+            )),
+            vec![5]
+        );
         query.attributes = vec![AttributeConstraint::Absent("beta".into())];
-        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![3, 2, 1]);
+        assert_eq!(
+            leases(&find(
+                &c,
+                &t,
+                Millis(0),
+                &PreparedQuery::new(&query, 100).unwrap()
+            )),
+            vec![3, 2, 1]
+        );
         let mut query = q("courier:echo/echo");
         query.limit = 2;
-        assert_eq!(leases(&find(&c, &t, Millis(0), &PreparedQuery::new(&query, 100).unwrap())), vec![3, 2]);
+        assert_eq!(
+            leases(&find(
+                &c,
+                &t,
+                Millis(0),
+                &PreparedQuery::new(&query, 100).unwrap()
+            )),
+            vec![3, 2]
+        );
         query.limit = 50;
         assert_eq!(PreparedQuery::new(&query, 3).unwrap().limit(), 3);
     }
@@ -246,12 +323,21 @@ mod tests {
 
     #[test]
     fn bad_queries_are_typed_errors() {
-        assert!(matches!(PreparedQuery::new(&q("nope"), 10), Err(QueryError::Interface(_))));
+        assert!(matches!(
+            PreparedQuery::new(&q("nope"), 10),
+            Err(QueryError::Interface(_))
+        ));
         let mut query = q("courier:echo/echo");
         query.version_req = Some("not a req".into());
-        assert!(matches!(PreparedQuery::new(&query, 10), Err(QueryError::VersionReq(..))));
+        assert!(matches!(
+            PreparedQuery::new(&query, 10),
+            Err(QueryError::VersionReq(..))
+        ));
         let mut query = q("courier:echo/echo");
         query.functions = vec!["f".into(); MAX_CONSTRAINTS + 1];
-        assert_eq!(PreparedQuery::new(&query, 10).unwrap_err(), QueryError::TooManyConstraints);
+        assert_eq!(
+            PreparedQuery::new(&query, 10).unwrap_err(),
+            QueryError::TooManyConstraints
+        );
     }
 }

@@ -13,13 +13,15 @@
 
 use crate::catalog::{Catalog, CatalogError, Registration};
 use crate::events::{EventLog, EventRecord};
-use crate::lease_table::{LeaseMap, LeasePolicy, LeaseTable, Millis, Op, Outcome as LeaseOutcome, Restore};
+use crate::lease_table::{
+    LeaseMap, LeasePolicy, LeaseTable, Millis, Op, Outcome as LeaseOutcome, Restore,
+};
 use crate::matcher::{self, PreparedQuery, QueryError};
 use crate::store::{Batch, LeaseRow, Store, StoreError};
 use courier_protocol::component::{InspectError, inspect};
 use courier_protocol::{
-    Candidate, ContentHash, ErrorKind, EventBatch, EventKind, HistoryEntry, LeaseGrant, LeaseId, LeaseInfo,
-    ManifestError, Outcome, Register, ServiceQuery, VendorKey, VerifyError, WireError,
+    Candidate, ContentHash, ErrorKind, EventBatch, EventKind, HistoryEntry, LeaseGrant, LeaseId,
+    LeaseInfo, ManifestError, Outcome, Register, ServiceQuery, VendorKey, VerifyError, WireError,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -155,14 +157,16 @@ impl RegisterError {
     /// The error for the caller.
     pub fn to_wire(&self) -> WireError {
         let kind = match self {
-            RegisterError::NotAuthenticated | RegisterError::WrongVendor { .. } => ErrorKind::NotAuthenticated,
+            RegisterError::NotAuthenticated | RegisterError::WrongVendor { .. } => {
+                ErrorKind::NotAuthenticated
+            }
             RegisterError::Verify(
                 VerifyError::BadSignature | VerifyError::InvalidKey | VerifyError::WeakKey,
             ) => ErrorKind::BadSignature,
             RegisterError::Verify(_) | RegisterError::Times(_) => ErrorKind::BadManifest,
-            RegisterError::Component(_) | RegisterError::Inspect(_) | RegisterError::NotExported(_) => {
-                ErrorKind::BadComponent
-            }
+            RegisterError::Component(_)
+            | RegisterError::Inspect(_)
+            | RegisterError::NotExported(_) => ErrorKind::BadComponent,
             RegisterError::Catalog(CatalogError::NotOwner { .. }) => ErrorKind::NotOwner,
             RegisterError::Catalog(CatalogError::Interface(_)) => ErrorKind::BadManifest,
             RegisterError::Store(_) => ErrorKind::Internal,
@@ -438,7 +442,12 @@ impl Registry {
             start_seq,
             "registry state loaded"
         );
-        let events = EventLog::new(start_seq, reserved, config.event_ring, config.subscriber_buffer);
+        let events = EventLog::new(
+            start_seq,
+            reserved,
+            config.event_ring,
+            config.subscriber_buffer,
+        );
         Ok(Self {
             store,
             state: Mutex::new(State {
@@ -500,7 +509,12 @@ impl Registry {
     /// Checks, in order: authentication, signature, vendor key, validity window, component
     /// hash and size, the component's real exports, name ownership. Then it stores the blob,
     /// commits durably, and only then applies and answers.
-    pub fn register(&self, now: Millis, auth: Option<&VendorKey>, req: Register) -> Result<LeaseGrant, RegisterError> {
+    pub fn register(
+        &self,
+        now: Millis,
+        auth: Option<&VendorKey>,
+        req: Register,
+    ) -> Result<LeaseGrant, RegisterError> {
         let auth = auth.ok_or(RegisterError::NotAuthenticated)?;
         let manifest = req.manifest.verify()?;
         if manifest.vendor_key != *auth {
@@ -518,7 +532,8 @@ impl Registry {
         let real = inspect(&req.component)?;
         real.check_claims(&manifest.exports)
             .map_err(RegisterError::NotExported)?;
-        self.store.put_blob(&manifest.component_hash, &req.component)?;
+        self.store
+            .put_blob(&manifest.component_hash, &req.component)?;
 
         let _w = self.writer();
         let (admission, reserve) = {
@@ -603,7 +618,13 @@ impl Registry {
 
     /// Renews a lease of the vendor the connection is authenticated as. Memory only: the
     /// new expiry is written by the next [`Registry::flush`].
-    pub fn renew(&self, now: Millis, auth: Option<&VendorKey>, lease: LeaseId, ttl_ms: u64) -> Result<LeaseGrant, LeaseError> {
+    pub fn renew(
+        &self,
+        now: Millis,
+        auth: Option<&VendorKey>,
+        lease: LeaseId,
+        ttl_ms: u64,
+    ) -> Result<LeaseGrant, LeaseError> {
         let auth = auth.ok_or(LeaseError::NotAuthenticated)?;
         loop {
             let mut st = self.state();
@@ -643,7 +664,12 @@ impl Registry {
     }
 
     /// Cancels a lease of the vendor the connection is authenticated as, durably.
-    pub fn cancel(&self, now: Millis, auth: Option<&VendorKey>, lease: LeaseId) -> Result<(), LeaseError> {
+    pub fn cancel(
+        &self,
+        now: Millis,
+        auth: Option<&VendorKey>,
+        lease: LeaseId,
+    ) -> Result<(), LeaseError> {
         let auth = auth.ok_or(LeaseError::NotAuthenticated)?;
         let _w = self.writer();
         let reserve = {
@@ -689,10 +715,7 @@ impl Registry {
     pub fn expire(&self, now: Millis) -> usize {
         loop {
             let mut st = self.state();
-            let due = st
-                .table
-                .next_deadline()
-                .is_some_and(|d| d <= now);
+            let due = st.table.next_deadline().is_some_and(|d| d <= now);
             if !due {
                 return 0;
             }
@@ -827,7 +850,9 @@ impl Registry {
 
     /// A stored component's bytes.
     pub fn fetch(&self, hash: &ContentHash) -> Result<Vec<u8>, ReadError> {
-        self.store.read_blob(hash)?.ok_or(ReadError::NotFound(*hash))
+        self.store
+            .read_blob(hash)?
+            .ok_or(ReadError::NotFound(*hash))
     }
 
     /// The live leases at `now`, sorted by service name then lease.
@@ -921,7 +946,9 @@ impl Registry {
     pub fn grant(&self, name: &str, key: &VendorKey) -> Result<(), GrantError> {
         if name.is_empty()
             || name.len() > courier_protocol::manifest::limits::NAME_LEN
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
         {
             return Err(GrantError::Name(name.to_string()));
         }
@@ -958,13 +985,23 @@ impl Registry {
     /// Loads many registrations at once in one durable transaction, checking signatures,
     /// validity and ownership but not components (no component bytes are given, and none are
     /// stored). For benchmarks and bulk imports of trusted data; the network never reaches it.
-    pub fn load_bulk(&self, now: Millis, items: Vec<(courier_protocol::SignedManifest, u64)>) -> Result<Vec<LeaseId>, RegisterError> {
+    pub fn load_bulk(
+        &self,
+        now: Millis,
+        items: Vec<(courier_protocol::SignedManifest, u64)>,
+    ) -> Result<Vec<LeaseId>, RegisterError> {
         let policy = self.config.policy();
         let mut checked = Vec::with_capacity(items.len());
         for (signed, ttl) in items {
             let m = signed.verify()?;
-            m.check_times(self.wall_ms(now)).map_err(RegisterError::Times)?;
-            checked.push((LeaseId(rand::random()), signed, m.into_inner(), policy.clamp(ttl)));
+            m.check_times(self.wall_ms(now))
+                .map_err(RegisterError::Times)?;
+            checked.push((
+                LeaseId(rand::random()),
+                signed,
+                m.into_inner(),
+                policy.clamp(ttl),
+            ));
         }
         let _w = self.writer();
         let mut batch = Batch::default();
@@ -974,7 +1011,9 @@ impl Registry {
             for (lease, signed, m, ttl) in &checked {
                 let a = st.catalog.admit(&m.name, &m.vendor_key)?;
                 if a.replaces.is_some() || !claimed.insert(m.name.clone()) {
-                    return Err(RegisterError::Catalog(CatalogError::NotOwner { name: m.name.clone() }));
+                    return Err(RegisterError::Catalog(CatalogError::NotOwner {
+                        name: m.name.clone(),
+                    }));
                 }
                 if a.claims_name {
                     batch.names.push((m.name.clone(), m.vendor_key));
@@ -1003,7 +1042,13 @@ impl Registry {
         let at = self.wall_ms(now);
         let mut out = Vec::with_capacity(checked.len());
         for (lease, _, m, ttl) in checked {
-            st.table.handle(now, Op::Grant { id: lease, ttl_ms: ttl });
+            st.table.handle(
+                now,
+                Op::Grant {
+                    id: lease,
+                    ttl_ms: ttl,
+                },
+            );
             let reg: Arc<Registration> = st.catalog.insert(lease, &m)?;
             st.events.push(EventKind::Registered, at, reg);
             out.push(lease);

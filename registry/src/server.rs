@@ -10,7 +10,8 @@ use crate::events::EventRecord;
 use crate::registry::{MAX_BATCH, Registry};
 use courier_protocol::signing::{AUTH_DOMAIN, auth_message};
 use courier_protocol::{
-    ErrorKind, EventBatch, PROTOCOL_VERSION, Request, Response, SpkiPin, VendorKey, Welcome, WireError, codec,
+    ErrorKind, EventBatch, PROTOCOL_VERSION, Request, Response, SpkiPin, VendorKey, Welcome,
+    WireError, codec,
 };
 use courier_transport::{Identity, ServerLimits, TransportError, server_endpoint, write_frame};
 use std::net::SocketAddr;
@@ -158,7 +159,11 @@ pub async fn serve(registry: Arc<Registry>) -> Result<RegistryHandle, ServeError
         done: done_tx.clone(),
     });
     let tasks = vec![
-        tokio::spawn(accept_loop(endpoint.clone(), ctx.clone(), config.max_connections)),
+        tokio::spawn(accept_loop(
+            endpoint.clone(),
+            ctx.clone(),
+            config.max_connections,
+        )),
         tokio::spawn(expiry_task(registry.clone(), shutdown_rx.clone())),
         tokio::spawn(flush_task(registry.clone(), shutdown_rx)),
     ];
@@ -216,7 +221,10 @@ async fn answer_busy(incoming: quinn::Incoming, timeout: Duration) {
         let conn = incoming.await.ok()?;
         let (mut send, mut recv) = conn.accept_bi().await.ok()?;
         let _ = read_request(&mut recv, SMALL_FRAME, None).await;
-        let resp = Response::Error(WireError::new(ErrorKind::Busy, "registry is at its connection cap; try later"));
+        let resp = Response::Error(WireError::new(
+            ErrorKind::Busy,
+            "registry is at its connection cap; try later",
+        ));
         close_with(&conn, &mut send, &resp, close::BUSY, b"busy").await;
         Some(())
     };
@@ -224,7 +232,13 @@ async fn answer_busy(incoming: quinn::Incoming, timeout: Duration) {
 }
 
 /// Writes `resp`, finishes the stream, waits (briefly) until the peer has it, then closes.
-async fn close_with(conn: &quinn::Connection, send: &mut quinn::SendStream, resp: &Response, code: u32, reason: &[u8]) {
+async fn close_with(
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    resp: &Response,
+    code: u32,
+    reason: &[u8],
+) {
     if write_frame(send, resp).await.is_ok() && send.finish().is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
     }
@@ -275,7 +289,11 @@ async fn handle_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
 
 /// Runs the Hello/Welcome exchange on the first stream; `None` if it failed (the
 /// connection is then closed).
-async fn handshake(conn: &quinn::Connection, peer: SocketAddr, timeout: Duration) -> Option<[u8; 32]> {
+async fn handshake(
+    conn: &quinn::Connection,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Option<[u8; 32]> {
     let (mut send, mut recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -288,10 +306,11 @@ async fn handshake(conn: &quinn::Connection, peer: SocketAddr, timeout: Duration
             return None;
         }
     };
-    let first = match tokio::time::timeout(timeout, read_request(&mut recv, SMALL_FRAME, None)).await {
-        Ok(r) => r,
-        Err(_) => Err(WireError::new(ErrorKind::BadHandshake, "no hello in time")),
-    };
+    let first =
+        match tokio::time::timeout(timeout, read_request(&mut recv, SMALL_FRAME, None)).await {
+            Ok(r) => r,
+            Err(_) => Err(WireError::new(ErrorKind::BadHandshake, "no hello in time")),
+        };
     let (err, code, reason): (WireError, u32, &[u8]) = match first {
         Ok(Request::Hello(h)) if h.version == PROTOCOL_VERSION => {
             let challenge: [u8; 32] = rand::random();
@@ -308,7 +327,10 @@ async fn handshake(conn: &quinn::Connection, peer: SocketAddr, timeout: Duration
         Ok(Request::Hello(h)) => (
             WireError::new(
                 ErrorKind::UnsupportedVersion,
-                format!("protocol version {} is not supported; this registry speaks {PROTOCOL_VERSION}", h.version),
+                format!(
+                    "protocol version {} is not supported; this registry speaks {PROTOCOL_VERSION}",
+                    h.version
+                ),
             ),
             close::UNSUPPORTED_VERSION,
             b"unsupported version",
@@ -345,7 +367,8 @@ async fn read_request(
     }
     let len = codec::frame_len(header, max).map_err(|e| bad(e.to_string()))?;
     let _permit = if len > SMALL_FRAME {
-        let budget = large.ok_or_else(|| bad(format!("frame of {len} bytes exceeds {SMALL_FRAME}")))?;
+        let budget =
+            large.ok_or_else(|| bad(format!("frame of {len} bytes exceeds {SMALL_FRAME}")))?;
         let n = u32::try_from(len).map_err(|_| bad("frame too large".into()))?;
         Some(
             budget
@@ -358,7 +381,9 @@ async fn read_request(
     };
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(n) => bad(format!("truncated frame: {n} of {len} bytes")),
+        quinn::ReadExactError::FinishedEarly(n) => {
+            bad(format!("truncated frame: {n} of {len} bytes"))
+        }
         quinn::ReadExactError::ReadError(e) => bad(format!("read: {e}")),
     })?;
     codec::decode(&body).map_err(|e| bad(e.to_string()))
@@ -370,7 +395,9 @@ fn error(err: WireError, peer: SocketAddr, what: &str) -> Response {
 }
 
 /// Runs a blocking registry call on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, WireError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, WireError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| WireError::new(ErrorKind::Internal, format!("handler failed: {e}")))
@@ -399,7 +426,11 @@ async fn handle_stream(
             return;
         }
         Err(_) => {
-            let resp = error(WireError::new(ErrorKind::BadFrame, "request not received in time"), peer, "frame");
+            let resp = error(
+                WireError::new(ErrorKind::BadFrame, "request not received in time"),
+                peer,
+                "frame",
+            );
             let _ = write_frame(&mut send, &resp).await;
             let _ = send.finish();
             return;
@@ -407,10 +438,18 @@ async fn handle_stream(
     };
     let reg = &ctx.registry;
     let resp = match req {
-        Request::Hello(_) => error(WireError::new(ErrorKind::BadHandshake, "hello sent twice"), peer, "hello"),
+        Request::Hello(_) => error(
+            WireError::new(ErrorKind::BadHandshake, "hello sent twice"),
+            peer,
+            "hello",
+        ),
         Request::Authenticate { vendor, signature } => {
             match vendor.verify(AUTH_DOMAIN, &auth_message(challenge, &ctx.pin), &signature) {
-                Err(e) => error(WireError::new(ErrorKind::BadSignature, format!("authentication: {e}")), peer, "authenticate"),
+                Err(e) => error(
+                    WireError::new(ErrorKind::BadSignature, format!("authentication: {e}")),
+                    peer,
+                    "authenticate",
+                ),
                 Ok(()) => match auth.set(vendor) {
                     Ok(()) => {
                         tracing::debug!(%peer, %vendor, "authenticated");
@@ -418,7 +457,10 @@ async fn handle_stream(
                     }
                     Err(_) if auth.get() == Some(&vendor) => Response::Authenticated,
                     Err(_) => error(
-                        WireError::new(ErrorKind::BadHandshake, "connection is already authenticated as another key"),
+                        WireError::new(
+                            ErrorKind::BadHandshake,
+                            "connection is already authenticated as another key",
+                        ),
                         peer,
                         "authenticate",
                     ),
@@ -428,7 +470,13 @@ async fn handle_stream(
         Request::Register(r) => {
             let registry = reg.clone();
             let key = auth.get().copied();
-            match blocking(move || registry.register(registry.now(), key.as_ref(), r).map_err(|e| e.to_wire())).await {
+            match blocking(move || {
+                registry
+                    .register(registry.now(), key.as_ref(), r)
+                    .map_err(|e| e.to_wire())
+            })
+            .await
+            {
                 Ok(Ok(grant)) => Response::Registered(grant),
                 Ok(Err(e)) | Err(e) => error(e, peer, "register"),
             }
@@ -440,7 +488,13 @@ async fn handle_stream(
         Request::Cancel { lease } => {
             let registry = reg.clone();
             let key = auth.get().copied();
-            match blocking(move || registry.cancel(registry.now(), key.as_ref(), lease).map_err(|e| e.to_wire())).await {
+            match blocking(move || {
+                registry
+                    .cancel(registry.now(), key.as_ref(), lease)
+                    .map_err(|e| e.to_wire())
+            })
+            .await
+            {
                 Ok(Ok(())) => Response::Cancelled,
                 Ok(Err(e)) | Err(e) => error(e, peer, "cancel"),
             }
@@ -463,20 +517,30 @@ async fn handle_stream(
                 Ok(Err(e)) | Err(e) => error(e, peer, "leases"),
             }
         }
-        Request::Subscribe { interface, from_seq } => {
+        Request::Subscribe {
+            interface,
+            from_seq,
+        } => {
             subscribe(send, ctx, conn, interface, from_seq).await;
             return;
         }
         Request::Report(outcome) => {
             let registry = reg.clone();
-            match blocking(move || registry.report(registry.now(), outcome).map_err(|e| e.to_wire())).await {
+            match blocking(move || {
+                registry
+                    .report(registry.now(), outcome)
+                    .map_err(|e| e.to_wire())
+            })
+            .await
+            {
                 Ok(Ok(())) => Response::Reported,
                 Ok(Err(e)) | Err(e) => error(e, peer, "report"),
             }
         }
         Request::History { client, limit } => {
             let registry = reg.clone();
-            match blocking(move || registry.history(&client, limit).map_err(|e| e.to_wire())).await {
+            match blocking(move || registry.history(&client, limit).map_err(|e| e.to_wire())).await
+            {
                 Ok(Ok(h)) => Response::History(h),
                 Ok(Err(e)) | Err(e) => error(e, peer, "history"),
             }
@@ -500,7 +564,10 @@ async fn subscribe(
     let reg = &ctx.registry;
     let filter = interface.as_deref();
     let (batch, mut next, mut rx) = reg.subscribe(from_seq, filter);
-    if write_frame(&mut send, &Response::Events(batch)).await.is_err() {
+    if write_frame(&mut send, &Response::Events(batch))
+        .await
+        .is_err()
+    {
         return;
     }
     // Catch up in batches if more was kept than one batch holds.
@@ -510,7 +577,11 @@ async fn subscribe(
             break;
         }
         next = n;
-        if !batch.events.is_empty() && write_frame(&mut send, &Response::Events(batch)).await.is_err() {
+        if !batch.events.is_empty()
+            && write_frame(&mut send, &Response::Events(batch))
+                .await
+                .is_err()
+        {
             return;
         }
     }
@@ -536,8 +607,14 @@ async fn subscribe(
             }
         }
         if !events.is_empty() {
-            let batch = EventBatch { events, missed: None };
-            if write_frame(&mut send, &Response::Events(batch)).await.is_err() {
+            let batch = EventBatch {
+                events,
+                missed: None,
+            };
+            if write_frame(&mut send, &Response::Events(batch))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -548,7 +625,9 @@ async fn subscribe(
                 let progressed = n > next;
                 next = n;
                 if (!batch.events.is_empty() || batch.missed.is_some())
-                    && write_frame(&mut send, &Response::Events(batch)).await.is_err()
+                    && write_frame(&mut send, &Response::Events(batch))
+                        .await
+                        .is_err()
                 {
                     return;
                 }
@@ -561,7 +640,12 @@ async fn subscribe(
     let _ = send.finish();
 }
 
-fn absorb(rec: EventRecord, next: &mut u64, filter: Option<&str>, events: &mut Vec<courier_protocol::Event>) {
+fn absorb(
+    rec: EventRecord,
+    next: &mut u64,
+    filter: Option<&str>,
+    events: &mut Vec<courier_protocol::Event>,
+) {
     if rec.seq >= *next {
         *next = rec.seq + 1;
         if rec.matches(filter) {

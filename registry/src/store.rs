@@ -156,7 +156,10 @@ fn decode_manifest(v: &[u8]) -> Result<SignedManifest, StoreError> {
     })
 }
 
-fn meta_u64(table: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64, StoreError> {
+fn meta_u64(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<u64, StoreError> {
     match table.get(key)? {
         None => Ok(0),
         Some(v) => {
@@ -255,7 +258,9 @@ impl Store {
 
     /// Every name with its owner, and every grant.
     #[allow(clippy::type_complexity)]
-    pub fn load_names(&self) -> Result<(Vec<(String, VendorKey)>, Vec<(String, VendorKey)>), StoreError> {
+    pub fn load_names(
+        &self,
+    ) -> Result<(Vec<(String, VendorKey)>, Vec<(String, VendorKey)>), StoreError> {
         let txn = self.db.begin_read()?;
         let names = txn
             .open_table(NAMES)?
@@ -334,7 +339,12 @@ impl Store {
 
     /// Appends a history entry for `client` under `seq` (durably), and records `seq` as the
     /// last used.
-    pub fn append_history(&self, client: &str, seq: u64, entry: &HistoryEntry) -> Result<(), StoreError> {
+    pub fn append_history(
+        &self,
+        client: &str,
+        seq: u64,
+        entry: &HistoryEntry,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
             let mut h = txn.open_table(HISTORY)?;
@@ -369,9 +379,11 @@ impl Store {
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
             return Ok(());
         }
-        let tmp = self
-            .blobs
-            .join(format!(".tmp-{}-{}", hash.to_hex(), hex::encode(rand::random::<[u8; 8]>())));
+        let tmp = self.blobs.join(format!(
+            ".tmp-{}-{}",
+            hash.to_hex(),
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
         let result = (|| {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(bytes)?;
@@ -390,7 +402,9 @@ impl Store {
     pub fn read_blob(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
         match std::fs::read(self.blob_path(hash)) {
             Ok(bytes) if ContentHash::of(&bytes) == *hash => Ok(Some(bytes)),
-            Ok(_) => Err(StoreError::Corrupt(format!("blob {hash} does not match its hash"))),
+            Ok(_) => Err(StoreError::Corrupt(format!(
+                "blob {hash} does not match its hash"
+            ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -408,8 +422,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, meta) = Store::open(dir.path(), 1 << 20).unwrap();
         assert!(meta.fresh);
-        let m = SignedManifest { bytes: vec![1, 2, 3], signature: [9; 64] };
-        let row = LeaseRow { expires_at_ms: 123, ttl_ms: 10, renewals: 2 };
+        let m = SignedManifest {
+            bytes: vec![1, 2, 3],
+            signature: [9; 64],
+        };
+        let row = LeaseRow {
+            expires_at_ms: 123,
+            ttl_ms: 10,
+            renewals: 2,
+        };
         store
             .commit(&Batch {
                 registrations: vec![(LeaseId([1; 16]), m.clone()), (LeaseId([2; 16]), m.clone())],
@@ -421,7 +442,12 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-        store.commit(&Batch { delete: vec![LeaseId([2; 16])], ..Default::default() }).unwrap();
+        store
+            .commit(&Batch {
+                delete: vec![LeaseId([2; 16])],
+                ..Default::default()
+            })
+            .unwrap();
         let hash = ContentHash::of(b"component");
         store.put_blob(&hash, b"component").unwrap();
         store.put_blob(&hash, b"component").unwrap();
@@ -448,7 +474,10 @@ mod tests {
 
         let (store, meta) = Store::open(dir.path(), 1 << 20).unwrap();
         assert!(!meta.fresh);
-        assert_eq!((meta.seq_reserved, meta.last_alive_ms, meta.history_seq), (77, 55, 3));
+        assert_eq!(
+            (meta.seq_reserved, meta.last_alive_ms, meta.history_seq),
+            (77, 55, 3)
+        );
         let mut loaded = Vec::new();
         assert!(store.load(|s| loaded.push(s)).unwrap().is_empty());
         assert_eq!(loaded.len(), 1);
@@ -464,9 +493,17 @@ mod tests {
         assert_eq!(h.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![6, 5]);
         assert_eq!(store.history("c1", 1).unwrap().len(), 1);
         assert!(store.history("c3", 10).unwrap().is_empty());
-        assert_eq!(store.manifests(&[LeaseId([1; 16]), LeaseId([2; 16])]).unwrap(), vec![Some(m), None]);
+        assert_eq!(
+            store
+                .manifests(&[LeaseId([1; 16]), LeaseId([2; 16])])
+                .unwrap(),
+            vec![Some(m), None]
+        );
         // No temporary files are left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path().join(BLOB_DIR)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join(BLOB_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(hash.to_hex())]);
     }
 }

@@ -7,7 +7,8 @@ mod common;
 use common::*;
 use courier_protocol::signing::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
-    ErrorKind, Hello, LeaseId, PROTOCOL_VERSION, Request, Response, ServiceQuery, SignedManifest, VendorKey, codec,
+    ErrorKind, Hello, LeaseId, PROTOCOL_VERSION, Request, Response, ServiceQuery, SignedManifest,
+    VendorKey, codec,
 };
 use courier_registry::RegistryHandle;
 use courier_transport::{ClientError, RegistryClient, client_endpoint, connect, read_frame};
@@ -41,19 +42,26 @@ async fn still_serving(h: &RegistryHandle, lease: LeaseId) {
         })
         .await
         .unwrap();
-    assert_eq!(found.iter().map(|c| c.lease).collect::<Vec<_>>(), vec![lease]);
+    assert_eq!(
+        found.iter().map(|c| c.lease).collect::<Vec<_>>(),
+        vec![lease]
+    );
     c.close();
 }
 
 /// A connection that has said Hello, without the typed client.
 async fn raw(h: &RegistryHandle) -> quinn::Connection {
     let ep = client_endpoint(h.local_addr()).unwrap();
-    let conn = connect(&ep, h.local_addr(), h.pin(), Duration::from_secs(5)).await.unwrap();
+    let conn = connect(&ep, h.local_addr(), h.pin(), Duration::from_secs(5))
+        .await
+        .unwrap();
     let hello = Request::Hello(Hello {
         version: PROTOCOL_VERSION,
         agent: "raw".into(),
     });
-    let resp: Response = courier_transport::call(&conn, &hello, 1 << 20).await.unwrap();
+    let resp: Response = courier_transport::call(&conn, &hello, 1 << 20)
+        .await
+        .unwrap();
     assert!(matches!(resp, Response::Welcome(_)));
     conn
 }
@@ -79,13 +87,19 @@ async fn malformed_frame() {
     let conn = raw(&h).await;
     let mut frame = 3u32.to_be_bytes().to_vec();
     frame.extend_from_slice(&[250, 1, 2]);
-    assert_eq!(error_kind(send_raw(&conn, &frame).await), ErrorKind::BadFrame);
+    assert_eq!(
+        error_kind(send_raw(&conn, &frame).await),
+        ErrorKind::BadFrame
+    );
     // Trailing bytes after a valid message are malformed too.
     let mut body = codec::encode(&Request::Leases);
     body.push(0);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
-    assert_eq!(error_kind(send_raw(&conn, &frame).await), ErrorKind::BadFrame);
+    assert_eq!(
+        error_kind(send_raw(&conn, &frame).await),
+        ErrorKind::BadFrame
+    );
     // The same connection still works.
     let resp = send_raw(&conn, &codec::encode_frame(&Request::Leases)).await;
     assert!(matches!(resp, Response::Leases(l) if l.len() == 1));
@@ -101,9 +115,15 @@ async fn truncated_frame() {
     // Header promises 100 bytes, 1 arrives.
     let mut short = 100u32.to_be_bytes().to_vec();
     short.extend_from_slice(&frame[4..]);
-    assert_eq!(error_kind(send_raw(&conn, &short).await), ErrorKind::BadFrame);
+    assert_eq!(
+        error_kind(send_raw(&conn, &short).await),
+        ErrorKind::BadFrame
+    );
     // Half a header, and an empty stream.
-    assert_eq!(error_kind(send_raw(&conn, &[0, 0]).await), ErrorKind::BadFrame);
+    assert_eq!(
+        error_kind(send_raw(&conn, &[0, 0]).await),
+        ErrorKind::BadFrame
+    );
     assert_eq!(error_kind(send_raw(&conn, &[]).await), ErrorKind::BadFrame);
     still_serving(&h, lease).await;
     h.shutdown().await;
@@ -130,16 +150,24 @@ async fn oversized_frame_header() {
 async fn wrong_protocol_version() {
     let (h, _dir, lease) = setup().await;
     let ep = client_endpoint(h.local_addr()).unwrap();
-    let conn = connect(&ep, h.local_addr(), h.pin(), Duration::from_secs(5)).await.unwrap();
+    let conn = connect(&ep, h.local_addr(), h.pin(), Duration::from_secs(5))
+        .await
+        .unwrap();
     let hello = Request::Hello(Hello {
         version: PROTOCOL_VERSION + 41,
         agent: "future".into(),
     });
-    let resp: Response = courier_transport::call(&conn, &hello, 1 << 20).await.unwrap();
+    let resp: Response = courier_transport::call(&conn, &hello, 1 << 20)
+        .await
+        .unwrap();
     assert_eq!(error_kind(resp), ErrorKind::UnsupportedVersion);
     // And the registry closes the connection.
-    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.unwrap();
-    assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == 1u32.into()));
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .unwrap();
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == 1u32.into())
+    );
     still_serving(&h, lease).await;
     h.shutdown().await;
 }
@@ -148,15 +176,29 @@ async fn wrong_protocol_version() {
 async fn first_message_not_hello() {
     let (h, _dir, lease) = setup().await;
     let ep = client_endpoint(h.local_addr()).unwrap();
-    let conn = connect(&ep, h.local_addr(), h.pin(), Duration::from_secs(5)).await.unwrap();
-    let resp: Response = courier_transport::call(&conn, &Request::Leases, 1 << 20).await.unwrap();
+    let conn = connect(&ep, h.local_addr(), h.pin(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let resp: Response = courier_transport::call(&conn, &Request::Leases, 1 << 20)
+        .await
+        .unwrap();
     assert_eq!(error_kind(resp), ErrorKind::BadHandshake);
-    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.unwrap();
-    assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == 2u32.into()));
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .unwrap();
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == 2u32.into())
+    );
     // A second Hello on a good connection is refused too, without closing it.
     let good = raw(&h).await;
-    let hello = Request::Hello(Hello { version: PROTOCOL_VERSION, agent: "again".into() });
-    assert_eq!(error_kind(send_raw(&good, &codec::encode_frame(&hello)).await), ErrorKind::BadHandshake);
+    let hello = Request::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        agent: "again".into(),
+    });
+    assert_eq!(
+        error_kind(send_raw(&good, &codec::encode_frame(&hello)).await),
+        ErrorKind::BadHandshake
+    );
     still_serving(&h, lease).await;
     h.shutdown().await;
 }
@@ -171,22 +213,46 @@ async fn bad_signature() {
         vendor: VendorKey::of(&acme),
         signature: sign(&acme, AUTH_DOMAIN, &auth_message(&[0; 32], &h.pin())),
     };
-    assert_eq!(error_kind(send_raw(&conn, &codec::encode_frame(&req)).await), ErrorKind::BadSignature);
+    assert_eq!(
+        error_kind(send_raw(&conn, &codec::encode_frame(&req)).await),
+        ErrorKind::BadSignature
+    );
     // A manifest whose signature was tampered with.
     let v = vendor(&h, &acme).await;
     let mut reg = echo(&acme, "acme/echo2", 10_000);
     reg.manifest.signature[5] ^= 0x40;
-    assert_eq!(kind(v.register(reg).await.unwrap_err()), ErrorKind::BadSignature);
+    assert_eq!(
+        kind(v.register(reg).await.unwrap_err()),
+        ErrorKind::BadSignature
+    );
     // A manifest signed by another key than the one it names.
     let mut reg = echo(&acme, "acme/echo2", 10_000);
     reg.manifest = SignedManifest::sign(&echo_manifest(&acme, "acme/echo2"), &key(9));
-    assert_eq!(kind(v.register(reg).await.unwrap_err()), ErrorKind::BadSignature);
+    assert_eq!(
+        kind(v.register(reg).await.unwrap_err()),
+        ErrorKind::BadSignature
+    );
     // Registering without authenticating.
     let anon = client(&h).await;
-    assert_eq!(kind(anon.register(echo(&acme, "acme/echo2", 10_000)).await.unwrap_err()), ErrorKind::NotAuthenticated);
+    assert_eq!(
+        kind(
+            anon.register(echo(&acme, "acme/echo2", 10_000))
+                .await
+                .unwrap_err()
+        ),
+        ErrorKind::NotAuthenticated
+    );
     // Registering a manifest of another vendor than the connection's.
     let other = vendor(&h, &key(3)).await;
-    assert_eq!(kind(other.register(echo(&acme, "acme/echo2", 10_000)).await.unwrap_err()), ErrorKind::NotAuthenticated);
+    assert_eq!(
+        kind(
+            other
+                .register(echo(&acme, "acme/echo2", 10_000))
+                .await
+                .unwrap_err()
+        ),
+        ErrorKind::NotAuthenticated
+    );
     still_serving(&h, lease).await;
     h.shutdown().await;
 }
@@ -199,13 +265,22 @@ async fn tampered_component() {
     let mut reg = echo(&acme, "acme/echo2", 10_000);
     let mid = reg.component.len() / 2;
     reg.component[mid] ^= 0xff;
-    assert_eq!(kind(v.register(reg.clone()).await.unwrap_err()), ErrorKind::BadComponent);
+    assert_eq!(
+        kind(v.register(reg.clone()).await.unwrap_err()),
+        ErrorKind::BadComponent
+    );
     reg.component.truncate(mid);
-    assert_eq!(kind(v.register(reg).await.unwrap_err()), ErrorKind::BadComponent);
+    assert_eq!(
+        kind(v.register(reg).await.unwrap_err()),
+        ErrorKind::BadComponent
+    );
     // A correctly signed manifest over bytes that are no component at all.
     let junk = b"definitely not a wasm component".to_vec();
     let m = manifest(&acme, "acme/junk", &junk, &[(ECHO_IFACE, &["say"])]);
-    let e = v.register(signed(&m, &acme, &junk, 10_000)).await.unwrap_err();
+    let e = v
+        .register(signed(&m, &acme, &junk, 10_000))
+        .await
+        .unwrap_err();
     assert_eq!(kind(e), ErrorKind::BadComponent);
     still_serving(&h, lease).await;
     h.shutdown().await;
@@ -218,8 +293,17 @@ async fn manifest_exports_not_in_component() {
     let v = vendor(&h, &acme).await;
     let echo_bytes = courier_proxy_artifacts::ECHO;
     // An interface the echo component does not export.
-    let m = manifest(&acme, "acme/liar", echo_bytes, &[(ECHO_IFACE, &["say"]), (KV_IFACE, &["get"])]);
-    match v.register(signed(&m, &acme, echo_bytes, 10_000)).await.unwrap_err() {
+    let m = manifest(
+        &acme,
+        "acme/liar",
+        echo_bytes,
+        &[(ECHO_IFACE, &["say"]), (KV_IFACE, &["get"])],
+    );
+    match v
+        .register(signed(&m, &acme, echo_bytes, 10_000))
+        .await
+        .unwrap_err()
+    {
         ClientError::Registry(e) => {
             assert_eq!(e.kind, ErrorKind::BadComponent);
             assert!(e.message.contains(KV_IFACE), "{}", e.message);
@@ -227,18 +311,46 @@ async fn manifest_exports_not_in_component() {
         other => panic!("{other}"),
     }
     // A function the interface does not have.
-    let m = manifest(&acme, "acme/liar", echo_bytes, &[(ECHO_IFACE, &["say", "shout"])]);
-    match v.register(signed(&m, &acme, echo_bytes, 10_000)).await.unwrap_err() {
+    let m = manifest(
+        &acme,
+        "acme/liar",
+        echo_bytes,
+        &[(ECHO_IFACE, &["say", "shout"])],
+    );
+    match v
+        .register(signed(&m, &acme, echo_bytes, 10_000))
+        .await
+        .unwrap_err()
+    {
         ClientError::Registry(e) => {
             assert_eq!(e.kind, ErrorKind::BadComponent);
-            assert!(e.message.contains("courier:echo/echo@0.1.0.shout"), "{}", e.message);
+            assert!(
+                e.message.contains("courier:echo/echo@0.1.0.shout"),
+                "{}",
+                e.message
+            );
         }
         other => panic!("{other}"),
     }
     // A version the component does not export.
-    let m = manifest(&acme, "acme/liar", echo_bytes, &[("courier:echo/echo@0.2.0", &["say"])]);
-    assert_eq!(kind(v.register(signed(&m, &acme, echo_bytes, 10_000)).await.unwrap_err()), ErrorKind::BadComponent);
-    assert!(h.registry().owner("acme/liar").is_none(), "a refused registration claims nothing");
+    let m = manifest(
+        &acme,
+        "acme/liar",
+        echo_bytes,
+        &[("courier:echo/echo@0.2.0", &["say"])],
+    );
+    assert_eq!(
+        kind(
+            v.register(signed(&m, &acme, echo_bytes, 10_000))
+                .await
+                .unwrap_err()
+        ),
+        ErrorKind::BadComponent
+    );
+    assert!(
+        h.registry().owner("acme/liar").is_none(),
+        "a refused registration claims nothing"
+    );
     still_serving(&h, lease).await;
     h.shutdown().await;
 }
@@ -251,13 +363,19 @@ async fn expired_manifest() {
     let mut m = echo_manifest(&acme, "acme/old");
     m.issued_at_ms = wall_now() - 7_200_000;
     m.not_after_ms = wall_now() - 3_600_000;
-    let e = v.register(signed(&m, &acme, courier_proxy_artifacts::ECHO, 10_000)).await.unwrap_err();
+    let e = v
+        .register(signed(&m, &acme, courier_proxy_artifacts::ECHO, 10_000))
+        .await
+        .unwrap_err();
     assert_eq!(kind(e), ErrorKind::BadManifest);
     // And one not valid yet.
     let mut m = echo_manifest(&acme, "acme/new");
     m.issued_at_ms = wall_now() + 3_600_000;
     m.not_after_ms = wall_now() + 7_200_000;
-    let e = v.register(signed(&m, &acme, courier_proxy_artifacts::ECHO, 10_000)).await.unwrap_err();
+    let e = v
+        .register(signed(&m, &acme, courier_proxy_artifacts::ECHO, 10_000))
+        .await
+        .unwrap_err();
     assert_eq!(kind(e), ErrorKind::BadManifest);
     still_serving(&h, lease).await;
     h.shutdown().await;
@@ -268,12 +386,24 @@ async fn unknown_lease() {
     let (h, _dir, lease) = setup().await;
     let v = vendor(&h, &key(1)).await;
     let nobody = LeaseId([0xab; 16]);
-    assert_eq!(kind(v.renew(nobody, 1_000).await.unwrap_err()), ErrorKind::UnknownLease);
-    assert_eq!(kind(v.cancel(nobody).await.unwrap_err()), ErrorKind::UnknownLease);
+    assert_eq!(
+        kind(v.renew(nobody, 1_000).await.unwrap_err()),
+        ErrorKind::UnknownLease
+    );
+    assert_eq!(
+        kind(v.cancel(nobody).await.unwrap_err()),
+        ErrorKind::UnknownLease
+    );
     // Renewing needs authentication at all.
     let anon = client(&h).await;
-    assert_eq!(kind(anon.renew(lease, 1_000).await.unwrap_err()), ErrorKind::NotAuthenticated);
-    assert_eq!(kind(anon.cancel(lease).await.unwrap_err()), ErrorKind::NotAuthenticated);
+    assert_eq!(
+        kind(anon.renew(lease, 1_000).await.unwrap_err()),
+        ErrorKind::NotAuthenticated
+    );
+    assert_eq!(
+        kind(anon.cancel(lease).await.unwrap_err()),
+        ErrorKind::NotAuthenticated
+    );
     still_serving(&h, lease).await;
     h.shutdown().await;
 }
@@ -282,12 +412,21 @@ async fn unknown_lease() {
 async fn renew_or_cancel_by_another_key() {
     let (h, _dir, lease) = setup().await;
     let evil = vendor(&h, &key(2)).await;
-    assert_eq!(kind(evil.renew(lease, 60_000).await.unwrap_err()), ErrorKind::NotOwner);
-    assert_eq!(kind(evil.cancel(lease).await.unwrap_err()), ErrorKind::NotOwner);
+    assert_eq!(
+        kind(evil.renew(lease, 60_000).await.unwrap_err()),
+        ErrorKind::NotOwner
+    );
+    assert_eq!(
+        kind(evil.cancel(lease).await.unwrap_err()),
+        ErrorKind::NotOwner
+    );
     // A connection cannot switch to another key once authenticated.
     let e = evil.authenticate(&key(1)).await.unwrap_err();
     assert_eq!(kind(e), ErrorKind::BadHandshake);
-    assert_eq!(kind(evil.cancel(lease).await.unwrap_err()), ErrorKind::NotOwner);
+    assert_eq!(
+        kind(evil.cancel(lease).await.unwrap_err()),
+        ErrorKind::NotOwner
+    );
     still_serving(&h, lease).await;
     h.shutdown().await;
 }
@@ -297,9 +436,15 @@ async fn register_a_name_owned_by_another_key() {
     let (h, _dir, lease) = setup().await;
     let evil_key = key(2);
     let evil = vendor(&h, &evil_key).await;
-    let e = evil.register(echo(&evil_key, "acme/echo", 60_000)).await.unwrap_err();
+    let e = evil
+        .register(echo(&evil_key, "acme/echo", 60_000))
+        .await
+        .unwrap_err();
     assert_eq!(kind(e), ErrorKind::NotOwner);
-    assert_eq!(h.registry().owner("acme/echo"), Some(VendorKey::of(&key(1))));
+    assert_eq!(
+        h.registry().owner("acme/echo"),
+        Some(VendorKey::of(&key(1)))
+    );
     still_serving(&h, lease).await;
     h.shutdown().await;
 }
@@ -312,7 +457,11 @@ async fn connection_flood() {
     let h = start(cfg).await;
     let acme = key(1);
     let v = vendor(&h, &acme).await;
-    let lease = v.register(echo(&acme, "acme/echo", 60_000)).await.unwrap().lease;
+    let lease = v
+        .register(echo(&acme, "acme/echo", 60_000))
+        .await
+        .unwrap()
+        .lease;
     // Fill the cap (the vendor holds one slot).
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -320,7 +469,8 @@ async fn connection_flood() {
     }
     // A flood beyond it: every one is told Busy (or refused outright), none is served.
     let ep = client_endpoint(h.local_addr()).unwrap();
-    let flood = (0..24).map(|_| RegistryClient::connect_with(ep.clone(), h.local_addr(), h.pin(), "flood"));
+    let flood =
+        (0..24).map(|_| RegistryClient::connect_with(ep.clone(), h.local_addr(), h.pin(), "flood"));
     let results = futures_join(flood).await;
     let mut busy = 0;
     for r in results {
@@ -334,7 +484,10 @@ async fn connection_flood() {
             Ok(_) => panic!("a connection over the cap was served"),
         }
     }
-    assert!(busy > 0, "at least the first ones over the cap get a typed Busy");
+    assert!(
+        busy > 0,
+        "at least the first ones over the cap get a typed Busy"
+    );
     // Those inside the cap are still served.
     v.renew(lease, 60_000).await.unwrap();
     for c in &held {
@@ -344,9 +497,11 @@ async fn connection_flood() {
     held.pop().unwrap().close();
     let h2 = &h;
     assert!(
-        eventually(async || match RegistryClient::connect(h2.local_addr(), h2.pin(), "later").await {
-            Ok(c) => c.leases().await.is_ok(),
-            Err(_) => false,
+        eventually(async || {
+            match RegistryClient::connect(h2.local_addr(), h2.pin(), "later").await {
+                Ok(c) => c.leases().await.is_ok(),
+                Err(_) => false,
+            }
         })
         .await
     );
@@ -354,7 +509,9 @@ async fn connection_flood() {
 }
 
 /// Runs the futures concurrently and collects their results in order.
-async fn futures_join<F: std::future::Future + Send + 'static>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F: std::future::Future + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) -> Vec<F::Output>
 where
     F::Output: Send + 'static,
 {

@@ -6,7 +6,9 @@
 mod common;
 
 use common::*;
-use courier_protocol::{AttributeConstraint, ErrorKind, EventKind, Outcome, ServiceQuery, VendorKey};
+use courier_protocol::{
+    AttributeConstraint, ErrorKind, EventKind, Outcome, ServiceQuery, VendorKey,
+};
 use courier_transport::ClientError;
 use std::time::Duration;
 
@@ -67,7 +69,10 @@ async fn publish_find_fetch_renew_expire_cancel() {
     q.version_req = None;
     q.attributes = vec![AttributeConstraint::Absent("region".into())];
     assert!(c.find(q).await.unwrap().is_empty());
-    assert_eq!(kind(c.find(query("not an interface")).await.unwrap_err()), ErrorKind::BadQuery);
+    assert_eq!(
+        kind(c.find(query("not an interface")).await.unwrap_err()),
+        ErrorKind::BadQuery
+    );
 
     // Renew.
     let renewed = v.renew(echo_grant.lease, 30_000).await.unwrap();
@@ -83,24 +88,40 @@ async fn publish_find_fetch_renew_expire_cancel() {
     // Let the kv lease expire: it stops matching, renewing it fails.
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(c.find(query("courier:kv/store")).await.unwrap().is_empty());
-    assert_eq!(kind(v.renew(kv_grant.lease, 1_000).await.unwrap_err()), ErrorKind::UnknownLease);
+    assert_eq!(
+        kind(v.renew(kv_grant.lease, 1_000).await.unwrap_err()),
+        ErrorKind::UnknownLease
+    );
 
     // Cancel: gone at once, and cannot be renewed or cancelled again.
     v.cancel(echo_grant.lease).await.unwrap();
     assert!(c.find(query("courier:echo/echo")).await.unwrap().is_empty());
-    assert_eq!(kind(v.renew(echo_grant.lease, 1_000).await.unwrap_err()), ErrorKind::UnknownLease);
-    assert_eq!(kind(v.cancel(echo_grant.lease).await.unwrap_err()), ErrorKind::UnknownLease);
+    assert_eq!(
+        kind(v.renew(echo_grant.lease, 1_000).await.unwrap_err()),
+        ErrorKind::UnknownLease
+    );
+    assert_eq!(
+        kind(v.cancel(echo_grant.lease).await.unwrap_err()),
+        ErrorKind::UnknownLease
+    );
     assert!(c.leases().await.unwrap().is_empty());
 
     // The events tell the whole story, in strictly increasing order.
     let mut sub = c.subscribe(None, 0).await.unwrap();
     let mut events = Vec::new();
     while events.len() < 5 {
-        let batch = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap().unwrap();
+        let batch = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(batch.missed, None);
         events.extend(batch.events);
     }
-    let kinds: Vec<(EventKind, bool)> = events.iter().map(|e| (e.kind, e.lease == echo_grant.lease)).collect();
+    let kinds: Vec<(EventKind, bool)> = events
+        .iter()
+        .map(|e| (e.kind, e.lease == echo_grant.lease))
+        .collect();
     assert_eq!(
         kinds,
         vec![
@@ -129,28 +150,56 @@ async fn replace_ownership_and_grant() {
     // Same name, same key: replaces.
     let second = a.register(echo(&acme, "acme/echo", 10_000)).await.unwrap();
     assert_eq!(second.replaced, Some(first.lease));
-    assert_eq!(kind(a.renew(first.lease, 1_000).await.unwrap_err()), ErrorKind::UnknownLease);
+    assert_eq!(
+        kind(a.renew(first.lease, 1_000).await.unwrap_err()),
+        ErrorKind::UnknownLease
+    );
     let found = a.find(query("courier:echo/echo")).await.unwrap();
-    assert_eq!(found.iter().map(|c| c.lease).collect::<Vec<_>>(), vec![second.lease]);
+    assert_eq!(
+        found.iter().map(|c| c.lease).collect::<Vec<_>>(),
+        vec![second.lease]
+    );
 
     // Another key can neither take the name nor touch the lease.
-    assert_eq!(kind(b.register(echo(&evil, "acme/echo", 10_000)).await.unwrap_err()), ErrorKind::NotOwner);
-    assert_eq!(kind(b.renew(second.lease, 10_000).await.unwrap_err()), ErrorKind::NotOwner);
-    assert_eq!(kind(b.cancel(second.lease).await.unwrap_err()), ErrorKind::NotOwner);
+    assert_eq!(
+        kind(
+            b.register(echo(&evil, "acme/echo", 10_000))
+                .await
+                .unwrap_err()
+        ),
+        ErrorKind::NotOwner
+    );
+    assert_eq!(
+        kind(b.renew(second.lease, 10_000).await.unwrap_err()),
+        ErrorKind::NotOwner
+    );
+    assert_eq!(
+        kind(b.cancel(second.lease).await.unwrap_err()),
+        ErrorKind::NotOwner
+    );
     assert_eq!(h.registry().owner("acme/echo"), Some(VendorKey::of(&acme)));
 
     // An operator grant lets the second key register the name too (its own registration).
-    h.registry().grant("acme/echo", &VendorKey::of(&evil)).unwrap();
+    h.registry()
+        .grant("acme/echo", &VendorKey::of(&evil))
+        .unwrap();
     let granted = b.register(echo(&evil, "acme/echo", 10_000)).await.unwrap();
     assert_eq!(granted.replaced, None);
     assert_eq!(a.find(query("courier:echo/echo")).await.unwrap().len(), 2);
     // Still only the owner of each lease may renew or cancel it.
-    assert_eq!(kind(b.cancel(second.lease).await.unwrap_err()), ErrorKind::NotOwner);
+    assert_eq!(
+        kind(b.cancel(second.lease).await.unwrap_err()),
+        ErrorKind::NotOwner
+    );
     b.cancel(granted.lease).await.unwrap();
 
     // The replaced lease produced a Replaced event.
     let (batch, _) = h.registry().events_since(0, Some("courier:echo/echo"));
-    let replaced: Vec<_> = batch.events.iter().filter(|e| e.kind == EventKind::Replaced).collect();
+    let replaced: Vec<_> = batch
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Replaced)
+        .collect();
     assert_eq!(replaced.len(), 1);
     assert_eq!(replaced[0].lease, first.lease);
     h.shutdown().await;
@@ -167,14 +216,25 @@ async fn subscriptions_filter_live_and_missed() {
     let c = client(&h).await;
 
     // A live subscriber for kv only, from now on.
-    let mut kv_sub = c.subscribe(Some("courier:kv/store".into()), h.registry().next_seq()).await.unwrap();
+    let mut kv_sub = c
+        .subscribe(Some("courier:kv/store".into()), h.registry().next_seq())
+        .await
+        .unwrap();
     let first = kv_sub.next().await.unwrap().unwrap();
     assert!(first.events.is_empty() && first.missed.is_none());
 
     let e = v.register(echo(&acme, "acme/echo", 10_000)).await.unwrap();
     let k = v.register(kv(&acme, "acme/kv", 10_000)).await.unwrap();
-    let live = tokio::time::timeout(Duration::from_secs(5), kv_sub.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(live.events.len(), 1, "the echo registration is filtered out");
+    let live = tokio::time::timeout(Duration::from_secs(5), kv_sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        live.events.len(),
+        1,
+        "the echo registration is filtered out"
+    );
     assert_eq!(live.events[0].lease, k.lease);
     assert_eq!(live.events[0].kind, EventKind::Registered);
 
@@ -192,8 +252,15 @@ async fn subscriptions_filter_live_and_missed() {
 
     // The kv subscriber saw none of the echo renewals, but does see the kv cancel.
     v.cancel(k.lease).await.unwrap();
-    let live = tokio::time::timeout(Duration::from_secs(5), kv_sub.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(live.events.iter().map(|ev| ev.kind).collect::<Vec<_>>(), vec![EventKind::Cancelled]);
+    let live = tokio::time::timeout(Duration::from_secs(5), kv_sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        live.events.iter().map(|ev| ev.kind).collect::<Vec<_>>(),
+        vec![EventKind::Cancelled]
+    );
     h.shutdown().await;
 }
 
@@ -218,7 +285,12 @@ async fn service_history_newest_first() {
         .unwrap();
     }
     let hist = c.history("laptop-1", 2).await.unwrap();
-    assert_eq!(hist.iter().map(|e| e.outcome.detail.as_str()).collect::<Vec<_>>(), vec!["run 2", "run 1"]);
+    assert_eq!(
+        hist.iter()
+            .map(|e| e.outcome.detail.as_str())
+            .collect::<Vec<_>>(),
+        vec!["run 2", "run 1"]
+    );
     assert!(c.history("other", 10).await.unwrap().is_empty());
     let bad = Outcome {
         client: String::new(),

@@ -38,14 +38,23 @@ async fn graceful_restart_keeps_registrations_remaining_time_and_seq() {
     let found = c.find(echo_query()).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].lease, grant.lease);
-    assert!(found[0].remaining_ms > 35_000 && found[0].remaining_ms <= 40_000, "{}", found[0].remaining_ms);
+    assert!(
+        found[0].remaining_ms > 35_000 && found[0].remaining_ms <= 40_000,
+        "{}",
+        found[0].remaining_ms
+    );
     let rows = c.leases().await.unwrap();
     assert_eq!(rows[0].renewals, 1);
     assert!(!rows[0].in_grace);
     assert_eq!(h.registry().owner("acme/echo"), Some(VendorKey::of(&acme)));
     // The component is still there, and the vendor carries on with the same lease.
     let m = found[0].manifest.verify().unwrap();
-    assert_eq!(c.fetch(m.component_hash, m.component_size, Duration::from_secs(5)).await.unwrap(), courier_proxy_artifacts::ECHO);
+    assert_eq!(
+        c.fetch(m.component_hash, m.component_size, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        courier_proxy_artifacts::ECHO
+    );
     let v = vendor(&h, &acme).await;
     v.renew(grant.lease, 40_000).await.unwrap();
     // Sequence numbers go on strictly increasing; the past is reported missed.
@@ -65,10 +74,22 @@ fn lapsed_leases_get_one_grace_period() {
     let acme = key(1);
     let auth = VendorKey::of(&acme);
     let r = Registry::open_at(cfg.clone(), t0).unwrap();
-    let a = r.register(Millis(0), Some(&auth), echo(&acme, "acme/a", 1_000)).unwrap().lease;
-    let b = r.register(Millis(0), Some(&auth), echo(&acme, "acme/b", 1_000)).unwrap().lease;
-    let c = r.register(Millis(0), Some(&auth), echo(&acme, "acme/c", 100)).unwrap().lease;
-    let d = r.register(Millis(0), Some(&auth), echo(&acme, "acme/d", 60_000)).unwrap().lease;
+    let a = r
+        .register(Millis(0), Some(&auth), echo(&acme, "acme/a", 1_000))
+        .unwrap()
+        .lease;
+    let b = r
+        .register(Millis(0), Some(&auth), echo(&acme, "acme/b", 1_000))
+        .unwrap()
+        .lease;
+    let c = r
+        .register(Millis(0), Some(&auth), echo(&acme, "acme/c", 100))
+        .unwrap()
+        .lease;
+    let d = r
+        .register(Millis(0), Some(&auth), echo(&acme, "acme/d", 60_000))
+        .unwrap()
+        .lease;
     // The last flush at t0+500 (it writes d's renewal) proves c was dead while the registry
     // still ran (its expiry was not collected yet: a crash now would leave its row behind).
     r.renew(Millis(400), Some(&auth), d, 60_400).unwrap();
@@ -86,25 +107,48 @@ fn lapsed_leases_get_one_grace_period() {
     assert!(row(c).is_none(), "expired before the last flush: no grace");
     let dr = row(d).unwrap();
     assert!(!dr.in_grace);
-    assert_eq!(dr.remaining_ms, 55_400, "remaining time kept exactly, not reset");
-    let found: Vec<_> = r.find(now, &echo_query()).unwrap().into_iter().map(|c| c.lease).collect();
+    assert_eq!(
+        dr.remaining_ms, 55_400,
+        "remaining time kept exactly, not reset"
+    );
+    let found: Vec<_> = r
+        .find(now, &echo_query())
+        .unwrap()
+        .into_iter()
+        .map(|c| c.lease)
+        .collect();
     assert_eq!(found.len(), 3);
     assert!(!found.contains(&c));
 
     // a renews during grace and is normal again; b does not and expires when grace ends.
     r.renew(Millis(1_000), Some(&auth), a, 10_000).unwrap();
-    assert!(!r.leases(Millis(1_000)).unwrap().iter().find(|x| x.lease == a).unwrap().in_grace);
+    assert!(
+        !r.leases(Millis(1_000))
+            .unwrap()
+            .iter()
+            .find(|x| x.lease == a)
+            .unwrap()
+            .in_grace
+    );
     assert_eq!(r.expire(Millis(1_999)), 0);
     assert_eq!(r.expire(Millis(2_000)), 1);
-    let found: Vec<_> = r.find(Millis(2_000), &echo_query()).unwrap().into_iter().map(|c| c.lease).collect();
+    let found: Vec<_> = r
+        .find(Millis(2_000), &echo_query())
+        .unwrap()
+        .into_iter()
+        .map(|c| c.lease)
+        .collect();
     assert_eq!(found.len(), 2);
     assert!(found.contains(&a) && found.contains(&d));
     let (batch, _) = r.events_since(seq_before, None);
     assert!(batch.events.iter().all(|e| e.seq >= seq_before));
-    assert_eq!(batch.events.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![
-        courier_protocol::EventKind::Renewed,
-        courier_protocol::EventKind::Expired
-    ]);
+    assert_eq!(
+        batch.events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![
+            courier_protocol::EventKind::Renewed,
+            courier_protocol::EventKind::Expired
+        ]
+    );
 }
 
 const CHILD_ENV: &str = "COURIER_REGISTRY_CRASH_CHILD_DIR";
@@ -118,7 +162,11 @@ fn crash_child_process() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let h = Registry::open(config(std::path::Path::new(&dir))).unwrap().serve().await.unwrap();
+        let h = Registry::open(config(std::path::Path::new(&dir)))
+            .unwrap()
+            .serve()
+            .await
+            .unwrap();
         println!("READY {} {}", h.local_addr(), h.pin());
         loop {
             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -130,7 +178,12 @@ fn crash_child_process() {
 async fn kill_9_after_ack_keeps_the_registration() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -143,12 +196,18 @@ async fn kill_9_after_ack_keeps_the_registration() {
             .map_while(Result::ok)
             .find_map(|l| l.split_once("READY ").map(|(_, rest)| rest.to_string()))
     });
-    let line = tokio::time::timeout(Duration::from_secs(30), ready).await.unwrap().unwrap().unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let (addr, pin) = line.split_once(' ').unwrap();
     let (addr, pin) = (addr.parse().unwrap(), pin.parse().unwrap());
 
     let acme = key(1);
-    let v = courier_transport::RegistryClient::connect(addr, pin, "crash").await.unwrap();
+    let v = courier_transport::RegistryClient::connect(addr, pin, "crash")
+        .await
+        .unwrap();
     v.authenticate(&acme).await.unwrap();
     let grant = v.register(echo(&acme, "acme/echo", 30_000)).await.unwrap();
     let registered_at = wall_now();
@@ -162,9 +221,16 @@ async fn kill_9_after_ack_keeps_the_registration() {
     assert_eq!(rows[0].lease, grant.lease);
     assert_eq!(rows[0].name, "acme/echo");
     let elapsed = wall_now() - registered_at;
-    assert!(rows[0].remaining_ms <= 30_000 && rows[0].remaining_ms + elapsed + 1_000 >= 30_000, "{}", rows[0].remaining_ms);
+    assert!(
+        rows[0].remaining_ms <= 30_000 && rows[0].remaining_ms + elapsed + 1_000 >= 30_000,
+        "{}",
+        rows[0].remaining_ms
+    );
     let found = r.find(r.now(), &echo_query()).unwrap();
     assert_eq!(found.len(), 1);
     let m = found[0].manifest.verify().unwrap();
-    assert_eq!(r.fetch(&m.component_hash).unwrap(), courier_proxy_artifacts::ECHO);
+    assert_eq!(
+        r.fetch(&m.component_hash).unwrap(),
+        courier_proxy_artifacts::ECHO
+    );
 }

@@ -11,7 +11,11 @@ pub async fn run(args: FindArgs) -> anyhow::Result<()> {
         interface,
         version_req,
         functions: args.functions,
-        attributes: args.attributes.iter().map(|a| super::parse_constraint(a)).collect(),
+        attributes: args
+            .attributes
+            .iter()
+            .map(|a| super::parse_constraint(a))
+            .collect(),
         limit: args.limit,
     };
     let candidates = client.find(query).await?;
@@ -66,7 +70,16 @@ pub async fn run(args: FindArgs) -> anyhow::Result<()> {
     print!(
         "{}",
         table(
-            &["#", "NAME", "VERSION", "INTERFACE", "VENDOR", "SIZE", "LEASE LEFT", "LEASE"],
+            &[
+                "#",
+                "NAME",
+                "VERSION",
+                "INTERFACE",
+                "VENDOR",
+                "SIZE",
+                "LEASE LEFT",
+                "LEASE"
+            ],
             &rows
         )
     );

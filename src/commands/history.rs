@@ -59,7 +59,15 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
     print!(
         "{}",
         table(
-            &["AT (unix ms)", "NAME", "VERSION", "FUNCTION", "RESULT", "TIME", "DETAIL"],
+            &[
+                "AT (unix ms)",
+                "NAME",
+                "VERSION",
+                "FUNCTION",
+                "RESULT",
+                "TIME",
+                "DETAIL"
+            ],
             &rows
         )
     );

@@ -11,7 +11,10 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             save_key(&out, &key, force).with_context(|| format!("writing {}", out.display()))?;
             println!("wrote vendor key {} (keep it secret)", out.display());
             println!("public key: {}", public_key(&key));
-            println!("clients trust it with: courier call --trust {}", public_key(&key));
+            println!(
+                "clients trust it with: courier call --trust {}",
+                public_key(&key)
+            );
             Ok(())
         }
         KeysCommand::Show { key } => {

@@ -69,14 +69,26 @@ pub async fn run(args: LeasesArgs) -> anyhow::Result<()> {
     print!(
         "{}",
         table(
-            &["NAME", "VERSION", "INTERFACES", "VENDOR", "LEFT", "TTL", "RENEWALS", "LEASE"],
+            &[
+                "NAME",
+                "VERSION",
+                "INTERFACES",
+                "VENDOR",
+                "LEFT",
+                "TTL",
+                "RENEWALS",
+                "LEASE"
+            ],
             &rows
         )
     );
     Ok(())
 }
 
-async fn watch(client: &courier_transport::RegistryClient, args: &LeasesArgs) -> anyhow::Result<()> {
+async fn watch(
+    client: &courier_transport::RegistryClient,
+    args: &LeasesArgs,
+) -> anyhow::Result<()> {
     // Without --from, start after the events already kept: u64::MAX asks for "only new".
     let from = args.from.unwrap_or(u64::MAX);
     let mut stream = client.subscribe(args.interface.clone(), from).await?;

@@ -29,26 +29,44 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     let bundle = builder
         .sign(&key)
         .with_context(|| format!("cannot build a bundle from {}", args.component.display()))?;
-    let manifest = bundle.verify().context("the freshly signed bundle does not verify")?;
+    let manifest = bundle
+        .verify()
+        .context("the freshly signed bundle does not verify")?;
     let registry_pin = args.registry.pin()?;
     let addr = courier_transport::resolve(&args.registry.addr)
         .await
         .with_context(|| format!("registry address {}", args.registry.addr))?;
 
-    println!("publishing {} {} by {}", manifest.name, manifest.version, public_key(&key));
+    println!(
+        "publishing {} {} by {}",
+        manifest.name,
+        manifest.version,
+        public_key(&key)
+    );
     for e in &manifest.exports {
         println!("  exports {} ({})", e.interface, e.functions.join(", "));
     }
-    println!("  component {} ({} bytes)", manifest.component_hash, manifest.component_size);
+    println!(
+        "  component {} ({} bytes)",
+        manifest.component_hash, manifest.component_size
+    );
     let keeper = LeaseKeeper::start(addr, registry_pin, key, bundle, args.ttl);
     let mut state = keeper.state();
     let mut last_lease = None;
     loop {
         let current = state.borrow_and_update().clone();
         match &current {
-            LeaseState::Active { lease, ttl, renewals, .. } => {
+            LeaseState::Active {
+                lease,
+                ttl,
+                renewals,
+                ..
+            } => {
                 if last_lease != Some(*lease) {
-                    println!("registered: lease {lease}, granted {}s; renewing until Ctrl-C", ttl.as_secs_f64());
+                    println!(
+                        "registered: lease {lease}, granted {}s; renewing until Ctrl-C",
+                        ttl.as_secs_f64()
+                    );
                     last_lease = Some(*lease);
                 } else {
                     tracing::info!("renewed lease {lease} ({renewals} renewals)");

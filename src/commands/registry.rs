@@ -55,7 +55,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     println!();
     println!("Ctrl-C stops it.");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     eprintln!("stopping: closing connections and flushing leases");
     handle.shutdown().await;
     Ok(())

@@ -58,12 +58,9 @@ pub fn server_endpoint(
         .max_concurrent_uni_streams(0u8.into())
         .stream_receive_window(limits.stream_receive_window.into())
         .receive_window(limits.connection_receive_window.into())
-        .max_idle_timeout(Some(
-            limits
-                .idle_timeout
-                .try_into()
-                .map_err(|_| TransportError::Certificate("idle timeout too large".into()))?,
-        ));
+        .max_idle_timeout(Some(limits.idle_timeout.try_into().map_err(|_| {
+            TransportError::Certificate("idle timeout too large".into())
+        })?));
     config.transport_config(Arc::new(transport));
     Ok(quinn::Endpoint::server(config, addr)?)
 }
@@ -71,9 +68,13 @@ pub fn server_endpoint(
 /// A client endpoint on an ephemeral port of the right address family for `peer`.
 pub fn client_endpoint(peer: SocketAddr) -> Result<quinn::Endpoint, TransportError> {
     let bind: SocketAddr = if peer.is_ipv6() {
-        "[::]:0".parse().map_err(|_| TransportError::Address("[::]:0".into()))?
+        "[::]:0"
+            .parse()
+            .map_err(|_| TransportError::Address("[::]:0".into()))?
     } else {
-        "0.0.0.0:0".parse().map_err(|_| TransportError::Address("0.0.0.0:0".into()))?
+        "0.0.0.0:0"
+            .parse()
+            .map_err(|_| TransportError::Address("0.0.0.0:0".into()))?
     };
     Ok(quinn::Endpoint::client(bind)?)
 }
@@ -127,8 +128,8 @@ mod tests {
     use super::*;
 
     async fn echo_server(id: &Identity) -> (quinn::Endpoint, SocketAddr) {
-        let ep = server_endpoint("127.0.0.1:0".parse().unwrap(), id, &ServerLimits::default())
-            .unwrap();
+        let ep =
+            server_endpoint("127.0.0.1:0".parse().unwrap(), id, &ServerLimits::default()).unwrap();
         let addr = ep.local_addr().unwrap();
         let server = ep.clone();
         tokio::spawn(async move {
@@ -151,7 +152,9 @@ mod tests {
         let id = Identity::generate().unwrap();
         let (_server, addr) = echo_server(&id).await;
         let client = client_endpoint(addr).unwrap();
-        let conn = connect(&client, addr, id.pin(), Duration::from_secs(5)).await.unwrap();
+        let conn = connect(&client, addr, id.pin(), Duration::from_secs(5))
+            .await
+            .unwrap();
         let back: String = crate::call(&conn, &"hi".to_string(), 1024).await.unwrap();
         assert_eq!(back, "hi");
     }

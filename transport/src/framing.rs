@@ -38,7 +38,9 @@ pub async fn read_frame<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<T, TransportError> {
-    read_frame_opt(recv, max).await?.ok_or(TransportError::Truncated)
+    read_frame_opt(recv, max)
+        .await?
+        .ok_or(TransportError::Truncated)
 }
 
 /// Sends one request on a new bidirectional stream and reads one response.

@@ -14,7 +14,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("pin", &self.pin).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("pin", &self.pin)
+            .finish_non_exhaustive()
     }
 }
 

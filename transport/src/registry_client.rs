@@ -172,7 +172,14 @@ impl RegistryClient {
         from_seq: u64,
     ) -> Result<EventStream, ClientError> {
         let (mut send, recv) = self.conn.open_bi().await.map_err(TransportError::from)?;
-        write_frame(&mut send, &Request::Subscribe { interface, from_seq }).await?;
+        write_frame(
+            &mut send,
+            &Request::Subscribe {
+                interface,
+                from_seq,
+            },
+        )
+        .await?;
         Ok(EventStream { _send: send, recv })
     }
 
@@ -183,7 +190,11 @@ impl RegistryClient {
     }
 
     /// The service history of `client`, newest first.
-    pub async fn history(&self, client: &str, limit: u32) -> Result<Vec<HistoryEntry>, ClientError> {
+    pub async fn history(
+        &self,
+        client: &str,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>, ClientError> {
         let req = Request::History {
             client: client.to_string(),
             limit,

@@ -16,8 +16,7 @@ pub const KV_IFACE: &str = "courier:kv/store@0.1.0";
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -35,7 +34,12 @@ pub fn wall_now() -> u64 {
 }
 
 /// A manifest for `component` exporting `exports`, valid for an hour around now.
-pub fn manifest(key: &SigningKey, name: &str, component: &[u8], exports: &[(&str, &[&str])]) -> Manifest {
+pub fn manifest(
+    key: &SigningKey,
+    name: &str,
+    component: &[u8],
+    exports: &[(&str, &[&str])],
+) -> Manifest {
     let now = wall_now();
     Manifest {
         name: name.into(),
@@ -60,11 +64,21 @@ pub fn manifest(key: &SigningKey, name: &str, component: &[u8], exports: &[(&str
 }
 
 pub fn echo_manifest(key: &SigningKey, name: &str) -> Manifest {
-    manifest(key, name, courier_proxy_artifacts::ECHO, &[(ECHO_IFACE, &["say"])])
+    manifest(
+        key,
+        name,
+        courier_proxy_artifacts::ECHO,
+        &[(ECHO_IFACE, &["say"])],
+    )
 }
 
 pub fn kv_manifest(key: &SigningKey, name: &str) -> Manifest {
-    manifest(key, name, courier_proxy_artifacts::KV, &[(KV_IFACE, &["delete", "get", "keys", "set"])])
+    manifest(
+        key,
+        name,
+        courier_proxy_artifacts::KV,
+        &[(KV_IFACE, &["delete", "get", "keys", "set"])],
+    )
 }
 
 pub fn signed(m: &Manifest, key: &SigningKey, component: &[u8], ttl_ms: u64) -> Register {
@@ -76,11 +90,21 @@ pub fn signed(m: &Manifest, key: &SigningKey, component: &[u8], ttl_ms: u64) -> 
 }
 
 pub fn echo(key: &SigningKey, name: &str, ttl_ms: u64) -> Register {
-    signed(&echo_manifest(key, name), key, courier_proxy_artifacts::ECHO, ttl_ms)
+    signed(
+        &echo_manifest(key, name),
+        key,
+        courier_proxy_artifacts::ECHO,
+        ttl_ms,
+    )
 }
 
 pub fn kv(key: &SigningKey, name: &str, ttl_ms: u64) -> Register {
-    signed(&kv_manifest(key, name), key, courier_proxy_artifacts::KV, ttl_ms)
+    signed(
+        &kv_manifest(key, name),
+        key,
+        courier_proxy_artifacts::KV,
+        ttl_ms,
+    )
 }
 
 /// A loopback configuration with short leases, for tests.
@@ -100,7 +124,9 @@ pub async fn start(config: RegistryConfig) -> RegistryHandle {
 }
 
 pub async fn client(h: &RegistryHandle) -> RegistryClient {
-    RegistryClient::connect(h.local_addr(), h.pin(), "test").await.unwrap()
+    RegistryClient::connect(h.local_addr(), h.pin(), "test")
+        .await
+        .unwrap()
 }
 
 pub async fn vendor(h: &RegistryHandle, key: &SigningKey) -> RegistryClient {

@@ -1,0 +1,146 @@
+//! Renewals over loopback QUIC with 1 and 64 concurrent vendors (each its own key, its own
+//! authenticated connection and its own lease; one renewal in flight per vendor). Client
+//! and server share this process and the machine's cores. Prints renewals/s and latency
+//! percentiles, then a criterion timing of one vendor's sequential renewals.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use courier_protocol::{
+    ContentHash, Export, Manifest, Register, SignedManifest, SpkiPin, VendorKey,
+};
+use courier_transport::{RegistryClient, client_endpoint};
+use criterion::Criterion;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+
+const VENDORS: usize = 64;
+const RUN: Duration = Duration::from_secs(4);
+
+async fn vendors(
+    h: &courier_registry::RegistryHandle,
+    n: usize,
+    shared_endpoint: bool,
+) -> Vec<(RegistryClient, courier_protocol::LeaseId)> {
+    let ep = client_endpoint(h.local_addr()).unwrap();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let key = key(10_000 + i as u32);
+        let c = if shared_endpoint {
+            RegistryClient::connect_with(ep.clone(), h.local_addr(), h.pin(), "bench")
+                .await
+                .unwrap()
+        } else {
+            RegistryClient::connect(h.local_addr(), h.pin(), "bench")
+                .await
+                .unwrap()
+        };
+        c.authenticate(&key).await.unwrap();
+        let echo = courier_proxy_artifacts::ECHO;
+        let now = wall_now();
+        let m = Manifest {
+            name: format!("bench{i}/echo"),
+            version: "1.0.0".into(),
+            exports: vec![Export {
+                interface: "courier:echo/echo@0.1.0".into(),
+                functions: vec!["say".into()],
+            }],
+            imports: vec![],
+            attributes: Default::default(),
+            endpoints: vec!["127.0.0.1:1".into()],
+            provider_pin: SpkiPin([1; 32]),
+            issued_at_ms: now - 1000,
+            not_after_ms: now + 3_600_000,
+            component_hash: ContentHash::of(echo),
+            component_size: echo.len() as u64,
+            vendor_key: VendorKey::of(&key),
+        };
+        let grant = c
+            .register(Register {
+                manifest: SignedManifest::sign(&m, &key),
+                component: echo.to_vec(),
+                ttl_ms: 600_000,
+            })
+            .await
+            .unwrap();
+        out.push((c, grant.lease));
+    }
+    out
+}
+
+/// Every vendor renews in a loop for `RUN`; returns (renewals/s, latencies in ns).
+async fn run(vs: &[(RegistryClient, courier_protocol::LeaseId)]) -> (f64, Vec<u64>) {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, lease) in vs.iter().cloned() {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(200_000);
+            while start.elapsed() < RUN {
+                let t = Instant::now();
+                c.renew(lease, 600_000).await.unwrap();
+                lat.push(t.elapsed().as_nanos() as u64);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (all.len() as f64 / secs, all)
+}
+
+fn report(label: &str, rate: f64, lat: Vec<u64>) {
+    let n = lat.len();
+    let (p50, p99, max) = percentiles(lat);
+    println!(
+        "renewals {label}: {rate:.0} renewals/s ({n} in {RUN:?}), p50 {p50:?}, p99 {p99:?}, max {max:?}"
+    );
+}
+
+fn main() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let h = rt.block_on(async {
+        courier_registry::Registry::open(config(dir.path()))
+            .unwrap()
+            .serve()
+            .await
+            .unwrap()
+    });
+    let shared = rt.block_on(vendors(&h, VENDORS, true));
+    let own = rt.block_on(vendors(&h, VENDORS, false));
+
+    // Warm up, then measure.
+    rt.block_on(run(&shared[..1]));
+    let (rate, lat) = rt.block_on(run(&shared[..1]));
+    report("1 vendor", rate, lat);
+    let (rate, lat) = rt.block_on(run(&shared));
+    report("64 vendors (one client UDP socket)", rate, lat);
+    let (rate, lat) = rt.block_on(run(&own));
+    report("64 vendors (a UDP socket each)", rate, lat);
+
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let (v, lease) = shared[0].clone();
+    let v = Arc::new(v);
+    c.bench_function("renew_1_vendor_quic", |b| {
+        b.iter_custom(|iters| {
+            let v = v.clone();
+            rt.block_on(async move {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    v.renew(lease, 600_000).await.unwrap();
+                }
+                t.elapsed()
+            })
+        })
+    });
+    c.final_summary();
+    rt.block_on(h.shutdown());
+}

@@ -1,0 +1,54 @@
+//! Resident memory of a registry holding 100,000 leases (100,000 registrations over 1,000
+//! interfaces, catalog and lease table included): the data directory is filled in-process,
+//! then a fresh process opens it, starts serving, and reads its own RSS from
+//! /proc/self/statm, so nothing of the loading is counted.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::*;
+
+const N: u32 = 100_000;
+
+fn child(dir: &str) {
+    let rt = runtime();
+    let base = rss_bytes();
+    let t = std::time::Instant::now();
+    let registry = courier_registry::Registry::open(config(std::path::Path::new(dir))).unwrap();
+    let opened = t.elapsed();
+    let h = rt.block_on(registry.serve()).unwrap();
+    let (leases, regs, ifaces) = h.registry().counts();
+    let rss = rss_bytes();
+    println!(
+        "rss: registry serving {leases} leases ({regs} registrations, {ifaces} interfaces): {:.1} MiB resident (process before opening: {:.1} MiB); reopened in {opened:?}",
+        rss as f64 / (1 << 20) as f64,
+        base as f64 / (1 << 20) as f64
+    );
+    rt.block_on(h.shutdown());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--reopen") {
+        child(&args[i + 1]);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let registry = courier_registry::Registry::open(config(dir.path())).unwrap();
+        let t = std::time::Instant::now();
+        bulk_load(&registry, N, 1_000);
+        println!(
+            "rss: loaded {N} registrations in {:?}; loading process at {:.1} MiB",
+            t.elapsed(),
+            rss_bytes() as f64 / (1 << 20) as f64
+        );
+        registry.flush(registry.now()).unwrap();
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--reopen")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

@@ -1,0 +1,106 @@
+//! Shared helpers for the registry benchmarks: a loopback registry, synthetic signed
+//! manifests over many interfaces, percentiles.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use courier_protocol::{
+    ContentHash, Export, Manifest, SignedManifest, SigningKey, SpkiPin, VendorKey,
+};
+use courier_registry::{Registry, RegistryConfig};
+use std::time::Duration;
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn wall_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+pub fn config(dir: &std::path::Path) -> RegistryConfig {
+    let mut c = RegistryConfig::new(dir);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.max_ttl = Duration::from_secs(3600);
+    c
+}
+
+pub fn key(seed: u32) -> SigningKey {
+    let mut b = [7u8; 32];
+    b[..4].copy_from_slice(&seed.to_le_bytes());
+    SigningKey::from_bytes(&b)
+}
+
+/// The synthetic manifest number `i`: interface `bench:pkg<i % interfaces>/api` at a
+/// version 0.1.0..0.3.0, functions `call` and `ping`, a region and a tier, vendor
+/// `i % vendors`.
+pub fn synthetic(i: u32, interfaces: u32, keys: &[SigningKey]) -> SignedManifest {
+    let key = &keys[(i as usize) % keys.len()];
+    let now = wall_now();
+    let m = Manifest {
+        name: format!("vendor{}/svc{i}", (i as usize) % keys.len()),
+        version: format!("1.{}.0", i % 7),
+        exports: vec![Export {
+            interface: format!("bench:pkg{}/api@0.{}.0", i % interfaces, 1 + i % 3),
+            functions: vec!["call".into(), "ping".into()],
+        }],
+        imports: vec!["courier:proxy/provider@0.1.0".into()],
+        attributes: [
+            (
+                "region".to_string(),
+                ["eu", "us", "ap"][(i % 3) as usize].to_string(),
+            ),
+            (
+                "tier".to_string(),
+                ["gold", "silver"][(i % 2) as usize].to_string(),
+            ),
+        ]
+        .into(),
+        endpoints: vec![format!("10.0.{}.{}:7901", (i / 250) % 250, i % 250)],
+        provider_pin: SpkiPin([3; 32]),
+        issued_at_ms: now - 60_000,
+        not_after_ms: now + 30 * 24 * 3_600_000,
+        component_hash: ContentHash::of(&i.to_le_bytes()),
+        component_size: 50_000,
+        vendor_key: VendorKey::of(key),
+    };
+    SignedManifest::sign(&m, key)
+}
+
+/// Loads `n` synthetic registrations over `interfaces` interfaces in chunks (so the
+/// generated manifests never sit in memory all at once).
+pub fn bulk_load(registry: &Registry, n: u32, interfaces: u32) {
+    let keys: Vec<SigningKey> = (0..100).map(key).collect();
+    let chunk = 5_000;
+    let mut i = 0;
+    while i < n {
+        let end = (i + chunk).min(n);
+        let items = (i..end)
+            .map(|j| (synthetic(j, interfaces, &keys), 3_000_000))
+            .collect();
+        registry.load_bulk(registry.now(), items).unwrap();
+        i = end;
+    }
+}
+
+/// p50, p99 and max of latencies in nanoseconds.
+pub fn percentiles(mut v: Vec<u64>) -> (Duration, Duration, Duration) {
+    v.sort_unstable();
+    let at = |q: f64| Duration::from_nanos(v[((v.len() as f64 - 1.0) * q) as usize]);
+    (at(0.50), at(0.99), at(1.0))
+}
+
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
