@@ -9,7 +9,7 @@ use std::time::Duration;
 /// courier: a registry of signed WebAssembly service proxies under leases, run once in a
 /// sandbox at the client.
 #[derive(Debug, Parser)]
-#[command(name = "courier", version, about, long_about = None, propagate_version = true)]
+#[command(name = "courier", version, about, long_about = None)]
 pub struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -261,4 +261,15 @@ pub struct DemoArgs {
     /// Keep the demo's temporary directory instead of deleting it.
     #[arg(long)]
     pub keep: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

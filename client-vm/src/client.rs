@@ -307,7 +307,9 @@ type VerifiedCache = HashMap<(ContentHash, [u8; 64]), Verified<Manifest>>;
 
 /// A courier client: a registry connection, a trust store, a policy and a sandbox.
 pub struct Client {
-    registry: RegistryClient,
+    registry: RwLock<RegistryClient>,
+    /// Where to reconnect when the registry connection is lost (set by [`Client::connect`]).
+    reconnect: Option<(SocketAddr, SpkiPin, String)>,
     sandbox: Arc<Sandbox>,
     trust: RwLock<TrustStore>,
     id: String,
@@ -320,7 +322,7 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("id", &self.id)
-            .field("registry", &self.registry.addr())
+            .field("registry", &self.registry().addr())
             .finish_non_exhaustive()
     }
 }
@@ -365,7 +367,9 @@ impl Client {
             config.id
         );
         let registry = RegistryClient::connect(addr, pin, &agent).await?;
-        Self::with_registry(registry, config)
+        let mut client = Self::with_registry(registry, config)?;
+        client.reconnect = Some((addr, pin, agent));
+        Ok(client)
     }
 
     /// Builds a client on an existing registry connection.
@@ -394,7 +398,8 @@ impl Client {
         max_candidates: u32,
     ) -> Self {
         Self {
-            registry,
+            registry: RwLock::new(registry),
+            reconnect: None,
             sandbox,
             trust: RwLock::new(trust),
             id,
@@ -409,9 +414,35 @@ impl Client {
         &self.sandbox
     }
 
-    /// The registry connection.
-    pub fn registry(&self) -> &RegistryClient {
-        &self.registry
+    /// The registry connection (a cheap handle on the current connection).
+    pub fn registry(&self) -> RegistryClient {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Finds candidates; if the registry connection was lost (and the client knows where
+    /// to reconnect), reconnects once and asks again.
+    async fn find(
+        &self,
+        query: ServiceQuery,
+    ) -> Result<(RegistryClient, Vec<Candidate>), ClientError> {
+        let registry = self.registry();
+        match registry.find(query.clone()).await {
+            Ok(c) => Ok((registry, c)),
+            Err(ClientError::Transport(e)) if registry.connection().close_reason().is_some() => {
+                let Some((addr, pin, agent)) = &self.reconnect else {
+                    return Err(ClientError::Transport(e));
+                };
+                tracing::info!("registry connection lost ({e}); reconnecting");
+                let fresh = RegistryClient::connect(*addr, *pin, agent).await?;
+                *self.registry.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                let candidates = fresh.find(query).await?;
+                Ok((fresh, candidates))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The client's identifier.
@@ -621,7 +652,7 @@ impl Client {
         let mut timings = PhaseTimings::default();
         let t = Instant::now();
         let interface = query.interface.clone();
-        let candidates = self.registry.find(query).await.map_err(CallError::Lookup)?;
+        let (registry, candidates) = self.find(query).await.map_err(CallError::Lookup)?;
         timings.lookup = t.elapsed();
         if candidates.is_empty() {
             return Err(CallError::NoCandidates(interface));
@@ -634,7 +665,10 @@ impl Client {
                 .peek()
                 .map(|m| m.name)
                 .unwrap_or_else(|_| "<undecodable manifest>".into());
-            match self.check_candidate(&candidate, spec, &mut timings).await {
+            match self
+                .check_candidate(&registry, &candidate, spec, &mut timings)
+                .await
+            {
                 Ok((manifest, compiled)) => {
                     let chosen = Chosen {
                         lease,
@@ -697,6 +731,7 @@ impl Client {
 
     async fn check_candidate(
         &self,
+        registry: &RegistryClient,
         candidate: &Candidate,
         spec: &CallSpec,
         timings: &mut PhaseTimings,
@@ -737,8 +772,7 @@ impl Client {
             timings.compile += t.elapsed();
             c
         } else {
-            let bytes = self
-                .registry
+            let bytes = registry
                 .fetch(
                     manifest.component_hash,
                     manifest.component_size,
@@ -792,7 +826,7 @@ impl Client {
             duration_us: started.elapsed().as_micros() as u64,
             facts: BTreeMap::new(),
         };
-        let registry = self.registry.clone();
+        let registry = self.registry();
         let send = async move {
             if let Err(e) = registry.report(outcome).await {
                 tracing::warn!("outcome not reported: {e}");

@@ -400,3 +400,20 @@ async fn a_failing_proxy_is_reported_and_the_client_goes_on() {
     assert!(matches!(err, CallError::BadCall(_)), "{err}");
     assert_eq!(client.sandbox().live_stores(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_registry_connection_is_reopened() {
+    let provider = TestProvider::start(Service::Echo).await;
+    let registry = FakeRegistry::start().await;
+    registry.offer(
+        1,
+        signed(1, artifacts::ECHO, &provider.target(), |_| {}),
+        ECHO_IFACE,
+        artifacts::ECHO,
+    );
+    let client = client_with(&registry, &[1], Policy::default()).await;
+    client.call_str(SAY).await.unwrap();
+    client.registry().close();
+    let report = client.call_str(SAY).await.unwrap();
+    assert!(report.answer.is_ok());
+}

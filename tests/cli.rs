@@ -1,0 +1,243 @@
+//! The CLI as a new user runs it: a registry in one process, a vendor publishing in another,
+//! then find, call, leases (table, JSON, watch) and history from a third.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{ServedRegistry, courier};
+use courier_provider::examples::echo_service;
+use courier_transport::Identity;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run courier");
+    assert!(
+        out.status.success(),
+        "command failed: {:?}\nstdout: {}\nstderr: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no line containing {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_find_call_leases_watch_and_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = ServedRegistry::start(&dir.path().join("registry"), &[]);
+
+    // The vendor's provider (in this process) and key.
+    let provider = echo_service()
+        .serve(
+            "127.0.0.1:0".parse().unwrap(),
+            &Identity::generate().unwrap(),
+        )
+        .await
+        .unwrap();
+    let key_path = dir.path().join("vendor.key");
+    let out = run_ok(courier().args(["keys", "generate", "--out"]).arg(&key_path));
+    let vendor = out
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .expect("public key printed")
+        .to_string();
+    // Generating again without --force refuses to overwrite.
+    let again = courier()
+        .args(["keys", "generate", "--out"])
+        .arg(&key_path)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    // An operator watches events from the start.
+    let mut watch = courier();
+    registry.env(&mut watch);
+    let mut watch = watch
+        .args(["leases", "--watch", "--json", "--from", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watch_lines = lines_of(&mut watch);
+
+    // Publish: holds the lease until interrupted.
+    let mut publish = courier();
+    registry.env(&mut publish);
+    let mut publish = publish
+        .arg("publish")
+        .arg(courier_proxy_artifacts::path("echo"))
+        .args([
+            "--name",
+            "acme/echo",
+            "--version",
+            "1.0.0",
+            "--attr",
+            "region=eu",
+        ])
+        .args(["--endpoint", &provider.local_addr().to_string()])
+        .args(["--provider-pin", &provider.pin().to_string(), "--ttl", "5s"])
+        .arg("--key")
+        .arg(&key_path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let publish_lines = lines_of(&mut publish);
+    let registered = wait_for(&publish_lines, "registered: lease ");
+    let lease = registered
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .trim_end_matches(',')
+        .to_string();
+
+    // find: the table names the service; attribute constraints filter.
+    let mut find = courier();
+    registry.env(&mut find);
+    let out = run_ok(find.args([
+        "find",
+        "courier:echo/echo@^0.1",
+        "--function",
+        "say",
+        "--attr",
+        "region=eu",
+    ]));
+    assert!(out.contains("acme/echo") && out.contains(&lease), "{out}");
+    let mut find = courier();
+    registry.env(&mut find);
+    let out = run_ok(find.args(["find", "courier:echo/echo", "--attr", "region=us"]));
+    assert!(out.contains("no proxy matches"), "{out}");
+
+    // call: verified, run in the sandbox, answered by the provider.
+    let mut call = courier();
+    registry.env(&mut call);
+    let out = run_ok(call.args(["call", "--trust", &vendor, r#"courier:echo/echo.say("hi")"#]));
+    assert_eq!(out.trim(), r#"ok("echo: hi")"#);
+    // An untrusted vendor is refused, with a clear one-line error.
+    let mut call = courier();
+    registry.env(&mut call);
+    let other = "ed25519:3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+    let out = call
+        .args(["call", "--trust", other, r#"courier:echo/echo.say("hi")"#])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not trusted"), "{err}");
+
+    // leases --json: one live lease, ours.
+    let mut leases = courier();
+    registry.env(&mut leases);
+    let out = run_ok(leases.args(["leases", "--json"]));
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["lease"], lease.as_str());
+    assert_eq!(rows[0]["name"], "acme/echo");
+
+    // history: the call was reported.
+    let mut history = courier();
+    registry.env(&mut history);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let out = run_ok(history.args(["history", "--json", host.trim()]));
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ok"] == true && r["name"] == "acme/echo"),
+        "{out}"
+    );
+
+    // Ctrl-C on publish cancels the lease; the watcher saw registered then cancelled.
+    let status = Command::new("kill")
+        .args(["-INT", &publish.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for(&publish_lines, "cancelled lease");
+    assert!(publish.wait().unwrap().success());
+    let registered_event = wait_for(&watch_lines, "\"registered\"");
+    assert!(registered_event.contains(&lease));
+    let cancelled_event = wait_for(&watch_lines, "\"cancelled\"");
+    assert!(cancelled_event.contains(&lease));
+    let seq = |l: &str| {
+        serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(seq(&cancelled_event) > seq(&registered_event));
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    let mut find = courier();
+    registry.env(&mut find);
+    let out = run_ok(find.args(["find", "courier:echo/echo"]));
+    assert!(out.contains("no proxy matches"), "{out}");
+    provider.shutdown().await;
+}
+
+#[test]
+fn errors_are_one_line_and_exit_non_zero() {
+    // No registry pin: the error says how to get one.
+    let out = courier()
+        .args(["find", "courier:echo/echo"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--registry-pin"), "{err}");
+    // A malformed interface.
+    let out = courier()
+        .args(["find", "Not An Interface", "--registry-pin", "sha256:00"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        1
+    );
+    // A missing key file for publish.
+    let out = courier()
+        .args([
+            "publish",
+            "/nonexistent.wasm",
+            "--name",
+            "x",
+            "--endpoint",
+            "127.0.0.1:1",
+        ])
+        .args(["--provider-pin", "sha256:00", "--key", "/nonexistent.key"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("courier keys generate"), "{err}");
+}

@@ -1,0 +1,92 @@
+//! Helpers shared by the end-to-end tests: run the `courier` binary as a user would.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use courier_protocol::SpkiPin;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The courier binary built for these tests.
+pub fn courier() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
+    c.env_remove("COURIER_REGISTRY")
+        .env_remove("COURIER_REGISTRY_PIN")
+        .env_remove("COURIER_KEY")
+        .env_remove("COURIER_TRUST")
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// A `courier registry serve` child process, with the address and pin it printed.
+pub struct ServedRegistry {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub pin: SpkiPin,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl ServedRegistry {
+    /// Starts `courier registry serve` on an ephemeral loopback port.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = courier()
+            .args(["registry", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn courier registry serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut addr = None;
+        let mut pin = None;
+        while addr.is_none() || pin.is_none() {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("registry printed its address and pin");
+            if let Some(a) = line.strip_prefix("courier registry listening on ") {
+                addr = Some(a.trim().parse().unwrap());
+            }
+            if let Some(p) = line.trim().strip_prefix("pin:") {
+                pin = Some(p.trim().parse().unwrap());
+            }
+        }
+        Self {
+            child,
+            addr: addr.unwrap(),
+            pin: pin.unwrap(),
+            lines,
+        }
+    }
+
+    /// Environment a CLI command needs to reach this registry.
+    pub fn env(&self, cmd: &mut Command) {
+        cmd.env("COURIER_REGISTRY", self.addr.to_string())
+            .env("COURIER_REGISTRY_PIN", self.pin.to_string());
+    }
+
+    /// SIGKILL: no shutdown, no final flush.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServedRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
