@@ -103,10 +103,14 @@ fn only(name: &str) -> Vec<AttributeConstraint> {
 }
 
 async fn call(c: &Client, proxy: &str) -> PhaseTimings {
+    call_full(c, proxy).await.0
+}
+
+async fn call_full(c: &Client, proxy: &str) -> (PhaseTimings, Duration) {
     let spec: CallSpec = SAY.parse().unwrap();
     let report = c.call_spec(&spec, only(proxy)).await.unwrap();
     assert!(report.answer.text().len() > 2);
-    report.timings
+    (report.timings, report.logs.provider_time)
 }
 
 /// A direct provider connection, handshake done.
@@ -165,7 +169,7 @@ fn us(d: Duration) -> String {
 /// Prints medians of each phase over `n` calls.
 fn phase_table(w: &World) {
     let n = 200;
-    let mut rows: Vec<(String, Vec<PhaseTimings>)> = Vec::new();
+    let mut rows: Vec<(String, Vec<(PhaseTimings, Duration)>)> = Vec::new();
     for (label, compiler, cache, proxy) in [
         (
             "warm echo (cache, cranelift)",
@@ -204,19 +208,22 @@ fn phase_table(w: &World) {
             call(&c, proxy).await; // warm up the connection (and the cache, when on)
             let mut t = Vec::new();
             for _ in 0..runs {
-                t.push(call(&c, proxy).await);
+                t.push(call_full(&c, proxy).await);
             }
             t
         });
         rows.push((label.to_string(), t));
     }
     eprintln!(
-        "\nphase medians in µs (lookup, fetch, verify, compile, instantiate, invoke, drop, total):"
+        "\nphase medians in µs (lookup, fetch, verify, compile, instantiate, invoke (of which provider), drop, total):"
     );
     for (label, t) in &rows {
-        let m = |f: fn(&PhaseTimings) -> Duration| us(median(t.iter().map(f).collect()));
+        let m = |f: fn(&PhaseTimings) -> Duration| {
+            us(median(t.iter().map(|(p, _)| f(p)).collect()))
+        };
+        let provider = us(median(t.iter().map(|(_, d)| *d).collect()));
         eprintln!(
-            "  {label:32} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9}",
+            "  {label:32} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} ({provider:>7}) {:>8} {:>9}",
             m(|p| p.lookup),
             m(|p| p.fetch),
             m(|p| p.verify),

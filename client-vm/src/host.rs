@@ -163,6 +163,7 @@ pub struct HostCtx {
     transcript: Vec<String>,
     dropped_lines: usize,
     provider_calls: u32,
+    provider_time: Duration,
     provider_failures: Vec<ProviderError>,
 }
 
@@ -187,6 +188,7 @@ impl HostCtx {
             transcript: Vec::new(),
             dropped_lines: 0,
             provider_calls: 0,
+            provider_time: Duration::ZERO,
             provider_failures: Vec::new(),
         }
     }
@@ -213,6 +215,11 @@ impl HostCtx {
     /// Provider calls made.
     pub fn provider_calls(&self) -> u32 {
         self.provider_calls
+    }
+
+    /// Time spent in provider calls.
+    pub fn provider_time(&self) -> Duration {
+        self.provider_time
     }
 
     fn answer(&self) -> Option<bool> {
@@ -253,7 +260,9 @@ impl provider::Host for HostCtx {
                 self.limits.provider_reply_bytes,
             )
             .await;
-        self.host_time += started.elapsed();
+        let took = started.elapsed();
+        self.host_time += took;
+        self.provider_time += took;
         match result {
             Ok(Reply::Ok(bytes)) => Ok(bytes),
             Ok(Reply::Err(message)) => Err(message),

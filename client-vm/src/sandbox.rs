@@ -241,6 +241,8 @@ pub struct RunLogs {
     pub dropped_transcript: usize,
     /// Provider calls made.
     pub provider_calls: u32,
+    /// Time spent in provider calls (connection, round trips).
+    pub provider_time: Duration,
     /// Provider calls that failed on the host side (the proxy saw error strings).
     pub provider_failures: Vec<ProviderError>,
 }
@@ -509,6 +511,10 @@ fn engine_config(config: &SandboxConfig, policy: &Policy) -> Result<Config, Sand
         .max_memory_size(memory.saturating_add(1 << 16))
         .table_elements(policy.limits.table_elements)
         .max_unused_warm_slots(runs);
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    if let Some(v) = env("XMEM") { pool.linear_memory_keep_resident(v); }
+    if let Some(v) = env("XSTACK") { pool.async_stack_keep_resident(v); }
+    if let Some(v) = env("XTABLE") { pool.table_keep_resident(v); }
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(c)
 }
@@ -1030,6 +1036,7 @@ fn collect_logs(data: &mut RunState) -> RunLogs {
         transcript,
         dropped_transcript,
         provider_calls: data.host.provider_calls(),
+        provider_time: data.host.provider_time(),
         provider_failures: data.host.take_provider_failures(),
     }
 }

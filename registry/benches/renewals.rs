@@ -22,11 +22,12 @@ async fn vendors(
     h: &courier_registry::RegistryHandle,
     n: usize,
     shared_endpoint: bool,
+    first: u32,
 ) -> Vec<(RegistryClient, courier_protocol::LeaseId)> {
     let ep = client_endpoint(h.local_addr()).unwrap();
     let mut out = Vec::new();
     for i in 0..n {
-        let key = key(10_000 + i as u32);
+        let key = key(first + i as u32);
         let c = if shared_endpoint {
             RegistryClient::connect_with(ep.clone(), h.local_addr(), h.pin(), "bench")
                 .await
@@ -40,7 +41,7 @@ async fn vendors(
         let echo = courier_proxy_artifacts::ECHO;
         let now = wall_now();
         let m = Manifest {
-            name: format!("bench{i}/echo"),
+            name: format!("bench{}/echo", first + i as u32),
             version: "1.0.0".into(),
             exports: vec![Export {
                 interface: "courier:echo/echo@0.1.0".into(),
@@ -110,8 +111,8 @@ fn main() {
             .await
             .unwrap()
     });
-    let shared = rt.block_on(vendors(&h, VENDORS, true));
-    let own = rt.block_on(vendors(&h, VENDORS, false));
+    let shared = rt.block_on(vendors(&h, VENDORS, true, 10_000));
+    let own = rt.block_on(vendors(&h, VENDORS, false, 20_000));
 
     // Warm up, then measure.
     rt.block_on(run(&shared[..1]));

@@ -33,11 +33,7 @@ impl EventRecord {
     pub fn matches(&self, filter: Option<&str>) -> bool {
         match filter {
             None => true,
-            Some(f) => self
-                .reg
-                .exports
-                .iter()
-                .any(|e| &*e.key == f || &*e.versioned == f),
+            Some(f) => self.reg.exports().any(|e| e.is(f)),
         }
     }
 
@@ -185,12 +181,14 @@ mod tests {
                     "1.0.0",
                     &[("courier:echo/echo@0.1.0", &["say"])],
                 ),
+                crate::Millis(1),
             )
             .unwrap();
         let b = c
             .insert(
                 LeaseId([2; 16]),
                 &manifest("b/kv", 2, "1.0.0", &[("courier:kv/store@0.1.0", &["get"])]),
+                crate::Millis(1),
             )
             .unwrap();
         (a, b)

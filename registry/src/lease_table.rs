@@ -329,7 +329,7 @@ impl LeaseTable {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::map_entry)]
     use super::*;
     use proptest::prelude::*;
 

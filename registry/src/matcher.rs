@@ -11,9 +11,8 @@
 //! most lease time left, then the lease id (so equal candidates come in a stable order).
 
 use crate::catalog::{Catalog, ExportEntry, Registration};
-use crate::lease_table::{LeaseTable, Millis};
+use crate::lease_table::Millis;
 use courier_protocol::{AttributeConstraint, InterfaceName, LeaseId, ServiceQuery};
-use std::sync::Arc;
 
 /// Candidates returned when a query asks for none in particular (limit 0).
 pub const DEFAULT_LIMIT: usize = 16;
@@ -37,7 +36,7 @@ pub struct Match {
     /// Its lease.
     pub lease: LeaseId,
     /// The matched interface with its version.
-    pub interface: Arc<str>,
+    pub interface: String,
     /// Milliseconds left on the lease.
     pub remaining_ms: u64,
 }
@@ -132,32 +131,66 @@ impl PreparedQuery {
     }
 }
 
-/// Runs `query` at `now`: ranked matches, best first, at most the query's limit.
-pub fn find(
-    catalog: &Catalog,
-    table: &LeaseTable,
-    now: Millis,
-    query: &PreparedQuery,
-) -> Vec<Match> {
-    let mut hits: Vec<(&ExportEntry, &Registration, u64)> = Vec::new();
-    for reg in catalog.by_interface(&query.key) {
-        let Some(export) = reg.export(&query.key) else {
+struct Hit<'a> {
+    iface: u64,
+    proxy: u64,
+    remaining: u64,
+    export: &'a ExportEntry,
+    reg: &'a Registration,
+}
+
+/// A version as one integer that orders like it (21 bits per part), if it has no
+/// prerelease and its parts fit.
+fn pack(v: &semver::Version) -> Option<u64> {
+    const MAX: u64 = (1 << 21) - 1;
+    (v.pre.is_empty() && v.major <= MAX && v.minor <= MAX && v.patch <= MAX)
+        .then_some((v.major << 42) | (v.minor << 21) | v.patch)
+}
+
+/// Runs `query` at `now`: ranked matches, best first, at most the query's limit. Reads
+/// only the interface's bucket; a registration whose deadline has passed does not match,
+/// whether or not the expiry task has collected it yet.
+pub fn find(catalog: &Catalog, now: Millis, query: &PreparedQuery) -> Vec<Match> {
+    let Some((key, bucket)) = catalog.by_interface(&query.key) else {
+        return Vec::new();
+    };
+    let mut hits: Vec<Hit<'_>> = Vec::new();
+    let mut packed = true;
+    for reg in bucket {
+        let deadline = reg.deadline();
+        if deadline <= now {
+            continue;
+        }
+        let Some(export) = reg.export(key) else {
             continue;
         };
         if !query.export_matches(export) || !query.attributes_hold(reg) {
             continue;
         }
-        let Some(remaining) = table.remaining(&reg.lease, now) else {
-            continue;
-        };
-        hits.push((export, reg, remaining));
+        let (iv, pv) = (pack(&export.version), pack(&reg.version));
+        packed &= iv.is_some() && pv.is_some();
+        hits.push(Hit {
+            iface: iv.unwrap_or(0),
+            proxy: pv.unwrap_or(0),
+            remaining: deadline.since(now),
+            export,
+            reg,
+        });
     }
-    let rank = |a: &(&ExportEntry, &Registration, u64), b: &(&ExportEntry, &Registration, u64)| {
-        b.0.version
-            .cmp(&a.0.version)
-            .then_with(|| b.1.version.cmp(&a.1.version))
-            .then_with(|| b.2.cmp(&a.2))
-            .then_with(|| a.1.lease.cmp(&b.1.lease))
+    // Best first. Plain versions compare as packed integers; a prerelease or a huge number
+    // anywhere falls back to full semver order.
+    let rank = |a: &Hit<'_>, b: &Hit<'_>| {
+        let versions = if packed {
+            b.iface.cmp(&a.iface).then(b.proxy.cmp(&a.proxy))
+        } else {
+            b.export
+                .version
+                .cmp(&a.export.version)
+                .then_with(|| b.reg.version.cmp(&a.reg.version))
+        };
+        versions
+            .then(b.remaining.cmp(&a.remaining))
+            .then_with(|| a.reg.lease.cmp(&b.reg.lease))
     };
     if hits.len() > query.limit {
         hits.select_nth_unstable_by(query.limit - 1, rank);
@@ -165,10 +198,10 @@ pub fn find(
     }
     hits.sort_unstable_by(rank);
     hits.into_iter()
-        .map(|(e, r, remaining_ms)| Match {
-            lease: r.lease,
-            interface: e.versioned.clone(),
-            remaining_ms,
+        .map(|h| Match {
+            lease: h.reg.lease,
+            interface: h.export.versioned(),
+            remaining_ms: h.remaining,
         })
         .collect()
 }
@@ -178,9 +211,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::catalog::tests::manifest;
-    use crate::lease_table::{LeasePolicy, Op};
+    use crate::lease_table::{LeasePolicy, LeaseTable, Op};
 
     fn setup() -> (Catalog, LeaseTable) {
+        // The table is the source of truth; the catalog mirrors its deadlines.
         let mut c = Catalog::new();
         let mut t = LeaseTable::new(LeasePolicy {
             min_ttl_ms: 1,
@@ -206,7 +240,7 @@ mod tests {
                 m.attributes.insert("region".into(), "us".into());
                 m.attributes.insert("beta".into(), "yes".into());
             }
-            c.insert(LeaseId([*n; 16]), &m).unwrap();
+            // The table is the source of truth; the catalog mirrors its deadline.
             t.handle(
                 Millis(0),
                 Op::Grant {
@@ -214,6 +248,8 @@ mod tests {
                     ttl_ms: *ttl,
                 },
             );
+            let deadline = t.get(&LeaseId([*n; 16])).unwrap().deadline;
+            c.insert(LeaseId([*n; 16]), &m, deadline).unwrap();
         }
         (c, t)
     }
@@ -231,36 +267,34 @@ mod tests {
 
     #[test]
     fn ranks_by_interface_version_then_proxy_version_then_remaining() {
-        let (c, t) = setup();
+        let (c, _t) = setup();
         let p = PreparedQuery::new(&q("courier:echo/echo"), 100).unwrap();
-        let got = find(&c, &t, Millis(0), &p);
+        let got = find(&c, Millis(0), &p);
         assert_eq!(leases(&got), vec![3, 2, 5, 1]);
-        assert_eq!(&*got[0].interface, "courier:echo/echo@0.2.0");
+        assert_eq!(got[0].interface, "courier:echo/echo@0.2.0");
         assert_eq!(got[0].remaining_ms, 1_000);
     }
 
     #[test]
     fn version_functions_attributes_and_limit() {
-        let (c, t) = setup();
+        let (c, _t) = setup();
         let mut query = q("courier:echo/echo");
         query.version_req = Some("^0.1".into());
         assert_eq!(
             leases(&find(
                 &c,
-                &t,
                 Millis(0),
                 &PreparedQuery::new(&query, 100).unwrap()
             )),
             vec![2, 5, 1]
         );
         let exact = PreparedQuery::new(&q("courier:echo/echo@0.2.0"), 100).unwrap();
-        assert_eq!(leases(&find(&c, &t, Millis(0), &exact)), vec![3]);
+        assert_eq!(leases(&find(&c, Millis(0), &exact)), vec![3]);
         let mut query = q("courier:echo/echo");
         query.functions = vec!["shout".into()];
         assert_eq!(
             leases(&find(
                 &c,
-                &t,
                 Millis(0),
                 &PreparedQuery::new(&query, 100).unwrap()
             )),
@@ -271,7 +305,6 @@ mod tests {
         assert_eq!(
             leases(&find(
                 &c,
-                &t,
                 Millis(0),
                 &PreparedQuery::new(&query, 100).unwrap()
             )),
@@ -281,7 +314,6 @@ mod tests {
         assert_eq!(
             leases(&find(
                 &c,
-                &t,
                 Millis(0),
                 &PreparedQuery::new(&query, 100).unwrap()
             )),
@@ -291,7 +323,6 @@ mod tests {
         assert_eq!(
             leases(&find(
                 &c,
-                &t,
                 Millis(0),
                 &PreparedQuery::new(&query, 100).unwrap()
             )),
@@ -302,7 +333,6 @@ mod tests {
         assert_eq!(
             leases(&find(
                 &c,
-                &t,
                 Millis(0),
                 &PreparedQuery::new(&query, 100).unwrap()
             )),
@@ -314,11 +344,11 @@ mod tests {
 
     #[test]
     fn expired_leases_stop_matching_before_collection() {
-        let (c, t) = setup();
+        let (c, _t) = setup();
         let p = PreparedQuery::new(&q("courier:echo/echo"), 100).unwrap();
-        assert_eq!(leases(&find(&c, &t, Millis(1_000), &p)), vec![2, 5, 1]);
-        assert_eq!(leases(&find(&c, &t, Millis(10_000), &p)), vec![5]);
-        assert!(find(&c, &t, Millis(20_000), &p).is_empty());
+        assert_eq!(leases(&find(&c, Millis(1_000), &p)), vec![2, 5, 1]);
+        assert_eq!(leases(&find(&c, Millis(10_000), &p)), vec![5]);
+        assert!(find(&c, Millis(20_000), &p).is_empty());
     }
 
     #[test]

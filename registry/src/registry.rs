@@ -84,7 +84,7 @@ impl RegistryConfig {
             event_ring: 65_536,
             subscriber_buffer: 4096,
             max_candidates: 100,
-            store_cache_bytes: 16 * 1024 * 1024,
+            store_cache_bytes: 4 * 1024 * 1024,
             seq_block: 1 << 20,
         }
     }
@@ -419,13 +419,15 @@ impl Registry {
                 drop_ids.push(s.lease);
                 return;
             };
-            if let Err(e) = catalog.insert(s.lease, &manifest) {
-                tracing::warn!(lease = %s.lease, "dropping stored registration: {e}");
-                drop_ids.push(s.lease);
-                return;
-            }
             let renewals = u32::try_from(s.row.renewals).unwrap_or(u32::MAX);
-            table.restore(now, s.lease, how, s.row.ttl_ms, renewals);
+            let Some(state) = table.restore(now, s.lease, how, s.row.ttl_ms, renewals) else {
+                return;
+            };
+            if let Err(e) = catalog.insert(s.lease, &manifest, state.deadline) {
+                tracing::warn!(lease = %s.lease, "dropping stored registration: {e}");
+                table.handle(now, Op::Cancel { id: s.lease });
+                drop_ids.push(s.lease);
+            }
         })?;
         drop_ids.extend(bad);
         // Alive now: a lease that runs out after this point ran out while this process ran.
@@ -579,7 +581,7 @@ impl Registry {
         }
         let before = st.table.next_deadline();
         st.table.handle(now, Op::Grant { id: lease, ttl_ms });
-        let reg = st.catalog.insert(lease, &manifest)?;
+        let reg = st.catalog.insert(lease, &manifest, now.plus(ttl_ms))?;
         st.events.push(EventKind::Registered, at, reg);
         if deadline_moved_earlier(before, st.table.next_deadline()) {
             self.deadline_changed.notify_one();
@@ -646,7 +648,10 @@ impl Registry {
             let reg = reg.clone();
             let before = st.table.next_deadline();
             return match st.table.handle(now, Op::Renew { id: lease, ttl_ms }) {
-                LeaseOutcome::Renewed { ttl_ms, .. } => {
+                LeaseOutcome::Renewed {
+                    ttl_ms, deadline, ..
+                } => {
+                    reg.set_deadline(deadline);
                     st.dirty.insert(lease, ());
                     st.events.push(EventKind::Renewed, self.wall_ms(now), reg);
                     if deadline_moved_earlier(before, st.table.next_deadline()) {
@@ -821,7 +826,7 @@ impl Registry {
         let prepared = PreparedQuery::new(query, self.config.max_candidates)?;
         let matches = {
             let st = self.state();
-            matcher::find(&st.catalog, &st.table, now, &prepared)
+            matcher::find(&st.catalog, now, &prepared)
         };
         if matches.is_empty() {
             return Ok(Vec::new());
@@ -835,7 +840,7 @@ impl Registry {
                 manifest.map(|manifest| Candidate {
                     lease: m.lease,
                     manifest,
-                    interface: m.interface.to_string(),
+                    interface: m.interface,
                     remaining_ms: m.remaining_ms,
                 })
             })
@@ -845,7 +850,7 @@ impl Registry {
     /// Runs the matcher only, without reading manifests (for the in-process benchmark).
     pub fn match_leases(&self, now: Millis, query: &PreparedQuery) -> Vec<matcher::Match> {
         let st = self.state();
-        matcher::find(&st.catalog, &st.table, now, query)
+        matcher::find(&st.catalog, now, query)
     }
 
     /// A stored component's bytes.
@@ -1049,7 +1054,7 @@ impl Registry {
                     ttl_ms: ttl,
                 },
             );
-            let reg: Arc<Registration> = st.catalog.insert(lease, &m)?;
+            let reg: Arc<Registration> = st.catalog.insert(lease, &m, now.plus(ttl))?;
             st.events.push(EventKind::Registered, at, reg);
             out.push(lease);
         }

@@ -389,6 +389,19 @@ async fn read_request(
     codec::decode(&body).map_err(|e| bad(e.to_string()))
 }
 
+/// Reads the stream's end if it has already arrived (one poll, never waits). A stream
+/// dropped before its end is read makes quinn send STOP_SENDING: an extra frame per request.
+async fn consume_fin(recv: &mut quinn::RecvStream) {
+    let mut probe = [0u8; 1];
+    let read = recv.read(&mut probe);
+    let mut read = std::pin::pin!(read);
+    std::future::poll_fn(|cx| {
+        let _ = read.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+}
+
 fn error(err: WireError, peer: SocketAddr, what: &str) -> Response {
     tracing::warn!(%peer, kind = ?err.kind, "{what} refused: {}", err.message);
     Response::Error(err)
@@ -418,7 +431,10 @@ async fn handle_stream(
         read_request(&mut recv, codec::MAX_FRAME_LEN, Some(&ctx.large_frames)),
     );
     let req = match read.await {
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) => {
+            consume_fin(&mut recv).await;
+            r
+        }
         Ok(Err(e)) => {
             let resp = error(e, peer, "frame");
             let _ = write_frame(&mut send, &resp).await;
