@@ -218,9 +218,8 @@ fn phase_table(w: &World) {
         "\nphase medians in µs (lookup, fetch, verify, compile, instantiate, invoke (of which provider), drop, total):"
     );
     for (label, t) in &rows {
-        let m = |f: fn(&PhaseTimings) -> Duration| {
-            us(median(t.iter().map(|(p, _)| f(p)).collect()))
-        };
+        let m =
+            |f: fn(&PhaseTimings) -> Duration| us(median(t.iter().map(|(p, _)| f(p)).collect()));
         let provider = us(median(t.iter().map(|(_, d)| *d).collect()));
         eprintln!(
             "  {label:32} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} ({provider:>7}) {:>8} {:>9}",

@@ -512,9 +512,15 @@ fn engine_config(config: &SandboxConfig, policy: &Policy) -> Result<Config, Sand
         .table_elements(policy.limits.table_elements)
         .max_unused_warm_slots(runs);
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
-    if let Some(v) = env("XMEM") { pool.linear_memory_keep_resident(v); }
-    if let Some(v) = env("XSTACK") { pool.async_stack_keep_resident(v); }
-    if let Some(v) = env("XTABLE") { pool.table_keep_resident(v); }
+    if let Some(v) = env("XMEM") {
+        pool.linear_memory_keep_resident(v);
+    }
+    if let Some(v) = env("XSTACK") {
+        pool.async_stack_keep_resident(v);
+    }
+    if let Some(v) = env("XTABLE") {
+        pool.table_keep_resident(v);
+    }
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(c)
 }

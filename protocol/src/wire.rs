@@ -268,7 +268,8 @@ pub enum Request {
     Subscribe {
         /// `namespace:package/interface` to filter on, if any.
         interface: Option<String>,
-        /// First sequence number wanted.
+        /// First sequence number wanted; one beyond the newest event (e.g. `u64::MAX`)
+        /// asks for new events only.
         from_seq: u64,
     },
     /// Reports a run's outcome for the service history.

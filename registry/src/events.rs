@@ -129,8 +129,9 @@ impl EventLog {
 
     /// Events from `from_seq` on that match `filter`, at most `max`, and the sequence number
     /// to continue from. `missed` is set when events at or after `from_seq` are no longer kept.
+    /// A `from_seq` beyond the next sequence number (e.g. `u64::MAX`) asks for new events only.
     pub fn since(&self, from_seq: u64, filter: Option<&str>, max: usize) -> (EventBatch, u64) {
-        let from = from_seq.max(1);
+        let from = from_seq.clamp(1, self.next_seq());
         let missed = (from < self.kept_from).then_some((from, self.kept_from));
         let start = from.max(self.kept_from);
         let mut events = Vec::new();
@@ -229,10 +230,13 @@ mod tests {
             vec![3, 4, 5, 6]
         );
         assert_eq!(next, 7);
-        // Asking from the future gives nothing, and nothing missed.
-        let (batch, next) = log.since(50, None, 100);
-        assert!(batch.events.is_empty() && batch.missed.is_none());
-        assert_eq!(next, 50);
+        // Asking from the future means "new events only": nothing now, nothing missed, and
+        // the point to go on from is the next event, so live events are not skipped.
+        for future in [50, u64::MAX] {
+            let (batch, next) = log.since(future, None, 100);
+            assert!(batch.events.is_empty() && batch.missed.is_none());
+            assert_eq!(next, 7);
+        }
         // A cap on the batch size gives the point to go on from.
         let (batch, next) = log.since(3, None, 2);
         assert_eq!(batch.events.len(), 2);

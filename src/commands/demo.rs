@@ -193,7 +193,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // 8. The echo provider goes away without cancelling: its lease runs out.
     let mut events = client
         .registry()
-        .subscribe(Some("courier:echo/echo".into()), 0)
+        .subscribe(Some("courier:echo/echo".into()), u64::MAX)
         .await?;
     let t = Instant::now();
     let echo_keeper = keepers.remove(0);
