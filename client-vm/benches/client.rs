@@ -83,8 +83,13 @@ fn world() -> World {
 }
 
 fn client(w: &World, compiler: CompilerChoice, cache: bool) -> Client {
+    client_with(w, compiler, cache, Duration::ZERO)
+}
+
+fn client_with(w: &World, compiler: CompilerChoice, cache: bool, lookup_ttl: Duration) -> Client {
     let mut config = ClientConfig::new("bench", TrustStore::from_keys([VendorKey::of(&w.key)]));
     config.report = ReportMode::Off;
+    config.lookup_ttl = lookup_ttl;
     config.sandbox = SandboxConfig {
         compiler,
         cache_compiled: cache,
@@ -170,39 +175,37 @@ fn us(d: Duration) -> String {
 fn phase_table(w: &World) {
     let n = 200;
     let mut rows: Vec<(String, Vec<(PhaseTimings, Duration)>)> = Vec::new();
-    for (label, compiler, cache, proxy) in [
+    let none = Duration::ZERO;
+    let second = Duration::from_secs(1);
+    let cranelift = CompilerChoice::Cranelift;
+    let winch = CompilerChoice::Winch;
+    for (label, compiler, cache, lookup_ttl, proxy) in [
+        ("warm echo (compiled cache)", winch, true, none, "acme/echo"),
         (
-            "warm echo (cache, cranelift)",
-            CompilerChoice::Cranelift,
+            "warm echo (+ lookup cache 1 s)",
+            winch,
             true,
+            second,
             "acme/echo",
         ),
         (
             "cold echo 42 KB (cranelift)",
-            CompilerChoice::Cranelift,
+            cranelift,
             false,
+            none,
             "acme/echo",
         ),
-        (
-            "cold echo 42 KB (winch)",
-            CompilerChoice::Winch,
-            false,
-            "acme/echo",
-        ),
+        ("cold echo 42 KB (winch)", winch, false, none, "acme/echo"),
         (
             "cold files 86 KB (cranelift)",
-            CompilerChoice::Cranelift,
+            cranelift,
             false,
+            none,
             "acme/files",
         ),
-        (
-            "cold files 86 KB (winch)",
-            CompilerChoice::Winch,
-            false,
-            "acme/files",
-        ),
+        ("cold files 86 KB (winch)", winch, false, none, "acme/files"),
     ] {
-        let c = client(w, compiler, cache);
+        let c = client_with(w, compiler, cache, lookup_ttl);
         let runs = if cache { n } else { 30 };
         let t = w.rt.block_on(async {
             call(&c, proxy).await; // warm up the connection (and the cache, when on)
@@ -249,7 +252,10 @@ fn phase_table(w: &World) {
 
 fn benches(c: &mut Criterion) {
     let w = world();
-    phase_table(&w);
+    // `COURIER_BENCH_NO_TABLE=1` skips the phase table (e.g. when profiling one benchmark).
+    if std::env::var_os("COURIER_BENCH_NO_TABLE").is_none() {
+        phase_table(&w);
+    }
 
     // Direct provider request on an established connection: the floor.
     let conn = w.rt.block_on(native(&w.provider));
@@ -258,10 +264,15 @@ fn benches(c: &mut Criterion) {
     });
 
     // Warm one-shot call: lookup, cached compile, instantiate, provider call, discard.
-    let warm = client(&w, CompilerChoice::Cranelift, true);
+    let warm = client(&w, CompilerChoice::Winch, true);
     w.rt.block_on(call(&warm, "acme/echo"));
     c.bench_function("warm_call_echo", |b| {
         b.iter_custom(|n| timed(&w.rt, n, || call(&warm, "acme/echo")))
+    });
+    let warm_lookup = client_with(&w, CompilerChoice::Winch, true, Duration::from_secs(1));
+    w.rt.block_on(call(&warm_lookup, "acme/echo"));
+    c.bench_function("warm_call_echo_lookup_cache_1s", |b| {
+        b.iter_custom(|n| timed(&w.rt, n, || call(&warm_lookup, "acme/echo")))
     });
 
     // Cold calls: lookup, fetch, verify, compile, run, discard (no cache).
@@ -277,6 +288,18 @@ fn benches(c: &mut Criterion) {
                 b.iter_custom(|n| timed(&w.rt, n, || call(&cold, proxy)))
             });
         }
+    }
+    g.finish();
+
+    // Reading a component's interfaces (done before compiling, to check its imports).
+    let mut g = c.benchmark_group("inspect");
+    for (name, bytes) in [
+        ("echo", artifacts::ECHO),
+        ("files", artifacts::HOSTILE_FILES),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| courier_protocol::inspect(bytes).unwrap())
+        });
     }
     g.finish();
 
@@ -307,21 +330,40 @@ fn benches(c: &mut Criterion) {
     }
     g.finish();
 
-    // Instance cost with the pooling allocator: fresh store, instantiate, drop.
+    // Instance cost with the pooling allocator: fresh store, instantiate, drop; with each
+    // slot returned to the kernel (0k) or zeroed in place up to 32 KiB (the default) or
+    // 256 KiB.
+    let mut g = c.benchmark_group("instance");
+    g.throughput(Throughput::Elements(1));
+    for keep in [0, 32 << 10, 256 << 10] {
+        let sb = Sandbox::new(
+            Policy::default(),
+            SandboxConfig {
+                keep_resident_bytes: keep,
+                ..SandboxConfig::default()
+            },
+        )
+        .unwrap();
+        let compiled =
+            w.rt.block_on(sb.compile(Arc::from(artifacts::ECHO)))
+                .unwrap()
+                .0;
+        g.bench_function(
+            format!("pooling_instantiate_drop/keep_resident_{}k", keep >> 10),
+            |b| {
+                b.iter_custom(|n| {
+                    timed(&w.rt, n, || async {
+                        sb.instantiate_only(&compiled).await.unwrap()
+                    })
+                })
+            },
+        );
+    }
     let sb = Sandbox::new(Policy::default(), SandboxConfig::default()).unwrap();
     let compiled =
         w.rt.block_on(sb.compile(Arc::from(artifacts::ECHO)))
             .unwrap()
             .0;
-    let mut g = c.benchmark_group("instance");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("pooling_instantiate_drop", |b| {
-        b.iter_custom(|n| {
-            timed(&w.rt, n, || async {
-                sb.instantiate_only(&compiled).await.unwrap()
-            })
-        })
-    });
     // And one full sandbox run against the provider (connection kept).
     let target = ProviderTarget {
         endpoints: vec![w.provider.local_addr().to_string()],

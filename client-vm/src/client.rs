@@ -54,6 +54,10 @@ pub struct ClientConfig {
     pub report: ReportMode,
     /// Most candidates asked of the registry per call.
     pub max_candidates: u32,
+    /// Reuse a query's candidates for this long (never beyond the shortest remaining lease
+    /// among them). Zero, the default, asks the registry on every call; a longer time saves
+    /// a round trip per call, but a lease cancelled meanwhile is noticed only when it runs out.
+    pub lookup_ttl: Duration,
 }
 
 impl ClientConfig {
@@ -66,6 +70,7 @@ impl ClientConfig {
             sandbox: SandboxConfig::default(),
             report: ReportMode::Background,
             max_candidates: 8,
+            lookup_ttl: Duration::ZERO,
         }
     }
 }
@@ -316,6 +321,8 @@ pub struct Client {
     report: ReportMode,
     max_candidates: u32,
     verified: Mutex<VerifiedCache>,
+    lookup_ttl: Duration,
+    lookups: Mutex<HashMap<String, (Instant, Vec<Candidate>)>>,
 }
 
 impl fmt::Debug for Client {
@@ -378,14 +385,16 @@ impl Client {
         config: ClientConfig,
     ) -> Result<Self, ConnectError> {
         let sandbox = Sandbox::new(config.policy, config.sandbox)?;
-        Ok(Self::with_sandbox(
+        let mut client = Self::with_sandbox(
             registry,
             Arc::new(sandbox),
             config.trust,
             config.id,
             config.report,
             config.max_candidates,
-        ))
+        );
+        client.lookup_ttl = config.lookup_ttl;
+        Ok(client)
     }
 
     /// Builds a client from parts (a shared sandbox, e.g. for benchmarks).
@@ -406,6 +415,8 @@ impl Client {
             report,
             max_candidates: max_candidates.max(1),
             verified: Mutex::new(HashMap::new()),
+            lookup_ttl: Duration::ZERO,
+            lookups: Mutex::new(HashMap::new()),
         }
     }
 
@@ -422,9 +433,48 @@ impl Client {
             .clone()
     }
 
-    /// Finds candidates; if the registry connection was lost (and the client knows where
-    /// to reconnect), reconnects once and asks again.
+    /// Sets how long a query's candidates are reused (see [`ClientConfig::lookup_ttl`]).
+    pub fn set_lookup_ttl(&mut self, ttl: Duration) {
+        self.lookup_ttl = ttl;
+    }
+
+    /// Candidates from the lookup cache, or from the registry (then remembered).
     async fn find(
+        &self,
+        query: ServiceQuery,
+    ) -> Result<(RegistryClient, Vec<Candidate>), ClientError> {
+        if self.lookup_ttl.is_zero() {
+            return self.find_remote(query).await;
+        }
+        let key = format!("{query:?}");
+        {
+            let mut cache = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, candidates)) = cache.get(&key) {
+                let shortest = candidates
+                    .iter()
+                    .map(|c| Duration::from_millis(c.remaining_ms))
+                    .min()
+                    .unwrap_or(Duration::ZERO);
+                if at.elapsed() < self.lookup_ttl.min(shortest) {
+                    return Ok((self.registry(), candidates.clone()));
+                }
+                cache.remove(&key);
+            }
+        }
+        let (registry, candidates) = self.find_remote(query).await?;
+        if !candidates.is_empty() {
+            let mut cache = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= VERIFIED_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, (Instant::now(), candidates.clone()));
+        }
+        Ok((registry, candidates))
+    }
+
+    /// Finds candidates at the registry; if the connection was lost (and the client knows
+    /// where to reconnect), reconnects once and asks again.
+    async fn find_remote(
         &self,
         query: ServiceQuery,
     ) -> Result<(RegistryClient, Vec<Candidate>), ClientError> {

@@ -417,3 +417,34 @@ async fn a_lost_registry_connection_is_reopened() {
     let report = client.call_str(SAY).await.unwrap();
     assert!(report.answer.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_cache_is_opt_in_and_bounded_by_the_lease() {
+    let provider = TestProvider::start(Service::Echo).await;
+    let registry = FakeRegistry::start().await;
+    registry.offer(
+        1,
+        signed(1, artifacts::ECHO, &provider.target(), |_| {}),
+        ECHO_IFACE,
+        artifacts::ECHO,
+    );
+    let finds = || registry.state.lock().unwrap().finds;
+    // Off by default: every call asks.
+    let client = client_with(&registry, &[1], Policy::default()).await;
+    client.call_str(SAY).await.unwrap();
+    client.call_str(SAY).await.unwrap();
+    assert_eq!(finds(), 2);
+    // On: the second call reuses the candidates.
+    let mut client = client_with(&registry, &[1], Policy::default()).await;
+    client.set_lookup_ttl(Duration::from_secs(60));
+    client.call_str(SAY).await.unwrap();
+    client.call_str(SAY).await.unwrap();
+    assert_eq!(finds(), 3);
+    // Never beyond the lease: a candidate with no time left is asked for again.
+    registry.state.lock().unwrap().candidates[0].remaining_ms = 0;
+    let mut client = client_with(&registry, &[1], Policy::default()).await;
+    client.set_lookup_ttl(Duration::from_secs(60));
+    client.call_str(SAY).await.unwrap();
+    client.call_str(SAY).await.unwrap();
+    assert_eq!(finds(), 5);
+}

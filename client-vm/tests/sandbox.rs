@@ -561,45 +561,60 @@ async fn typed_calls_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn winch_and_strict_discard() {
+async fn both_compilers_and_strict_discard() {
     let provider = TestProvider::start(Service::Echo).await;
-    let config = SandboxConfig {
-        compiler: CompilerChoice::Winch,
-        cache_compiled: false,
-        ..SandboxConfig::default()
-    };
-    let sb = Sandbox::new(Policy::default(), config).unwrap();
-    for _ in 0..3 {
-        let out = run(
-            &sb,
-            artifacts::ECHO,
-            provider.target(),
-            r#"courier:echo/echo.say("w")"#,
-        )
-        .await
-        .unwrap();
-        assert_eq!(out.answer, ok(r#"ok("echo: w")"#));
-        assert_eq!(sb.cached_components(), 0);
-        assert_eq!(sb.live_stores(), 0);
+    for compiler in [CompilerChoice::Cranelift, CompilerChoice::Winch] {
+        let config = SandboxConfig {
+            compiler,
+            cache_compiled: false,
+            ..SandboxConfig::default()
+        };
+        let sb = Sandbox::new(Policy::default(), config).unwrap();
+        for _ in 0..3 {
+            let out = run(
+                &sb,
+                artifacts::ECHO,
+                provider.target(),
+                r#"courier:echo/echo.say("w")"#,
+            )
+            .await
+            .unwrap();
+            assert_eq!(out.answer, ok(r#"ok("echo: w")"#));
+            assert_eq!(sb.cached_components(), 0);
+            assert_eq!(sb.live_stores(), 0);
+        }
+        // Both compilers stop a loop, a runaway allocation and a deep recursion.
+        let mut policy = Policy::default();
+        policy.limits.cpu_time = Duration::from_millis(200);
+        policy.limits.memory_bytes = 32 << 20;
+        let config = SandboxConfig {
+            compiler,
+            ..SandboxConfig::default()
+        };
+        let sb = Sandbox::new(policy, config).unwrap();
+        let say = r#"courier:echo/echo.say("x")"#;
+        let err = run(&sb, artifacts::HOSTILE_LOOP, nowhere(), say)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.error, RunError::CpuDeadline { .. }),
+            "{compiler:?}: {err}"
+        );
+        let err = run(&sb, artifacts::HOSTILE_ALLOC, nowhere(), say)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.error, RunError::MemoryLimit { .. }),
+            "{compiler:?}: {err}"
+        );
+        let err = run(&sb, artifacts::HOSTILE_RECURSE, nowhere(), say)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.error, RunError::StackOverflow),
+            "{compiler:?}: {err}"
+        );
     }
-    // Winch also stops a loop and a runaway allocation.
-    let mut policy = Policy::default();
-    policy.limits.cpu_time = Duration::from_millis(200);
-    policy.limits.memory_bytes = 32 << 20;
-    let config = SandboxConfig {
-        compiler: CompilerChoice::Winch,
-        ..SandboxConfig::default()
-    };
-    let sb = Sandbox::new(policy, config).unwrap();
-    let say = r#"courier:echo/echo.say("x")"#;
-    let err = run(&sb, artifacts::HOSTILE_LOOP, nowhere(), say)
-        .await
-        .unwrap_err();
-    assert!(matches!(err.error, RunError::CpuDeadline { .. }), "{err}");
-    let err = run(&sb, artifacts::HOSTILE_ALLOC, nowhere(), say)
-        .await
-        .unwrap_err();
-    assert!(matches!(err.error, RunError::MemoryLimit { .. }), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
