@@ -33,9 +33,17 @@ fn main() {
         child(&args[i + 1]);
         return;
     }
+    // `--load DIR` only fills DIR (to profile `--reopen DIR` on its own).
+    let keep = args
+        .iter()
+        .position(|a| a == "--load")
+        .map(|i| args[i + 1].clone());
     let dir = tempfile::tempdir().unwrap();
+    let path = keep
+        .as_ref()
+        .map_or_else(|| dir.path().to_path_buf(), std::path::PathBuf::from);
     {
-        let registry = courier_registry::Registry::open(config(dir.path())).unwrap();
+        let registry = courier_registry::Registry::open(config(&path)).unwrap();
         let t = std::time::Instant::now();
         bulk_load(&registry, N, 1_000);
         println!(
@@ -45,9 +53,12 @@ fn main() {
         );
         registry.flush(registry.now()).unwrap();
     }
+    if keep.is_some() {
+        return;
+    }
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .arg("--reopen")
-        .arg(dir.path())
+        .arg(&path)
         .status()
         .unwrap();
     assert!(status.success());

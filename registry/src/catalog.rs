@@ -2,12 +2,17 @@
 //! (`namespace:package/interface`), and who owns which service name.
 //!
 //! Memory and cache layout matter here (100,000 registrations, a match in microseconds):
-//! - a registration is one allocation holding what the matcher reads: its deadline (a
-//!   mirror of the lease table's, kept in step under the same lock), proxy version, first
-//!   export inline, and shared pointers to its function and attribute sets;
+//! - a registration is one allocation (136 bytes): its name, vendor, interned proxy
+//!   version, first export inline, and shared pointers to its function and attribute sets;
 //! - strings that repeat (interface names, function names, attribute keys and values) and
 //!   whole function and attribute sets are interned as shared `Arc`s, so a registration
 //!   costs little more than its own name, and the sets the matcher reads stay in cache;
+//! - each interface's bucket is a contiguous array of compact [`Slot`]s (40 bytes: deadline,
+//!   packed interface and proxy versions, the identities of the interned
+//!   function and attribute sets): a query ranks and filters by reading the array
+//!   sequentially and touches a full registration only for the candidates it returns (and
+//!   once per distinct function or attribute set). Every export records its slot's position,
+//!   so a renewal or removal updates the bucket in O(1);
 //! - the signed manifest is not kept in memory: the store has it, and it is read only for
 //!   the candidates a query returns. The versioned interface name is built on output.
 //!
@@ -20,7 +25,7 @@ use courier_protocol::{InterfaceName, LeaseId, Manifest, VendorKey};
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Values shared between registrations.
 #[derive(Debug)]
@@ -82,6 +87,13 @@ impl<T: Clone + Hash + Eq> Interner<[T]> {
     }
 }
 
+impl Interner<semver::Version> {
+    /// The shared copy of `value`.
+    pub fn intern(&mut self, value: semver::Version) -> Arc<semver::Version> {
+        self.intern_with(&value, |v| Arc::new(v.clone()))
+    }
+}
+
 impl Interner<VendorKey> {
     /// The shared copy of `value`.
     pub fn intern(&mut self, value: &VendorKey) -> Arc<VendorKey> {
@@ -97,10 +109,12 @@ pub type Attributes = Arc<[(Arc<str>, Arc<str>)]>;
 pub struct ExportEntry {
     /// `namespace:package/interface`: the index key (interned).
     pub key: Arc<str>,
-    /// The interface version.
-    pub version: semver::Version,
+    /// The interface version (interned).
+    pub version: Arc<semver::Version>,
     /// Exported functions, sorted by name (an interned set).
     pub functions: Arc<[Arc<str>]>,
+    /// Position of this export's slot in its interface's bucket.
+    slot: AtomicU32,
 }
 
 impl ExportEntry {
@@ -114,10 +128,68 @@ impl ExportEntry {
         match name.split_once('@') {
             None => *self.key == *name,
             Some((k, v)) => {
-                *self.key == *k && semver::Version::parse(v).is_ok_and(|v| v == self.version)
+                *self.key == *k && semver::Version::parse(v).is_ok_and(|v| v == *self.version)
             }
         }
     }
+}
+
+/// A version packed into 32 bits that order like it (10 bits of major, 11 of minor and
+/// patch), if it has no prerelease and its parts fit.
+pub fn pack32(v: &semver::Version) -> Option<u32> {
+    (v.pre.is_empty() && v.major < (1 << 10) && v.minor < (1 << 11) && v.patch < (1 << 11))
+        .then_some(((v.major as u32) << 22) | ((v.minor as u32) << 11) | v.patch as u32)
+}
+
+/// The version [`pack32`] packed (without build metadata).
+pub fn unpack32(p: u32) -> semver::Version {
+    semver::Version::new(
+        u64::from(p >> 22),
+        u64::from((p >> 11) & 0x7ff),
+        u64::from(p & 0x7ff),
+    )
+}
+
+/// Identity of an interned set (equal sets share one allocation while they are used).
+fn set_id<T>(set: &Arc<[T]>) -> usize {
+    Arc::as_ptr(set) as *const () as usize
+}
+
+/// One registration's export in its interface's bucket: what ranking and filtering read.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    /// The lease deadline (a mirror of the lease table's, kept in step under the same lock
+    /// by [`Catalog::set_deadline`]).
+    pub deadline: Millis,
+    /// Interface version (high 32 bits) and proxy version (low 32 bits), packed with
+    /// [`pack32`]; 0 when either does not pack (the bucket then counts it as unpacked).
+    pub versions: u64,
+    /// Identity of the export's interned function set.
+    pub functions: usize,
+    /// Identity of the registration's interned attribute set.
+    pub attributes: usize,
+    /// The registration.
+    pub reg: Arc<Registration>,
+}
+
+impl Slot {
+    /// The export this slot stands for, found as the export under `key` at position `pos`.
+    pub fn export(&self, key: &Arc<str>, pos: usize) -> Option<&ExportEntry> {
+        self.reg
+            .exports()
+            .find(|e| Arc::ptr_eq(&e.key, key) && e.slot.load(Ordering::Relaxed) as usize == pos)
+            .or_else(|| self.reg.export(key))
+    }
+}
+
+/// The registrations exporting one interface.
+#[derive(Debug, Default)]
+pub struct Bucket {
+    /// The slots, in no particular order.
+    pub slots: Vec<Slot>,
+    /// How many slots have a version that does not pack (the matcher then ranks by full
+    /// semver order).
+    pub unpacked: usize,
 }
 
 /// A live registration, as the matcher and the events need it: one allocation.
@@ -129,21 +201,20 @@ pub struct Registration {
     pub name: Arc<str>,
     /// The vendor key it is registered under.
     pub vendor: Arc<VendorKey>,
-    /// The proxy version.
-    pub version: semver::Version,
+    /// The proxy version (interned).
+    pub version: Arc<semver::Version>,
     /// The first exported interface (a manifest has at least one).
     pub first: ExportEntry,
-    /// Any further exported interfaces.
-    pub more: Box<[ExportEntry]>,
+    /// Any further exported interfaces (rare: one pointer when there are none).
+    pub more: Option<Box<Vec<ExportEntry>>>,
     /// Attributes (an interned set).
     pub attributes: Attributes,
-    deadline: AtomicU64,
 }
 
 impl Registration {
     /// Every exported interface.
     pub fn exports(&self) -> impl Iterator<Item = &ExportEntry> {
-        std::iter::once(&self.first).chain(self.more.iter())
+        std::iter::once(&self.first).chain(self.more.iter().flat_map(|m| m.iter()))
     }
 
     /// The export under the interned unversioned `key` (compared by pointer), if any.
@@ -163,16 +234,16 @@ impl Registration {
     pub fn interface_names(&self) -> Vec<String> {
         self.exports().map(ExportEntry::versioned).collect()
     }
+}
 
-    /// The lease deadline, as last set by the lease table's owner.
-    pub fn deadline(&self) -> Millis {
-        Millis(self.deadline.load(Ordering::Relaxed))
+/// Position of `lease`'s slot for export `e` in `bucket` (its recorded position, checked;
+/// a search if it ever disagrees).
+fn slot_of(bucket: &Bucket, e: &ExportEntry, lease: &LeaseId) -> Option<usize> {
+    let i = e.slot.load(Ordering::Relaxed) as usize;
+    if bucket.slots.get(i).is_some_and(|s| s.reg.lease == *lease) {
+        return Some(i);
     }
-
-    /// Mirrors a new deadline from the lease table (call under the same lock).
-    pub fn set_deadline(&self, deadline: Millis) {
-        self.deadline.store(deadline.0, Ordering::Relaxed);
-    }
+    bucket.slots.iter().position(|s| s.reg.lease == *lease)
 }
 
 /// Keys besides the owner that may use a name, and their live registrations.
@@ -182,11 +253,11 @@ struct NameExtra {
     active: Vec<(Arc<VendorKey>, LeaseId)>,
 }
 
-/// Who may use a service name, and its live registrations (the owner's inline).
+/// Who may use a service name, and its live registrations (the owner's inline): 24 bytes.
 #[derive(Debug)]
 struct NameEntry {
     owner: Arc<VendorKey>,
-    owner_lease: Option<LeaseId>,
+    owner_reg: Option<Arc<Registration>>,
     extra: Option<Box<NameExtra>>,
 }
 
@@ -194,7 +265,7 @@ impl NameEntry {
     fn new(owner: Arc<VendorKey>) -> Self {
         Self {
             owner,
-            owner_lease: None,
+            owner_reg: None,
             extra: None,
         }
     }
@@ -233,12 +304,13 @@ pub struct Admission {
 #[derive(Debug, Default)]
 pub struct Catalog {
     regs: LeaseMap<Arc<Registration>>,
-    by_interface: HashMap<Arc<str>, Vec<Arc<Registration>>>,
+    by_interface: HashMap<Arc<str>, Bucket>,
     names: HashMap<Arc<str>, NameEntry>,
     strings: Interner<str>,
     function_sets: Interner<[Arc<str>]>,
     attribute_sets: Interner<[(Arc<str>, Arc<str>)]>,
     vendors: Interner<VendorKey>,
+    versions: Interner<semver::Version>,
     removed_since_sweep: usize,
 }
 
@@ -257,7 +329,7 @@ impl Catalog {
             }),
             Some(entry) if *entry.owner == *key => Ok(Admission {
                 claims_name: false,
-                replaces: entry.owner_lease,
+                replaces: entry.owner_reg.as_ref().map(|r| r.lease),
             }),
             Some(entry) if entry.granted(key) => Ok(Admission {
                 claims_name: false,
@@ -320,8 +392,9 @@ impl Catalog {
         fs.dedup();
         Ok(ExportEntry {
             key: self.strings.intern(&parsed.unversioned()),
-            version,
+            version: self.versions.intern(version),
             functions: self.function_sets.intern_slice(&fs),
+            slot: AtomicU32::new(0),
         })
     }
 
@@ -358,23 +431,40 @@ impl Catalog {
             lease,
             name: name.clone(),
             vendor: vendor.clone(),
-            version: manifest
-                .semver()
-                .unwrap_or_else(|| semver::Version::new(0, 0, 0)),
+            version: self.versions.intern(
+                manifest
+                    .semver()
+                    .unwrap_or_else(|| semver::Version::new(0, 0, 0)),
+            ),
             first,
-            more: exports.collect(),
+            more: {
+                let more: Vec<ExportEntry> = exports.collect();
+                (!more.is_empty()).then(|| Box::new(more))
+            },
             attributes: self.attribute_sets.intern_slice(&attrs),
-            deadline: AtomicU64::new(deadline.0),
         });
+        let proxy = pack32(&reg.version);
         for e in reg.exports() {
-            self.by_interface
-                .entry(e.key.clone())
-                .or_default()
-                .push(reg.clone());
+            let bucket = self.by_interface.entry(e.key.clone()).or_default();
+            let versions = match (pack32(&e.version), proxy) {
+                (Some(i), Some(p)) => (u64::from(i) << 32) | u64::from(p),
+                _ => {
+                    bucket.unpacked += 1;
+                    0
+                }
+            };
+            e.slot.store(bucket.slots.len() as u32, Ordering::Relaxed);
+            bucket.slots.push(Slot {
+                deadline,
+                versions,
+                functions: set_id(&e.functions),
+                attributes: set_id(&reg.attributes),
+                reg: reg.clone(),
+            });
         }
         if let Some(entry) = self.names.get_mut(&*name) {
             if *entry.owner == *vendor {
-                entry.owner_lease = Some(lease);
+                entry.owner_reg = Some(reg.clone());
             } else {
                 entry
                     .extra
@@ -392,17 +482,29 @@ impl Catalog {
         let reg = self.regs.remove(lease)?;
         for e in reg.exports() {
             if let Some(bucket) = self.by_interface.get_mut(&e.key) {
-                if let Some(i) = bucket.iter().position(|r| r.lease == *lease) {
-                    bucket.swap_remove(i);
+                if let Some(i) = slot_of(bucket, e, lease) {
+                    let gone = bucket.slots.swap_remove(i);
+                    if gone.versions == 0 {
+                        bucket.unpacked -= 1;
+                    }
+                    let last = bucket.slots.len();
+                    if let Some(moved) = bucket.slots.get(i)
+                        && let Some(m) = moved.reg.exports().find(|x| {
+                            Arc::ptr_eq(&x.key, &e.key)
+                                && x.slot.load(Ordering::Relaxed) as usize == last
+                        })
+                    {
+                        m.slot.store(i as u32, Ordering::Relaxed);
+                    }
                 }
-                if bucket.is_empty() {
+                if bucket.slots.is_empty() {
                     self.by_interface.remove(&e.key);
                 }
             }
         }
         if let Some(entry) = self.names.get_mut(&*reg.name) {
-            if entry.owner_lease == Some(*lease) {
-                entry.owner_lease = None;
+            if entry.owner_reg.as_ref().is_some_and(|r| r.lease == *lease) {
+                entry.owner_reg = None;
             } else if let Some(x) = entry.extra.as_mut() {
                 x.active.retain(|(_, l)| l != lease);
             }
@@ -422,7 +524,31 @@ impl Catalog {
         self.function_sets.sweep();
         self.attribute_sets.sweep();
         self.strings.sweep();
+        self.versions.sweep();
         self.removed_since_sweep = 0;
+    }
+
+    /// Sets the lease deadline of the registration under `lease` (the lease table's new
+    /// deadline; call under the same lock). O(1) per export.
+    pub fn set_deadline(&mut self, lease: &LeaseId, deadline: Millis) {
+        let Some(reg) = self.regs.get(lease) else {
+            return;
+        };
+        for e in reg.exports() {
+            if let Some(bucket) = self.by_interface.get_mut(&e.key)
+                && let Some(i) = slot_of(bucket, e, lease)
+            {
+                bucket.slots[i].deadline = deadline;
+            }
+        }
+    }
+
+    /// The lease deadline of the registration under `lease`, as last set by the lease
+    /// table's owner.
+    pub fn deadline(&self, lease: &LeaseId) -> Option<Millis> {
+        let e = &self.regs.get(lease)?.first;
+        let bucket = self.by_interface.get(&e.key)?;
+        slot_of(bucket, e, lease).map(|i| bucket.slots[i].deadline)
     }
 
     /// The registration under `lease`.
@@ -430,11 +556,9 @@ impl Catalog {
         self.regs.get(lease)
     }
 
-    /// The interned key and the registrations exporting the unversioned interface `key`.
-    pub fn by_interface(&self, key: &str) -> Option<(&Arc<str>, &[Arc<Registration>])> {
-        self.by_interface
-            .get_key_value(key)
-            .map(|(k, v)| (k, v.as_slice()))
+    /// The interned key and the bucket of the unversioned interface `key`.
+    pub fn by_interface(&self, key: &str) -> Option<(&Arc<str>, &Bucket)> {
+        self.by_interface.get_key_value(key)
     }
 
     /// The interned copy of `s` if any registration uses it.
@@ -514,7 +638,7 @@ pub(crate) mod tests {
             &[("courier:kv/store@0.1.0", &["get", "set"])],
         );
         let reg = c.insert(LeaseId([2; 16]), &m2, Millis(10)).unwrap();
-        assert_eq!(reg.deadline(), Millis(10));
+        assert_eq!(c.deadline(&LeaseId([2; 16])), Some(Millis(10)));
         assert_eq!(
             reg.interface_names(),
             vec!["courier:kv/store@0.1.0".to_string()]
@@ -522,8 +646,11 @@ pub(crate) mod tests {
         assert!(reg.first.is("courier:kv/store") && reg.first.is("courier:kv/store@0.1.0"));
         assert!(!reg.first.is("courier:kv/store@0.1.1"));
         drop(reg);
-        assert_eq!(c.by_interface("courier:echo/echo").unwrap().1.len(), 1);
-        assert_eq!(c.by_interface("courier:kv/store").unwrap().1.len(), 1);
+        assert_eq!(
+            c.by_interface("courier:echo/echo").unwrap().1.slots.len(),
+            1
+        );
+        assert_eq!(c.by_interface("courier:kv/store").unwrap().1.slots.len(), 1);
         assert!(c.by_interface("courier:kv/other").is_none());
         assert_eq!(c.interfaces(), 2);
         assert!(c.interned("get").is_some());
@@ -581,5 +708,52 @@ pub(crate) mod tests {
         assert_eq!(c.owner("acme/echo"), Some(a));
         c.grant("fresh/name", &b);
         assert_eq!(c.owner("fresh/name"), Some(b));
+    }
+
+    #[test]
+    fn slots_follow_renewals_and_removals() {
+        let mut c = Catalog::new();
+        for n in 1..=3u8 {
+            let m = manifest(
+                &format!("acme/s{n}"),
+                1,
+                "1.0.0",
+                &[("courier:echo/echo@0.1.0", &["say"])],
+            );
+            c.insert(LeaseId([n; 16]), &m, Millis(u64::from(n)))
+                .unwrap();
+        }
+        // Removing the first moves the last into its place; its recorded slot follows.
+        c.remove(&LeaseId([1; 16])).unwrap();
+        c.set_deadline(&LeaseId([3; 16]), Millis(30));
+        c.set_deadline(&LeaseId([2; 16]), Millis(20));
+        let (_, b) = c.by_interface("courier:echo/echo").unwrap();
+        let mut got: Vec<(u8, u64)> = b
+            .slots
+            .iter()
+            .map(|s| (s.reg.lease.0[0], s.deadline.0))
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![(2, 20), (3, 30)]);
+        assert_eq!(c.deadline(&LeaseId([3; 16])), Some(Millis(30)));
+        assert_eq!(b.unpacked, 0);
+        let pre = manifest(
+            "acme/pre",
+            1,
+            "1.0.0-rc.1",
+            &[("courier:echo/echo@0.1.0", &["say"])],
+        );
+        c.insert(LeaseId([9; 16]), &pre, Millis(5)).unwrap();
+        assert_eq!(c.by_interface("courier:echo/echo").unwrap().1.unpacked, 1);
+        c.remove(&LeaseId([9; 16])).unwrap();
+        assert_eq!(c.by_interface("courier:echo/echo").unwrap().1.unpacked, 0);
+    }
+
+    #[test]
+    fn compact_layouts() {
+        // 120 + 16 bytes of Arc counts: one 144-byte allocation per registration.
+        assert!(std::mem::size_of::<Registration>() <= 120);
+        assert!(std::mem::size_of::<Slot>() <= 40);
+        assert!(std::mem::size_of::<NameEntry>() <= 24);
     }
 }

@@ -10,9 +10,10 @@
 //! Rank, best first: the highest interface version, then the highest proxy version, then the
 //! most lease time left, then the lease id (so equal candidates come in a stable order).
 
-use crate::catalog::{Catalog, ExportEntry, Registration};
+use crate::catalog::{Bucket, Catalog, ExportEntry, Registration, Slot, unpack32};
 use crate::lease_table::Millis;
 use courier_protocol::{AttributeConstraint, InterfaceName, LeaseId, ServiceQuery};
+use std::sync::Arc;
 
 /// Candidates returned when a query asks for none in particular (limit 0).
 pub const DEFAULT_LIMIT: usize = 16;
@@ -115,6 +116,10 @@ impl PreparedQuery {
         {
             return false;
         }
+        self.functions_exported(e)
+    }
+
+    fn functions_exported(&self, e: &ExportEntry) -> bool {
         self.functions.iter().all(|f| {
             e.functions
                 .binary_search_by(|x| (**x).cmp(f.as_str()))
@@ -147,6 +152,34 @@ fn pack(v: &semver::Version) -> Option<u64> {
         .then_some((v.major << 42) | (v.minor << 21) | v.patch)
 }
 
+/// A few remembered answers of a check, keyed by the identity of what was checked
+/// (interned sets, packed versions): most buckets hold only a handful of distinct ones.
+struct Memo {
+    seen: [(u64, bool); 16],
+    len: usize,
+}
+
+impl Memo {
+    fn new() -> Self {
+        Self {
+            seen: [(0, false); 16],
+            len: 0,
+        }
+    }
+
+    fn check(&mut self, key: u64, f: impl FnOnce() -> bool) -> bool {
+        if let Some((_, v)) = self.seen[..self.len].iter().find(|(k, _)| *k == key) {
+            return *v;
+        }
+        let v = f();
+        if self.len < self.seen.len() {
+            self.seen[self.len] = (key, v);
+            self.len += 1;
+        }
+        v
+    }
+}
+
 /// Runs `query` at `now`: ranked matches, best first, at most the query's limit. Reads
 /// only the interface's bucket; a registration whose deadline has passed does not match,
 /// whether or not the expiry task has collected it yet.
@@ -154,14 +187,78 @@ pub fn find(catalog: &Catalog, now: Millis, query: &PreparedQuery) -> Vec<Match>
     let Some((key, bucket)) = catalog.by_interface(&query.key) else {
         return Vec::new();
     };
+    if bucket.unpacked > 0 {
+        return find_unpacked(key, bucket, now, query);
+    }
+    // Filter on the compact slots alone; a registration is read only for the first slot of
+    // each distinct function set, attribute set or interface version.
+    let (mut versions, mut functions, mut attributes) = (Memo::new(), Memo::new(), Memo::new());
+    let mut hits: Vec<(usize, &Slot)> = Vec::new();
+    for (pos, s) in bucket.slots.iter().enumerate() {
+        if s.deadline <= now {
+            continue;
+        }
+        if let Some(req) = &query.req
+            && !versions.check(s.versions >> 32, || {
+                req.matches(&unpack32((s.versions >> 32) as u32))
+            })
+        {
+            continue;
+        }
+        if !query.functions.is_empty()
+            && !functions.check(s.functions as u64, || {
+                s.export(key, pos)
+                    .is_some_and(|e| query.functions_exported(e))
+            })
+        {
+            continue;
+        }
+        if !query.attributes.is_empty()
+            && !attributes.check(s.attributes as u64, || query.attributes_hold(&s.reg))
+        {
+            continue;
+        }
+        hits.push((pos, s));
+    }
+    // Best first: versions, then deadline (most time left), then lease id.
+    let rank = |(_, a): &(usize, &Slot), (_, b): &(usize, &Slot)| {
+        b.versions
+            .cmp(&a.versions)
+            .then(b.deadline.cmp(&a.deadline))
+            .then_with(|| a.reg.lease.cmp(&b.reg.lease))
+    };
+    if hits.len() > query.limit {
+        hits.select_nth_unstable_by(query.limit - 1, rank);
+        hits.truncate(query.limit);
+    }
+    hits.sort_unstable_by(rank);
+    hits.into_iter()
+        .filter_map(|(pos, s)| {
+            Some(Match {
+                lease: s.reg.lease,
+                interface: s.export(key, pos)?.versioned(),
+                remaining_ms: s.deadline.since(now),
+            })
+        })
+        .collect()
+}
+
+/// [`find`] for a bucket where some version does not pack: full semver order.
+fn find_unpacked(
+    key: &Arc<str>,
+    bucket: &Bucket,
+    now: Millis,
+    query: &PreparedQuery,
+) -> Vec<Match> {
     let mut hits: Vec<Hit<'_>> = Vec::new();
     let mut packed = true;
-    for reg in bucket {
-        let deadline = reg.deadline();
+    for (pos, s) in bucket.slots.iter().enumerate() {
+        let deadline = s.deadline;
         if deadline <= now {
             continue;
         }
-        let Some(export) = reg.export(key) else {
+        let reg = &*s.reg;
+        let Some(export) = s.export(key, pos) else {
             continue;
         };
         if !query.export_matches(export) || !query.attributes_hold(reg) {
@@ -369,5 +466,54 @@ mod tests {
             PreparedQuery::new(&query, 10).unwrap_err(),
             QueryError::TooManyConstraints
         );
+    }
+
+    #[test]
+    fn prerelease_versions_rank_by_full_semver() {
+        let mut c = Catalog::new();
+        let a = manifest("v/a", 1, "1.0.0", &[("courier:echo/echo@0.1.0", &["say"])]);
+        let b = manifest(
+            "v/b",
+            2,
+            "2.0.0-rc.1",
+            &[("courier:echo/echo@0.1.0", &["say"])],
+        );
+        c.insert(LeaseId([1; 16]), &a, Millis(100)).unwrap();
+        c.insert(LeaseId([2; 16]), &b, Millis(50)).unwrap();
+        let p = PreparedQuery::new(&q("courier:echo/echo"), 100).unwrap();
+        assert_eq!(leases(&find(&c, Millis(0), &p)), vec![2, 1]);
+        c.remove(&LeaseId([2; 16])).unwrap();
+        assert_eq!(leases(&find(&c, Millis(0), &p)), vec![1]);
+    }
+
+    #[test]
+    fn many_distinct_attribute_sets_and_renewals() {
+        let mut c = Catalog::new();
+        for n in 1..=40u8 {
+            let mut m = manifest(
+                &format!("v/s{n}"),
+                n,
+                "1.0.0",
+                &[("courier:echo/echo@0.1.0", &["say"])],
+            );
+            m.attributes.insert("id".into(), n.to_string());
+            if n % 2 == 0 {
+                m.attributes.insert("even".into(), "yes".into());
+            }
+            c.insert(LeaseId([n; 16]), &m, Millis(1_000)).unwrap();
+        }
+        let mut query = q("courier:echo/echo");
+        query.attributes = vec![AttributeConstraint::Present("even".into())];
+        query.limit = 100;
+        let p = PreparedQuery::new(&query, 100).unwrap();
+        let got = leases(&find(&c, Millis(0), &p));
+        assert_eq!(got, (1..=40u8).filter(|n| n % 2 == 0).collect::<Vec<_>>());
+        // A renewal moves a registration to the front; an old deadline stops matching.
+        c.set_deadline(&LeaseId([40; 16]), Millis(5_000));
+        c.set_deadline(&LeaseId([2; 16]), Millis(10));
+        let got = leases(&find(&c, Millis(20), &p));
+        assert_eq!(got[0], 40);
+        assert!(!got.contains(&2));
+        assert_eq!(got.len(), 19);
     }
 }

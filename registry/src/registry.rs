@@ -60,7 +60,8 @@ pub struct RegistryConfig {
     pub subscriber_buffer: usize,
     /// Most candidates one query returns.
     pub max_candidates: usize,
-    /// redb page cache.
+    /// redb page cache (default 1 MiB: manifests are read only for the candidates a query
+    /// returns, and the OS page cache serves them; a bigger cache costs resident memory).
     pub store_cache_bytes: usize,
     /// Event numbers reserved durably at a time.
     pub seq_block: u64,
@@ -84,7 +85,7 @@ impl RegistryConfig {
             event_ring: 65_536,
             subscriber_buffer: 4096,
             max_candidates: 100,
-            store_cache_bytes: 4 * 1024 * 1024,
+            store_cache_bytes: 1024 * 1024,
             seq_block: 1 << 20,
         }
     }
@@ -398,6 +399,9 @@ impl Registry {
         for (name, key) in &grants {
             catalog.grant(name, key);
         }
+        // Freed before the registrations load, so their memory is reused rather than left
+        // as holes under long-lived allocations.
+        drop((names, grants));
         let mut drop_ids = Vec::new();
         let (mut kept, mut graced) = (0usize, 0usize);
         let bad = store.load(|s| {
@@ -651,7 +655,7 @@ impl Registry {
                 LeaseOutcome::Renewed {
                     ttl_ms, deadline, ..
                 } => {
-                    reg.set_deadline(deadline);
+                    st.catalog.set_deadline(&lease, deadline);
                     st.dirty.insert(lease, ());
                     st.events.push(EventKind::Renewed, self.wall_ms(now), reg);
                     if deadline_moved_earlier(before, st.table.next_deadline()) {
