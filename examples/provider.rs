@@ -97,7 +97,9 @@ async fn main() -> anyhow::Result<()> {
     println!("  (with COURIER_REGISTRY and COURIER_REGISTRY_PIN set, and ./vendor.key)");
     println!();
     println!("serving until Ctrl-C");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     println!("stopping (letting calls in flight finish)...");
     handle.shutdown().await;
     Ok(())

@@ -23,9 +23,13 @@ pub fn courier() -> Command {
 
 /// A `courier registry serve` child process, with the address and pin it printed.
 pub struct ServedRegistry {
+    /// The registry process.
     pub child: Child,
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Its TLS pin.
     pub pin: SpkiPin,
+    /// Its stdout after the banner.
     pub lines: mpsc::Receiver<String>,
 }
 
