@@ -52,15 +52,5 @@ pub async fn call<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
     let (mut send, mut recv) = conn.open_bi().await?;
     write_frame(&mut send, request).await?;
     send.finish()?;
-    let response = read_frame(&mut recv, max_response).await?;
-    // Read the stream's end too: a receive stream dropped before its end makes quinn send
-    // STOP_SENDING, an extra frame per request. The peer finishes right after the response,
-    // so this costs no round trip; anything after the frame is a protocol error.
-    match recv.read_to_end(0).await {
-        Ok(_) => Ok(response),
-        Err(quinn::ReadToEndError::TooLong) => Err(TransportError::Codec(
-            courier_protocol::CodecError::TrailingBytes(1),
-        )),
-        Err(quinn::ReadToEndError::Read(e)) => Err(e.into()),
-    }
+    read_frame(&mut recv, max_response).await
 }
