@@ -46,7 +46,10 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
         .iter()
         .map(|e| {
             vec![
-                e.at_ms.to_string(),
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_ms),
+                )
+                .to_string(),
                 e.outcome.name.clone(),
                 e.outcome.version.clone(),
                 e.outcome.function.clone(),
