@@ -350,6 +350,14 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The interface a query names, parsed for the call.
+fn parse_interface(query: &ServiceQuery) -> Result<InterfaceName, InvokeError> {
+    query
+        .interface
+        .parse()
+        .map_err(|e: courier_protocol::InterfaceNameError| InvokeError::Interface(e.to_string()))
+}
+
 fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -535,13 +543,7 @@ impl Client {
         function: &str,
         args: &str,
     ) -> Result<CallReport, CallError> {
-        let interface: InterfaceName =
-            query
-                .interface
-                .parse()
-                .map_err(|e: courier_protocol::InterfaceNameError| {
-                    InvokeError::Interface(e.to_string())
-                })?;
+        let interface = parse_interface(&query)?;
         let spec = CallSpec::new(interface, function, args);
         self.run_dynamic(query, &spec).await
     }
@@ -612,19 +614,32 @@ impl Client {
                     timings,
                 })
             }
-            Err(failure) => {
-                timings.add_run(&failure.timings);
-                let detail = clip(&failure.error.to_string(), 200);
-                timings.report = self
-                    .report(&manifest, &function, false, detail, started)
-                    .await;
-                timings.total = started.elapsed();
-                Err(CallError::Run {
-                    chosen: Box::new(chosen),
-                    failure: Box::new(failure),
-                    timings,
-                })
-            }
+            Err(failure) => Err(self
+                .run_failed(&manifest, &function, chosen, failure, timings, started)
+                .await),
+        }
+    }
+
+    /// Records a run that failed (outcome report, timings) and turns it into the error.
+    async fn run_failed(
+        &self,
+        manifest: &Manifest,
+        function: &str,
+        chosen: Chosen,
+        failure: RunFailure,
+        mut timings: PhaseTimings,
+        started: Instant,
+    ) -> CallError {
+        timings.add_run(&failure.timings);
+        let detail = clip(&failure.error.to_string(), 200);
+        timings.report = self
+            .report(manifest, function, false, detail, started)
+            .await;
+        timings.total = started.elapsed();
+        CallError::Run {
+            chosen: Box::new(chosen),
+            failure: Box::new(failure),
+            timings,
         }
     }
 
@@ -641,13 +656,7 @@ impl Client {
         R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
         let started = Instant::now();
-        let interface: InterfaceName =
-            query
-                .interface
-                .parse()
-                .map_err(|e: courier_protocol::InterfaceNameError| {
-                    InvokeError::Interface(e.to_string())
-                })?;
+        let interface = parse_interface(&query)?;
         let spec = CallSpec::new(interface, function, "()");
         let Ready {
             chosen,
@@ -681,19 +690,9 @@ impl Client {
                     timings,
                 })
             }
-            Err(failure) => {
-                timings.add_run(&failure.timings);
-                let detail = clip(&failure.error.to_string(), 200);
-                timings.report = self
-                    .report(&manifest, &function, false, detail, started)
-                    .await;
-                timings.total = started.elapsed();
-                Err(CallError::Run {
-                    chosen: Box::new(chosen),
-                    failure: Box::new(failure),
-                    timings,
-                })
-            }
+            Err(failure) => Err(self
+                .run_failed(&manifest, &function, chosen, failure, timings, started)
+                .await),
         }
     }
 
