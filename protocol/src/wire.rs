@@ -281,6 +281,12 @@ pub enum Request {
         /// Most entries, newest first.
         limit: u32,
     },
+    /// Opens a keep-alive stream (like etcd's `LeaseKeepAlive`): after this first frame the
+    /// stream carries only [`Request::Renew`] frames, each answered in order by
+    /// [`Response::Renewed`] or [`Response::Error`], until the client finishes it. One
+    /// long-lived stream per vendor connection saves a stream's set-up and tear-down per
+    /// renewal.
+    KeepAlive,
 }
 
 /// Answers from the registry.

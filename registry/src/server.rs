@@ -354,13 +354,24 @@ async fn read_request(
     max: usize,
     large: Option<&Semaphore>,
 ) -> Result<Request, WireError> {
+    read_request_opt(recv, max, large)
+        .await?
+        .ok_or_else(|| WireError::new(ErrorKind::BadFrame, "empty stream: no request frame"))
+}
+
+/// Like [`read_request`], with `Ok(None)` when the stream ended cleanly before a frame.
+async fn read_request_opt(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+    large: Option<&Semaphore>,
+) -> Result<Option<Request>, WireError> {
     let bad = |m: String| WireError::new(ErrorKind::BadFrame, m);
     let mut header = [0u8; codec::FRAME_HEADER_LEN];
     let mut got = 0;
     while got < header.len() {
         match recv.read(&mut header[got..]).await {
             Ok(Some(n)) => got += n,
-            Ok(None) if got == 0 => return Err(bad("empty stream: no request frame".into())),
+            Ok(None) if got == 0 => return Ok(None),
             Ok(None) => return Err(bad("truncated frame header".into())),
             Err(e) => return Err(bad(format!("read: {e}"))),
         }
@@ -386,7 +397,9 @@ async fn read_request(
         }
         quinn::ReadExactError::ReadError(e) => bad(format!("read: {e}")),
     })?;
-    codec::decode(&body).map_err(|e| bad(e.to_string()))
+    codec::decode(&body)
+        .map(Some)
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// Reads the stream's end if it has already arrived (one poll, never waits). A stream
@@ -432,7 +445,11 @@ async fn handle_stream(
     );
     let req = match read.await {
         Ok(Ok(r)) => {
-            consume_fin(&mut recv).await;
+            // A keep-alive stream goes on after its first frame: probing it for its end
+            // could eat the next request's first byte.
+            if !matches!(r, Request::KeepAlive) {
+                consume_fin(&mut recv).await;
+            }
             r
         }
         Ok(Err(e)) => {
@@ -540,6 +557,10 @@ async fn handle_stream(
             subscribe(send, ctx, conn, interface, from_seq).await;
             return;
         }
+        Request::KeepAlive => {
+            keep_alive(send, recv, ctx, peer, auth).await;
+            return;
+        }
         Request::Report(outcome) => {
             let registry = reg.clone();
             match blocking(move || {
@@ -565,6 +586,51 @@ async fn handle_stream(
     if write_frame(&mut send, &resp).await.is_ok() {
         let _ = send.finish();
     }
+}
+
+/// Serves a keep-alive stream: renewals in, grants out, in order, until the client finishes
+/// the stream, breaks the protocol, or the registry shuts down. Between renewals the stream
+/// may idle as long as the connection lives.
+async fn keep_alive(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    ctx: &Ctx,
+    peer: SocketAddr,
+    auth: &OnceLock<VendorKey>,
+) {
+    let reg = &ctx.registry;
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = read_request_opt(&mut recv, SMALL_FRAME, None) => r,
+        };
+        let resp = match next {
+            Ok(None) => break,
+            Ok(Some(Request::Renew { lease, ttl_ms })) => {
+                match reg.renew(reg.now(), auth.get(), lease, ttl_ms) {
+                    Ok(grant) => Response::Renewed(grant),
+                    Err(e) => error(e.to_wire(), peer, "renew"),
+                }
+            }
+            Ok(Some(_)) => {
+                let e = WireError::new(
+                    ErrorKind::BadFrame,
+                    "a keep-alive stream carries only renewals",
+                );
+                let _ = write_frame(&mut send, &error(e, peer, "keep-alive")).await;
+                break;
+            }
+            Err(e) => {
+                let _ = write_frame(&mut send, &error(e, peer, "keep-alive")).await;
+                break;
+            }
+        };
+        if write_frame(&mut send, &resp).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
 }
 
 /// Streams events: first what is kept from `from_seq`, then live batches until the client

@@ -409,6 +409,53 @@ async fn unknown_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_stream_carries_only_renewals() {
+    let (h, _dir, lease) = setup().await;
+    let conn = raw(&h).await;
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&codec::encode_frame(&Request::KeepAlive))
+        .await
+        .unwrap();
+    // A refused renewal leaves the stream open for the next one.
+    for _ in 0..2 {
+        let renew = Request::Renew {
+            lease: LeaseId([0xcd; 16]),
+            ttl_ms: 1_000,
+        };
+        send.write_all(&codec::encode_frame(&renew)).await.unwrap();
+        let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+        assert_eq!(error_kind(resp), ErrorKind::NotAuthenticated);
+    }
+    // Anything else is a protocol error that ends the stream.
+    send.write_all(&codec::encode_frame(&Request::Leases))
+        .await
+        .unwrap();
+    let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+    assert_eq!(error_kind(resp), ErrorKind::BadFrame);
+    let end: Option<Response> = courier_transport::read_frame_opt(&mut recv, 1 << 20)
+        .await
+        .unwrap();
+    assert!(end.is_none());
+    still_serving(&h, lease).await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_renewal_does_not_desynchronise_the_keep_alive_stream() {
+    let (h, _dir, lease) = setup().await;
+    let v = vendor(&h, &key(1)).await;
+    v.renew(lease, 30_000).await.unwrap();
+    // A caller that gives up before the answer arrives leaves an answer in flight ...
+    let _ = tokio::time::timeout(Duration::from_nanos(1), v.renew(lease, 30_000)).await;
+    // ... which the next renewal must not take for its own.
+    let e = v.renew(LeaseId([0xef; 16]), 30_000).await.unwrap_err();
+    assert_eq!(kind(e), ErrorKind::UnknownLease);
+    assert_eq!(v.renew(lease, 40_000).await.unwrap().lease, lease);
+    still_serving(&h, lease).await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renew_or_cancel_by_another_key() {
     let (h, _dir, lease) = setup().await;
     let evil = vendor(&h, &key(2)).await;

@@ -1,9 +1,12 @@
 //! The typed client of the registry protocol, used by vendors, clients and operators.
 //!
 //! One QUIC connection per client, pinned to the registry's key; the Hello/Welcome handshake
-//! on the first stream; then one stream per request.
+//! on the first stream; then one stream per request, except renewals, which share one
+//! long-lived keep-alive stream per connection.
 
-use crate::{TransportError, call, client_endpoint, connect, read_frame_opt, write_frame};
+use crate::{
+    TransportError, call, client_endpoint, connect, read_frame, read_frame_opt, write_frame,
+};
 use courier_protocol::signing::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
     Candidate, ContentHash, EventBatch, Hello, HistoryEntry, LeaseGrant, LeaseId, LeaseInfo,
@@ -11,6 +14,7 @@ use courier_protocol::{
     SigningKey, SpkiPin, VendorKey, WireError,
 };
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long connecting (QUIC + TLS + Hello) may take.
@@ -33,6 +37,9 @@ pub enum ClientError {
     Unexpected(&'static str),
 }
 
+/// Cap on one keep-alive answer (a grant or an error).
+const MAX_KEEP_ALIVE_RESPONSE: usize = 64 * 1024;
+
 /// A connection to a registry.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
@@ -41,6 +48,17 @@ pub struct RegistryClient {
     challenge: [u8; 32],
     pin: SpkiPin,
     addr: SocketAddr,
+    keep_alive: Arc<tokio::sync::Mutex<Option<KeepAliveStream>>>,
+}
+
+/// The connection's keep-alive stream ([`Request::KeepAlive`]).
+#[derive(Debug)]
+struct KeepAliveStream {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    /// A renewal was written and its answer not yet read (its caller gave up mid-way):
+    /// the stream is out of step and must be replaced.
+    pending: bool,
 }
 
 macro_rules! expect {
@@ -82,6 +100,7 @@ impl RegistryClient {
             challenge: welcome.challenge,
             pin,
             addr,
+            keep_alive: Arc::default(),
         })
     }
 
@@ -120,10 +139,38 @@ impl RegistryClient {
         expect!(resp, Response::Registered(g) => g, "expected Registered")
     }
 
-    /// Renews a lease.
+    /// Renews a lease, on the connection's keep-alive stream (opened on first use, replaced
+    /// when it fails). Concurrent renewals on one client take turns on that stream.
     pub async fn renew(&self, lease: LeaseId, ttl_ms: u64) -> Result<LeaseGrant, ClientError> {
-        let resp = self.request(&Request::Renew { lease, ttl_ms }).await?;
-        expect!(resp, Response::Renewed(g) => g, "expected Renewed")
+        let mut slot = self.keep_alive.lock().await;
+        let stream = match slot.take() {
+            Some(s) if !s.pending => slot.insert(s),
+            _ => {
+                let (mut send, recv) = self.conn.open_bi().await.map_err(TransportError::from)?;
+                write_frame(&mut send, &Request::KeepAlive).await?;
+                slot.insert(KeepAliveStream {
+                    send,
+                    recv,
+                    pending: false,
+                })
+            }
+        };
+        stream.pending = true;
+        let answer = async {
+            write_frame(&mut stream.send, &Request::Renew { lease, ttl_ms }).await?;
+            read_frame::<Response>(&mut stream.recv, MAX_KEEP_ALIVE_RESPONSE).await
+        }
+        .await;
+        match answer {
+            Ok(resp) => {
+                stream.pending = false;
+                expect!(resp, Response::Renewed(g) => g, "expected Renewed")
+            }
+            Err(e) => {
+                *slot = None;
+                Err(e.into())
+            }
+        }
     }
 
     /// Cancels a lease.
