@@ -2,14 +2,14 @@
 //! (`namespace:package/interface`), and who owns which service name.
 //!
 //! Memory and cache layout matter here (100,000 registrations, a match in microseconds):
-//! - a registration is one allocation (136 bytes): its name, vendor, interned proxy
+//! - a registration is one allocation (120 bytes, a 128-byte malloc chunk): its name, vendor, interned proxy
 //!   version, first export inline, and shared pointers to its function and attribute sets;
 //! - strings that repeat (interface names, function names, attribute keys and values) and
 //!   whole function and attribute sets are interned as shared `Arc`s, so a registration
 //!   costs little more than its own name, and the sets the matcher reads stay in cache;
-//! - each interface's bucket is a contiguous array of compact [`Slot`]s (40 bytes: deadline,
-//!   packed interface and proxy versions, the identities of the interned
-//!   function and attribute sets): a query ranks and filters by reading the array
+//! - each interface's bucket is a contiguous array of compact [`Slot`]s (32 bytes: deadline,
+//!   packed interface and proxy versions, the ids of the interned function and attribute
+//!   sets): a query ranks and filters by reading the array
 //!   sequentially and touches a full registration only for the candidates it returns (and
 //!   once per distinct function or attribute set). Every export records its slot's position,
 //!   so a renewal or removal updates the bucket in O(1);
@@ -22,21 +22,26 @@
 
 use crate::lease_table::{LeaseMap, Millis};
 use courier_protocol::{InterfaceName, LeaseId, Manifest, VendorKey};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Values shared between registrations.
+/// Values shared between registrations, each with a small id that is unique among the
+/// values held (an id freed by [`Interner::sweep`] is reused).
 #[derive(Debug)]
 pub struct Interner<T: ?Sized + Hash + Eq> {
-    set: HashSet<Arc<T>>,
+    set: HashMap<Arc<T>, u32>,
+    free: Vec<u32>,
+    next: u32,
 }
 
 impl<T: ?Sized + Hash + Eq> Default for Interner<T> {
     fn default() -> Self {
         Self {
-            set: HashSet::new(),
+            set: HashMap::new(),
+            free: Vec::new(),
+            next: 0,
         }
     }
 }
@@ -44,22 +49,42 @@ impl<T: ?Sized + Hash + Eq> Default for Interner<T> {
 impl<T: ?Sized + Hash + Eq> Interner<T> {
     /// The shared copy of `value`, made with `make` if absent.
     pub fn intern_with(&mut self, value: &T, make: impl FnOnce(&T) -> Arc<T>) -> Arc<T> {
-        if let Some(v) = self.set.get(value) {
+        if let Some((v, _)) = self.set.get_key_value(value) {
             return v.clone();
         }
-        let v = make(value);
-        self.set.insert(v.clone());
+        self.insert_new(make(value))
+    }
+
+    /// Adds `v` (known to be absent) under a fresh id.
+    fn insert_new(&mut self, v: Arc<T>) -> Arc<T> {
+        let id = self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        });
+        self.set.insert(v.clone(), id);
         v
     }
 
     /// The shared copy of `value` if some registration uses it.
     pub fn get(&self, value: &T) -> Option<&Arc<T>> {
-        self.set.get(value)
+        self.set.get_key_value(value).map(|(v, _)| v)
     }
 
-    /// Drops every value nothing but the interner holds.
+    /// The id of an interned value (`u32::MAX` if it is not held).
+    pub fn id(&self, value: &T) -> u32 {
+        self.set.get(value).copied().unwrap_or(u32::MAX)
+    }
+
+    /// Drops every value nothing but the interner holds, freeing its id.
     pub fn sweep(&mut self) {
-        self.set.retain(|v| Arc::strong_count(v) > 1);
+        let free = &mut self.free;
+        self.set.retain(|v, id| {
+            let used = Arc::strong_count(v) > 1;
+            if !used {
+                free.push(*id);
+            }
+            used
+        });
     }
 
     /// Number of distinct values held.
@@ -80,12 +105,20 @@ impl Interner<str> {
     }
 }
 
-impl<T: Clone + Hash + Eq> Interner<[T]> {
-    /// The shared copy of the slice `value`.
-    pub fn intern_slice(&mut self, value: &[T]) -> Arc<[T]> {
-        self.intern_with(value, |v| Arc::from(v))
+impl<T: Hash + Eq> Interner<Box<[T]>> {
+    /// The shared copy of the set `value`.
+    pub fn intern_set(&mut self, value: Vec<T>) -> Set<T> {
+        let value = value.into_boxed_slice();
+        if let Some(v) = self.get(&value) {
+            return v.clone();
+        }
+        self.insert_new(Arc::new(value))
     }
 }
+
+/// An interned set: a thin pointer (8 bytes where `Arc<[T]>` takes 16), which keeps a
+/// registration within a 128-byte allocation.
+pub type Set<T> = Arc<Box<[T]>>;
 
 impl Interner<semver::Version> {
     /// The shared copy of `value`.
@@ -102,7 +135,7 @@ impl Interner<VendorKey> {
 }
 
 /// An attribute set: `(key, value)` pairs sorted by key.
-pub type Attributes = Arc<[(Arc<str>, Arc<str>)]>;
+pub type Attributes = Set<(Arc<str>, Arc<str>)>;
 
 /// One exported interface of a registration, as the matcher needs it.
 #[derive(Debug)]
@@ -112,7 +145,7 @@ pub struct ExportEntry {
     /// The interface version (interned).
     pub version: Arc<semver::Version>,
     /// Exported functions, sorted by name (an interned set).
-    pub functions: Arc<[Arc<str>]>,
+    pub functions: Set<Arc<str>>,
     /// Position of this export's slot in its interface's bucket.
     slot: AtomicU32,
 }
@@ -150,11 +183,6 @@ pub fn unpack32(p: u32) -> semver::Version {
     )
 }
 
-/// Identity of an interned set (equal sets share one allocation while they are used).
-fn set_id<T>(set: &Arc<[T]>) -> usize {
-    Arc::as_ptr(set) as *const () as usize
-}
-
 /// One registration's export in its interface's bucket: what ranking and filtering read.
 #[derive(Debug, Clone)]
 pub struct Slot {
@@ -164,12 +192,12 @@ pub struct Slot {
     /// Interface version (high 32 bits) and proxy version (low 32 bits), packed with
     /// [`pack32`]; 0 when either does not pack (the bucket then counts it as unpacked).
     pub versions: u64,
-    /// Identity of the export's interned function set.
-    pub functions: usize,
-    /// Identity of the registration's interned attribute set.
-    pub attributes: usize,
     /// The registration.
     pub reg: Arc<Registration>,
+    /// Id of the export's interned function set (equal sets, equal ids).
+    pub functions: u32,
+    /// Id of the registration's interned attribute set.
+    pub attributes: u32,
 }
 
 impl Slot {
@@ -307,8 +335,8 @@ pub struct Catalog {
     by_interface: HashMap<Arc<str>, Bucket>,
     names: HashMap<Arc<str>, NameEntry>,
     strings: Interner<str>,
-    function_sets: Interner<[Arc<str>]>,
-    attribute_sets: Interner<[(Arc<str>, Arc<str>)]>,
+    function_sets: Interner<Box<[Arc<str>]>>,
+    attribute_sets: Interner<Box<[(Arc<str>, Arc<str>)]>>,
     vendors: Interner<VendorKey>,
     versions: Interner<semver::Version>,
     removed_since_sweep: usize,
@@ -393,7 +421,7 @@ impl Catalog {
         Ok(ExportEntry {
             key: self.strings.intern(&parsed.unversioned()),
             version: self.versions.intern(version),
-            functions: self.function_sets.intern_slice(&fs),
+            functions: self.function_sets.intern_set(fs),
             slot: AtomicU32::new(0),
         })
     }
@@ -441,7 +469,7 @@ impl Catalog {
                 let more: Vec<ExportEntry> = exports.collect();
                 (!more.is_empty()).then(|| Box::new(more))
             },
-            attributes: self.attribute_sets.intern_slice(&attrs),
+            attributes: self.attribute_sets.intern_set(attrs),
         });
         let proxy = pack32(&reg.version);
         for e in reg.exports() {
@@ -457,8 +485,8 @@ impl Catalog {
             bucket.slots.push(Slot {
                 deadline,
                 versions,
-                functions: set_id(&e.functions),
-                attributes: set_id(&reg.attributes),
+                functions: self.function_sets.id(&e.functions),
+                attributes: self.attribute_sets.id(&reg.attributes),
                 reg: reg.clone(),
             });
         }
@@ -518,14 +546,28 @@ impl Catalog {
         Some(reg)
     }
 
-    /// Drops interned values no registration uses any more.
+    /// Drops interned values no registration uses any more, and gives back the room of
+    /// buckets that shrank to under a quarter of their capacity.
     pub fn sweep(&mut self) {
+        for bucket in self.by_interface.values_mut() {
+            if bucket.slots.capacity() > 4 * bucket.slots.len() + 16 {
+                bucket.slots.shrink_to(2 * bucket.slots.len());
+            }
+        }
         // Sets first: they hold strings.
         self.function_sets.sweep();
         self.attribute_sets.sweep();
         self.strings.sweep();
         self.versions.sweep();
         self.removed_since_sweep = 0;
+    }
+
+    /// Gives back the slack of every bucket (after loading a whole catalog at start-up, when
+    /// doubling growth left up to half of each array unused).
+    pub fn shrink_to_fit(&mut self) {
+        for bucket in self.by_interface.values_mut() {
+            bucket.slots.shrink_to_fit();
+        }
     }
 
     /// Sets the lease deadline of the registration under `lease` (the lease table's new
@@ -619,6 +661,13 @@ pub(crate) mod tests {
             component_size: 1,
             vendor_key: VendorKey([vendor; 32]),
         }
+    }
+
+    #[test]
+    fn registration_and_slot_stay_compact() {
+        // Arc counts (16) + the registration: 120 bytes, a 128-byte malloc chunk.
+        assert_eq!(std::mem::size_of::<Registration>() + 16, 120);
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
     }
 
     #[test]

@@ -206,7 +206,7 @@ pub fn find(catalog: &Catalog, now: Millis, query: &PreparedQuery) -> Vec<Match>
             continue;
         }
         if !query.functions.is_empty()
-            && !functions.check(s.functions as u64, || {
+            && !functions.check(u64::from(s.functions), || {
                 s.export(key, pos)
                     .is_some_and(|e| query.functions_exported(e))
             })
@@ -214,7 +214,7 @@ pub fn find(catalog: &Catalog, now: Millis, query: &PreparedQuery) -> Vec<Match>
             continue;
         }
         if !query.attributes.is_empty()
-            && !attributes.check(s.attributes as u64, || query.attributes_hold(&s.reg))
+            && !attributes.check(u64::from(s.attributes), || query.attributes_hold(&s.reg))
         {
             continue;
         }

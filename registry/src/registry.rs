@@ -434,6 +434,7 @@ impl Registry {
             }
         })?;
         drop_ids.extend(bad);
+        catalog.shrink_to_fit();
         // Alive now: a lease that runs out after this point ran out while this process ran.
         store.commit(&Batch {
             delete: drop_ids.clone(),
@@ -779,8 +780,8 @@ impl Registry {
                             *id,
                             LeaseRow {
                                 expires_at_ms: self.wall_ms(s.deadline),
-                                ttl_ms: s.ttl_ms,
-                                renewals: u64::from(s.renewals),
+                                ttl_ms: s.ttl_ms(),
+                                renewals: u64::from(s.renewals()),
                             },
                         )
                     })
@@ -871,7 +872,10 @@ impl Registry {
             st.table
                 .iter()
                 .filter(|(_, s)| s.deadline > now)
-                .map(|(id, s)| (*id, s.deadline.since(now), s.ttl_ms, s.renewals, s.in_grace))
+                .map(|(id, s)| {
+                    let (ttl, renewals) = (s.ttl_ms(), s.renewals());
+                    (*id, s.deadline.since(now), ttl, renewals, s.in_grace())
+                })
                 .collect()
         };
         let ids: Vec<LeaseId> = rows.iter().map(|r| r.0).collect();
