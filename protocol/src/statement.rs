@@ -164,12 +164,12 @@ mod tests {
         let s = KeyStatement::rotate(VendorKey::of(&a), VendorKey::of(&b), 5);
         let signed = SignedKeyStatement::sign(&s, &a);
         assert_eq!(signed.verify().unwrap().get(), &s);
-        assert_eq!(SignedKeyStatement::from_hex(&signed.to_hex()).unwrap(), signed);
-        let r = KeyStatement::revoke(VendorKey::of(&b), 6);
         assert_eq!(
-            SignedKeyStatement::sign(&r, &b).verify().unwrap().get(),
-            &r
+            SignedKeyStatement::from_hex(&signed.to_hex()).unwrap(),
+            signed
         );
+        let r = KeyStatement::revoke(VendorKey::of(&b), 6);
+        assert_eq!(SignedKeyStatement::sign(&r, &b).verify().unwrap().get(), &r);
     }
 
     #[test]
