@@ -52,8 +52,10 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     let mut config = ClientConfig::new(id, trust);
     config.policy = policy(&args.allow_facts, args.approve && !args.deny);
     config.report = ReportMode::Inline;
+    config.state_dir = Some(args.state_dir.clone());
+    config.pins = args.pins.iter().cloned().collect();
     let registry = args.registry.connect("courier-cli/call").await?;
-    let client = Client::with_registry(registry, config).context("cannot set up the sandbox")?;
+    let client = Client::with_registry(registry, config).context("cannot set up the client")?;
     let attributes = args
         .attributes
         .iter()

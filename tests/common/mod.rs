@@ -17,7 +17,13 @@ pub fn courier() -> Command {
         .env_remove("COURIER_REGISTRY_PIN")
         .env_remove("COURIER_KEY")
         .env_remove("COURIER_TRUST")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        // The client's state (accepted versions, learned keys) goes to a scratch directory
+        // of this test process, not into the source tree.
+        .env(
+            "COURIER_STATE_DIR",
+            std::env::temp_dir().join(format!("courier-test-state-{}", std::process::id())),
+        );
     c
 }
 
