@@ -21,7 +21,7 @@ use crate::sandbox::{
     CompileError, Compiled, RunFailure, RunLogs, RunTimings, Sandbox, SandboxConfig, SandboxError,
 };
 use crate::state::{KEYS_FILE, StateError, VERSIONS_FILE, VersionMemory};
-use crate::trust::{TrustError, TrustRefusal, TrustStore};
+use crate::trust::{LearnError, TrustError, TrustRefusal, TrustStore};
 use courier_protocol::{
     Candidate, ContentHash, InterfaceName, LeaseId, Manifest, ManifestError, Outcome, ServiceQuery,
     SpkiPin, VendorKey, Verified, VerifyError,
@@ -107,8 +107,16 @@ pub enum ConnectError {
     #[error(transparent)]
     State(#[from] StateError),
     /// The learned key statements could not be read.
-    #[error("learned keys: {0}")]
-    Trust(#[from] TrustError),
+    #[error("learned keys {path}: {source}")]
+    Learned {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: TrustError,
+    },
+    /// The learned key statements conflict with the configured trust store.
+    #[error("learned key statements conflict with the trust store: {0}")]
+    KeyConflict(#[from] LearnError),
 }
 
 /// Why a candidate was skipped.
@@ -449,11 +457,10 @@ impl Client {
         let mut versions = VersionMemory::new();
         if let Some(dir) = &config.state_dir {
             versions = VersionMemory::load(&dir.join(VERSIONS_FILE))?;
-            let learned = TrustStore::load_or_empty(&dir.join(KEYS_FILE))?;
-            trust.absorb(&learned).map_err(|e| TrustError::Statement {
-                line: 0,
-                reason: e.to_string(),
-            })?;
+            let path = dir.join(KEYS_FILE);
+            let learned = TrustStore::load_or_empty(&path)
+                .map_err(|source| ConnectError::Learned { path, source })?;
+            trust.absorb(&learned)?;
         }
         let sandbox = Sandbox::new(config.policy, config.sandbox)?;
         let mut client = Self::with_sandbox(
@@ -619,14 +626,19 @@ impl Client {
             .is_some()
     }
 
-    /// The highest version of `name` accepted from `vendor` (or from the key it rotated
-    /// to, or from it: one vendor across rotations).
+    /// The highest version of `name` accepted from `vendor`, or from any key of the same
+    /// rotation chain (one vendor across its rotations: a rotation learned after a version
+    /// was accepted does not reset the mark).
     pub fn accepted_version(&self, vendor: &VendorKey, name: &str) -> Option<semver::Version> {
-        let current = self.trust_store().current(vendor);
+        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+        let current = trust.current(vendor);
         self.versions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&current, name)
+            .entries()
+            .filter(|((k, n), _)| n == name && trust.current(k) == current)
+            .map(|(_, v)| v)
+            .max()
             .cloned()
     }
 
@@ -723,7 +735,11 @@ impl Client {
         let Some(version) = manifest.semver() else {
             return Ok(());
         };
-        let current = self.trust_store().current(&manifest.vendor_key);
+        let current = self
+            .trust
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .current(&manifest.vendor_key);
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         if versions.record(&current, &manifest.name, &version)
             && let Some(dir) = &self.state_dir

@@ -104,6 +104,11 @@ impl VersionMemory {
         }
     }
 
+    /// Every entry: (vendor key, service name) and the highest version accepted.
+    pub fn entries(&self) -> impl Iterator<Item = (&(VendorKey, String), &semver::Version)> {
+        self.highest.iter()
+    }
+
     /// Number of (vendor, name) entries.
     pub fn len(&self) -> usize {
         self.highest.len()

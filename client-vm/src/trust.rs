@@ -5,8 +5,10 @@
 //! byte of it is compiled. A key is trusted when it is listed, or when a listed key rotated
 //! to it (directly or through a chain of rotations), each rotation proven by a statement
 //! signed by the key it retires. A revocation, signed by the revoked key itself, makes the
-//! key untrusted even if it is listed. Statements are verified when learned and again when
-//! loaded; the registry that serves them is not trusted for them.
+//! key untrusted even if it is listed, and voids its statements: rotations out of a revoked
+//! key are not followed (whoever revoked it could not tell its own rotations from a thief's),
+//! so trust that reached a key only through it is lost. Statements are verified when
+//! learned and again when loaded; the registry that serves them is not trusted for them.
 //!
 //! On disk the store is a text file of `ed25519:<64 hex digits>` lines (trusted keys) and
 //! `statement:<hex>` lines (learned statements); blank lines and lines starting with `#`
@@ -30,7 +32,7 @@ pub struct TrustStore {
     successor: BTreeMap<VendorKey, VendorKey>,
     /// Keys whose revocation was learned.
     revoked: BTreeSet<VendorKey>,
-    /// Listed keys and every key their rotation chains lead to.
+    /// Listed keys and every key their rotation chains lead to (not past a revoked key).
     effective: BTreeSet<VendorKey>,
 }
 
@@ -265,7 +267,16 @@ impl TrustStore {
     }
 
     fn recompute(&mut self) {
-        let effective: BTreeSet<VendorKey> = self.keys.iter().flat_map(|k| self.chain(k)).collect();
+        let mut effective = BTreeSet::new();
+        for key in &self.keys {
+            // Follow rotations, but none out of a revoked key.
+            for k in self.chain(key) {
+                effective.insert(k);
+                if self.revoked.contains(&k) {
+                    break;
+                }
+            }
+        }
         self.effective = effective;
     }
 
@@ -425,11 +436,22 @@ mod tests {
         assert!(store.learn(&rb).unwrap());
         assert_eq!(store.check(&vb), Err(TrustRefusal::Revoked(vb)));
         assert!(store.is_trusted(&va));
+        // A revoked key's rotations are void: B rotating to C gives C nothing.
+        let bc = SignedKeyStatement::sign(&KeyStatement::rotate(vb, vc, 4), &b);
+        assert!(store.learn(&bc).unwrap());
+        assert_eq!(store.check(&vc), Err(TrustRefusal::Untrusted(vc)));
         let again = TrustStore::parse(&store.to_text()).unwrap();
         assert_eq!(again, store);
         let mut fresh = TrustStore::from_keys([va]);
-        assert_eq!(fresh.absorb(&store.learned_only()).unwrap(), 2);
+        assert_eq!(fresh.absorb(&store.learned_only()).unwrap(), 3);
         assert_eq!(fresh, store);
+        // Revoking the listed key voids the trust that reached B through it.
+        let ra = SignedKeyStatement::sign(&KeyStatement::revoke(va, 5), &a);
+        let mut only_ab = TrustStore::from_keys([va]);
+        only_ab.learn(&ab).unwrap();
+        assert!(only_ab.is_trusted(&vb));
+        only_ab.learn(&ra).unwrap();
+        assert!(!only_ab.is_trusted(&vb) && !only_ab.is_trusted(&va));
         // A damaged statement line is a clear error, not a silent reset.
         let text = store.to_text().replace("statement:", "statement:00");
         assert!(matches!(

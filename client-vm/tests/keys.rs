@@ -267,6 +267,11 @@ async fn a_client_trusting_only_the_old_key_follows_a_valid_rotation_and_keeps_i
         "{err}"
     );
     assert_eq!(c.sync_keys().await.unwrap(), 1);
+    // The mark set under the old key holds for the new one before it ran anything.
+    assert_eq!(
+        c.accepted_version(&VendorKey::of(&new), "acme/echo"),
+        Some(v("1.1.0"))
+    );
     let report = c.call_str(SAY).await.unwrap();
     assert_eq!(report.chosen.vendor, VendorKey::of(&new));
     // One vendor across the rotation: the version memory carries over.
