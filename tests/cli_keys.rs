@@ -96,3 +96,69 @@ fn rotate_then_revoke_as_a_vendor_and_revoke_as_an_operator() {
         .arg(&third_pub));
     assert!(out.contains("already revoked"), "{out}");
 }
+
+/// Registers `acme/echo` at `version` with `key` through the library (the vendor side is
+/// not under test here), pointing at `provider`.
+async fn register(
+    registry: &ServedRegistry,
+    key: &courier_protocol::SigningKey,
+    version: &str,
+    provider: &courier_provider::ServiceHandle,
+) {
+    let bundle = courier_provider::BundleBuilder::new(courier_proxy_artifacts::ECHO)
+        .name("acme/echo")
+        .version(version)
+        .endpoint(provider.local_addr().to_string())
+        .provider_pin(provider.pin())
+        .sign(key)
+        .unwrap();
+    let vendor = courier_transport::RegistryClient::connect(registry.addr, registry.pin, "test")
+        .await
+        .unwrap();
+    vendor.authenticate(key).await.unwrap();
+    vendor
+        .register(bundle.register_request(std::time::Duration::from_secs(60)))
+        .await
+        .unwrap();
+    vendor.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_refuses_a_replayed_older_version_across_processes_unless_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("client-state");
+    let registry = ServedRegistry::start(&dir.path().join("registry"), &[]);
+    let provider = courier_provider::examples::echo_service()
+        .serve(
+            "127.0.0.1:0".parse().unwrap(),
+            &courier_transport::Identity::generate().unwrap(),
+        )
+        .await
+        .unwrap();
+    let key = courier_protocol::SigningKey::from_bytes(&[5; 32]);
+    let trust = courier_protocol::VendorKey::of(&key).to_string();
+    let call = |extra: &[&str]| {
+        let mut c = courier();
+        registry.env(&mut c);
+        c.args(["call", "--trust", &trust, "--state-dir"])
+            .arg(&state)
+            .args(extra)
+            .arg(r#"courier:echo/echo.say("hi")"#);
+        c
+    };
+
+    register(&registry, &key, "1.1.0", &provider).await;
+    assert!(ok(&mut call(&[])).contains("echo: hi"));
+    register(&registry, &key, "1.0.0", &provider).await;
+    // Another process, the same state directory: the replayed 1.0.0 is refused.
+    let err = fails(&mut call(&[]));
+    assert!(
+        err.contains("rollback") && err.contains("--pin-version acme/echo@1.0.0"),
+        "{err}"
+    );
+    assert!(ok(&mut call(&["--pin-version", "acme/echo@1.0.0"])).contains("echo: hi"));
+    // A corrupt memory stops the client with one clear line.
+    std::fs::write(state.join("versions"), "garbage\n").unwrap();
+    let err = fails(&mut call(&[]));
+    assert!(err.contains("versions line 1"), "{err}");
+}

@@ -107,12 +107,18 @@ impl KeyBook {
         !self.is_revoked(auth) && self.current(owner) == *auth
     }
 
-    /// Checks that `statement` (verified, and made by the key it is about) can be applied.
-    /// `Ok(false)` means it is already in force (the same revocation again).
-    pub fn admit(&self, statement: &KeyStatement) -> Result<bool, KeyError> {
+    /// Checks that `statement` (verified, and made by the key it is about; `signed` is
+    /// false for the operator's revocation, which has no statement) can be applied.
+    /// `Ok(false)` means it is already in force (the same revocation again). A key's own
+    /// revocation after the operator's is applied: it adds the statement clients can learn.
+    pub fn admit(&self, statement: &KeyStatement, signed: bool) -> Result<bool, KeyError> {
         let key = &statement.key;
         match statement.action {
-            KeyAction::Revoke => Ok(!self.is_revoked(key)),
+            KeyAction::Revoke => Ok(match self.revoked.get(key) {
+                None => true,
+                Some(None) => signed,
+                Some(Some(_)) => false,
+            }),
             KeyAction::RotateTo(new) => {
                 self.check_active(key)?;
                 if self.is_revoked(&new) {
@@ -155,7 +161,10 @@ impl KeyBook {
                 self.rotations.insert(statement.key, (new, signed));
             }
             KeyAction::Revoke => {
-                self.revoked.entry(statement.key).or_insert(Some(signed));
+                let slot = self.revoked.entry(statement.key).or_insert(None);
+                if slot.is_none() {
+                    *slot = Some(signed);
+                }
             }
         }
     }
@@ -205,7 +214,7 @@ mod tests {
     }
 
     fn apply(book: &mut KeyBook, st: KeyStatement, key: &SigningKey) -> Result<bool, KeyError> {
-        let fresh = book.admit(&st)?;
+        let fresh = book.admit(&st, true)?;
         book.apply(&st, SignedKeyStatement::sign(&st, key));
         Ok(fresh)
     }
@@ -224,9 +233,9 @@ mod tests {
             Err(KeyError::Rotated { .. })
         ));
         // A rotated key cannot rotate again, and nobody can rotate back into it.
-        assert!(book.admit(&KeyStatement::rotate(va, vc, 2)).is_err());
+        assert!(book.admit(&KeyStatement::rotate(va, vc, 2), true).is_err());
         assert_eq!(
-            book.admit(&KeyStatement::rotate(vb, va, 2)),
+            book.admit(&KeyStatement::rotate(vb, va, 2), true),
             Err(KeyError::TargetRotated(va))
         );
         apply(&mut book, KeyStatement::rotate(vb, vc, 3), &b).unwrap();
@@ -240,14 +249,14 @@ mod tests {
         let mut book = KeyBook::new();
         apply(&mut book, KeyStatement::rotate(va, vb, 1), &a).unwrap();
         assert!(apply(&mut book, KeyStatement::revoke(va, 2), &a).unwrap());
-        assert!(!book.admit(&KeyStatement::revoke(va, 3)).unwrap());
+        assert!(!book.admit(&KeyStatement::revoke(va, 3), true).unwrap());
         assert!(book.may_act_for(&va, &vb));
         assert_eq!(book.statements_for(&[va]).len(), 2);
         apply(&mut book, KeyStatement::revoke(vb, 4), &b).unwrap();
         assert!(!book.may_act_for(&va, &vb));
         assert_eq!(book.check_active(&vb), Err(KeyError::Revoked(vb)));
         assert_eq!(
-            book.admit(&KeyStatement::rotate(vc, vb, 5)),
+            book.admit(&KeyStatement::rotate(vc, vb, 5), true),
             Err(KeyError::TargetRevoked(vb))
         );
         assert_eq!(book.statements_for(&[va]).len(), 3);

@@ -1115,7 +1115,7 @@ impl Registry {
         let _w = self.writer();
         let (batch, revoked_leases) = {
             let st = self.state();
-            if !st.keys.admit(statement)? {
+            if !st.keys.admit(statement, signed.is_some())? {
                 return Ok(false);
             }
             let mut batch = Batch::default();

@@ -276,7 +276,7 @@ async fn revoked_key_stops_matching_at_once_and_cannot_register_after_a_restart(
 }
 
 #[test]
-fn operator_revocation_is_durable_and_not_served_as_a_statement() {
+fn operator_revocation_is_durable_and_the_keys_own_statement_can_follow() {
     let dir = tempfile::tempdir().unwrap();
     let acme = key(1);
     {
@@ -306,4 +306,12 @@ fn operator_revocation_is_durable_and_not_served_as_a_statement() {
         )
         .is_err()
     );
+    // The key's own revocation afterwards adds the statement clients can learn, durably.
+    let (_, changed) = r
+        .key_statement(r.now(), Some(&VendorKey::of(&acme)), revocation(&acme))
+        .unwrap();
+    assert!(changed);
+    drop(r);
+    let r = courier_registry::Registry::open(config(dir.path())).unwrap();
+    assert_eq!(r.key_statements(&[VendorKey::of(&acme)]).len(), 1);
 }
