@@ -363,6 +363,9 @@ impl CallError {
 /// the same; times and trust are checked on every call anyway).
 const VERIFIED_CACHE: usize = 256;
 
+/// Most key statements looked at per answer of the registry.
+const MAX_SYNC_STATEMENTS: usize = 1024;
+
 /// Verified manifests by (hash of the signed bytes, signature).
 type VerifiedCache = HashMap<(ContentHash, [u8; 64]), Verified<Manifest>>;
 
@@ -660,7 +663,12 @@ impl Client {
             let mut new = 0;
             {
                 let mut trust = self.trust.write().unwrap_or_else(|p| p.into_inner());
-                for s in &statements {
+                // Only statements about keys this client follows are verified (a lying
+                // registry cannot make it spend time on others), and only so many.
+                for s in statements.iter().take(MAX_SYNC_STATEMENTS) {
+                    if !s.peek().is_ok_and(|st| trust.follows(&st.key)) {
+                        continue;
+                    }
                     match trust.learn(s) {
                         Ok(true) => {
                             tracing::info!(statement = ?s, "learned key statement");

@@ -309,6 +309,12 @@ impl TrustStore {
         out
     }
 
+    /// Whether statements about `key` matter to this store: it is listed or reached by
+    /// rotation from a listed key.
+    pub fn follows(&self, key: &VendorKey) -> bool {
+        self.effective.contains(key)
+    }
+
     /// The keys whose statements a client should ask for: the trusted keys and every key
     /// their rotations lead to.
     pub fn followed_keys(&self) -> Vec<VendorKey> {
