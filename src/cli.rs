@@ -60,6 +60,10 @@ pub enum RegistryCommand {
     Serve(ServeArgs),
     /// Let another vendor key register, renew and cancel a service name (registry stopped).
     Grant(GrantArgs),
+    /// Revoke a vendor key as the operator (registry stopped): its proxies stop matching
+    /// and it cannot register again. Clients learn only of revocations the key signed
+    /// itself (`courier keys revoke`).
+    Revoke(OperatorRevokeArgs),
 }
 
 /// Parses durations like `30s`, `5m`, `1h`.
@@ -102,6 +106,16 @@ pub struct GrantArgs {
     pub key: String,
 }
 
+/// `courier registry revoke`
+#[derive(Debug, Args)]
+pub struct OperatorRevokeArgs {
+    /// Directory of the registry's database.
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "courier-registry")]
+    pub data_dir: PathBuf,
+    /// The vendor key to revoke (ed25519:...).
+    pub key: String,
+}
+
 /// `courier keys ...`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -120,6 +134,54 @@ pub enum KeysCommand {
         #[arg(default_value = "vendor.key")]
         key: PathBuf,
     },
+    /// Rotate to a new key: write it, sign the rotation with the current key, and push
+    /// the statement to the registry. The new key then owns the current key's service
+    /// names; the current key can no longer register or renew; clients that trust the
+    /// current key accept the new one once they have seen the statement.
+    Rotate(RotateArgs),
+    /// Revoke a key with a statement it signs itself, pushed to the registry: its proxies
+    /// stop matching at once, it cannot register again, and clients that learn of it
+    /// refuse its proxies. Cannot be undone.
+    Revoke(RevokeArgs),
+}
+
+/// `courier keys rotate`
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The current key file (the one being retired).
+    #[arg(long, env = "COURIER_KEY", default_value = "vendor.key")]
+    pub key: PathBuf,
+    /// Where to write the new key (file mode 0600).
+    #[arg(
+        long,
+        short,
+        default_value = "vendor-next.key",
+        conflicts_with = "new_key"
+    )]
+    pub out: PathBuf,
+    /// Overwrite an existing --out file.
+    #[arg(long)]
+    pub force: bool,
+    /// Rotate to this existing key file instead of generating one (e.g. to retry a push).
+    #[arg(long)]
+    pub new_key: Option<PathBuf>,
+    /// The registry.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `courier keys revoke`
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The key file to revoke.
+    #[arg(long, env = "COURIER_KEY", default_value = "vendor.key")]
+    pub key: PathBuf,
+    /// Confirm: a revocation cannot be undone.
+    #[arg(long)]
+    pub yes: bool,
+    /// The registry.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// `courier publish`
@@ -234,9 +296,30 @@ pub struct CallArgs {
     /// Print the phase timings.
     #[arg(long)]
     pub timings: bool,
+    /// Accept exactly this version of a service, even older than one accepted before
+    /// (rollback protection refuses older versions otherwise): `name@version`, e.g.
+    /// `acme/echo@1.0.0`; repeat for several.
+    #[arg(long = "pin-version", value_parser = parse_pin)]
+    pub pins: Vec<(String, semver::Version)>,
+    /// Where this client remembers the highest proxy versions it accepted and the key
+    /// rotations and revocations it learned.
+    #[arg(long, env = "COURIER_STATE_DIR", default_value = "courier-client")]
+    pub state_dir: PathBuf,
     /// The registry.
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// Parses `name@version`.
+pub fn parse_pin(s: &str) -> Result<(String, semver::Version), String> {
+    let (name, version) = s
+        .rsplit_once('@')
+        .ok_or_else(|| format!("expected name@version, got {s:?}"))?;
+    let version = semver::Version::parse(version).map_err(|e| format!("{version:?}: {e}"))?;
+    if name.is_empty() {
+        return Err(format!("expected name@version, got {s:?}"));
+    }
+    Ok((name.to_string(), version))
 }
 
 /// `courier history`
@@ -271,5 +354,15 @@ mod tests {
     #[test]
     fn grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pins_parse() {
+        let (name, v) = parse_pin("acme/echo@1.2.3-rc.1").unwrap();
+        assert_eq!(name, "acme/echo");
+        assert_eq!(v, semver::Version::parse("1.2.3-rc.1").unwrap());
+        assert!(parse_pin("acme/echo").is_err());
+        assert!(parse_pin("@1.0.0").is_err());
+        assert!(parse_pin("acme/echo@one").is_err());
     }
 }

@@ -3,11 +3,16 @@
 //! fresh store, discard, and report the outcome.
 //!
 //! Checks, per candidate, cheapest first, all before a byte is compiled:
-//! signature (`SignedManifest::verify`) → trusted vendor → validity window → the matched
-//! interface and function are claimed → declared imports granted → component size cap →
-//! fetch (stops at the declared size) → hash and size (`Manifest::check_component`) → the
-//! component's real imports granted and real exports present. A candidate failing any check
-//! is skipped and the reason recorded; the first that passes is run.
+//! signature (`SignedManifest::verify`) → trusted, unrevoked vendor (rotations followed) →
+//! validity window → version (no rollback below the highest accepted, or exactly the
+//! pinned one) → the matched interface and function are claimed → declared imports granted
+//! → component size cap → fetch (stops at the declared size) → hash and size
+//! (`Manifest::check_component`) → the component's real imports granted and real exports
+//! present. A candidate failing any check is skipped and the reason recorded; the first
+//! that passes is run, and its version is remembered (durably, with a state directory).
+//!
+//! Key statements (rotations, revocations) are asked of the registry alongside the query,
+//! at most every [`ClientConfig::key_refresh`], and verified here before they count.
 
 use crate::invoke::{Answer, CallSpec, InvokeError, prepare};
 use crate::policy::{MissingCapabilities, Policy};
@@ -15,7 +20,8 @@ use crate::provider::ProviderTarget;
 use crate::sandbox::{
     CompileError, Compiled, RunFailure, RunLogs, RunTimings, Sandbox, SandboxConfig, SandboxError,
 };
-use crate::trust::TrustStore;
+use crate::state::{KEYS_FILE, StateError, VERSIONS_FILE, VersionMemory};
+use crate::trust::{LearnError, TrustError, TrustRefusal, TrustStore};
 use courier_protocol::{
     Candidate, ContentHash, InterfaceName, LeaseId, Manifest, ManifestError, Outcome, ServiceQuery,
     SpkiPin, VendorKey, Verified, VerifyError,
@@ -24,6 +30,7 @@ use courier_transport::{ClientError, RegistryClient};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{ComponentNamedList, Lift, Lower, Val};
@@ -58,6 +65,15 @@ pub struct ClientConfig {
     /// among them). Zero, the default, asks the registry on every call; a longer time saves
     /// a round trip per call, but a lease cancelled meanwhile is noticed only when it runs out.
     pub lookup_ttl: Duration,
+    /// Where the client remembers the highest proxy versions it accepted and the key
+    /// statements it learned, across runs. `None` keeps them in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// Service names pinned to one exact proxy version: that version is accepted even if
+    /// an older one than the highest accepted, and no other version of the name is.
+    pub pins: BTreeMap<String, semver::Version>,
+    /// How often key statements are asked of the registry (with the next query). Zero
+    /// asks on every call.
+    pub key_refresh: Duration,
 }
 
 impl ClientConfig {
@@ -71,6 +87,9 @@ impl ClientConfig {
             report: ReportMode::Background,
             max_candidates: 8,
             lookup_ttl: Duration::ZERO,
+            state_dir: None,
+            pins: BTreeMap::new(),
+            key_refresh: Duration::from_secs(60),
         }
     }
 }
@@ -84,6 +103,20 @@ pub enum ConnectError {
     /// The sandbox could not be built.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// The client's state could not be read.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The learned key statements could not be read.
+    #[error("learned keys {path}: {source}")]
+    Learned {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: TrustError,
+    },
+    /// The learned key statements conflict with the configured trust store.
+    #[error("learned key statements conflict with the trust store: {0}")]
+    KeyConflict(#[from] LearnError),
 }
 
 /// Why a candidate was skipped.
@@ -95,6 +128,26 @@ pub enum RejectReason {
     /// The vendor key is not in the trust store.
     #[error("vendor {0} is not trusted")]
     Untrusted(VendorKey),
+    /// The vendor key's revocation, signed by that key, was learned.
+    #[error("vendor key {0} is revoked")]
+    Revoked(VendorKey),
+    /// The proxy is older than the highest version of this service (and vendor) the
+    /// client has accepted: a replayed old proxy.
+    #[error("rollback refused: version {offered} is older than {have}, already accepted")]
+    Rollback {
+        /// The highest version accepted before.
+        have: semver::Version,
+        /// The version offered.
+        offered: semver::Version,
+    },
+    /// The service is pinned to another version.
+    #[error("version {offered} is not the pinned {pinned}")]
+    NotPinned {
+        /// The pinned version.
+        pinned: semver::Version,
+        /// The version offered.
+        offered: semver::Version,
+    },
     /// The manifest is expired or not yet valid, or the bytes are not what it commits to.
     #[error("{0}")]
     Manifest(#[from] ManifestError),
@@ -265,6 +318,9 @@ pub enum CallError {
         /// Each candidate and why it was skipped.
         rejected: Vec<Rejection>,
     },
+    /// The client's state (accepted versions) could not be written; nothing ran.
+    #[error(transparent)]
+    State(StateError),
     /// The chosen proxy ran and failed (trap, limit, deadline...).
     #[error("{} {}: {}", .chosen.name, .chosen.version, .failure)]
     Run {
@@ -307,6 +363,9 @@ impl CallError {
 /// the same; times and trust are checked on every call anyway).
 const VERIFIED_CACHE: usize = 256;
 
+/// Most key statements looked at per answer of the registry.
+const MAX_SYNC_STATEMENTS: usize = 1024;
+
 /// Verified manifests by (hash of the signed bytes, signature).
 type VerifiedCache = HashMap<(ContentHash, [u8; 64]), Verified<Manifest>>;
 
@@ -323,6 +382,11 @@ pub struct Client {
     verified: Mutex<VerifiedCache>,
     lookup_ttl: Duration,
     lookups: Mutex<HashMap<String, (Instant, Vec<Candidate>)>>,
+    state_dir: Option<PathBuf>,
+    versions: Mutex<VersionMemory>,
+    pins: RwLock<BTreeMap<String, semver::Version>>,
+    key_refresh: Duration,
+    last_key_sync: Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for Client {
@@ -392,16 +456,29 @@ impl Client {
         registry: RegistryClient,
         config: ClientConfig,
     ) -> Result<Self, ConnectError> {
+        let mut trust = config.trust;
+        let mut versions = VersionMemory::new();
+        if let Some(dir) = &config.state_dir {
+            versions = VersionMemory::load(&dir.join(VERSIONS_FILE))?;
+            let path = dir.join(KEYS_FILE);
+            let learned = TrustStore::load_or_empty(&path)
+                .map_err(|source| ConnectError::Learned { path, source })?;
+            trust.absorb(&learned)?;
+        }
         let sandbox = Sandbox::new(config.policy, config.sandbox)?;
         let mut client = Self::with_sandbox(
             registry,
             Arc::new(sandbox),
-            config.trust,
+            trust,
             config.id,
             config.report,
             config.max_candidates,
         );
         client.lookup_ttl = config.lookup_ttl;
+        client.state_dir = config.state_dir;
+        client.versions = Mutex::new(versions);
+        client.pins = RwLock::new(config.pins);
+        client.key_refresh = config.key_refresh;
         Ok(client)
     }
 
@@ -425,6 +502,11 @@ impl Client {
             verified: Mutex::new(HashMap::new()),
             lookup_ttl: Duration::ZERO,
             lookups: Mutex::new(HashMap::new()),
+            state_dir: None,
+            versions: Mutex::new(VersionMemory::new()),
+            pins: RwLock::new(BTreeMap::new()),
+            key_refresh: Duration::from_secs(60),
+            last_key_sync: Mutex::new(None),
         }
     }
 
@@ -527,6 +609,152 @@ impl Client {
     /// A copy of the trust store.
     pub fn trust_store(&self) -> TrustStore {
         self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Pins service `name` to exactly `version`: it is accepted even below the highest
+    /// version accepted before (a deliberate downgrade), and other versions are refused.
+    pub fn pin_version(&self, name: impl Into<String>, version: semver::Version) {
+        self.pins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.into(), version);
+    }
+
+    /// Removes the pin of `name`; false if there was none.
+    pub fn unpin_version(&self, name: &str) -> bool {
+        self.pins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .is_some()
+    }
+
+    /// The highest version of `name` accepted from `vendor`, or from any key of the same
+    /// rotation chain (one vendor across its rotations: a rotation learned after a version
+    /// was accepted does not reset the mark).
+    pub fn accepted_version(&self, vendor: &VendorKey, name: &str) -> Option<semver::Version> {
+        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+        let current = trust.current(vendor);
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries()
+            .filter(|((k, n), _)| n == name && trust.current(k) == current)
+            .map(|(_, v)| v)
+            .max()
+            .cloned()
+    }
+
+    /// Asks the registry for the key statements about the keys this client trusts (and the
+    /// keys they rotated to), verifies each, and learns the valid ones; persists them in the
+    /// state directory when there is one. Returns how many were new. Statements that do not
+    /// verify are ignored: a registry cannot make the client trust or distrust a key.
+    pub async fn sync_keys(&self) -> Result<usize, ClientError> {
+        let registry = self.registry();
+        let mut learned = 0;
+        // A rotation learned leads to a key whose own statements are asked next.
+        for _ in 0..crate::trust::MAX_CHAIN {
+            let keys = self.trust_store().followed_keys();
+            if keys.is_empty() {
+                break;
+            }
+            let keys = keys[..keys.len().min(courier_protocol::MAX_STATEMENT_KEYS)].to_vec();
+            let statements = registry.key_statements(keys).await?;
+            let mut new = 0;
+            {
+                let mut trust = self.trust.write().unwrap_or_else(|p| p.into_inner());
+                // Only statements about keys this client follows are verified (a lying
+                // registry cannot make it spend time on others), and only so many.
+                for s in statements.iter().take(MAX_SYNC_STATEMENTS) {
+                    if !s.peek().is_ok_and(|st| trust.follows(&st.key)) {
+                        continue;
+                    }
+                    match trust.learn(s) {
+                        Ok(true) => {
+                            tracing::info!(statement = ?s, "learned key statement");
+                            new += 1;
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("key statement from the registry refused: {e}"),
+                    }
+                }
+            }
+            learned += new;
+            if new == 0 {
+                break;
+            }
+        }
+        *self.last_key_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        if learned > 0
+            && let Some(dir) = &self.state_dir
+        {
+            let learned_only = self.trust_store().learned_only();
+            if let Err(e) = learned_only.save(&dir.join(KEYS_FILE)) {
+                tracing::warn!("learned key statements not saved: {e}");
+            }
+        }
+        Ok(learned)
+    }
+
+    /// Syncs key statements if the last sync is older than the refresh interval.
+    async fn sync_keys_if_due(&self) {
+        let due = self
+            .last_key_sync
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|at| at.elapsed() >= self.key_refresh);
+        if due && let Err(e) = self.sync_keys().await {
+            tracing::warn!("key statements not refreshed: {e}");
+        }
+    }
+
+    /// Refuses `manifest`'s version if it rolls back below the highest accepted (unless
+    /// pinned), or differs from the pinned one.
+    fn check_version(&self, manifest: &Manifest) -> Result<(), RejectReason> {
+        let offered = manifest.semver().ok_or_else(|| {
+            RejectReason::Manifest(ManifestError::Invalid {
+                field: "version",
+                reason: "not semver".into(),
+            })
+        })?;
+        if let Some(pinned) = self
+            .pins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&manifest.name)
+        {
+            return if *pinned == offered {
+                Ok(())
+            } else {
+                Err(RejectReason::NotPinned {
+                    pinned: pinned.clone(),
+                    offered,
+                })
+            };
+        }
+        match self.accepted_version(&manifest.vendor_key, &manifest.name) {
+            Some(have) if offered < have => Err(RejectReason::Rollback { have, offered }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers `manifest`'s version as accepted, durably when there is a state directory.
+    fn remember_version(&self, manifest: &Manifest) -> Result<(), StateError> {
+        let Some(version) = manifest.semver() else {
+            return Ok(());
+        };
+        let current = self
+            .trust
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .current(&manifest.vendor_key);
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        if versions.record(&current, &manifest.name, &version)
+            && let Some(dir) = &self.state_dir
+        {
+            versions.save(&dir.join(VERSIONS_FILE))?;
+        }
+        Ok(())
     }
 
     /// Calls `courier:echo/echo.say("hi")`-style text: the interface (and version, if
@@ -701,7 +929,8 @@ impl Client {
         let mut timings = PhaseTimings::default();
         let t = Instant::now();
         let interface = query.interface.clone();
-        let (registry, candidates) = self.find(query).await.map_err(CallError::Lookup)?;
+        let (found, ()) = tokio::join!(self.find(query), self.sync_keys_if_due());
+        let (registry, candidates) = found.map_err(CallError::Lookup)?;
         timings.lookup = t.elapsed();
         if candidates.is_empty() {
             return Err(CallError::NoCandidates(interface));
@@ -719,6 +948,7 @@ impl Client {
                 .await
             {
                 Ok((manifest, compiled)) => {
+                    self.remember_version(&manifest).map_err(CallError::State)?;
                     let chosen = Chosen {
                         lease,
                         name: manifest.name.clone(),
@@ -791,8 +1021,12 @@ impl Client {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .check(&manifest.vendor_key)
-            .map_err(|u| RejectReason::Untrusted(u.0))?;
+            .map_err(|r| match r {
+                TrustRefusal::Untrusted(k) => RejectReason::Untrusted(k),
+                TrustRefusal::Revoked(k) => RejectReason::Revoked(k),
+            })?;
         manifest.check_times(now_ms())?;
+        self.check_version(&manifest)?;
         let claimed = manifest
             .exports
             .iter()

@@ -4,7 +4,8 @@
 //! Modules, from the outside in:
 //! - [`client`]: the whole flow of one call (query, choose, fetch, verify, trust, times,
 //!   capabilities, compile, run, discard, report).
-//! - [`trust`] and [`policy`]: what the client trusts and lends.
+//! - [`trust`] and [`policy`]: what the client trusts and lends; [`state`]: what it
+//!   remembers across runs (the highest proxy versions accepted, learned key statements).
 //! - [`sandbox`]: the engine, compilation (with a size cap and a cache), one fresh store
 //!   per run, limits and deadlines, typed failures.
 //! - [`host`]: the `courier:proxy/host` world (provider, host-info, operator) and the
@@ -19,6 +20,7 @@ pub mod invoke;
 pub mod policy;
 pub mod provider;
 pub mod sandbox;
+pub mod state;
 pub mod trust;
 
 pub use client::{
@@ -36,7 +38,8 @@ pub use sandbox::{
     CompileError, Compiled, CompilerChoice, RunError, RunFailure, RunLogs, RunOutput, RunTimings,
     Sandbox, SandboxConfig, SandboxError, TypedOutput,
 };
-pub use trust::{TrustError, TrustStore, Untrusted};
+pub use state::{StateError, VersionMemory};
+pub use trust::{LearnError, TrustError, TrustRefusal, TrustStore};
 
 /// Re-exported so applications can build arguments and read results of typed calls.
 pub use wasmtime::component::Val;

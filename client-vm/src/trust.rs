@@ -1,17 +1,39 @@
-//! The client's trust store: the vendor keys whose signed proxies it is willing to run.
+//! The client's trust store: the vendor keys whose signed proxies it is willing to run, and
+//! the key statements (rotations, revocations) it has learned about them.
 //!
-//! A proxy signed by a key that is not here is refused before a byte of it is compiled.
-//! On disk the store is a text file of `ed25519:<64 hex digits>` lines; blank lines and
-//! lines starting with `#` are ignored.
+//! A proxy signed by a key that is not trusted, or that is revoked, is refused before a
+//! byte of it is compiled. A key is trusted when it is listed, or when a listed key rotated
+//! to it (directly or through a chain of rotations), each rotation proven by a statement
+//! signed by the key it retires. A revocation, signed by the revoked key itself, makes the
+//! key untrusted even if it is listed, and voids its statements: rotations out of a revoked
+//! key are not followed (whoever revoked it could not tell its own rotations from a thief's),
+//! so trust that reached a key only through it is lost. Statements are verified when
+//! learned and again when loaded; the registry that serves them is not trusted for them.
+//!
+//! On disk the store is a text file of `ed25519:<64 hex digits>` lines (trusted keys) and
+//! `statement:<hex>` lines (learned statements); blank lines and lines starting with `#`
+//! are ignored.
 
-use courier_protocol::VendorKey;
-use std::collections::BTreeSet;
+use courier_protocol::{KeyAction, SignedKeyStatement, StatementError, VendorKey};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// A set of trusted vendor keys.
+/// Longest rotation chain followed from a trusted key.
+pub const MAX_CHAIN: usize = 64;
+
+/// Trusted vendor keys and learned key statements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustStore {
+    /// The keys listed as trusted.
     keys: BTreeSet<VendorKey>,
+    /// Learned, verified statements by (key, is a revocation).
+    statements: BTreeMap<(VendorKey, bool), SignedKeyStatement>,
+    /// Rotations learned: old key -> new key.
+    successor: BTreeMap<VendorKey, VendorKey>,
+    /// Keys whose revocation was learned.
+    revoked: BTreeSet<VendorKey>,
+    /// Listed keys and every key their rotation chains lead to (not past a revoked key).
+    effective: BTreeSet<VendorKey>,
 }
 
 /// Why a trust store could not be read or written, or a key was refused.
@@ -41,12 +63,48 @@ pub enum TrustError {
         /// The key.
         key: VendorKey,
     },
+    /// A stored key statement does not decode or verify.
+    #[error("trust store line {line}: key statement refused: {reason}")]
+    Statement {
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
 }
 
-/// A vendor key that is not in the trust store.
+/// Why a key statement was not learned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("vendor {0} is not trusted")]
-pub struct Untrusted(pub VendorKey);
+pub enum LearnError {
+    /// The statement does not verify.
+    #[error(transparent)]
+    Statement(#[from] StatementError),
+    /// The key already rotated to another key: it signed two rotations (the first one
+    /// learned stays in force).
+    #[error("{key} already rotated to {existing}, refusing a second rotation to {offered}")]
+    Conflict {
+        /// The key.
+        key: VendorKey,
+        /// The rotation in force.
+        existing: VendorKey,
+        /// The refused one.
+        offered: VendorKey,
+    },
+    /// Following the rotation would lead back to the key (a loop).
+    #[error("rotation of {0} would make a loop")]
+    Loop(VendorKey),
+}
+
+/// Why the trust store refuses a vendor key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustRefusal {
+    /// The key is not trusted (nor reached by a rotation from a trusted key).
+    #[error("vendor {0} is not trusted")]
+    Untrusted(VendorKey),
+    /// The key's own revocation was learned.
+    #[error("vendor key {0} is revoked")]
+    Revoked(VendorKey),
+}
 
 impl TrustStore {
     /// An empty store: nothing is trusted.
@@ -56,14 +114,18 @@ impl TrustStore {
 
     /// A store trusting exactly `keys`.
     pub fn from_keys(keys: impl IntoIterator<Item = VendorKey>) -> Self {
-        Self {
+        let mut store = Self {
             keys: keys.into_iter().collect(),
-        }
+            ..Self::default()
+        };
+        store.recompute();
+        store
     }
 
     /// Parses the text form: one `ed25519:<hex>` key per line, `#` comments, blank lines.
     pub fn parse(text: &str) -> Result<Self, TrustError> {
         let mut keys = BTreeSet::new();
+        let mut statements = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -71,6 +133,16 @@ impl TrustStore {
             }
             // Allow a trailing comment after the key.
             let token = line.split_whitespace().next().unwrap_or(line);
+            if let Some(hex) = token.strip_prefix("statement:") {
+                let bad = |reason: String| TrustError::Statement {
+                    line: i + 1,
+                    reason,
+                };
+                let signed = SignedKeyStatement::from_hex(hex).map_err(|e| bad(e.to_string()))?;
+                signed.verify().map_err(|e| bad(e.to_string()))?;
+                statements.push((i + 1, signed));
+                continue;
+            }
             if !token.starts_with("ed25519:") {
                 return Err(TrustError::Parse {
                     line: i + 1,
@@ -86,7 +158,14 @@ impl TrustStore {
             }
             keys.insert(key);
         }
-        Ok(Self { keys })
+        let mut store = Self::from_keys(keys);
+        for (line, signed) in statements {
+            store.learn(&signed).map_err(|e| TrustError::Statement {
+                line,
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(store)
     }
 
     /// Loads a store from a file in the text form.
@@ -106,28 +185,140 @@ impl TrustStore {
         }
     }
 
-    /// The text form, one key per line, sorted.
+    /// The text form: one key per line, sorted, then the learned statements.
     pub fn to_text(&self) -> String {
         let mut out = String::from("# courier trusted vendor keys\n");
         for key in &self.keys {
             out.push_str(&key.to_string());
             out.push('\n');
         }
+        if !self.statements.is_empty() {
+            out.push_str("# learned key statements (rotations, revocations), verified on load\n");
+        }
+        // Rotations in chain order is not needed: loading learns them in any order.
+        for s in self.statements.values() {
+            out.push_str("statement:");
+            out.push_str(&s.to_hex());
+            out.push('\n');
+        }
         out
     }
 
-    /// Writes the store to `path` (through a temporary file and a rename).
+    /// Writes the store to `path` atomically (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), TrustError> {
-        let io = |source| TrustError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        crate::state::write_atomic(path, self.to_text().as_bytes()).map_err(|source| {
+            TrustError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+    }
+
+    /// Learns a key statement after verifying it: a rotation extends the trust of the old
+    /// key to the new one, a revocation makes the key untrusted. Returns whether it was new.
+    /// Statements about keys this store does not trust are kept too (a key trusted later
+    /// is then covered at once).
+    pub fn learn(&mut self, signed: &SignedKeyStatement) -> Result<bool, LearnError> {
+        let statement = signed.verify()?.into_inner();
+        let key = statement.key;
+        match statement.action {
+            KeyAction::Revoke => {
+                if !self.revoked.insert(key) {
+                    return Ok(false);
+                }
+                self.statements.insert((key, true), signed.clone());
+            }
+            KeyAction::RotateTo(new) => {
+                if let Some(existing) = self.successor.get(&key) {
+                    if *existing == new {
+                        return Ok(false);
+                    }
+                    return Err(LearnError::Conflict {
+                        key,
+                        existing: *existing,
+                        offered: new,
+                    });
+                }
+                if self.chain(&new).any(|k| k == key) {
+                    return Err(LearnError::Loop(key));
+                }
+                self.successor.insert(key, new);
+                self.statements.insert((key, false), signed.clone());
+            }
         }
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, self.to_text()).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        self.recompute();
+        Ok(true)
+    }
+
+    /// `key` and the keys its rotations lead to, in order (bounded by [`MAX_CHAIN`]).
+    fn chain(&self, key: &VendorKey) -> impl Iterator<Item = VendorKey> + '_ {
+        let mut next = Some(*key);
+        std::iter::from_fn(move || {
+            let k = next?;
+            next = self.successor.get(&k).copied();
+            Some(k)
+        })
+        .take(MAX_CHAIN)
+    }
+
+    /// The key acting for `key` now: the end of its learned rotation chain.
+    pub fn current(&self, key: &VendorKey) -> VendorKey {
+        self.chain(key).last().unwrap_or(*key)
+    }
+
+    fn recompute(&mut self) {
+        let mut effective = BTreeSet::new();
+        for key in &self.keys {
+            // Follow rotations, but none out of a revoked key.
+            for k in self.chain(key) {
+                effective.insert(k);
+                if self.revoked.contains(&k) {
+                    break;
+                }
+            }
+        }
+        self.effective = effective;
+    }
+
+    /// Whether `key`'s revocation was learned.
+    pub fn is_revoked(&self, key: &VendorKey) -> bool {
+        self.revoked.contains(key)
+    }
+
+    /// The learned statements.
+    pub fn statements(&self) -> impl Iterator<Item = &SignedKeyStatement> {
+        self.statements.values()
+    }
+
+    /// Learns every statement of `other` (e.g. loaded from the client's state), keeping
+    /// this store's trusted keys. Returns how many were new.
+    pub fn absorb(&mut self, other: &TrustStore) -> Result<usize, LearnError> {
+        let mut new = 0;
+        for s in other.statements() {
+            new += usize::from(self.learn(s)?);
+        }
+        Ok(new)
+    }
+
+    /// The same statements, without trusted keys (what the client persists as learned).
+    pub fn learned_only(&self) -> TrustStore {
+        let mut out = TrustStore::new();
+        out.statements = self.statements.clone();
+        out.successor = self.successor.clone();
+        out.revoked = self.revoked.clone();
+        out
+    }
+
+    /// Whether statements about `key` matter to this store: it is listed or reached by
+    /// rotation from a listed key.
+    pub fn follows(&self, key: &VendorKey) -> bool {
+        self.effective.contains(key)
+    }
+
+    /// The keys whose statements a client should ask for: the trusted keys and every key
+    /// their rotations lead to.
+    pub fn followed_keys(&self) -> Vec<VendorKey> {
+        self.effective.iter().copied().collect()
     }
 
     /// Trusts `key`; false if it was already trusted. Unusable keys are refused.
@@ -135,34 +326,41 @@ impl TrustStore {
         if key.verifying_key().is_err() {
             return Err(TrustError::BadKey { line: 0, key });
         }
-        Ok(self.keys.insert(key))
+        let added = self.keys.insert(key);
+        self.recompute();
+        Ok(added)
     }
 
-    /// Stops trusting `key`; false if it was not trusted.
+    /// Stops trusting `key` (a listed key); false if it was not listed.
     pub fn remove(&mut self, key: &VendorKey) -> bool {
-        self.keys.remove(key)
+        let removed = self.keys.remove(key);
+        self.recompute();
+        removed
     }
 
-    /// Whether `key` is trusted.
+    /// Whether `key` is trusted: listed or reached by rotation from a listed key, and not
+    /// revoked.
     pub fn is_trusted(&self, key: &VendorKey) -> bool {
-        self.keys.contains(key)
+        self.check(key).is_ok()
     }
 
-    /// `Ok` if `key` is trusted.
-    pub fn check(&self, key: &VendorKey) -> Result<(), Untrusted> {
-        if self.is_trusted(key) {
+    /// `Ok` if `key` is trusted; otherwise whether it is unknown or revoked.
+    pub fn check(&self, key: &VendorKey) -> Result<(), TrustRefusal> {
+        if self.revoked.contains(key) {
+            Err(TrustRefusal::Revoked(*key))
+        } else if self.effective.contains(key) {
             Ok(())
         } else {
-            Err(Untrusted(*key))
+            Err(TrustRefusal::Untrusted(*key))
         }
     }
 
-    /// The trusted keys, sorted.
+    /// The listed trusted keys, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &VendorKey> {
         self.keys.iter()
     }
 
-    /// Number of trusted keys.
+    /// Number of listed trusted keys.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -217,6 +415,56 @@ mod tests {
             Err(TrustError::BadKey { .. })
         ));
         assert!(TrustStore::new().add(VendorKey(weak)).is_err());
+    }
+
+    #[test]
+    fn statements_extend_and_revoke_trust_and_survive_the_text_form() {
+        use courier_protocol::KeyStatement;
+        let k = |seed: u8| SigningKey::from_bytes(&[seed; 32]);
+        let (a, b, c) = (k(1), k(2), k(3));
+        let (va, vb, vc) = (key(1), key(2), key(3));
+        let mut store = TrustStore::from_keys([va]);
+        assert!(!store.is_trusted(&vb));
+        // Signed by the new key instead of the old one: refused, nothing learned.
+        let forged = SignedKeyStatement::sign(&KeyStatement::rotate(va, vb, 1), &b);
+        assert!(store.learn(&forged).is_err());
+        assert!(!store.is_trusted(&vb));
+        let ab = SignedKeyStatement::sign(&KeyStatement::rotate(va, vb, 1), &a);
+        assert!(store.learn(&ab).unwrap());
+        assert!(!store.learn(&ab).unwrap());
+        assert!(store.is_trusted(&vb));
+        assert_eq!(store.current(&va), vb);
+        let ac = SignedKeyStatement::sign(&KeyStatement::rotate(va, vc, 2), &a);
+        assert!(matches!(store.learn(&ac), Err(LearnError::Conflict { .. })));
+        let ba = SignedKeyStatement::sign(&KeyStatement::rotate(vb, va, 2), &b);
+        assert_eq!(store.learn(&ba), Err(LearnError::Loop(vb)));
+        let rb = SignedKeyStatement::sign(&KeyStatement::revoke(vb, 3), &b);
+        assert!(store.learn(&rb).unwrap());
+        assert_eq!(store.check(&vb), Err(TrustRefusal::Revoked(vb)));
+        assert!(store.is_trusted(&va));
+        // A revoked key's rotations are void: B rotating to C gives C nothing.
+        let bc = SignedKeyStatement::sign(&KeyStatement::rotate(vb, vc, 4), &b);
+        assert!(store.learn(&bc).unwrap());
+        assert_eq!(store.check(&vc), Err(TrustRefusal::Untrusted(vc)));
+        let again = TrustStore::parse(&store.to_text()).unwrap();
+        assert_eq!(again, store);
+        let mut fresh = TrustStore::from_keys([va]);
+        assert_eq!(fresh.absorb(&store.learned_only()).unwrap(), 3);
+        assert_eq!(fresh, store);
+        // Revoking the listed key voids the trust that reached B through it.
+        let ra = SignedKeyStatement::sign(&KeyStatement::revoke(va, 5), &a);
+        let mut only_ab = TrustStore::from_keys([va]);
+        only_ab.learn(&ab).unwrap();
+        assert!(only_ab.is_trusted(&vb));
+        only_ab.learn(&ra).unwrap();
+        assert!(!only_ab.is_trusted(&vb) && !only_ab.is_trusted(&va));
+        // A damaged statement line is a clear error, not a silent reset.
+        let text = store.to_text().replace("statement:", "statement:00");
+        assert!(matches!(
+            TrustStore::parse(&text),
+            Err(TrustError::Statement { .. })
+        ));
+        let _ = c;
     }
 
     #[test]

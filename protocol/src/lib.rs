@@ -10,6 +10,7 @@ pub mod hash;
 pub mod interface;
 pub mod manifest;
 pub mod signing;
+pub mod statement;
 pub mod wire;
 
 pub use codec::{CodecError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
@@ -18,6 +19,7 @@ pub use hash::{ContentHash, SpkiPin};
 pub use interface::{InterfaceName, InterfaceNameError};
 pub use manifest::{Export, Manifest, ManifestError};
 pub use signing::{SignedManifest, SigningKey, VendorKey, Verified, VerifyError};
+pub use statement::{KeyAction, KeyStatement, SignedKeyStatement, StatementError};
 pub use wire::*;
 
 /// The wire protocol version carried in the first message of every connection.

@@ -18,6 +18,8 @@ pub use ed25519_dalek::SigningKey;
 pub const MANIFEST_DOMAIN: &[u8] = b"courier/manifest/v1\0";
 /// Domain of a vendor's answer to a registry's connection challenge.
 pub const AUTH_DOMAIN: &[u8] = b"courier/auth/v1\0";
+/// Domain of a key statement (rotation or revocation), see [`crate::statement`].
+pub const KEY_STATEMENT_DOMAIN: &[u8] = b"courier/key-statement/v1\0";
 
 /// A vendor's ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -131,7 +133,7 @@ impl fmt::Debug for SignedManifest {
     }
 }
 
-mod sig_serde {
+pub(crate) mod sig_serde {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(sig: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
@@ -145,10 +147,11 @@ mod sig_serde {
     }
 }
 
-/// A value whose signature has been checked. Only [`SignedManifest::verify`] makes one, so
+/// A value whose signature has been checked. Only [`SignedManifest::verify`] (and
+/// [`crate::statement::SignedKeyStatement::verify`]) makes one, so
 /// code that takes a `Verified<Manifest>` cannot be handed an unverified manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified<T>(T);
+pub struct Verified<T>(pub(crate) T);
 
 impl<T> Verified<T> {
     /// The verified value.

@@ -7,6 +7,7 @@
 
 use crate::hash::ContentHash;
 use crate::signing::{SignedManifest, VendorKey};
+use crate::statement::SignedKeyStatement;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -155,6 +156,8 @@ pub enum EventKind {
     Cancelled,
     /// A newer registration of the same name replaced this lease.
     Replaced,
+    /// The vendor key of the registration was revoked.
+    Revoked,
 }
 
 impl fmt::Display for EventKind {
@@ -165,6 +168,7 @@ impl fmt::Display for EventKind {
             EventKind::Expired => "expired",
             EventKind::Cancelled => "cancelled",
             EventKind::Replaced => "replaced",
+            EventKind::Revoked => "revoked",
         })
     }
 }
@@ -287,7 +291,19 @@ pub enum Request {
     /// long-lived stream per vendor connection saves a stream's set-up and tear-down per
     /// renewal.
     KeepAlive,
+    /// Publishes a key statement (rotation or revocation), authenticated as the key it is
+    /// about. The registry checks it, stores it durably, and follows it.
+    KeyStatement(SignedKeyStatement),
+    /// The key statements the registry holds about `keys` and, for rotations, about the
+    /// keys they rotate to (the whole chain). The caller verifies them itself.
+    KeyStatements {
+        /// The keys asked about (at most [`MAX_STATEMENT_KEYS`]).
+        keys: Vec<VendorKey>,
+    },
 }
+
+/// Most keys one [`Request::KeyStatements`] may ask about.
+pub const MAX_STATEMENT_KEYS: usize = 256;
 
 /// Answers from the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +332,10 @@ pub enum Response {
     History(Vec<HistoryEntry>),
     /// The request failed.
     Error(WireError),
+    /// The key statement is stored and in force.
+    StatementAccepted,
+    /// Key statements, answering [`Request::KeyStatements`].
+    KeyStatements(Vec<SignedKeyStatement>),
 }
 
 /// A typed error sent back to the caller.
@@ -367,6 +387,10 @@ pub enum ErrorKind {
     Busy,
     /// The registry failed internally (storage); nothing was acknowledged.
     Internal,
+    /// The vendor key was revoked.
+    Revoked,
+    /// The vendor key was rotated to another key, which acts for it now.
+    Rotated,
 }
 
 impl fmt::Display for ErrorKind {
@@ -385,6 +409,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::BadQuery => "bad query",
             ErrorKind::Busy => "busy",
             ErrorKind::Internal => "internal error",
+            ErrorKind::Revoked => "key revoked",
+            ErrorKind::Rotated => "key rotated",
         };
         f.write_str(s)
     }

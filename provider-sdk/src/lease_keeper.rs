@@ -264,7 +264,9 @@ fn classify(e: &ClientError) -> Failure {
             | ErrorKind::BadSignature
             | ErrorKind::BadManifest
             | ErrorKind::BadComponent
-            | ErrorKind::NotOwner => Failure::Permanent(text),
+            | ErrorKind::NotOwner
+            | ErrorKind::Revoked
+            | ErrorKind::Rotated => Failure::Permanent(text),
             ErrorKind::NotAuthenticated | ErrorKind::BadHandshake | ErrorKind::BadFrame => {
                 Failure::Connection(text)
             }

@@ -398,6 +398,31 @@ impl Catalog {
         }
     }
 
+    /// A key rotation: every name `from` owns becomes `to`'s, and every grant to `from`
+    /// passes to `to`. Registrations already made under `from` stay where they are (`to`
+    /// replaces them by registering the name). O(names): rotations are rare.
+    pub fn transfer(&mut self, from: &VendorKey, to: &VendorKey) {
+        let to_arc = self.vendors.intern(to);
+        for entry in self.names.values_mut() {
+            let owned = *entry.owner == *from;
+            if owned {
+                entry.owner = to_arc.clone();
+            }
+            if let Some(x) = entry.extra.as_mut() {
+                let was_granted = x.granted.iter().any(|g| **g == *from);
+                x.granted.retain(|g| **g != *from && **g != *to);
+                if was_granted && *entry.owner != *to {
+                    x.granted.push(to_arc.clone());
+                }
+                for (k, _) in x.active.iter_mut() {
+                    if **k == *from {
+                        *k = to_arc.clone();
+                    }
+                }
+            }
+        }
+    }
+
     /// The owner of `name`, if it has one.
     pub fn owner(&self, name: &str) -> Option<VendorKey> {
         self.names.get(name).map(|e| *e.owner)

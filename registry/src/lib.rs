@@ -5,12 +5,14 @@
 //! - [`lease_table`]: the pure, sans-IO lease table (time passed in, no IO).
 //! - [`catalog`] and [`matcher`]: registrations indexed by interface, ranked matching.
 //! - [`events`]: sequence-numbered events, a bounded ring and live fan-out.
+//! - [`keys`]: the key book, key rotations and revocations in force.
 //! - [`store`]: redb plus content-addressed component blobs.
 //! - [`registry`]: the state and operations glued together, synchronous, testable alone.
 //! - [`server`]: the thin tokio/quinn driver.
 
 pub mod catalog;
 pub mod events;
+pub mod keys;
 pub mod lease_table;
 pub mod matcher;
 pub mod registry;
@@ -20,6 +22,6 @@ pub mod store;
 pub use lease_table::{LeasePolicy, LeaseTable, Millis};
 pub use registry::{
     FindError, FlushStats, GrantError, LeaseError, OpenError, ReadError, RegisterError, Registry,
-    RegistryConfig, ReportError,
+    RegistryConfig, ReportError, StatementRefused,
 };
 pub use server::{RegistryHandle, ServeError, serve};

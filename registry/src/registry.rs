@@ -13,6 +13,7 @@
 
 use crate::catalog::{Catalog, CatalogError, Registration};
 use crate::events::{EventLog, EventRecord};
+use crate::keys::{KeyBook, KeyError};
 use crate::lease_table::{
     LeaseMap, LeasePolicy, LeaseTable, Millis, Op, Outcome as LeaseOutcome, Restore,
 };
@@ -20,8 +21,9 @@ use crate::matcher::{self, PreparedQuery, QueryError};
 use crate::store::{Batch, LeaseRow, Store, StoreError};
 use courier_protocol::component::{InspectError, inspect};
 use courier_protocol::{
-    Candidate, ContentHash, ErrorKind, EventBatch, EventKind, HistoryEntry, LeaseGrant, LeaseId,
-    LeaseInfo, ManifestError, Outcome, Register, ServiceQuery, VendorKey, VerifyError, WireError,
+    Candidate, ContentHash, ErrorKind, EventBatch, EventKind, HistoryEntry, KeyAction,
+    KeyStatement, LeaseGrant, LeaseId, LeaseInfo, ManifestError, Outcome, Register, ServiceQuery,
+    SignedKeyStatement, StatementError, VendorKey, VerifyError, WireError,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -149,6 +151,9 @@ pub enum RegisterError {
     /// The name belongs to another key.
     #[error("{0}")]
     Catalog(#[from] CatalogError),
+    /// The vendor key was revoked or rotated away.
+    #[error("{0}")]
+    Key(#[from] KeyError),
     /// The store failed; nothing was acknowledged.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -170,7 +175,60 @@ impl RegisterError {
             | RegisterError::NotExported(_) => ErrorKind::BadComponent,
             RegisterError::Catalog(CatalogError::NotOwner { .. }) => ErrorKind::NotOwner,
             RegisterError::Catalog(CatalogError::Interface(_)) => ErrorKind::BadManifest,
+            RegisterError::Key(e) => key_error_kind(e),
             RegisterError::Store(_) => ErrorKind::Internal,
+        };
+        WireError::new(kind, self.to_string())
+    }
+}
+
+fn key_error_kind(e: &KeyError) -> ErrorKind {
+    match e {
+        KeyError::Revoked(_) | KeyError::TargetRevoked(_) => ErrorKind::Revoked,
+        KeyError::Rotated { .. } | KeyError::TargetRotated(_) | KeyError::ChainTooLong => {
+            ErrorKind::Rotated
+        }
+    }
+}
+
+/// Why a key statement was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StatementRefused {
+    /// The connection has not authenticated.
+    #[error("connection is not authenticated")]
+    NotAuthenticated,
+    /// The statement is about another key than the connection's.
+    #[error("connection is authenticated as {auth}, the statement is about {key}")]
+    WrongKey {
+        /// The connection's key.
+        auth: VendorKey,
+        /// The statement's key.
+        key: VendorKey,
+    },
+    /// The statement does not verify.
+    #[error("{0}")]
+    Verify(#[from] StatementError),
+    /// The statement conflicts with the key book (revoked, already rotated...).
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    /// The store failed; nothing was acknowledged.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl StatementRefused {
+    /// The error for the caller.
+    pub fn to_wire(&self) -> WireError {
+        let kind = match self {
+            StatementRefused::NotAuthenticated | StatementRefused::WrongKey { .. } => {
+                ErrorKind::NotAuthenticated
+            }
+            StatementRefused::Verify(StatementError::Verify(
+                VerifyError::BadSignature | VerifyError::InvalidKey | VerifyError::WeakKey,
+            )) => ErrorKind::BadSignature,
+            StatementRefused::Verify(_) => ErrorKind::BadQuery,
+            StatementRefused::Key(e) => key_error_kind(e),
+            StatementRefused::Store(_) => ErrorKind::Internal,
         };
         WireError::new(kind, self.to_string())
     }
@@ -313,6 +371,7 @@ struct Clock {
 struct State {
     table: LeaseTable,
     catalog: Catalog,
+    keys: KeyBook,
     events: EventLog,
     dirty: LeaseMap<()>,
     deleted: Vec<LeaseId>,
@@ -399,6 +458,31 @@ impl Registry {
         for (name, key) in &grants {
             catalog.grant(name, key);
         }
+        let mut keys = KeyBook::new();
+        let (rotations, revocations) = store.load_keys()?;
+        for (key, signed) in rotations {
+            match signed.verify() {
+                Ok(st) if st.key == key => keys.apply(&st, signed),
+                _ => {
+                    return Err(OpenError::Store(StoreError::Corrupt(format!(
+                        "stored rotation of {key} does not verify"
+                    ))));
+                }
+            }
+        }
+        for (key, signed) in revocations {
+            match signed {
+                None => keys.revoke_by_operator(key),
+                Some(signed) => match signed.verify() {
+                    Ok(st) if st.key == key => keys.apply(&st, signed),
+                    _ => {
+                        return Err(OpenError::Store(StoreError::Corrupt(format!(
+                            "stored revocation of {key} does not verify"
+                        ))));
+                    }
+                },
+            }
+        }
         // Freed before the registrations load, so their memory is reused rather than left
         // as holes under long-lived allocations.
         drop((names, grants));
@@ -413,6 +497,10 @@ impl Registry {
                     return;
                 }
             };
+            if keys.is_revoked(&manifest.vendor_key) {
+                drop_ids.push(s.lease);
+                return;
+            }
             let how = if s.row.expires_at_ms > wall_now_ms {
                 kept += 1;
                 Restore::Remaining(s.row.expires_at_ms - wall_now_ms)
@@ -460,6 +548,7 @@ impl Registry {
             state: Mutex::new(State {
                 table,
                 catalog,
+                keys,
                 events,
                 dirty: LeaseMap::default(),
                 deleted: Vec::new(),
@@ -545,6 +634,7 @@ impl Registry {
         let _w = self.writer();
         let (admission, reserve) = {
             let st = self.state();
+            st.keys.check_active(auth)?;
             let admission = st.catalog.admit(&manifest.name, auth)?;
             (admission, self.reservation_needed(&st, 2))
         };
@@ -647,7 +737,7 @@ impl Registry {
             if st.table.remaining(&lease, now).is_none() {
                 return Err(LeaseError::Unknown(lease));
             }
-            if *reg.vendor != *auth {
+            if !st.keys.may_act_for(&reg.vendor, auth) {
                 return Err(LeaseError::NotOwner(lease));
             }
             let reg = reg.clone();
@@ -690,7 +780,7 @@ impl Registry {
             if st.table.remaining(&lease, now).is_none() {
                 return Err(LeaseError::Unknown(lease));
             }
-            if *reg.vendor != *auth {
+            if !st.keys.may_act_for(&reg.vendor, auth) {
                 return Err(LeaseError::NotOwner(lease));
             }
             self.reservation_needed(&st, 1)
@@ -984,6 +1074,117 @@ impl Registry {
         Ok(())
     }
 
+    /// Applies a key statement published by the key it is about (`auth`): verifies it,
+    /// checks it against the statements in force, commits it durably, then follows it. A
+    /// rotation passes the old key's names and grants to the new key; a revocation removes
+    /// the key's registrations at once (event `revoked`). Returns the statement, and whether
+    /// it changed anything (the same revocation twice changes nothing).
+    pub fn key_statement(
+        &self,
+        now: Millis,
+        auth: Option<&VendorKey>,
+        signed: SignedKeyStatement,
+    ) -> Result<(KeyStatement, bool), StatementRefused> {
+        let auth = auth.ok_or(StatementRefused::NotAuthenticated)?;
+        let statement = signed.verify()?.into_inner();
+        if statement.key != *auth {
+            return Err(StatementRefused::WrongKey {
+                auth: *auth,
+                key: statement.key,
+            });
+        }
+        let changed = self.apply_key_change(now, &statement, Some(signed))?;
+        tracing::info!(%statement, changed, "key statement");
+        Ok((statement, changed))
+    }
+
+    /// Operator action: revokes `key` (without a statement of the key itself, so clients
+    /// do not learn of it; the registry stops matching its proxies and refuses it). Durable
+    /// before it returns. Returns whether it was new.
+    pub fn revoke_by_operator(
+        &self,
+        now: Millis,
+        key: &VendorKey,
+    ) -> Result<bool, StatementRefused> {
+        let statement = KeyStatement::revoke(*key, self.wall_ms(now));
+        self.apply_key_change(now, &statement, None)
+    }
+
+    fn apply_key_change(
+        &self,
+        now: Millis,
+        statement: &KeyStatement,
+        signed: Option<SignedKeyStatement>,
+    ) -> Result<bool, StatementRefused> {
+        let _w = self.writer();
+        let (batch, revoked_leases) = {
+            let st = self.state();
+            if !st.keys.admit(statement, signed.is_some())? {
+                return Ok(false);
+            }
+            let mut batch = Batch::default();
+            let mut revoked_leases = Vec::new();
+            match statement.action {
+                KeyAction::RotateTo(new) => {
+                    let Some(signed) = signed.clone() else {
+                        return Ok(false);
+                    };
+                    batch.rotations.push((statement.key, signed));
+                    batch.transfers.push((statement.key, new));
+                }
+                KeyAction::Revoke => {
+                    batch.revocations.push((statement.key, signed.clone()));
+                    revoked_leases = st
+                        .catalog
+                        .iter()
+                        .filter(|r| *r.vendor == statement.key)
+                        .map(|r| r.lease)
+                        .collect();
+                    batch.delete = revoked_leases.clone();
+                    batch.seq_reserved = self.reservation_needed(&st, revoked_leases.len() as u64);
+                }
+            }
+            (batch, revoked_leases)
+        };
+        self.store.commit(&batch)?;
+        let mut st = self.state();
+        let st = &mut *st;
+        if let Some(r) = batch.seq_reserved {
+            st.events.set_reserved(r);
+        }
+        match (statement.action, signed) {
+            (KeyAction::RotateTo(new), Some(signed)) => {
+                st.keys.apply(statement, signed);
+                st.catalog.transfer(&statement.key, &new);
+            }
+            (KeyAction::Revoke, Some(signed)) => st.keys.apply(statement, signed),
+            (_, None) => st.keys.revoke_by_operator(statement.key),
+        }
+        let at = self.wall_ms(now);
+        for lease in revoked_leases {
+            st.table.handle(now, Op::Cancel { id: lease });
+            st.dirty.remove(&lease);
+            if let Some(reg) = st.catalog.remove(&lease) {
+                st.events.push(EventKind::Revoked, at, reg);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The key statements about `keys` and the keys they rotated to (at most
+    /// [`courier_protocol::MAX_STATEMENT_KEYS`] keys are looked at).
+    pub fn key_statements(&self, keys: &[VendorKey]) -> Vec<SignedKeyStatement> {
+        let keys = &keys[..keys.len().min(courier_protocol::MAX_STATEMENT_KEYS)];
+        self.state().keys.statements_for(keys)
+    }
+
+    /// The key acting for `key` now (the end of its rotation chain), and whether `key` is
+    /// revoked.
+    pub fn key_status(&self, key: &VendorKey) -> (VendorKey, bool) {
+        let st = self.state();
+        (st.keys.current(key), st.keys.is_revoked(key))
+    }
+
     /// The owner of a service name.
     pub fn owner(&self, name: &str) -> Option<VendorKey> {
         self.state().catalog.owner(name)
@@ -1022,6 +1223,7 @@ impl Registry {
             let st = self.state();
             let mut claimed = std::collections::HashSet::new();
             for (lease, signed, m, ttl) in &checked {
+                st.keys.check_active(&m.vendor_key)?;
                 let a = st.catalog.admit(&m.name, &m.vendor_key)?;
                 if a.replaces.is_some() || !claimed.insert(m.name.clone()) {
                     return Err(RegisterError::Catalog(CatalogError::NotOwner {

@@ -582,6 +582,21 @@ async fn handle_stream(
                 Ok(Err(e)) | Err(e) => error(e, peer, "history"),
             }
         }
+        Request::KeyStatement(statement) => {
+            let registry = reg.clone();
+            let key = auth.get().copied();
+            match blocking(move || {
+                registry
+                    .key_statement(registry.now(), key.as_ref(), statement)
+                    .map_err(|e| e.to_wire())
+            })
+            .await
+            {
+                Ok(Ok(_)) => Response::StatementAccepted,
+                Ok(Err(e)) | Err(e) => error(e, peer, "key statement"),
+            }
+        }
+        Request::KeyStatements { keys } => Response::KeyStatements(reg.key_statements(&keys)),
     };
     if write_frame(&mut send, &resp).await.is_ok() {
         let _ = send.finish();

@@ -11,10 +11,15 @@
 //!   time (ms since the Unix epoch), so the time left survives a restart.
 //! - `names`: service name -> owning vendor key; `grants`: (name, key) -> ().
 //! - `history`: (client, seq) -> postcard `HistoryEntry`.
+//! - `rotations`: old vendor key -> postcard `SignedKeyStatement` (its rotation).
+//! - `revocations`: vendor key -> postcard `SignedKeyStatement` (its own revocation), or
+//!   empty bytes (revoked by the operator).
 //!
 //! Every commit here is durable (`Durability::Immediate`) when it returns.
 
-use courier_protocol::{ContentHash, HistoryEntry, LeaseId, SignedManifest, VendorKey, codec};
+use courier_protocol::{
+    ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest, VendorKey, codec,
+};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +30,8 @@ const LEASES: TableDefinition<&[u8; 16], (u64, u64, u64)> = TableDefinition::new
 const NAMES: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("names");
 const GRANTS: TableDefinition<(&str, &[u8; 32]), ()> = TableDefinition::new("grants");
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
+const ROTATIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("rotations");
+const REVOCATIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("revocations");
 
 const DB_FILE: &str = "registry.redb";
 const BLOB_DIR: &str = "blobs";
@@ -100,6 +107,12 @@ pub struct Batch {
     pub seq_reserved: Option<u64>,
     /// Wall time of this write.
     pub last_alive_ms: Option<u64>,
+    /// Key rotations: the old key and its statement.
+    pub rotations: Vec<(VendorKey, SignedKeyStatement)>,
+    /// Key revocations: the key and its own statement (`None`: by the operator).
+    pub revocations: Vec<(VendorKey, Option<SignedKeyStatement>)>,
+    /// Names owned by, and grants to, the first key pass to the second (a rotation).
+    pub transfers: Vec<(VendorKey, VendorKey)>,
 }
 
 impl Batch {
@@ -112,6 +125,9 @@ impl Batch {
             && self.grants.is_empty()
             && self.seq_reserved.is_none()
             && self.last_alive_ms.is_none()
+            && self.rotations.is_empty()
+            && self.revocations.is_empty()
+            && self.transfers.is_empty()
     }
 }
 
@@ -188,6 +204,8 @@ impl Store {
             txn.open_table(NAMES)?;
             txn.open_table(GRANTS)?;
             txn.open_table(HISTORY)?;
+            txn.open_table(ROTATIONS)?;
+            txn.open_table(REVOCATIONS)?;
             let existing = meta.get("registry_id")?.map(|v| v.value().to_vec());
             let (registry_id, fresh) = match existing {
                 Some(id) => (
@@ -280,6 +298,45 @@ impl Store {
         Ok((names, grants))
     }
 
+    /// Every key rotation (old key, statement) and revocation (key, statement or `None`
+    /// for the operator's). A record that does not decode is an error: dropping a
+    /// revocation silently would trust a revoked key again.
+    #[allow(clippy::type_complexity)]
+    pub fn load_keys(
+        &self,
+    ) -> Result<
+        (
+            Vec<(VendorKey, SignedKeyStatement)>,
+            Vec<(VendorKey, Option<SignedKeyStatement>)>,
+        ),
+        StoreError,
+    > {
+        let txn = self.db.begin_read()?;
+        let decode = |what: &str, key: &[u8; 32], v: &[u8]| {
+            codec::decode::<SignedKeyStatement>(v)
+                .map_err(|e| StoreError::Corrupt(format!("{what} of {}: {e}", VendorKey(*key))))
+        };
+        let mut rotations = Vec::new();
+        for item in txn.open_table(ROTATIONS)?.iter()? {
+            let (k, v) = item?;
+            rotations.push((
+                VendorKey(*k.value()),
+                decode("rotation", k.value(), v.value())?,
+            ));
+        }
+        let mut revocations = Vec::new();
+        for item in txn.open_table(REVOCATIONS)?.iter()? {
+            let (k, v) = item?;
+            let statement = if v.value().is_empty() {
+                None
+            } else {
+                Some(decode("revocation", k.value(), v.value())?)
+            };
+            revocations.push((VendorKey(*k.value()), statement));
+        }
+        Ok((rotations, revocations))
+    }
+
     /// Commits `batch` durably.
     pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
@@ -308,6 +365,46 @@ impl Store {
                 let mut grants = txn.open_table(GRANTS)?;
                 for (name, key) in &batch.grants {
                     grants.insert((name.as_str(), &key.0), ())?;
+                }
+            }
+            if !batch.rotations.is_empty() {
+                let mut t = txn.open_table(ROTATIONS)?;
+                for (key, s) in &batch.rotations {
+                    t.insert(&key.0, codec::encode(s).as_slice())?;
+                }
+            }
+            if !batch.revocations.is_empty() {
+                let mut t = txn.open_table(REVOCATIONS)?;
+                for (key, s) in &batch.revocations {
+                    let bytes = s.as_ref().map(codec::encode).unwrap_or_default();
+                    t.insert(&key.0, bytes.as_slice())?;
+                }
+            }
+            for (from, to) in &batch.transfers {
+                let mut names = txn.open_table(NAMES)?;
+                let owned: Vec<String> = names
+                    .iter()?
+                    .filter_map(|r| match r {
+                        Ok((k, v)) if *v.value() == from.0 => Some(Ok(k.value().to_string())),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(e)),
+                    })
+                    .collect::<Result<_, _>>()?;
+                for name in &owned {
+                    names.insert(name.as_str(), &to.0)?;
+                }
+                let mut grants = txn.open_table(GRANTS)?;
+                let granted: Vec<String> = grants
+                    .iter()?
+                    .filter_map(|r| match r {
+                        Ok((k, _)) if *k.value().1 == from.0 => Some(Ok(k.value().0.to_string())),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(e)),
+                    })
+                    .collect::<Result<_, _>>()?;
+                for name in &granted {
+                    grants.remove((name.as_str(), &from.0))?;
+                    grants.insert((name.as_str(), &to.0), ())?;
                 }
             }
             if batch.seq_reserved.is_some() || batch.last_alive_ms.is_some() {

@@ -4,7 +4,7 @@ use crate::cli::CallArgs;
 use anyhow::Context;
 use courier_client::client::{Client, ClientConfig, ReportMode};
 use courier_client::invoke::CallSpec;
-use courier_client::{Answer, OperatorAnswer, OperatorMode, Policy, TrustStore};
+use courier_client::{Answer, OperatorAnswer, OperatorMode, Policy, RejectReason, TrustStore};
 use courier_protocol::VendorKey;
 
 /// The trust store from `--trust` keys and `--trust-file`.
@@ -52,8 +52,10 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     let mut config = ClientConfig::new(id, trust);
     config.policy = policy(&args.allow_facts, args.approve && !args.deny);
     config.report = ReportMode::Inline;
+    config.state_dir = Some(args.state_dir.clone());
+    config.pins = args.pins.iter().cloned().collect();
     let registry = args.registry.connect("courier-cli/call").await?;
-    let client = Client::with_registry(registry, config).context("cannot set up the sandbox")?;
+    let client = Client::with_registry(registry, config).context("cannot set up the client")?;
     let attributes = args
         .attributes
         .iter()
@@ -61,6 +63,16 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
         .collect();
     let result = client.call_spec(&spec, attributes).await;
     client.registry().close();
+    if let Err(e) = &result
+        && let Some((name, offered)) = e.rejections().iter().find_map(|r| match &r.reason {
+            RejectReason::Rollback { offered, .. } => Some((&r.name, offered)),
+            _ => None,
+        })
+    {
+        anyhow::bail!(
+            "{e} (to run the older version deliberately: --pin-version {name}@{offered})"
+        );
+    }
     let report = result?;
     for line in &report.logs.transcript {
         eprintln!("[operator] {line}");

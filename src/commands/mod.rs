@@ -15,7 +15,7 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Registry(cmd) => registry::run(cmd).await,
-        Command::Keys(cmd) => keys::run(cmd),
+        Command::Keys(cmd) => keys::run(cmd).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Find(args) => find::run(args).await,
         Command::Leases(args) => leases::run(args).await,

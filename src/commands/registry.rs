@@ -1,6 +1,6 @@
-//! `courier registry serve` and `courier registry grant`.
+//! `courier registry serve`, `courier registry grant` and `courier registry revoke`.
 
-use crate::cli::{GrantArgs, RegistryCommand, ServeArgs};
+use crate::cli::{GrantArgs, OperatorRevokeArgs, RegistryCommand, ServeArgs};
 use anyhow::Context;
 use courier_protocol::VendorKey;
 use courier_registry::{Registry, RegistryConfig};
@@ -9,6 +9,7 @@ pub async fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
     match cmd {
         RegistryCommand::Serve(args) => serve(args).await,
         RegistryCommand::Grant(args) => grant(args),
+        RegistryCommand::Revoke(args) => revoke(args),
     }
 }
 
@@ -74,5 +75,21 @@ fn grant(args: GrantArgs) -> anyhow::Result<()> {
     })?;
     registry.grant(&args.name, &key)?;
     println!("granted {} to {key}", args.name);
+    Ok(())
+}
+
+fn revoke(args: OperatorRevokeArgs) -> anyhow::Result<()> {
+    let key: VendorKey = args.key.parse().context("vendor key")?;
+    let registry = Registry::open(config(&args.data_dir)).with_context(|| {
+        format!(
+            "cannot open the registry in {} (is it running? revoke while it is stopped)",
+            args.data_dir.display()
+        )
+    })?;
+    if registry.revoke_by_operator(registry.now(), &key)? {
+        println!("revoked {key}: its proxies no longer match and it cannot register");
+    } else {
+        println!("{key} was already revoked");
+    }
     Ok(())
 }

@@ -17,7 +17,14 @@ pub fn courier() -> Command {
         .env_remove("COURIER_REGISTRY_PIN")
         .env_remove("COURIER_KEY")
         .env_remove("COURIER_TRUST")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        // The client's state (accepted versions, learned keys) goes to a scratch directory
+        // of this test process under the target directory, not into the source tree.
+        .env(
+            "COURIER_STATE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("courier-client-state-{}", std::process::id())),
+        );
     c
 }
 

@@ -11,7 +11,7 @@ use courier_protocol::signing::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
     Candidate, ContentHash, EventBatch, Hello, HistoryEntry, LeaseGrant, LeaseId, LeaseInfo,
     MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, Register, Request, Response, ServiceQuery,
-    SigningKey, SpkiPin, VendorKey, WireError,
+    SignedKeyStatement, SigningKey, SpkiPin, VendorKey, WireError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -248,6 +248,26 @@ impl RegistryClient {
         };
         let resp = self.request(&req).await?;
         expect!(resp, Response::History(h) => h, "expected History")
+    }
+
+    /// Publishes a key statement (rotation or revocation); the connection must be
+    /// authenticated as the key the statement is about.
+    pub async fn publish_statement(
+        &self,
+        statement: SignedKeyStatement,
+    ) -> Result<(), ClientError> {
+        let resp = self.request(&Request::KeyStatement(statement)).await?;
+        expect!(resp, Response::StatementAccepted => (), "expected StatementAccepted")
+    }
+
+    /// The key statements the registry holds about `keys` and the keys they rotated to.
+    /// Nothing here is verified: the caller verifies each statement itself.
+    pub async fn key_statements(
+        &self,
+        keys: Vec<VendorKey>,
+    ) -> Result<Vec<SignedKeyStatement>, ClientError> {
+        let resp = self.request(&Request::KeyStatements { keys }).await?;
+        expect!(resp, Response::KeyStatements(s) => s, "expected KeyStatements")
     }
 
     /// Closes the connection politely.

@@ -185,6 +185,8 @@ pub struct FakeState {
     pub fetches: usize,
     pub finds: usize,
     pub reports: Vec<Outcome>,
+    /// Key statements served as they are, valid or not (a lying registry).
+    pub statements: Vec<courier_protocol::SignedKeyStatement>,
 }
 
 pub struct FakeRegistry {
@@ -290,6 +292,7 @@ fn fake_answer(st: &Mutex<FakeState>, req: Request) -> Response {
             st.reports.push(o);
             Response::Reported
         }
+        Request::KeyStatements { .. } => Response::KeyStatements(st.statements.clone()),
         _ => Response::Error(courier_protocol::WireError::new(
             courier_protocol::ErrorKind::BadQuery,
             "not in the fake",
