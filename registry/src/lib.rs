@@ -8,12 +8,13 @@
 //! - [`keys`]: the key book, key rotations and revocations in force.
 //! - [`store`]: redb plus content-addressed component blobs.
 //! - [`registry`]: the state and operations glued together, synchronous, testable alone.
-//! - [`server`]: the thin tokio/quinn driver.
+//! - [`server`]: the thin tokio/quinn driver, with the admission caps of [`limits`].
 
 pub mod catalog;
 pub mod events;
 pub mod keys;
 pub mod lease_table;
+pub mod limits;
 pub mod matcher;
 pub mod registry;
 pub mod server;

@@ -50,8 +50,20 @@ pub struct RegistryConfig {
     pub flush_interval: Duration,
     /// Most concurrent connections; more are answered `Busy` and closed.
     pub max_connections: usize,
+    /// Most concurrent connections from one peer address; more are answered `Busy`.
+    pub max_connections_per_peer: usize,
     /// Most concurrent streams (requests) per connection.
     pub max_streams_per_connection: u32,
+    /// Most one-shot requests being handled at once across all connections; more are
+    /// answered `Busy` at once (subscriptions and keep-alive streams are not counted once
+    /// they are open).
+    pub max_requests_in_flight: usize,
+    /// Requests per second one connection may make, with a burst of as many (renewals on
+    /// its keep-alive stream included); more are answered `Busy`. 0: no cap.
+    pub request_rate_per_connection: u32,
+    /// Requests per second the whole registry accepts, with a burst of as many; more are
+    /// answered `Busy` rather than queued. 0: no cap.
+    pub request_rate: u32,
     /// A connection idle this long is closed.
     pub idle_timeout: Duration,
     /// How long a new connection has to send its Hello.
@@ -71,7 +83,9 @@ pub struct RegistryConfig {
 
 impl RegistryConfig {
     /// Defaults: listen on 127.0.0.1:7700, leases of 5 s to 5 min, flush every 500 ms
-    /// (so grace 11 s), 1,024 connections of 256 streams.
+    /// (so grace 11 s), 1,024 connections (64 per peer address) of 256 streams, 4,096
+    /// requests in flight, 25,000 requests/s per connection and 100,000/s in all (about
+    /// half and twice what this registry serves on two cores).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -81,7 +95,11 @@ impl RegistryConfig {
             grace: None,
             flush_interval: Duration::from_millis(500),
             max_connections: 1024,
+            max_connections_per_peer: 64,
             max_streams_per_connection: 256,
+            max_requests_in_flight: 4096,
+            request_rate_per_connection: 25_000,
+            request_rate: 100_000,
             idle_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             event_ring: 65_536,

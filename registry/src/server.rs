@@ -7,6 +7,7 @@
 //! (or, for a broken handshake, the registry) keeps serving everyone else.
 
 use crate::events::EventRecord;
+use crate::limits::{PeerConnections, RateLimit};
 use crate::registry::{MAX_BATCH, Registry};
 use courier_protocol::signing::{AUTH_DOMAIN, auth_message};
 use courier_protocol::{
@@ -17,7 +18,7 @@ use courier_transport::{Identity, ServerLimits, TransportError, server_endpoint,
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Largest frame accepted for anything but a registration (which may carry a component).
@@ -124,6 +125,10 @@ struct Ctx {
     pin: SpkiPin,
     shutdown: watch::Receiver<bool>,
     large_frames: Arc<Semaphore>,
+    /// One-shot requests being handled ([`RegistryConfig::max_requests_in_flight`]).
+    in_flight: Arc<Semaphore>,
+    /// The registry-wide request rate.
+    rate: RateLimit,
     done: mpsc::Sender<()>,
 }
 
@@ -156,14 +161,12 @@ pub async fn serve(registry: Arc<Registry>) -> Result<RegistryHandle, ServeError
         pin,
         shutdown: shutdown_rx.clone(),
         large_frames: Arc::new(Semaphore::new(LARGE_FRAME_BUDGET)),
+        in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight.max(1))),
+        rate: RateLimit::new(config.request_rate),
         done: done_tx.clone(),
     });
     let tasks = vec![
-        tokio::spawn(accept_loop(
-            endpoint.clone(),
-            ctx.clone(),
-            config.max_connections,
-        )),
+        tokio::spawn(accept_loop(endpoint.clone(), ctx.clone())),
         tokio::spawn(expiry_task(registry.clone(), shutdown_rx.clone())),
         tokio::spawn(flush_task(registry.clone(), shutdown_rx)),
     ];
@@ -179,9 +182,12 @@ pub async fn serve(registry: Arc<Registry>) -> Result<RegistryHandle, ServeError
     })
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<Ctx>, max_connections: usize) {
+async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<Ctx>) {
+    let config = ctx.registry.config();
+    let max_connections = config.max_connections;
     let connections = Arc::new(Semaphore::new(max_connections.max(1)));
-    // Connections over the cap get a Busy answer; a flood beyond that is refused outright.
+    let peers = PeerConnections::new(config.max_connections_per_peer);
+    // Connections over a cap get a Busy answer; a flood beyond that is refused outright.
     let busy = Arc::new(Semaphore::new(max_connections.max(64) / 4));
     let mut shutdown = ctx.shutdown.clone();
     loop {
@@ -192,43 +198,72 @@ async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<Ctx>, max_connections: 
                 None => break,
             },
         };
-        if let Ok(permit) = connections.clone().try_acquire_owned() {
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                let done = ctx.done.clone();
-                handle_connection(incoming, ctx).await;
-                drop(permit);
-                drop(done);
-            });
-        } else if let Ok(permit) = busy.clone().try_acquire_owned() {
-            tracing::warn!(peer = %incoming.remote_address(), "connection cap reached: answering busy");
-            let done = ctx.done.clone();
-            let timeout = ctx.registry.config().handshake_timeout;
-            tokio::spawn(async move {
-                answer_busy(incoming, timeout).await;
-                drop(permit);
-                drop(done);
-            });
-        } else {
-            tracing::warn!(peer = %incoming.remote_address(), "connection flood: refusing");
-            incoming.refuse();
+        let peer = incoming.remote_address();
+        let admitted = match connections.clone().try_acquire_owned() {
+            Err(_) => Err("registry is at its connection cap; try later"),
+            Ok(permit) => match peers.admit(peer.ip()) {
+                None => Err("too many connections from your address; try later"),
+                Some(slot) => Ok((permit, slot)),
+            },
+        };
+        match admitted {
+            Ok((permit, slot)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let done = ctx.done.clone();
+                    handle_connection(incoming, ctx).await;
+                    drop((permit, slot, done));
+                });
+            }
+            Err(why) => match busy.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tracing::warn!(%peer, "{why}: answering busy");
+                    let done = ctx.done.clone();
+                    let timeout = config.handshake_timeout;
+                    tokio::spawn(async move {
+                        answer_busy(incoming, timeout, why).await;
+                        drop((permit, done));
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "connection flood: refusing");
+                    incoming.refuse();
+                }
+            },
         }
     }
 }
 
-async fn answer_busy(incoming: quinn::Incoming, timeout: Duration) {
+async fn answer_busy(incoming: quinn::Incoming, timeout: Duration, why: &'static str) {
     let work = async {
         let conn = incoming.await.ok()?;
         let (mut send, mut recv) = conn.accept_bi().await.ok()?;
         let _ = read_request(&mut recv, SMALL_FRAME, None).await;
-        let resp = Response::Error(WireError::new(
-            ErrorKind::Busy,
-            "registry is at its connection cap; try later",
-        ));
+        let resp = Response::Error(WireError::new(ErrorKind::Busy, why));
         close_with(&conn, &mut send, &resp, close::BUSY, b"busy").await;
         Some(())
     };
     let _ = tokio::time::timeout(timeout, work).await;
+}
+
+/// Admits one request of a connection: its own rate, then the registry's.
+fn admit_request(ctx: &Ctx, rate: &RateLimit) -> Result<(), &'static str> {
+    let now = std::time::Instant::now();
+    if !rate.admit(now) {
+        return Err("request rate of this connection exceeded; slow down");
+    }
+    if !ctx.rate.admit(now) {
+        return Err("registry request rate exceeded; try later");
+    }
+    Ok(())
+}
+
+/// Answers a stream refused at admission with `Busy`, without reading its request.
+async fn refuse_stream(mut send: quinn::SendStream, why: &'static str) {
+    let resp = Response::Error(WireError::new(ErrorKind::Busy, why));
+    if write_frame(&mut send, &resp).await.is_ok() {
+        let _ = send.finish();
+    }
 }
 
 /// Writes `resp`, finishes the stream, waits (briefly) until the peer has it, then closes.
@@ -263,6 +298,8 @@ async fn handle_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
         return;
     };
     let auth: Arc<OnceLock<VendorKey>> = Arc::new(OnceLock::new());
+    let rate = Arc::new(RateLimit::new(config.request_rate_per_connection));
+    let mut warned = false;
     let mut shutdown = ctx.shutdown.clone();
     loop {
         let (send, recv) = tokio::select! {
@@ -275,12 +312,39 @@ async fn handle_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
                 }
             },
         };
+        let admitted = admit_request(&ctx, &rate).and_then(|()| {
+            ctx.in_flight
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| "registry has too many requests in flight; try later")
+        });
+        let permit = match admitted {
+            Ok(p) => p,
+            Err(why) => {
+                if !warned {
+                    tracing::warn!(%peer, "{why} (further refusals on this connection are not logged)");
+                    warned = true;
+                }
+                drop(recv);
+                tokio::spawn(refuse_stream(send, why));
+                continue;
+            }
+        };
         let ctx = ctx.clone();
         let auth = auth.clone();
         let conn = conn.clone();
+        let rate = rate.clone();
         tokio::spawn(async move {
             let done = ctx.done.clone();
-            handle_stream(send, recv, &ctx, &conn, peer, &challenge, &auth).await;
+            let stream = Stream {
+                ctx: &ctx,
+                conn: &conn,
+                peer,
+                challenge: &challenge,
+                auth: &auth,
+                rate: &rate,
+            };
+            handle_stream(send, recv, stream, permit).await;
             drop(done);
         });
     }
@@ -429,16 +493,33 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| WireError::new(ErrorKind::Internal, format!("handler failed: {e}")))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a stream's handler knows of its connection.
+struct Stream<'a> {
+    ctx: &'a Ctx,
+    conn: &'a quinn::Connection,
+    peer: SocketAddr,
+    challenge: &'a [u8; 32],
+    auth: &'a OnceLock<VendorKey>,
+    /// The connection's request rate.
+    rate: &'a RateLimit,
+}
+
+/// Serves one stream: reads its request and answers it. `permit` counts the request as in
+/// flight until it is answered (or the stream turns out to be a long-lived one).
 async fn handle_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    ctx: &Ctx,
-    conn: &quinn::Connection,
-    peer: SocketAddr,
-    challenge: &[u8; 32],
-    auth: &OnceLock<VendorKey>,
+    stream: Stream<'_>,
+    permit: OwnedSemaphorePermit,
 ) {
+    let Stream {
+        ctx,
+        conn,
+        peer,
+        challenge,
+        auth,
+        rate,
+    } = stream;
     let read = tokio::time::timeout(
         REQUEST_TIMEOUT,
         read_request(&mut recv, codec::MAX_FRAME_LEN, Some(&ctx.large_frames)),
@@ -554,11 +635,13 @@ async fn handle_stream(
             interface,
             from_seq,
         } => {
+            drop(permit);
             subscribe(send, ctx, conn, interface, from_seq).await;
             return;
         }
         Request::KeepAlive => {
-            keep_alive(send, recv, ctx, peer, auth).await;
+            drop(permit);
+            keep_alive(send, recv, ctx, peer, auth, rate).await;
             return;
         }
         Request::Report(outcome) => {
@@ -612,6 +695,7 @@ async fn keep_alive(
     ctx: &Ctx,
     peer: SocketAddr,
     auth: &OnceLock<VendorKey>,
+    rate: &RateLimit,
 ) {
     let reg = &ctx.registry;
     let mut shutdown = ctx.shutdown.clone();
@@ -622,12 +706,13 @@ async fn keep_alive(
         };
         let resp = match next {
             Ok(None) => break,
-            Ok(Some(Request::Renew { lease, ttl_ms })) => {
-                match reg.renew(reg.now(), auth.get(), lease, ttl_ms) {
+            Ok(Some(Request::Renew { lease, ttl_ms })) => match admit_request(ctx, rate) {
+                Err(why) => Response::Error(WireError::new(ErrorKind::Busy, why)),
+                Ok(()) => match reg.renew(reg.now(), auth.get(), lease, ttl_ms) {
                     Ok(grant) => Response::Renewed(grant),
                     Err(e) => error(e.to_wire(), peer, "renew"),
-                }
-            }
+                },
+            },
             Ok(Some(_)) => {
                 let e = WireError::new(
                     ErrorKind::BadFrame,
