@@ -156,6 +156,34 @@ async fn oversized_payload_is_cut_at_the_declared_size() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_payload_is_cut_by_the_fetch_deadline() {
+    let provider = TestProvider::start(Service::Echo).await;
+    let registry = FakeRegistry::start().await;
+    registry.offer(
+        1,
+        signed(1, artifacts::ECHO, &provider.target(), |_| {}),
+        ECHO_IFACE,
+        artifacts::ECHO,
+    );
+    registry.state.lock().unwrap().drip_payloads = true;
+    let mut policy = Policy::default();
+    policy.limits.fetch_timeout = Duration::from_millis(500);
+    let client = client_with(&registry, &[1], policy).await;
+    // The guard only keeps a regression from hanging the suite; the deadline is the policy's.
+    let err = tokio::time::timeout(Duration::from_secs(30), client.call_str(SAY))
+        .await
+        .expect("the fetch deadline held")
+        .unwrap_err();
+    assert!(
+        matches!(only_rejection(&err), RejectReason::Fetch(_)),
+        "{err}"
+    );
+    // The same client goes on once the registry behaves.
+    registry.state.lock().unwrap().drip_payloads = false;
+    client.call_str(SAY).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signature_and_untrusted_vendor_are_refused_before_fetching() {
     let provider = TestProvider::start(Service::Echo).await;
     let registry = FakeRegistry::start().await;

@@ -187,6 +187,8 @@ pub struct FakeState {
     pub reports: Vec<Outcome>,
     /// Key statements served as they are, valid or not (a lying registry).
     pub statements: Vec<courier_protocol::SignedKeyStatement>,
+    /// Payloads are dripped a byte every 50 ms (an endless download for any real size).
+    pub drip_payloads: bool,
 }
 
 pub struct FakeRegistry {
@@ -219,7 +221,18 @@ impl FakeRegistry {
                             let Ok(req) = read_frame::<Request>(&mut recv, 1 << 20).await else {
                                 return;
                             };
+                            let drip = matches!(req, Request::Fetch { .. })
+                                && st.lock().unwrap().drip_payloads;
                             let resp = fake_answer(&st, req);
+                            if drip {
+                                let frame = courier_protocol::codec::encode_frame(&resp);
+                                for b in frame {
+                                    if send.write_all(&[b]).await.is_err() {
+                                        return;
+                                    }
+                                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                                }
+                            }
                             let _ = write_frame(&mut send, &resp).await;
                             let _ = send.finish();
                         });
