@@ -1,16 +1,17 @@
 //! The client side of the provider protocol: the only network a proxy can reach.
 //!
 //! A [`ProviderTarget`] comes from a verified manifest (its endpoints and TLS pin); the
-//! [`ProviderPool`] connects to it over pinned QUIC, says `ProviderHello`, and sends one
-//! `Call` per bidirectional stream. Established connections are kept per (address, pin) so
-//! a warm call costs one stream round trip, not a handshake.
+//! [`ProviderPool`] connects to it over pinned QUIC, says `ProviderHello`, and sends `Call`s
+//! on bidirectional streams kept for reuse ([`StreamPool`]). Established connections and
+//! their streams are kept per (address, pin), so a warm call costs one frame each way, not a
+//! handshake or a stream set-up.
 
 use courier_protocol::wire::provider::{Call, ProviderHello, Reply};
 use courier_protocol::{PROTOCOL_VERSION, SpkiPin};
-use courier_transport::{TransportError, client_endpoint, connect, resolve};
+use courier_transport::{StreamPool, TransportError, client_endpoint, connect, resolve};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where a proxy's provider is, as its signed manifest says.
@@ -81,9 +82,12 @@ impl ProviderError {
 #[derive(Debug)]
 pub struct ProviderPool {
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
-    conns: Mutex<HashMap<(SocketAddr, SpkiPin), quinn::Connection>>,
+    conns: Mutex<HashMap<(SocketAddr, SpkiPin), Kept>>,
     reuse: bool,
 }
+
+/// A provider connection and its idle streams.
+type Kept = (quinn::Connection, Arc<StreamPool>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -119,13 +123,13 @@ impl ProviderPool {
     pub fn open_connections(&self) -> usize {
         lock(&self.conns)
             .values()
-            .filter(|c| c.close_reason().is_none())
+            .filter(|(c, _)| c.close_reason().is_none())
             .count()
     }
 
     /// Closes every kept connection.
     pub fn close_all(&self) {
-        for (_, c) in lock(&self.conns).drain() {
+        for (_, (c, _)) in lock(&self.conns).drain() {
             c.close(0u32.into(), b"bye");
         }
     }
@@ -169,7 +173,7 @@ impl ProviderPool {
         &self,
         target: &ProviderTarget,
         timeout: Duration,
-    ) -> Result<quinn::Connection, ProviderError> {
+    ) -> Result<Kept, ProviderError> {
         let started = Instant::now();
         let mut last = ProviderError::NoEndpoint;
         for name in &target.endpoints {
@@ -187,19 +191,20 @@ impl ProviderPool {
             };
             if self.reuse {
                 let kept = lock(&self.conns).get(&(addr, target.pin)).cloned();
-                if let Some(c) = kept {
-                    if c.close_reason().is_none() {
-                        return Ok(c);
+                if let Some(k) = kept {
+                    if k.0.close_reason().is_none() {
+                        return Ok(k);
                     }
                     lock(&self.conns).remove(&(addr, target.pin));
                 }
             }
             match self.open(name, addr, target.pin, left).await {
                 Ok(c) => {
+                    let kept = (c, Arc::new(StreamPool::new()));
                     if self.reuse {
-                        lock(&self.conns).insert((addr, target.pin), c.clone());
+                        lock(&self.conns).insert((addr, target.pin), kept.clone());
                     }
-                    return Ok(c);
+                    return Ok(kept);
                 }
                 // Another key is an answer, not an outage: do not try the next endpoint
                 // hoping for a different one, report it.
@@ -210,8 +215,8 @@ impl ProviderPool {
         Err(last)
     }
 
-    /// One call to the provider: connection (kept or new), one stream, one reply of at
-    /// most `max_reply` bytes, all within `timeout`.
+    /// One call to the provider: connection (kept or new), a stream (kept or new), one
+    /// reply of at most `max_reply` bytes, all within `timeout`.
     pub async fn call(
         &self,
         target: &ProviderTarget,
@@ -230,13 +235,12 @@ impl ProviderPool {
         };
         // A kept connection may have died since; retry once on a fresh one.
         for attempt in 0..2 {
-            let conn = self.connection(target, timeout).await?;
+            let (conn, streams) = self.connection(target, timeout).await?;
             let left = timeout.saturating_sub(started.elapsed());
             // postcard framing around the reply bytes.
             let cap = max_reply.saturating_add(16);
-            let result =
-                tokio::time::timeout(left, courier_transport::call::<_, Reply>(&conn, &call, cap))
-                    .await;
+            let exchange = streams.request(&conn, &call, cap, |_: &Reply| true);
+            let result = tokio::time::timeout(left, exchange).await;
             if !self.reuse {
                 conn.close(0u32.into(), b"done");
             }
@@ -251,7 +255,7 @@ impl ProviderPool {
                             | TransportError::Read(_)
                     );
                     if self.reuse {
-                        lock(&self.conns).retain(|_, c| c.stable_id() != conn.stable_id());
+                        lock(&self.conns).retain(|_, (c, _)| c.stable_id() != conn.stable_id());
                     }
                     if !(stale && attempt == 0 && self.reuse) {
                         return Err(ProviderError::Call(e));

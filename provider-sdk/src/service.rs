@@ -10,8 +10,8 @@
 use courier_protocol::provider::{Call, ProviderHello, Reply};
 use courier_protocol::{CodecError, PROTOCOL_VERSION, SpkiPin, codec};
 use courier_transport::{
-    Identity, ServerLimits, TransportError, client_endpoint, connect, read_frame, server_endpoint,
-    write_frame,
+    Identity, ServerLimits, TransportError, client_endpoint, connect, read_frame, read_frame_opt,
+    server_endpoint, write_frame,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -373,47 +373,73 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, done: mpsc::Sender
     }
 }
 
+/// Serves one stream: calls one after the other, each answered in order, until the client
+/// finishes the stream (clients keep streams for their next calls), it idles for the
+/// request timeout, or the service stops. A call that cannot be read ends the stream after
+/// its error reply.
 async fn serve_call(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: &Ctx) {
     let max = ctx.config.max_request_size;
     let frame_cap = max.saturating_add(CALL_OVERHEAD);
-    let read = tokio::time::timeout(
-        ctx.config.request_timeout,
-        read_frame::<Call>(&mut recv, frame_cap),
-    )
-    .await;
-    let reply = match read {
-        Err(_) => {
-            let _ = recv.stop(close_code::REQUEST_TOO_LARGE.into());
-            Reply::Err("request not received in time".into())
-        }
-        Ok(Err(TransportError::Codec(CodecError::FrameTooLarge { len, .. }))) => {
-            let _ = recv.stop(close_code::REQUEST_TOO_LARGE.into());
-            tracing::warn!(len, max, "oversized call refused");
-            Reply::Err(format!(
-                "request of {len} bytes exceeds the provider's cap of {max} bytes"
-            ))
-        }
-        Ok(Err(TransportError::Codec(e))) => {
-            tracing::warn!(error = %e, "malformed call");
-            Reply::Err(format!("malformed call: {e}"))
-        }
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "call stream failed");
+    let mut stop = ctx.stop.clone();
+    let mut first = true;
+    loop {
+        let read = tokio::time::timeout(
+            ctx.config.request_timeout,
+            read_frame_opt::<Call>(&mut recv, frame_cap),
+        );
+        let read = tokio::select! {
+            // Between calls: a stop ends the stream; during a call's read it waits.
+            _ = stop.wait_for(|s| *s), if !first => break,
+            r = read => r,
+        };
+        let (reply, go_on) = match read {
+            Err(_) if !first => break,
+            Err(_) => {
+                let _ = recv.stop(close_code::REQUEST_TOO_LARGE.into());
+                (Reply::Err("request not received in time".into()), false)
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(TransportError::Codec(CodecError::FrameTooLarge { len, .. }))) => {
+                let _ = recv.stop(close_code::REQUEST_TOO_LARGE.into());
+                tracing::warn!(len, max, "oversized call refused");
+                (
+                    Reply::Err(format!(
+                        "request of {len} bytes exceeds the provider's cap of {max} bytes"
+                    )),
+                    false,
+                )
+            }
+            Ok(Err(TransportError::Codec(e))) => {
+                tracing::warn!(error = %e, "malformed call");
+                (Reply::Err(format!("malformed call: {e}")), false)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "call stream failed");
+                return;
+            }
+            Ok(Ok(Some(call))) if call.payload.len() > max => (
+                Reply::Err(format!(
+                    "request of {} bytes exceeds the provider's cap of {max} bytes",
+                    call.payload.len()
+                )),
+                true,
+            ),
+            Ok(Ok(Some(call))) => (dispatch(ctx, call).await, true),
+        };
+        first = false;
+        let reply = cap_reply(reply, ctx.config.max_reply_size);
+        if write_frame(&mut send, &reply).await.is_err() {
             return;
         }
-        Ok(Ok(call)) if call.payload.len() > max => Reply::Err(format!(
-            "request of {} bytes exceeds the provider's cap of {max} bytes",
-            call.payload.len()
-        )),
-        Ok(Ok(call)) => dispatch(ctx, call).await,
-    };
-    let reply = cap_reply(reply, ctx.config.max_reply_size);
-    if write_frame(&mut send, &reply).await.is_err() || send.finish().is_err() {
-        return;
+        if !go_on || *stop.borrow() {
+            break;
+        }
     }
-    // Keep the stream until the peer has the reply, so a shutdown right after this call
-    // does not cut it off.
-    let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    if send.finish().is_ok() {
+        // Keep the stream until the peer has the last reply, so a shutdown right after a
+        // call does not cut it off.
+        let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    }
 }
 
 async fn dispatch(ctx: &Ctx, call: Call) -> Reply {

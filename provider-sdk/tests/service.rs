@@ -133,6 +133,46 @@ async fn oversized_requests_are_refused_and_the_provider_keeps_serving() {
 }
 
 #[tokio::test]
+async fn one_stream_carries_calls_in_order_and_a_stop_ends_idle_streams() {
+    use courier_protocol::provider::{Call, Reply};
+    use courier_transport::{StreamPool, read_frame, write_frame};
+    let handle = start(echo_service().shutdown_grace(Duration::from_secs(60))).await;
+    let c = client(&handle).await;
+    let (mut send, mut recv) = c.connection().open_bi().await.unwrap();
+    for i in 0..3 {
+        let call = Call {
+            method: "say".into(),
+            payload: format!("m{i}").into_bytes(),
+        };
+        write_frame(&mut send, &call).await.unwrap();
+        let reply: Reply = read_frame(&mut recv, 1024).await.unwrap();
+        assert_eq!(reply, Reply::Ok(format!("echo: m{i}").into_bytes()));
+    }
+    // A pool keeps its stream between calls.
+    let pool = StreamPool::new();
+    let say = Call {
+        method: "say".into(),
+        payload: b"again".to_vec(),
+    };
+    for _ in 0..3 {
+        let reply: Reply = pool
+            .request(c.connection(), &say, 1024, |_: &Reply| true)
+            .await
+            .unwrap();
+        assert_eq!(reply, Reply::Ok(b"echo: again".to_vec()));
+        assert_eq!(pool.len(), 1);
+    }
+    // Streams left idle do not hold a graceful shutdown for its (60 s) grace period.
+    let started = Instant::now();
+    handle.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let end: Option<Reply> = courier_transport::read_frame_opt(&mut recv, 1024)
+        .await
+        .unwrap_or(None);
+    assert!(end.is_none());
+}
+
+#[tokio::test]
 async fn a_panicking_handler_is_an_error_reply() {
     let service = echo_service().method("boom", |_p: Vec<u8>| async move {
         if true {

@@ -466,19 +466,6 @@ async fn read_request_opt(
         .map_err(|e| bad(e.to_string()))
 }
 
-/// Reads the stream's end if it has already arrived (one poll, never waits). A stream
-/// dropped before its end is read makes quinn send STOP_SENDING: an extra frame per request.
-async fn consume_fin(recv: &mut quinn::RecvStream) {
-    let mut probe = [0u8; 1];
-    let read = recv.read(&mut probe);
-    let mut read = std::pin::pin!(read);
-    std::future::poll_fn(|cx| {
-        let _ = read.as_mut().poll(cx);
-        std::task::Poll::Ready(())
-    })
-    .await;
-}
-
 fn error(err: WireError, peer: SocketAddr, what: &str) -> Response {
     tracing::warn!(%peer, kind = ?err.kind, "{what} refused: {}", err.message);
     Response::Error(err)
@@ -504,54 +491,92 @@ struct Stream<'a> {
     rate: &'a RateLimit,
 }
 
-/// Serves one stream: reads its request and answers it. `permit` counts the request as in
-/// flight until it is answered (or the stream turns out to be a long-lived one).
+/// Serves one stream: a sequence of requests, each answered in order, until the client
+/// finishes the stream (a client may keep a stream for its next requests rather than open
+/// one per request). A subscription or a keep-alive request takes the stream over. The
+/// first request was admitted when the stream was accepted (`permit`); each later one is
+/// admitted when it arrives, and a stream idle for [`REQUEST_TIMEOUT`] is finished.
 async fn handle_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     stream: Stream<'_>,
     permit: OwnedSemaphorePermit,
 ) {
+    let ctx = stream.ctx;
+    let peer = stream.peer;
+    let mut permit = Some(permit);
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let read = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            read_request_opt(&mut recv, codec::MAX_FRAME_LEN, Some(&ctx.large_frames)),
+        );
+        let next = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = read => r,
+        };
+        let req = match next {
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) if permit.is_none() => break,
+            Ok(Ok(None)) => {
+                let e = WireError::new(ErrorKind::BadFrame, "empty stream: no request frame");
+                let _ = write_frame(&mut send, &error(e, peer, "frame")).await;
+                break;
+            }
+            Ok(Err(e)) => {
+                let _ = write_frame(&mut send, &error(e, peer, "frame")).await;
+                break;
+            }
+            Err(_) if permit.is_none() => break,
+            Err(_) => {
+                let e = WireError::new(ErrorKind::BadFrame, "request not received in time");
+                let _ = write_frame(&mut send, &error(e, peer, "frame")).await;
+                break;
+            }
+        };
+        let admitted = match permit.take() {
+            Some(p) => Ok(p),
+            None => admit_request(ctx, stream.rate).and_then(|()| {
+                ctx.in_flight
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| "registry has too many requests in flight; try later")
+            }),
+        };
+        let resp = match (admitted, req) {
+            (Err(why), _) => Response::Error(WireError::new(ErrorKind::Busy, why)),
+            (
+                Ok(_),
+                Request::Subscribe {
+                    interface,
+                    from_seq,
+                },
+            ) => {
+                return subscribe(send, ctx, stream.conn, interface, from_seq).await;
+            }
+            (Ok(_), Request::KeepAlive) => {
+                return keep_alive(send, recv, ctx, peer, stream.auth, stream.rate).await;
+            }
+            (Ok(_in_flight), req) => answer(req, &stream).await,
+        };
+        if write_frame(&mut send, &resp).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+/// Answers one one-shot request.
+async fn answer(req: Request, stream: &Stream<'_>) -> Response {
     let Stream {
         ctx,
-        conn,
         peer,
         challenge,
         auth,
-        rate,
-    } = stream;
-    let read = tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        read_request(&mut recv, codec::MAX_FRAME_LEN, Some(&ctx.large_frames)),
-    );
-    let req = match read.await {
-        Ok(Ok(r)) => {
-            // A keep-alive stream goes on after its first frame: probing it for its end
-            // could eat the next request's first byte.
-            if !matches!(r, Request::KeepAlive) {
-                consume_fin(&mut recv).await;
-            }
-            r
-        }
-        Ok(Err(e)) => {
-            let resp = error(e, peer, "frame");
-            let _ = write_frame(&mut send, &resp).await;
-            let _ = send.finish();
-            return;
-        }
-        Err(_) => {
-            let resp = error(
-                WireError::new(ErrorKind::BadFrame, "request not received in time"),
-                peer,
-                "frame",
-            );
-            let _ = write_frame(&mut send, &resp).await;
-            let _ = send.finish();
-            return;
-        }
-    };
+        ..
+    } = *stream;
     let reg = &ctx.registry;
-    let resp = match req {
+    match req {
         Request::Hello(_) => error(
             WireError::new(ErrorKind::BadHandshake, "hello sent twice"),
             peer,
@@ -631,19 +656,6 @@ async fn handle_stream(
                 Ok(Err(e)) | Err(e) => error(e, peer, "leases"),
             }
         }
-        Request::Subscribe {
-            interface,
-            from_seq,
-        } => {
-            drop(permit);
-            subscribe(send, ctx, conn, interface, from_seq).await;
-            return;
-        }
-        Request::KeepAlive => {
-            drop(permit);
-            keep_alive(send, recv, ctx, peer, auth, rate).await;
-            return;
-        }
         Request::Report(outcome) => {
             let registry = reg.clone();
             match blocking(move || {
@@ -680,9 +692,11 @@ async fn handle_stream(
             }
         }
         Request::KeyStatements { keys } => Response::KeyStatements(reg.key_statements(&keys)),
-    };
-    if write_frame(&mut send, &resp).await.is_ok() {
-        let _ = send.finish();
+        Request::Subscribe { .. } | Request::KeepAlive => error(
+            WireError::new(ErrorKind::Internal, "long-lived request not taken over"),
+            peer,
+            "request",
+        ),
     }
 }
 

@@ -409,6 +409,37 @@ async fn unknown_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stream_carries_requests_in_order_until_a_bad_frame() {
+    let (h, _dir, lease) = setup().await;
+    let conn = raw(&h).await;
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    for _ in 0..3 {
+        send.write_all(&codec::encode_frame(&Request::Leases))
+            .await
+            .unwrap();
+        let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+        assert!(matches!(resp, Response::Leases(l) if l.len() == 1));
+    }
+    // A handler's refusal leaves the stream open ...
+    let cancel = Request::Cancel {
+        lease: LeaseId([0x12; 16]),
+    };
+    send.write_all(&codec::encode_frame(&cancel)).await.unwrap();
+    let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+    assert_eq!(error_kind(resp), ErrorKind::NotAuthenticated);
+    // ... a frame that does not decode ends it.
+    send.write_all(&[0, 0, 0, 2, 0xff, 0xff]).await.unwrap();
+    let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+    assert_eq!(error_kind(resp), ErrorKind::BadFrame);
+    let end: Option<Response> = courier_transport::read_frame_opt(&mut recv, 1 << 20)
+        .await
+        .unwrap();
+    assert!(end.is_none());
+    still_serving(&h, lease).await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_stream_carries_only_renewals() {
     let (h, _dir, lease) = setup().await;
     let conn = raw(&h).await;

@@ -8,9 +8,11 @@ pub mod framing;
 pub mod identity;
 pub mod pinning;
 pub mod registry_client;
+pub mod stream_pool;
 
 pub use endpoint::{ServerLimits, client_endpoint, connect, resolve, server_endpoint};
 pub use error::TransportError;
 pub use framing::{call, read_frame, read_frame_opt, write_frame};
 pub use identity::{Identity, spki_pin};
 pub use registry_client::{ClientError, EventStream, RegistryClient};
+pub use stream_pool::StreamPool;

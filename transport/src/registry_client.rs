@@ -1,16 +1,18 @@
 //! The typed client of the registry protocol, used by vendors, clients and operators.
 //!
 //! One QUIC connection per client, pinned to the registry's key; the Hello/Welcome handshake
-//! on the first stream; then one stream per request, except renewals, which share one
-//! long-lived keep-alive stream per connection.
+//! on the first stream. Requests go over streams kept for reuse (a stream carries requests
+//! one after the other, so a request costs no stream set-up once the client is warm);
+//! renewals share one long-lived keep-alive stream per connection.
 
 use crate::{
-    TransportError, call, client_endpoint, connect, read_frame, read_frame_opt, write_frame,
+    StreamPool, TransportError, call, client_endpoint, connect, read_frame, read_frame_opt,
+    write_frame,
 };
 use courier_protocol::signing::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
-    Candidate, ContentHash, EventBatch, Hello, HistoryEntry, LeaseGrant, LeaseId, LeaseInfo,
-    MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, Register, Request, Response, ServiceQuery,
+    Candidate, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseGrant, LeaseId,
+    LeaseInfo, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, Register, Request, Response, ServiceQuery,
     SignedKeyStatement, SigningKey, SpkiPin, VendorKey, WireError,
 };
 use std::net::SocketAddr;
@@ -49,6 +51,7 @@ pub struct RegistryClient {
     pin: SpkiPin,
     addr: SocketAddr,
     keep_alive: Arc<tokio::sync::Mutex<Option<KeepAliveStream>>>,
+    streams: Arc<StreamPool>,
 }
 
 /// The connection's keep-alive stream ([`Request::KeepAlive`]).
@@ -101,6 +104,7 @@ impl RegistryClient {
             pin,
             addr,
             keep_alive: Arc::default(),
+            streams: Arc::default(),
         })
     }
 
@@ -120,7 +124,17 @@ impl RegistryClient {
     }
 
     async fn request(&self, req: &Request) -> Result<Response, ClientError> {
-        Ok(call(&self.conn, req, MAX_RESPONSE).await?)
+        self.request_capped(req, MAX_RESPONSE).await
+    }
+
+    /// Sends `req` on a kept stream (see [`StreamPool`]) and reads its answer of at most
+    /// `max` bytes.
+    async fn request_capped(&self, req: &Request, max: usize) -> Result<Response, ClientError> {
+        // The registry ends a stream after a frame it could not read; any other answer
+        // leaves it open for the next request.
+        let reusable =
+            |r: &Response| !matches!(r, Response::Error(e) if e.kind == ErrorKind::BadFrame);
+        Ok(self.streams.request(&self.conn, req, max, reusable).await?)
     }
 
     /// Proves possession of `key`: the connection then acts for that vendor.
@@ -199,7 +213,7 @@ impl RegistryClient {
             .saturating_add(16)
             .min(MAX_FRAME_LEN);
         let req = Request::Fetch { hash };
-        let fut = call(&self.conn, &req, cap);
+        let fut = self.request_capped(&req, cap);
         let resp = tokio::time::timeout(deadline, fut)
             .await
             .map_err(|_| TransportError::Timeout(deadline))??;
