@@ -3,10 +3,10 @@
 //! size cap and an import check first, an optional in-memory cache of compiled components
 //! keyed by content hash, and runs in a fresh [`Store`] that is dropped after each call.
 //!
-//! Every way a run can go wrong — a trap, the CPU or wall-clock deadline, the memory cap,
-//! a stack overflow, an oversized answer — is a [`RunError`], never a crash, and the same
-//! sandbox serves the next call. A proxy's own error (a WIT `result` in its `err` case) is
-//! not a failure of the run: it is [`Answer::ProxyError`] in a [`RunOutput`].
+//! Every way a run can go wrong — a trap, the CPU or wall-clock deadline, the memory or
+//! table cap, a stack overflow, an oversized answer — is a [`RunError`], never a crash, and
+//! the same sandbox serves the next call. A proxy's own error (a WIT `result` in its `err`
+//! case) is not a failure of the run: it is [`Answer::ProxyError`] in a [`RunOutput`].
 //!
 //! Compiled code is only ever produced here from bytes whose hash the caller checked; this
 //! module never calls `Component::deserialize`.
@@ -168,6 +168,12 @@ pub enum RunError {
         /// The cap.
         limit: usize,
     },
+    /// The proxy tried to grow a table beyond the cap.
+    #[error("proxy exceeded its table cap of {limit} elements")]
+    TableLimit {
+        /// The cap, in elements.
+        limit: usize,
+    },
     /// The proxy's answer is larger than the cap.
     #[error("answer of more than {limit} bytes refused ({size} bytes seen)")]
     OutputTooLarge {
@@ -327,12 +333,14 @@ impl Drop for LiveGuard {
     }
 }
 
-/// `StoreLimits` plus a record of the memory cap being hit, so that the resulting trap is
-/// reported as [`RunError::MemoryLimit`].
+/// `StoreLimits` plus a record of the memory or table cap being hit, so that the resulting
+/// trap is reported as [`RunError::MemoryLimit`] or [`RunError::TableLimit`].
 struct Limiter {
     limits: StoreLimits,
     memory_cap: usize,
     memory_hit: bool,
+    table_cap: usize,
+    table_hit: bool,
 }
 
 impl ResourceLimiter for Limiter {
@@ -362,6 +370,14 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if desired > self.table_cap {
+            self.table_hit = true;
+            // Trap instead of answering -1: a guest that ignores the failure and grows again
+            // would otherwise spin until the CPU deadline.
+            wasmtime::bail!("table cap of {} elements reached", self.table_cap);
+        }
+        // Within the cap, a table's own declared maximum still refuses growth the wasm way
+        // (`table.grow` answers -1), which is the guest's business, not a limit hit.
         self.limits.table_growing(current, desired, maximum)
     }
 
@@ -925,6 +941,8 @@ impl Sandbox {
                 limits: store_limits,
                 memory_cap: limits.memory_bytes,
                 memory_hit: false,
+                table_cap: limits.table_elements,
+                table_hit: false,
             },
             host,
             stdout,
@@ -1071,6 +1089,11 @@ fn classify(data: &RunState, instantiating: bool, e: wasmtime::Error) -> RunErro
     if data.limiter.memory_hit {
         return RunError::MemoryLimit {
             limit: data.limiter.memory_cap,
+        };
+    }
+    if data.limiter.table_hit {
+        return RunError::TableLimit {
+            limit: data.limiter.table_cap,
         };
     }
     if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {

@@ -328,6 +328,9 @@ pub struct Admission {
     pub replaces: Option<LeaseId>,
 }
 
+/// The (name, value) pairs of a registration's attributes.
+type AttributeSet = Box<[(Arc<str>, Arc<str>)]>;
+
 /// The catalog.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -336,7 +339,7 @@ pub struct Catalog {
     names: HashMap<Arc<str>, NameEntry>,
     strings: Interner<str>,
     function_sets: Interner<Box<[Arc<str>]>>,
-    attribute_sets: Interner<Box<[(Arc<str>, Arc<str>)]>>,
+    attribute_sets: Interner<AttributeSet>,
     vendors: Interner<VendorKey>,
     versions: Interner<semver::Version>,
     removed_since_sweep: usize,

@@ -2,6 +2,8 @@
 //! key-value services), and sandbox shortcuts.
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod hostile;
+
 use courier_client::invoke::{CallSpec, prepare};
 use courier_client::{
     Compiled, Policy, ProviderTarget, RunFailure, RunOutput, Sandbox, SandboxConfig,
