@@ -182,7 +182,7 @@ fn phase_table(w: &World) {
     for (label, compiler, cache, lookup_ttl, proxy) in [
         ("warm echo (compiled cache)", winch, true, none, "acme/echo"),
         (
-            "warm echo (+ lookup cache 1 s)",
+            "warm echo (+ watched lookup cache)",
             winch,
             true,
             second,
@@ -271,7 +271,7 @@ fn benches(c: &mut Criterion) {
     });
     let warm_lookup = client_with(&w, CompilerChoice::Winch, true, Duration::from_secs(1));
     w.rt.block_on(call(&warm_lookup, "acme/echo"));
-    c.bench_function("warm_call_echo_lookup_cache_1s", |b| {
+    c.bench_function("warm_call_echo_watched_lookup_cache", |b| {
         b.iter_custom(|n| timed(&w.rt, n, || call(&warm_lookup, "acme/echo")))
     });
 

@@ -15,6 +15,7 @@
 //! at most every [`ClientConfig::key_refresh`], and verified here before they count.
 
 use crate::invoke::{Answer, CallSpec, InvokeError, prepare};
+use crate::lookup_cache::LookupCache;
 use crate::policy::{MissingCapabilities, Policy};
 use crate::provider::ProviderTarget;
 use crate::sandbox::{
@@ -61,9 +62,12 @@ pub struct ClientConfig {
     pub report: ReportMode,
     /// Most candidates asked of the registry per call.
     pub max_candidates: u32,
-    /// Reuse a query's candidates for this long (never beyond the shortest remaining lease
-    /// among them). Zero, the default, asks the registry on every call; a longer time saves
-    /// a round trip per call, but a lease cancelled meanwhile is noticed only when it runs out.
+    /// Reuse a query's candidates for at most this long (never beyond the shortest
+    /// remaining lease among them) while the registry's event feed for their interface
+    /// shows no change ([`crate::lookup_cache`]): a registration, replacement, cancellation,
+    /// expiry or revocation drops them within an event's delivery time. Zero, the default,
+    /// asks the registry on every call (read-your-writes: what a vendor just registered is
+    /// seen by the next call); a long-running client saves a round trip per call with it.
     pub lookup_ttl: Duration,
     /// Where the client remembers the highest proxy versions it accepted and the key
     /// statements it learned, across runs. `None` keeps them in memory only.
@@ -381,7 +385,7 @@ pub struct Client {
     max_candidates: u32,
     verified: Mutex<VerifiedCache>,
     lookup_ttl: Duration,
-    lookups: Mutex<HashMap<String, (Instant, Vec<Candidate>)>>,
+    lookups: LookupCache,
     state_dir: Option<PathBuf>,
     versions: Mutex<VersionMemory>,
     pins: RwLock<BTreeMap<String, semver::Version>>,
@@ -501,7 +505,7 @@ impl Client {
             max_candidates: max_candidates.max(1),
             verified: Mutex::new(HashMap::new()),
             lookup_ttl: Duration::ZERO,
-            lookups: Mutex::new(HashMap::new()),
+            lookups: LookupCache::new(),
             state_dir: None,
             versions: Mutex::new(VersionMemory::new()),
             pins: RwLock::new(BTreeMap::new()),
@@ -528,7 +532,13 @@ impl Client {
         self.lookup_ttl = ttl;
     }
 
-    /// Candidates from the lookup cache, or from the registry (then remembered).
+    /// Queries whose candidates are kept by the lookup cache now.
+    pub fn cached_lookups(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// Candidates from the lookup cache, or from the registry (then remembered while the
+    /// interface's event feed shows no change).
     async fn find(
         &self,
         query: ServiceQuery,
@@ -536,28 +546,13 @@ impl Client {
         if self.lookup_ttl.is_zero() {
             return self.find_remote(query).await;
         }
-        let key = format!("{query:?}");
-        {
-            let mut cache = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, candidates)) = cache.get(&key) {
-                let shortest = candidates
-                    .iter()
-                    .map(|c| Duration::from_millis(c.remaining_ms))
-                    .min()
-                    .unwrap_or(Duration::ZERO);
-                if at.elapsed() < self.lookup_ttl.min(shortest) {
-                    return Ok((self.registry(), candidates.clone()));
-                }
-                cache.remove(&key);
-            }
+        if let Some(candidates) = self.lookups.get(&query, self.lookup_ttl) {
+            return Ok((self.registry(), candidates));
         }
+        let fill = self.lookups.begin(&self.registry(), &query).await;
         let (registry, candidates) = self.find_remote(query).await?;
-        if !candidates.is_empty() {
-            let mut cache = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= VERIFIED_CACHE {
-                cache.clear();
-            }
-            cache.insert(key, (Instant::now(), candidates.clone()));
+        if let Some(fill) = fill {
+            self.lookups.put(fill, &candidates);
         }
         Ok((registry, candidates))
     }

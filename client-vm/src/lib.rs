@@ -4,6 +4,7 @@
 //! Modules, from the outside in:
 //! - [`client`]: the whole flow of one call (query, choose, fetch, verify, trust, times,
 //!   capabilities, compile, run, discard, report).
+//! - [`lookup_cache`]: candidates kept while the registry's events show no change.
 //! - [`trust`] and [`policy`]: what the client trusts and lends; [`state`]: what it
 //!   remembers across runs (the highest proxy versions accepted, learned key statements).
 //! - [`sandbox`]: the engine, compilation (with a size cap and a cache), one fresh store
@@ -17,6 +18,7 @@
 pub mod client;
 pub mod host;
 pub mod invoke;
+pub mod lookup_cache;
 pub mod policy;
 pub mod provider;
 pub mod sandbox;

@@ -139,3 +139,49 @@ async fn untrusted_vendor_through_the_registry() {
     assert_eq!(c.sandbox().cached_components(), 0);
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lookup_cache_follows_the_registrys_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = registry(dir.path()).await;
+    let acme = SigningKey::from_bytes(&[7; 32]);
+    let echo = provider(examples::echo_service()).await;
+    let lease = publish(&h, &acme, "acme/echo", artifacts::ECHO, &echo).await;
+    let mut c = client(&h, &acme, Policy::default()).await;
+    c.set_lookup_ttl(Duration::from_secs(60));
+    let say = r#"courier:echo/echo.say("hi")"#;
+    let ok = |a: &Answer| matches!(a, Answer::Ok(s) if s.contains("echo: hi"));
+    assert!(ok(&c.call_str(say).await.unwrap().answer));
+    assert_eq!(c.cached_lookups(), 1);
+    assert!(ok(&c.call_str(say).await.unwrap().answer));
+    assert_eq!(c.cached_lookups(), 1);
+
+    // A new registration of the interface drops the kept candidates.
+    let _second = publish(&h, &acme, "acme/echo-two", artifacts::ECHO, &echo).await;
+    assert!(eventually(|| c.cached_lookups() == 0).await);
+    assert!(ok(&c.call_str(say).await.unwrap().answer));
+    assert_eq!(c.cached_lookups(), 1);
+
+    // So does a cancellation: the withdrawn proxy is not offered from the cache.
+    let vendor = RegistryClient::connect(h.local_addr(), h.pin(), "vendor")
+        .await
+        .unwrap();
+    vendor.authenticate(&acme).await.unwrap();
+    vendor.cancel(lease).await.unwrap();
+    assert!(eventually(|| c.cached_lookups() == 0).await);
+    let report = c.call_str(say).await.unwrap();
+    assert_eq!(report.chosen.name, "acme/echo-two");
+    h.shutdown().await;
+}
+
+/// Polls `f` for up to 5 s.
+async fn eventually(f: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}

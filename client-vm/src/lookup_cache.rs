@@ -1,0 +1,191 @@
+//! The lookup cache of a long-running client: a query's candidates are reused while the
+//! registry's event feed for their interface says nothing changed (like Jini's
+//! `LookupCache`, or a watch-backed cache of etcd). Each cached interface has a live
+//! subscription; any event but a renewal (a registration, replacement, cancellation,
+//! expiry or revocation), a gap in the feed, or the end of the subscription drops that
+//! interface's entries, so a cancelled lease stops being offered within an event's delivery
+//! time rather than at the end of a time-to-live. An entry also never outlives the shortest
+//! remaining lease among its candidates, nor the configured maximum age.
+//!
+//! A fill races with invalidations: each interface has a generation, bumped by every
+//! invalidation, and a fill is kept only if the generation did not move while it asked.
+
+use courier_protocol::{Candidate, EventKind, InterfaceName, ServiceQuery};
+use courier_transport::RegistryClient;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Most queries kept.
+const MAX_ENTRIES: usize = 256;
+
+/// How long a new subscription may take to be confirmed.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+struct State {
+    /// Query (debug form) → (filled at, candidates, unversioned interface).
+    entries: HashMap<String, (Instant, Vec<Candidate>, String)>,
+    /// Unversioned interface → generation.
+    generations: HashMap<String, u64>,
+    /// Unversioned interface → the task following its events.
+    watches: HashMap<String, JoinHandle<()>>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        for (_, w) in self.watches.drain() {
+            w.abort();
+        }
+    }
+}
+
+impl State {
+    fn invalidate(&mut self, interface: &str) {
+        *self.generations.entry(interface.to_string()).or_default() += 1;
+        self.entries.retain(|_, (_, _, i)| i != interface);
+    }
+}
+
+/// A fill in progress: where to put the answer, if nothing changed meanwhile.
+pub struct Fill {
+    key: String,
+    interface: String,
+    generation: u64,
+}
+
+/// The cache (see the module docs).
+#[derive(Default)]
+pub struct LookupCache {
+    state: Arc<Mutex<State>>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl LookupCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The candidates kept for `query`, if fresh (younger than `max_age` and than the
+    /// shortest remaining lease among them).
+    pub fn get(&self, query: &ServiceQuery, max_age: Duration) -> Option<Vec<Candidate>> {
+        let key = format!("{query:?}");
+        let mut st = lock(&self.state);
+        let (at, candidates, _) = st.entries.get(&key)?;
+        let shortest = candidates
+            .iter()
+            .map(|c| Duration::from_millis(c.remaining_ms))
+            .min()
+            .unwrap_or(Duration::ZERO);
+        if at.elapsed() < max_age.min(shortest) {
+            return Some(candidates.clone());
+        }
+        st.entries.remove(&key);
+        None
+    }
+
+    /// Makes sure `query`'s interface is watched on `registry`, then returns the ticket
+    /// under which to [`LookupCache::put`] the registry's answer. `None` when the interface
+    /// cannot be watched (bad name, or the registry refused the subscription): then nothing
+    /// is cached.
+    pub async fn begin(&self, registry: &RegistryClient, query: &ServiceQuery) -> Option<Fill> {
+        let interface = query.interface.parse::<InterfaceName>().ok()?.unversioned();
+        let watched = lock(&self.state)
+            .watches
+            .get(&interface)
+            .is_some_and(|w| !w.is_finished());
+        if !watched {
+            self.watch(registry, &interface).await?;
+        }
+        let generation = lock(&self.state)
+            .generations
+            .get(&interface)
+            .copied()
+            .unwrap_or(0);
+        Some(Fill {
+            key: format!("{query:?}"),
+            interface,
+            generation,
+        })
+    }
+
+    /// Keeps `candidates` for the query of `fill`, unless its interface changed meanwhile.
+    pub fn put(&self, fill: Fill, candidates: &[Candidate]) {
+        let mut st = lock(&self.state);
+        let current = st.generations.get(&fill.interface).copied().unwrap_or(0);
+        let watched = st
+            .watches
+            .get(&fill.interface)
+            .is_some_and(|w| !w.is_finished());
+        if current != fill.generation || !watched || candidates.is_empty() {
+            return;
+        }
+        if st.entries.len() >= MAX_ENTRIES {
+            st.entries.clear();
+        }
+        st.entries.insert(
+            fill.key,
+            (Instant::now(), candidates.to_vec(), fill.interface),
+        );
+    }
+
+    /// Number of queries kept.
+    pub fn len(&self) -> usize {
+        lock(&self.state).entries.len()
+    }
+
+    /// Whether no query is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Subscribes to `interface`'s events and starts the task that invalidates on them.
+    async fn watch(&self, registry: &RegistryClient, interface: &str) -> Option<()> {
+        let subscribe = registry.subscribe(Some(interface.to_string()), u64::MAX);
+        let mut events = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribe)
+            .await
+            .ok()?
+            .ok()?;
+        // The first batch confirms the subscription: from then on no change is missed.
+        tokio::time::timeout(SUBSCRIBE_TIMEOUT, events.next())
+            .await
+            .ok()?
+            .ok()??;
+        let state: Weak<Mutex<State>> = Arc::downgrade(&self.state);
+        let name = interface.to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                let next = events.next().await;
+                let Some(state) = state.upgrade() else {
+                    return;
+                };
+                let mut st = lock(&state);
+                match next {
+                    Ok(Some(batch)) => {
+                        let changed = batch.missed.is_some()
+                            || batch.events.iter().any(|e| e.kind != EventKind::Renewed);
+                        if changed {
+                            st.invalidate(&name);
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        st.invalidate(&name);
+                        st.watches.remove(&name);
+                        return;
+                    }
+                }
+            }
+        });
+        let mut st = lock(&self.state);
+        st.invalidate(interface);
+        if let Some(old) = st.watches.insert(interface.to_string(), task) {
+            old.abort();
+        }
+        Some(())
+    }
+}
