@@ -437,6 +437,13 @@ async fn read_request_opt(
             Ok(Some(n)) => got += n,
             Ok(None) if got == 0 => return Ok(None),
             Ok(None) => return Err(bad("truncated frame header".into())),
+            // The peer went away (connection closed, stream reset) between requests: the
+            // normal end of a kept stream, not a bad frame.
+            Err(
+                quinn::ReadError::ConnectionLost(_)
+                | quinn::ReadError::Reset(_)
+                | quinn::ReadError::ClosedStream,
+            ) if got == 0 => return Ok(None),
             Err(e) => return Err(bad(format!("read: {e}"))),
         }
     }
