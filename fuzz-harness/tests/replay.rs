@@ -4,6 +4,56 @@
 
 use std::path::{Path, PathBuf};
 
+/// libFuzzer stops a target whose memory passes 2 GiB; on stable nothing would. This
+/// allocator refuses any single allocation above [`capped::MAX_ALLOCATION`], which aborts the
+/// replay, so an input that makes a decoder reserve gigabytes (like the `bundles`
+/// out-of-memory artifact before its fix) fails here too.
+#[allow(unsafe_code)]
+mod capped {
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    /// The largest single allocation a replayed input may cause.
+    pub const MAX_ALLOCATION: usize = 1 << 30;
+
+    pub struct Capped;
+
+    // SAFETY: every call is forwarded unchanged to the system allocator, except that
+    // requests above the cap get a null pointer, which `GlobalAlloc` allows.
+    unsafe impl GlobalAlloc for Capped {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if layout.size() > MAX_ALLOCATION {
+                return std::ptr::null_mut();
+            }
+            // SAFETY: the caller's contract is passed on.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            if layout.size() > MAX_ALLOCATION {
+                return std::ptr::null_mut();
+            }
+            // SAFETY: the caller's contract is passed on.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if new_size > MAX_ALLOCATION {
+                return std::ptr::null_mut();
+            }
+            // SAFETY: the caller's contract is passed on.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract is passed on.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: capped::Capped = capped::Capped;
+
 fn files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
