@@ -2,10 +2,11 @@
 //!
 //! The registry checks a manifest's claims against this, and the client checks a proxy's
 //! imports against its policy, before anything is compiled. The bytes come from outside:
-//! they are validated while decoding, and a panic inside the decoder is caught and reported
-//! as an error.
+//! they are validated in memory before the decoder sees them (see [`inspect`]), and a panic
+//! inside the decoder is caught and reported as an error.
 
 use crate::manifest::Export;
+use wasmparser::{Validator, WasmFeatures};
 use wit_parser::decoding::{DecodedWasm, decode};
 use wit_parser::{WorldItem, WorldKey};
 
@@ -53,12 +54,22 @@ impl ComponentInterfaces {
 }
 
 /// Reads the exported and imported interfaces of a component.
+///
+/// The bytes are validated as a whole first. wit-parser's decoder reads through
+/// `std::io::Read` and reserves (and zero-fills) whatever length the next section header
+/// announces before reading it, so a few bytes announcing a 2 GiB section made it allocate
+/// 2 GiB (found by the `bundles` fuzz target). Validation of the bytes in memory refuses a
+/// section longer than the input, which bounds everything the decoder reserves by the
+/// input's own length.
 pub fn inspect(bytes: &[u8]) -> Result<ComponentInterfaces, InspectError> {
     std::panic::catch_unwind(|| inspect_inner(bytes))
         .unwrap_or_else(|_| Err(InspectError::Invalid("decoder panicked".into())))
 }
 
 fn inspect_inner(bytes: &[u8]) -> Result<ComponentInterfaces, InspectError> {
+    Validator::new_with_features(WasmFeatures::all())
+        .validate_all(bytes)
+        .map_err(|e| InspectError::Invalid(format!("{e:#}")))?;
     let (resolve, world) = match decode(bytes) {
         Ok(DecodedWasm::Component(resolve, world)) => (resolve, world),
         Ok(DecodedWasm::WitPackage(..)) => return Err(InspectError::WitPackage),
@@ -112,6 +123,16 @@ mod tests {
         let core = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
         let r = inspect(&core);
         assert!(r.is_err() || r.is_ok_and(|c| c.exports.is_empty()));
+    }
+
+    #[test]
+    fn a_section_longer_than_the_input_is_refused_before_decoding() {
+        // A component header, then a core module section announcing 0xffff_fff0 bytes.
+        // The decoder alone would reserve that much before reading; now it is refused.
+        let mut bytes = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00, 0x01];
+        bytes.extend_from_slice(&[0xf0, 0xff, 0xff, 0xff, 0x0f]);
+        bytes.extend_from_slice(&[0; 16]);
+        assert!(matches!(inspect(&bytes), Err(InspectError::Invalid(_))));
     }
 
     #[test]

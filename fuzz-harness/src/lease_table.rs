@@ -1,0 +1,239 @@
+//! Fuzz target `lease_table`: arbitrary operation sequences (grant, renew, cancel, restore,
+//! expire, time passing, including near the end of the clock) against a plain model of the
+//! lease table's rules, under an arbitrary policy.
+//!
+//! The model follows the idea of the registry's proptest (`lease_table.rs`): a map of id to
+//! deadline with the documented rules, written out naively. It also covers what that test
+//! leaves out: `restore` and its grace period, renewal counts, the ordering of `expire`,
+//! policies whose maximum is below their minimum, and saturation at `u64::MAX`.
+//!
+//! Oracle: after every step the outcome, `len`, `next_deadline`, and each lease's state and
+//! remaining time are the model's.
+
+use arbitrary::{Arbitrary, Unstructured};
+use courier_protocol::LeaseId;
+use courier_registry::lease_table::{
+    LeasePolicy, LeaseState, LeaseTable, Millis, Op, Outcome, Restore,
+};
+use std::collections::BTreeMap;
+
+/// One step of a sequence. Ids are small so that steps meet the same leases.
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum Step {
+    /// Time passes a little.
+    Advance(u16),
+    /// Time passes a lot (saturating at the end of the clock).
+    Leap(u64),
+    /// Grant a lease.
+    Grant(u8, u64),
+    /// Renew a lease.
+    Renew(u8, u64),
+    /// Cancel a lease.
+    Cancel(u8),
+    /// Bring a lease back after a restart: `Some(ms)` remaining, or lapsed.
+    Restore(u8, Option<u64>, u64, u32),
+    /// Collect expired leases.
+    Expire,
+}
+
+/// A whole case: the policy, where the clock starts, and the steps.
+#[derive(Debug, Clone, Arbitrary)]
+pub struct Case {
+    /// Shortest granted duration.
+    pub min_ttl_ms: u32,
+    /// Longest granted duration (may be below the minimum).
+    pub max_ttl_ms: u32,
+    /// Grace after a restart.
+    pub grace_ms: u32,
+    /// The clock's starting point.
+    pub start: u64,
+    /// What happens.
+    pub steps: Vec<Step>,
+}
+
+/// The lease id for a small number. The first eight bytes (what the table's hasher mostly
+/// sees) repeat every four ids, so buckets collide.
+pub fn lease_id(n: u8) -> LeaseId {
+    let n = n % 32;
+    let mut bytes = [n; 16];
+    bytes[..8].fill(n % 4);
+    LeaseId(bytes)
+}
+
+/// The model: every rule of the table, spelled out.
+#[derive(Debug, Default)]
+struct Model {
+    min: u64,
+    max: u64,
+    grace: u64,
+    leases: BTreeMap<LeaseId, LeaseState>,
+}
+
+impl Model {
+    fn granted(&self, requested: u64) -> u64 {
+        let top = if self.max < self.min {
+            self.min
+        } else {
+            self.max
+        };
+        if requested < self.min {
+            self.min
+        } else if requested > top {
+            top
+        } else {
+            requested
+        }
+    }
+
+    fn live(&self, id: &LeaseId, now: u64) -> bool {
+        self.leases.get(id).is_some_and(|s| s.deadline.0 > now)
+    }
+}
+
+/// Runs the target on one input.
+pub fn run(data: &[u8]) {
+    if let Ok(case) = Case::arbitrary_take_rest(Unstructured::new(data)) {
+        check(&case);
+    }
+}
+
+/// Plays a case on the table and the model and compares them after every step.
+pub fn check(case: &Case) {
+    let policy = LeasePolicy {
+        min_ttl_ms: case.min_ttl_ms.into(),
+        max_ttl_ms: case.max_ttl_ms.into(),
+        grace_ms: case.grace_ms.into(),
+    };
+    let mut table = LeaseTable::new(policy);
+    let mut model = Model {
+        min: policy.min_ttl_ms,
+        max: policy.max_ttl_ms,
+        grace: policy.grace_ms,
+        leases: BTreeMap::new(),
+    };
+    let mut now = case.start;
+    for (i, step) in case.steps.iter().enumerate() {
+        let at = Millis(now);
+        match *step {
+            Step::Advance(d) => now = now.saturating_add(d.into()),
+            Step::Leap(d) => now = now.saturating_add(d),
+            Step::Grant(n, ttl) => {
+                let id = lease_id(n);
+                let got = table.handle(at, Op::Grant { id, ttl_ms: ttl });
+                let want = if model.leases.contains_key(&id) {
+                    Outcome::Duplicate { id }
+                } else {
+                    let ttl_ms = model.granted(ttl);
+                    let deadline = Millis(now.saturating_add(ttl_ms));
+                    model.leases.insert(
+                        id,
+                        LeaseState {
+                            deadline,
+                            ttl_ms,
+                            renewals: 0,
+                            in_grace: false,
+                        },
+                    );
+                    Outcome::Granted {
+                        id,
+                        ttl_ms,
+                        deadline,
+                    }
+                };
+                assert_eq!(got, want, "step {i}: {step:?}");
+            }
+            Step::Renew(n, ttl) => {
+                let id = lease_id(n);
+                let got = table.handle(at, Op::Renew { id, ttl_ms: ttl });
+                let want = if model.live(&id, now) {
+                    let ttl_ms = model.granted(ttl);
+                    let deadline = Millis(now.saturating_add(ttl_ms));
+                    if let Some(s) = model.leases.get_mut(&id) {
+                        s.deadline = deadline;
+                        s.ttl_ms = ttl_ms;
+                        s.renewals = s.renewals.saturating_add(1);
+                        s.in_grace = false;
+                    }
+                    Outcome::Renewed {
+                        id,
+                        ttl_ms,
+                        deadline,
+                    }
+                } else {
+                    Outcome::Unknown { id }
+                };
+                assert_eq!(got, want, "step {i}: {step:?}");
+            }
+            Step::Cancel(n) => {
+                let id = lease_id(n);
+                let got = table.handle(at, Op::Cancel { id });
+                let want = if model.live(&id, now) {
+                    model.leases.remove(&id);
+                    Outcome::Cancelled { id }
+                } else {
+                    Outcome::Unknown { id }
+                };
+                assert_eq!(got, want, "step {i}: {step:?}");
+            }
+            Step::Restore(n, remaining, ttl_ms, renewals) => {
+                let id = lease_id(n);
+                let how = match remaining {
+                    Some(ms) => Restore::Remaining(ms),
+                    None => Restore::Lapsed,
+                };
+                let got = table.restore(at, id, how, ttl_ms, renewals);
+                let want = if model.leases.contains_key(&id) {
+                    None
+                } else {
+                    let state = match remaining {
+                        Some(ms) if ms != 0 => LeaseState {
+                            deadline: Millis(now.saturating_add(ms)),
+                            ttl_ms,
+                            renewals,
+                            in_grace: false,
+                        },
+                        _ => LeaseState {
+                            deadline: Millis(now.saturating_add(model.grace)),
+                            ttl_ms,
+                            renewals,
+                            in_grace: true,
+                        },
+                    };
+                    model.leases.insert(id, state);
+                    Some(state)
+                };
+                assert_eq!(got, want, "step {i}: {step:?}");
+            }
+            Step::Expire => {
+                let got = table.expire(at);
+                let mut want: Vec<(Millis, LeaseId)> = model
+                    .leases
+                    .iter()
+                    .filter(|(_, s)| s.deadline.0 <= now)
+                    .map(|(id, s)| (s.deadline, *id))
+                    .collect();
+                want.sort();
+                model.leases.retain(|_, s| s.deadline.0 > now);
+                let want: Vec<LeaseId> = want.into_iter().map(|(_, id)| id).collect();
+                assert_eq!(got, want, "step {i}: expire at {now}");
+            }
+        }
+        assert_eq!(table.len(), model.leases.len(), "step {i}: len");
+        assert_eq!(table.is_empty(), model.leases.is_empty(), "step {i}");
+        assert_eq!(
+            table.next_deadline(),
+            model.leases.values().map(|s| s.deadline).min(),
+            "step {i}: next_deadline"
+        );
+        for (id, state) in &model.leases {
+            assert_eq!(table.get(id), Some(state), "step {i}: state of {id}");
+            let left = (state.deadline.0 > now).then(|| state.deadline.0 - now);
+            assert_eq!(
+                table.remaining(id, Millis(now)),
+                left,
+                "step {i}: remaining of {id}"
+            );
+        }
+        assert_eq!(table.iter().count(), model.leases.len(), "step {i}: iter");
+    }
+}

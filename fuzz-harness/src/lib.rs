@@ -1,0 +1,39 @@
+//! The bodies and oracles of courier's fuzz targets, as ordinary functions.
+//!
+//! The cargo-fuzz crate in `fuzz/` (nightly, libFuzzer) calls them on generated inputs, and
+//! this crate's `tests/replay.rs` (stable `cargo test`) calls them on every committed corpus
+//! file and every crash artifact, so a finding stays a regression test through exactly the
+//! same oracle. Each function panics when its oracle is violated and only then: the panic
+//! is the finding.
+//!
+//! - [`frames`]: arbitrary bytes through frame splitting and every decoder of network input.
+//! - [`manifests`]: arbitrary bytes as a `SignedManifest`; nothing unsigned verifies.
+//! - [`bundles`]: arbitrary bytes as a component through `courier_protocol::inspect`.
+//! - [`lease_table`]: arbitrary operation sequences against a model of the lease table.
+//! - [`client_vm`] (feature `vm`): wasm-smith modules, wrapped in a component, through the
+//!   client sandbox's check, compile, instantiate and invoke with its real limits.
+
+pub mod bundles;
+#[cfg(feature = "vm")]
+pub mod client_vm;
+pub mod frames;
+pub mod lease_table;
+pub mod manifests;
+
+/// Every fuzz target by name, as the replay test and the fuzz crate know them.
+pub const TARGETS: &[&str] = &["frames", "manifests", "bundles", "lease_table", "client_vm"];
+
+/// Runs the target `name` on one input; `false` when there is no such target (or it needs
+/// a feature that is off).
+pub fn run(name: &str, data: &[u8]) -> bool {
+    match name {
+        "frames" => frames::run(data),
+        "manifests" => manifests::run(data),
+        "bundles" => bundles::run(data),
+        "lease_table" => lease_table::run(data),
+        #[cfg(feature = "vm")]
+        "client_vm" => client_vm::run(data),
+        _ => return false,
+    }
+    true
+}
