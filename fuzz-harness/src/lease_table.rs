@@ -76,13 +76,15 @@ impl Model {
         } else {
             self.max
         };
-        if requested < self.min {
+        let granted = if requested < self.min {
             self.min
         } else if requested > top {
             top
         } else {
             requested
-        }
+        };
+        // Durations are kept in 32 bits of milliseconds.
+        granted.min(courier_registry::lease_table::MAX_GRANTED_TTL_MS)
     }
 
     fn live(&self, id: &LeaseId, now: u64) -> bool {
@@ -125,15 +127,9 @@ pub fn check(case: &Case) {
                 } else {
                     let ttl_ms = model.granted(ttl);
                     let deadline = Millis(now.saturating_add(ttl_ms));
-                    model.leases.insert(
-                        id,
-                        LeaseState {
-                            deadline,
-                            ttl_ms,
-                            renewals: 0,
-                            in_grace: false,
-                        },
-                    );
+                    model
+                        .leases
+                        .insert(id, LeaseState::new(deadline, ttl_ms, 0, false));
                     Outcome::Granted {
                         id,
                         ttl_ms,
@@ -149,10 +145,12 @@ pub fn check(case: &Case) {
                     let ttl_ms = model.granted(ttl);
                     let deadline = Millis(now.saturating_add(ttl_ms));
                     if let Some(s) = model.leases.get_mut(&id) {
-                        s.deadline = deadline;
-                        s.ttl_ms = ttl_ms;
-                        s.renewals = s.renewals.saturating_add(1);
-                        s.in_grace = false;
+                        *s = LeaseState::new(
+                            deadline,
+                            ttl_ms,
+                            s.renewals().saturating_add(1),
+                            false,
+                        );
                     }
                     Outcome::Renewed {
                         id,
@@ -186,18 +184,15 @@ pub fn check(case: &Case) {
                     None
                 } else {
                     let state = match remaining {
-                        Some(ms) if ms != 0 => LeaseState {
-                            deadline: Millis(now.saturating_add(ms)),
+                        Some(ms) if ms != 0 => {
+                            LeaseState::new(Millis(now.saturating_add(ms)), ttl_ms, renewals, false)
+                        }
+                        _ => LeaseState::new(
+                            Millis(now.saturating_add(model.grace)),
                             ttl_ms,
                             renewals,
-                            in_grace: false,
-                        },
-                        _ => LeaseState {
-                            deadline: Millis(now.saturating_add(model.grace)),
-                            ttl_ms,
-                            renewals,
-                            in_grace: true,
-                        },
+                            true,
+                        ),
                     };
                     model.leases.insert(id, state);
                     Some(state)
