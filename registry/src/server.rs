@@ -258,6 +258,16 @@ fn admit_request(ctx: &Ctx, rate: &RateLimit) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Admits one one-shot request: the rates, then a place among the requests in flight
+/// (held by the returned permit until the request is answered).
+fn admit_one_shot(ctx: &Ctx, rate: &RateLimit) -> Result<OwnedSemaphorePermit, &'static str> {
+    admit_request(ctx, rate)?;
+    ctx.in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| "registry has too many requests in flight; try later")
+}
+
 /// Answers a stream refused at admission with `Busy`, without reading its request.
 async fn refuse_stream(mut send: quinn::SendStream, why: &'static str) {
     let resp = Response::Error(WireError::new(ErrorKind::Busy, why));
@@ -312,12 +322,7 @@ async fn handle_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
                 }
             },
         };
-        let admitted = admit_request(&ctx, &rate).and_then(|()| {
-            ctx.in_flight
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| "registry has too many requests in flight; try later")
-        });
+        let admitted = admit_one_shot(&ctx, &rate);
         let permit = match admitted {
             Ok(p) => p,
             Err(why) => {
@@ -543,12 +548,7 @@ async fn handle_stream(
         };
         let admitted = match permit.take() {
             Some(p) => Ok(p),
-            None => admit_request(ctx, stream.rate).and_then(|()| {
-                ctx.in_flight
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| "registry has too many requests in flight; try later")
-            }),
+            None => admit_one_shot(ctx, stream.rate),
         };
         let resp = match (admitted, req) {
             (Err(why), _) => Response::Error(WireError::new(ErrorKind::Busy, why)),
