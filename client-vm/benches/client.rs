@@ -9,8 +9,8 @@
 
 use courier_client::invoke::{CallSpec, prepare};
 use courier_client::{
-    Client, ClientConfig, CompilerChoice, PhaseTimings, Policy, ProviderTarget, ReportMode,
-    Sandbox, SandboxConfig, TrustStore,
+    Client, ClientConfig, CompilerChoice, DEFAULT_LOOKUP_TTL, PhaseTimings, Policy, ProviderTarget,
+    ReportMode, Sandbox, SandboxConfig, TrustStore,
 };
 use courier_protocol::wire::provider::{Call, ProviderHello, Reply};
 use courier_protocol::{AttributeConstraint, PROTOCOL_VERSION, SigningKey, VendorKey};
@@ -162,6 +162,25 @@ where
     })
 }
 
+/// Like [`timed`], but the loop runs as a task on the runtime's workers, where an
+/// application's calls run, so QUIC wake-ups stay among the workers instead of crossing to
+/// the bench thread on every packet.
+fn timed_task<C, F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, ctx: Arc<C>, f: F) -> Duration
+where
+    C: Send + Sync + 'static,
+    F: Fn(Arc<C>) -> Fut + Send + 'static,
+    Fut: std::future::Future + Send,
+{
+    rt.block_on(rt.spawn(async move {
+        let start = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(f(ctx.clone()).await);
+        }
+        start.elapsed()
+    }))
+    .unwrap()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -173,19 +192,32 @@ fn us(d: Duration) -> String {
 
 /// Prints medians of each phase over `n` calls.
 fn phase_table(w: &World) {
-    let n = 200;
+    let n = 2000;
     let mut rows: Vec<(String, Vec<(PhaseTimings, Duration)>)> = Vec::new();
     let none = Duration::ZERO;
-    let second = Duration::from_secs(1);
+    let watched = DEFAULT_LOOKUP_TTL;
     let cranelift = CompilerChoice::Cranelift;
     let winch = CompilerChoice::Winch;
     for (label, compiler, cache, lookup_ttl, proxy) in [
-        ("warm echo (compiled cache)", winch, true, none, "acme/echo"),
         (
-            "warm echo (+ watched lookup cache)",
+            "warm echo (watched lookup cache)",
             winch,
             true,
-            second,
+            watched,
+            "acme/echo",
+        ),
+        (
+            "warm echo (registry lookup each call)",
+            winch,
+            true,
+            none,
+            "acme/echo",
+        ),
+        (
+            "warm echo, Cranelift code (watched)",
+            cranelift,
+            true,
+            watched,
             "acme/echo",
         ),
         (
@@ -207,14 +239,16 @@ fn phase_table(w: &World) {
     ] {
         let c = client_with(w, compiler, cache, lookup_ttl);
         let runs = if cache { n } else { 30 };
-        let t = w.rt.block_on(async {
-            call(&c, proxy).await; // warm up the connection (and the cache, when on)
-            let mut t = Vec::new();
-            for _ in 0..runs {
-                t.push(call_full(&c, proxy).await);
-            }
-            t
-        });
+        let t =
+            w.rt.block_on(w.rt.spawn(async move {
+                call(&c, proxy).await; // warm up the connection (and the cache, when on)
+                let mut t = Vec::new();
+                for _ in 0..runs {
+                    t.push(call_full(&c, proxy).await);
+                }
+                t
+            }))
+            .unwrap();
         rows.push((label.to_string(), t));
     }
     eprintln!(
@@ -237,17 +271,36 @@ fn phase_table(w: &World) {
         );
     }
     let conn = w.rt.block_on(native(&w.provider));
-    let t = w.rt.block_on(async {
-        let mut t = Vec::new();
-        for _ in 0..n {
-            let s = Instant::now();
-            native_call(&conn).await;
-            t.push(s.elapsed());
-        }
-        t
-    });
-    eprintln!("  {:32} {:>9} (p50)", "native QUIC request", us(median(t)));
-    conn.close(0u32.into(), b"done");
+    let t =
+        w.rt.block_on(w.rt.spawn(async move {
+            let mut t = Vec::new();
+            for _ in 0..n {
+                let s = Instant::now();
+                native_call(&conn).await;
+                t.push(s.elapsed());
+            }
+            conn.close(0u32.into(), b"done");
+            t
+        }))
+        .unwrap();
+    eprintln!("\ntotals in µs (p10, p50, p90, p99, mean):");
+    let dist = |label: &str, mut t: Vec<Duration>| {
+        t.sort();
+        let at = |q: usize| us(t[(t.len() * q / 100).min(t.len() - 1)]);
+        let mean = t.iter().sum::<Duration>() / t.len().max(1) as u32;
+        eprintln!(
+            "  {label:40} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            at(10),
+            at(50),
+            at(90),
+            at(99),
+            us(mean)
+        );
+    };
+    dist("native QUIC request (a stream each)", t);
+    for (label, r) in &rows {
+        dist(label, r.iter().map(|(p, _)| p.total).collect());
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -258,22 +311,34 @@ fn benches(c: &mut Criterion) {
     }
 
     // Direct provider request on an established connection: the floor.
-    let conn = w.rt.block_on(native(&w.provider));
+    let conn = Arc::new(w.rt.block_on(native(&w.provider)));
     c.bench_function("native_quic_request", |b| {
-        b.iter_custom(|n| timed(&w.rt, n, || native_call(&conn)))
+        b.iter_custom(|n| {
+            timed_task(
+                &w.rt,
+                n,
+                conn.clone(),
+                |c| async move { native_call(&c).await },
+            )
+        })
     });
 
     // Warm one-shot call: lookup, cached compile, instantiate, provider call, discard.
-    let warm = client(&w, CompilerChoice::Winch, true);
-    w.rt.block_on(call(&warm, "acme/echo"));
-    c.bench_function("warm_call_echo", |b| {
-        b.iter_custom(|n| timed(&w.rt, n, || call(&warm, "acme/echo")))
-    });
-    let warm_lookup = client_with(&w, CompilerChoice::Winch, true, Duration::from_secs(1));
-    w.rt.block_on(call(&warm_lookup, "acme/echo"));
-    c.bench_function("warm_call_echo_watched_lookup_cache", |b| {
-        b.iter_custom(|n| timed(&w.rt, n, || call(&warm_lookup, "acme/echo")))
-    });
+    // With the default watched lookup cache, then asking the registry on every call.
+    for (name, lookup_ttl) in [
+        ("warm_call_echo", DEFAULT_LOOKUP_TTL),
+        ("warm_call_echo_registry_lookup", Duration::ZERO),
+    ] {
+        let warm = Arc::new(client_with(&w, CompilerChoice::Winch, true, lookup_ttl));
+        w.rt.block_on(call(&warm, "acme/echo"));
+        c.bench_function(name, |b| {
+            b.iter_custom(|n| {
+                timed_task(&w.rt, n, warm.clone(), |c| async move {
+                    call(&c, "acme/echo").await
+                })
+            })
+        });
+    }
 
     // Cold calls: lookup, fetch, verify, compile, run, discard (no cache).
     let mut g = c.benchmark_group("cold_call");
@@ -335,7 +400,7 @@ fn benches(c: &mut Criterion) {
     // 256 KiB.
     let mut g = c.benchmark_group("instance");
     g.throughput(Throughput::Elements(1));
-    for keep in [0, 32 << 10, 256 << 10] {
+    for keep in [0, 32 << 10, 256 << 10, 1 << 20, 4 << 20] {
         let sb = Sandbox::new(
             Policy::default(),
             SandboxConfig {

@@ -47,6 +47,10 @@ pub enum ReportMode {
     Inline,
 }
 
+/// The longest a query's candidates are reused by default, even when the registry's
+/// event feed shows no change (a bound on what a lost event could cost).
+pub const DEFAULT_LOOKUP_TTL: Duration = Duration::from_secs(30);
+
 /// How a client is set up.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -65,9 +69,12 @@ pub struct ClientConfig {
     /// Reuse a query's candidates for at most this long (never beyond the shortest
     /// remaining lease among them) while the registry's event feed for their interface
     /// shows no change ([`crate::lookup_cache`]): a registration, replacement, cancellation,
-    /// expiry or revocation drops them within an event's delivery time. Zero, the default,
-    /// asks the registry on every call (read-your-writes: what a vendor just registered is
-    /// seen by the next call); a long-running client saves a round trip per call with it.
+    /// expiry or revocation drops them within an event's delivery time. The default,
+    /// [`DEFAULT_LOOKUP_TTL`], saves a long-running client the registry round trip on
+    /// every call after the first per query. Zero asks the registry on every call
+    /// (read-your-writes: what a vendor just registered is seen by the very next call,
+    /// not one event delivery later); a one-shot client such as `courier call` uses zero,
+    /// since a subscription would cost it a round trip and save none.
     pub lookup_ttl: Duration,
     /// Where the client remembers the highest proxy versions it accepted and the key
     /// statements it learned, across runs. `None` keeps them in memory only.
@@ -90,7 +97,7 @@ impl ClientConfig {
             sandbox: SandboxConfig::default(),
             report: ReportMode::Background,
             max_candidates: 8,
-            lookup_ttl: Duration::ZERO,
+            lookup_ttl: DEFAULT_LOOKUP_TTL,
             state_dir: None,
             pins: BTreeMap::new(),
             key_refresh: Duration::from_secs(60),

@@ -7,6 +7,10 @@
 //! time rather than at the end of a time-to-live. An entry also never outlives the shortest
 //! remaining lease among its candidates, nor the configured maximum age.
 //!
+//! An interface the registry would not let the client watch (a cap on subscriptions, a
+//! registry shutting down) is not asked again for [`REFUSAL_BACKOFF`]: meanwhile its
+//! queries go to the registry each time, uncached.
+//!
 //! A fill races with invalidations: each interface has a generation, bumped by every
 //! invalidation, and a fill is kept only if the generation did not move while it asked.
 
@@ -23,6 +27,9 @@ const MAX_ENTRIES: usize = 256;
 /// How long a new subscription may take to be confirmed.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long an interface whose subscription failed is left unwatched before trying again.
+pub const REFUSAL_BACKOFF: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 struct State {
     /// Query (debug form) → (filled at, candidates, unversioned interface).
@@ -31,6 +38,8 @@ struct State {
     generations: HashMap<String, u64>,
     /// Unversioned interface → the task following its events.
     watches: HashMap<String, JoinHandle<()>>,
+    /// Unversioned interface → when its last subscription attempt failed.
+    refused: HashMap<String, Instant>,
 }
 
 impl Drop for State {
@@ -95,12 +104,23 @@ impl LookupCache {
     /// is cached.
     pub async fn begin(&self, registry: &RegistryClient, query: &ServiceQuery) -> Option<Fill> {
         let interface = query.interface.parse::<InterfaceName>().ok()?.unversioned();
-        let watched = lock(&self.state)
-            .watches
-            .get(&interface)
-            .is_some_and(|w| !w.is_finished());
-        if !watched {
-            self.watch(registry, &interface).await?;
+        let watched = {
+            let mut st = lock(&self.state);
+            if let Some(at) = st.refused.get(&interface) {
+                if at.elapsed() < REFUSAL_BACKOFF {
+                    return None;
+                }
+                st.refused.remove(&interface);
+            }
+            st.watches.get(&interface).is_some_and(|w| !w.is_finished())
+        };
+        if !watched && self.watch(registry, &interface).await.is_none() {
+            let mut st = lock(&self.state);
+            if st.refused.len() >= MAX_ENTRIES {
+                st.refused.clear();
+            }
+            st.refused.insert(interface, Instant::now());
+            return None;
         }
         let generation = lock(&self.state)
             .generations
@@ -187,5 +207,55 @@ impl LookupCache {
             old.abort();
         }
         Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn an_interface_that_cannot_be_watched_is_not_asked_again_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = courier_registry::RegistryConfig::new(dir.path());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let h = courier_registry::Registry::open(config)
+            .unwrap()
+            .serve()
+            .await
+            .unwrap();
+        let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
+            .await
+            .unwrap();
+        let cache = LookupCache::new();
+        let query = ServiceQuery {
+            interface: "courier:echo/echo".into(),
+            ..ServiceQuery::default()
+        };
+
+        // Watched: the fill ticket is handed out and the answer kept.
+        assert!(cache.begin(&registry, &query).await.is_some());
+        assert!(lock(&cache.state).refused.is_empty());
+
+        // A registry that refuses (here: a closed connection) is not asked again while
+        // the back-off lasts: the second attempt leaves the refusal's time as it was.
+        registry.close();
+        let other = ServiceQuery {
+            interface: "courier:kv/store".into(),
+            ..ServiceQuery::default()
+        };
+        assert!(cache.begin(&registry, &other).await.is_none());
+        let first = lock(&cache.state).refused["courier:kv/store"];
+        assert!(cache.begin(&registry, &other).await.is_none());
+        assert_eq!(lock(&cache.state).refused["courier:kv/store"], first);
+
+        // Once the back-off is over, it is tried again.
+        lock(&cache.state)
+            .refused
+            .insert("courier:kv/store".into(), first - REFUSAL_BACKOFF);
+        assert!(cache.begin(&registry, &other).await.is_none());
+        assert!(lock(&cache.state).refused["courier:kv/store"] > first);
+        h.shutdown().await;
     }
 }

@@ -82,6 +82,9 @@ fn config(trusted: &[&SigningKey], state: Option<&Path>) -> ClientConfig {
     config.policy = Policy::default();
     config.report = ReportMode::Off;
     config.state_dir = state.map(Path::to_path_buf);
+    // Each step checks the registry's answer right after a write on another connection:
+    // ask the registry every call instead of waiting for the event to reach the cache.
+    config.lookup_ttl = Duration::ZERO;
     config
 }
 

@@ -94,12 +94,16 @@ async fn echo_and_kv_through_the_registry() {
     assert!(history.iter().all(|e| e.outcome.ok));
     assert_eq!(history[0].outcome.function, "courier:kv/store@0.1.0.get");
 
-    // A cancelled lease no longer matches.
+    // A cancelled lease no longer matches, once its event reached the client's lookup
+    // cache (which then drops the echo query's candidates, and only those).
+    let cached = c.cached_lookups();
+    assert_eq!(cached, 3);
     let vendor = RegistryClient::connect(h.local_addr(), h.pin(), "vendor")
         .await
         .unwrap();
     vendor.authenticate(&acme).await.unwrap();
     vendor.cancel(echo_lease).await.unwrap();
+    assert!(eventually(|| c.cached_lookups() == cached - 1).await);
     let err = c
         .call_str(r#"courier:echo/echo.say("hi")"#)
         .await

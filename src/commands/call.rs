@@ -52,6 +52,8 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     let mut config = ClientConfig::new(id, trust);
     config.policy = policy(&args.allow_facts, args.approve && !args.deny);
     config.report = ReportMode::Inline;
+    // One call per process: a watched lookup cache would cost a subscription, save nothing.
+    config.lookup_ttl = std::time::Duration::ZERO;
     config.state_dir = Some(args.state_dir.clone());
     config.pins = args.pins.iter().cloned().collect();
     let registry = args.registry.connect("courier-cli/call").await?;
