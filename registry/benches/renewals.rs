@@ -101,58 +101,16 @@ fn report(label: &str, rate: f64, lat: Vec<u64>) {
     );
 }
 
-fn rt_of(kind: &str) -> tokio::runtime::Runtime {
-    match kind {
-        "m1" => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap(),
-        "m2" => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap(),
-        _ => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap(),
-    }
-}
-
 fn main() {
-    let mode = std::env::var("BENCH_RT").unwrap_or_default();
+    let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let (rt, h, _keep) = if mode.is_empty() {
-        let rt = runtime();
-        let h = rt.block_on(async {
-            courier_registry::Registry::open(config(dir.path()))
-                .unwrap()
-                .serve()
-                .await
-                .unwrap()
-        });
-        (rt, h, None)
-    } else {
-        let (s, c) = mode.split_once(',').unwrap();
-        let s = s.to_string();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let path = dir.path().to_path_buf();
-        let th = std::thread::spawn(move || {
-            let srt = rt_of(&s);
-            srt.block_on(async move {
-                let h = courier_registry::Registry::open(config(&path))
-                    .unwrap()
-                    .serve()
-                    .await
-                    .unwrap();
-                tx.send(h).unwrap();
-                std::future::pending::<()>().await;
-            });
-        });
-        let h = rx.recv().unwrap();
-        (rt_of(c), h, Some(th))
-    };
+    let h = rt.block_on(async {
+        courier_registry::Registry::open(config(dir.path()))
+            .unwrap()
+            .serve()
+            .await
+            .unwrap()
+    });
     let shared = rt.block_on(vendors(&h, VENDORS, true, 10_000));
     let own = rt.block_on(vendors(&h, VENDORS, false, 20_000));
 
@@ -164,20 +122,20 @@ fn main() {
     report("64 vendors (one client UDP socket)", rate, lat);
     let before: Vec<_> = own.iter().map(|(c, _)| c.connection().stats()).collect();
     let (rate, lat) = rt.block_on(run(&own));
-    let n = lat.len() as f64;
+    let n = lat.len().max(1) as f64;
     report("64 vendors (a UDP socket each)", rate, lat);
-    let (mut tx, mut rx, mut txb) = (0u64, 0u64, 0u64);
+    // What one renewal costs on the wire (from the vendors' side of each connection).
+    let (mut tx, mut rx, mut bytes) = (0, 0, 0);
     for ((c, _), b) in own.iter().zip(before) {
         let s = c.connection().stats();
         tx += s.udp_tx.datagrams - b.udp_tx.datagrams;
         rx += s.udp_rx.datagrams - b.udp_rx.datagrams;
-        txb += s.udp_tx.bytes - b.udp_tx.bytes;
-        eprintln!("{:?}", s.frame_tx);
+        bytes += s.udp_tx.bytes - b.udp_tx.bytes;
     }
-    eprintln!(
-        "STATS per renewal: client tx {:.2} dgrams ({:.0} B), rx {:.2}",
+    println!(
+        "per renewal: {:.2} datagrams sent ({:.0} bytes), {:.2} received",
         tx as f64 / n,
-        txb as f64 / n,
+        bytes as f64 / n,
         rx as f64 / n
     );
 
