@@ -57,6 +57,7 @@ fn world() -> World {
         for (name, bytes) in [
             ("acme/echo", artifacts::ECHO),
             ("acme/files", artifacts::HOSTILE_FILES),
+            ("acme/digest", artifacts::ECHO_DIGEST),
         ] {
             let bundle = BundleBuilder::new(bytes)
                 .name(name)
@@ -236,6 +237,20 @@ fn phase_table(w: &World) {
             "acme/files",
         ),
         ("cold files 86 KB (winch)", winch, false, none, "acme/files"),
+        (
+            "cold digest 126 KB (cranelift)",
+            cranelift,
+            false,
+            none,
+            "acme/digest",
+        ),
+        (
+            "cold digest 126 KB (winch)",
+            winch,
+            false,
+            none,
+            "acme/digest",
+        ),
     ] {
         let c = client_with(w, compiler, cache, lookup_ttl);
         let runs = if cache { n } else { 30 };
@@ -348,7 +363,7 @@ fn benches(c: &mut Criterion) {
         (CompilerChoice::Winch, "winch"),
     ] {
         let cold = client(&w, compiler, false);
-        for proxy in ["acme/echo", "acme/files"] {
+        for proxy in ["acme/echo", "acme/files", "acme/digest"] {
             g.bench_function(format!("{label}/{proxy}"), |b| {
                 b.iter_custom(|n| timed(&w.rt, n, || call(&cold, proxy)))
             });
@@ -361,6 +376,7 @@ fn benches(c: &mut Criterion) {
     for (name, bytes) in [
         ("echo", artifacts::ECHO),
         ("files", artifacts::HOSTILE_FILES),
+        ("digest", artifacts::ECHO_DIGEST),
     ] {
         g.bench_function(name, |b| {
             b.iter(|| courier_protocol::inspect(bytes).unwrap())

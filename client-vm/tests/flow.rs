@@ -107,6 +107,32 @@ async fn echo_flow_reports_and_then_hits_the_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_larger_digest_proxy_does_its_guest_work_then_calls_its_provider() {
+    assert!(artifacts::ECHO_DIGEST.len() > 100_000);
+    let provider = TestProvider::start(Service::Echo).await;
+    let registry = FakeRegistry::start().await;
+    registry.offer(
+        1,
+        signed(1, artifacts::ECHO_DIGEST, &provider.target(), |_| {}),
+        ECHO_IFACE,
+        artifacts::ECHO_DIGEST,
+    );
+    let client = client_with(&registry, &[1], Policy::default()).await;
+    let report = client
+        .call_str(r#"courier:echo/echo.say("the cat and the hat: 1.5, 2.5 and 5")"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.answer,
+        Answer::Ok(
+            r#"ok("echo: the cat and the hat: 1.5, 2.5 and 5 [words=6 and:2 the:2 cat:1 hat:1 lengths=3x4, numbers=3 sum=9.000 mean=3.000 sd=1.472]")"#
+                .into()
+        )
+    );
+    assert_eq!(client.sandbox().live_stores(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_bytes_are_refused_before_compiling() {
     let provider = TestProvider::start(Service::Echo).await;
     let registry = FakeRegistry::start().await;

@@ -19,6 +19,12 @@ macro_rules! component {
 /// Imports `courier:proxy/provider@0.1.0` only.
 pub const ECHO: &[u8] = component!("echo");
 
+/// `echo-digest`: exports echo like `echo`, with real guest work in front (about 120 KB): `say(m)`
+/// is the provider's `say` answer to `m [<summary>]`, where the summary ranks `m`'s words and
+/// gives the count, sum, mean and spread of the numbers in it. The cold-call benchmark's
+/// 100 KB-class proxy. Imports `courier:proxy/provider@0.1.0` only.
+pub const ECHO_DIGEST: &[u8] = component!("echo_digest");
+
 /// `kv`: exports `courier:kv/store@0.1.0`, each function one provider call in the kv payload
 /// encoding. Imports `courier:proxy/provider@0.1.0` only.
 pub const KV: &[u8] = component!("kv");
@@ -59,6 +65,7 @@ pub const HOSTILE_IMPORT: &[u8] = component!("hostile_import");
 /// Every proxy by name (the crate directory under `proxies/`), in this order.
 pub const ALL: &[(&str, &[u8])] = &[
     ("echo", ECHO),
+    ("echo-digest", ECHO_DIGEST),
     ("kv", KV),
     ("echo-operator", ECHO_OPERATOR),
     ("hostile-loop", HOSTILE_LOOP),
@@ -181,7 +188,7 @@ mod tests {
                     assert_eq!(exports, ["courier:kv/store@0.1.0"]);
                     assert_eq!(own, [provider]);
                 }
-                "echo" => {
+                "echo" | "echo-digest" => {
                     assert_eq!(exports, echo);
                     assert_eq!(own, [provider]);
                 }
