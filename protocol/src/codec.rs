@@ -52,12 +52,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
-/// Encodes a value as one frame: header then body.
+/// Encodes a value as one frame: header then body, in one buffer (the body is written after
+/// a placeholder header, which then gets the body's length).
 pub fn encode_frame<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let body = encode(value);
-    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
+    let mut out = postcard::to_extend(value, vec![0u8; FRAME_HEADER_LEN]).unwrap_or_else(|e| {
+        // Only reachable with types postcard cannot represent (none of ours).
+        unreachable!("postcard encoding failed: {e}")
+    });
+    let len = (out.len() - FRAME_HEADER_LEN) as u32;
+    out[..FRAME_HEADER_LEN].copy_from_slice(&len.to_be_bytes());
     out
 }
 
@@ -101,6 +104,9 @@ mod tests {
             ttl_ms: 30_000,
         };
         let frame = encode_frame(&req);
+        let body = encode(&req);
+        assert_eq!(frame[..FRAME_HEADER_LEN], (body.len() as u32).to_be_bytes());
+        assert_eq!(frame[FRAME_HEADER_LEN..], body[..]);
         let (body, rest) = split_frame(&frame, MAX_FRAME_LEN).unwrap().unwrap();
         assert!(rest.is_empty());
         assert_eq!(decode::<Request>(body).unwrap(), req);

@@ -644,8 +644,7 @@ impl ProviderClient {
 
     async fn exchange(&self, call: &Call) -> Result<Reply, TransportError> {
         let (mut send, mut recv) = self.conn.open_bi().await?;
-        let frame = codec::encode_frame(call);
-        match send.write_all(&frame).await {
+        match send.write_chunk(codec::encode_frame(call).into()).await {
             Ok(()) => {
                 let _ = send.finish();
             }
