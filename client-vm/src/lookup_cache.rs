@@ -7,6 +7,9 @@
 //! time rather than at the end of a time-to-live. An entry also never outlives the shortest
 //! remaining lease among its candidates, nor the configured maximum age.
 //!
+//! At most [`MAX_WATCHES`] interfaces are watched at once (each subscription holds a stream
+//! of the registry connection); watching one more stops the least recently used.
+//!
 //! An interface the registry would not let the client watch (a cap on subscriptions, a
 //! registry shutting down) is not asked again for [`REFUSAL_BACKOFF`]: meanwhile its
 //! queries go to the registry each time, uncached.
@@ -24,6 +27,10 @@ use tokio::task::JoinHandle;
 /// Most queries kept.
 const MAX_ENTRIES: usize = 256;
 
+/// Most interfaces watched at once: each holds a subscription (one stream of the registry
+/// connection, which allows 256). Watching one more drops the least recently used.
+pub const MAX_WATCHES: usize = 64;
+
 /// How long a new subscription may take to be confirmed.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -37,15 +44,21 @@ struct State {
     /// Unversioned interface → generation.
     generations: HashMap<String, u64>,
     /// Unversioned interface → the task following its events.
-    watches: HashMap<String, JoinHandle<()>>,
+    watches: HashMap<String, Watch>,
     /// Unversioned interface → when its last subscription attempt failed.
     refused: HashMap<String, Instant>,
+}
+
+/// The task following one interface's events, and when the cache last used the interface.
+struct Watch {
+    task: JoinHandle<()>,
+    used: Instant,
 }
 
 impl Drop for State {
     fn drop(&mut self) {
         for (_, w) in self.watches.drain() {
-            w.abort();
+            w.task.abort();
         }
     }
 }
@@ -54,6 +67,36 @@ impl State {
     fn invalidate(&mut self, interface: &str) {
         *self.generations.entry(interface.to_string()).or_default() += 1;
         self.entries.retain(|_, (_, _, i)| i != interface);
+    }
+
+    fn watched(&self, interface: &str) -> bool {
+        self.watches
+            .get(interface)
+            .is_some_and(|w| !w.task.is_finished())
+    }
+
+    fn touch(&mut self, interface: &str) {
+        if let Some(w) = self.watches.get_mut(interface) {
+            w.used = Instant::now();
+        }
+    }
+
+    /// Makes room for one more watch: stops the least recently used one (its entries go).
+    fn evict_for_one_more(&mut self) {
+        while self.watches.len() >= MAX_WATCHES {
+            let Some(oldest) = self
+                .watches
+                .iter()
+                .min_by_key(|(_, w)| w.used)
+                .map(|(i, _)| i.clone())
+            else {
+                return;
+            };
+            if let Some(w) = self.watches.remove(&oldest) {
+                w.task.abort();
+            }
+            self.invalidate(&oldest);
+        }
     }
 }
 
@@ -85,14 +128,17 @@ impl LookupCache {
     pub fn get(&self, query: &ServiceQuery, max_age: Duration) -> Option<Vec<Candidate>> {
         let key = format!("{query:?}");
         let mut st = lock(&self.state);
-        let (at, candidates, _) = st.entries.get(&key)?;
+        let (at, candidates, interface) = st.entries.get(&key)?;
         let shortest = candidates
             .iter()
             .map(|c| Duration::from_millis(c.remaining_ms))
             .min()
             .unwrap_or(Duration::ZERO);
         if at.elapsed() < max_age.min(shortest) {
-            return Some(candidates.clone());
+            let hit = candidates.clone();
+            let interface = interface.clone();
+            st.touch(&interface);
+            return Some(hit);
         }
         st.entries.remove(&key);
         None
@@ -112,7 +158,8 @@ impl LookupCache {
                 }
                 st.refused.remove(&interface);
             }
-            st.watches.get(&interface).is_some_and(|w| !w.is_finished())
+            st.touch(&interface);
+            st.watched(&interface)
         };
         if !watched && self.watch(registry, &interface).await.is_none() {
             let mut st = lock(&self.state);
@@ -138,10 +185,7 @@ impl LookupCache {
     pub fn put(&self, fill: Fill, candidates: &[Candidate]) {
         let mut st = lock(&self.state);
         let current = st.generations.get(&fill.interface).copied().unwrap_or(0);
-        let watched = st
-            .watches
-            .get(&fill.interface)
-            .is_some_and(|w| !w.is_finished());
+        let watched = st.watched(&fill.interface);
         if current != fill.generation || !watched || candidates.is_empty() {
             return;
         }
@@ -203,9 +247,15 @@ impl LookupCache {
         });
         let mut st = lock(&self.state);
         st.invalidate(interface);
-        if let Some(old) = st.watches.insert(interface.to_string(), task) {
-            old.abort();
+        if let Some(old) = st.watches.remove(interface) {
+            old.task.abort();
         }
+        st.evict_for_one_more();
+        let watch = Watch {
+            task,
+            used: Instant::now(),
+        };
+        st.watches.insert(interface.to_string(), watch);
         Some(())
     }
 }
@@ -214,6 +264,52 @@ impl LookupCache {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn query(interface: &str) -> ServiceQuery {
+        ServiceQuery {
+            interface: interface.into(),
+            ..ServiceQuery::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watching_one_interface_too_many_stops_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = courier_registry::RegistryConfig::new(dir.path());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let h = courier_registry::Registry::open(config)
+            .unwrap()
+            .serve()
+            .await
+            .unwrap();
+        let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
+            .await
+            .unwrap();
+        let cache = LookupCache::new();
+        for i in 0..MAX_WATCHES {
+            assert!(
+                cache
+                    .begin(&registry, &query(&format!("t:p{i}/api")))
+                    .await
+                    .is_some()
+            );
+        }
+        // p0 is used again, so p1 is now the least recently used.
+        assert!(cache.begin(&registry, &query("t:p0/api")).await.is_some());
+        assert!(
+            cache
+                .begin(&registry, &query("t:extra/api"))
+                .await
+                .is_some()
+        );
+        {
+            let st = lock(&cache.state);
+            assert_eq!(st.watches.len(), MAX_WATCHES);
+            assert!(st.watched("t:p0/api") && st.watched("t:extra/api"));
+            assert!(!st.watches.contains_key("t:p1/api"));
+        }
+        h.shutdown().await;
+    }
 
     #[tokio::test]
     async fn an_interface_that_cannot_be_watched_is_not_asked_again_at_once() {
