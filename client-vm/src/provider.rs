@@ -1,14 +1,17 @@
 //! The client side of the provider protocol: the only network a proxy can reach.
 //!
 //! A [`ProviderTarget`] comes from a verified manifest (its endpoints and TLS pin); the
-//! [`ProviderPool`] connects to it over pinned QUIC, says `ProviderHello`, and sends `Call`s
-//! on bidirectional streams kept for reuse ([`StreamPool`]). Established connections and
-//! their streams are kept per (address, pin), so a warm call costs one frame each way, not a
-//! handshake or a stream set-up.
+//! [`ProviderPool`] connects to it over pinned QUIC, says `ProviderHello`
+//! ([`courier_transport::provider_hello`], the opening every provider client shares), and
+//! sends `Call`s on bidirectional streams kept for reuse ([`StreamPool`]). Established
+//! connections and their streams are kept per (address, pin), so a warm call costs one frame
+//! each way, not a handshake or a stream set-up.
 
-use courier_protocol::wire::provider::{Call, ProviderHello, Reply};
-use courier_protocol::{PROTOCOL_VERSION, SpkiPin};
-use courier_transport::{StreamPool, TransportError, client_endpoint, connect, resolve};
+use courier_protocol::SpkiPin;
+use courier_protocol::wire::provider::{Call, Reply};
+use courier_transport::{
+    HelloError, StreamPool, TransportError, client_endpoint, connect, provider_hello, resolve,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -150,21 +153,12 @@ impl ProviderPool {
             .await
             .map_err(|e| ProviderError::from_connect(endpoint_name, e))?;
         let left = timeout.saturating_sub(started.elapsed());
-        let hello = ProviderHello {
-            version: PROTOCOL_VERSION,
-        };
-        let answer: ProviderHello =
-            tokio::time::timeout(left, courier_transport::call(&conn, &hello, 1024))
-                .await
-                .map_err(|_| ProviderError::Timeout(timeout))?
-                .map_err(|e| ProviderError::Handshake(e.to_string()))?;
-        if answer.version != PROTOCOL_VERSION {
-            conn.close(0u32.into(), b"version");
-            return Err(ProviderError::Handshake(format!(
-                "provider speaks version {}, this client {}",
-                answer.version, PROTOCOL_VERSION
-            )));
-        }
+        provider_hello(&conn, left).await.map_err(|e| match e {
+            HelloError::Timeout(_) => ProviderError::Timeout(timeout),
+            HelloError::UnsupportedVersion(why) | HelloError::Handshake(why) => {
+                ProviderError::Handshake(why)
+            }
+        })?;
         Ok(conn)
     }
 

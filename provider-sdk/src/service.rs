@@ -10,8 +10,8 @@
 use courier_protocol::provider::{Call, ProviderHello, Reply};
 use courier_protocol::{CodecError, PROTOCOL_VERSION, SpkiPin, codec};
 use courier_transport::{
-    Identity, ServerLimits, TransportError, client_endpoint, connect, read_frame, read_frame_opt,
-    server_endpoint, write_frame,
+    HelloError, Identity, ServerLimits, TransportError, client_endpoint, connect, provider_hello,
+    read_frame, read_frame_opt, server_endpoint, write_frame,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,16 +40,7 @@ pub const MAX_METHOD_LEN: usize = 128;
 const CALL_OVERHEAD: usize = MAX_METHOD_LEN + 32;
 
 /// QUIC application codes used by providers to close connections and stop streams.
-pub mod close_code {
-    /// The provider is shutting down.
-    pub const SHUTDOWN: u32 = 0;
-    /// The client speaks another provider protocol version.
-    pub const UNSUPPORTED_VERSION: u32 = 1;
-    /// The first stream did not carry a `ProviderHello`.
-    pub const BAD_HANDSHAKE: u32 = 2;
-    /// (Stream) the request exceeded the cap or its deadline; the reply says so.
-    pub const REQUEST_TOO_LARGE: u32 = 4;
-}
+pub use courier_transport::provider::close_code;
 
 /// Limits and deadlines of a served service.
 #[derive(Debug, Clone)]
@@ -582,38 +573,13 @@ impl ProviderClient {
     ) -> Result<Self, ProviderConnectError> {
         let timeout = options.connect_timeout;
         let conn = connect(&endpoint, addr, pin, timeout).await?;
-        let hello = async {
-            let (mut send, mut recv) = conn.open_bi().await.map_err(TransportError::from)?;
-            write_frame(
-                &mut send,
-                &ProviderHello {
-                    version: PROTOCOL_VERSION,
-                },
-            )
-            .await?;
-            send.finish().map_err(TransportError::from)?;
-            read_frame::<ProviderHello>(&mut recv, 64).await
-        };
-        let answer = match tokio::time::timeout(timeout, hello).await {
-            Err(_) => {
-                conn.close(0u32.into(), b"handshake timeout");
-                return Err(ProviderConnectError::Handshake(format!(
-                    "no ProviderHello within {timeout:?}"
-                )));
+        provider_hello(&conn, timeout).await.map_err(|e| match e {
+            HelloError::UnsupportedVersion(why) => ProviderConnectError::UnsupportedVersion(why),
+            HelloError::Handshake(why) => ProviderConnectError::Handshake(why),
+            HelloError::Timeout(d) => {
+                ProviderConnectError::Handshake(format!("no ProviderHello within {d:?}"))
             }
-            Ok(Err(e)) => return Err(handshake_error(&conn, e)),
-            Ok(Ok(answer)) => answer,
-        };
-        if answer.version != PROTOCOL_VERSION {
-            conn.close(
-                close_code::UNSUPPORTED_VERSION.into(),
-                b"unsupported version",
-            );
-            return Err(ProviderConnectError::UnsupportedVersion(format!(
-                "provider speaks version {}, this client {PROTOCOL_VERSION}",
-                answer.version
-            )));
-        }
+        })?;
         Ok(Self {
             endpoint,
             conn,
@@ -669,16 +635,4 @@ impl ProviderClient {
     pub fn close(&self) {
         self.conn.close(0u32.into(), b"bye");
     }
-}
-
-/// Explains a failed Hello, using the provider's close code when it closed the connection.
-fn handshake_error(conn: &quinn::Connection, e: TransportError) -> ProviderConnectError {
-    if let Some(quinn::ConnectionError::ApplicationClosed(close)) = conn.close_reason() {
-        let reason = String::from_utf8_lossy(&close.reason).into_owned();
-        if close.error_code == close_code::UNSUPPORTED_VERSION.into() {
-            return ProviderConnectError::UnsupportedVersion(reason);
-        }
-        return ProviderConnectError::Handshake(reason);
-    }
-    ProviderConnectError::Handshake(e.to_string())
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod framing;
 pub mod identity;
 pub mod pinning;
+pub mod provider;
 pub mod registry_client;
 pub mod stream_pool;
 
@@ -14,5 +15,6 @@ pub use endpoint::{ServerLimits, client_endpoint, connect, resolve, server_endpo
 pub use error::TransportError;
 pub use framing::{call, read_frame, read_frame_opt, write_frame};
 pub use identity::{Identity, spki_pin};
+pub use provider::{HelloError, provider_hello};
 pub use registry_client::{ClientError, EventStream, RegistryClient};
 pub use stream_pool::StreamPool;
