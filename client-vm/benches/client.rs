@@ -17,7 +17,7 @@ use courier_protocol::{AttributeConstraint, PROTOCOL_VERSION, SigningKey, Vendor
 use courier_provider::{BundleBuilder, ServiceHandle, examples};
 use courier_proxy_artifacts as artifacts;
 use courier_registry::{Registry, RegistryConfig, RegistryHandle};
-use courier_transport::{Identity, RegistryClient};
+use courier_transport::{Identity, RegistryClient, StreamPool};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -145,6 +145,20 @@ async fn native_call(conn: &quinn::Connection) {
         payload: b"hi".to_vec(),
     };
     let reply: Reply = courier_transport::call(conn, &call, 1 << 20).await.unwrap();
+    assert!(matches!(reply, Reply::Ok(_)));
+}
+
+/// The same request on a stream kept from the previous one (as courier's provider pool
+/// does), the floor for the provider round trip inside a warm call.
+async fn native_kept_call(conn: &quinn::Connection, streams: &StreamPool) {
+    let call = Call {
+        method: "say".into(),
+        payload: b"hi".to_vec(),
+    };
+    let reply: Reply = streams
+        .request(conn, &call, 1 << 20, |_: &Reply| true)
+        .await
+        .unwrap();
     assert!(matches!(reply, Reply::Ok(_)));
 }
 
@@ -286,7 +300,7 @@ fn phase_table(w: &World) {
         );
     }
     let conn = w.rt.block_on(native(&w.provider));
-    let t =
+    let (t, kept) =
         w.rt.block_on(w.rt.spawn(async move {
             let mut t = Vec::new();
             for _ in 0..n {
@@ -294,8 +308,15 @@ fn phase_table(w: &World) {
                 native_call(&conn).await;
                 t.push(s.elapsed());
             }
+            let streams = StreamPool::new();
+            let mut kept = Vec::new();
+            for _ in 0..n {
+                let s = Instant::now();
+                native_kept_call(&conn, &streams).await;
+                kept.push(s.elapsed());
+            }
             conn.close(0u32.into(), b"done");
-            t
+            (t, kept)
         }))
         .unwrap();
     eprintln!("\ntotals in µs (p10, p50, p90, p99, mean):");
@@ -313,6 +334,7 @@ fn phase_table(w: &World) {
         );
     };
     dist("native QUIC request (a stream each)", t);
+    dist("native QUIC request (kept stream)", kept);
     for (label, r) in &rows {
         dist(label, r.iter().map(|(p, _)| p.total).collect());
     }
@@ -335,6 +357,14 @@ fn benches(c: &mut Criterion) {
                 conn.clone(),
                 |c| async move { native_call(&c).await },
             )
+        })
+    });
+    let kept = Arc::new((conn.as_ref().clone(), StreamPool::new()));
+    c.bench_function("native_quic_request_kept_stream", |b| {
+        b.iter_custom(|n| {
+            timed_task(&w.rt, n, kept.clone(), |k| async move {
+                native_kept_call(&k.0, &k.1).await
+            })
         })
     });
 

@@ -511,7 +511,7 @@ impl Client {
             report,
             max_candidates: max_candidates.max(1),
             verified: Mutex::new(HashMap::new()),
-            lookup_ttl: Duration::ZERO,
+            lookup_ttl: DEFAULT_LOOKUP_TTL,
             lookups: LookupCache::new(),
             state_dir: None,
             versions: Mutex::new(VersionMemory::new()),

@@ -8,18 +8,23 @@
 //! remaining lease among its candidates, nor the configured maximum age.
 //!
 //! At most [`MAX_WATCHES`] interfaces are watched at once (each subscription holds a stream
-//! of the registry connection); watching one more stops the least recently used.
+//! of the registry connection). Watching one more stops the least recently used, if that
+//! one has been idle for [`EVICT_IDLE`]; otherwise the new interface goes uncached, so a
+//! client cycling through more interfaces than that does not pay a subscription per call.
+//! One subscription attempt per interface runs at a time; the calls that meet it go to the
+//! registry uncached meanwhile.
 //!
 //! An interface the registry would not let the client watch (a cap on subscriptions, a
 //! registry shutting down) is not asked again for [`REFUSAL_BACKOFF`]: meanwhile its
 //! queries go to the registry each time, uncached.
 //!
-//! A fill races with invalidations: each interface has a generation, bumped by every
-//! invalidation, and a fill is kept only if the generation did not move while it asked.
+//! A fill races with invalidations: each watch has a generation, taken from one counter
+//! that only grows and changed by every invalidation, and a fill is kept only if the same
+//! watch is still there with the same generation as when it asked.
 
 use courier_protocol::{Candidate, EventKind, InterfaceName, ServiceQuery};
-use courier_transport::RegistryClient;
-use std::collections::HashMap;
+use courier_transport::{EventStream, RegistryClient};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -28,10 +33,13 @@ use tokio::task::JoinHandle;
 const MAX_ENTRIES: usize = 256;
 
 /// Most interfaces watched at once: each holds a subscription (one stream of the registry
-/// connection, which allows 256). Watching one more drops the least recently used.
+/// connection, which allows 256).
 pub const MAX_WATCHES: usize = 64;
 
-/// How long a new subscription may take to be confirmed.
+/// How long the least recently used watch must have been idle to give way to a new one.
+pub const EVICT_IDLE: Duration = Duration::from_secs(1);
+
+/// How long a new subscription may take to be opened and confirmed.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long an interface whose subscription failed is left unwatched before trying again.
@@ -41,16 +49,21 @@ pub const REFUSAL_BACKOFF: Duration = Duration::from_secs(5);
 struct State {
     /// Query (debug form) → (filled at, candidates, unversioned interface).
     entries: HashMap<String, (Instant, Vec<Candidate>, String)>,
-    /// Unversioned interface → generation.
-    generations: HashMap<String, u64>,
-    /// Unversioned interface → the task following its events.
+    /// Unversioned interface → its watch.
     watches: HashMap<String, Watch>,
+    /// Interfaces with a subscription attempt under way.
+    subscribing: HashSet<String>,
     /// Unversioned interface → when its last subscription attempt failed.
     refused: HashMap<String, Instant>,
+    /// The counter watch ids and generations are drawn from (never reused).
+    counter: u64,
 }
 
-/// The task following one interface's events, and when the cache last used the interface.
+/// One watched interface: the task following its events, its generation, and when the
+/// cache last used it.
 struct Watch {
+    id: u64,
+    generation: u64,
     task: JoinHandle<()>,
     used: Instant,
 }
@@ -64,9 +77,9 @@ impl Drop for State {
 }
 
 impl State {
-    fn invalidate(&mut self, interface: &str) {
-        *self.generations.entry(interface.to_string()).or_default() += 1;
-        self.entries.retain(|_, (_, _, i)| i != interface);
+    fn next(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
     }
 
     fn watched(&self, interface: &str) -> bool {
@@ -75,28 +88,50 @@ impl State {
             .is_some_and(|w| !w.task.is_finished())
     }
 
-    fn touch(&mut self, interface: &str) {
-        if let Some(w) = self.watches.get_mut(interface) {
-            w.used = Instant::now();
+    /// Something changed for the watch `id` of `interface`: its entries go, and fills begun
+    /// before are refused. A watch that was replaced meanwhile is left alone.
+    fn invalidate(&mut self, interface: &str, id: u64) {
+        let generation = self.next();
+        match self.watches.get_mut(interface) {
+            Some(w) if w.id == id => w.generation = generation,
+            _ => return,
+        }
+        self.entries.retain(|_, (_, _, i)| i != interface);
+    }
+
+    /// Stops the watch `id` of `interface` (if it is still that one) and drops its entries.
+    fn unwatch(&mut self, interface: &str, id: u64) {
+        if self.watches.get(interface).is_some_and(|w| w.id == id) {
+            if let Some(w) = self.watches.remove(interface) {
+                w.task.abort();
+            }
+            self.entries.retain(|_, (_, _, i)| i != interface);
         }
     }
 
-    /// Makes room for one more watch: stops the least recently used one (its entries go).
-    fn evict_for_one_more(&mut self) {
-        while self.watches.len() >= MAX_WATCHES {
-            let Some(oldest) = self
-                .watches
-                .iter()
-                .min_by_key(|(_, w)| w.used)
-                .map(|(i, _)| i.clone())
-            else {
-                return;
-            };
-            if let Some(w) = self.watches.remove(&oldest) {
-                w.task.abort();
-            }
-            self.invalidate(&oldest);
+    /// The least recently used watch, if one more would exceed the cap.
+    fn over_cap(&self) -> Option<(String, u64, Instant)> {
+        if self.watches.len() < MAX_WATCHES {
+            return None;
         }
+        self.watches
+            .iter()
+            .min_by_key(|(_, w)| w.used)
+            .map(|(i, w)| (i.clone(), w.id, w.used))
+    }
+
+    fn fill(&mut self, query: &ServiceQuery, interface: String) -> Option<Fill> {
+        let w = self.watches.get_mut(&interface)?;
+        if w.task.is_finished() {
+            return None;
+        }
+        w.used = Instant::now();
+        Some(Fill {
+            key: format!("{query:?}"),
+            watch: w.id,
+            generation: w.generation,
+            interface,
+        })
     }
 }
 
@@ -104,6 +139,7 @@ impl State {
 pub struct Fill {
     key: String,
     interface: String,
+    watch: u64,
     generation: u64,
 }
 
@@ -137,7 +173,9 @@ impl LookupCache {
         if at.elapsed() < max_age.min(shortest) {
             let hit = candidates.clone();
             let interface = interface.clone();
-            st.touch(&interface);
+            if let Some(w) = st.watches.get_mut(&interface) {
+                w.used = Instant::now();
+            }
             return Some(hit);
         }
         st.entries.remove(&key);
@@ -146,47 +184,67 @@ impl LookupCache {
 
     /// Makes sure `query`'s interface is watched on `registry`, then returns the ticket
     /// under which to [`LookupCache::put`] the registry's answer. `None` when the interface
-    /// cannot be watched (bad name, or the registry refused the subscription): then nothing
-    /// is cached.
+    /// is not watched and cannot be now (bad name, a refusal within the back-off, another
+    /// call subscribing to it, every watch slot busy, or the registry refused): then
+    /// nothing is cached.
     pub async fn begin(&self, registry: &RegistryClient, query: &ServiceQuery) -> Option<Fill> {
         let interface = query.interface.parse::<InterfaceName>().ok()?.unversioned();
-        let watched = {
+        {
             let mut st = lock(&self.state);
-            if let Some(at) = st.refused.get(&interface) {
-                if at.elapsed() < REFUSAL_BACKOFF {
-                    return None;
-                }
-                st.refused.remove(&interface);
+            if st.watched(&interface) {
+                return st.fill(query, interface);
             }
-            st.touch(&interface);
-            st.watched(&interface)
-        };
-        if !watched && self.watch(registry, &interface).await.is_none() {
-            let mut st = lock(&self.state);
+            if st
+                .refused
+                .get(&interface)
+                .is_some_and(|at| at.elapsed() < REFUSAL_BACKOFF)
+                || st.subscribing.contains(&interface)
+                || st
+                    .over_cap()
+                    .is_some_and(|(_, _, used)| used.elapsed() < EVICT_IDLE)
+            {
+                return None;
+            }
+            st.subscribing.insert(interface.clone());
+        }
+        let subscribed = subscribe(registry, &interface).await;
+        let mut st = lock(&self.state);
+        st.subscribing.remove(&interface);
+        let Some(events) = subscribed else {
             if st.refused.len() >= MAX_ENTRIES {
                 st.refused.clear();
             }
             st.refused.insert(interface, Instant::now());
             return None;
+        };
+        st.refused.remove(&interface);
+        if let Some((old, id, _)) = st.over_cap() {
+            st.unwatch(&old, id);
         }
-        let generation = lock(&self.state)
-            .generations
-            .get(&interface)
-            .copied()
-            .unwrap_or(0);
-        Some(Fill {
-            key: format!("{query:?}"),
-            interface,
-            generation,
-        })
+        let (id, generation) = (st.next(), st.next());
+        let task = follow(Arc::downgrade(&self.state), interface.clone(), id, events);
+        if let Some(old) = st.watches.insert(
+            interface.clone(),
+            Watch {
+                id,
+                generation,
+                task,
+                used: Instant::now(),
+            },
+        ) {
+            old.task.abort();
+        }
+        st.entries.retain(|_, (_, _, i)| *i != interface);
+        st.fill(query, interface)
     }
 
     /// Keeps `candidates` for the query of `fill`, unless its interface changed meanwhile.
     pub fn put(&self, fill: Fill, candidates: &[Candidate]) {
         let mut st = lock(&self.state);
-        let current = st.generations.get(&fill.interface).copied().unwrap_or(0);
-        let watched = st.watched(&fill.interface);
-        if current != fill.generation || !watched || candidates.is_empty() {
+        let same = st.watches.get(&fill.interface).is_some_and(|w| {
+            w.id == fill.watch && w.generation == fill.generation && !w.task.is_finished()
+        });
+        if !same || candidates.is_empty() {
             return;
         }
         if st.entries.len() >= MAX_ENTRIES {
@@ -207,57 +265,54 @@ impl LookupCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
-    /// Subscribes to `interface`'s events and starts the task that invalidates on them.
-    async fn watch(&self, registry: &RegistryClient, interface: &str) -> Option<()> {
-        let subscribe = registry.subscribe(Some(interface.to_string()), u64::MAX);
-        let mut events = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribe)
+/// Subscribes to `interface`'s events; `Some` once the registry confirmed the subscription
+/// (its first batch), from when no change is missed.
+async fn subscribe(registry: &RegistryClient, interface: &str) -> Option<EventStream> {
+    let confirmed = async {
+        let mut events = registry
+            .subscribe(Some(interface.to_string()), u64::MAX)
             .await
-            .ok()?
             .ok()?;
-        // The first batch confirms the subscription: from then on no change is missed.
-        tokio::time::timeout(SUBSCRIBE_TIMEOUT, events.next())
-            .await
-            .ok()?
-            .ok()??;
-        let state: Weak<Mutex<State>> = Arc::downgrade(&self.state);
-        let name = interface.to_string();
-        let task = tokio::spawn(async move {
-            loop {
-                let next = events.next().await;
-                let Some(state) = state.upgrade() else {
-                    return;
-                };
-                let mut st = lock(&state);
-                match next {
-                    Ok(Some(batch)) => {
-                        let changed = batch.missed.is_some()
-                            || batch.events.iter().any(|e| e.kind != EventKind::Renewed);
-                        if changed {
-                            st.invalidate(&name);
-                        }
-                    }
-                    Ok(None) | Err(_) => {
-                        st.invalidate(&name);
-                        st.watches.remove(&name);
-                        return;
+        events.next().await.ok()??;
+        Some(events)
+    };
+    tokio::time::timeout(SUBSCRIBE_TIMEOUT, confirmed)
+        .await
+        .ok()?
+}
+
+/// The task of watch `id`: invalidates `interface` on each change, and ends the watch when
+/// the feed ends.
+fn follow(
+    state: Weak<Mutex<State>>,
+    interface: String,
+    id: u64,
+    mut events: EventStream,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let next = events.next().await;
+            let Some(state) = state.upgrade() else {
+                return;
+            };
+            let mut st = lock(&state);
+            match next {
+                Ok(Some(batch)) => {
+                    let changed = batch.missed.is_some()
+                        || batch.events.iter().any(|e| e.kind != EventKind::Renewed);
+                    if changed {
+                        st.invalidate(&interface, id);
                     }
                 }
+                Ok(None) | Err(_) => {
+                    st.unwatch(&interface, id);
+                    return;
+                }
             }
-        });
-        let mut st = lock(&self.state);
-        st.invalidate(interface);
-        if let Some(old) = st.watches.remove(interface) {
-            old.task.abort();
         }
-        st.evict_for_one_more();
-        let watch = Watch {
-            task,
-            used: Instant::now(),
-        };
-        st.watches.insert(interface.to_string(), watch);
-        Some(())
-    }
+    })
 }
 
 #[cfg(test)]
@@ -273,7 +328,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn watching_one_interface_too_many_stops_the_least_recently_used() {
+    async fn one_watch_too_many_replaces_the_least_recently_used_only_when_idle() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = courier_registry::RegistryConfig::new(dir.path());
         config.listen = "127.0.0.1:0".parse().unwrap();
@@ -294,7 +349,25 @@ mod tests {
                     .is_some()
             );
         }
-        // p0 is used again, so p1 is now the least recently used.
+        // Every watch was just used: a new interface goes uncached rather than evicting.
+        assert!(
+            cache
+                .begin(&registry, &query("t:extra/api"))
+                .await
+                .is_none()
+        );
+        {
+            let mut st = lock(&cache.state);
+            assert_eq!(st.watches.len(), MAX_WATCHES);
+            assert!(st.refused.is_empty(), "no room is not a refusal");
+            // Age the watches, p1 the most.
+            let now = Instant::now();
+            for (name, w) in st.watches.iter_mut() {
+                let i: u64 = name[3..name.len() - 4].parse().unwrap();
+                w.used = now - EVICT_IDLE - Duration::from_secs(100 - i);
+            }
+        }
+        // p0 is used again, so p1 is now the least recently used, and idle.
         assert!(cache.begin(&registry, &query("t:p0/api")).await.is_some());
         assert!(
             cache
@@ -308,6 +381,44 @@ mod tests {
             assert!(st.watched("t:p0/api") && st.watched("t:extra/api"));
             assert!(!st.watches.contains_key("t:p1/api"));
         }
+        h.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fill_begun_before_a_change_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = courier_registry::RegistryConfig::new(dir.path());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let h = courier_registry::Registry::open(config)
+            .unwrap()
+            .serve()
+            .await
+            .unwrap();
+        let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
+            .await
+            .unwrap();
+        let cache = LookupCache::new();
+        let q = query("t:p/api");
+        let candidate = |remaining_ms| Candidate {
+            lease: courier_protocol::LeaseId([1; 16]),
+            manifest: courier_protocol::SignedManifest {
+                bytes: Vec::new(),
+                signature: [0; 64],
+            },
+            interface: "t:p/api@0.1.0".into(),
+            remaining_ms,
+        };
+        let stale = cache.begin(&registry, &q).await.unwrap();
+        let id = lock(&cache.state).watches["t:p/api"].id;
+        lock(&cache.state).invalidate("t:p/api", id);
+        cache.put(stale, &[candidate(60_000)]);
+        assert!(cache.is_empty());
+        let fresh = cache.begin(&registry, &q).await.unwrap();
+        cache.put(fresh, &[candidate(60_000)]);
+        assert_eq!(
+            cache.get(&q, Duration::from_secs(30)).map(|c| c.len()),
+            Some(1)
+        );
         h.shutdown().await;
     }
 
@@ -330,7 +441,7 @@ mod tests {
             ..ServiceQuery::default()
         };
 
-        // Watched: the fill ticket is handed out and the answer kept.
+        // Watched: the fill ticket is handed out.
         assert!(cache.begin(&registry, &query).await.is_some());
         assert!(lock(&cache.state).refused.is_empty());
 

@@ -61,6 +61,11 @@ pub fn encode_frame<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     });
     let len = (out.len() - FRAME_HEADER_LEN) as u32;
     out[..FRAME_HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+    // The buffer grew by doubling; a large frame (a component) is kept until the peer
+    // acknowledges it, so do not keep up to twice its size for that long.
+    if out.capacity() - out.len() > 64 << 10 {
+        out.shrink_to_fit();
+    }
     out
 }
 
