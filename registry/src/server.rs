@@ -14,7 +14,9 @@ use courier_protocol::{
     ErrorKind, EventBatch, PROTOCOL_VERSION, Request, Response, SpkiPin, VendorKey, Welcome,
     WireError, codec,
 };
-use courier_transport::{Identity, ServerLimits, TransportError, server_endpoint, write_frame};
+use courier_transport::{
+    FrameBuffer, Identity, ServerLimits, TransportError, server_endpoint, write_frame,
+};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -720,10 +722,15 @@ async fn keep_alive(
 ) {
     let reg = &ctx.registry;
     let mut shutdown = ctx.shutdown.clone();
+    let stop = shutdown.changed();
+    tokio::pin!(stop);
+    let mut frames = FrameBuffer::new();
     loop {
         let next = tokio::select! {
-            _ = shutdown.changed() => break,
-            r = read_request_opt(&mut recv, SMALL_FRAME, None) => r,
+            _ = &mut stop => break,
+            r = frames.read::<Request>(&mut recv, SMALL_FRAME) => {
+                r.map_err(|e| WireError::new(ErrorKind::BadFrame, e.to_string()))
+            }
         };
         let resp = match next {
             Ok(None) => break,

@@ -6,7 +6,7 @@
 //! renewals share one long-lived keep-alive stream per connection.
 
 use crate::{
-    StreamPool, TransportError, call, client_endpoint, connect, read_frame, read_frame_opt,
+    FrameBuffer, StreamPool, TransportError, call, client_endpoint, connect, read_frame_opt,
     write_frame,
 };
 use courier_protocol::signing::{AUTH_DOMAIN, auth_message, sign};
@@ -59,6 +59,7 @@ pub struct RegistryClient {
 struct KeepAliveStream {
     send: quinn::SendStream,
     recv: quinn::RecvStream,
+    frames: FrameBuffer,
     /// A renewal was written and its answer not yet read (its caller gave up mid-way):
     /// the stream is out of step and must be replaced.
     pending: bool,
@@ -165,6 +166,7 @@ impl RegistryClient {
                 slot.insert(KeepAliveStream {
                     send,
                     recv,
+                    frames: FrameBuffer::new(),
                     pending: false,
                 })
             }
@@ -172,7 +174,11 @@ impl RegistryClient {
         stream.pending = true;
         let answer = async {
             write_frame(&mut stream.send, &Request::Renew { lease, ttl_ms }).await?;
-            read_frame::<Response>(&mut stream.recv, MAX_KEEP_ALIVE_RESPONSE).await
+            stream
+                .frames
+                .read::<Response>(&mut stream.recv, MAX_KEEP_ALIVE_RESPONSE)
+                .await?
+                .ok_or(TransportError::Truncated)
         }
         .await;
         match answer {

@@ -3,7 +3,7 @@
 //! once a client is warm a request costs one frame each way and no stream set-up or
 //! tear-down: on loopback that halves the cost of a small request.
 
-use crate::{TransportError, read_frame, write_frame};
+use crate::{FrameBuffer, TransportError, write_frame};
 use serde::{Serialize, de::DeserializeOwned};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -15,7 +15,10 @@ const POOL_MAX: usize = 8;
 /// 30 s of silence).
 pub const POOL_IDLE: Duration = Duration::from_secs(10);
 
-type Idle = Vec<(quinn::SendStream, quinn::RecvStream, Instant)>;
+/// A request stream: its two halves and the buffer its answers are read through.
+type Stream = (quinn::SendStream, quinn::RecvStream, FrameBuffer);
+
+type Idle = Vec<(Stream, Instant)>;
 
 /// Idle request streams of one connection, freshest last.
 #[derive(Debug, Default)]
@@ -44,23 +47,23 @@ impl StreamPool {
     }
 
     /// The freshest idle stream not too old; older ones are finished.
-    fn take(&self) -> Option<(quinn::SendStream, quinn::RecvStream)> {
+    fn take(&self) -> Option<Stream> {
         let mut idle = self.idle();
-        while let Some((mut send, recv, at)) = idle.pop() {
+        while let Some((mut stream, at)) = idle.pop() {
             if at.elapsed() < POOL_IDLE {
-                return Some((send, recv));
+                return Some(stream);
             }
-            let _ = send.finish();
+            let _ = stream.0.finish();
         }
         None
     }
 
-    fn put(&self, mut send: quinn::SendStream, recv: quinn::RecvStream) {
+    fn put(&self, mut stream: Stream) {
         let mut idle = self.idle();
         if idle.len() < POOL_MAX {
-            idle.push((send, recv, Instant::now()));
+            idle.push((stream, Instant::now()));
         } else {
-            let _ = send.finish();
+            let _ = stream.0.finish();
         }
     }
 
@@ -84,13 +87,14 @@ impl StreamPool {
         {
             return Ok(resp);
         }
-        let stream = conn.open_bi().await?;
-        self.exchange(stream, request, max, &reusable).await
+        let (send, recv) = conn.open_bi().await?;
+        self.exchange((send, recv, FrameBuffer::new()), request, max, &reusable)
+            .await
     }
 
     async fn exchange<Req, Resp>(
         &self,
-        (mut send, mut recv): (quinn::SendStream, quinn::RecvStream),
+        (mut send, mut recv, mut frames): Stream,
         request: &Req,
         max: usize,
         reusable: &impl Fn(&Resp) -> bool,
@@ -100,9 +104,12 @@ impl StreamPool {
         Resp: DeserializeOwned,
     {
         write_frame(&mut send, request).await?;
-        let resp = read_frame::<Resp>(&mut recv, max).await?;
+        let resp = frames
+            .read::<Resp>(&mut recv, max)
+            .await?
+            .ok_or(TransportError::Truncated)?;
         if reusable(&resp) {
-            self.put(send, recv);
+            self.put((send, recv, frames));
         } else {
             let _ = send.finish();
         }
