@@ -571,9 +571,12 @@ impl ProviderClient {
         pin: SpkiPin,
         options: ClientOptions,
     ) -> Result<Self, ProviderConnectError> {
+        // One deadline for the QUIC handshake and the Hello together.
         let timeout = options.connect_timeout;
+        let started = std::time::Instant::now();
         let conn = connect(&endpoint, addr, pin, timeout).await?;
-        provider_hello(&conn, timeout).await.map_err(|e| match e {
+        let left = timeout.saturating_sub(started.elapsed());
+        provider_hello(&conn, left).await.map_err(|e| match e {
             HelloError::UnsupportedVersion(why) => ProviderConnectError::UnsupportedVersion(why),
             HelloError::Handshake(why) => ProviderConnectError::Handshake(why),
             HelloError::Timeout(d) => {
