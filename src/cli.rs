@@ -278,7 +278,8 @@ pub struct CallArgs {
     /// A file of trusted vendor keys, one `ed25519:...` per line.
     #[arg(long)]
     pub trust_file: Option<PathBuf>,
-    /// Host facts the proxy may read (e.g. os,arch,hostname); none by default.
+    /// Host facts the proxy may read: os, arch, family, hostname, kernel, os-release, cpus,
+    /// package-manager, packages (the installed packages); none by default.
     #[arg(long = "allow-fact", value_delimiter = ',')]
     pub allow_facts: Vec<String>,
     /// Answer the proxy's confirmation questions with yes (when no terminal is attached).

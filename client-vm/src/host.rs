@@ -30,6 +30,11 @@ pub mod bindings {
 use bindings::courier::proxy::{host_info, operator, provider};
 
 /// The names of the host facts this client knows how to gather.
+///
+/// `packages` is the installed-package inventory, one `name<TAB>version` line per package,
+/// sorted by name (what `dpkg-query -W` prints), read from the package manager's own
+/// database file; `package-manager` names that manager (`dpkg` or `apk`). Both are absent
+/// on a system whose package database this client cannot read.
 pub const FACT_NAMES: &[&str] = &[
     "os",
     "arch",
@@ -38,6 +43,18 @@ pub const FACT_NAMES: &[&str] = &[
     "kernel",
     "os-release",
     "cpus",
+    "package-manager",
+    "packages",
+];
+
+/// Reads a package database's text into (name, version) pairs.
+type PackageParser = fn(&str) -> Vec<(String, String)>;
+
+/// The package databases read for the `packages` fact, in order: a path, its manager, and
+/// the parser of its text.
+const PACKAGE_DATABASES: &[(&str, &str, PackageParser)] = &[
+    ("/var/lib/dpkg/status", "dpkg", parse_dpkg_status),
+    ("/lib/apk/db/installed", "apk", parse_apk_installed),
 ];
 
 /// Facts about the client system, gathered once.
@@ -61,9 +78,92 @@ fn os_release() -> Option<String> {
         .map(|v| v.trim_matches('"').to_string())
 }
 
+/// The installed packages in dpkg's status file: stanzas separated by blank lines, each
+/// with `Package:`, `Version:` and `Status:`; only those whose status ends in `installed`
+/// count (not removed ones whose configuration is left, nor half-installed ones).
+fn parse_dpkg_status(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let (mut name, mut version, mut installed) = (None, None, false);
+        for line in stanza.lines() {
+            if let Some(v) = line.strip_prefix("Package:") {
+                name = Some(v.trim());
+            } else if let Some(v) = line.strip_prefix("Version:") {
+                version = Some(v.trim());
+            } else if let Some(v) = line.strip_prefix("Status:") {
+                installed = v.split_whitespace().last() == Some("installed");
+            }
+        }
+        if let (Some(n), Some(v), true) = (name, version, installed) {
+            out.push((n.to_string(), v.to_string()));
+        }
+    }
+    out
+}
+
+/// The installed packages in apk's database: stanzas separated by blank lines, `P:` the
+/// name and `V:` the version.
+fn parse_apk_installed(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let (mut name, mut version) = (None, None);
+        for line in stanza.lines() {
+            if let Some(v) = line.strip_prefix("P:") {
+                name = Some(v.trim());
+            } else if let Some(v) = line.strip_prefix("V:") {
+                version = Some(v.trim());
+            }
+        }
+        if let (Some(n), Some(v)) = (name, version) {
+            out.push((n.to_string(), v.to_string()));
+        }
+    }
+    out
+}
+
+/// The first readable package database: its manager and the `packages` fact's text.
+fn installed_packages() -> Option<(&'static str, String)> {
+    PACKAGE_DATABASES.iter().find_map(|(path, manager, parse)| {
+        let text = std::fs::read_to_string(path).ok()?;
+        Some((*manager, packages_text(parse(&text))))
+    })
+}
+
+/// One `name<TAB>version` line per package, sorted by name, without duplicates.
+fn packages_text(mut packages: Vec<(String, String)>) -> String {
+    packages.sort();
+    packages.dedup();
+    let mut text = String::new();
+    for (name, version) in packages {
+        text.push_str(&name);
+        text.push('\t');
+        text.push_str(&version);
+        text.push('\n');
+    }
+    text
+}
+
 impl HostFacts {
-    /// Gathers the facts of this system (no process is spawned, nothing is sent anywhere).
+    /// Gathers the facts of this system that `allowed` names (no process is spawned,
+    /// nothing is sent anywhere; the package database is read only when `packages` or
+    /// `package-manager` is allowed).
+    pub fn gather_allowed(allowed: &BTreeSet<String>) -> Self {
+        let mut facts = Self::gather_basic();
+        let wanted = allowed.contains("packages") || allowed.contains("package-manager");
+        if let Some((manager, text)) = wanted.then(installed_packages).flatten() {
+            facts.facts.push(("package-manager".into(), manager.into()));
+            facts.facts.push(("packages".into(), text));
+        }
+        facts.filtered(allowed)
+    }
+
+    /// Gathers every fact of this system (no process is spawned, nothing is sent anywhere).
     pub fn gather() -> Self {
+        Self::gather_allowed(&FACT_NAMES.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// The cheap facts: constants, a few `/proc` and `/etc` files.
+    fn gather_basic() -> Self {
         let mut facts = vec![
             ("os".to_string(), std::env::consts::OS.to_string()),
             ("arch".to_string(), std::env::consts::ARCH.to_string()),
@@ -442,6 +542,44 @@ impl wasmtime_wasi::p2::OutputStream for LogPipe {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn dpkg_status_lists_installed_packages_only() {
+        let status = "Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\n\
+                      Version: 1:1.2.13.dfsg-1\nDescription: compression\n library\n\n\
+                      Package: old-tool\nStatus: deinstall ok config-files\nVersion: 0.9\n\n\
+                      Package: bash\nStatus: install ok installed\nVersion: 5.2.15-2+b7\n";
+        assert_eq!(
+            packages_text(parse_dpkg_status(status)),
+            "bash\t5.2.15-2+b7\nzlib1g\t1:1.2.13.dfsg-1\n"
+        );
+        assert_eq!(parse_dpkg_status(""), vec![]);
+        assert_eq!(
+            parse_dpkg_status("Package: no-version\nStatus: install ok installed"),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn apk_database_lists_packages() {
+        let db = "C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\n\nP:busybox\nV:1.36.1-r15\n";
+        assert_eq!(
+            packages_text(parse_apk_installed(db)),
+            "busybox\t1.36.1-r15\nmusl\t1.2.4-r2\n"
+        );
+    }
+
+    #[test]
+    fn packages_are_read_only_when_allowed() {
+        let none = HostFacts::gather_allowed(&["os".to_string()].into());
+        assert_eq!(none.get("packages"), None);
+        let with = HostFacts::gather_allowed(&["packages".to_string()].into());
+        if std::path::Path::new("/var/lib/dpkg/status").exists() {
+            let text = with.get("packages").unwrap();
+            assert!(text.lines().all(|l| l.split('\t').count() == 2), "{text}");
+            assert_eq!(with.get("package-manager"), None, "not allowed");
+        }
+    }
 
     #[test]
     fn facts_are_gathered_and_filtered() {

@@ -657,7 +657,8 @@ where
 impl Sandbox {
     /// Builds the engine, the linker for `policy` and the epoch ticker.
     pub fn new(policy: Policy, config: SandboxConfig) -> Result<Self, SandboxError> {
-        Self::with_facts(policy, config, HostFacts::gather())
+        let facts = HostFacts::gather_allowed(&policy.allowed_facts);
+        Self::with_facts(policy, config, facts)
     }
 
     /// Like [`Sandbox::new`] with explicit host facts (filtered by the policy).
