@@ -28,7 +28,7 @@ use courier_protocol::{
     SpkiPin, VendorKey, Verified, VerifyError,
 };
 use courier_transport::{ClientError, RegistryClient};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -323,6 +323,17 @@ pub enum CallError {
     /// The registry has no candidate for the query.
     #[error("no proxy offers {0}")]
     NoCandidates(String),
+    /// Proxies of the interface are registered, but none claims the function called.
+    #[error("no proxy offers {interface}.{function}; its proxies export {}", .exported.join(", "))]
+    NoSuchFunction {
+        /// The interface asked for (unversioned).
+        interface: String,
+        /// The function asked for.
+        function: String,
+        /// The functions the interface's registered proxies claim (unverified, for the
+        /// message only), sorted.
+        exported: Vec<String>,
+    },
     /// Every candidate failed a check; nothing ran.
     #[error("no usable proxy: {}", list(.rejected))]
     NoUsableCandidate {
@@ -926,16 +937,52 @@ impl Client {
         }
     }
 
+    /// Why nothing matched `query`: when proxies matching all but its functions are
+    /// registered and none claims the function called, the functions they do claim (one
+    /// more query, on this error path only); otherwise the query itself.
+    async fn no_candidates(&self, query: ServiceQuery, spec: &CallSpec) -> CallError {
+        let asked = query.to_string();
+        if query.functions.is_empty() {
+            return CallError::NoCandidates(asked);
+        }
+        let interface = query.interface.clone();
+        let without_functions = ServiceQuery {
+            functions: vec![],
+            ..query
+        };
+        let Ok((_, others)) = self.find_remote(without_functions).await else {
+            return CallError::NoCandidates(asked);
+        };
+        let exported: BTreeSet<String> = others
+            .iter()
+            .filter_map(|c| c.manifest.peek().ok())
+            .flat_map(|m| m.exports)
+            .filter(|e| {
+                e.interface
+                    .parse::<InterfaceName>()
+                    .is_ok_and(|n| n.unversioned() == interface)
+            })
+            .flat_map(|e| e.functions)
+            .collect();
+        if exported.is_empty() || exported.contains(&spec.function) {
+            return CallError::NoCandidates(asked);
+        }
+        CallError::NoSuchFunction {
+            interface,
+            function: spec.function.clone(),
+            exported: exported.into_iter().collect(),
+        }
+    }
+
     /// Query, then the first candidate that passes every check, compiled.
     async fn ready(&self, query: ServiceQuery, spec: &CallSpec) -> Result<Ready, CallError> {
         let mut timings = PhaseTimings::default();
         let t = Instant::now();
-        let interface = query.interface.clone();
-        let (found, ()) = tokio::join!(self.find(query), self.sync_keys_if_due());
+        let (found, ()) = tokio::join!(self.find(query.clone()), self.sync_keys_if_due());
         let (registry, candidates) = found.map_err(CallError::Lookup)?;
         timings.lookup = t.elapsed();
         if candidates.is_empty() {
-            return Err(CallError::NoCandidates(interface));
+            return Err(self.no_candidates(query, spec).await);
         }
         let mut rejected = Vec::new();
         for candidate in candidates {

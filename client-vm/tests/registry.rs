@@ -88,6 +88,29 @@ async fn echo_and_kv_through_the_registry() {
     assert_eq!(report.answer, Answer::Ok(r#"ok(some("blue"))"#.into()));
     assert!(report.timings.cache_hit);
 
+    // A function no proxy claims: the error names what the interface's proxies export.
+    let err = c
+        .call_str(r#"courier:kv/store.put("colour", "red")"#)
+        .await
+        .unwrap_err();
+    let CallError::NoSuchFunction { exported, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(exported, &["delete", "get", "keys", "set"]);
+    assert_eq!(
+        err.to_string(),
+        "no proxy offers courier:kv/store.put; its proxies export delete, get, keys, set"
+    );
+    // A version nobody offers: the error shows the whole query.
+    let err = c
+        .call_str(r#"courier:kv/store@0.2.0.keys()"#)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no proxy offers courier:kv/store@^0.2.0 with keys"
+    );
+
     // The registry kept the outcomes as this client's service history.
     let history = c.registry().history("e2e-client", 10).await.unwrap();
     assert_eq!(history.len(), 3);

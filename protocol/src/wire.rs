@@ -81,6 +81,34 @@ pub enum AttributeConstraint {
     Absent(String),
 }
 
+impl std::fmt::Display for AttributeConstraint {
+    /// The CLI's form: `key=value`, `key`, `!key`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttributeConstraint::Equals(k, v) => write!(f, "{k}={v}"),
+            AttributeConstraint::Present(k) => write!(f, "{k}"),
+            AttributeConstraint::Absent(k) => write!(f, "!{k}"),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceQuery {
+    /// `interface[@requirement][ with f, g][ where a=b, !c]`, for messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.interface)?;
+        if let Some(req) = &self.version_req {
+            write!(f, "@{req}")?;
+        }
+        if !self.functions.is_empty() {
+            write!(f, " with {}", self.functions.join(", "))?;
+        }
+        for (i, a) in self.attributes.iter().enumerate() {
+            write!(f, "{}{a}", if i == 0 { " where " } else { ", " })?;
+        }
+        Ok(())
+    }
+}
+
 /// One proxy that matches a query: metadata only, the payload is fetched by hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Candidate {

@@ -63,13 +63,7 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
         "{}",
         table(
             &[
-                "AT (unix ms)",
-                "NAME",
-                "VERSION",
-                "FUNCTION",
-                "RESULT",
-                "TIME",
-                "DETAIL"
+                "AT (UTC)", "NAME", "VERSION", "FUNCTION", "RESULT", "TIME", "DETAIL"
             ],
             &rows
         )
