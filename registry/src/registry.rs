@@ -650,6 +650,11 @@ impl Registry {
             .put_blob(&manifest.component_hash, &req.component)?;
 
         let _w = self.writer();
+        // Written above outside the lock (its fsync must not hold up other writers); again
+        // under it, which costs a stat, in case a commit in between deleted the file as
+        // the last reference of a registration that went away.
+        self.store
+            .put_blob(&manifest.component_hash, &req.component)?;
         let (admission, reserve) = {
             let st = self.state();
             st.keys.check_active(auth)?;
@@ -660,7 +665,7 @@ impl Registry {
         let policy = self.config.policy();
         let ttl_ms = policy.clamp(req.ttl_ms);
         let batch = Batch {
-            registrations: vec![(lease, req.manifest)],
+            registrations: vec![(lease, req.manifest, manifest.component_hash)],
             leases: vec![(
                 lease,
                 LeaseRow {
@@ -1251,7 +1256,9 @@ impl Registry {
                 if a.claims_name {
                     batch.names.push((m.name.clone(), m.vendor_key));
                 }
-                batch.registrations.push((*lease, signed.clone()));
+                batch
+                    .registrations
+                    .push((*lease, signed.clone(), m.component_hash));
                 batch.leases.push((
                     *lease,
                     LeaseRow {

@@ -14,8 +14,17 @@
 //! - `rotations`: old vendor key -> postcard `SignedKeyStatement` (its rotation).
 //! - `revocations`: vendor key -> postcard `SignedKeyStatement` (its own revocation), or
 //!   empty bytes (revoked by the operator).
+//! - `blob_refs`: component hash -> how many stored registrations name it. Kept in the same
+//!   transactions as the registrations, so a blob file is deleted once (and only once) no
+//!   registration needs it; `meta` `blob_refs_v1` marks a store whose counts are kept.
 //!
 //! Every commit here is durable (`Durability::Immediate`) when it returns.
+//!
+//! Blob files: a commit that takes a component's last reference deletes its file after the
+//! transaction is durable; [`Store::open`] deletes what a crash left behind (files no
+//! registration names, and temporary files). Commits that delete files must not race a
+//! registration of the same bytes: the registry commits under one writer lock and calls
+//! [`Store::put_blob`] again under it before committing a registration.
 
 use courier_protocol::{
     ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest, VendorKey, codec,
@@ -32,6 +41,10 @@ const GRANTS: TableDefinition<(&str, &[u8; 32]), ()> = TableDefinition::new("gra
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
 const ROTATIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("rotations");
 const REVOCATIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("revocations");
+const BLOB_REFS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("blob_refs");
+
+/// `meta` key set once `blob_refs` counts every stored registration.
+const BLOB_REFS_KEPT: &str = "blob_refs_v1";
 
 const DB_FILE: &str = "registry.redb";
 const BLOB_DIR: &str = "blobs";
@@ -93,8 +106,8 @@ pub struct StoredLease {
 /// What a write transaction changes. Everything in it commits together, durably.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// New registrations.
-    pub registrations: Vec<(LeaseId, SignedManifest)>,
+    /// New registrations, with the hash of the component each names.
+    pub registrations: Vec<(LeaseId, SignedManifest, ContentHash)>,
     /// Lease rows to write.
     pub leases: Vec<(LeaseId, LeaseRow)>,
     /// Registrations and leases to delete.
@@ -146,6 +159,15 @@ pub struct Meta {
     pub history_seq: u64,
 }
 
+/// What [`Store::open`] tidied in the blob directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlobSweep {
+    /// Component files no stored registration names (left by a crash), deleted.
+    pub orphans: usize,
+    /// Temporary files of interrupted writes, deleted.
+    pub temporaries: usize,
+}
+
 /// The store.
 #[derive(Debug)]
 pub struct Store {
@@ -170,6 +192,38 @@ fn decode_manifest(v: &[u8]) -> Result<SignedManifest, StoreError> {
         bytes: v[64..].to_vec(),
         signature,
     })
+}
+
+/// The component hash a stored registration record names (`None` if it does not decode:
+/// such a record is reported when the registrations are loaded).
+fn component_of(record: &[u8]) -> Option<ContentHash> {
+    decode_manifest(record)
+        .ok()?
+        .peek()
+        .ok()
+        .map(|m| m.component_hash)
+}
+
+/// Applies reference-count changes; returns the components left with none.
+fn apply_refs(
+    refs: &mut redb::Table<&'static [u8; 32], u64>,
+    delta: std::collections::HashMap<[u8; 32], i64>,
+) -> Result<Vec<ContentHash>, StoreError> {
+    let mut unreferenced = Vec::new();
+    for (hash, d) in delta {
+        if d == 0 {
+            continue;
+        }
+        let n = refs.get(&hash)?.map_or(0, |g| g.value());
+        let after = n.saturating_add_signed(d);
+        if after == 0 {
+            refs.remove(&hash)?;
+            unreferenced.push(ContentHash(hash));
+        } else {
+            refs.insert(&hash, after)?;
+        }
+    }
+    Ok(unreferenced)
 }
 
 fn meta_u64(
@@ -206,6 +260,7 @@ impl Store {
             txn.open_table(HISTORY)?;
             txn.open_table(ROTATIONS)?;
             txn.open_table(REVOCATIONS)?;
+            txn.open_table(BLOB_REFS)?;
             let existing = meta.get("registry_id")?.map(|v| v.value().to_vec());
             let (registry_id, fresh) = match existing {
                 Some(id) => (
@@ -227,13 +282,76 @@ impl Store {
             }
         };
         txn.commit()?;
-        Ok((
-            Self {
-                db,
-                blobs: dir.join(BLOB_DIR),
-            },
-            meta,
-        ))
+        let store = Self {
+            db,
+            blobs: dir.join(BLOB_DIR),
+        };
+        store.count_blob_refs()?;
+        let swept = store.sweep_blobs()?;
+        if swept != BlobSweep::default() {
+            tracing::info!(
+                orphans = swept.orphans,
+                temporaries = swept.temporaries,
+                "deleted component files no registration needs"
+            );
+        }
+        Ok((store, meta))
+    }
+
+    /// Counts the references of every stored registration into `blob_refs`, once, for a
+    /// store written before the counts were kept.
+    fn count_blob_refs(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta.get(BLOB_REFS_KEPT)?.is_some() {
+                return Ok(());
+            }
+            let regs = txn.open_table(REGISTRATIONS)?;
+            let mut refs = txn.open_table(BLOB_REFS)?;
+            for item in regs.iter()? {
+                let (_, v) = item?;
+                if let Some(hash) = component_of(v.value()) {
+                    let n = refs.get(&hash.0)?.map_or(0, |g| g.value());
+                    refs.insert(&hash.0, n + 1)?;
+                }
+            }
+            meta.insert(BLOB_REFS_KEPT, [1u8].as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes component files that no stored registration names, and temporary files of
+    /// interrupted writes. Only while nothing else uses the store (at open).
+    fn sweep_blobs(&self) -> Result<BlobSweep, StoreError> {
+        let txn = self.db.begin_read()?;
+        let refs = txn.open_table(BLOB_REFS)?;
+        let mut swept = BlobSweep::default();
+        for entry in std::fs::read_dir(&self.blobs)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(".tmp-") {
+                std::fs::remove_file(entry.path())?;
+                swept.temporaries += 1;
+                continue;
+            }
+            // Only names this store writes (64 lowercase hex digits); anything else an
+            // operator put there is left alone.
+            let Some(hash) = name
+                .parse::<ContentHash>()
+                .ok()
+                .filter(|h| h.to_hex() == name)
+            else {
+                continue;
+            };
+            if refs.get(&hash.0)?.is_none() {
+                std::fs::remove_file(entry.path())?;
+                swept.orphans += 1;
+            }
+        }
+        Ok(swept)
     }
 
     /// Calls `each` for every stored registration with its lease row, one at a time (so a
@@ -337,22 +455,32 @@ impl Store {
         Ok((rotations, revocations))
     }
 
-    /// Commits `batch` durably.
+    /// Commits `batch` durably; then deletes the component files whose last registration
+    /// it deleted (a file that cannot be deleted now is swept at the next open).
     pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
+        let unreferenced;
         {
             let mut regs = txn.open_table(REGISTRATIONS)?;
             let mut leases = txn.open_table(LEASES)?;
-            for (lease, m) in &batch.registrations {
+            // Net change of each component's references: a replacement by the same bytes
+            // must not drop them to zero on the way.
+            let mut refs_delta: std::collections::HashMap<[u8; 32], i64> = Default::default();
+            for (lease, m, hash) in &batch.registrations {
                 regs.insert(&lease.0, encode_manifest(m).as_slice())?;
+                *refs_delta.entry(hash.0).or_default() += 1;
             }
             for (lease, row) in &batch.leases {
                 leases.insert(&lease.0, (row.expires_at_ms, row.ttl_ms, row.renewals))?;
             }
             for lease in &batch.delete {
-                regs.remove(&lease.0)?;
+                let old = regs.remove(&lease.0)?;
+                if let Some(hash) = old.and_then(|o| component_of(o.value())) {
+                    *refs_delta.entry(hash.0).or_default() -= 1;
+                }
                 leases.remove(&lease.0)?;
             }
+            unreferenced = apply_refs(&mut txn.open_table(BLOB_REFS)?, refs_delta)?;
             if !batch.names.is_empty() {
                 let mut names = txn.open_table(NAMES)?;
                 for (name, key) in &batch.names {
@@ -418,6 +546,13 @@ impl Store {
             }
         }
         txn.commit()?;
+        for hash in unreferenced {
+            match std::fs::remove_file(self.blob_path(&hash)) {
+                Ok(()) => tracing::debug!(%hash, "component no longer registered; file deleted"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(%hash, "cannot delete unregistered component: {e}"),
+            }
+        }
         Ok(())
     }
 
@@ -530,7 +665,10 @@ mod tests {
         };
         store
             .commit(&Batch {
-                registrations: vec![(LeaseId([1; 16]), m.clone()), (LeaseId([2; 16]), m.clone())],
+                registrations: vec![
+                    (LeaseId([1; 16]), m.clone(), ContentHash::of(b"component")),
+                    (LeaseId([2; 16]), m.clone(), ContentHash::of(b"component")),
+                ],
                 leases: vec![(LeaseId([1; 16]), row), (LeaseId([2; 16]), row)],
                 names: vec![("a/b".into(), VendorKey([3; 32]))],
                 grants: vec![("a/b".into(), VendorKey([4; 32]))],
@@ -602,5 +740,80 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(hash.to_hex())]);
+    }
+
+    /// A real signed manifest naming `component`.
+    fn signed_for(component: &[u8], seed: u8) -> SignedManifest {
+        let key = courier_protocol::SigningKey::from_bytes(&[seed; 32]);
+        let m = courier_protocol::Manifest {
+            name: format!("acme/svc{seed}"),
+            version: "1.0.0".into(),
+            exports: vec![courier_protocol::Export {
+                interface: "courier:echo/echo@0.1.0".into(),
+                functions: vec!["say".into()],
+            }],
+            imports: vec![],
+            attributes: Default::default(),
+            endpoints: vec!["127.0.0.1:1".into()],
+            provider_pin: courier_protocol::SpkiPin([1; 32]),
+            issued_at_ms: 0,
+            not_after_ms: u64::MAX / 2,
+            component_hash: ContentHash::of(component),
+            component_size: component.len() as u64,
+            vendor_key: VendorKey::of(&key),
+        };
+        SignedManifest::sign(&m, &key)
+    }
+
+    #[test]
+    fn a_store_without_reference_counts_gets_them_before_anything_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
+        let hash = ContentHash::of(b"shared");
+        let row = LeaseRow {
+            expires_at_ms: 1,
+            ttl_ms: 1,
+            renewals: 0,
+        };
+        store.put_blob(&hash, b"shared").unwrap();
+        store
+            .commit(&Batch {
+                registrations: vec![
+                    (LeaseId([1; 16]), signed_for(b"shared", 1), hash),
+                    (LeaseId([2; 16]), signed_for(b"shared", 2), hash),
+                ],
+                leases: vec![(LeaseId([1; 16]), row), (LeaseId([2; 16]), row)],
+                ..Default::default()
+            })
+            .unwrap();
+        // As a store written before the counts were kept: no counts, no mark.
+        let txn = store.db.begin_write().unwrap();
+        txn.delete_table(BLOB_REFS).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .remove(BLOB_REFS_KEPT)
+            .unwrap();
+        txn.commit().unwrap();
+        drop(store);
+
+        let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.read_blob(&hash).unwrap().unwrap(), b"shared");
+        store
+            .commit(&Batch {
+                delete: vec![LeaseId([1; 16])],
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(
+            store.read_blob(&hash).unwrap().is_some(),
+            "one reference left"
+        );
+        store
+            .commit(&Batch {
+                delete: vec![LeaseId([2; 16])],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(store.read_blob(&hash).unwrap(), None);
     }
 }
