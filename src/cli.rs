@@ -86,12 +86,13 @@ pub struct ServeArgs {
     /// Longest lease the registry grants.
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub max_ttl: Duration,
-    /// After a restart, how long a lease that ran out while the registry was down has to renew.
+    /// After a restart, how long a lease that ran out while the registry was down has to
+    /// renew (once: a lease still in grace at the next restart keeps only what is left).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub grace: Duration,
-    /// Most concurrent connections.
-    #[arg(long, default_value_t = 4096)]
-    pub max_connections: usize,
+    /// Most concurrent connections (default 1,024; 64 per peer address).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
 }
 
 /// `courier registry grant`

@@ -133,7 +133,10 @@ mod tests {
 
     #[test]
     fn truncated_and_trailing_refused() {
-        let bytes = encode(&Request::Leases);
+        let bytes = encode(&Request::Leases {
+            after: None,
+            limit: 10,
+        });
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(

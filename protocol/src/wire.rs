@@ -171,6 +171,28 @@ pub struct LeaseInfo {
     pub in_grace: bool,
 }
 
+/// Most rows in one page of the lease table (about 200 bytes each).
+pub const MAX_LEASE_PAGE: u32 = 1000;
+
+/// Where a page of the lease table starts: after the row of this name and lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseCursor {
+    /// The service name of the last row seen.
+    pub name: String,
+    /// Its lease.
+    pub lease: LeaseId,
+}
+
+/// One page of the lease table. Pages are read one after the other, not from one snapshot:
+/// a lease that comes or goes meanwhile may or may not be listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasePage {
+    /// The rows, sorted by service name then lease.
+    pub leases: Vec<LeaseInfo>,
+    /// Where the next page starts, if there are more rows.
+    pub next: Option<LeaseCursor>,
+}
+
 /// What happened to a registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventKind {
@@ -294,8 +316,13 @@ pub enum Request {
         /// Its content hash.
         hash: ContentHash,
     },
-    /// Lists the live leases.
-    Leases,
+    /// Lists the live leases, one page at a time, sorted by service name then lease.
+    Leases {
+        /// Start after this row (`None`: from the first).
+        after: Option<LeaseCursor>,
+        /// Most rows wanted (the registry caps it at [`MAX_LEASE_PAGE`]).
+        limit: u32,
+    },
     /// Streams events from a sequence number, optionally for one interface only.
     Subscribe {
         /// `namespace:package/interface` to filter on, if any.
@@ -350,8 +377,8 @@ pub enum Response {
     Candidates(Vec<Candidate>),
     /// A component's bytes.
     Payload(Vec<u8>),
-    /// The lease table.
-    Leases(Vec<LeaseInfo>),
+    /// A page of the lease table.
+    Leases(LeasePage),
     /// Events for a subscriber.
     Events(EventBatch),
     /// The report is stored.

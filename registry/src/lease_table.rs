@@ -11,7 +11,9 @@
 //! Restart: [`LeaseTable::restore`] brings back a lease with the time it had left
 //! ([`Restore::Remaining`]), or, when it ran out while the registry was down
 //! ([`Restore::Lapsed`]), with one grace period of [`LeasePolicy::grace_ms`] to renew before it
-//! expires. A renewal ends the grace period.
+//! expires; a lease that was in its grace period already keeps what is left of it
+//! ([`Restore::InGrace`]), so restarts never add up to more than one grace. A renewal ends
+//! the grace period.
 
 use courier_protocol::LeaseId;
 use std::collections::{BTreeSet, HashMap};
@@ -124,6 +126,9 @@ pub enum Restore {
     Remaining(u64),
     /// It ran out while the registry was down: it gets one grace period.
     Lapsed,
+    /// It was in its grace period, with this many milliseconds of it left: it keeps them,
+    /// still in grace (no second grace period).
+    InGrace(u64),
 }
 
 /// Longest duration a lease can be granted: durations are kept in 32 bits of milliseconds
@@ -287,6 +292,7 @@ impl LeaseTable {
             Restore::Remaining(_) | Restore::Lapsed => {
                 LeaseState::new(now.plus(self.policy.grace_ms), ttl_ms, renewals, true)
             }
+            Restore::InGrace(ms) => LeaseState::new(now.plus(ms), ttl_ms, renewals, true),
         };
         self.insert(id, state);
         Some(state)
@@ -538,6 +544,11 @@ mod tests {
         let lapsed = t.restore(now, id(2), Restore::Lapsed, 30_000, 0).unwrap();
         assert_eq!(lapsed, LeaseState::new(Millis(11_050), 30_000, 0, true));
         assert!(t.restore(now, id(2), Restore::Lapsed, 1, 0).is_none());
+        // A lease in grace keeps what is left of its grace, still in grace.
+        let graced = t
+            .restore(now, id(4), Restore::InGrace(2_000), 30_000, 1)
+            .unwrap();
+        assert_eq!(graced, LeaseState::new(Millis(2_050), 30_000, 1, true));
         // Zero remaining counts as lapsed.
         assert!(
             t.restore(now, id(3), Restore::Remaining(0), 1_000, 0)
@@ -562,7 +573,7 @@ mod tests {
         );
         assert!(!t.get(&id(2)).unwrap().in_grace());
         // The one that did not renew expires when its grace ends, not before.
-        assert_eq!(t.expire(Millis(11_049)), vec![id(1)]);
+        assert_eq!(t.expire(Millis(11_049)), vec![id(4), id(1)]);
         assert_eq!(t.expire(Millis(11_050)), vec![id(3)]);
         assert_eq!(t.len(), 1);
     }

@@ -22,8 +22,9 @@ use crate::store::{Batch, LeaseRow, Store, StoreError};
 use courier_protocol::component::{InspectError, inspect};
 use courier_protocol::{
     Candidate, ContentHash, ErrorKind, EventBatch, EventKind, HistoryEntry, KeyAction,
-    KeyStatement, LeaseGrant, LeaseId, LeaseInfo, ManifestError, Outcome, Register, ServiceQuery,
-    SignedKeyStatement, StatementError, VendorKey, VerifyError, WireError,
+    KeyStatement, LeaseCursor, LeaseGrant, LeaseId, LeaseInfo, LeasePage, MAX_LEASE_PAGE,
+    ManifestError, Outcome, Register, ServiceQuery, SignedKeyStatement, StatementError, VendorKey,
+    VerifyError, WireError,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,13 +80,28 @@ pub struct RegistryConfig {
     pub store_cache_bytes: usize,
     /// Event numbers reserved durably at a time.
     pub seq_block: u64,
+    /// Opened by an operator's command while the registry is stopped (`courier registry
+    /// grant`, `revoke`): the restart rule is applied in memory only, and nothing of it is
+    /// written (no lease graced, dropped or marked alive), so the next start decides as if
+    /// this open had not happened. Such a registry must not serve.
+    pub offline: bool,
+    /// How long a peer has to take one response (or event batch); a peer that does not read
+    /// gets the stream reset and what it held is let go.
+    pub response_timeout: Duration,
+    /// Bytes all connections together may hold in responses above the small-frame size
+    /// (components being fetched, lease pages, history) until their peers take them; past
+    /// it, such answers are `Busy`.
+    pub large_response_budget: usize,
+    /// Service-history entries kept in all; past it the oldest go, whichever client they
+    /// belong to.
+    pub history_limit: u64,
 }
 
 impl RegistryConfig {
     /// Defaults: listen on 127.0.0.1:7700, leases of 5 s to 5 min, flush every 500 ms
     /// (so grace 11 s), 1,024 connections (64 per peer address) of 256 streams, 4,096
     /// requests in flight, 25,000 requests/s per connection and 100,000/s in all (about
-    /// half and twice what this registry serves on two cores).
+    /// half and twice what this registry serves on two cores), 100,000 history entries.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -107,6 +123,10 @@ impl RegistryConfig {
             max_candidates: 100,
             store_cache_bytes: 1024 * 1024,
             seq_block: 1 << 20,
+            history_limit: 100_000,
+            response_timeout: Duration::from_secs(30),
+            large_response_budget: 64 * 1024 * 1024,
+            offline: false,
         }
     }
 
@@ -372,12 +392,50 @@ pub struct FlushStats {
 
 /// Most history entries one request returns.
 pub const MAX_HISTORY: usize = 1000;
+/// Most bytes of history in one answer (entries are up to [`MAX_REPORT_BYTES`] each).
+pub const MAX_HISTORY_BYTES: usize = 1024 * 1024;
 /// Longest client id in a report.
 pub const MAX_CLIENT_LEN: usize = 128;
 /// Largest encoded report.
 pub const MAX_REPORT_BYTES: usize = 16 * 1024;
 /// Most events in one batch for a subscriber.
 pub const MAX_BATCH: usize = 1024;
+
+/// A live lease as a page of the lease table lists it, ordered by (name, lease) only.
+struct PageRow {
+    name: Arc<str>,
+    lease: LeaseId,
+    remaining_ms: u64,
+    ttl_ms: u64,
+    renewals: u32,
+    in_grace: bool,
+}
+
+impl PageRow {
+    fn key(&self) -> (&str, &LeaseId) {
+        (&self.name, &self.lease)
+    }
+}
+
+impl PartialEq for PageRow {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for PageRow {}
+
+impl PartialOrd for PageRow {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PageRow {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
 
 /// The monotonic clock of a registry, and its wall-clock reading at the origin.
 #[derive(Debug, Clone, Copy)]
@@ -439,8 +497,12 @@ impl Registry {
     /// time it has left. One whose expiry has passed but is not before the last flush the
     /// registry wrote (it was alive when the registry last wrote, so it ran out while the
     /// registry was down or in the unflushed window before a crash) gets one grace period
-    /// ([`RegistryConfig::grace`]) to renew. One that expired before the last flush was
-    /// already dead while the registry ran: it is dropped.
+    /// ([`RegistryConfig::grace`]) to renew; that grace is written down at once, so a
+    /// second restart within it finds the lease still in grace with what is left of it,
+    /// and a restart after it finds the grace over (one grace period, however many
+    /// restarts). One that expired before the last flush was already dead while the
+    /// registry ran: it is dropped. With [`RegistryConfig::offline`] none of this is
+    /// written.
     pub fn open(config: RegistryConfig) -> Result<Self, OpenError> {
         Self::open_at(config, wall_clock_ms())
     }
@@ -505,7 +567,8 @@ impl Registry {
         // as holes under long-lived allocations.
         drop((names, grants));
         let mut drop_ids = Vec::new();
-        let (mut kept, mut graced) = (0usize, 0usize);
+        let (mut kept, mut in_grace) = (0usize, 0usize);
+        let mut graced: Vec<(LeaseId, LeaseRow)> = Vec::new();
         let bad = store.load(|s| {
             let manifest = match s.manifest.peek() {
                 Ok(m) => m,
@@ -519,15 +582,22 @@ impl Registry {
                 drop_ids.push(s.lease);
                 return;
             }
-            let how = if s.row.expires_at_ms > wall_now_ms {
-                kept += 1;
-                Restore::Remaining(s.row.expires_at_ms - wall_now_ms)
-            } else if s.row.expires_at_ms >= last_alive_ms {
-                graced += 1;
-                Restore::Lapsed
-            } else {
-                drop_ids.push(s.lease);
-                return;
+            let ahead = s
+                .row
+                .expires_at_ms
+                .checked_sub(wall_now_ms)
+                .filter(|&ms| ms > 0);
+            let how = match (ahead, s.row.in_grace) {
+                (Some(ms), false) => Restore::Remaining(ms),
+                (Some(ms), true) => Restore::InGrace(ms),
+                // It was alive at the last write: it ran out while the registry was down
+                // (or in the unflushed window before a crash).
+                (None, false) if s.row.expires_at_ms >= last_alive_ms => Restore::Lapsed,
+                // Dead while the registry ran, or its one grace period is over.
+                (None, _) => {
+                    drop_ids.push(s.lease);
+                    return;
+                }
             };
             let renewals = u32::try_from(s.row.renewals).unwrap_or(u32::MAX);
             let Some(state) = table.restore(now, s.lease, how, s.row.ttl_ms, renewals) else {
@@ -537,20 +607,47 @@ impl Registry {
                 tracing::warn!(lease = %s.lease, "dropping stored registration: {e}");
                 table.handle(now, Op::Cancel { id: s.lease });
                 drop_ids.push(s.lease);
+                return;
+            }
+            match how {
+                Restore::Lapsed => {
+                    // Its grace is written down, so that a second restart within it does
+                    // not take it for dead (nor give it a second grace).
+                    graced.push((
+                        s.lease,
+                        LeaseRow {
+                            expires_at_ms: wall_now_ms.saturating_add(state.deadline.since(now)),
+                            in_grace: true,
+                            ..s.row
+                        },
+                    ));
+                }
+                Restore::InGrace(_) => in_grace += 1,
+                Restore::Remaining(_) => kept += 1,
             }
         })?;
         drop_ids.extend(bad);
         catalog.shrink_to_fit();
-        // Alive now: a lease that runs out after this point ran out while this process ran.
-        store.commit(&Batch {
-            delete: drop_ids.clone(),
-            last_alive_ms: Some(wall_now_ms),
-            ..Default::default()
-        })?;
+        let graced_count = graced.len();
+        if config.offline {
+            // An operator's command on a stopped registry: the next start applies the
+            // restart rule as if this open had not happened.
+            tracing::debug!("opened offline: the restart rule is left to the next start");
+        } else {
+            // Alive now: a lease that runs out after this point ran out while this process
+            // ran.
+            store.commit(&Batch {
+                leases: graced,
+                delete: drop_ids.clone(),
+                last_alive_ms: Some(wall_now_ms),
+                ..Default::default()
+            })?;
+        }
         tracing::info!(
             registry_id = %meta.registry_id,
             kept,
-            graced,
+            graced = graced_count,
+            still_in_grace = in_grace,
             dropped = drop_ids.len(),
             start_seq,
             "registry state loaded"
@@ -672,6 +769,7 @@ impl Registry {
                     expires_at_ms: self.wall_ms(now.plus(ttl_ms)),
                     ttl_ms,
                     renewals: 0,
+                    in_grace: false,
                 },
             )],
             delete: admission.replaces.into_iter().collect(),
@@ -895,6 +993,7 @@ impl Registry {
                                 expires_at_ms: self.wall_ms(s.deadline),
                                 ttl_ms: s.ttl_ms(),
                                 renewals: u64::from(s.renewals()),
+                                in_grace: s.in_grace(),
                             },
                         )
                     })
@@ -971,6 +1070,13 @@ impl Registry {
         matcher::find(&st.catalog, now, query)
     }
 
+    /// The size of a stored component (without reading it).
+    pub fn component_size(&self, hash: &ContentHash) -> Result<u64, ReadError> {
+        self.store
+            .blob_size(hash)?
+            .ok_or(ReadError::NotFound(*hash))
+    }
+
     /// A stored component's bytes.
     pub fn fetch(&self, hash: &ContentHash) -> Result<Vec<u8>, ReadError> {
         self.store
@@ -978,43 +1084,94 @@ impl Registry {
             .ok_or(ReadError::NotFound(*hash))
     }
 
-    /// The live leases at `now`, sorted by service name then lease.
+    /// The live leases at `now`, sorted by service name then lease (every page of
+    /// [`Registry::leases_page`]).
     pub fn leases(&self, now: Millis) -> Result<Vec<LeaseInfo>, ReadError> {
-        let rows: Vec<(LeaseId, u64, u64, u32, bool)> = {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.leases_page(now, after.as_ref(), MAX_LEASE_PAGE)?;
+            out.extend(page.leases);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// One page of the live leases at `now`, sorted by service name then lease: at most
+    /// `limit` rows (capped at [`MAX_LEASE_PAGE`]) after `after`. The order comes from
+    /// memory (names are in the catalog) and only the page's manifests are read, so a page
+    /// costs one pass over the lease table plus `limit` reads, whatever the table's size.
+    pub fn leases_page(
+        &self,
+        now: Millis,
+        after: Option<&LeaseCursor>,
+        limit: u32,
+    ) -> Result<LeasePage, ReadError> {
+        let limit = limit.clamp(1, MAX_LEASE_PAGE) as usize;
+        // The `limit` smallest rows after the cursor, in a max-heap; one row more tells
+        // whether another page follows.
+        let mut heap = std::collections::BinaryHeap::<PageRow>::with_capacity(limit + 2);
+        {
             let st = self.state();
-            st.table
-                .iter()
-                .filter(|(_, s)| s.deadline > now)
-                .map(|(id, s)| {
-                    let (ttl, renewals) = (s.ttl_ms(), s.renewals());
-                    (*id, s.deadline.since(now), ttl, renewals, s.in_grace())
-                })
-                .collect()
-        };
-        let ids: Vec<LeaseId> = rows.iter().map(|r| r.0).collect();
+            for (id, s) in st.table.iter() {
+                if s.deadline <= now {
+                    continue;
+                }
+                let Some(reg) = st.catalog.get(id) else {
+                    continue;
+                };
+                let key = (&*reg.name, id);
+                if after.is_some_and(|a| key <= (a.name.as_str(), &a.lease))
+                    || (heap.len() > limit && heap.peek().is_some_and(|top| key >= top.key()))
+                {
+                    continue;
+                }
+                heap.push(PageRow {
+                    name: reg.name.clone(),
+                    lease: *id,
+                    remaining_ms: s.deadline.since(now),
+                    ttl_ms: s.ttl_ms(),
+                    renewals: s.renewals(),
+                    in_grace: s.in_grace(),
+                });
+                if heap.len() > limit + 1 {
+                    heap.pop();
+                }
+            }
+        }
+        let mut rows = heap.into_sorted_vec();
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = more.then(|| rows.last()).flatten().map(|r| LeaseCursor {
+            name: r.name.to_string(),
+            lease: r.lease,
+        });
+        let ids: Vec<LeaseId> = rows.iter().map(|r| r.lease).collect();
         let manifests = self.store.manifests(&ids)?;
-        let mut out: Vec<LeaseInfo> = rows
+        let leases = rows
             .into_iter()
             .zip(manifests)
-            .filter_map(|((lease, remaining_ms, ttl_ms, renewals, in_grace), m)| {
+            .filter_map(|(r, m)| {
+                // Gone since the pass over the table: not listed.
                 let m = m?.peek().ok()?;
                 Some(LeaseInfo {
-                    lease,
+                    lease: r.lease,
                     name: m.name,
                     version: m.version,
                     vendor: m.vendor_key,
                     interfaces: m.exports.into_iter().map(|e| e.interface).collect(),
                     component: m.component_hash,
                     endpoints: m.endpoints,
-                    remaining_ms,
-                    ttl_ms,
-                    renewals: u64::from(renewals),
-                    in_grace,
+                    remaining_ms: r.remaining_ms,
+                    ttl_ms: r.ttl_ms,
+                    renewals: u64::from(r.renewals),
+                    in_grace: r.in_grace,
                 })
             })
             .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.lease.cmp(&b.lease)));
-        Ok(out)
+        Ok(LeasePage { leases, next })
     }
 
     /// Events from `from_seq` matching `interface` (at most [`MAX_BATCH`]), the number to
@@ -1055,16 +1212,21 @@ impl Registry {
             return Err(ReportError::Invalid("report larger than 16 KiB"));
         }
         let seq = self.history_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.store
-            .append_history(&entry.outcome.client, seq, &entry)?;
+        self.store.append_history(
+            &entry.outcome.client,
+            seq,
+            &entry,
+            self.config.history_limit,
+        )?;
         Ok(())
     }
 
-    /// A client's history, newest first, at most `limit` (capped at [`MAX_HISTORY`]).
+    /// A client's history, newest first, at most `limit` (capped at [`MAX_HISTORY`]) and
+    /// at most [`MAX_HISTORY_BYTES`] of it.
     pub fn history(&self, client: &str, limit: u32) -> Result<Vec<HistoryEntry>, ReadError> {
         Ok(self
             .store
-            .history(client, (limit as usize).min(MAX_HISTORY))?)
+            .history(client, (limit as usize).min(MAX_HISTORY), MAX_HISTORY_BYTES)?)
     }
 
     /// Operator action: lets `key` register (and so replace, renew, cancel its own
@@ -1265,6 +1427,7 @@ impl Registry {
                         expires_at_ms: self.wall_ms(now.plus(*ttl)),
                         ttl_ms: *ttl,
                         renewals: 0,
+                        in_grace: false,
                     },
                 ));
             }

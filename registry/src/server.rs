@@ -14,9 +14,7 @@ use courier_protocol::{
     ErrorKind, EventBatch, PROTOCOL_VERSION, Request, Response, SpkiPin, VendorKey, Welcome,
     WireError, codec,
 };
-use courier_transport::{
-    FrameBuffer, Identity, ServerLimits, TransportError, server_endpoint, write_frame,
-};
+use courier_transport::{FrameBuffer, Identity, ServerLimits, TransportError, server_endpoint};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -29,6 +27,10 @@ pub const SMALL_FRAME: usize = 64 * 1024;
 pub const LARGE_FRAME_BUDGET: usize = 64 * 1024 * 1024;
 /// How long a client has to send a whole request frame.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a large response waits for room in the large-response budget
+/// ([`RegistryConfig::large_response_budget`](crate::RegistryConfig)) before it is
+/// answered `Busy` (or a quarter of the response timeout, if shorter).
+pub const RESPONSE_BUDGET_WAIT: Duration = Duration::from_secs(5);
 
 /// QUIC application close codes.
 mod close {
@@ -36,6 +38,8 @@ mod close {
     pub const UNSUPPORTED_VERSION: u32 = 1;
     pub const BAD_HANDSHAKE: u32 = 2;
     pub const BUSY: u32 = 3;
+    /// Stream reset: the peer did not take a response in time.
+    pub const TOO_SLOW: u32 = 4;
 }
 
 /// Why the server could not start.
@@ -47,6 +51,9 @@ pub enum ServeError {
     /// The endpoint has no local address.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The registry was opened offline (for an operator's command) and must not serve.
+    #[error("a registry opened offline cannot serve")]
+    Offline,
 }
 
 /// A running registry server.
@@ -127,6 +134,11 @@ struct Ctx {
     pin: SpkiPin,
     shutdown: watch::Receiver<bool>,
     large_frames: Arc<Semaphore>,
+    /// Bytes of large responses not yet taken by their peers
+    /// ([`RegistryConfig::large_response_budget`](crate::RegistryConfig)).
+    large_responses: Arc<Semaphore>,
+    /// How long a peer has to take one response.
+    response_timeout: Duration,
     /// One-shot requests being handled ([`RegistryConfig::max_requests_in_flight`]).
     in_flight: Arc<Semaphore>,
     /// The registry-wide request rate.
@@ -145,6 +157,9 @@ impl Registry {
 /// Serves a shared registry (see [`Registry::serve`]).
 pub async fn serve(registry: Arc<Registry>) -> Result<RegistryHandle, ServeError> {
     let config = registry.config().clone();
+    if config.offline {
+        return Err(ServeError::Offline);
+    }
     let (identity, created) = Identity::load_or_generate(&config.data_dir)?;
     let pin = identity.pin();
     let limits = ServerLimits {
@@ -163,6 +178,8 @@ pub async fn serve(registry: Arc<Registry>) -> Result<RegistryHandle, ServeError
         pin,
         shutdown: shutdown_rx.clone(),
         large_frames: Arc::new(Semaphore::new(LARGE_FRAME_BUDGET)),
+        large_responses: Arc::new(Semaphore::new(config.large_response_budget)),
+        response_timeout: config.response_timeout,
         in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight.max(1))),
         rate: RateLimit::new(config.request_rate),
         done: done_tx.clone(),
@@ -271,14 +288,20 @@ fn admit_one_shot(ctx: &Ctx, rate: &RateLimit) -> Result<OwnedSemaphorePermit, &
 }
 
 /// Answers a stream refused at admission with `Busy`, without reading its request.
-async fn refuse_stream(mut send: quinn::SendStream, why: &'static str) {
+async fn refuse_stream(
+    mut send: quinn::SendStream,
+    why: &'static str,
+    timeout: Duration,
+    peer: SocketAddr,
+) {
     let resp = Response::Error(WireError::new(ErrorKind::Busy, why));
-    if write_frame(&mut send, &resp).await.is_ok() {
+    if write_msg(&mut send, &resp, timeout, peer).await.is_ok() {
         let _ = send.finish();
     }
 }
 
-/// Writes `resp`, finishes the stream, waits (briefly) until the peer has it, then closes.
+/// Writes `resp` (within 2 s), finishes the stream, waits (briefly) until the peer has it,
+/// then closes.
 async fn close_with(
     conn: &quinn::Connection,
     send: &mut quinn::SendStream,
@@ -286,7 +309,8 @@ async fn close_with(
     code: u32,
     reason: &[u8],
 ) {
-    if write_frame(send, resp).await.is_ok() && send.finish().is_ok() {
+    let (timeout, peer) = (Duration::from_secs(2), conn.remote_address());
+    if write_msg(send, resp, timeout, peer).await.is_ok() && send.finish().is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
     }
     conn.close(code.into(), reason);
@@ -333,7 +357,7 @@ async fn handle_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
                     warned = true;
                 }
                 drop(recv);
-                tokio::spawn(refuse_stream(send, why));
+                tokio::spawn(refuse_stream(send, why, ctx.response_timeout, peer));
                 continue;
             }
         };
@@ -389,7 +413,9 @@ async fn handshake(
                 version: PROTOCOL_VERSION,
                 challenge,
             });
-            if write_frame(&mut send, &welcome).await.is_err() || send.finish().is_err() {
+            if write_msg(&mut send, &welcome, timeout, peer).await.is_err()
+                || send.finish().is_err()
+            {
                 return None;
             }
             tracing::debug!(%peer, agent = %h.agent, "hello");
@@ -534,17 +560,35 @@ async fn handle_stream(
             Ok(Ok(None)) if permit.is_none() => break,
             Ok(Ok(None)) => {
                 let e = WireError::new(ErrorKind::BadFrame, "empty stream: no request frame");
-                let _ = write_frame(&mut send, &error(e, peer, "frame")).await;
+                let _ = write_msg(
+                    &mut send,
+                    &error(e, peer, "frame"),
+                    ctx.response_timeout,
+                    peer,
+                )
+                .await;
                 break;
             }
             Ok(Err(e)) => {
-                let _ = write_frame(&mut send, &error(e, peer, "frame")).await;
+                let _ = write_msg(
+                    &mut send,
+                    &error(e, peer, "frame"),
+                    ctx.response_timeout,
+                    peer,
+                )
+                .await;
                 break;
             }
             Err(_) if permit.is_none() => break,
             Err(_) => {
                 let e = WireError::new(ErrorKind::BadFrame, "request not received in time");
-                let _ = write_frame(&mut send, &error(e, peer, "frame")).await;
+                let _ = write_msg(
+                    &mut send,
+                    &error(e, peer, "frame"),
+                    ctx.response_timeout,
+                    peer,
+                )
+                .await;
                 break;
             }
         };
@@ -552,8 +596,14 @@ async fn handle_stream(
             Some(p) => Ok(p),
             None => admit_one_shot(ctx, stream.rate),
         };
-        let resp = match (admitted, req) {
-            (Err(why), _) => Response::Error(WireError::new(ErrorKind::Busy, why)),
+        // The place among the requests in flight is held until the peer has the answer,
+        // so a peer that does not read cannot make the registry hold more answers.
+        let (resp, reserved, _in_flight) = match (admitted, req) {
+            (Err(why), _) => (
+                Response::Error(WireError::new(ErrorKind::Busy, why)),
+                None,
+                None,
+            ),
             (
                 Ok(_),
                 Request::Subscribe {
@@ -566,17 +616,132 @@ async fn handle_stream(
             (Ok(_), Request::KeepAlive) => {
                 return keep_alive(send, recv, ctx, peer, stream.auth, stream.rate).await;
             }
-            (Ok(_in_flight), req) => answer(req, &stream).await,
+            (Ok(in_flight), req) => {
+                let (resp, reserved) = answer(req, &stream).await;
+                (resp, reserved, Some(in_flight))
+            }
         };
-        if write_frame(&mut send, &resp).await.is_err() {
+        if write_response(&mut send, resp, reserved, ctx, peer)
+            .await
+            .is_err()
+        {
             return;
         }
     }
     let _ = send.finish();
 }
 
-/// Answers one one-shot request.
-async fn answer(req: Request, stream: &Stream<'_>) -> Response {
+/// Writes one response frame. A frame above [`SMALL_FRAME`] needs room in the shared
+/// large-response budget (`reserved` if the handler took it before building the answer,
+/// as a fetch does), held until the peer has taken it; without room the answer is `Busy`.
+/// A peer that does not take the frame within the response timeout gets the stream reset.
+async fn write_response(
+    send: &mut quinn::SendStream,
+    resp: Response,
+    reserved: Option<OwnedSemaphorePermit>,
+    ctx: &Ctx,
+    peer: SocketAddr,
+) -> Result<(), ()> {
+    let mut frame = codec::encode_frame(&resp);
+    drop(resp);
+    let _room = match reserved {
+        Some(r) => Some(r),
+        None if frame.len() <= SMALL_FRAME => None,
+        None => match reserve_response(ctx, frame.len()).await {
+            Some(r) => Some(r),
+            None => {
+                let busy =
+                    WireError::new(ErrorKind::Busy, "registry is sending too much; try later");
+                frame = codec::encode_frame(&error(busy, peer, "response"));
+                None
+            }
+        },
+    };
+    write_timed(send, frame, ctx.response_timeout, peer).await
+}
+
+/// Room for a response of `bytes` in the large-response budget, waiting up to
+/// [`RESPONSE_BUDGET_WAIT`] (or a quarter of the response timeout, if shorter); `None` if
+/// there is none in time (or it could never fit).
+async fn reserve_response(ctx: &Ctx, bytes: usize) -> Option<OwnedSemaphorePermit> {
+    let n = u32::try_from(bytes).ok()?;
+    if bytes > ctx.registry.config().large_response_budget {
+        return None;
+    }
+    let wait = ctx.large_responses.clone().acquire_many_owned(n);
+    tokio::time::timeout(RESPONSE_BUDGET_WAIT.min(ctx.response_timeout / 4), wait)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Writes one small message within `timeout` (see [`write_timed`]).
+async fn write_msg(
+    send: &mut quinn::SendStream,
+    resp: &Response,
+    timeout: Duration,
+    peer: SocketAddr,
+) -> Result<(), ()> {
+    write_timed(send, codec::encode_frame(resp), timeout, peer).await
+}
+
+/// Writes an encoded frame within `timeout`; a peer too slow to take it gets the stream
+/// reset, and the frame is let go.
+async fn write_timed(
+    send: &mut quinn::SendStream,
+    frame: Vec<u8>,
+    timeout: Duration,
+    peer: SocketAddr,
+) -> Result<(), ()> {
+    match tokio::time::timeout(timeout, send.write_chunk(frame.into())).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            tracing::warn!(%peer, "peer did not take a response in {timeout:?}; stream reset");
+            let _ = send.reset(close::TOO_SLOW.into());
+            Err(())
+        }
+    }
+}
+
+/// Answers one one-shot request; with room in the large-response budget when the handler
+/// took it before building a large answer.
+async fn answer(req: Request, stream: &Stream<'_>) -> (Response, Option<OwnedSemaphorePermit>) {
+    if let Request::Fetch { hash } = req {
+        return fetch(hash, stream).await;
+    }
+    (answer_small(req, stream).await, None)
+}
+
+/// Answers a fetch: room for the component (twice: its bytes and its frame) is taken from
+/// the large-response budget before it is read, so fetches in flight never hold more than
+/// the budget, however slowly their peers read.
+async fn fetch(
+    hash: courier_protocol::ContentHash,
+    stream: &Stream<'_>,
+) -> (Response, Option<OwnedSemaphorePermit>) {
+    let (ctx, peer) = (stream.ctx, stream.peer);
+    let reg = ctx.registry.clone();
+    let size = match blocking(move || reg.component_size(&hash).map_err(|e| e.to_wire())).await {
+        Ok(Ok(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+        Ok(Err(e)) | Err(e) => return (error(e, peer, "fetch"), None),
+    };
+    let room = match reserve_response(ctx, size.saturating_mul(2).saturating_add(64)).await {
+        Some(r) => r,
+        None => {
+            let busy = WireError::new(ErrorKind::Busy, "registry is sending too much; try later");
+            return (error(busy, peer, "fetch"), None);
+        }
+    };
+    let reg = ctx.registry.clone();
+    match blocking(move || reg.fetch(&hash).map_err(|e| e.to_wire())).await {
+        Ok(Ok(bytes)) => (Response::Payload(bytes), Some(room)),
+        Ok(Err(e)) | Err(e) => (error(e, peer, "fetch"), None),
+    }
+}
+
+/// Answers a one-shot request other than a fetch.
+async fn answer_small(req: Request, stream: &Stream<'_>) -> Response {
     let Stream {
         ctx,
         peer,
@@ -651,17 +816,21 @@ async fn answer(req: Request, stream: &Stream<'_>) -> Response {
             Ok(c) => Response::Candidates(c),
             Err(e) => error(e.to_wire(), peer, "find"),
         },
-        Request::Fetch { hash } => {
+        Request::Fetch { .. } => error(
+            WireError::new(ErrorKind::Internal, "fetch not taken by its handler"),
+            peer,
+            "request",
+        ),
+        Request::Leases { after, limit } => {
             let registry = reg.clone();
-            match blocking(move || registry.fetch(&hash).map_err(|e| e.to_wire())).await {
-                Ok(Ok(bytes)) => Response::Payload(bytes),
-                Ok(Err(e)) | Err(e) => error(e, peer, "fetch"),
-            }
-        }
-        Request::Leases => {
-            let registry = reg.clone();
-            match blocking(move || registry.leases(registry.now()).map_err(|e| e.to_wire())).await {
-                Ok(Ok(l)) => Response::Leases(l),
+            match blocking(move || {
+                registry
+                    .leases_page(registry.now(), after.as_ref(), limit)
+                    .map_err(|e| e.to_wire())
+            })
+            .await
+            {
+                Ok(Ok(page)) => Response::Leases(page),
                 Ok(Err(e)) | Err(e) => error(e, peer, "leases"),
             }
         }
@@ -721,6 +890,7 @@ async fn keep_alive(
     rate: &RateLimit,
 ) {
     let reg = &ctx.registry;
+    let timeout = ctx.response_timeout;
     let mut shutdown = ctx.shutdown.clone();
     let stop = shutdown.changed();
     tokio::pin!(stop);
@@ -746,15 +916,15 @@ async fn keep_alive(
                     ErrorKind::BadFrame,
                     "a keep-alive stream carries only renewals",
                 );
-                let _ = write_frame(&mut send, &error(e, peer, "keep-alive")).await;
+                let _ = write_msg(&mut send, &error(e, peer, "keep-alive"), timeout, peer).await;
                 break;
             }
             Err(e) => {
-                let _ = write_frame(&mut send, &error(e, peer, "keep-alive")).await;
+                let _ = write_msg(&mut send, &error(e, peer, "keep-alive"), timeout, peer).await;
                 break;
             }
         };
-        if write_frame(&mut send, &resp).await.is_err() {
+        if write_msg(&mut send, &resp, timeout, peer).await.is_err() {
             return;
         }
     }
@@ -772,12 +942,11 @@ async fn subscribe(
     from_seq: u64,
 ) {
     let reg = &ctx.registry;
+    let (peer, timeout) = (conn.remote_address(), ctx.response_timeout);
     let filter = interface.as_deref();
     let (batch, mut next, mut rx) = reg.subscribe(from_seq, filter);
-    if write_frame(&mut send, &Response::Events(batch))
-        .await
-        .is_err()
-    {
+    let frame = codec::encode_frame(&Response::Events(batch));
+    if write_timed(&mut send, frame, timeout, peer).await.is_err() {
         return;
     }
     // Catch up in batches if more was kept than one batch holds.
@@ -788,9 +957,14 @@ async fn subscribe(
         }
         next = n;
         if !batch.events.is_empty()
-            && write_frame(&mut send, &Response::Events(batch))
-                .await
-                .is_err()
+            && write_timed(
+                &mut send,
+                codec::encode_frame(&Response::Events(batch)),
+                timeout,
+                peer,
+            )
+            .await
+            .is_err()
         {
             return;
         }
@@ -821,10 +995,8 @@ async fn subscribe(
                 events,
                 missed: None,
             };
-            if write_frame(&mut send, &Response::Events(batch))
-                .await
-                .is_err()
-            {
+            let frame = codec::encode_frame(&Response::Events(batch));
+            if write_timed(&mut send, frame, timeout, peer).await.is_err() {
                 return;
             }
         }
@@ -835,9 +1007,14 @@ async fn subscribe(
                 let progressed = n > next;
                 next = n;
                 if (!batch.events.is_empty() || batch.missed.is_some())
-                    && write_frame(&mut send, &Response::Events(batch))
-                        .await
-                        .is_err()
+                    && write_timed(
+                        &mut send,
+                        codec::encode_frame(&Response::Events(batch)),
+                        timeout,
+                        peer,
+                    )
+                    .await
+                    .is_err()
                 {
                     return;
                 }

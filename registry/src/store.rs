@@ -10,7 +10,9 @@
 //! - `leases`: lease id -> (expires_at_ms, ttl_ms, renewals). Expiry is absolute wall-clock
 //!   time (ms since the Unix epoch), so the time left survives a restart.
 //! - `names`: service name -> owning vendor key; `grants`: (name, key) -> ().
-//! - `history`: (client, seq) -> postcard `HistoryEntry`.
+//! - `history`: (client, seq) -> postcard `HistoryEntry`; `history_order`: seq -> client,
+//!   the same entries oldest first, so the oldest can go when the history is full
+//!   (`meta` `history_order_v1` marks a store whose order is kept).
 //! - `rotations`: old vendor key -> postcard `SignedKeyStatement` (its rotation).
 //! - `revocations`: vendor key -> postcard `SignedKeyStatement` (its own revocation), or
 //!   empty bytes (revoked by the operator).
@@ -29,7 +31,7 @@
 use courier_protocol::{
     ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest, VendorKey, codec,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -42,9 +44,12 @@ const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("histo
 const ROTATIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("rotations");
 const REVOCATIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("revocations");
 const BLOB_REFS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("blob_refs");
+const HISTORY_ORDER: TableDefinition<u64, &str> = TableDefinition::new("history_order");
 
 /// `meta` key set once `blob_refs` counts every stored registration.
 const BLOB_REFS_KEPT: &str = "blob_refs_v1";
+/// `meta` key set once `history_order` lists every history entry.
+const HISTORY_ORDER_KEPT: &str = "history_order_v1";
 
 const DB_FILE: &str = "registry.redb";
 const BLOB_DIR: &str = "blobs";
@@ -90,6 +95,32 @@ pub struct LeaseRow {
     pub ttl_ms: u64,
     /// Renewals so far.
     pub renewals: u64,
+    /// Whether the lease is in its post-restart grace period (stored in the top bit of the
+    /// renewal count, so the table's row keeps its shape).
+    pub in_grace: bool,
+}
+
+/// The grace flag's bit in a stored renewal count.
+const ROW_GRACE_BIT: u64 = 1 << 63;
+
+impl LeaseRow {
+    fn to_stored(self) -> (u64, u64, u64) {
+        let grace = if self.in_grace { ROW_GRACE_BIT } else { 0 };
+        (
+            self.expires_at_ms,
+            self.ttl_ms,
+            self.renewals.min(ROW_GRACE_BIT - 1) | grace,
+        )
+    }
+
+    fn from_stored((expires_at_ms, ttl_ms, renewals): (u64, u64, u64)) -> Self {
+        Self {
+            expires_at_ms,
+            ttl_ms,
+            renewals: renewals & !ROW_GRACE_BIT,
+            in_grace: renewals & ROW_GRACE_BIT != 0,
+        }
+    }
 }
 
 /// One stored registration with its lease, as read at open.
@@ -261,6 +292,7 @@ impl Store {
             txn.open_table(ROTATIONS)?;
             txn.open_table(REVOCATIONS)?;
             txn.open_table(BLOB_REFS)?;
+            txn.open_table(HISTORY_ORDER)?;
             let existing = meta.get("registry_id")?.map(|v| v.value().to_vec());
             let (registry_id, fresh) = match existing {
                 Some(id) => (
@@ -287,6 +319,7 @@ impl Store {
             blobs: dir.join(BLOB_DIR),
         };
         store.count_blob_refs()?;
+        store.order_history()?;
         let swept = store.sweep_blobs()?;
         if swept != BlobSweep::default() {
             tracing::info!(
@@ -317,6 +350,28 @@ impl Store {
                 }
             }
             meta.insert(BLOB_REFS_KEPT, [1u8].as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Lists every history entry in `history_order`, once, for a store written before the
+    /// order was kept.
+    fn order_history(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta.get(HISTORY_ORDER_KEPT)?.is_some() {
+                return Ok(());
+            }
+            let history = txn.open_table(HISTORY)?;
+            let mut order = txn.open_table(HISTORY_ORDER)?;
+            for item in history.iter()? {
+                let (k, _) = item?;
+                let (client, seq) = k.value();
+                order.insert(seq, client)?;
+            }
+            meta.insert(HISTORY_ORDER_KEPT, [1u8].as_slice())?;
         }
         txn.commit()?;
         Ok(())
@@ -378,15 +433,10 @@ impl Store {
                 bad.push(lease);
                 continue;
             };
-            let (expires_at_ms, ttl_ms, renewals) = row.value();
             each(StoredLease {
                 lease,
                 manifest,
-                row: LeaseRow {
-                    expires_at_ms,
-                    ttl_ms,
-                    renewals,
-                },
+                row: LeaseRow::from_stored(row.value()),
             });
         }
         Ok(bad)
@@ -471,7 +521,7 @@ impl Store {
                 *refs_delta.entry(hash.0).or_default() += 1;
             }
             for (lease, row) in &batch.leases {
-                leases.insert(&lease.0, (row.expires_at_ms, row.ttl_ms, row.renewals))?;
+                leases.insert(&lease.0, row.to_stored())?;
             }
             for lease in &batch.delete {
                 let old = regs.remove(&lease.0)?;
@@ -570,17 +620,27 @@ impl Store {
     }
 
     /// Appends a history entry for `client` under `seq` (durably), and records `seq` as the
-    /// last used.
+    /// last used. When more than `keep` entries are stored, the oldest go in the same
+    /// transaction, whichever client they belong to.
     pub fn append_history(
         &self,
         client: &str,
         seq: u64,
         entry: &HistoryEntry,
+        keep: u64,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
             let mut h = txn.open_table(HISTORY)?;
+            let mut order = txn.open_table(HISTORY_ORDER)?;
             h.insert((client, seq), codec::encode(entry).as_slice())?;
+            order.insert(seq, client)?;
+            while order.len()? > keep.max(1) {
+                let Some((old_seq, old_client)) = order.pop_first()? else {
+                    break;
+                };
+                h.remove((old_client.value(), old_seq.value()))?;
+            }
             let mut meta = txn.open_table(META)?;
             meta.insert("history_seq", seq.to_be_bytes().as_slice())?;
         }
@@ -588,13 +648,24 @@ impl Store {
         Ok(())
     }
 
-    /// The newest `limit` history entries of `client`, newest first.
-    pub fn history(&self, client: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+    /// The newest history entries of `client`, newest first: at most `limit`, and no more
+    /// than `max_bytes` of them in all (at least one, if there is one).
+    pub fn history(
+        &self,
+        client: &str,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         let txn = self.db.begin_read()?;
         let h = txn.open_table(HISTORY)?;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for item in h.range((client, 0)..=(client, u64::MAX))?.rev().take(limit) {
             let (_, v) = item?;
+            bytes = bytes.saturating_add(v.value().len());
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
             out.push(codec::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         }
         Ok(out)
@@ -627,6 +698,15 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
         }
         Ok(result?)
+    }
+
+    /// The size of the component stored under `hash`, if any.
+    pub fn blob_size(&self, hash: &ContentHash) -> Result<Option<u64>, StoreError> {
+        match std::fs::metadata(self.blob_path(hash)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The component bytes stored under `hash`, if any. The bytes are checked against the
@@ -662,6 +742,7 @@ mod tests {
             expires_at_ms: 123,
             ttl_ms: 10,
             renewals: 2,
+            in_grace: true,
         };
         store
             .commit(&Batch {
@@ -700,11 +781,11 @@ mod tests {
                 facts: Default::default(),
             },
         };
-        store.append_history("c1", 1, &entry).unwrap();
+        store.append_history("c1", 1, &entry, 100).unwrap();
         let mut second = entry.clone();
         second.at_ms = 6;
-        store.append_history("c1", 2, &second).unwrap();
-        store.append_history("c2", 3, &entry).unwrap();
+        store.append_history("c1", 2, &second, 100).unwrap();
+        store.append_history("c2", 3, &entry, 100).unwrap();
         drop(store);
 
         let (store, meta) = Store::open(dir.path(), 1 << 20).unwrap();
@@ -724,10 +805,23 @@ mod tests {
         assert_eq!(grants, vec![("a/b".to_string(), VendorKey([4; 32]))]);
         assert_eq!(store.read_blob(&hash).unwrap().unwrap(), b"component");
         assert_eq!(store.read_blob(&ContentHash([0; 32])).unwrap(), None);
-        let h = store.history("c1", 10).unwrap();
+        let h = store.history("c1", 10, 1 << 20).unwrap();
         assert_eq!(h.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![6, 5]);
-        assert_eq!(store.history("c1", 1).unwrap().len(), 1);
-        assert!(store.history("c3", 10).unwrap().is_empty());
+        assert_eq!(store.history("c1", 1, 1 << 20).unwrap().len(), 1);
+        assert_eq!(store.history("c1", 10, 1).unwrap().len(), 1, "at least one");
+        assert!(store.history("c3", 10, 1 << 20).unwrap().is_empty());
+        // A full history lets its oldest entries go, whichever client they belong to.
+        let mut third = entry.clone();
+        third.at_ms = 7;
+        store.append_history("c2", 4, &third, 2).unwrap();
+        assert!(store.history("c1", 10, 1 << 20).unwrap().is_empty());
+        let c2: Vec<u64> = store
+            .history("c2", 10, 1 << 20)
+            .unwrap()
+            .iter()
+            .map(|e| e.at_ms)
+            .collect();
+        assert_eq!(c2, vec![7, 5]);
         assert_eq!(
             store
                 .manifests(&[LeaseId([1; 16]), LeaseId([2; 16])])
@@ -774,6 +868,7 @@ mod tests {
             expires_at_ms: 1,
             ttl_ms: 1,
             renewals: 0,
+            in_grace: false,
         };
         store.put_blob(&hash, b"shared").unwrap();
         store

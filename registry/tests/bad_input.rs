@@ -14,6 +14,12 @@ use courier_registry::RegistryHandle;
 use courier_transport::{ClientError, RegistryClient, client_endpoint, connect, read_frame};
 use std::time::Duration;
 
+/// The first page of the lease table: a small, harmless request.
+const LEASES: Request = Request::Leases {
+    after: None,
+    limit: 100,
+};
+
 fn kind(e: ClientError) -> ErrorKind {
     match e {
         ClientError::Registry(w) => w.kind,
@@ -92,7 +98,7 @@ async fn malformed_frame() {
         ErrorKind::BadFrame
     );
     // Trailing bytes after a valid message are malformed too.
-    let mut body = codec::encode(&Request::Leases);
+    let mut body = codec::encode(&LEASES);
     body.push(0);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
@@ -101,8 +107,8 @@ async fn malformed_frame() {
         ErrorKind::BadFrame
     );
     // The same connection still works.
-    let resp = send_raw(&conn, &codec::encode_frame(&Request::Leases)).await;
-    assert!(matches!(resp, Response::Leases(l) if l.len() == 1));
+    let resp = send_raw(&conn, &codec::encode_frame(&LEASES)).await;
+    assert!(matches!(resp, Response::Leases(p) if p.leases.len() == 1));
     still_serving(&h, lease).await;
     h.shutdown().await;
 }
@@ -111,7 +117,7 @@ async fn malformed_frame() {
 async fn truncated_frame() {
     let (h, _dir, lease) = setup().await;
     let conn = raw(&h).await;
-    let frame = codec::encode_frame(&Request::Leases);
+    let frame = codec::encode_frame(&LEASES);
     // Header promises 100 bytes, 1 arrives.
     let mut short = 100u32.to_be_bytes().to_vec();
     short.extend_from_slice(&frame[4..]);
@@ -179,7 +185,7 @@ async fn first_message_not_hello() {
     let conn = connect(&ep, h.local_addr(), h.pin(), Duration::from_secs(5))
         .await
         .unwrap();
-    let resp: Response = courier_transport::call(&conn, &Request::Leases, 1 << 20)
+    let resp: Response = courier_transport::call(&conn, &LEASES, 1 << 20)
         .await
         .unwrap();
     assert_eq!(error_kind(resp), ErrorKind::BadHandshake);
@@ -414,11 +420,9 @@ async fn one_stream_carries_requests_in_order_until_a_bad_frame() {
     let conn = raw(&h).await;
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     for _ in 0..3 {
-        send.write_all(&codec::encode_frame(&Request::Leases))
-            .await
-            .unwrap();
+        send.write_all(&codec::encode_frame(&LEASES)).await.unwrap();
         let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
-        assert!(matches!(resp, Response::Leases(l) if l.len() == 1));
+        assert!(matches!(resp, Response::Leases(p) if p.leases.len() == 1));
     }
     // A handler's refusal leaves the stream open ...
     let cancel = Request::Cancel {
@@ -458,9 +462,7 @@ async fn keep_alive_stream_carries_only_renewals() {
         assert_eq!(error_kind(resp), ErrorKind::NotAuthenticated);
     }
     // Anything else is a protocol error that ends the stream.
-    send.write_all(&codec::encode_frame(&Request::Leases))
-        .await
-        .unwrap();
+    send.write_all(&codec::encode_frame(&LEASES)).await.unwrap();
     let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
     assert_eq!(error_kind(resp), ErrorKind::BadFrame);
     let end: Option<Response> = courier_transport::read_frame_opt(&mut recv, 1 << 20)

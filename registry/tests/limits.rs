@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use courier_protocol::{ErrorKind, Hello, PROTOCOL_VERSION, Request, Response};
+use courier_protocol::{ContentHash, ErrorKind, Hello, PROTOCOL_VERSION, Request, Response, codec};
 use courier_transport::{ClientError, RegistryClient, connect, read_frame};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -153,5 +153,88 @@ async fn requests_held_in_flight_are_capped_for_the_whole_registry() {
         assert!(matches!(resp, Response::Error(e) if e.kind == ErrorKind::BadFrame));
     }
     assert!(eventually(async || c.leases().await.is_ok()).await);
+    h.shutdown().await;
+}
+
+/// `component` with a custom section of about `extra` bytes appended: still a valid
+/// component with the same exports, only bigger.
+fn padded(component: &[u8], extra: usize) -> Vec<u8> {
+    fn leb(out: &mut Vec<u8>, mut n: usize) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut section = Vec::new();
+    leb(&mut section, b"padding".len());
+    section.extend_from_slice(b"padding");
+    section.resize(section.len() + extra, 0xab);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb(&mut out, section.len());
+    out.extend_from_slice(&section);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_holds_no_more_than_the_budget_and_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.response_timeout = Duration::from_secs(2);
+    cfg.large_response_budget = 8 << 20;
+    let h = start(cfg).await;
+    let acme = key(1);
+    let big = padded(courier_proxy_artifacts::ECHO, 3 << 20);
+    let m = manifest(&acme, "acme/big", &big, &[(ECHO_IFACE, &["say"])]);
+    let v = vendor(&h, &acme).await;
+    v.register(signed(&m, &acme, &big, 60_000)).await.unwrap();
+    let (hash, size) = (ContentHash::of(&big), big.len() as u64);
+
+    // A peer asks for the 3 MiB component and never reads: its answer takes 6 MiB of the
+    // 8 MiB budget until it is cut off.
+    let slow = client(&h).await;
+    let (mut send, mut recv) = slow.connection().open_bi().await.unwrap();
+    send.write_all(&codec::encode_frame(&Request::Fetch { hash }))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Meanwhile another fetch does not fit: it is told busy after a short wait, and small
+    // requests are served as ever.
+    let other = client(&h).await;
+    let err = other
+        .fetch(hash, size, Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(is_busy(&err), "{err}");
+    assert_eq!(other.leases().await.unwrap().len(), 1);
+
+    // The peer that did not read has its stream reset once the response timeout has
+    // passed; the room it held is free again.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let mut buf = vec![0u8; 64 << 10];
+    let reset = loop {
+        match recv.read(&mut buf).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the slow peer's answer was finished, not reset"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(reset, quinn::ReadError::Reset(code) if code.into_inner() == 4),
+        "{reset}"
+    );
+    assert_eq!(
+        other
+            .fetch(hash, size, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        big
+    );
     h.shutdown().await;
 }

@@ -151,6 +151,67 @@ fn lapsed_leases_get_one_grace_period() {
     );
 }
 
+#[test]
+fn one_grace_period_however_many_restarts_and_offline_opens_consume_none() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.grace = Some(Duration::from_millis(2_000));
+    let t0 = wall_now();
+    let acme = key(1);
+    let auth = VendorKey::of(&acme);
+    let r = Registry::open_at(cfg.clone(), t0).unwrap();
+    let a = r
+        .register(Millis(0), Some(&auth), echo(&acme, "acme/a", 1_000))
+        .unwrap()
+        .lease;
+    drop(r);
+    let in_grace = |r: &Registry| {
+        r.leases(Millis(0))
+            .unwrap()
+            .iter()
+            .find(|x| x.lease == a)
+            .map(|x| (x.in_grace, x.remaining_ms))
+    };
+
+    // Stopped for a while; an operator grants a name meanwhile (offline): that open
+    // neither starts the grace nor writes anything of the restart rule.
+    let mut offline = cfg.clone();
+    offline.offline = true;
+    let op = Registry::open_at(offline.clone(), t0 + 10_000).unwrap();
+    assert_eq!(in_grace(&op), Some((true, 2_000)));
+    op.grant("acme/other", &VendorKey::of(&key(2))).unwrap();
+    drop(op);
+
+    // The real start, much later than the offline open: a gets its one grace now.
+    let r = Registry::open_at(cfg.clone(), t0 + 60_000).unwrap();
+    assert_eq!(in_grace(&r), Some((true, 2_000)));
+    assert_eq!(r.owner("acme/other"), Some(VendorKey::of(&key(2))));
+    drop(r);
+
+    // A crash and restart 500 ms into the grace: still in grace, with what is left of it.
+    let r = Registry::open_at(cfg.clone(), t0 + 60_500).unwrap();
+    assert_eq!(in_grace(&r), Some((true, 1_500)));
+    drop(r);
+
+    // Another restart after the grace ended: no second grace, the lease is gone.
+    let r = Registry::open_at(cfg.clone(), t0 + 63_000).unwrap();
+    assert_eq!(in_grace(&r), None);
+    assert!(r.find(Millis(0), &echo_query()).unwrap().is_empty());
+    drop(r);
+
+    // A registry opened offline refuses to serve.
+    let op = Registry::open_at(offline, t0 + 64_000).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert!(matches!(
+        rt.block_on(op.serve()),
+        Err(courier_registry::ServeError::Offline)
+    ));
+}
+
 const CHILD_ENV: &str = "COURIER_REGISTRY_CRASH_CHILD_DIR";
 
 /// Not a test of its own: the registry process that `kill_9_after_ack` starts and kills.

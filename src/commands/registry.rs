@@ -13,8 +13,12 @@ pub async fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
     }
 }
 
-fn config(data_dir: &std::path::Path) -> RegistryConfig {
-    RegistryConfig::new(data_dir)
+/// The configuration of an operator's command on a stopped registry: the restart rule is
+/// left to the next start.
+fn offline(data_dir: &std::path::Path) -> RegistryConfig {
+    let mut config = RegistryConfig::new(data_dir);
+    config.offline = true;
+    config
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -24,12 +28,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.min_ttl,
         args.max_ttl
     );
-    let mut config = config(&args.data_dir);
+    let mut config = RegistryConfig::new(&args.data_dir);
     config.listen = args.listen;
     config.min_ttl = args.min_ttl;
     config.max_ttl = args.max_ttl;
     config.grace = Some(args.grace);
-    config.max_connections = args.max_connections;
+    if let Some(n) = args.max_connections {
+        config.max_connections = n;
+    }
     let data_dir = args.data_dir.clone();
     let registry = tokio::task::spawn_blocking(move || Registry::open(config))
         .await?
@@ -38,11 +44,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .serve()
         .await
         .with_context(|| format!("cannot serve on {}", args.listen))?;
-    let live = handle
-        .registry()
-        .leases(handle.registry().now())
-        .map(|l| l.len())
-        .unwrap_or(0);
+    let (live, ..) = handle.registry().counts();
     println!("courier registry listening on {}", handle.local_addr());
     println!("  data dir: {}", args.data_dir.display());
     println!("  pin:      {}", handle.pin());
@@ -67,7 +69,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn grant(args: GrantArgs) -> anyhow::Result<()> {
     let key: VendorKey = args.key.parse().context("vendor key")?;
     key.verifying_key().context("vendor key")?;
-    let registry = Registry::open(config(&args.data_dir)).with_context(|| {
+    let registry = Registry::open(offline(&args.data_dir)).with_context(|| {
         format!(
             "cannot open the registry in {} (is it running? grant while it is stopped)",
             args.data_dir.display()
@@ -80,7 +82,7 @@ fn grant(args: GrantArgs) -> anyhow::Result<()> {
 
 fn revoke(args: OperatorRevokeArgs) -> anyhow::Result<()> {
     let key: VendorKey = args.key.parse().context("vendor key")?;
-    let registry = Registry::open(config(&args.data_dir)).with_context(|| {
+    let registry = Registry::open(offline(&args.data_dir)).with_context(|| {
         format!(
             "cannot open the registry in {} (is it running? revoke while it is stopped)",
             args.data_dir.display()

@@ -11,9 +11,10 @@ use crate::{
 };
 use courier_protocol::signing::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
-    Candidate, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseGrant, LeaseId,
-    LeaseInfo, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, Register, Request, Response, ServiceQuery,
-    SignedKeyStatement, SigningKey, SpkiPin, VendorKey, WireError,
+    Candidate, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseCursor, LeaseGrant,
+    LeaseId, LeaseInfo, LeasePage, MAX_FRAME_LEN, MAX_LEASE_PAGE, Outcome, PROTOCOL_VERSION,
+    Register, Request, Response, ServiceQuery, SignedKeyStatement, SigningKey, SpkiPin, VendorKey,
+    WireError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,9 @@ use std::time::Duration;
 
 /// How long connecting (QUIC + TLS + Hello) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one request may wait for its answer (a fetch has its own deadline).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Cap on ordinary responses (candidate lists, lease tables, history).
 const MAX_RESPONSE: usize = 8 * 1024 * 1024;
@@ -129,13 +133,16 @@ impl RegistryClient {
     }
 
     /// Sends `req` on a kept stream (see [`StreamPool`]) and reads its answer of at most
-    /// `max` bytes.
+    /// `max` bytes, within [`REQUEST_TIMEOUT`].
     async fn request_capped(&self, req: &Request, max: usize) -> Result<Response, ClientError> {
         // The registry ends a stream after a frame it could not read; any other answer
         // leaves it open for the next request.
         let reusable =
             |r: &Response| !matches!(r, Response::Error(e) if e.kind == ErrorKind::BadFrame);
-        Ok(self.streams.request(&self.conn, req, max, reusable).await?)
+        let exchange = self.streams.request(&self.conn, req, max, reusable);
+        Ok(tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| TransportError::Timeout(REQUEST_TIMEOUT))??)
     }
 
     /// Proves possession of `key`: the connection then acts for that vendor.
@@ -226,10 +233,38 @@ impl RegistryClient {
         expect!(resp, Response::Payload(p) => p, "expected Payload")
     }
 
-    /// The lease table.
+    /// The whole lease table, sorted by service name then lease, read a page at a time.
     pub async fn leases(&self) -> Result<Vec<LeaseInfo>, ClientError> {
-        let resp = self.request(&Request::Leases).await?;
-        expect!(resp, Response::Leases(l) => l, "expected Leases")
+        let mut out = Vec::new();
+        let mut after: Option<LeaseCursor> = None;
+        loop {
+            let page = self.leases_page(after.clone(), MAX_LEASE_PAGE).await?;
+            out.extend(page.leases);
+            let Some(next) = page.next else {
+                return Ok(out);
+            };
+            // A cursor that does not move on would loop for ever: the registry is broken
+            // or lying.
+            if after
+                .as_ref()
+                .is_some_and(|a| (&next.name, next.lease) <= (&a.name, a.lease))
+            {
+                return Err(ClientError::Unexpected(
+                    "lease page cursor does not move on",
+                ));
+            }
+            after = Some(next);
+        }
+    }
+
+    /// One page of the lease table: at most `limit` rows after `after`.
+    pub async fn leases_page(
+        &self,
+        after: Option<LeaseCursor>,
+        limit: u32,
+    ) -> Result<LeasePage, ClientError> {
+        let resp = self.request(&Request::Leases { after, limit }).await?;
+        expect!(resp, Response::Leases(p) => p, "expected Leases")
     }
 
     /// Subscribes to events from `from_seq`, optionally for one interface.
