@@ -196,9 +196,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .subscribe(Some("courier:echo/echo".into()), u64::MAX)
         .await?;
     let t = Instant::now();
-    let echo_keeper = keepers.remove(0);
-    let echo_lease = echo_keeper.current().lease();
-    drop(echo_keeper); // stops renewing without cancelling
+    drop(keepers.remove(0)); // stops renewing without cancelling
     echo_provider.shutdown().await;
     step(t, "echo provider stopped; its lease is no longer renewed");
     let t = Instant::now();
@@ -209,7 +207,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     if let Some(e) = batch
                         .events
                         .iter()
-                        .find(|e| e.kind == EventKind::Expired && Some(e.lease) == echo_lease)
+                        .find(|e| e.kind == EventKind::Expired && e.name == "example/echo")
                     {
                         return Ok::<_, anyhow::Error>(e.clone());
                     }
