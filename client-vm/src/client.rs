@@ -1113,18 +1113,23 @@ impl Client {
                 .await
                 .map_err(RejectReason::Fetch)?;
             timings.fetch += t.elapsed();
+            // Hashing up to the size cap is off the async threads, like compiling.
             let t = Instant::now();
-            manifest.check_component(&bytes)?;
+            let bytes: Arc<[u8]> = Arc::from(bytes);
+            let (checking, expected) = (bytes.clone(), manifest.clone());
+            tokio::task::spawn_blocking(move || expected.check_component(&checking))
+                .await
+                .map_err(|e| RejectReason::Compile(CompileError::Task(e.to_string())))??;
             timings.verify += t.elapsed();
             let t = Instant::now();
-            let (compiled, hit) =
-                self.sandbox
-                    .compile(Arc::from(bytes))
-                    .await
-                    .map_err(|e| match e {
-                        CompileError::NotGranted(m) => RejectReason::Capabilities(m),
-                        other => RejectReason::Compile(other),
-                    })?;
+            let (compiled, hit) = self
+                .sandbox
+                .compile_hashed(bytes, manifest.component_hash)
+                .await
+                .map_err(|e| match e {
+                    CompileError::NotGranted(m) => RejectReason::Capabilities(m),
+                    other => RejectReason::Compile(other),
+                })?;
             timings.cache_hit = hit;
             timings.compile += t.elapsed();
             compiled

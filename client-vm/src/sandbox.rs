@@ -758,6 +758,14 @@ impl Sandbox {
     /// Checks bytes before compiling: the size cap, their type information, and their
     /// imports against the policy (every missing import listed).
     pub fn check(&self, bytes: &[u8]) -> Result<ComponentInterfaces, CompileError> {
+        check_component(&self.policy, bytes)
+    }
+
+    /// Checks and compiles `bytes` on a blocking thread, or returns the cached compilation
+    /// of the same content. Returns whether it came from the cache. Nothing proportional to
+    /// the component's size runs on the async threads: hashing, validating and decoding
+    /// its types, and compiling all happen on the blocking pool.
+    pub async fn compile(&self, bytes: Arc<[u8]>) -> Result<(Arc<Compiled>, bool), CompileError> {
         let limit = self.policy.limits.component_bytes;
         if bytes.len() as u64 > limit {
             return Err(CompileError::TooLarge {
@@ -765,22 +773,28 @@ impl Sandbox {
                 limit,
             });
         }
-        let interfaces = courier_protocol::inspect(bytes)?;
-        self.policy.check_imports(&interfaces.imports)?;
-        Ok(interfaces)
+        let hashing = bytes.clone();
+        let hash = tokio::task::spawn_blocking(move || ContentHash::of(&hashing))
+            .await
+            .map_err(|e| CompileError::Task(e.to_string()))?;
+        self.compile_hashed(bytes, hash).await
     }
 
-    /// Checks and compiles `bytes` on a blocking thread, or returns the cached compilation
-    /// of the same content. Returns whether it came from the cache.
-    pub async fn compile(&self, bytes: Arc<[u8]>) -> Result<(Arc<Compiled>, bool), CompileError> {
-        let hash = ContentHash::of(&bytes);
+    /// [`Sandbox::compile`] of bytes whose hash the caller has just checked to be `hash`
+    /// (so they are not hashed again).
+    pub async fn compile_hashed(
+        &self,
+        bytes: Arc<[u8]>,
+        hash: ContentHash,
+    ) -> Result<(Arc<Compiled>, bool), CompileError> {
         if let Some(c) = self.cached(&hash) {
             return Ok((c, true));
         }
-        let interfaces = self.check(&bytes)?;
+        let policy = self.policy.clone();
         let engine = self.engine.clone();
         let linker = self.linker.clone();
         let compiled = tokio::task::spawn_blocking(move || {
+            let interfaces = check_component(&policy, &bytes)?;
             let started = Instant::now();
             let component = Component::new(&engine, &*bytes)
                 .map_err(|e| CompileError::Compile(format!("{e:#}")))?;
@@ -1041,6 +1055,21 @@ impl Sandbox {
     }
 }
 
+/// The checks before compiling: the size cap, the component's real imports and exports
+/// (validated, then decoded), its imports against the policy.
+fn check_component(policy: &Policy, bytes: &[u8]) -> Result<ComponentInterfaces, CompileError> {
+    let limit = policy.limits.component_bytes;
+    if bytes.len() as u64 > limit {
+        return Err(CompileError::TooLarge {
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    let interfaces = courier_protocol::inspect(bytes)?;
+    policy.check_imports(&interfaces.imports)?;
+    Ok(interfaces)
+}
+
 /// Awaits `fut` until the run's wall deadline (which host calls may move later while a
 /// person answers); `Err(())` when it passed first. Dropping the future unwinds the run.
 async fn with_deadline<F: Future>(fut: F, deadline: &Arc<Mutex<Instant>>) -> Result<F::Output, ()> {
@@ -1056,9 +1085,16 @@ async fn with_deadline<F: Future>(fut: F, deadline: &Arc<Mutex<Instant>>) -> Res
     }
 }
 
+/// The run's captured output and host-call record; stdout and stderr also go into the
+/// client's log (target `courier::proxy`, level info), a line each, escaped.
 fn collect_logs(data: &mut RunState) -> RunLogs {
     let (stdout, d1) = data.stdout.contents();
     let (stderr, d2) = data.stderr.contents();
+    for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        for line in text.lines() {
+            tracing::info!(target: "courier::proxy", stream, "{}", line.escape_debug());
+        }
+    }
     let (transcript, dropped_transcript) = data.host.take_transcript();
     RunLogs {
         stdout,

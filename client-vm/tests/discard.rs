@@ -37,6 +37,22 @@ async fn discard_is_real_and_memory_returns() {
         before >> 10,
         after >> 10
     );
+    // Past the allocator's settling, 2,000 more runs must not move it: a leak of 1 KiB a
+    // run would show as 2 MiB here.
+    for _ in 0..2000 {
+        run(&sb, artifacts::KV, provider.target(), say)
+            .await
+            .unwrap();
+    }
+    let settled = rss();
+    assert!(
+        settled.saturating_sub(after) < 2 << 20,
+        "RSS grew by {} KiB over 2,000 more runs ({} -> {} KiB)",
+        settled.saturating_sub(after) >> 10,
+        after >> 10,
+        settled >> 10
+    );
+    assert_eq!(sb.live_stores(), 0);
     // Hostile runs that filled their memory give it back too.
     let mut policy = Policy::default();
     policy.limits.memory_bytes = 48 << 20;

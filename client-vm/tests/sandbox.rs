@@ -648,6 +648,9 @@ async fn operator_and_host_info_follow_the_policy() {
             "confirm: proceed? -> yes (policy)"
         ]
     );
+    // What the proxy wrote to stdout and stderr is kept (and logged), not lost.
+    assert_eq!(out.logs.stdout, "echo-operator on stdout: hi\n");
+    assert_eq!(out.logs.stderr, "echo-operator on stderr: 2 bytes\n");
 
     // Deny all: the provider is not called.
     let sb = sandbox(Policy::permissive(OperatorAnswer::DenyAll));

@@ -58,9 +58,10 @@ pub struct Welcome {
 /// What a client asks for: an interface, functions it needs, attribute constraints.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceQuery {
-    /// `namespace:package/interface`, without version.
+    /// `namespace:package/interface`; with `@version` and no `version_req`, a version
+    /// compatible with it (`^version`).
     pub interface: String,
-    /// A semver requirement on the interface version (e.g. `^0.1`), if any.
+    /// A semver requirement on the interface version (e.g. `^0.1`, `=0.1.2`), if any.
     pub version_req: Option<String>,
     /// Functions that must exist in the interface.
     pub functions: Vec<String>,

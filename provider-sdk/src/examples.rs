@@ -1,5 +1,5 @@
-//! The example services behind `examples/echo_provider.rs`, `examples/kv_provider.rs` and
-//! `courier demo`, with the payload encodings their proxies use.
+//! The example services behind `examples/provider.rs` (`cargo run --example provider --
+//! echo` or `-- kv`) and `courier demo`, with the payload encodings their proxies use.
 //!
 //! - echo: method `say`, payload = UTF-8 message; answers `"echo: " + message`.
 //! - kv: `get` key -> `[]` if absent, `[1] ++ value` if present; `set` 4-byte BE key
@@ -22,21 +22,31 @@ pub fn echo_service() -> ServiceBuilder {
 pub const KV_MAX_KEYS: usize = 100_000;
 /// Longest key, in bytes.
 pub const KV_MAX_KEY_LEN: usize = 1024;
+/// Most bytes of keys and values the example store holds in all.
+pub const KV_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// The key-value store behind [`kv_service`], shared by its handlers (cheap to clone).
 #[derive(Debug, Clone, Default)]
-pub struct KvStore(Arc<Mutex<BTreeMap<String, String>>>);
+pub struct KvStore(Arc<Mutex<KvMap>>);
+
+/// The map and the bytes of its keys and values.
+#[derive(Debug, Default)]
+struct KvMap {
+    map: BTreeMap<String, String>,
+    bytes: usize,
+}
 
 impl KvStore {
-    fn map(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+    fn map(&self) -> MutexGuard<'_, KvMap> {
         // A panic while holding the lock cannot leave the map half-updated (each operation
-        // is one BTreeMap call), so a poisoned lock is still usable.
+        // updates the map and its byte count without anything that can panic between), so
+        // a poisoned lock is still usable.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<String> {
-        self.map().get(key).cloned()
+        self.map().map.get(key).cloned()
     }
 
     /// Stores `value` under `key`.
@@ -47,32 +57,50 @@ impl KvStore {
         if key.contains('\n') {
             return Err("key must not contain a newline".into());
         }
-        let mut map = self.map();
-        if map.len() >= KV_MAX_KEYS && !map.contains_key(key) {
+        let mut kv = self.map();
+        let old = kv.map.get(key).map(|v| key.len() + v.len());
+        if kv.map.len() >= KV_MAX_KEYS && old.is_none() {
             return Err(format!("store is full ({KV_MAX_KEYS} keys)"));
         }
-        map.insert(key.to_string(), value.to_string());
+        let bytes = kv.bytes - old.unwrap_or(0) + key.len() + value.len();
+        if bytes > KV_MAX_BYTES {
+            return Err(format!("store is full ({} MiB)", KV_MAX_BYTES >> 20));
+        }
+        kv.map.insert(key.to_string(), value.to_string());
+        kv.bytes = bytes;
         Ok(())
     }
 
     /// Removes `key`; true if it was there.
     pub fn delete(&self, key: &str) -> bool {
-        self.map().remove(key).is_some()
+        let mut kv = self.map();
+        match kv.map.remove(key) {
+            Some(v) => {
+                kv.bytes -= key.len() + v.len();
+                true
+            }
+            None => false,
+        }
     }
 
     /// All keys, sorted.
     pub fn keys(&self) -> Vec<String> {
-        self.map().keys().cloned().collect()
+        self.map().map.keys().cloned().collect()
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.map().len()
+        self.map().map.len()
     }
 
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.map().is_empty()
+        self.map().map.is_empty()
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> usize {
+        self.map().bytes
     }
 }
 
@@ -235,5 +263,20 @@ mod tests {
         assert!(s.delete("a"));
         assert!(!s.delete("a"));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn store_holds_a_bounded_number_of_bytes() {
+        let s = KvStore::default();
+        let big = "v".repeat(KV_MAX_BYTES / 2);
+        s.set("a", &big).unwrap();
+        assert!(s.set("b", &big).is_err(), "over the byte cap");
+        // Replacing a value counts the new size, not both.
+        s.set("a", &big).unwrap();
+        s.set("a", "small").unwrap();
+        assert_eq!(s.bytes(), "a".len() + "small".len());
+        s.set("b", &big).unwrap();
+        assert!(s.delete("b"));
+        assert_eq!(s.bytes(), 6);
     }
 }

@@ -55,10 +55,57 @@ impl EventRecord {
     }
 }
 
+/// Every event kind, by the index it is kept under in the ring.
+const KINDS: [EventKind; 6] = [
+    EventKind::Registered,
+    EventKind::Renewed,
+    EventKind::Expired,
+    EventKind::Cancelled,
+    EventKind::Replaced,
+    EventKind::Revoked,
+];
+
+/// One event in the ring: 16 bytes (the ring holds 32,768 by default, and every event of a
+/// busy registry passes through it). Its number is its place: the ring holds consecutive
+/// numbers from `kept_from`.
+#[derive(Debug)]
+struct Kept {
+    reg: Arc<Registration>,
+    /// Wall-clock milliseconds in the top 56 bits, the kind's index in [`KINDS`] below.
+    at_and_kind: u64,
+}
+
+impl Kept {
+    fn new(kind: EventKind, at_ms: u64, reg: Arc<Registration>) -> Self {
+        // Exhaustive, so a new kind cannot be left out of `KINDS` unnoticed.
+        let index: u64 = match kind {
+            EventKind::Registered => 0,
+            EventKind::Renewed => 1,
+            EventKind::Expired => 2,
+            EventKind::Cancelled => 3,
+            EventKind::Replaced => 4,
+            EventKind::Revoked => 5,
+        };
+        Self {
+            reg,
+            at_and_kind: (at_ms.min((1 << 56) - 1) << 8) | index,
+        }
+    }
+
+    fn record(&self, seq: u64) -> EventRecord {
+        EventRecord {
+            seq,
+            kind: KINDS[(self.at_and_kind & 0xff) as usize % KINDS.len()],
+            at_ms: self.at_and_kind >> 8,
+            reg: self.reg.clone(),
+        }
+    }
+}
+
 /// The log.
 #[derive(Debug)]
 pub struct EventLog {
-    ring: VecDeque<EventRecord>,
+    ring: VecDeque<Kept>,
     capacity: usize,
     next_seq: u64,
     reserved: u64,
@@ -109,21 +156,18 @@ impl EventLog {
     pub fn push(&mut self, kind: EventKind, at_ms: u64, reg: Arc<Registration>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let rec = EventRecord {
-            seq,
-            kind,
-            at_ms,
-            reg,
-        };
         if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(rec.clone());
+            let _ = self.tx.send(EventRecord {
+                seq,
+                kind,
+                at_ms,
+                reg: reg.clone(),
+            });
         }
-        if self.ring.len() == self.capacity
-            && let Some(old) = self.ring.pop_front()
-        {
-            self.kept_from = old.seq + 1;
+        if self.ring.len() == self.capacity && self.ring.pop_front().is_some() {
+            self.kept_from += 1;
         }
-        self.ring.push_back(rec);
+        self.ring.push_back(Kept::new(kind, at_ms, reg));
         seq
     }
 
@@ -137,11 +181,12 @@ impl EventLog {
         let mut events = Vec::new();
         let mut next = start;
         let skip = (start - self.kept_from) as usize;
-        for rec in self.ring.iter().skip(skip) {
+        for (seq, kept) in (start..).zip(self.ring.iter().skip(skip)) {
             if events.len() == max {
                 break;
             }
-            next = rec.seq + 1;
+            next = seq + 1;
+            let rec = kept.record(seq);
             if rec.matches(filter) {
                 events.push(rec.to_wire());
             }
@@ -193,6 +238,16 @@ mod tests {
             )
             .unwrap();
         (a, b)
+    }
+
+    #[test]
+    fn a_kept_event_is_16_bytes_and_keeps_its_kind_and_time() {
+        assert_eq!(std::mem::size_of::<Kept>(), 16);
+        let (a, _) = regs();
+        for kind in KINDS {
+            let rec = Kept::new(kind, 1_764_000_000_123, a.clone()).record(7);
+            assert_eq!((rec.seq, rec.kind, rec.at_ms), (7, kind, 1_764_000_000_123));
+        }
     }
 
     #[test]

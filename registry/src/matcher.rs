@@ -58,7 +58,9 @@ pub enum QueryError {
 
 impl PreparedQuery {
     /// Checks and parses `query`; at most `max_limit` candidates will be returned. An
-    /// interface given with `@version` and no requirement asks for exactly that version.
+    /// interface given with `@version` and no requirement asks for a version compatible
+    /// with it (`^version`: the component model's rule for imports, and what the CLI's
+    /// `interface@version` means).
     pub fn new(query: &ServiceQuery, max_limit: usize) -> Result<Self, QueryError> {
         let name: InterfaceName =
             query
@@ -74,7 +76,7 @@ impl PreparedQuery {
             ),
             (None, Some(v)) => Some(semver::VersionReq {
                 comparators: vec![semver::Comparator {
-                    op: semver::Op::Exact,
+                    op: semver::Op::Caret,
                     major: v.major,
                     minor: Some(v.minor),
                     patch: Some(v.patch),
@@ -385,8 +387,11 @@ mod tests {
             )),
             vec![2, 5, 1]
         );
-        let exact = PreparedQuery::new(&q("courier:echo/echo@0.2.0"), 100).unwrap();
-        assert_eq!(leases(&find(&c, Millis(0), &exact)), vec![3]);
+        // `@version` alone means a compatible version (`^`): 0.1.0 does not reach 0.2.0.
+        let compatible = PreparedQuery::new(&q("courier:echo/echo@0.2.0"), 100).unwrap();
+        assert_eq!(leases(&find(&c, Millis(0), &compatible)), vec![3]);
+        let compatible = PreparedQuery::new(&q("courier:echo/echo@0.1.0"), 100).unwrap();
+        assert_eq!(leases(&find(&c, Millis(0), &compatible)), vec![2, 5, 1]);
         let mut query = q("courier:echo/echo");
         query.functions = vec!["shout".into()];
         assert_eq!(

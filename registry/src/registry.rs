@@ -118,7 +118,7 @@ impl RegistryConfig {
             request_rate: 100_000,
             idle_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
-            event_ring: 65_536,
+            event_ring: 32_768,
             subscriber_buffer: 4096,
             max_candidates: 100,
             store_cache_bytes: 1024 * 1024,

@@ -1,5 +1,6 @@
 //! An echo proxy that uses every courier host interface: it shows the message to the operator,
-//! asks `proceed?`, reads all host facts, and calls its provider only if confirmed.
+//! asks `proceed?`, reads all host facts, and calls its provider only if confirmed. It also
+//! writes a line to stdout and one to stderr, which the client keeps in its log.
 //!
 //! `say` answers `confirmed=<bool> facts=<k=v,...> answer=<provider answer | skipped>`.
 
@@ -22,6 +23,8 @@ struct Proxy;
 
 impl Guest for Proxy {
     fn say(message: String) -> Result<String, String> {
+        println!("echo-operator on stdout: {message}");
+        eprintln!("echo-operator on stderr: {} bytes", message.len());
         operator::display(&format!("echo-operator: {message}"));
         let confirmed = operator::confirm("proceed?");
         let facts = host_info::all()

@@ -77,11 +77,15 @@ pub fn synthetic(i: u32, interfaces: u32, keys: &[SigningKey]) -> SignedManifest
     SignedManifest::sign(&m, key)
 }
 
-/// Loads `n` synthetic registrations over `interfaces` interfaces in chunks (so the
-/// generated manifests never sit in memory all at once).
+/// Loads `n` synthetic registrations over `interfaces` interfaces in chunks of 5,000 (so
+/// the generated manifests never sit in memory all at once).
 pub fn bulk_load(registry: &Registry, n: u32, interfaces: u32) {
+    bulk_load_in(registry, n, interfaces, 5_000);
+}
+
+/// [`bulk_load`] in chunks of `chunk` registrations, one durable commit each.
+pub fn bulk_load_in(registry: &Registry, n: u32, interfaces: u32, chunk: u32) {
     let keys: Vec<SigningKey> = (0..100).map(key).collect();
-    let chunk = 5_000;
     let mut i = 0;
     while i < n {
         let end = (i + chunk).min(n);
