@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One clear line: the error and its causes, joined.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", output::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }

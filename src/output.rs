@@ -45,6 +45,23 @@ pub fn short(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
+/// An error and its causes on one line, joined by `: `, leaving out a cause whose text the
+/// line already holds (many errors repeat their source in their own message).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +72,33 @@ mod tests {
         assert_eq!(t, "A    BB\nxyz  1\n");
         assert_eq!(millis(1500), "1.5s");
         assert_eq!(millis(242_000), "4m02s");
+    }
+
+    #[derive(Debug)]
+    struct Inner;
+    impl std::fmt::Display for Inner {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("lock held")
+        }
+    }
+    impl std::error::Error for Inner {}
+
+    #[derive(Debug)]
+    struct Outer(Inner);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "store: {}", self.0)
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        let e = anyhow::Error::new(Outer(Inner)).context("cannot open the registry");
+        assert_eq!(one_line(&e), "cannot open the registry: store: lock held");
     }
 }
