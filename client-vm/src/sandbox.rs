@@ -781,8 +781,9 @@ impl Sandbox {
     }
 
     /// [`Sandbox::compile`] of bytes whose hash the caller has just checked to be `hash`
-    /// (so they are not hashed again).
-    pub async fn compile_hashed(
+    /// (so they are not hashed again; a wrong hash would file them under another
+    /// component's name in the cache, so only this crate may say so).
+    pub(crate) async fn compile_hashed(
         &self,
         bytes: Arc<[u8]>,
         hash: ContentHash,

@@ -13,7 +13,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use courier_protocol::LeaseId;
 use courier_registry::lease_table::{
-    LeasePolicy, LeaseState, LeaseTable, Millis, Op, Outcome, Restore,
+    LeasePolicy, LeaseState, LeaseTable, MAX_GRANTED_TTL_MS, Millis, Op, Outcome, Restore,
 };
 use std::collections::BTreeMap;
 
@@ -184,9 +184,13 @@ pub fn check(case: &Case) {
                     None
                 } else {
                     let state = match remaining {
-                        Some(ms) if ms != 0 => {
-                            LeaseState::new(Millis(now.saturating_add(ms)), ttl_ms, renewals, false)
-                        }
+                        // Never more than the lease's last granted duration.
+                        Some(ms) if ms != 0 => LeaseState::new(
+                            Millis(now.saturating_add(ms.min(ttl_ms.clamp(1, MAX_GRANTED_TTL_MS)))),
+                            ttl_ms,
+                            renewals,
+                            false,
+                        ),
                         _ => LeaseState::new(
                             Millis(now.saturating_add(model.grace)),
                             ttl_ms,

@@ -11,9 +11,9 @@
 //! Restart: [`LeaseTable::restore`] brings back a lease with the time it had left
 //! ([`Restore::Remaining`]), or, when it ran out while the registry was down
 //! ([`Restore::Lapsed`]), with one grace period of [`LeasePolicy::grace_ms`] to renew before it
-//! expires; a lease that was in its grace period already keeps what is left of it
-//! ([`Restore::InGrace`]), so restarts never add up to more than one grace. A renewal ends
-//! the grace period.
+//! expires; a lease that was in its grace period already keeps only what is left of it
+//! ([`Restore::InGrace`]), so a restart never extends a grace. Neither comes back with more
+//! time than its lease or its grace could have had left. A renewal ends the grace period.
 
 use courier_protocol::LeaseId;
 use std::collections::{BTreeSet, HashMap};
@@ -126,8 +126,8 @@ pub enum Restore {
     Remaining(u64),
     /// It ran out while the registry was down: it gets one grace period.
     Lapsed,
-    /// It was in its grace period, with this many milliseconds of it left: it keeps them,
-    /// still in grace (no second grace period).
+    /// It was in its grace period, with this many milliseconds of it left: it keeps them
+    /// (at most one grace period), still in grace.
     InGrace(u64),
 }
 
@@ -285,14 +285,20 @@ impl LeaseTable {
         if self.leases.contains_key(&id) {
             return None;
         }
+        // Never more than the lease or its grace could have had left (a wall clock that
+        // stepped back while the registry was down must not extend either).
         let state = match how {
             Restore::Remaining(ms) if ms > 0 => {
+                let ms = ms.min(ttl_ms.clamp(1, MAX_GRANTED_TTL_MS));
                 LeaseState::new(now.plus(ms), ttl_ms, renewals, false)
             }
             Restore::Remaining(_) | Restore::Lapsed => {
                 LeaseState::new(now.plus(self.policy.grace_ms), ttl_ms, renewals, true)
             }
-            Restore::InGrace(ms) => LeaseState::new(now.plus(ms), ttl_ms, renewals, true),
+            Restore::InGrace(ms) => {
+                let ms = ms.min(self.policy.grace_ms);
+                LeaseState::new(now.plus(ms), ttl_ms, renewals, true)
+            }
         };
         self.insert(id, state);
         Some(state)
@@ -549,6 +555,15 @@ mod tests {
             .restore(now, id(4), Restore::InGrace(2_000), 30_000, 1)
             .unwrap();
         assert_eq!(graced, LeaseState::new(Millis(2_050), 30_000, 1, true));
+        // Never more than the lease's duration or the grace (a clock that stepped back).
+        let capped = t
+            .restore(now, id(5), Restore::Remaining(90_000), 30_000, 0)
+            .unwrap();
+        assert_eq!(capped.deadline, Millis(30_050));
+        let capped = t
+            .restore(now, id(6), Restore::InGrace(90_000), 30_000, 0)
+            .unwrap();
+        assert_eq!(capped.deadline, Millis(11_050));
         // Zero remaining counts as lapsed.
         assert!(
             t.restore(now, id(3), Restore::Remaining(0), 1_000, 0)
@@ -574,8 +589,8 @@ mod tests {
         assert!(!t.get(&id(2)).unwrap().in_grace());
         // The one that did not renew expires when its grace ends, not before.
         assert_eq!(t.expire(Millis(11_049)), vec![id(4), id(1)]);
-        assert_eq!(t.expire(Millis(11_050)), vec![id(3)]);
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.expire(Millis(11_050)), vec![id(3), id(6)]);
+        assert_eq!(t.len(), 2);
     }
 
     #[derive(Debug, Clone)]

@@ -92,6 +92,9 @@ pub struct RegistryConfig {
     /// (components being fetched, lease pages, history) until their peers take them; past
     /// it, such answers are `Busy`.
     pub large_response_budget: usize,
+    /// The part of `large_response_budget` the connections of one peer address may hold
+    /// together, so that one peer that does not read cannot hold it all.
+    pub large_response_budget_per_peer: usize,
     /// Service-history entries kept in all; past it the oldest go, whichever client they
     /// belong to.
     pub history_limit: u64,
@@ -126,6 +129,7 @@ impl RegistryConfig {
             history_limit: 100_000,
             response_timeout: Duration::from_secs(30),
             large_response_budget: 64 * 1024 * 1024,
+            large_response_budget_per_peer: 32 * 1024 * 1024,
             offline: false,
         }
     }
@@ -401,6 +405,25 @@ pub const MAX_REPORT_BYTES: usize = 16 * 1024;
 /// Most events in one batch for a subscriber.
 pub const MAX_BATCH: usize = 1024;
 
+/// A component a registration wrote before it was admitted: unless the registration was
+/// committed, its file goes when this is dropped (still under the writer lock), if no
+/// stored registration names it.
+struct UnclaimedBlob<'a> {
+    store: &'a Store,
+    hash: ContentHash,
+    claimed: bool,
+}
+
+impl Drop for UnclaimedBlob<'_> {
+    fn drop(&mut self) {
+        if !self.claimed
+            && let Err(e) = self.store.drop_unclaimed_blob(&self.hash)
+        {
+            tracing::warn!(hash = %self.hash, "cannot delete the component of a refused registration: {e}");
+        }
+    }
+}
+
 /// A live lease as a page of the lease table lists it, ordered by (name, lease) only.
 struct PageRow {
     name: Arc<str>,
@@ -498,11 +521,10 @@ impl Registry {
     /// registry wrote (it was alive when the registry last wrote, so it ran out while the
     /// registry was down or in the unflushed window before a crash) gets one grace period
     /// ([`RegistryConfig::grace`]) to renew; that grace is written down at once, so a
-    /// second restart within it finds the lease still in grace with what is left of it,
-    /// and a restart after it finds the grace over (one grace period, however many
-    /// restarts). One that expired before the last flush was already dead while the
-    /// registry ran: it is dropped. With [`RegistryConfig::offline`] none of this is
-    /// written.
+    /// second restart within it finds the lease still in grace with only what is left of
+    /// it (restarts never extend a grace). One that expired before the last flush was
+    /// already dead while the registry ran: it is dropped. With
+    /// [`RegistryConfig::offline`] none of this is written.
     pub fn open(config: RegistryConfig) -> Result<Self, OpenError> {
         Self::open_at(config, wall_clock_ms())
     }
@@ -590,10 +612,11 @@ impl Registry {
             let how = match (ahead, s.row.in_grace) {
                 (Some(ms), false) => Restore::Remaining(ms),
                 (Some(ms), true) => Restore::InGrace(ms),
-                // It was alive at the last write: it ran out while the registry was down
-                // (or in the unflushed window before a crash).
-                (None, false) if s.row.expires_at_ms >= last_alive_ms => Restore::Lapsed,
-                // Dead while the registry ran, or its one grace period is over.
+                // It was alive at the last write (its grace included): it ran out while
+                // the registry was down, or in the unflushed window before a crash, where
+                // a renewal may have been lost.
+                (None, _) if s.row.expires_at_ms >= last_alive_ms => Restore::Lapsed,
+                // Dead while the registry ran.
                 (None, _) => {
                     drop_ids.push(s.lease);
                     return;
@@ -750,6 +773,11 @@ impl Registry {
         // Written above outside the lock (its fsync must not hold up other writers); again
         // under it, which costs a stat, in case a commit in between deleted the file as
         // the last reference of a registration that went away.
+        let mut unclaimed = UnclaimedBlob {
+            store: &self.store,
+            hash: manifest.component_hash,
+            claimed: false,
+        };
         self.store
             .put_blob(&manifest.component_hash, &req.component)?;
         let (admission, reserve) = {
@@ -762,7 +790,7 @@ impl Registry {
         let policy = self.config.policy();
         let ttl_ms = policy.clamp(req.ttl_ms);
         let batch = Batch {
-            registrations: vec![(lease, req.manifest, manifest.component_hash)],
+            registrations: vec![(lease, req.manifest)],
             leases: vec![(
                 lease,
                 LeaseRow {
@@ -782,6 +810,7 @@ impl Registry {
             ..Default::default()
         };
         self.store.commit(&batch)?;
+        unclaimed.claimed = true;
 
         let mut st = self.state();
         if let Some(r) = reserve {
@@ -1418,9 +1447,7 @@ impl Registry {
                 if a.claims_name {
                     batch.names.push((m.name.clone(), m.vendor_key));
                 }
-                batch
-                    .registrations
-                    .push((*lease, signed.clone(), m.component_hash));
+                batch.registrations.push((*lease, signed.clone()));
                 batch.leases.push((
                     *lease,
                     LeaseRow {

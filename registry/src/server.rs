@@ -7,7 +7,7 @@
 //! (or, for a broken handshake, the registry) keeps serving everyone else.
 
 use crate::events::EventRecord;
-use crate::limits::{PeerConnections, RateLimit};
+use crate::limits::{NoRoom, PeerConnections, RateLimit, Room};
 use crate::registry::{MAX_BATCH, Registry};
 use courier_protocol::signing::{AUTH_DOMAIN, auth_message};
 use courier_protocol::{
@@ -205,7 +205,10 @@ async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<Ctx>) {
     let config = ctx.registry.config();
     let max_connections = config.max_connections;
     let connections = Arc::new(Semaphore::new(max_connections.max(1)));
-    let peers = PeerConnections::new(config.max_connections_per_peer);
+    let peers = PeerConnections::new(
+        config.max_connections_per_peer,
+        config.large_response_budget_per_peer,
+    );
     // Connections over a cap get a Busy answer; a flood beyond that is refused outright.
     let busy = Arc::new(Semaphore::new(max_connections.max(64) / 4));
     let mut shutdown = ctx.shutdown.clone();
@@ -230,7 +233,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<Ctx>) {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     let done = ctx.done.clone();
-                    handle_connection(incoming, ctx).await;
+                    handle_connection(incoming, ctx, slot.room().clone()).await;
                     drop((permit, slot, done));
                 });
             }
@@ -316,7 +319,7 @@ async fn close_with(
     conn.close(code.into(), reason);
 }
 
-async fn handle_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
+async fn handle_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, room: Arc<Semaphore>) {
     let peer = incoming.remote_address();
     let config = ctx.registry.config();
     let conn = match tokio::time::timeout(config.handshake_timeout, incoming).await {
@@ -365,6 +368,7 @@ async fn handle_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
         let auth = auth.clone();
         let conn = conn.clone();
         let rate = rate.clone();
+        let room = room.clone();
         tokio::spawn(async move {
             let done = ctx.done.clone();
             let stream = Stream {
@@ -374,6 +378,7 @@ async fn handle_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>) {
                 challenge: &challenge,
                 auth: &auth,
                 rate: &rate,
+                room: &room,
             };
             handle_stream(send, recv, stream, permit).await;
             drop(done);
@@ -529,6 +534,8 @@ struct Stream<'a> {
     auth: &'a OnceLock<VendorKey>,
     /// The connection's request rate.
     rate: &'a RateLimit,
+    /// The room for large answers of the connection's peer address.
+    room: &'a Arc<Semaphore>,
 }
 
 /// Serves one stream: a sequence of requests, each answered in order, until the client
@@ -597,31 +604,34 @@ async fn handle_stream(
             None => admit_one_shot(ctx, stream.rate),
         };
         // The place among the requests in flight is held until the peer has the answer,
-        // so a peer that does not read cannot make the registry hold more answers.
-        let (resp, reserved, _in_flight) = match (admitted, req) {
+        // so a peer that does not read cannot make the registry hold more answers. A
+        // subscription or a keep-alive stream gives its place up once it is open.
+        let (resp, room, _in_flight) = match (admitted, req) {
             (Err(why), _) => (
                 Response::Error(WireError::new(ErrorKind::Busy, why)),
                 None,
                 None,
             ),
             (
-                Ok(_),
+                Ok(in_flight),
                 Request::Subscribe {
                     interface,
                     from_seq,
                 },
             ) => {
+                drop(in_flight);
                 return subscribe(send, ctx, stream.conn, interface, from_seq).await;
             }
-            (Ok(_), Request::KeepAlive) => {
+            (Ok(in_flight), Request::KeepAlive) => {
+                drop(in_flight);
                 return keep_alive(send, recv, ctx, peer, stream.auth, stream.rate).await;
             }
             (Ok(in_flight), req) => {
-                let (resp, reserved) = answer(req, &stream).await;
-                (resp, reserved, Some(in_flight))
+                let (resp, room) = answer(req, &stream).await;
+                (resp, room, Some(in_flight))
             }
         };
-        if write_response(&mut send, resp, reserved, ctx, peer)
+        if write_response(&mut send, resp, room, &stream)
             .await
             .is_err()
         {
@@ -631,48 +641,83 @@ async fn handle_stream(
     let _ = send.finish();
 }
 
-/// Writes one response frame. A frame above [`SMALL_FRAME`] needs room in the shared
-/// large-response budget (`reserved` if the handler took it before building the answer,
-/// as a fetch does), held until the peer has taken it; without room the answer is `Busy`.
-/// A peer that does not take the frame within the response timeout gets the stream reset.
+/// How long a large answer waits for room: [`RESPONSE_BUDGET_WAIT`], or a quarter of the
+/// response timeout if that is shorter.
+fn room_wait(ctx: &Ctx) -> Duration {
+    RESPONSE_BUDGET_WAIT.min(ctx.response_timeout / 4)
+}
+
+/// Room for a large answer of (at most) `bytes`, for the stream's peer address and in all;
+/// the error answer when there is none.
+async fn reserve(stream: &Stream<'_>, bytes: usize) -> Result<Room, Response> {
+    let ctx = stream.ctx;
+    let config = ctx.registry.config();
+    let (peer_total, all_total) = (
+        config.large_response_budget_per_peer,
+        config.large_response_budget,
+    );
+    let refused = |e: WireError| Err(error(e, stream.peer, "answer"));
+    if Room::never_fits(bytes, peer_total, all_total) {
+        return refused(WireError::new(
+            ErrorKind::Internal,
+            format!("an answer of {bytes} bytes is larger than this registry's room for answers"),
+        ));
+    }
+    match Room::reserve(stream.room, &ctx.large_responses, bytes, room_wait(ctx)).await {
+        Ok(room) => Ok(room),
+        Err(NoRoom::Busy) => refused(WireError::new(
+            ErrorKind::Busy,
+            "registry is sending too much; try later",
+        )),
+        Err(NoRoom::TooLarge) => refused(WireError::new(
+            ErrorKind::Internal,
+            format!("an answer of {bytes} bytes is larger than this registry's room for answers"),
+        )),
+    }
+}
+
+/// Writes one response frame. A frame above [`SMALL_FRAME`] is counted against the
+/// large-answer room of its peer address and of the registry until the peer has taken it
+/// (`room` if the handler reserved it before building the answer, shrunk to the frame's
+/// size or grown to it if there is room at once; otherwise reserved now); without room the
+/// answer is `Busy`. A peer that does not take the frame within the response timeout gets
+/// the stream reset.
 async fn write_response(
     send: &mut quinn::SendStream,
     resp: Response,
-    reserved: Option<OwnedSemaphorePermit>,
-    ctx: &Ctx,
-    peer: SocketAddr,
+    room: Option<Room>,
+    stream: &Stream<'_>,
 ) -> Result<(), ()> {
+    let (ctx, peer) = (stream.ctx, stream.peer);
     let mut frame = codec::encode_frame(&resp);
     drop(resp);
-    let _room = match reserved {
-        Some(r) => Some(r),
-        None if frame.len() <= SMALL_FRAME => None,
-        None => match reserve_response(ctx, frame.len()).await {
-            Some(r) => Some(r),
-            None => {
+    let _room = match room {
+        Some(mut r) if frame.len() <= r.bytes() => {
+            r.shrink_to(frame.len());
+            Some(r)
+        }
+        Some(mut r) => {
+            let more = frame.len() - r.bytes();
+            if r.try_grow(stream.room, &ctx.large_responses, more) {
+                Some(r)
+            } else {
+                drop(r);
                 let busy =
                     WireError::new(ErrorKind::Busy, "registry is sending too much; try later");
-                frame = codec::encode_frame(&error(busy, peer, "response"));
+                frame = codec::encode_frame(&error(busy, peer, "answer"));
+                None
+            }
+        }
+        None if frame.len() <= SMALL_FRAME => None,
+        None => match reserve(stream, frame.len()).await {
+            Ok(r) => Some(r),
+            Err(refusal) => {
+                frame = codec::encode_frame(&refusal);
                 None
             }
         },
     };
     write_timed(send, frame, ctx.response_timeout, peer).await
-}
-
-/// Room for a response of `bytes` in the large-response budget, waiting up to
-/// [`RESPONSE_BUDGET_WAIT`] (or a quarter of the response timeout, if shorter); `None` if
-/// there is none in time (or it could never fit).
-async fn reserve_response(ctx: &Ctx, bytes: usize) -> Option<OwnedSemaphorePermit> {
-    let n = u32::try_from(bytes).ok()?;
-    if bytes > ctx.registry.config().large_response_budget {
-        return None;
-    }
-    let wait = ctx.large_responses.clone().acquire_many_owned(n);
-    tokio::time::timeout(RESPONSE_BUDGET_WAIT.min(ctx.response_timeout / 4), wait)
-        .await
-        .ok()?
-        .ok()
 }
 
 /// Writes one small message within `timeout` (see [`write_timed`]).
@@ -704,43 +749,42 @@ async fn write_timed(
     }
 }
 
-/// Answers one one-shot request; with room in the large-response budget when the handler
-/// took it before building a large answer.
-async fn answer(req: Request, stream: &Stream<'_>) -> (Response, Option<OwnedSemaphorePermit>) {
-    if let Request::Fetch { hash } = req {
-        return fetch(hash, stream).await;
-    }
-    (answer_small(req, stream).await, None)
-}
-
-/// Answers a fetch: room for the component (twice: its bytes and its frame) is taken from
-/// the large-response budget before it is read, so fetches in flight never hold more than
-/// the budget, however slowly their peers read.
-async fn fetch(
-    hash: courier_protocol::ContentHash,
-    stream: &Stream<'_>,
-) -> (Response, Option<OwnedSemaphorePermit>) {
-    let (ctx, peer) = (stream.ctx, stream.peer);
-    let reg = ctx.registry.clone();
-    let size = match blocking(move || reg.component_size(&hash).map_err(|e| e.to_wire())).await {
-        Ok(Ok(n)) => usize::try_from(n).unwrap_or(usize::MAX),
-        Ok(Err(e)) | Err(e) => return (error(e, peer, "fetch"), None),
-    };
-    let room = match reserve_response(ctx, size.saturating_mul(2).saturating_add(64)).await {
-        Some(r) => r,
-        None => {
-            let busy = WireError::new(ErrorKind::Busy, "registry is sending too much; try later");
-            return (error(busy, peer, "fetch"), None);
+/// Answers one one-shot request. The answers that can be large (a component, a page of the
+/// lease table, a history) take their room before they are built, so what answers in
+/// flight hold is counted before it exists.
+async fn answer(req: Request, stream: &Stream<'_>) -> (Response, Option<Room>) {
+    let reserved = match &req {
+        Request::Fetch { hash } => {
+            let reg = stream.ctx.registry.clone();
+            let hash = *hash;
+            match blocking(move || reg.component_size(&hash).map_err(|e| e.to_wire())).await {
+                // Its bytes and its frame, both alive while it is encoded.
+                Ok(Ok(n)) => usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(2)
+                    .saturating_add(64),
+                Ok(Err(e)) | Err(e) => return (error(e, stream.peer, "fetch"), None),
+            }
         }
+        Request::History { .. } => 2 * crate::registry::MAX_HISTORY_BYTES + (64 << 10),
+        Request::Leases { limit, .. } => {
+            let rows = (*limit).clamp(1, courier_protocol::MAX_LEASE_PAGE) as usize;
+            2 * rows * LEASE_ROW_BYTES
+        }
+        _ => return (answer_small(req, stream).await, None),
     };
-    let reg = ctx.registry.clone();
-    match blocking(move || reg.fetch(&hash).map_err(|e| e.to_wire())).await {
-        Ok(Ok(bytes)) => (Response::Payload(bytes), Some(room)),
-        Ok(Err(e)) | Err(e) => (error(e, peer, "fetch"), None),
-    }
+    let room = match reserve(stream, reserved).await {
+        Ok(r) => r,
+        Err(refusal) => return (refusal, None),
+    };
+    (answer_small(req, stream).await, Some(room))
 }
 
-/// Answers a one-shot request other than a fetch.
+/// Room a lease-table row is given before a page is built (a typical row is about 250 bytes;
+/// a longer one takes more room when the page is encoded, if there is some at once).
+const LEASE_ROW_BYTES: usize = 512;
+
+/// Builds the answer to a one-shot request.
 async fn answer_small(req: Request, stream: &Stream<'_>) -> Response {
     let Stream {
         ctx,
@@ -816,11 +860,13 @@ async fn answer_small(req: Request, stream: &Stream<'_>) -> Response {
             Ok(c) => Response::Candidates(c),
             Err(e) => error(e.to_wire(), peer, "find"),
         },
-        Request::Fetch { .. } => error(
-            WireError::new(ErrorKind::Internal, "fetch not taken by its handler"),
-            peer,
-            "request",
-        ),
+        Request::Fetch { hash } => {
+            let registry = reg.clone();
+            match blocking(move || registry.fetch(&hash).map_err(|e| e.to_wire())).await {
+                Ok(Ok(bytes)) => Response::Payload(bytes),
+                Ok(Err(e)) | Err(e) => error(e, peer, "fetch"),
+            }
+        }
         Request::Leases { after, limit } => {
             let registry = reg.clone();
             match blocking(move || {

@@ -18,7 +18,8 @@
 //!   empty bytes (revoked by the operator).
 //! - `blob_refs`: component hash -> how many stored registrations name it. Kept in the same
 //!   transactions as the registrations, so a blob file is deleted once (and only once) no
-//!   registration needs it; `meta` `blob_refs_v1` marks a store whose counts are kept.
+//!   registration needs it (counted again at every open, so that nothing else can make
+//!   them wrong).
 //!
 //! Every commit here is durable (`Durability::Immediate`) when it returns.
 //!
@@ -46,8 +47,6 @@ const REVOCATIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("rev
 const BLOB_REFS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("blob_refs");
 const HISTORY_ORDER: TableDefinition<u64, &str> = TableDefinition::new("history_order");
 
-/// `meta` key set once `blob_refs` counts every stored registration.
-const BLOB_REFS_KEPT: &str = "blob_refs_v1";
 /// `meta` key set once `history_order` lists every history entry.
 const HISTORY_ORDER_KEPT: &str = "history_order_v1";
 
@@ -137,8 +136,8 @@ pub struct StoredLease {
 /// What a write transaction changes. Everything in it commits together, durably.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// New registrations, with the hash of the component each names.
-    pub registrations: Vec<(LeaseId, SignedManifest, ContentHash)>,
+    /// New registrations (the component each names is read from its manifest).
+    pub registrations: Vec<(LeaseId, SignedManifest)>,
     /// Lease rows to write.
     pub leases: Vec<(LeaseId, LeaseRow)>,
     /// Registrations and leases to delete.
@@ -320,6 +319,8 @@ impl Store {
         };
         store.count_blob_refs()?;
         store.order_history()?;
+        let mut meta = meta;
+        meta.history_seq = meta.history_seq.max(store.last_history_seq()?);
         let swept = store.sweep_blobs()?;
         if swept != BlobSweep::default() {
             tracing::info!(
@@ -331,28 +332,54 @@ impl Store {
         Ok((store, meta))
     }
 
-    /// Counts the references of every stored registration into `blob_refs`, once, for a
-    /// store written before the counts were kept.
+    /// Counts the references of the stored registrations to each component and makes
+    /// `blob_refs` say exactly that (at every open, before anything is swept: a store
+    /// written by another version of courier, which may not keep the counts, cannot make
+    /// the registry delete a component a registration needs).
     fn count_blob_refs(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
-            let mut meta = txn.open_table(META)?;
-            if meta.get(BLOB_REFS_KEPT)?.is_some() {
-                return Ok(());
-            }
             let regs = txn.open_table(REGISTRATIONS)?;
-            let mut refs = txn.open_table(BLOB_REFS)?;
+            let mut counts: std::collections::HashMap<[u8; 32], u64> = Default::default();
             for item in regs.iter()? {
                 let (_, v) = item?;
                 if let Some(hash) = component_of(v.value()) {
-                    let n = refs.get(&hash.0)?.map_or(0, |g| g.value());
-                    refs.insert(&hash.0, n + 1)?;
+                    *counts.entry(hash.0).or_default() += 1;
                 }
             }
-            meta.insert(BLOB_REFS_KEPT, [1u8].as_slice())?;
+            let mut refs = txn.open_table(BLOB_REFS)?;
+            let mut agreeing = 0usize;
+            let mut stored = 0usize;
+            for item in refs.iter()? {
+                let (k, v) = item?;
+                stored += 1;
+                if counts.get(k.value()) == Some(&v.value()) {
+                    agreeing += 1;
+                }
+            }
+            if agreeing == stored && stored == counts.len() {
+                return Ok(());
+            }
+            if stored > 0 {
+                tracing::warn!(
+                    "component reference counts did not match the stored registrations \
+                     (a store written by another version?); counted again"
+                );
+            }
+            refs.retain(|_, _| false)?;
+            for (hash, n) in &counts {
+                refs.insert(hash, *n)?;
+            }
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// The highest history number stored (0 if none).
+    fn last_history_seq(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let order = txn.open_table(HISTORY_ORDER)?;
+        Ok(order.last()?.map_or(0, |(k, _)| k.value()))
     }
 
     /// Lists every history entry in `history_order`, once, for a store written before the
@@ -388,8 +415,10 @@ impl Store {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(".tmp-") {
-                std::fs::remove_file(entry.path())?;
-                swept.temporaries += 1;
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => swept.temporaries += 1,
+                    Err(e) => tracing::warn!("cannot delete {name} in the blob directory: {e}"),
+                }
                 continue;
             }
             // Only names this store writes (64 lowercase hex digits); anything else an
@@ -402,8 +431,11 @@ impl Store {
                 continue;
             };
             if refs.get(&hash.0)?.is_none() {
-                std::fs::remove_file(entry.path())?;
-                swept.orphans += 1;
+                // A file that cannot go now is only space; the next open tries again.
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => swept.orphans += 1,
+                    Err(e) => tracing::warn!("cannot delete unregistered component {hash}: {e}"),
+                }
             }
         }
         Ok(swept)
@@ -516,9 +548,12 @@ impl Store {
             // Net change of each component's references: a replacement by the same bytes
             // must not drop them to zero on the way.
             let mut refs_delta: std::collections::HashMap<[u8; 32], i64> = Default::default();
-            for (lease, m, hash) in &batch.registrations {
-                regs.insert(&lease.0, encode_manifest(m).as_slice())?;
-                *refs_delta.entry(hash.0).or_default() += 1;
+            for (lease, m) in &batch.registrations {
+                let record = encode_manifest(m);
+                regs.insert(&lease.0, record.as_slice())?;
+                if let Some(hash) = component_of(&record) {
+                    *refs_delta.entry(hash.0).or_default() += 1;
+                }
             }
             for (lease, row) in &batch.leases {
                 leases.insert(&lease.0, row.to_stored())?;
@@ -641,8 +676,11 @@ impl Store {
                 };
                 h.remove((old_client.value(), old_seq.value()))?;
             }
+            // Numbers are taken before their commits, which may land out of order: the
+            // mark only ever rises.
             let mut meta = txn.open_table(META)?;
-            meta.insert("history_seq", seq.to_be_bytes().as_slice())?;
+            let mark = meta_u64(&meta, "history_seq")?.max(seq);
+            meta.insert("history_seq", mark.to_be_bytes().as_slice())?;
         }
         txn.commit()?;
         Ok(())
@@ -673,6 +711,20 @@ impl Store {
 
     fn blob_path(&self, hash: &ContentHash) -> PathBuf {
         self.blobs.join(hash.to_hex())
+    }
+
+    /// Deletes the file of `hash` if no stored registration names it (a registration that
+    /// wrote its component and then failed). Call under the writer lock.
+    pub fn drop_unclaimed_blob(&self, hash: &ContentHash) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(BLOB_REFS)?.get(&hash.0)?.is_some() {
+            return Ok(());
+        }
+        match std::fs::remove_file(self.blob_path(hash)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Stores component bytes under their hash, atomically and durably. Does nothing if a
@@ -734,10 +786,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, meta) = Store::open(dir.path(), 1 << 20).unwrap();
         assert!(meta.fresh);
-        let m = SignedManifest {
-            bytes: vec![1, 2, 3],
-            signature: [9; 64],
-        };
+        let m = signed_for(b"component", 1);
         let row = LeaseRow {
             expires_at_ms: 123,
             ttl_ms: 10,
@@ -746,10 +795,7 @@ mod tests {
         };
         store
             .commit(&Batch {
-                registrations: vec![
-                    (LeaseId([1; 16]), m.clone(), ContentHash::of(b"component")),
-                    (LeaseId([2; 16]), m.clone(), ContentHash::of(b"component")),
-                ],
+                registrations: vec![(LeaseId([1; 16]), m.clone()), (LeaseId([2; 16]), m.clone())],
                 leases: vec![(LeaseId([1; 16]), row), (LeaseId([2; 16]), row)],
                 names: vec![("a/b".into(), VendorKey([3; 32]))],
                 grants: vec![("a/b".into(), VendorKey([4; 32]))],
@@ -860,7 +906,7 @@ mod tests {
     }
 
     #[test]
-    fn a_store_without_reference_counts_gets_them_before_anything_is_swept() {
+    fn wrong_reference_counts_are_counted_again_before_anything_is_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
         let hash = ContentHash::of(b"shared");
@@ -874,19 +920,18 @@ mod tests {
         store
             .commit(&Batch {
                 registrations: vec![
-                    (LeaseId([1; 16]), signed_for(b"shared", 1), hash),
-                    (LeaseId([2; 16]), signed_for(b"shared", 2), hash),
+                    (LeaseId([1; 16]), signed_for(b"shared", 1)),
+                    (LeaseId([2; 16]), signed_for(b"shared", 2)),
                 ],
                 leases: vec![(LeaseId([1; 16]), row), (LeaseId([2; 16]), row)],
                 ..Default::default()
             })
             .unwrap();
-        // As a store written before the counts were kept: no counts, no mark.
+        // As a store written by a version that kept no counts, or wrong ones.
         let txn = store.db.begin_write().unwrap();
-        txn.delete_table(BLOB_REFS).unwrap();
-        txn.open_table(META)
+        txn.open_table(BLOB_REFS)
             .unwrap()
-            .remove(BLOB_REFS_KEPT)
+            .insert(&hash.0, 1)
             .unwrap();
         txn.commit().unwrap();
         drop(store);

@@ -134,3 +134,34 @@ fn reopening_deletes_what_a_crash_left_behind_and_nothing_else() {
     assert!(hidden.is_empty(), "{hidden:?}");
     assert_eq!(r.fetch(&ContentHash::of(ECHO)).unwrap(), ECHO);
 }
+
+#[test]
+fn a_refused_registration_leaves_no_component_behind() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::open(config(dir.path())).unwrap();
+    let (acme, other) = (key(1), key(2));
+    r.register(
+        r.now(),
+        Some(&VendorKey::of(&acme)),
+        echo(&acme, "acme/echo", 30_000),
+    )
+    .unwrap();
+    // Another key's registration of acme's name is refused after its component was
+    // written: the file goes with the refusal; acme's component stays.
+    let refused = r.register(
+        r.now(),
+        Some(&VendorKey::of(&other)),
+        kv(&other, "acme/echo", 30_000),
+    );
+    assert!(refused.is_err());
+    assert_eq!(blobs(dir.path()), [hex(ECHO)].into());
+    // Refused with bytes a live registration shares: the file stays.
+    let refused = r.register(
+        r.now(),
+        Some(&VendorKey::of(&other)),
+        echo(&other, "acme/echo", 30_000),
+    );
+    assert!(refused.is_err());
+    assert_eq!(blobs(dir.path()), [hex(ECHO)].into());
+}

@@ -182,11 +182,12 @@ fn padded(component: &[u8], extra: usize) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_does_not_read_holds_no_more_than_the_budget_and_is_cut_off() {
+async fn a_peer_that_does_not_read_holds_no_more_than_its_room_and_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.response_timeout = Duration::from_secs(2);
-    cfg.large_response_budget = 8 << 20;
+    cfg.large_response_budget = 16 << 20;
+    cfg.large_response_budget_per_peer = 8 << 20;
     let h = start(cfg).await;
     let acme = key(1);
     let big = padded(courier_proxy_artifacts::ECHO, 3 << 20);
@@ -194,25 +195,43 @@ async fn a_peer_that_does_not_read_holds_no_more_than_the_budget_and_is_cut_off(
     let v = vendor(&h, &acme).await;
     v.register(signed(&m, &acme, &big, 60_000)).await.unwrap();
     let (hash, size) = (ContentHash::of(&big), big.len() as u64);
+    let at = |ip: [u8; 4]| {
+        let ep = endpoint_at(ip);
+        let (addr, pin) = (h.local_addr(), h.pin());
+        async move {
+            RegistryClient::connect_with(ep, addr, pin, "test")
+                .await
+                .unwrap()
+        }
+    };
 
-    // A peer asks for the 3 MiB component and never reads: its answer takes 6 MiB of the
-    // 8 MiB budget until it is cut off.
-    let slow = client(&h).await;
+    // A peer at 127.0.0.2 asks for the 3 MiB component and never reads: its answer holds
+    // 3 MiB of its address's 8 MiB until it is cut off.
+    let slow = at([127, 0, 0, 2]).await;
     let (mut send, mut recv) = slow.connection().open_bi().await.unwrap();
     send.write_all(&codec::encode_frame(&Request::Fetch { hash }))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // Meanwhile another fetch does not fit: it is told busy after a short wait, and small
-    // requests are served as ever.
-    let other = client(&h).await;
-    let err = other
+    // Another fetch from the same address (which needs 6 MiB while it is built) does not
+    // fit: told busy after a short wait; small requests are served as ever.
+    let same = at([127, 0, 0, 2]).await;
+    let err = same
         .fetch(hash, size, Duration::from_secs(10))
         .await
         .unwrap_err();
     assert!(is_busy(&err), "{err}");
-    assert_eq!(other.leases().await.unwrap().len(), 1);
+    assert_eq!(same.leases().await.unwrap().len(), 1);
+    // Another address has room of its own.
+    let other = at([127, 0, 0, 3]).await;
+    assert_eq!(
+        other
+            .fetch(hash, size, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        big
+    );
 
     // The peer that did not read has its stream reset once the response timeout has
     // passed; the room it held is free again.
@@ -230,8 +249,7 @@ async fn a_peer_that_does_not_read_holds_no_more_than_the_budget_and_is_cut_off(
         "{reset}"
     );
     assert_eq!(
-        other
-            .fetch(hash, size, Duration::from_secs(10))
+        same.fetch(hash, size, Duration::from_secs(10))
             .await
             .unwrap(),
         big

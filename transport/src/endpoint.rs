@@ -21,6 +21,10 @@ pub struct ServerLimits {
     pub stream_receive_window: u32,
     /// Bytes a peer may have in flight on one connection.
     pub connection_receive_window: u32,
+    /// Bytes of answers one connection may have sent and not yet acknowledged, or
+    /// buffered to send: a write waits past it, so an answer's memory is held by its
+    /// writer (and counted there) until the peer has nearly all of it.
+    pub send_window: u64,
 }
 
 impl Default for ServerLimits {
@@ -30,6 +34,7 @@ impl Default for ServerLimits {
             idle_timeout: Duration::from_secs(30),
             stream_receive_window: 4 * 1024 * 1024,
             connection_receive_window: 16 * 1024 * 1024,
+            send_window: 2 * 1024 * 1024,
         }
     }
 }
@@ -58,6 +63,7 @@ pub fn server_endpoint(
         .max_concurrent_uni_streams(0u8.into())
         .stream_receive_window(limits.stream_receive_window.into())
         .receive_window(limits.connection_receive_window.into())
+        .send_window(limits.send_window)
         .max_idle_timeout(Some(limits.idle_timeout.try_into().map_err(|_| {
             TransportError::Certificate("idle timeout too large".into())
         })?));

@@ -129,20 +129,26 @@ impl RegistryClient {
     }
 
     async fn request(&self, req: &Request) -> Result<Response, ClientError> {
-        self.request_capped(req, MAX_RESPONSE).await
+        self.request_capped(req, MAX_RESPONSE, REQUEST_TIMEOUT)
+            .await
     }
 
     /// Sends `req` on a kept stream (see [`StreamPool`]) and reads its answer of at most
-    /// `max` bytes, within [`REQUEST_TIMEOUT`].
-    async fn request_capped(&self, req: &Request, max: usize) -> Result<Response, ClientError> {
+    /// `max` bytes, within `timeout`.
+    async fn request_capped(
+        &self,
+        req: &Request,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
         // The registry ends a stream after a frame it could not read; any other answer
         // leaves it open for the next request.
         let reusable =
             |r: &Response| !matches!(r, Response::Error(e) if e.kind == ErrorKind::BadFrame);
         let exchange = self.streams.request(&self.conn, req, max, reusable);
-        Ok(tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        Ok(tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| TransportError::Timeout(REQUEST_TIMEOUT))??)
+            .map_err(|_| TransportError::Timeout(timeout))??)
     }
 
     /// Proves possession of `key`: the connection then acts for that vendor.
@@ -226,10 +232,7 @@ impl RegistryClient {
             .saturating_add(16)
             .min(MAX_FRAME_LEN);
         let req = Request::Fetch { hash };
-        let fut = self.request_capped(&req, cap);
-        let resp = tokio::time::timeout(deadline, fut)
-            .await
-            .map_err(|_| TransportError::Timeout(deadline))??;
+        let resp = self.request_capped(&req, cap, deadline).await?;
         expect!(resp, Response::Payload(p) => p, "expected Payload")
     }
 
