@@ -766,13 +766,7 @@ impl Sandbox {
     /// the component's size runs on the async threads: hashing, validating and decoding
     /// its types, and compiling all happen on the blocking pool.
     pub async fn compile(&self, bytes: Arc<[u8]>) -> Result<(Arc<Compiled>, bool), CompileError> {
-        let limit = self.policy.limits.component_bytes;
-        if bytes.len() as u64 > limit {
-            return Err(CompileError::TooLarge {
-                size: bytes.len() as u64,
-                limit,
-            });
-        }
+        check_size(&self.policy, bytes.len())?;
         let hashing = bytes.clone();
         let hash = tokio::task::spawn_blocking(move || ContentHash::of(&hashing))
             .await
@@ -1056,16 +1050,22 @@ impl Sandbox {
     }
 }
 
-/// The checks before compiling: the size cap, the component's real imports and exports
-/// (validated, then decoded), its imports against the policy.
-fn check_component(policy: &Policy, bytes: &[u8]) -> Result<ComponentInterfaces, CompileError> {
+/// The size cap on what the client compiles.
+fn check_size(policy: &Policy, len: usize) -> Result<(), CompileError> {
     let limit = policy.limits.component_bytes;
-    if bytes.len() as u64 > limit {
+    if len as u64 > limit {
         return Err(CompileError::TooLarge {
-            size: bytes.len() as u64,
+            size: len as u64,
             limit,
         });
     }
+    Ok(())
+}
+
+/// The checks before compiling: the size cap, the component's real imports and exports
+/// (validated, then decoded), its imports against the policy.
+fn check_component(policy: &Policy, bytes: &[u8]) -> Result<ComponentInterfaces, CompileError> {
+    check_size(policy, bytes.len())?;
     let interfaces = courier_protocol::inspect(bytes)?;
     policy.check_imports(&interfaces.imports)?;
     Ok(interfaces)

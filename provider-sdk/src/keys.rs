@@ -6,6 +6,7 @@
 //! replace) the vendor's proxies.
 
 use courier_protocol::{SigningKey, VendorKey};
+use courier_transport::sync_parent;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -101,7 +102,7 @@ pub fn save_key(path: &Path, key: &SigningKey, overwrite: bool) -> Result<(), Sa
         })?;
         file.write_all(contents.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
-        return sync_dir(path).map_err(io);
+        return sync_parent(path).map_err(io);
     }
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
@@ -111,19 +112,7 @@ pub fn save_key(path: &Path, key: &SigningKey, overwrite: bool) -> Result<(), Sa
     file.write_all(contents.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
-    sync_dir(path).map_err(io)
-}
-
-/// Makes the new directory entry of `path` durable (a key whose file a power loss could
-/// take back would be a key lost).
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        #[cfg(unix)]
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
-        #[cfg(unix)]
-        Some(_) => std::fs::File::open(".")?.sync_all(),
-        _ => Ok(()),
-    }
+    sync_parent(path).map_err(io)
 }
 
 fn private_options(create_new: bool) -> std::fs::OpenOptions {

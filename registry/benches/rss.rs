@@ -14,50 +14,44 @@ use support::*;
 
 const N: u32 = 100_000;
 
-fn child(dir: &str) {
+/// Opens `dir` in this (fresh) process and serves it; with `take_live`, the directory is
+/// empty and the registrations are taken while serving. Then prints the process's RSS.
+fn measure(dir: &str, take_live: bool) {
     let rt = runtime();
     let base = rss_bytes();
     let t = std::time::Instant::now();
     let registry = courier_registry::Registry::open(config(std::path::Path::new(dir))).unwrap();
     let opened = t.elapsed();
     let h = rt.block_on(registry.serve()).unwrap();
-    let (leases, regs, ifaces) = h.registry().counts();
-    let rss = rss_bytes();
-    println!(
-        "rss: registry serving {leases} leases ({regs} registrations, {ifaces} interfaces): {:.1} MiB resident (process before opening: {:.1} MiB); reopened in {opened:?}",
-        rss as f64 / (1 << 20) as f64,
-        base as f64 / (1 << 20) as f64
-    );
-    rt.block_on(h.shutdown());
-}
-
-/// Serves an empty data directory and takes the registrations while serving.
-fn live(dir: &str) {
-    let rt = runtime();
-    let base = rss_bytes();
-    let registry = courier_registry::Registry::open(config(std::path::Path::new(dir))).unwrap();
-    let h = rt.block_on(registry.serve()).unwrap();
     let t = std::time::Instant::now();
-    bulk_load_in(h.registry(), N, 1_000, 100);
+    if take_live {
+        bulk_load_in(h.registry(), N, 1_000, 100);
+    }
     let took = t.elapsed();
     let (leases, regs, ifaces) = h.registry().counts();
-    let rss = rss_bytes();
-    println!(
-        "rss: registry that took {leases} leases live ({regs} registrations, {ifaces} interfaces, in {took:?}): {:.1} MiB resident (process before opening: {:.1} MiB)",
-        rss as f64 / (1 << 20) as f64,
-        base as f64 / (1 << 20) as f64
-    );
+    let rss = rss_bytes() as f64 / (1 << 20) as f64;
+    let base = base as f64 / (1 << 20) as f64;
+    let counts = format!("{regs} registrations, {ifaces} interfaces");
+    if take_live {
+        println!(
+            "rss: registry that took {leases} leases live ({counts}, in {took:?}): {rss:.1} MiB resident (process before opening: {base:.1} MiB)"
+        );
+    } else {
+        println!(
+            "rss: registry serving {leases} leases ({counts}): {rss:.1} MiB resident (process before opening: {base:.1} MiB); reopened in {opened:?}"
+        );
+    }
     rt.block_on(h.shutdown());
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--reopen") {
-        child(&args[i + 1]);
+        measure(&args[i + 1], false);
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--live") {
-        live(&args[i + 1]);
+        measure(&args[i + 1], true);
         return;
     }
     // `--load DIR` only fills DIR (to profile `--reopen DIR` on its own).

@@ -424,7 +424,9 @@ impl Drop for UnclaimedBlob<'_> {
     }
 }
 
-/// A live lease as a page of the lease table lists it, ordered by (name, lease) only.
+/// A live lease as a page of the lease table lists it. Ordered by its fields in turn: the
+/// (name, lease) key comes first and is unique, so the rest never decides.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct PageRow {
     name: Arc<str>,
     lease: LeaseId,
@@ -437,26 +439,6 @@ struct PageRow {
 impl PageRow {
     fn key(&self) -> (&str, &LeaseId) {
         (&self.name, &self.lease)
-    }
-}
-
-impl PartialEq for PageRow {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for PageRow {}
-
-impl PartialOrd for PageRow {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for PageRow {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(&other.key())
     }
 }
 

@@ -516,6 +516,22 @@ fn error(err: WireError, peer: SocketAddr, what: &str) -> Response {
     Response::Error(err)
 }
 
+/// Runs `f` on the registry on the blocking pool: `ok` of its value, or its error (logged
+/// as a refusal of `what`).
+async fn on_blocking<T: Send + 'static>(
+    registry: &Arc<Registry>,
+    peer: SocketAddr,
+    what: &str,
+    f: impl FnOnce(&Registry) -> Result<T, WireError> + Send + 'static,
+    ok: impl FnOnce(T) -> Response,
+) -> Response {
+    let registry = registry.clone();
+    match blocking(move || f(&registry)).await {
+        Ok(Ok(v)) => ok(v),
+        Ok(Err(e)) | Err(e) => error(e, peer, what),
+    }
+}
+
 /// Runs a blocking registry call on the blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -656,24 +672,29 @@ async fn reserve(stream: &Stream<'_>, bytes: usize) -> Result<Room, Response> {
         config.large_response_budget_per_peer,
         config.large_response_budget,
     );
-    let refused = |e: WireError| Err(error(e, stream.peer, "answer"));
+    let refused = |why: NoRoom| {
+        let e = match why {
+            NoRoom::Busy => sending_too_much(),
+            NoRoom::TooLarge => WireError::new(
+                ErrorKind::Internal,
+                format!(
+                    "an answer of {bytes} bytes is larger than this registry's room for answers"
+                ),
+            ),
+        };
+        error(e, stream.peer, "answer")
+    };
     if Room::never_fits(bytes, peer_total, all_total) {
-        return refused(WireError::new(
-            ErrorKind::Internal,
-            format!("an answer of {bytes} bytes is larger than this registry's room for answers"),
-        ));
+        return Err(refused(NoRoom::TooLarge));
     }
-    match Room::reserve(stream.room, &ctx.large_responses, bytes, room_wait(ctx)).await {
-        Ok(room) => Ok(room),
-        Err(NoRoom::Busy) => refused(WireError::new(
-            ErrorKind::Busy,
-            "registry is sending too much; try later",
-        )),
-        Err(NoRoom::TooLarge) => refused(WireError::new(
-            ErrorKind::Internal,
-            format!("an answer of {bytes} bytes is larger than this registry's room for answers"),
-        )),
-    }
+    Room::reserve(stream.room, &ctx.large_responses, bytes, room_wait(ctx))
+        .await
+        .map_err(refused)
+}
+
+/// The refusal of a large answer that found no room in time.
+fn sending_too_much() -> WireError {
+    WireError::new(ErrorKind::Busy, "registry is sending too much; try later")
 }
 
 /// Writes one response frame. A frame above [`SMALL_FRAME`] is counted against the
@@ -702,9 +723,7 @@ async fn write_response(
                 Some(r)
             } else {
                 drop(r);
-                let busy =
-                    WireError::new(ErrorKind::Busy, "registry is sending too much; try later");
-                frame = codec::encode_frame(&error(busy, peer, "answer"));
+                frame = codec::encode_frame(&error(sending_too_much(), peer, "answer"));
                 None
             }
         }
@@ -825,95 +844,60 @@ async fn answer_small(req: Request, stream: &Stream<'_>) -> Response {
             }
         }
         Request::Register(r) => {
-            let registry = reg.clone();
             let key = auth.get().copied();
-            match blocking(move || {
-                registry
-                    .register(registry.now(), key.as_ref(), r)
+            let register = move |reg: &Registry| {
+                reg.register(reg.now(), key.as_ref(), r)
                     .map_err(|e| e.to_wire())
-            })
-            .await
-            {
-                Ok(Ok(grant)) => Response::Registered(grant),
-                Ok(Err(e)) | Err(e) => error(e, peer, "register"),
-            }
+            };
+            on_blocking(reg, peer, "register", register, Response::Registered).await
         }
         Request::Renew { lease, ttl_ms } => match reg.renew(reg.now(), auth.get(), lease, ttl_ms) {
             Ok(grant) => Response::Renewed(grant),
             Err(e) => error(e.to_wire(), peer, "renew"),
         },
         Request::Cancel { lease } => {
-            let registry = reg.clone();
             let key = auth.get().copied();
-            match blocking(move || {
-                registry
-                    .cancel(registry.now(), key.as_ref(), lease)
+            let cancel = move |reg: &Registry| {
+                reg.cancel(reg.now(), key.as_ref(), lease)
                     .map_err(|e| e.to_wire())
-            })
-            .await
-            {
-                Ok(Ok(())) => Response::Cancelled,
-                Ok(Err(e)) | Err(e) => error(e, peer, "cancel"),
-            }
+            };
+            on_blocking(reg, peer, "cancel", cancel, |()| Response::Cancelled).await
         }
         Request::Find(q) => match reg.find(reg.now(), &q) {
             Ok(c) => Response::Candidates(c),
             Err(e) => error(e.to_wire(), peer, "find"),
         },
         Request::Fetch { hash } => {
-            let registry = reg.clone();
-            match blocking(move || registry.fetch(&hash).map_err(|e| e.to_wire())).await {
-                Ok(Ok(bytes)) => Response::Payload(bytes),
-                Ok(Err(e)) | Err(e) => error(e, peer, "fetch"),
-            }
+            let fetch = move |reg: &Registry| reg.fetch(&hash).map_err(|e| e.to_wire());
+            on_blocking(reg, peer, "fetch", fetch, Response::Payload).await
         }
         Request::Leases { after, limit } => {
-            let registry = reg.clone();
-            match blocking(move || {
-                registry
-                    .leases_page(registry.now(), after.as_ref(), limit)
+            let page = move |reg: &Registry| {
+                reg.leases_page(reg.now(), after.as_ref(), limit)
                     .map_err(|e| e.to_wire())
-            })
-            .await
-            {
-                Ok(Ok(page)) => Response::Leases(page),
-                Ok(Err(e)) | Err(e) => error(e, peer, "leases"),
-            }
+            };
+            on_blocking(reg, peer, "leases", page, Response::Leases).await
         }
         Request::Report(outcome) => {
-            let registry = reg.clone();
-            match blocking(move || {
-                registry
-                    .report(registry.now(), outcome)
-                    .map_err(|e| e.to_wire())
-            })
-            .await
-            {
-                Ok(Ok(())) => Response::Reported,
-                Ok(Err(e)) | Err(e) => error(e, peer, "report"),
-            }
+            let report =
+                move |reg: &Registry| reg.report(reg.now(), outcome).map_err(|e| e.to_wire());
+            on_blocking(reg, peer, "report", report, |()| Response::Reported).await
         }
         Request::History { client, limit } => {
-            let registry = reg.clone();
-            match blocking(move || registry.history(&client, limit).map_err(|e| e.to_wire())).await
-            {
-                Ok(Ok(h)) => Response::History(h),
-                Ok(Err(e)) | Err(e) => error(e, peer, "history"),
-            }
+            let history =
+                move |reg: &Registry| reg.history(&client, limit).map_err(|e| e.to_wire());
+            on_blocking(reg, peer, "history", history, Response::History).await
         }
         Request::KeyStatement(statement) => {
-            let registry = reg.clone();
             let key = auth.get().copied();
-            match blocking(move || {
-                registry
-                    .key_statement(registry.now(), key.as_ref(), statement)
+            let publish = move |reg: &Registry| {
+                reg.key_statement(reg.now(), key.as_ref(), statement)
                     .map_err(|e| e.to_wire())
+            };
+            on_blocking(reg, peer, "key statement", publish, |_| {
+                Response::StatementAccepted
             })
             .await
-            {
-                Ok(Ok(_)) => Response::StatementAccepted,
-                Ok(Err(e)) | Err(e) => error(e, peer, "key statement"),
-            }
         }
         Request::KeyStatements { keys } => Response::KeyStatements(reg.key_statements(&keys)),
         Request::Subscribe { .. } | Request::KeepAlive => error(
@@ -991,8 +975,10 @@ async fn subscribe(
     let (peer, timeout) = (conn.remote_address(), ctx.response_timeout);
     let filter = interface.as_deref();
     let (batch, mut next, mut rx) = reg.subscribe(from_seq, filter);
-    let frame = codec::encode_frame(&Response::Events(batch));
-    if write_timed(&mut send, frame, timeout, peer).await.is_err() {
+    if write_msg(&mut send, &Response::Events(batch), timeout, peer)
+        .await
+        .is_err()
+    {
         return;
     }
     // Catch up in batches if more was kept than one batch holds.
@@ -1003,14 +989,9 @@ async fn subscribe(
         }
         next = n;
         if !batch.events.is_empty()
-            && write_timed(
-                &mut send,
-                codec::encode_frame(&Response::Events(batch)),
-                timeout,
-                peer,
-            )
-            .await
-            .is_err()
+            && write_msg(&mut send, &Response::Events(batch), timeout, peer)
+                .await
+                .is_err()
         {
             return;
         }
@@ -1041,8 +1022,10 @@ async fn subscribe(
                 events,
                 missed: None,
             };
-            let frame = codec::encode_frame(&Response::Events(batch));
-            if write_timed(&mut send, frame, timeout, peer).await.is_err() {
+            if write_msg(&mut send, &Response::Events(batch), timeout, peer)
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -1053,14 +1036,9 @@ async fn subscribe(
                 let progressed = n > next;
                 next = n;
                 if (!batch.events.is_empty() || batch.missed.is_some())
-                    && write_timed(
-                        &mut send,
-                        codec::encode_frame(&Response::Events(batch)),
-                        timeout,
-                        peer,
-                    )
-                    .await
-                    .is_err()
+                    && write_msg(&mut send, &Response::Events(batch), timeout, peer)
+                        .await
+                        .is_err()
                 {
                     return;
                 }

@@ -632,9 +632,8 @@ impl Store {
         }
         txn.commit()?;
         for hash in unreferenced {
-            match std::fs::remove_file(self.blob_path(&hash)) {
+            match self.remove_blob(&hash) {
                 Ok(()) => tracing::debug!(%hash, "component no longer registered; file deleted"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!(%hash, "cannot delete unregistered component: {e}"),
             }
         }
@@ -720,10 +719,14 @@ impl Store {
         if txn.open_table(BLOB_REFS)?.get(&hash.0)?.is_some() {
             return Ok(());
         }
+        Ok(self.remove_blob(hash)?)
+    }
+
+    /// Deletes the file of `hash`; one that is not there is no error.
+    fn remove_blob(&self, hash: &ContentHash) -> std::io::Result<()> {
         match std::fs::remove_file(self.blob_path(hash)) {
-            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+            other => other,
         }
     }
 

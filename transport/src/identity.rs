@@ -90,12 +90,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     sync_parent(path)
 }
 
-/// Makes a rename in `path`'s directory durable (so a power loss cannot bring back a state
-/// without the new file, and with it another pin).
-fn sync_parent(path: &Path) -> std::io::Result<()> {
+/// Makes a new entry (a created or renamed file) in `path`'s directory durable, so a power
+/// loss cannot take the file back: a TLS identity whose pin would change, a key that would
+/// be lost. A bare file name stands for the current directory.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent() {
         #[cfg(unix)]
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        #[cfg(unix)]
+        Some(_) => std::fs::File::open(".")?.sync_all(),
         _ => Ok(()),
     }
 }
