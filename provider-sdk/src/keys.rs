@@ -6,8 +6,6 @@
 //! replace) the vendor's proxies.
 
 use courier_protocol::{SigningKey, VendorKey};
-use courier_transport::sync_parent;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -91,36 +89,18 @@ pub fn save_key(path: &Path, key: &SigningKey, overwrite: bool) -> Result<(), Sa
         "{KEY_FILE_HEADER}\n{}\n",
         hex::encode(key.to_bytes())
     ));
-    if !overwrite {
-        // `create_new` makes the existence check and the creation one step.
-        let mut file = private_options(true).open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                SaveKeyError::Exists(path.to_path_buf())
-            } else {
-                io(e)
-            }
-        })?;
-        file.write_all(contents.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        return sync_parent(path).map_err(io);
-    }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = private_options(true).open(&tmp).map_err(io)?;
-    file.write_all(contents.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    sync_parent(path).map_err(io)
-}
-
-fn private_options(create_new: bool) -> std::fs::OpenOptions {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(create_new);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts
+    let written = if overwrite {
+        courier_durable::write_atomic(path, contents.as_bytes())
+    } else {
+        courier_durable::write_new(path, contents.as_bytes())
+    };
+    written.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            SaveKeyError::Exists(path.to_path_buf())
+        } else {
+            io(e)
+        }
+    })
 }
 
 /// Reads the key at `path`, refusing (on unix) a file that group or others may access.
@@ -228,8 +208,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, text: &str| {
             let path = dir.path().join(name);
-            let mut f = private_options(true).open(&path).unwrap();
-            f.write_all(text.as_bytes()).unwrap();
+            courier_durable::write_new(&path, text.as_bytes()).unwrap();
             path
         };
         for (name, text) in [

@@ -61,8 +61,8 @@ impl Identity {
         }
         std::fs::create_dir_all(dir)?;
         let id = Self::generate()?;
-        write_private(&key_path, id.key.secret_pkcs8_der())?;
-        write_atomic(&cert_path, id.cert.as_ref())?;
+        courier_durable::write_atomic(&key_path, id.key.secret_pkcs8_der())?;
+        courier_durable::write_atomic(&cert_path, id.cert.as_ref())?;
         Ok((id, true))
     }
 
@@ -80,43 +80,6 @@ impl Identity {
     pub fn private_key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(self.key.clone_key())
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    sync_parent(path)
-}
-
-/// Makes a new entry (a created or renamed file) in `path`'s directory durable, so a power
-/// loss cannot take the file back: a TLS identity whose pin would change, a key that would
-/// be lost. A bare file name stands for the current directory.
-pub fn sync_parent(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        #[cfg(unix)]
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
-        #[cfg(unix)]
-        Some(_) => std::fs::File::open(".")?.sync_all(),
-        _ => Ok(()),
-    }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    sync_parent(path)
 }
 
 #[cfg(test)]
