@@ -67,6 +67,12 @@ pub enum RegistryCommand {
 }
 
 /// Parses durations like `30s`, `5m`, `1h`.
+/// A library default duration as `--help` shows it (`5s`, `5m`); made once per flag while
+/// the command line is parsed.
+fn humantime_of(d: Duration) -> &'static str {
+    Box::leak(humantime::format_duration(d).to_string().into_boxed_str())
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -78,21 +84,21 @@ pub struct ServeArgs {
     #[arg(long, env = "COURIER_DATA_DIR", default_value = "courier-registry")]
     pub data_dir: PathBuf,
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:7800")]
+    #[arg(long, default_value_t = courier_registry::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Shortest lease the registry grants.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    #[arg(long, value_parser = parse_duration, default_value = humantime_of(courier_registry::DEFAULT_MIN_TTL))]
     pub min_ttl: Duration,
     /// Longest lease the registry grants.
-    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    #[arg(long, value_parser = parse_duration, default_value = humantime_of(courier_registry::DEFAULT_MAX_TTL))]
     pub max_ttl: Duration,
     /// After a restart, how long a lease that ran out while the registry was down has to
     /// renew (once: a lease still in grace at the next restart keeps only what is left).
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = parse_duration, default_value = humantime_of(courier_registry::DEFAULT_GRACE))]
     pub grace: Duration,
-    /// Most concurrent connections (default 1,024; 64 per peer address).
-    #[arg(long)]
-    pub max_connections: Option<usize>,
+    /// Most concurrent connections (64 per peer address).
+    #[arg(long, default_value_t = courier_registry::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 /// `courier registry grant`

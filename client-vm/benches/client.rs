@@ -16,7 +16,7 @@ use courier_protocol::wire::provider::{Call, ProviderHello, Reply};
 use courier_protocol::{AttributeConstraint, PROTOCOL_VERSION, SigningKey, VendorKey};
 use courier_provider::{BundleBuilder, ServiceHandle, examples};
 use courier_proxy_artifacts as artifacts;
-use courier_registry::{Registry, RegistryConfig, RegistryHandle};
+use courier_registry::{RegistryConfig, RegistryHandle};
 use courier_transport::{Identity, RegistryClient, StreamPool};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::sync::Arc;
@@ -42,9 +42,8 @@ fn world() -> World {
     let key = SigningKey::from_bytes(&[7; 32]);
     let (registry, provider) = rt.block_on(async {
         let mut c = RegistryConfig::new(dir.path());
-        c.listen = "127.0.0.1:0".parse().unwrap();
         c.max_ttl = Duration::from_secs(3600);
-        let registry = Registry::open(c).unwrap().serve().await.unwrap();
+        let registry = courier_test_support::start_registry(c).await;
         let id = Identity::generate().unwrap();
         let provider = examples::echo_service()
             .serve("127.0.0.1:0".parse().unwrap(), &id)

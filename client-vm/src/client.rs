@@ -671,7 +671,8 @@ impl Client {
             if keys.is_empty() {
                 break;
             }
-            let keys = keys[..keys.len().min(courier_protocol::MAX_STATEMENT_KEYS)].to_vec();
+            let keys =
+                keys[..keys.len().min(courier_protocol::limits::MAX_STATEMENT_KEYS)].to_vec();
             let statements = registry.key_statements(keys).await?;
             let mut new = 0;
             {

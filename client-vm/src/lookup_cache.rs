@@ -330,13 +330,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_watch_too_many_replaces_the_least_recently_used_only_when_idle() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = courier_registry::RegistryConfig::new(dir.path());
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        let h = courier_registry::Registry::open(config)
-            .unwrap()
-            .serve()
-            .await
-            .unwrap();
+        let config = courier_registry::RegistryConfig::new(dir.path());
+        let h = courier_test_support::start_registry(config).await;
         let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
             .await
             .unwrap();
@@ -387,13 +382,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_fill_begun_before_a_change_is_not_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = courier_registry::RegistryConfig::new(dir.path());
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        let h = courier_registry::Registry::open(config)
-            .unwrap()
-            .serve()
-            .await
-            .unwrap();
+        let config = courier_registry::RegistryConfig::new(dir.path());
+        let h = courier_test_support::start_registry(config).await;
         let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
             .await
             .unwrap();
@@ -425,13 +415,8 @@ mod tests {
     #[tokio::test]
     async fn an_interface_that_cannot_be_watched_is_not_asked_again_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = courier_registry::RegistryConfig::new(dir.path());
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        let h = courier_registry::Registry::open(config)
-            .unwrap()
-            .serve()
-            .await
-            .unwrap();
+        let config = courier_registry::RegistryConfig::new(dir.path());
+        let h = courier_test_support::start_registry(config).await;
         let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
             .await
             .unwrap();

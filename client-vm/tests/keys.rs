@@ -18,28 +18,15 @@ use courier_client::{
 use courier_protocol::{KeyStatement, SignedKeyStatement, SigningKey, VendorKey};
 use courier_provider::{Bundle, BundleBuilder, ServiceHandle, examples};
 use courier_proxy_artifacts as artifacts;
-use courier_registry::{Registry, RegistryConfig, RegistryHandle};
+use courier_registry::RegistryHandle;
 use courier_transport::{Identity, RegistryClient};
 use std::path::Path;
 use std::time::Duration;
 
 const SAY: &str = r#"courier:echo/echo.say("hi")"#;
 
-fn registry_config(dir: &Path) -> RegistryConfig {
-    let mut c = RegistryConfig::new(dir);
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.min_ttl = Duration::from_millis(100);
-    c.max_ttl = Duration::from_secs(60);
-    c.flush_interval = Duration::from_millis(50);
-    c
-}
-
 async fn registry(dir: &Path) -> RegistryHandle {
-    Registry::open(registry_config(dir))
-        .unwrap()
-        .serve()
-        .await
-        .unwrap()
+    courier_test_support::start_registry(courier_test_support::short_leases(dir)).await
 }
 
 async fn echo_provider() -> ServiceHandle {

@@ -7,17 +7,12 @@ use courier_client::{Answer, CallError, Client, ClientConfig, Policy, ReportMode
 use courier_protocol::{LeaseId, SigningKey, VendorKey};
 use courier_provider::{BundleBuilder, ServiceHandle, examples};
 use courier_proxy_artifacts as artifacts;
-use courier_registry::{Registry, RegistryConfig, RegistryHandle};
+use courier_registry::RegistryHandle;
 use courier_transport::{Identity, RegistryClient};
 use std::time::{Duration, Instant};
 
 async fn registry(dir: &std::path::Path) -> RegistryHandle {
-    let mut c = RegistryConfig::new(dir);
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.min_ttl = Duration::from_millis(100);
-    c.max_ttl = Duration::from_secs(60);
-    c.flush_interval = Duration::from_millis(50);
-    Registry::open(c).unwrap().serve().await.unwrap()
+    courier_test_support::start_registry(courier_test_support::short_leases(dir)).await
 }
 
 async fn provider(service: courier_provider::ServiceBuilder) -> ServiceHandle {

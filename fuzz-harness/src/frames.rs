@@ -5,7 +5,8 @@
 //! Oracle: nothing panics; splitting refuses only oversized headers and accounts for every
 //! byte; a decoded value re-encodes, as a value and as a frame, and decodes to itself.
 
-use courier_protocol::codec::{self, CodecError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
+use courier_protocol::codec::{self, CodecError};
+use courier_protocol::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
 use courier_protocol::provider::{Call, ProviderHello, Reply};
 use courier_protocol::{Hello, Request, Response};
 use serde::Serialize;

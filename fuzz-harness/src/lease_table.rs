@@ -12,8 +12,8 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use courier_protocol::LeaseId;
-use courier_registry::lease_table::{
-    LeasePolicy, LeaseState, LeaseTable, MAX_GRANTED_TTL_MS, Millis, Op, Outcome, Restore,
+use courier_registry::{
+    LeaseChange, LeaseEntry, LeaseOp, LeasePolicy, LeaseTable, MAX_GRANTED_TTL_MS, Millis, Restore,
 };
 use std::collections::BTreeMap;
 
@@ -66,7 +66,7 @@ struct Model {
     min: u64,
     max: u64,
     grace: u64,
-    leases: BTreeMap<LeaseId, LeaseState>,
+    leases: BTreeMap<LeaseId, LeaseEntry>,
 }
 
 impl Model {
@@ -84,7 +84,7 @@ impl Model {
             requested
         };
         // Durations are kept in 32 bits of milliseconds.
-        granted.min(courier_registry::lease_table::MAX_GRANTED_TTL_MS)
+        granted.min(courier_registry::MAX_GRANTED_TTL_MS)
     }
 
     fn live(&self, id: &LeaseId, now: u64) -> bool {
@@ -121,16 +121,16 @@ pub fn check(case: &Case) {
             Step::Leap(d) => now = now.saturating_add(d),
             Step::Grant(n, ttl) => {
                 let id = lease_id(n);
-                let got = table.handle(at, Op::Grant { id, ttl_ms: ttl });
+                let got = table.handle(at, LeaseOp::Grant { id, ttl_ms: ttl });
                 let want = if model.leases.contains_key(&id) {
-                    Outcome::Duplicate { id }
+                    LeaseChange::Duplicate { id }
                 } else {
                     let ttl_ms = model.granted(ttl);
                     let deadline = Millis(now.saturating_add(ttl_ms));
                     model
                         .leases
-                        .insert(id, LeaseState::new(deadline, ttl_ms, 0, false));
-                    Outcome::Granted {
+                        .insert(id, LeaseEntry::new(deadline, ttl_ms, 0, false));
+                    LeaseChange::Granted {
                         id,
                         ttl_ms,
                         deadline,
@@ -140,36 +140,36 @@ pub fn check(case: &Case) {
             }
             Step::Renew(n, ttl) => {
                 let id = lease_id(n);
-                let got = table.handle(at, Op::Renew { id, ttl_ms: ttl });
+                let got = table.handle(at, LeaseOp::Renew { id, ttl_ms: ttl });
                 let want = if model.live(&id, now) {
                     let ttl_ms = model.granted(ttl);
                     let deadline = Millis(now.saturating_add(ttl_ms));
                     if let Some(s) = model.leases.get_mut(&id) {
-                        *s = LeaseState::new(
+                        *s = LeaseEntry::new(
                             deadline,
                             ttl_ms,
                             s.renewals().saturating_add(1),
                             false,
                         );
                     }
-                    Outcome::Renewed {
+                    LeaseChange::Renewed {
                         id,
                         ttl_ms,
                         deadline,
                     }
                 } else {
-                    Outcome::Unknown { id }
+                    LeaseChange::Unknown { id }
                 };
                 assert_eq!(got, want, "step {i}: {step:?}");
             }
             Step::Cancel(n) => {
                 let id = lease_id(n);
-                let got = table.handle(at, Op::Cancel { id });
+                let got = table.handle(at, LeaseOp::Cancel { id });
                 let want = if model.live(&id, now) {
                     model.leases.remove(&id);
-                    Outcome::Cancelled { id }
+                    LeaseChange::Cancelled { id }
                 } else {
-                    Outcome::Unknown { id }
+                    LeaseChange::Unknown { id }
                 };
                 assert_eq!(got, want, "step {i}: {step:?}");
             }
@@ -185,13 +185,13 @@ pub fn check(case: &Case) {
                 } else {
                     let state = match remaining {
                         // Never more than the lease's last granted duration.
-                        Some(ms) if ms != 0 => LeaseState::new(
+                        Some(ms) if ms != 0 => LeaseEntry::new(
                             Millis(now.saturating_add(ms.min(ttl_ms.clamp(1, MAX_GRANTED_TTL_MS)))),
                             ttl_ms,
                             renewals,
                             false,
                         ),
-                        _ => LeaseState::new(
+                        _ => LeaseEntry::new(
                             Millis(now.saturating_add(model.grace)),
                             ttl_ms,
                             renewals,

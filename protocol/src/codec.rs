@@ -1,16 +1,12 @@
 //! The one place that knows the encoding: postcard values inside length-prefixed frames.
 //!
 //! A frame is a 4-byte big-endian length followed by that many bytes of postcard. Frames
-//! longer than [`MAX_FRAME_LEN`] are refused before anything is allocated, and every decode
+//! longer than [`MAX_FRAME_LEN`](crate::limits::MAX_FRAME_LEN) are refused before anything is allocated, and every decode
 //! failure is a [`CodecError`], never a panic.
 
 use serde::{Serialize, de::DeserializeOwned};
 
-/// Length of the frame header.
-pub const FRAME_HEADER_LEN: usize = 4;
-
-/// Hard cap on a frame's body: a component (12 MiB at most) plus its manifest fits.
-pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
+use crate::limits::FRAME_HEADER_LEN;
 
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +95,7 @@ pub fn split_frame(buf: &[u8], max: usize) -> Result<Option<FrameSplit<'_>>, Cod
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_FRAME_LEN;
     use crate::wire::{Request, Response};
     use proptest::prelude::*;
 

@@ -8,12 +8,13 @@ pub mod codec;
 pub mod component;
 pub mod hash;
 pub mod interface;
+pub mod limits;
 pub mod manifest;
 pub mod signing;
 pub mod statement;
 pub mod wire;
 
-pub use codec::{CodecError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
+pub use codec::CodecError;
 pub use component::{ComponentInterfaces, InspectError, inspect};
 pub use hash::{ContentHash, SpkiPin};
 pub use interface::{InterfaceName, InterfaceNameError};

@@ -172,9 +172,6 @@ pub struct LeaseInfo {
     pub in_grace: bool,
 }
 
-/// Most rows in one page of the lease table (about 200 bytes each).
-pub const MAX_LEASE_PAGE: u32 = 1000;
-
 /// Where a page of the lease table starts: after the row of this name and lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseCursor {
@@ -321,7 +318,7 @@ pub enum Request {
     Leases {
         /// Start after this row (`None`: from the first).
         after: Option<LeaseCursor>,
-        /// Most rows wanted (the registry caps it at [`MAX_LEASE_PAGE`]).
+        /// Most rows wanted (the registry caps it at [`MAX_LEASE_PAGE`](crate::limits::MAX_LEASE_PAGE)).
         limit: u32,
     },
     /// Streams events from a sequence number, optionally for one interface only.
@@ -353,13 +350,10 @@ pub enum Request {
     /// The key statements the registry holds about `keys` and, for rotations, about the
     /// keys they rotate to (the whole chain). The caller verifies them itself.
     KeyStatements {
-        /// The keys asked about (at most [`MAX_STATEMENT_KEYS`]).
+        /// The keys asked about (at most [`MAX_STATEMENT_KEYS`](crate::limits::MAX_STATEMENT_KEYS)).
         keys: Vec<VendorKey>,
     },
 }
-
-/// Most keys one [`Request::KeyStatements`] may ask about.
-pub const MAX_STATEMENT_KEYS: usize = 256;
 
 /// Answers from the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,8 +10,8 @@
 use courier_protocol::provider::{Call, ProviderHello, Reply};
 use courier_protocol::{CodecError, PROTOCOL_VERSION, SpkiPin, codec};
 use courier_transport::{
-    HelloError, Identity, ServerLimits, TransportError, client_endpoint, connect, provider_hello,
-    read_frame, read_frame_opt, server_endpoint, write_frame,
+    FrameBuffer, HelloError, Identity, ServerLimits, TransportError, client_endpoint, connect,
+    provider_hello, read_one, server_endpoint, write_frame,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -312,7 +312,7 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, done: mpsc::Sender
     };
     let hello = tokio::time::timeout(timeout, async {
         let (send, mut recv) = conn.accept_bi().await?;
-        let hello: ProviderHello = read_frame(&mut recv, 64).await?;
+        let hello: ProviderHello = read_one(&mut recv, 64).await?;
         Ok::<_, TransportError>((send, hello))
     })
     .await;
@@ -373,10 +373,11 @@ async fn serve_call(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ct
     let frame_cap = max.saturating_add(CALL_OVERHEAD);
     let mut stop = ctx.stop.clone();
     let mut first = true;
+    let mut frames = FrameBuffer::new();
     loop {
         let read = tokio::time::timeout(
             ctx.config.request_timeout,
-            read_frame_opt::<Call>(&mut recv, frame_cap),
+            frames.read::<Call>(&mut recv, frame_cap),
         );
         let read = tokio::select! {
             // Between calls: a stop ends the stream; during a call's read it waits.
@@ -621,7 +622,7 @@ impl ProviderClient {
             Err(quinn::WriteError::Stopped(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        read_frame(&mut recv, self.options.max_reply_size).await
+        read_one(&mut recv, self.options.max_reply_size).await
     }
 
     /// The underlying QUIC connection.

@@ -5,10 +5,11 @@
 
 use courier_protocol::{LeaseId, SigningKey, SpkiPin, VendorKey};
 use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState, WaitError};
-use courier_registry::{Registry, RegistryConfig, RegistryHandle};
+use courier_registry::{Registry, RegistryHandle, ServerConfig};
 use courier_transport::RegistryClient;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
@@ -21,22 +22,17 @@ fn init_logs() {
         .try_init();
 }
 
-fn config(dir: &Path, listen: SocketAddr) -> RegistryConfig {
-    let mut c = RegistryConfig::new(dir);
-    c.listen = listen;
-    c.min_ttl = Duration::from_millis(100);
-    c.max_ttl = Duration::from_secs(60);
-    c.flush_interval = Duration::from_millis(50);
-    c
-}
-
 async fn start_registry(dir: &Path, listen: SocketAddr) -> RegistryHandle {
     init_logs();
     // After a restart the previous socket and store lock may take a moment to go away.
     let mut last = None;
     for _ in 0..50 {
-        match Registry::open(config(dir, listen)) {
-            Ok(r) => match r.serve().await {
+        let server = ServerConfig {
+            listen,
+            ..ServerConfig::default()
+        };
+        match Registry::open(courier_test_support::short_leases(dir)) {
+            Ok(r) => match courier_registry::serve(Arc::new(r), server).await {
                 Ok(h) => return h,
                 Err(e) => last = Some(e.to_string()),
             },
@@ -141,7 +137,7 @@ async fn registers_again_when_the_registry_forgets_the_lease() {
 
     let registry = h.registry().clone();
     registry
-        .cancel(registry.now(), Some(&VendorKey::of(&key)), first)
+        .cancel(registry.now(), &VendorKey::of(&key), first)
         .unwrap();
     assert!(live_leases(&h).await.is_empty());
 

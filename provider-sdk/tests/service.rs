@@ -135,7 +135,7 @@ async fn oversized_requests_are_refused_and_the_provider_keeps_serving() {
 #[tokio::test]
 async fn one_stream_carries_calls_in_order_and_a_stop_ends_idle_streams() {
     use courier_protocol::provider::{Call, Reply};
-    use courier_transport::{StreamPool, read_frame, write_frame};
+    use courier_transport::{StreamPool, read_one, write_frame};
     let handle = start(echo_service().shutdown_grace(Duration::from_secs(60))).await;
     let c = client(&handle).await;
     let (mut send, mut recv) = c.connection().open_bi().await.unwrap();
@@ -145,7 +145,7 @@ async fn one_stream_carries_calls_in_order_and_a_stop_ends_idle_streams() {
             payload: format!("m{i}").into_bytes(),
         };
         write_frame(&mut send, &call).await.unwrap();
-        let reply: Reply = read_frame(&mut recv, 1024).await.unwrap();
+        let reply: Reply = read_one(&mut recv, 1024).await.unwrap();
         assert_eq!(reply, Reply::Ok(format!("echo: m{i}").into_bytes()));
     }
     // A pool keeps its stream between calls.
@@ -166,7 +166,8 @@ async fn one_stream_carries_calls_in_order_and_a_stop_ends_idle_streams() {
     let started = Instant::now();
     handle.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(30));
-    let end: Option<Reply> = courier_transport::read_frame_opt(&mut recv, 1024)
+    let end: Option<Reply> = courier_transport::FrameBuffer::new()
+        .read(&mut recv, 1024)
         .await
         .unwrap_or(None);
     assert!(end.is_none());

@@ -6,7 +6,7 @@
 mod support;
 
 use courier_protocol::{AttributeConstraint, ServiceQuery};
-use courier_registry::matcher::PreparedQuery;
+use courier_registry::PreparedQuery;
 use courier_transport::RegistryClient;
 use criterion::Criterion;
 use std::time::{Duration, Instant};
@@ -60,7 +60,7 @@ fn main() {
             "loaded {n} registrations over {INTERFACES} interfaces in {:?}",
             t.elapsed()
         );
-        let h = rt.block_on(registry.serve()).unwrap();
+        let h = rt.block_on(serve(registry));
         let reg = h.registry().clone();
         let qs = queries(20_000);
         let prepared: Vec<PreparedQuery> = qs

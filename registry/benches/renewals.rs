@@ -104,13 +104,8 @@ fn report(label: &str, rate: f64, lat: Vec<u64>) {
 fn main() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let h = rt.block_on(async {
-        courier_registry::Registry::open(config(dir.path()))
-            .unwrap()
-            .serve()
-            .await
-            .unwrap()
-    });
+    let registry = courier_registry::Registry::open(config(dir.path())).unwrap();
+    let h = rt.block_on(serve(registry));
     let shared = rt.block_on(vendors(&h, VENDORS, true, 10_000));
     let own = rt.block_on(vendors(&h, VENDORS, false, 20_000));
 

@@ -22,7 +22,7 @@ fn measure(dir: &str, take_live: bool) {
     let t = std::time::Instant::now();
     let registry = courier_registry::Registry::open(config(std::path::Path::new(dir))).unwrap();
     let opened = t.elapsed();
-    let h = rt.block_on(registry.serve()).unwrap();
+    let h = rt.block_on(serve(registry));
     let t = std::time::Instant::now();
     if take_live {
         bulk_load_in(h.registry(), N, 1_000, 100);

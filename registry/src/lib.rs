@@ -1,28 +1,47 @@
 //! courier's registry (the service manager): vendors register signed WebAssembly proxies
 //! under leases, clients find them by interface, operators watch the leases.
 //!
-//! Layers, from the inside out:
-//! - [`lease_table`]: the pure, sans-IO lease table (time passed in, no IO).
-//! - [`catalog`] and [`matcher`]: registrations indexed by interface, ranked matching.
-//! - [`events`]: sequence-numbered events, a bounded ring and live fan-out.
-//! - [`keys`]: the key book, key rotations and revocations in force.
-//! - [`store`]: redb plus content-addressed component blobs.
-//! - [`registry`]: the state and operations glued together, synchronous, testable alone.
-//! - [`server`]: the thin tokio/quinn driver, with the admission caps of [`limits`].
+//! From the inside out:
+//! - a pure core (`core`): the lease table, the catalog and matcher, the key book and the
+//!   event ring, together the state machine [`RegistryState`], and the restart rule; it
+//!   takes `now` from its caller and does no IO;
+//! - durable storage behind the [`Storage`] trait ([`RedbStore`] for a single registry);
+//! - [`Registry`], the driver: locks, clocks, random ids, commits, fan-out of events;
+//! - [`serve`], the QUIC server around it, configured by [`ServerConfig`];
+//! - [`OfflineRegistry`], an operator's commands while the registry is stopped.
 
-pub mod catalog;
-pub mod events;
-pub mod keys;
-pub mod lease_table;
-pub mod limits;
-pub mod matcher;
-pub mod registry;
-pub mod server;
-pub mod store;
+mod config;
+mod core;
+mod driver;
+mod errors;
+mod offline;
+mod server;
+mod store;
 
-pub use lease_table::{LeasePolicy, LeaseTable, Millis};
-pub use registry::{
-    FindError, FlushStats, GrantError, LeaseError, OpenError, ReadError, RegisterError, Registry,
-    RegistryConfig, ReportError, StatementRefused,
+pub use config::{
+    DEFAULT_FLUSH_INTERVAL, DEFAULT_GRACE, DEFAULT_HISTORY_LIMIT, DEFAULT_MAX_TTL, DEFAULT_MIN_TTL,
+    RegistryConfig,
 };
-pub use server::{RegistryHandle, ServeError, serve};
+pub use core::catalog::CatalogError;
+pub use core::events::EventRecord;
+pub use core::keys::{KeyError, StoredStatementError};
+pub use core::lease_table::{
+    LeaseChange, LeaseEntry, LeaseOp, LeasePolicy, LeaseTable, MAX_GRANTED_TTL_MS, Millis, Restore,
+};
+pub use core::matcher::{Match, PreparedQuery, QueryError};
+pub use core::state::{
+    Change, FlushStats, LeasePageRows, NoHeadroom, PageRow, Planned, RegistryState, RestartCounts,
+    Restorer, StateConfig,
+};
+pub use driver::Registry;
+pub use errors::{
+    FindError, GrantError, LeaseError, OpenError, ReadError, RegisterError, ReportError,
+    StatementRefused,
+};
+pub use offline::OfflineRegistry;
+pub use server::{
+    DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, RegistryHandle, ServeError, ServerConfig, serve,
+};
+pub use store::{
+    Batch, BlobSweep, LeaseRow, RedbStore, Storage, StoreError, StoredLease, StoredMeta,
+};

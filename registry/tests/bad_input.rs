@@ -11,7 +11,7 @@ use courier_protocol::{
     VendorKey, codec,
 };
 use courier_registry::RegistryHandle;
-use courier_transport::{ClientError, RegistryClient, client_endpoint, connect, read_frame};
+use courier_transport::{ClientError, RegistryClient, client_endpoint, connect, read_one};
 use std::time::Duration;
 
 /// The first page of the lease table: a small, harmless request.
@@ -77,7 +77,7 @@ async fn send_raw(conn: &quinn::Connection, bytes: &[u8]) -> Response {
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     send.write_all(bytes).await.unwrap();
     send.finish().unwrap();
-    read_frame(&mut recv, 1 << 20).await.unwrap()
+    read_one(&mut recv, 1 << 20).await.unwrap()
 }
 
 fn error_kind(resp: Response) -> ErrorKind {
@@ -421,7 +421,7 @@ async fn one_stream_carries_requests_in_order_until_a_bad_frame() {
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     for _ in 0..3 {
         send.write_all(&codec::encode_frame(&LEASES)).await.unwrap();
-        let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+        let resp: Response = read_one(&mut recv, 1 << 20).await.unwrap();
         assert!(matches!(resp, Response::Leases(p) if p.leases.len() == 1));
     }
     // A handler's refusal leaves the stream open ...
@@ -429,13 +429,14 @@ async fn one_stream_carries_requests_in_order_until_a_bad_frame() {
         lease: LeaseId([0x12; 16]),
     };
     send.write_all(&codec::encode_frame(&cancel)).await.unwrap();
-    let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+    let resp: Response = read_one(&mut recv, 1 << 20).await.unwrap();
     assert_eq!(error_kind(resp), ErrorKind::NotAuthenticated);
     // ... a frame that does not decode ends it.
     send.write_all(&[0, 0, 0, 2, 0xff, 0xff]).await.unwrap();
-    let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+    let resp: Response = read_one(&mut recv, 1 << 20).await.unwrap();
     assert_eq!(error_kind(resp), ErrorKind::BadFrame);
-    let end: Option<Response> = courier_transport::read_frame_opt(&mut recv, 1 << 20)
+    let end: Option<Response> = courier_transport::FrameBuffer::new()
+        .read(&mut recv, 1 << 20)
         .await
         .unwrap();
     assert!(end.is_none());
@@ -458,14 +459,15 @@ async fn keep_alive_stream_carries_only_renewals() {
             ttl_ms: 1_000,
         };
         send.write_all(&codec::encode_frame(&renew)).await.unwrap();
-        let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+        let resp: Response = read_one(&mut recv, 1 << 20).await.unwrap();
         assert_eq!(error_kind(resp), ErrorKind::NotAuthenticated);
     }
     // Anything else is a protocol error that ends the stream.
     send.write_all(&codec::encode_frame(&LEASES)).await.unwrap();
-    let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+    let resp: Response = read_one(&mut recv, 1 << 20).await.unwrap();
     assert_eq!(error_kind(resp), ErrorKind::BadFrame);
-    let end: Option<Response> = courier_transport::read_frame_opt(&mut recv, 1 << 20)
+    let end: Option<Response> = courier_transport::FrameBuffer::new()
+        .read(&mut recv, 1 << 20)
         .await
         .unwrap();
     assert!(end.is_none());
@@ -533,7 +535,7 @@ async fn register_a_name_owned_by_another_key() {
 async fn connection_flood() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.max_connections = 4;
+    cfg.server.max_connections = 4;
     let h = start(cfg).await;
     let acme = key(1);
     let v = vendor(&h, &acme).await;

@@ -40,16 +40,16 @@ fn digest_echo(
 fn a_component_file_lives_as_long_as_a_registration_names_it() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let r = Registry::open(config(dir.path())).unwrap();
+    let r = Registry::open(config(dir.path()).registry).unwrap();
     let acme = key(1);
     let auth = VendorKey::of(&acme);
     let now = r.now();
 
     let first = r
-        .register(now, Some(&auth), echo(&acme, "acme/echo", 30_000))
+        .register(now, &auth, echo(&acme, "acme/echo", 30_000))
         .unwrap();
     let second = r
-        .register(now, Some(&auth), echo(&acme, "acme/echo2", 30_000))
+        .register(now, &auth, echo(&acme, "acme/echo2", 30_000))
         .unwrap();
     assert_eq!(
         blobs(dir.path()),
@@ -58,28 +58,26 @@ fn a_component_file_lives_as_long_as_a_registration_names_it() {
     );
 
     // One of two registrations of the same bytes goes: the file stays.
-    r.cancel(now, Some(&auth), second.lease).unwrap();
+    r.cancel(now, &auth, second.lease).unwrap();
     assert_eq!(blobs(dir.path()), [hex(ECHO)].into());
 
     // The last one is replaced by other bytes: the old file goes.
     let replaced = r
-        .register(now, Some(&auth), digest_echo(&acme, "acme/echo", "1.1.0"))
+        .register(now, &auth, digest_echo(&acme, "acme/echo", "1.1.0"))
         .unwrap();
     assert_eq!(replaced.replaced, Some(first.lease));
     assert_eq!(blobs(dir.path()), [hex(ECHO_DIGEST)].into());
 
     // Replaced by the same bytes (a new version of the manifest only): the file stays.
-    r.register(now, Some(&auth), digest_echo(&acme, "acme/echo", "1.2.0"))
+    r.register(now, &auth, digest_echo(&acme, "acme/echo", "1.2.0"))
         .unwrap();
     assert_eq!(blobs(dir.path()), [hex(ECHO_DIGEST)].into());
 
     // A lease that runs out: its file goes with the flush that deletes the registration.
-    let kv_lease = r
-        .register(now, Some(&auth), kv(&acme, "acme/kv", 200))
-        .unwrap();
+    let kv_lease = r.register(now, &auth, kv(&acme, "acme/kv", 200)).unwrap();
     assert_eq!(blobs(dir.path()), [hex(ECHO_DIGEST), hex(KV)].into());
     let later = Millis(now.0 + kv_lease.ttl_ms);
-    assert_eq!(r.expire(later), 1);
+    assert_eq!(r.expire(later), Ok(1));
     assert!(
         blobs(dir.path()).contains(&hex(KV)),
         "kept until the store forgets the lease"
@@ -91,7 +89,7 @@ fn a_component_file_lives_as_long_as_a_registration_names_it() {
     let hash = ContentHash::of(ECHO_DIGEST);
     assert_eq!(r.fetch(&hash).unwrap(), ECHO_DIGEST);
     drop(r);
-    let r = Registry::open(config(dir.path())).unwrap();
+    let r = Registry::open(config(dir.path()).registry).unwrap();
     assert_eq!(r.fetch(&hash).unwrap(), ECHO_DIGEST);
     assert_eq!(blobs(dir.path()), [hex(ECHO_DIGEST)].into());
 }
@@ -100,11 +98,11 @@ fn a_component_file_lives_as_long_as_a_registration_names_it() {
 fn reopening_deletes_what_a_crash_left_behind_and_nothing_else() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let r = Registry::open(config(dir.path())).unwrap();
+    let r = Registry::open(config(dir.path()).registry).unwrap();
     let acme = key(1);
     r.register(
         r.now(),
-        Some(&VendorKey::of(&acme)),
+        &VendorKey::of(&acme),
         echo(&acme, "acme/echo", 30_000),
     )
     .unwrap();
@@ -121,7 +119,7 @@ fn reopening_deletes_what_a_crash_left_behind_and_nothing_else() {
     .unwrap();
     std::fs::write(blob_dir.join("NOTES.txt"), b"operator's").unwrap();
 
-    let r = Registry::open(config(dir.path())).unwrap();
+    let r = Registry::open(config(dir.path()).registry).unwrap();
     assert_eq!(
         blobs(dir.path()),
         [hex(ECHO), "NOTES.txt".to_string()].into()
@@ -139,11 +137,11 @@ fn reopening_deletes_what_a_crash_left_behind_and_nothing_else() {
 fn a_refused_registration_leaves_no_component_behind() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let r = Registry::open(config(dir.path())).unwrap();
+    let r = Registry::open(config(dir.path()).registry).unwrap();
     let (acme, other) = (key(1), key(2));
     r.register(
         r.now(),
-        Some(&VendorKey::of(&acme)),
+        &VendorKey::of(&acme),
         echo(&acme, "acme/echo", 30_000),
     )
     .unwrap();
@@ -151,7 +149,7 @@ fn a_refused_registration_leaves_no_component_behind() {
     // written: the file goes with the refusal; acme's component stays.
     let refused = r.register(
         r.now(),
-        Some(&VendorKey::of(&other)),
+        &VendorKey::of(&other),
         kv(&other, "acme/echo", 30_000),
     );
     assert!(refused.is_err());
@@ -159,7 +157,7 @@ fn a_refused_registration_leaves_no_component_behind() {
     // Refused with bytes a live registration shares: the file stays.
     let refused = r.register(
         r.now(),
-        Some(&VendorKey::of(&other)),
+        &VendorKey::of(&other),
         echo(&other, "acme/echo", 30_000),
     );
     assert!(refused.is_err());

@@ -209,7 +209,7 @@ async fn replace_ownership_and_grant() {
 async fn subscriptions_filter_live_and_missed() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.event_ring = 4;
+    cfg.registry.event_ring = 4;
     let h = start(cfg).await;
     let acme = key(1);
     let v = vendor(&h, &acme).await;

@@ -280,19 +280,15 @@ fn operator_revocation_is_durable_and_the_keys_own_statement_can_follow() {
     let dir = tempfile::tempdir().unwrap();
     let acme = key(1);
     {
-        let r = courier_registry::Registry::open(config(dir.path())).unwrap();
+        let r = courier_registry::Registry::open(config(dir.path()).registry).unwrap();
         let now = r.now();
-        r.register(
-            now,
-            Some(&VendorKey::of(&acme)),
-            echo(&acme, "acme/echo", 30_000),
-        )
-        .unwrap();
+        r.register(now, &VendorKey::of(&acme), echo(&acme, "acme/echo", 30_000))
+            .unwrap();
         assert!(r.revoke_by_operator(now, &VendorKey::of(&acme)).unwrap());
         assert!(!r.revoke_by_operator(now, &VendorKey::of(&acme)).unwrap());
         assert_eq!(r.counts().0, 0);
     }
-    let r = courier_registry::Registry::open(config(dir.path())).unwrap();
+    let r = courier_registry::Registry::open(config(dir.path()).registry).unwrap();
     assert_eq!(
         r.key_status(&VendorKey::of(&acme)),
         (VendorKey::of(&acme), true)
@@ -301,17 +297,17 @@ fn operator_revocation_is_durable_and_the_keys_own_statement_can_follow() {
     assert!(
         r.register(
             r.now(),
-            Some(&VendorKey::of(&acme)),
+            &VendorKey::of(&acme),
             echo(&acme, "acme/echo", 30_000)
         )
         .is_err()
     );
     // The key's own revocation afterwards adds the statement clients can learn, durably.
     let (_, changed) = r
-        .key_statement(r.now(), Some(&VendorKey::of(&acme)), revocation(&acme))
+        .key_statement(r.now(), &VendorKey::of(&acme), revocation(&acme))
         .unwrap();
     assert!(changed);
     drop(r);
-    let r = courier_registry::Registry::open(config(dir.path())).unwrap();
+    let r = courier_registry::Registry::open(config(dir.path()).registry).unwrap();
     assert_eq!(r.key_statements(&[VendorKey::of(&acme)]).len(), 1);
 }

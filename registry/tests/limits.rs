@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use courier_protocol::{ContentHash, ErrorKind, Hello, PROTOCOL_VERSION, Request, Response, codec};
-use courier_transport::{ClientError, RegistryClient, connect, read_frame};
+use courier_transport::{ClientError, RegistryClient, connect, read_one};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ fn endpoint_at(ip: [u8; 4]) -> quinn::Endpoint {
 async fn a_connection_over_its_request_rate_is_told_busy_and_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.request_rate_per_connection = 20;
+    cfg.server.request_rate_per_connection = 20;
     let h = start(cfg).await;
     let acme = key(1);
     let v = vendor(&h, &acme).await;
@@ -74,7 +74,7 @@ async fn a_connection_over_its_request_rate_is_told_busy_and_others_are_served()
 async fn one_address_cannot_take_every_connection() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.max_connections_per_peer = 2;
+    cfg.server.max_connections_per_peer = 2;
     let h = start(cfg).await;
     let (addr, pin) = (h.local_addr(), h.pin());
 
@@ -115,7 +115,7 @@ async fn one_address_cannot_take_every_connection() {
 async fn requests_held_in_flight_are_capped_for_the_whole_registry() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.max_requests_in_flight = 2;
+    cfg.server.max_requests_in_flight = 2;
     let h = start(cfg).await;
 
     // A slow peer holds two requests open: half a frame header each.
@@ -149,7 +149,7 @@ async fn requests_held_in_flight_are_capped_for_the_whole_registry() {
     for (mut send, mut recv) in held {
         send.write_all(&[0, 1, 0xff]).await.unwrap();
         send.finish().unwrap();
-        let resp: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+        let resp: Response = read_one(&mut recv, 1 << 20).await.unwrap();
         assert!(matches!(resp, Response::Error(e) if e.kind == ErrorKind::BadFrame));
     }
     assert!(eventually(async || c.leases().await.is_ok()).await);
@@ -185,9 +185,9 @@ fn padded(component: &[u8], extra: usize) -> Vec<u8> {
 async fn a_peer_that_does_not_read_holds_no_more_than_its_room_and_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.response_timeout = Duration::from_secs(2);
-    cfg.large_response_budget = 16 << 20;
-    cfg.large_response_budget_per_peer = 8 << 20;
+    cfg.server.response_timeout = Duration::from_secs(2);
+    cfg.server.large_response_budget = 16 << 20;
+    cfg.server.large_response_budget_per_peer = 8 << 20;
     let h = start(cfg).await;
     let acme = key(1);
     let big = padded(courier_proxy_artifacts::ECHO, 3 << 20);

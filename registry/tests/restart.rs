@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use courier_protocol::{ServiceQuery, VendorKey};
-use courier_registry::{Millis, Registry};
+use courier_registry::{Millis, OfflineRegistry, Registry};
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
@@ -68,31 +68,31 @@ async fn graceful_restart_keeps_registrations_remaining_time_and_seq() {
 fn lapsed_leases_get_one_grace_period() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.grace = Some(Duration::from_millis(2_000));
+    let mut cfg = config(dir.path()).registry;
+    cfg.grace = Duration::from_millis(2_000);
     let t0 = wall_now();
     let acme = key(1);
     let auth = VendorKey::of(&acme);
     let r = Registry::open_at(cfg.clone(), t0).unwrap();
     let a = r
-        .register(Millis(0), Some(&auth), echo(&acme, "acme/a", 1_000))
+        .register(Millis(0), &auth, echo(&acme, "acme/a", 1_000))
         .unwrap()
         .lease;
     let b = r
-        .register(Millis(0), Some(&auth), echo(&acme, "acme/b", 1_000))
+        .register(Millis(0), &auth, echo(&acme, "acme/b", 1_000))
         .unwrap()
         .lease;
     let c = r
-        .register(Millis(0), Some(&auth), echo(&acme, "acme/c", 100))
+        .register(Millis(0), &auth, echo(&acme, "acme/c", 100))
         .unwrap()
         .lease;
     let d = r
-        .register(Millis(0), Some(&auth), echo(&acme, "acme/d", 60_000))
+        .register(Millis(0), &auth, echo(&acme, "acme/d", 60_000))
         .unwrap()
         .lease;
     // The last flush at t0+500 (it writes d's renewal) proves c was dead while the registry
     // still ran (its expiry was not collected yet: a crash now would leave its row behind).
-    r.renew(Millis(400), Some(&auth), d, 60_400).unwrap();
+    r.renew(Millis(400), &auth, d, 60_400).unwrap();
     assert!(r.flush(Millis(500)).unwrap().committed);
     let seq_before = r.next_seq();
     drop(r);
@@ -121,7 +121,7 @@ fn lapsed_leases_get_one_grace_period() {
     assert!(!found.contains(&c));
 
     // a renews during grace and is normal again; b does not and expires when grace ends.
-    r.renew(Millis(1_000), Some(&auth), a, 10_000).unwrap();
+    r.renew(Millis(1_000), &auth, a, 10_000).unwrap();
     assert!(
         !r.leases(Millis(1_000))
             .unwrap()
@@ -130,8 +130,8 @@ fn lapsed_leases_get_one_grace_period() {
             .unwrap()
             .in_grace
     );
-    assert_eq!(r.expire(Millis(1_999)), 0);
-    assert_eq!(r.expire(Millis(2_000)), 1);
+    assert_eq!(r.expire(Millis(1_999)), Ok(0));
+    assert_eq!(r.expire(Millis(2_000)), Ok(1));
     let found: Vec<_> = r
         .find(Millis(2_000), &echo_query())
         .unwrap()
@@ -155,14 +155,14 @@ fn lapsed_leases_get_one_grace_period() {
 fn restarts_never_extend_a_grace_nor_evict_a_lease_alive_at_the_last_write() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.grace = Some(Duration::from_millis(2_000));
+    let mut cfg = config(dir.path()).registry;
+    cfg.grace = Duration::from_millis(2_000);
     let t0 = wall_now();
     let acme = key(1);
     let auth = VendorKey::of(&acme);
     let r = Registry::open_at(cfg.clone(), t0).unwrap();
     let a = r
-        .register(Millis(0), Some(&auth), echo(&acme, "acme/a", 1_000))
+        .register(Millis(0), &auth, echo(&acme, "acme/a", 1_000))
         .unwrap()
         .lease;
     drop(r);
@@ -176,10 +176,12 @@ fn restarts_never_extend_a_grace_nor_evict_a_lease_alive_at_the_last_write() {
 
     // Stopped for a while; an operator grants a name meanwhile (offline): that open
     // neither starts the grace nor writes anything of the restart rule.
-    let mut offline = cfg.clone();
-    offline.offline = true;
-    let op = Registry::open_at(offline.clone(), t0 + 10_000).unwrap();
-    assert_eq!(in_grace(&op), Some((true, 2_000)));
+    let op = OfflineRegistry::open_at(cfg.clone(), t0 + 10_000).unwrap();
+    let row = op.leases().unwrap().into_iter().find(|x| x.lease == a);
+    assert_eq!(
+        row.map(|x| (x.in_grace, x.remaining_ms)),
+        Some((true, 2_000))
+    );
     op.grant("acme/other", &VendorKey::of(&key(2))).unwrap();
     drop(op);
 
@@ -201,24 +203,12 @@ fn restarts_never_extend_a_grace_nor_evict_a_lease_alive_at_the_last_write() {
     let r = Registry::open_at(cfg.clone(), t0 + 63_000).unwrap();
     assert_eq!(in_grace(&r), Some((true, 2_000)));
     // Left to run out while the registry runs, it is gone, and stays gone after a restart.
-    assert_eq!(r.expire(Millis(2_000)), 1);
+    assert_eq!(r.expire(Millis(2_000)), Ok(1));
     r.flush(Millis(2_000)).unwrap();
     drop(r);
     let r = Registry::open_at(cfg.clone(), t0 + 70_000).unwrap();
     assert_eq!(in_grace(&r), None);
     assert!(r.find(Millis(0), &echo_query()).unwrap().is_empty());
-    drop(r);
-
-    // A registry opened offline refuses to serve.
-    let op = Registry::open_at(offline, t0 + 64_000).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    assert!(matches!(
-        rt.block_on(op.serve()),
-        Err(courier_registry::ServeError::Offline)
-    ));
 }
 
 const CHILD_ENV: &str = "COURIER_REGISTRY_CRASH_CHILD_DIR";
@@ -232,11 +222,7 @@ fn crash_child_process() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let h = Registry::open(config(std::path::Path::new(&dir)))
-            .unwrap()
-            .serve()
-            .await
-            .unwrap();
+        let h = start(config(std::path::Path::new(&dir))).await;
         println!("READY {} {}", h.local_addr(), h.pin());
         loop {
             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -285,7 +271,7 @@ async fn kill_9_after_ack_keeps_the_registration() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let r = Registry::open(config(dir.path())).unwrap();
+    let r = Registry::open(config(dir.path()).registry).unwrap();
     let rows = r.leases(r.now()).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].lease, grant.lease);

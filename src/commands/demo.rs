@@ -14,7 +14,7 @@ use courier_client::client::{CallError, Client, ClientConfig, ReportMode};
 use courier_protocol::{EventKind, ServiceQuery};
 use courier_provider::examples::{echo_service, kv_service};
 use courier_provider::{BundleBuilder, LeaseKeeper, generate_key, public_key};
-use courier_registry::{Registry, RegistryConfig};
+use courier_registry::{Registry, RegistryConfig, ServerConfig};
 use courier_transport::Identity;
 use std::time::{Duration, Instant};
 
@@ -50,11 +50,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // 1. The registry.
     let t = Instant::now();
     let mut config = RegistryConfig::new(dir.path().join("registry"));
-    config.listen = "127.0.0.1:0".parse()?;
     config.min_ttl = Duration::from_millis(500);
     config.flush_interval = Duration::from_millis(200);
+    let server = ServerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        ..ServerConfig::default()
+    };
     let registry = tokio::task::spawn_blocking(move || Registry::open(config)).await??;
-    let registry = registry.serve().await.context("starting the registry")?;
+    let registry = courier_registry::serve(std::sync::Arc::new(registry), server)
+        .await
+        .context("starting the registry")?;
     let (reg_addr, reg_pin) = (registry.local_addr(), registry.pin());
     step(
         t,

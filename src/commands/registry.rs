@@ -3,7 +3,8 @@
 use crate::cli::{GrantArgs, OperatorRevokeArgs, RegistryCommand, ServeArgs};
 use anyhow::Context;
 use courier_protocol::VendorKey;
-use courier_registry::{Registry, RegistryConfig};
+use courier_registry::{OfflineRegistry, Registry, RegistryConfig, ServerConfig};
+use std::sync::Arc;
 
 pub async fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
     match cmd {
@@ -11,14 +12,6 @@ pub async fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
         RegistryCommand::Grant(args) => grant(args),
         RegistryCommand::Revoke(args) => revoke(args),
     }
-}
-
-/// The configuration of an operator's command on a stopped registry: the restart rule is
-/// left to the next start.
-fn offline(data_dir: &std::path::Path) -> RegistryConfig {
-    let mut config = RegistryConfig::new(data_dir);
-    config.offline = true;
-    config
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -29,19 +22,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.max_ttl
     );
     let mut config = RegistryConfig::new(&args.data_dir);
-    config.listen = args.listen;
     config.min_ttl = args.min_ttl;
     config.max_ttl = args.max_ttl;
-    config.grace = Some(args.grace);
-    if let Some(n) = args.max_connections {
-        config.max_connections = n;
-    }
+    config.grace = args.grace;
+    let server = ServerConfig {
+        listen: args.listen,
+        max_connections: args.max_connections,
+        ..ServerConfig::default()
+    };
     let data_dir = args.data_dir.clone();
     let registry = tokio::task::spawn_blocking(move || Registry::open(config))
         .await?
         .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
-    let handle = registry
-        .serve()
+    let handle = courier_registry::serve(Arc::new(registry), server)
         .await
         .with_context(|| format!("cannot serve on {}", args.listen))?;
     let (live, ..) = handle.registry().counts();
@@ -69,12 +62,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn grant(args: GrantArgs) -> anyhow::Result<()> {
     let key: VendorKey = args.key.parse().context("vendor key")?;
     key.verifying_key().context("vendor key")?;
-    let registry = Registry::open(offline(&args.data_dir)).with_context(|| {
-        format!(
-            "cannot open the registry in {} (is it running? grant while it is stopped)",
-            args.data_dir.display()
-        )
-    })?;
+    let registry = open_offline(&args.data_dir, "grant")?;
     registry.grant(&args.name, &key)?;
     println!("granted {} to {key}", args.name);
     Ok(())
@@ -82,16 +70,21 @@ fn grant(args: GrantArgs) -> anyhow::Result<()> {
 
 fn revoke(args: OperatorRevokeArgs) -> anyhow::Result<()> {
     let key: VendorKey = args.key.parse().context("vendor key")?;
-    let registry = Registry::open(offline(&args.data_dir)).with_context(|| {
-        format!(
-            "cannot open the registry in {} (is it running? revoke while it is stopped)",
-            args.data_dir.display()
-        )
-    })?;
-    if registry.revoke_by_operator(registry.now(), &key)? {
+    let registry = open_offline(&args.data_dir, "revoke")?;
+    if registry.revoke(&key)? {
         println!("revoked {key}: its proxies no longer match and it cannot register");
     } else {
         println!("{key} was already revoked");
     }
     Ok(())
+}
+
+/// Opens a stopped registry for an operator's command (`what`).
+fn open_offline(data_dir: &std::path::Path, what: &str) -> anyhow::Result<OfflineRegistry> {
+    OfflineRegistry::open(RegistryConfig::new(data_dir)).with_context(|| {
+        format!(
+            "cannot open the registry in {} (is it running? {what} while it is stopped)",
+            data_dir.display()
+        )
+    })
 }

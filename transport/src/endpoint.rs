@@ -143,7 +143,7 @@ mod tests {
                 tokio::spawn(async move {
                     let Ok(conn) = incoming.await else { return };
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                        let v: String = crate::read_frame(&mut recv, 1024).await.unwrap();
+                        let v: String = crate::read_one(&mut recv, 1024).await.unwrap();
                         crate::write_frame(&mut send, &v).await.unwrap();
                         send.finish().unwrap();
                     }

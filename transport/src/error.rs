@@ -43,6 +43,9 @@ pub enum TransportError {
     /// A frame was refused by the codec (too large, malformed).
     #[error("frame: {0}")]
     Codec(#[from] CodecError),
+    /// A frame found no room in its reader's budget.
+    #[error("no room for a frame: {0}")]
+    NoRoom(&'static str),
     /// The operation took longer than its deadline.
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),

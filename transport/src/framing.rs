@@ -2,6 +2,7 @@
 
 use crate::TransportError;
 use courier_protocol::codec;
+use courier_protocol::limits::FRAME_HEADER_LEN;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Writes one frame.
@@ -14,32 +15,14 @@ pub async fn write_frame<T: Serialize + ?Sized>(
     Ok(())
 }
 
-/// Reads one frame of at most `max` bytes; `Ok(None)` if the stream ended cleanly first.
-pub async fn read_frame_opt<T: DeserializeOwned>(
-    recv: &mut quinn::RecvStream,
-    max: usize,
-) -> Result<Option<T>, TransportError> {
-    let mut header = [0u8; codec::FRAME_HEADER_LEN];
-    let mut got = 0;
-    while got < header.len() {
-        match recv.read(&mut header[got..]).await? {
-            Some(n) => got += n,
-            None if got == 0 => return Ok(None),
-            None => return Err(TransportError::Truncated),
-        }
-    }
-    let len = codec::frame_len(header, max)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await?;
-    Ok(Some(codec::decode(&body)?))
-}
-
-/// Reads one frame of at most `max` bytes.
-pub async fn read_frame<T: DeserializeOwned>(
+/// Reads the one frame of a stream that carries one (an answer on its own stream), of at
+/// most `max` body bytes.
+pub async fn read_one<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<T, TransportError> {
-    read_frame_opt(recv, max)
+    FrameBuffer::new()
+        .read(recv, max)
         .await?
         .ok_or(TransportError::Truncated)
 }
@@ -53,16 +36,38 @@ pub async fn call<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
     let (mut send, mut recv) = conn.open_bi().await?;
     write_frame(&mut send, request).await?;
     send.finish()?;
-    read_frame(&mut recv, max_response).await
+    read_one(&mut recv, max_response).await
 }
 
 /// A [`FrameBuffer`] larger than this is let go once empty.
 const KEPT_CAPACITY: usize = 64 << 10;
 
-/// Reads the frames of one long-lived stream through a buffer: a small frame usually
-/// arrives in one QUIC chunk, so each frame costs one read of the stream instead of two
-/// (header, then body). Bytes past a frame stay buffered for the next one; the buffer never
-/// holds more than one frame of at most `max` bytes plus one chunk.
+/// Room for a large frame while it is read, asked for once its header is in and before its
+/// body is buffered (the registry's budget for large requests across all connections).
+pub trait FrameBudget {
+    /// Held while the frame's bytes are.
+    type Permit;
+
+    /// Room for a frame of `len` body bytes, or why there is none.
+    fn admit(&self, len: usize) -> impl Future<Output = Result<Self::Permit, TransportError>>;
+}
+
+/// No budget: every frame within its cap is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unbudgeted;
+
+impl FrameBudget for Unbudgeted {
+    type Permit = ();
+
+    async fn admit(&self, _len: usize) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+/// The one frame reader: reads the frames of a stream through a buffer. A small frame
+/// usually arrives in one QUIC chunk, so each frame costs one read of the stream instead of
+/// two (header, then body). Bytes past a frame stay buffered for the next one; the buffer
+/// never holds more than one frame of at most `max` bytes plus one chunk.
 #[derive(Debug, Default)]
 pub struct FrameBuffer {
     buf: Vec<u8>,
@@ -82,7 +87,30 @@ impl FrameBuffer {
         recv: &mut quinn::RecvStream,
         max: usize,
     ) -> Result<Option<T>, TransportError> {
+        self.read_within(recv, max, &Unbudgeted).await
+    }
+
+    /// [`FrameBuffer::read`], asking `budget` for room for each frame before its body is
+    /// buffered, and holding that room until the frame is decoded and its bytes let go.
+    pub async fn read_within<T: DeserializeOwned, B: FrameBudget>(
+        &mut self,
+        recv: &mut quinn::RecvStream,
+        max: usize,
+        budget: &B,
+    ) -> Result<Option<T>, TransportError> {
+        // Held until the frame is decoded and its bytes let go.
+        let mut room = None;
         loop {
+            if room.is_none()
+                && let Some(header) = self.buf.first_chunk::<{ FRAME_HEADER_LEN }>()
+            {
+                // The frame's size is known (and within `max`): room for it first, then the
+                // buffer grows once.
+                let len = codec::frame_len(*header, max)?;
+                room = Some(budget.admit(len).await?);
+                self.buf
+                    .reserve((FRAME_HEADER_LEN + len).saturating_sub(self.buf.len()));
+            }
             if let Some((body, rest)) = codec::split_frame(&self.buf, max)? {
                 let value = codec::decode(body);
                 let used = self.buf.len() - rest.len();
@@ -91,15 +119,11 @@ impl FrameBuffer {
                     // A large frame passed: do not keep its buffer with an idle stream.
                     self.buf = Vec::new();
                 }
+                drop(room);
                 return Ok(Some(value?));
             }
-            if let Some(header) = self.buf.first_chunk::<{ codec::FRAME_HEADER_LEN }>() {
-                // The whole frame's size is known (and within `max`): grow once.
-                let whole = codec::FRAME_HEADER_LEN + codec::frame_len(*header, max)?;
-                self.buf.reserve(whole.saturating_sub(self.buf.len()));
-            }
-            let room = (max + codec::FRAME_HEADER_LEN).saturating_sub(self.buf.len());
-            match recv.read_chunk(room.max(1), true).await {
+            let want = (max + FRAME_HEADER_LEN).saturating_sub(self.buf.len());
+            match recv.read_chunk(want.max(1), true).await {
                 Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
                 Ok(None) if self.buf.is_empty() => return Ok(None),
                 Ok(None) => return Err(TransportError::Truncated),

@@ -13,7 +13,7 @@ pub mod stream_pool;
 
 pub use endpoint::{ServerLimits, client_endpoint, connect, resolve, server_endpoint};
 pub use error::TransportError;
-pub use framing::{FrameBuffer, call, read_frame, read_frame_opt, write_frame};
+pub use framing::{FrameBudget, FrameBuffer, Unbudgeted, call, read_one, write_frame};
 pub use identity::{Identity, spki_pin};
 pub use provider::{HelloError, provider_hello};
 pub use registry_client::{ClientError, EventStream, RegistryClient};

@@ -101,7 +101,7 @@ mod tests {
         tokio::spawn(async move {
             let conn = server.accept().await.unwrap().await.unwrap();
             let (mut send, mut recv) = conn.accept_bi().await.unwrap();
-            let _: ProviderHello = crate::read_frame(&mut recv, 64).await.unwrap();
+            let _: ProviderHello = crate::read_one(&mut recv, 64).await.unwrap();
             match answer {
                 Some(version) => {
                     crate::write_frame(&mut send, &ProviderHello { version })

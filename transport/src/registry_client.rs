@@ -5,16 +5,13 @@
 //! one after the other, so a request costs no stream set-up once the client is warm);
 //! renewals share one long-lived keep-alive stream per connection.
 
-use crate::{
-    FrameBuffer, StreamPool, TransportError, call, client_endpoint, connect, read_frame_opt,
-    write_frame,
-};
+use crate::{FrameBuffer, StreamPool, TransportError, call, client_endpoint, connect, write_frame};
+use courier_protocol::limits::{MAX_FRAME_LEN, MAX_LEASE_PAGE, REQUEST_TIMEOUT};
 use courier_protocol::signing::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
     Candidate, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseCursor, LeaseGrant,
-    LeaseId, LeaseInfo, LeasePage, MAX_FRAME_LEN, MAX_LEASE_PAGE, Outcome, PROTOCOL_VERSION,
-    Register, Request, Response, ServiceQuery, SignedKeyStatement, SigningKey, SpkiPin, VendorKey,
-    WireError,
+    LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION, Register, Request, Response,
+    ServiceQuery, SignedKeyStatement, SigningKey, SpkiPin, VendorKey, WireError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,9 +19,6 @@ use std::time::Duration;
 
 /// How long connecting (QUIC + TLS + Hello) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long one request may wait for its answer (a fetch has its own deadline).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Cap on ordinary responses (candidate lists, lease tables, history).
 const MAX_RESPONSE: usize = 8 * 1024 * 1024;
@@ -285,7 +279,11 @@ impl RegistryClient {
             },
         )
         .await?;
-        Ok(EventStream { _send: send, recv })
+        Ok(EventStream {
+            _send: send,
+            recv,
+            frames: FrameBuffer::new(),
+        })
     }
 
     /// Reports a run's outcome for the client's service history.
@@ -339,12 +337,17 @@ impl RegistryClient {
 pub struct EventStream {
     _send: quinn::SendStream,
     recv: quinn::RecvStream,
+    frames: FrameBuffer,
 }
 
 impl EventStream {
     /// The next batch of events; `None` when the registry closed the subscription.
     pub async fn next(&mut self) -> Result<Option<EventBatch>, ClientError> {
-        match read_frame_opt::<Response>(&mut self.recv, MAX_RESPONSE).await? {
+        match self
+            .frames
+            .read::<Response>(&mut self.recv, MAX_RESPONSE)
+            .await?
+        {
             None => Ok(None),
             Some(Response::Events(b)) => Ok(Some(b)),
             Some(Response::Error(e)) => Err(ClientError::Registry(e)),

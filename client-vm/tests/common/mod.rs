@@ -10,7 +10,7 @@ use courier_client::{
 };
 use courier_protocol::PROTOCOL_VERSION;
 use courier_protocol::wire::provider::{Call, ProviderHello, Reply};
-use courier_transport::{Identity, ServerLimits, read_frame, server_endpoint, write_frame};
+use courier_transport::{Identity, ServerLimits, read_one, server_endpoint, write_frame};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ impl TestProvider {
                     let Ok((mut send, mut recv)) = conn.accept_bi().await else {
                         return;
                     };
-                    let Ok(hello) = read_frame::<ProviderHello>(&mut recv, 1024).await else {
+                    let Ok(hello) = read_one::<ProviderHello>(&mut recv, 1024).await else {
                         return;
                     };
                     let _ = write_frame(
@@ -64,7 +64,7 @@ impl TestProvider {
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                         let kv = kv.clone();
                         tokio::spawn(async move {
-                            let Ok(call) = read_frame::<Call>(&mut recv, 1 << 20).await else {
+                            let Ok(call) = read_one::<Call>(&mut recv, 1 << 20).await else {
                                 return;
                             };
                             let reply = handle(service, &kv, call);
@@ -220,7 +220,7 @@ impl FakeRegistry {
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                         let st = st.clone();
                         tokio::spawn(async move {
-                            let Ok(req) = read_frame::<Request>(&mut recv, 1 << 20).await else {
+                            let Ok(req) = read_one::<Request>(&mut recv, 1 << 20).await else {
                                 return;
                             };
                             let drip = matches!(req, Request::Fetch { .. })

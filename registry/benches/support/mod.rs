@@ -5,7 +5,7 @@
 use courier_protocol::{
     ContentHash, Export, Manifest, SignedManifest, SigningKey, SpkiPin, VendorKey,
 };
-use courier_registry::{Registry, RegistryConfig};
+use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
 use std::time::Duration;
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -25,14 +25,24 @@ pub fn wall_now() -> u64 {
 
 pub fn config(dir: &std::path::Path) -> RegistryConfig {
     let mut c = RegistryConfig::new(dir);
-    c.listen = "127.0.0.1:0".parse().unwrap();
     c.max_ttl = Duration::from_secs(3600);
+    c
+}
+
+/// Serves `registry` on a loopback port with the default caps, except two.
+pub async fn serve(registry: Registry) -> RegistryHandle {
+    let mut c = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
     // Every vendor of a benchmark connects from 127.0.0.1.
     c.max_connections_per_peer = c.max_connections;
     // One vendor renewing back to back can pass the per-connection cap (25,000 requests/s)
     // on a fast hour of this machine: measure the path, not the cap (the total cap stays).
     c.request_rate_per_connection = c.request_rate;
-    c
+    courier_registry::serve(std::sync::Arc::new(registry), c)
+        .await
+        .unwrap()
 }
 
 pub fn key(seed: u32) -> SigningKey {

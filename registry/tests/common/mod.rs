@@ -5,7 +5,7 @@
 use courier_protocol::{
     ContentHash, Export, Manifest, Register, SignedManifest, SigningKey, SpkiPin, VendorKey,
 };
-use courier_registry::{Registry, RegistryConfig, RegistryHandle};
+use courier_registry::{RegistryConfig, RegistryHandle, ServerConfig};
 use courier_transport::RegistryClient;
 use std::path::Path;
 use std::time::Duration;
@@ -13,25 +13,8 @@ use std::time::Duration;
 pub const ECHO_IFACE: &str = "courier:echo/echo@0.1.0";
 pub const KV_IFACE: &str = "courier:kv/store@0.1.0";
 
-pub fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-pub fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
-
-pub fn wall_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+#[allow(unused_imports)]
+pub use courier_test_support::{init_logs, key, wall_now};
 
 /// A manifest for `component` exporting `exports`, valid for an hour around now.
 pub fn manifest(
@@ -107,20 +90,23 @@ pub fn kv(key: &SigningKey, name: &str, ttl_ms: u64) -> Register {
     )
 }
 
-/// A loopback configuration with short leases, for tests.
-pub fn config(dir: &Path) -> RegistryConfig {
-    let mut c = RegistryConfig::new(dir);
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.min_ttl = Duration::from_millis(100);
-    c.max_ttl = Duration::from_secs(60);
-    c.flush_interval = Duration::from_millis(50);
-    c.handshake_timeout = Duration::from_secs(5);
-    c
+/// A registry's configuration and its server's.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub registry: RegistryConfig,
+    pub server: ServerConfig,
 }
 
-pub async fn start(config: RegistryConfig) -> RegistryHandle {
-    init_logs();
-    Registry::open(config).unwrap().serve().await.unwrap()
+/// A loopback configuration with short leases, for tests.
+pub fn config(dir: &Path) -> Setup {
+    Setup {
+        registry: courier_test_support::short_leases(dir),
+        server: courier_test_support::loopback(),
+    }
+}
+
+pub async fn start(setup: Setup) -> RegistryHandle {
+    courier_test_support::start_registry_with(setup.registry, setup.server).await
 }
 
 pub async fn client(h: &RegistryHandle) -> RegistryClient {

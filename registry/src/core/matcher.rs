@@ -10,8 +10,8 @@
 //! Rank, best first: the highest interface version, then the highest proxy version, then the
 //! most lease time left, then the lease id (so equal candidates come in a stable order).
 
-use crate::catalog::{Bucket, Catalog, ExportEntry, Registration, Slot, unpack32};
-use crate::lease_table::Millis;
+use crate::core::catalog::{Bucket, Catalog, ExportEntry, Registration, Slot, unpack32};
+use crate::core::lease_table::Millis;
 use courier_protocol::{AttributeConstraint, InterfaceName, LeaseId, ServiceQuery};
 use std::sync::Arc;
 
@@ -309,8 +309,8 @@ fn find_unpacked(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::catalog::tests::manifest;
-    use crate::lease_table::{LeasePolicy, LeaseTable, Op};
+    use crate::core::catalog::tests::manifest;
+    use crate::core::lease_table::{LeaseOp, LeasePolicy, LeaseTable};
 
     fn setup() -> (Catalog, LeaseTable) {
         // The table is the source of truth; the catalog mirrors its deadlines.
@@ -342,7 +342,7 @@ mod tests {
             // The table is the source of truth; the catalog mirrors its deadline.
             t.handle(
                 Millis(0),
-                Op::Grant {
+                LeaseOp::Grant {
                     id: LeaseId([*n; 16]),
                     ttl_ms: *ttl,
                 },

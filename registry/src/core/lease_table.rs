@@ -2,7 +2,7 @@
 //! passes `now` (a monotonic [`Millis`]) into every call and acts on what comes back.
 //!
 //! A lease is live while `now < deadline`. Once its deadline has passed it is dead for every
-//! operation at once (renew and cancel answer [`Outcome::Unknown`]), even before
+//! operation at once (renew and cancel answer [`LeaseChange::Unknown`]), even before
 //! [`LeaseTable::expire`] collects it and reports it expired.
 //!
 //! Deadlines are kept in an ordered set of `(deadline, id)`, so grant, renew, cancel and the
@@ -59,7 +59,7 @@ impl LeasePolicy {
 
 /// An operation on the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub enum LeaseOp {
     /// Creates a lease with a fresh id chosen by the caller.
     Grant {
         /// The new lease.
@@ -83,7 +83,7 @@ pub enum Op {
 
 /// What an operation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum LeaseChange {
     /// The lease exists until `deadline`.
     Granted {
         /// The lease.
@@ -135,13 +135,13 @@ pub enum Restore {
 /// (about 49 days), which keeps a lease's state at 16 bytes.
 pub const MAX_GRANTED_TTL_MS: u64 = u32::MAX as u64;
 
-/// The grace flag, in the top bit of [`LeaseState`]'s renewal count.
+/// The grace flag, in the top bit of [`LeaseEntry`]'s renewal count.
 const GRACE_BIT: u32 = 1 << 31;
 
 /// One lease, as the table keeps it: 16 bytes (the table holds one per live lease, so every
 /// byte here is 100 KB at 100,000 leases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseState {
+pub struct LeaseEntry {
     /// When it runs out.
     pub deadline: Millis,
     ttl_ms: u32,
@@ -149,7 +149,7 @@ pub struct LeaseState {
     renewals_grace: u32,
 }
 
-impl LeaseState {
+impl LeaseEntry {
     /// A lease state; `ttl_ms` is cut to [`MAX_GRANTED_TTL_MS`], `renewals` saturates at
     /// 2^31 - 1.
     pub fn new(deadline: Millis, ttl_ms: u64, renewals: u32, in_grace: bool) -> Self {
@@ -203,7 +203,7 @@ pub type LeaseMap<V> = HashMap<LeaseId, V, BuildHasherDefault<LeaseIdHasher>>;
 #[derive(Debug, Clone)]
 pub struct LeaseTable {
     policy: LeasePolicy,
-    leases: LeaseMap<LeaseState>,
+    leases: LeaseMap<LeaseEntry>,
     by_deadline: BTreeSet<(Millis, LeaseId)>,
 }
 
@@ -223,51 +223,51 @@ impl LeaseTable {
     }
 
     /// Applies one operation at `now`.
-    pub fn handle(&mut self, now: Millis, op: Op) -> Outcome {
+    pub fn handle(&mut self, now: Millis, op: LeaseOp) -> LeaseChange {
         match op {
-            Op::Grant { id, ttl_ms } => {
+            LeaseOp::Grant { id, ttl_ms } => {
                 if self.leases.contains_key(&id) {
-                    return Outcome::Duplicate { id };
+                    return LeaseChange::Duplicate { id };
                 }
                 let ttl_ms = self.policy.clamp(ttl_ms);
                 let deadline = now.plus(ttl_ms);
-                self.insert(id, LeaseState::new(deadline, ttl_ms, 0, false));
-                Outcome::Granted {
+                self.insert(id, LeaseEntry::new(deadline, ttl_ms, 0, false));
+                LeaseChange::Granted {
                     id,
                     ttl_ms,
                     deadline,
                 }
             }
-            Op::Renew { id, ttl_ms } => {
+            LeaseOp::Renew { id, ttl_ms } => {
                 let ttl_ms = self.policy.clamp(ttl_ms);
                 let deadline = now.plus(ttl_ms);
                 let Some(state) = self.leases.get_mut(&id) else {
-                    return Outcome::Unknown { id };
+                    return LeaseChange::Unknown { id };
                 };
                 if state.deadline <= now {
-                    return Outcome::Unknown { id };
+                    return LeaseChange::Unknown { id };
                 }
                 let old = state.deadline;
                 *state =
-                    LeaseState::new(deadline, ttl_ms, state.renewals().saturating_add(1), false);
+                    LeaseEntry::new(deadline, ttl_ms, state.renewals().saturating_add(1), false);
                 if old != deadline {
                     self.by_deadline.remove(&(old, id));
                     self.by_deadline.insert((deadline, id));
                 }
-                Outcome::Renewed {
+                LeaseChange::Renewed {
                     id,
                     ttl_ms,
                     deadline,
                 }
             }
-            Op::Cancel { id } => match self.leases.get(&id) {
+            LeaseOp::Cancel { id } => match self.leases.get(&id) {
                 Some(state) if state.deadline > now => {
                     let deadline = state.deadline;
                     self.leases.remove(&id);
                     self.by_deadline.remove(&(deadline, id));
-                    Outcome::Cancelled { id }
+                    LeaseChange::Cancelled { id }
                 }
-                _ => Outcome::Unknown { id },
+                _ => LeaseChange::Unknown { id },
             },
         }
     }
@@ -281,7 +281,7 @@ impl LeaseTable {
         how: Restore,
         ttl_ms: u64,
         renewals: u32,
-    ) -> Option<LeaseState> {
+    ) -> Option<LeaseEntry> {
         if self.leases.contains_key(&id) {
             return None;
         }
@@ -290,14 +290,14 @@ impl LeaseTable {
         let state = match how {
             Restore::Remaining(ms) if ms > 0 => {
                 let ms = ms.min(ttl_ms.clamp(1, MAX_GRANTED_TTL_MS));
-                LeaseState::new(now.plus(ms), ttl_ms, renewals, false)
+                LeaseEntry::new(now.plus(ms), ttl_ms, renewals, false)
             }
             Restore::Remaining(_) | Restore::Lapsed => {
-                LeaseState::new(now.plus(self.policy.grace_ms), ttl_ms, renewals, true)
+                LeaseEntry::new(now.plus(self.policy.grace_ms), ttl_ms, renewals, true)
             }
             Restore::InGrace(ms) => {
                 let ms = ms.min(self.policy.grace_ms);
-                LeaseState::new(now.plus(ms), ttl_ms, renewals, true)
+                LeaseEntry::new(now.plus(ms), ttl_ms, renewals, true)
             }
         };
         self.insert(id, state);
@@ -324,8 +324,16 @@ impl LeaseTable {
         out
     }
 
+    /// Removes a lease whatever its deadline (it is being replaced, revoked, or was cancelled
+    /// after a durable commit); returns what it was.
+    pub fn remove(&mut self, id: &LeaseId) -> Option<LeaseEntry> {
+        let entry = self.leases.remove(id)?;
+        self.by_deadline.remove(&(entry.deadline, *id));
+        Some(entry)
+    }
+
     /// The lease's state, live or not yet collected.
-    pub fn get(&self, id: &LeaseId) -> Option<&LeaseState> {
+    pub fn get(&self, id: &LeaseId) -> Option<&LeaseEntry> {
         self.leases.get(id)
     }
 
@@ -348,11 +356,11 @@ impl LeaseTable {
     }
 
     /// Every lease with its state, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&LeaseId, &LeaseState)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&LeaseId, &LeaseEntry)> {
         self.leases.iter()
     }
 
-    fn insert(&mut self, id: LeaseId, state: LeaseState) {
+    fn insert(&mut self, id: LeaseId, state: LeaseEntry) {
         self.by_deadline.insert((state.deadline, id));
         self.leases.insert(id, state);
     }
@@ -381,12 +389,12 @@ mod tests {
         assert_eq!(
             t.handle(
                 now,
-                Op::Grant {
+                LeaseOp::Grant {
                     id: id(1),
                     ttl_ms: 10
                 }
             ),
-            Outcome::Granted {
+            LeaseChange::Granted {
                 id: id(1),
                 ttl_ms: 1_000,
                 deadline: Millis(1_100)
@@ -395,12 +403,12 @@ mod tests {
         assert_eq!(
             t.handle(
                 now,
-                Op::Grant {
+                LeaseOp::Grant {
                     id: id(2),
                     ttl_ms: 999_999
                 }
             ),
-            Outcome::Granted {
+            LeaseChange::Granted {
                 id: id(2),
                 ttl_ms: 60_000,
                 deadline: Millis(60_100)
@@ -409,12 +417,12 @@ mod tests {
         assert_eq!(
             t.handle(
                 now,
-                Op::Grant {
+                LeaseOp::Grant {
                     id: id(3),
                     ttl_ms: 5_000
                 }
             ),
-            Outcome::Granted {
+            LeaseChange::Granted {
                 id: id(3),
                 ttl_ms: 5_000,
                 deadline: Millis(5_100)
@@ -423,12 +431,12 @@ mod tests {
         assert_eq!(
             t.handle(
                 now,
-                Op::Grant {
+                LeaseOp::Grant {
                     id: id(3),
                     ttl_ms: 5_000
                 }
             ),
-            Outcome::Duplicate { id: id(3) }
+            LeaseChange::Duplicate { id: id(3) }
         );
         assert_eq!(t.next_deadline(), Some(Millis(1_100)));
         assert!(t.expire(Millis(1_099)).is_empty());
@@ -438,12 +446,12 @@ mod tests {
         assert_eq!(
             t.handle(
                 Millis(1_100),
-                Op::Renew {
+                LeaseOp::Renew {
                     id: id(1),
                     ttl_ms: 1_000
                 }
             ),
-            Outcome::Unknown { id: id(1) }
+            LeaseChange::Unknown { id: id(1) }
         );
         assert_eq!(t.expire(Millis(6_000)), vec![id(1), id(3)]);
         assert_eq!(t.len(), 1);
@@ -455,7 +463,7 @@ mod tests {
         let mut t = LeaseTable::new(POLICY);
         t.handle(
             Millis(0),
-            Op::Grant {
+            LeaseOp::Grant {
                 id: id(1),
                 ttl_ms: 2_000,
             },
@@ -463,12 +471,12 @@ mod tests {
         assert_eq!(
             t.handle(
                 Millis(1_500),
-                Op::Renew {
+                LeaseOp::Renew {
                     id: id(1),
                     ttl_ms: 2_000
                 }
             ),
-            Outcome::Renewed {
+            LeaseChange::Renewed {
                 id: id(1),
                 ttl_ms: 2_000,
                 deadline: Millis(3_500)
@@ -479,12 +487,12 @@ mod tests {
         assert_eq!(
             t.handle(
                 Millis(2_000),
-                Op::Renew {
+                LeaseOp::Renew {
                     id: id(1),
                     ttl_ms: 1
                 }
             ),
-            Outcome::Renewed {
+            LeaseChange::Renewed {
                 id: id(1),
                 ttl_ms: 1_000,
                 deadline: Millis(3_000)
@@ -495,12 +503,12 @@ mod tests {
         assert_eq!(
             t.handle(
                 Millis(0),
-                Op::Renew {
+                LeaseOp::Renew {
                     id: id(9),
                     ttl_ms: 1
                 }
             ),
-            Outcome::Unknown { id: id(9) }
+            LeaseChange::Unknown { id: id(9) }
         );
         assert_eq!(t.expire(Millis(3_000)), vec![id(1)]);
     }
@@ -510,18 +518,18 @@ mod tests {
         let mut t = LeaseTable::new(POLICY);
         t.handle(
             Millis(0),
-            Op::Grant {
+            LeaseOp::Grant {
                 id: id(1),
                 ttl_ms: 5_000,
             },
         );
         assert_eq!(
-            t.handle(Millis(10), Op::Cancel { id: id(1) }),
-            Outcome::Cancelled { id: id(1) }
+            t.handle(Millis(10), LeaseOp::Cancel { id: id(1) }),
+            LeaseChange::Cancelled { id: id(1) }
         );
         assert_eq!(
-            t.handle(Millis(10), Op::Cancel { id: id(1) }),
-            Outcome::Unknown { id: id(1) }
+            t.handle(Millis(10), LeaseOp::Cancel { id: id(1) }),
+            LeaseChange::Unknown { id: id(1) }
         );
         assert_eq!(t.next_deadline(), None);
         assert!(t.expire(Millis(10_000)).is_empty());
@@ -530,12 +538,12 @@ mod tests {
 
     #[test]
     fn state_is_16_bytes_and_saturates() {
-        assert_eq!(std::mem::size_of::<LeaseState>(), 16);
-        let s = LeaseState::new(Millis(1), u64::MAX, u32::MAX, true);
+        assert_eq!(std::mem::size_of::<LeaseEntry>(), 16);
+        let s = LeaseEntry::new(Millis(1), u64::MAX, u32::MAX, true);
         assert_eq!(s.ttl_ms(), MAX_GRANTED_TTL_MS);
         assert_eq!(s.renewals(), (1 << 31) - 1);
         assert!(s.in_grace());
-        let s = LeaseState::new(Millis(1), 5, 3, false);
+        let s = LeaseEntry::new(Millis(1), 5, 3, false);
         assert_eq!((s.ttl_ms(), s.renewals(), s.in_grace()), (5, 3, false));
     }
 
@@ -546,15 +554,15 @@ mod tests {
         let kept = t
             .restore(now, id(1), Restore::Remaining(4_000), 30_000, 7)
             .unwrap();
-        assert_eq!(kept, LeaseState::new(Millis(4_050), 30_000, 7, false));
+        assert_eq!(kept, LeaseEntry::new(Millis(4_050), 30_000, 7, false));
         let lapsed = t.restore(now, id(2), Restore::Lapsed, 30_000, 0).unwrap();
-        assert_eq!(lapsed, LeaseState::new(Millis(11_050), 30_000, 0, true));
+        assert_eq!(lapsed, LeaseEntry::new(Millis(11_050), 30_000, 0, true));
         assert!(t.restore(now, id(2), Restore::Lapsed, 1, 0).is_none());
         // A lease in grace keeps what is left of its grace, still in grace.
         let graced = t
             .restore(now, id(4), Restore::InGrace(2_000), 30_000, 1)
             .unwrap();
-        assert_eq!(graced, LeaseState::new(Millis(2_050), 30_000, 1, true));
+        assert_eq!(graced, LeaseEntry::new(Millis(2_050), 30_000, 1, true));
         // Never more than the lease's duration or the grace (a clock that stepped back).
         let capped = t
             .restore(now, id(5), Restore::Remaining(90_000), 30_000, 0)
@@ -573,14 +581,14 @@ mod tests {
         // A renewal during grace ends it.
         let out = t.handle(
             Millis(5_000),
-            Op::Renew {
+            LeaseOp::Renew {
                 id: id(2),
                 ttl_ms: 20_000,
             },
         );
         assert_eq!(
             out,
-            Outcome::Renewed {
+            LeaseChange::Renewed {
                 id: id(2),
                 ttl_ms: 20_000,
                 deadline: Millis(25_000)
@@ -624,34 +632,34 @@ mod tests {
                 match op {
                     ModelOp::Advance(d) => now += d,
                     ModelOp::Grant(i, ttl) => {
-                        let got = t.handle(Millis(now), Op::Grant { id: id(i), ttl_ms: ttl });
+                        let got = t.handle(Millis(now), LeaseOp::Grant { id: id(i), ttl_ms: ttl });
                         let want = if model.contains_key(&id(i)) {
-                            Outcome::Duplicate { id: id(i) }
+                            LeaseChange::Duplicate { id: id(i) }
                         } else {
                             model.insert(id(i), (now + clamp(ttl), clamp(ttl)));
-                            Outcome::Granted { id: id(i), ttl_ms: clamp(ttl), deadline: Millis(now + clamp(ttl)) }
+                            LeaseChange::Granted { id: id(i), ttl_ms: clamp(ttl), deadline: Millis(now + clamp(ttl)) }
                         };
                         prop_assert_eq!(got, want);
                     }
                     ModelOp::Renew(i, ttl) => {
-                        let got = t.handle(Millis(now), Op::Renew { id: id(i), ttl_ms: ttl });
+                        let got = t.handle(Millis(now), LeaseOp::Renew { id: id(i), ttl_ms: ttl });
                         let want = match model.get_mut(&id(i)) {
                             Some(e) if e.0 > now => {
                                 *e = (now + clamp(ttl), clamp(ttl));
-                                Outcome::Renewed { id: id(i), ttl_ms: clamp(ttl), deadline: Millis(now + clamp(ttl)) }
+                                LeaseChange::Renewed { id: id(i), ttl_ms: clamp(ttl), deadline: Millis(now + clamp(ttl)) }
                             }
-                            _ => Outcome::Unknown { id: id(i) },
+                            _ => LeaseChange::Unknown { id: id(i) },
                         };
                         prop_assert_eq!(got, want);
                     }
                     ModelOp::Cancel(i) => {
-                        let got = t.handle(Millis(now), Op::Cancel { id: id(i) });
+                        let got = t.handle(Millis(now), LeaseOp::Cancel { id: id(i) });
                         let want = match model.get(&id(i)) {
                             Some(e) if e.0 > now => {
                                 model.remove(&id(i));
-                                Outcome::Cancelled { id: id(i) }
+                                LeaseChange::Cancelled { id: id(i) }
                             }
-                            _ => Outcome::Unknown { id: id(i) },
+                            _ => LeaseChange::Unknown { id: id(i) },
                         };
                         prop_assert_eq!(got, want);
                     }

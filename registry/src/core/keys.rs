@@ -10,11 +10,9 @@
 //! - A revoked key can do nothing any more. Revocation does not undo a rotation made
 //!   before it: the new key stays in force.
 
+use courier_protocol::limits::MAX_CHAIN;
 use courier_protocol::{KeyAction, KeyStatement, SignedKeyStatement, VendorKey};
 use std::collections::{HashMap, HashSet, VecDeque};
-
-/// Longest rotation chain followed (far more than any vendor needs; a bound, not a rule).
-pub const MAX_CHAIN: usize = 64;
 
 /// Why a key may not act, or a statement is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +39,16 @@ pub enum KeyError {
     ChainTooLong,
 }
 
+/// A stored key statement that does not verify (the store is corrupt).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored {what} of {key} does not verify")]
+pub struct StoredStatementError {
+    /// The key it is stored under.
+    pub key: VendorKey,
+    /// `rotation` or `revocation`.
+    pub what: &'static str,
+}
+
 /// Rotations and revocations in force.
 #[derive(Debug, Default)]
 pub struct KeyBook {
@@ -53,6 +61,35 @@ impl KeyBook {
     /// An empty book: every key acts for itself.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The book the stored statements make: rotations (old key, its statement) and
+    /// revocations (key, its own statement, or `None` for the operator's). Every statement
+    /// is verified again: one that does not verify, or is about another key than it is
+    /// stored under, is an error, since dropping a revocation would trust a revoked key.
+    pub fn from_stored(
+        rotations: Vec<(VendorKey, SignedKeyStatement)>,
+        revocations: Vec<(VendorKey, Option<SignedKeyStatement>)>,
+    ) -> Result<Self, StoredStatementError> {
+        let mut book = Self::new();
+        let verified = |key: VendorKey, signed: &SignedKeyStatement, what| match signed.verify() {
+            Ok(st) if st.key == key => Ok(st.into_inner()),
+            _ => Err(StoredStatementError { key, what }),
+        };
+        for (key, signed) in rotations {
+            let st = verified(key, &signed, "rotation")?;
+            book.apply(&st, signed);
+        }
+        for (key, signed) in revocations {
+            match signed {
+                None => book.revoke_by_operator(key),
+                Some(signed) => {
+                    let st = verified(key, &signed, "revocation")?;
+                    book.apply(&st, signed);
+                }
+            }
+        }
+        Ok(book)
     }
 
     /// Whether nothing was ever rotated or revoked (the fast path of every renewal).

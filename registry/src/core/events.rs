@@ -1,6 +1,7 @@
-//! The event log: every change to a registration gets a strictly increasing sequence
-//! number; recent events stay in a bounded ring for subscribers that ask from a given
-//! sequence number, and live events fan out to subscribers over a broadcast channel.
+//! The event ring: every change to a registration gets a strictly increasing sequence
+//! number, and recent events stay in a bounded ring for subscribers that ask from a given
+//! sequence number. Pure: the driver fans new events out to live subscribers itself
+//! ([`EventRing::records_from`] after each change).
 //!
 //! Sequence numbers stay strictly increasing across restarts: the registry durably reserves
 //! a block of numbers ahead (the store's high-water mark) and a restarted registry starts
@@ -8,11 +9,10 @@
 //! holds a contiguous run of sequence numbers `[kept_from, next_seq)`; asking for anything
 //! older answers with `missed: Some((from, kept_from))`.
 
-use crate::catalog::Registration;
+use crate::core::catalog::Registration;
 use courier_protocol::{Event, EventBatch, EventKind, LeaseId};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tokio::sync::broadcast;
 
 /// One event as the registry keeps it: the registration is shared, not copied.
 #[derive(Debug, Clone)]
@@ -102,32 +102,28 @@ impl Kept {
     }
 }
 
-/// The log.
+/// The ring.
 #[derive(Debug)]
-pub struct EventLog {
+pub struct EventRing {
     ring: VecDeque<Kept>,
     capacity: usize,
     next_seq: u64,
     reserved: u64,
     kept_from: u64,
-    tx: broadcast::Sender<EventRecord>,
 }
 
-impl EventLog {
-    /// A log whose next sequence number is `start_seq` (at least 1), with `reserved` the
-    /// durably reserved mark, keeping `capacity` recent events and `live_capacity` events
-    /// per live subscriber. Events before `start_seq` count as missed (a restarted log), unless
-    /// `start_seq` is 1.
-    pub fn new(start_seq: u64, reserved: u64, capacity: usize, live_capacity: usize) -> Self {
+impl EventRing {
+    /// A ring whose next sequence number is `start_seq` (at least 1), with `reserved` the
+    /// durably reserved mark, keeping `capacity` recent events. Events before `start_seq`
+    /// count as missed (a restarted registry), unless `start_seq` is 1.
+    pub fn new(start_seq: u64, reserved: u64, capacity: usize) -> Self {
         let start_seq = start_seq.max(1);
-        let (tx, _) = broadcast::channel(live_capacity.max(1));
         Self {
             ring: VecDeque::with_capacity(capacity.min(4096)),
             capacity: capacity.max(1),
             next_seq: start_seq,
             reserved: reserved.max(start_seq),
             kept_from: start_seq,
-            tx,
         }
     }
 
@@ -151,19 +147,11 @@ impl EventLog {
         self.reserved.saturating_sub(self.next_seq)
     }
 
-    /// Records an event and fans it out; returns its sequence number. The caller makes sure
-    /// [`EventLog::headroom`] is not zero first.
+    /// Records an event; returns its sequence number. The caller makes sure
+    /// [`EventRing::headroom`] is not zero first.
     pub fn push(&mut self, kind: EventKind, at_ms: u64, reg: Arc<Registration>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(EventRecord {
-                seq,
-                kind,
-                at_ms,
-                reg: reg.clone(),
-            });
-        }
         if self.ring.len() == self.capacity && self.ring.pop_front().is_some() {
             self.kept_from += 1;
         }
@@ -194,9 +182,15 @@ impl EventLog {
         (EventBatch { events, missed }, next)
     }
 
-    /// A live feed of events pushed from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
-        self.tx.subscribe()
+    /// The events still kept from `from_seq` on, oldest first (those pushed by a change
+    /// are fanned out from here to live subscribers; a subscriber that sees a gap in the
+    /// numbers reads the ring again, which reports what is gone).
+    pub fn records_from(&self, from_seq: u64) -> impl Iterator<Item = EventRecord> + '_ {
+        let start = from_seq.max(self.kept_from);
+        let skip = usize::try_from(start - self.kept_from).unwrap_or(usize::MAX);
+        (start..)
+            .zip(self.ring.iter().skip(skip))
+            .map(|(seq, kept)| kept.record(seq))
     }
 
     /// Number of events held in the ring.
@@ -214,7 +208,7 @@ impl EventLog {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::catalog::{Catalog, tests::manifest};
+    use crate::core::catalog::{Catalog, tests::manifest};
 
     fn regs() -> (Arc<Registration>, Arc<Registration>) {
         let mut c = Catalog::new();
@@ -227,14 +221,14 @@ mod tests {
                     "1.0.0",
                     &[("courier:echo/echo@0.1.0", &["say"])],
                 ),
-                crate::Millis(1),
+                crate::core::lease_table::Millis(1),
             )
             .unwrap();
         let b = c
             .insert(
                 LeaseId([2; 16]),
                 &manifest("b/kv", 2, "1.0.0", &[("courier:kv/store@0.1.0", &["get"])]),
-                crate::Millis(1),
+                crate::core::lease_table::Millis(1),
             )
             .unwrap();
         (a, b)
@@ -253,7 +247,7 @@ mod tests {
     #[test]
     fn sequence_filter_and_missed() {
         let (a, b) = regs();
-        let mut log = EventLog::new(1, 1000, 4, 16);
+        let mut log = EventRing::new(1, 1000, 4);
         assert_eq!(log.push(EventKind::Registered, 10, a.clone()), 1);
         assert_eq!(log.push(EventKind::Registered, 11, b.clone()), 2);
         assert_eq!(log.push(EventKind::Renewed, 12, a.clone()), 3);
@@ -299,14 +293,22 @@ mod tests {
     }
 
     #[test]
-    fn restarted_log_reports_the_lost_past_and_fans_out() {
-        let (a, _) = regs();
-        let mut log = EventLog::new(5000, 6000, 8, 16);
+    fn restarted_ring_reports_the_lost_past_and_gives_new_records() {
+        let (a, b) = regs();
+        let mut log = EventRing::new(5000, 6000, 2);
         let (batch, _) = log.since(10, None, 100);
         assert_eq!(batch.missed, Some((10, 5000)));
-        let mut rx = log.subscribe();
-        assert_eq!(log.push(EventKind::Renewed, 1, a), 5000);
-        assert_eq!(rx.try_recv().unwrap().seq, 5000);
+        assert_eq!(log.push(EventKind::Renewed, 1, a.clone()), 5000);
+        let new: Vec<u64> = log.records_from(5000).map(|r| r.seq).collect();
+        assert_eq!(new, vec![5000]);
         assert_eq!(log.headroom(), 999);
+        // Records no longer kept are skipped: the first one given says where the ring starts.
+        log.push(EventKind::Renewed, 2, b);
+        log.push(EventKind::Expired, 3, a);
+        let kept: Vec<(u64, EventKind)> = log.records_from(5000).map(|r| (r.seq, r.kind)).collect();
+        assert_eq!(
+            kept,
+            vec![(5001, EventKind::Renewed), (5002, EventKind::Expired)]
+        );
     }
 }

@@ -20,119 +20,15 @@
 //! may grant it to more keys. Each allowed key has at most one registration of the name at a
 //! time (registering again replaces it).
 
-use crate::lease_table::{LeaseMap, Millis};
+mod intern;
+
+pub use intern::{Interner, Set};
+
+use crate::core::lease_table::{LeaseMap, Millis};
 use courier_protocol::{InterfaceName, LeaseId, Manifest, VendorKey};
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-
-/// Values shared between registrations, each with a small id that is unique among the
-/// values held (an id freed by [`Interner::sweep`] is reused).
-#[derive(Debug)]
-pub struct Interner<T: ?Sized + Hash + Eq> {
-    set: HashMap<Arc<T>, u32>,
-    free: Vec<u32>,
-    next: u32,
-}
-
-impl<T: ?Sized + Hash + Eq> Default for Interner<T> {
-    fn default() -> Self {
-        Self {
-            set: HashMap::new(),
-            free: Vec::new(),
-            next: 0,
-        }
-    }
-}
-
-impl<T: ?Sized + Hash + Eq> Interner<T> {
-    /// The shared copy of `value`, made with `make` if absent.
-    pub fn intern_with(&mut self, value: &T, make: impl FnOnce(&T) -> Arc<T>) -> Arc<T> {
-        if let Some((v, _)) = self.set.get_key_value(value) {
-            return v.clone();
-        }
-        self.insert_new(make(value))
-    }
-
-    /// Adds `v` (known to be absent) under a fresh id.
-    fn insert_new(&mut self, v: Arc<T>) -> Arc<T> {
-        let id = self.free.pop().unwrap_or_else(|| {
-            self.next += 1;
-            self.next - 1
-        });
-        self.set.insert(v.clone(), id);
-        v
-    }
-
-    /// The shared copy of `value` if some registration uses it.
-    pub fn get(&self, value: &T) -> Option<&Arc<T>> {
-        self.set.get_key_value(value).map(|(v, _)| v)
-    }
-
-    /// The id of an interned value (`u32::MAX` if it is not held).
-    pub fn id(&self, value: &T) -> u32 {
-        self.set.get(value).copied().unwrap_or(u32::MAX)
-    }
-
-    /// Drops every value nothing but the interner holds, freeing its id.
-    pub fn sweep(&mut self) {
-        let free = &mut self.free;
-        self.set.retain(|v, id| {
-            let used = Arc::strong_count(v) > 1;
-            if !used {
-                free.push(*id);
-            }
-            used
-        });
-    }
-
-    /// Number of distinct values held.
-    pub fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-    }
-}
-
-impl Interner<str> {
-    /// The shared copy of `value`.
-    pub fn intern(&mut self, value: &str) -> Arc<str> {
-        self.intern_with(value, |v| Arc::from(v))
-    }
-}
-
-impl<T: Hash + Eq> Interner<Box<[T]>> {
-    /// The shared copy of the set `value`.
-    pub fn intern_set(&mut self, value: Vec<T>) -> Set<T> {
-        let value = value.into_boxed_slice();
-        if let Some(v) = self.get(&value) {
-            return v.clone();
-        }
-        self.insert_new(Arc::new(value))
-    }
-}
-
-/// An interned set: a thin pointer (8 bytes where `Arc<[T]>` takes 16), which keeps a
-/// registration within a 128-byte allocation.
-pub type Set<T> = Arc<Box<[T]>>;
-
-impl Interner<semver::Version> {
-    /// The shared copy of `value`.
-    pub fn intern(&mut self, value: semver::Version) -> Arc<semver::Version> {
-        self.intern_with(&value, |v| Arc::new(v.clone()))
-    }
-}
-
-impl Interner<VendorKey> {
-    /// The shared copy of `value`.
-    pub fn intern(&mut self, value: &VendorKey) -> Arc<VendorKey> {
-        self.intern_with(value, |v| Arc::new(*v))
-    }
-}
 
 /// An attribute set: `(key, value)` pairs sorted by key.
 pub type Attributes = Set<(Arc<str>, Arc<str>)>;
@@ -234,6 +130,7 @@ pub struct Registration {
     /// The first exported interface (a manifest has at least one).
     pub first: ExportEntry,
     /// Any further exported interfaces (rare: one pointer when there are none).
+    #[allow(clippy::box_collection)] // a thin pointer: 8 bytes where a `Vec` takes 24
     pub more: Option<Box<Vec<ExportEntry>>>,
     /// Attributes (an interned set).
     pub attributes: Attributes,
@@ -262,6 +159,14 @@ impl Registration {
     pub fn interface_names(&self) -> Vec<String> {
         self.exports().map(ExportEntry::versioned).collect()
     }
+}
+
+/// An exported interface's name and version.
+fn parse_export(interface: &str) -> Result<(InterfaceName, semver::Version), CatalogError> {
+    let bad = || CatalogError::Interface(interface.to_string());
+    let parsed: InterfaceName = interface.parse().map_err(|_| bad())?;
+    let version = parsed.version.clone().ok_or_else(bad)?;
+    Ok((parsed, version))
 }
 
 /// Position of `lease`'s slot for export `e` in `bucket` (its recorded position, checked;
@@ -431,18 +336,21 @@ impl Catalog {
         self.names.get(name).map(|e| *e.owner)
     }
 
+    /// Checks that every export of `manifest` can be indexed (its interface name parses
+    /// and has a version), so that entering it after a commit cannot fail.
+    pub fn check_exports(&self, manifest: &Manifest) -> Result<(), CatalogError> {
+        for e in &manifest.exports {
+            parse_export(&e.interface)?;
+        }
+        Ok(())
+    }
+
     fn export_entry(
         &mut self,
         interface: &str,
         functions: &[String],
     ) -> Result<ExportEntry, CatalogError> {
-        let parsed: InterfaceName = interface
-            .parse()
-            .map_err(|_| CatalogError::Interface(interface.to_string()))?;
-        let version = parsed
-            .version
-            .clone()
-            .ok_or_else(|| CatalogError::Interface(interface.to_string()))?;
+        let (parsed, version) = parse_export(interface)?;
         let mut fs: Vec<Arc<str>> = functions.iter().map(|f| self.strings.intern(f)).collect();
         fs.sort();
         fs.dedup();
@@ -615,6 +523,7 @@ impl Catalog {
 
     /// The lease deadline of the registration under `lease`, as last set by the lease
     /// table's owner.
+    #[cfg(test)]
     pub fn deadline(&self, lease: &LeaseId) -> Option<Millis> {
         let e = &self.regs.get(lease)?.first;
         let bucket = self.by_interface.get(&e.key)?;
@@ -632,6 +541,7 @@ impl Catalog {
     }
 
     /// The interned copy of `s` if any registration uses it.
+    #[cfg(test)]
     pub fn interned(&self, s: &str) -> Option<&Arc<str>> {
         self.strings.get(s)
     }
@@ -639,11 +549,6 @@ impl Catalog {
     /// Number of registrations.
     pub fn len(&self) -> usize {
         self.regs.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.regs.is_empty()
     }
 
     /// Number of indexed interfaces.
@@ -658,179 +563,4 @@ impl Catalog {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use courier_protocol::{ContentHash, Export, SpkiPin};
-
-    pub(crate) fn manifest(
-        name: &str,
-        vendor: u8,
-        version: &str,
-        exports: &[(&str, &[&str])],
-    ) -> Manifest {
-        Manifest {
-            name: name.into(),
-            version: version.into(),
-            exports: exports
-                .iter()
-                .map(|(i, fs)| Export {
-                    interface: (*i).into(),
-                    functions: fs.iter().map(|f| f.to_string()).collect(),
-                })
-                .collect(),
-            imports: vec![],
-            attributes: [("region".to_string(), "eu".to_string())].into(),
-            endpoints: vec!["127.0.0.1:1".into()],
-            provider_pin: SpkiPin([0; 32]),
-            issued_at_ms: 0,
-            not_after_ms: u64::MAX,
-            component_hash: ContentHash([0; 32]),
-            component_size: 1,
-            vendor_key: VendorKey([vendor; 32]),
-        }
-    }
-
-    #[test]
-    fn registration_and_slot_stay_compact() {
-        // Arc counts (16) + the registration: 120 bytes, a 128-byte malloc chunk.
-        assert_eq!(std::mem::size_of::<Registration>() + 16, 120);
-        assert_eq!(std::mem::size_of::<Slot>(), 32);
-    }
-
-    #[test]
-    fn index_by_interface_and_remove_releases_strings() {
-        let mut c = Catalog::new();
-        let m = manifest(
-            "acme/echo",
-            1,
-            "1.0.0",
-            &[("courier:echo/echo@0.1.0", &["say"])],
-        );
-        c.insert(LeaseId([1; 16]), &m, Millis(10)).unwrap();
-        let m2 = manifest(
-            "acme/kv",
-            1,
-            "1.0.0",
-            &[("courier:kv/store@0.1.0", &["get", "set"])],
-        );
-        let reg = c.insert(LeaseId([2; 16]), &m2, Millis(10)).unwrap();
-        assert_eq!(c.deadline(&LeaseId([2; 16])), Some(Millis(10)));
-        assert_eq!(
-            reg.interface_names(),
-            vec!["courier:kv/store@0.1.0".to_string()]
-        );
-        assert!(reg.first.is("courier:kv/store") && reg.first.is("courier:kv/store@0.1.0"));
-        assert!(!reg.first.is("courier:kv/store@0.1.1"));
-        drop(reg);
-        assert_eq!(
-            c.by_interface("courier:echo/echo").unwrap().1.slots.len(),
-            1
-        );
-        assert_eq!(c.by_interface("courier:kv/store").unwrap().1.slots.len(), 1);
-        assert!(c.by_interface("courier:kv/other").is_none());
-        assert_eq!(c.interfaces(), 2);
-        assert!(c.interned("get").is_some());
-        c.remove(&LeaseId([2; 16])).unwrap();
-        c.sweep();
-        assert!(c.by_interface("courier:kv/store").is_none());
-        assert!(
-            c.interned("get").is_none(),
-            "strings only kv used are released"
-        );
-        assert!(c.interned("say").is_some());
-        assert_eq!(c.len(), 1);
-        // Name ownership outlives the registration.
-        assert_eq!(c.owner("acme/kv"), Some(VendorKey([1; 32])));
-    }
-
-    #[test]
-    fn ownership_and_replacement() {
-        let mut c = Catalog::new();
-        let a = VendorKey([1; 32]);
-        let b = VendorKey([2; 32]);
-        assert_eq!(
-            c.admit("acme/echo", &a).unwrap(),
-            Admission {
-                claims_name: true,
-                replaces: None
-            }
-        );
-        let m = manifest(
-            "acme/echo",
-            1,
-            "1.0.0",
-            &[("courier:echo/echo@0.1.0", &["say"])],
-        );
-        c.insert(LeaseId([1; 16]), &m, Millis(10)).unwrap();
-        assert_eq!(
-            c.admit("acme/echo", &a).unwrap(),
-            Admission {
-                claims_name: false,
-                replaces: Some(LeaseId([1; 16]))
-            }
-        );
-        assert!(matches!(
-            c.admit("acme/echo", &b),
-            Err(CatalogError::NotOwner { .. })
-        ));
-        c.grant("acme/echo", &b);
-        assert_eq!(
-            c.admit("acme/echo", &b).unwrap(),
-            Admission {
-                claims_name: false,
-                replaces: None
-            }
-        );
-        assert_eq!(c.owner("acme/echo"), Some(a));
-        c.grant("fresh/name", &b);
-        assert_eq!(c.owner("fresh/name"), Some(b));
-    }
-
-    #[test]
-    fn slots_follow_renewals_and_removals() {
-        let mut c = Catalog::new();
-        for n in 1..=3u8 {
-            let m = manifest(
-                &format!("acme/s{n}"),
-                1,
-                "1.0.0",
-                &[("courier:echo/echo@0.1.0", &["say"])],
-            );
-            c.insert(LeaseId([n; 16]), &m, Millis(u64::from(n)))
-                .unwrap();
-        }
-        // Removing the first moves the last into its place; its recorded slot follows.
-        c.remove(&LeaseId([1; 16])).unwrap();
-        c.set_deadline(&LeaseId([3; 16]), Millis(30));
-        c.set_deadline(&LeaseId([2; 16]), Millis(20));
-        let (_, b) = c.by_interface("courier:echo/echo").unwrap();
-        let mut got: Vec<(u8, u64)> = b
-            .slots
-            .iter()
-            .map(|s| (s.reg.lease.0[0], s.deadline.0))
-            .collect();
-        got.sort();
-        assert_eq!(got, vec![(2, 20), (3, 30)]);
-        assert_eq!(c.deadline(&LeaseId([3; 16])), Some(Millis(30)));
-        assert_eq!(b.unpacked, 0);
-        let pre = manifest(
-            "acme/pre",
-            1,
-            "1.0.0-rc.1",
-            &[("courier:echo/echo@0.1.0", &["say"])],
-        );
-        c.insert(LeaseId([9; 16]), &pre, Millis(5)).unwrap();
-        assert_eq!(c.by_interface("courier:echo/echo").unwrap().1.unpacked, 1);
-        c.remove(&LeaseId([9; 16])).unwrap();
-        assert_eq!(c.by_interface("courier:echo/echo").unwrap().1.unpacked, 0);
-    }
-
-    #[test]
-    fn compact_layouts() {
-        // 120 + 16 bytes of Arc counts: one 144-byte allocation per registration.
-        assert!(std::mem::size_of::<Registration>() <= 120);
-        assert!(std::mem::size_of::<Slot>() <= 40);
-        assert!(std::mem::size_of::<NameEntry>() <= 24);
-    }
-}
+pub(crate) mod tests;

@@ -1,73 +1,49 @@
-//! Admission caps of the server, so that one peer's flood does not stop the others: a token
-//! bucket for request rates (per connection and for the whole registry), a count of
-//! connections per peer address, a cap on one-shot requests in flight, and [`Room`] for
+//! Admission caps of the server, so that one peer's flood does not stop the others: a rate
+//! limit for request rates (per connection and for the whole registry), a count of
+//! connections per peer address, a cap on one-shot requests in flight, and [`AnswerRoom`] for
 //! large answers (per peer address and for the whole registry).
 //!
 //! Bytes in flight are capped elsewhere: per stream and per connection by QUIC flow control
 //! ([`courier_transport::ServerLimits`]), and for large frames across all connections by
 //! the server's large-frame budget.
 
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Requests per second, with a burst of as many (0 means no cap): the generic cell rate
-/// algorithm (a token bucket kept as one "theoretical arrival time" in an atomic), so that
-/// admitting a request is one compare-and-swap, with no lock to contend for at tens of
+/// Requests per second, with a burst of as many (0 means no cap): `governor`'s generic cell
+/// rate algorithm, one compare-and-swap per request with no lock to contend for at tens of
 /// thousands of requests per second.
-#[derive(Debug)]
-pub struct RateLimit {
-    /// Nanoseconds between two requests at the full rate; 0: no cap.
-    interval_ns: u64,
-    /// How far ahead of now the arrival time may run: the burst.
-    burst_ns: u64,
-    origin: Instant,
-    /// The theoretical arrival time of the next request, in ns since `origin`.
-    tat: AtomicU64,
+pub struct RateLimit<C: Clock = DefaultClock> {
+    limiter: Option<RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>>,
 }
 
 impl RateLimit {
     /// A cap of `per_sec` requests per second with a burst of `per_sec` (0: unlimited).
     pub fn new(per_sec: u32) -> Self {
-        let interval_ns = if per_sec == 0 {
-            0
-        } else {
-            1_000_000_000 / u64::from(per_sec)
-        };
+        Self::with_clock(per_sec, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> RateLimit<C> {
+    /// [`RateLimit::new`] on another clock (for tests).
+    pub fn with_clock(per_sec: u32, clock: C) -> Self {
         Self {
-            interval_ns,
-            burst_ns: interval_ns.saturating_mul(u64::from(per_sec)),
-            origin: Instant::now(),
-            tat: AtomicU64::new(0),
+            limiter: NonZeroU32::new(per_sec)
+                .map(|n| RateLimiter::direct_with_clock(Quota::per_second(n), clock)),
         }
     }
 
-    /// Takes one request's place at `now`; `false` when the rate is used up.
-    pub fn admit(&self, now: Instant) -> bool {
-        if self.interval_ns == 0 {
-            return true;
-        }
-        let now = u64::try_from(now.saturating_duration_since(self.origin).as_nanos())
-            .unwrap_or(u64::MAX);
-        let mut tat = self.tat.load(Ordering::Relaxed);
-        loop {
-            let start = tat.max(now);
-            if start - now + self.interval_ns > self.burst_ns {
-                return false;
-            }
-            match self.tat.compare_exchange_weak(
-                tat,
-                start + self.interval_ns,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(seen) => tat = seen,
-            }
-        }
+    /// Takes one request's place now; `false` when the rate is used up.
+    pub fn admit(&self) -> bool {
+        self.limiter.as_ref().is_none_or(|l| l.check().is_ok())
     }
 }
 
@@ -135,6 +111,7 @@ impl PeerConnections {
     }
 
     /// Live connections from `ip`.
+    #[cfg(test)]
     pub fn count(&self, ip: IpAddr) -> usize {
         self.counts().get(&ip).map_or(0, |e| e.connections)
     }
@@ -164,19 +141,19 @@ pub enum NoRoom {
 /// Bytes of one large answer, counted against its peer address's room and the registry's,
 /// until it is dropped (once the peer has taken the answer, or it was given up).
 #[derive(Debug)]
-pub struct Room {
+pub struct AnswerRoom {
     peer: OwnedSemaphorePermit,
     all: OwnedSemaphorePermit,
 }
 
-impl Room {
+impl AnswerRoom {
     /// Room for `bytes` in `peer` and then `all`, waiting at most `wait` in all.
     pub async fn reserve(
         peer: &Arc<Semaphore>,
         all: &Arc<Semaphore>,
         bytes: usize,
         wait: Duration,
-    ) -> Result<Room, NoRoom> {
+    ) -> Result<AnswerRoom, NoRoom> {
         let n = u32::try_from(bytes).map_err(|_| NoRoom::TooLarge)?;
         let deadline = tokio::time::Instant::now() + wait;
         let take = |s: &Arc<Semaphore>| {
@@ -190,7 +167,7 @@ impl Room {
         };
         let peer = take(peer).await?;
         let all = take(all).await?;
-        Ok(Room { peer, all })
+        Ok(AnswerRoom { peer, all })
     }
 
     /// The whole room of a semaphore that holds `total` bytes could never hold `bytes`.
@@ -235,20 +212,18 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn bucket_allows_the_burst_then_the_rate() {
-        let r = RateLimit::new(10);
-        let t0 = Instant::now();
-        assert_eq!((0..20).filter(|_| r.admit(t0)).count(), 10);
-        assert!(!r.admit(t0));
+    fn rate_allows_the_burst_then_the_rate() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let r = RateLimit::with_clock(10, clock.clone());
+        assert_eq!((0..20).filter(|_| r.admit()).count(), 10);
+        assert!(!r.admit());
         // 300 ms later: three more.
-        let t1 = t0 + Duration::from_millis(300);
-        assert_eq!((0..20).filter(|_| r.admit(t1)).count(), 3);
+        clock.advance(Duration::from_millis(300));
+        assert_eq!((0..20).filter(|_| r.admit()).count(), 3);
         // Idle for long: never more than the burst.
-        let t2 = t1 + Duration::from_secs(60);
-        assert_eq!((0..50).filter(|_| r.admit(t2)).count(), 10);
-        // A clock reading from the past takes nothing back.
-        assert!(!r.admit(t0));
-        assert!((0..1000).all(|_| RateLimit::new(0).admit(t0)));
+        clock.advance(Duration::from_secs(60));
+        assert_eq!((0..50).filter(|_| r.admit()).count(), 10);
+        assert!((0..1000).all(|_| RateLimit::new(0).admit()));
     }
 
     #[test]
@@ -275,13 +250,15 @@ mod tests {
         let (peer_a, peer_b) = (Arc::new(Semaphore::new(10)), Arc::new(Semaphore::new(10)));
         let all = Arc::new(Semaphore::new(15));
         let wait = Duration::from_millis(20);
-        let mut a = Room::reserve(&peer_a, &all, 8, wait).await.unwrap();
+        let mut a = AnswerRoom::reserve(&peer_a, &all, 8, wait).await.unwrap();
         // The same peer has 2 left; another peer may take what is left in all.
         assert_eq!(
-            Room::reserve(&peer_a, &all, 3, wait).await.unwrap_err(),
+            AnswerRoom::reserve(&peer_a, &all, 3, wait)
+                .await
+                .unwrap_err(),
             NoRoom::Busy
         );
-        let b = Room::reserve(&peer_b, &all, 7, wait).await.unwrap();
+        let b = AnswerRoom::reserve(&peer_b, &all, 7, wait).await.unwrap();
         assert_eq!(all.available_permits(), 0);
         a.shrink_to(5);
         assert_eq!(
@@ -299,7 +276,7 @@ mod tests {
             (peer_a.available_permits(), all.available_permits()),
             (10, 15)
         );
-        assert!(Room::never_fits(11, 10, 15));
-        assert!(!Room::never_fits(10, 10, 15));
+        assert!(AnswerRoom::never_fits(11, 10, 15));
+        assert!(!AnswerRoom::never_fits(10, 10, 15));
     }
 }

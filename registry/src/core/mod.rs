@@ -1,0 +1,19 @@
+//! The registry's pure core: everything here takes the time (`now`) and the ids it needs
+//! from its caller, does no IO, reads no clock, takes no lock and spawns nothing, in the
+//! sans-IO style of `quinn-proto`. The driver ([`crate::Registry`]) owns the locks, the
+//! clocks, the random ids, the store and the fan-out of events; a test
+//! (`core_is_pure` in `registry/tests/architecture.rs`) checks that no file under this
+//! directory reaches for any of them.
+//!
+//! - [`lease_table`]: leases and their deadlines.
+//! - [`catalog`] and [`matcher`]: registrations indexed by interface, ranked matching.
+//! - [`keys`]: key rotations and revocations in force.
+//! - [`events`]: the numbered event ring.
+//! - [`state`]: all of them together as one state machine, and the restart rule.
+
+pub mod catalog;
+pub mod events;
+pub mod keys;
+pub mod lease_table;
+pub mod matcher;
+pub mod state;

@@ -1,0 +1,271 @@
+//! [`RegistryState`]: the lease table, the catalog, the key book and the event ring as one
+//! state machine. Every method takes `now` (monotonic milliseconds from the registry's
+//! start) and whatever ids it needs from the caller, and says what happened.
+//!
+//! Two kinds of operation:
+//! - **In memory** ([`RegistryState::renew`], [`RegistryState::expire`], the reads): they
+//!   change or read memory only. A renewal marks its lease dirty; an expiry queues the lease
+//!   for deletion. The next flush writes both behind.
+//! - **Committed first** (register, cancel, key statements, grants, flushes, event-number
+//!   reservations): a `plan_*` method checks the change against the state and returns a
+//!   [`Planned`] change holding the [`Batch`] to commit; the caller commits the batch
+//!   durably, then hands the plan back to [`RegistryState::apply`] (or to
+//!   [`RegistryState::abandon`] if the commit failed). Between the two, other changes may
+//!   have happened in memory (renewals, expiries); applying takes that into account.
+//!
+//! Every event gets a number below the durably reserved mark ([`EventRing::headroom`]);
+//! committed changes reserve more in their own batch when the mark gets near, and the
+//! in-memory ones refuse with [`NoHeadroom`] rather than number an event that a restart
+//! could number again.
+
+mod change;
+mod restart;
+mod views;
+
+pub use change::{Change, FlushStats, Planned};
+pub use restart::{Restart, RestartCounts, Restorer};
+pub use views::{LeasePageRows, PageRow, candidates};
+
+use crate::core::catalog::{Catalog, Registration};
+use crate::core::events::EventRing;
+use crate::core::keys::KeyBook;
+use crate::core::lease_table::{LeaseChange, LeaseMap, LeaseOp, LeasePolicy, LeaseTable, Millis};
+use crate::core::matcher::{self, Match, PreparedQuery};
+use crate::errors::LeaseError;
+use crate::store::Batch;
+use courier_protocol::{EventBatch, EventKind, LeaseGrant, LeaseId, SignedKeyStatement, VendorKey};
+use std::sync::Arc;
+
+/// The settings of the state machine (see [`crate::RegistryConfig`] for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateConfig {
+    /// How long leases last, and the grace after a restart.
+    pub policy: LeasePolicy,
+    /// Recent events kept in the ring.
+    pub event_ring: usize,
+    /// Event numbers reserved durably at a time (at least 1,024).
+    pub seq_block: u64,
+}
+
+/// Event numbers ran out: a committed reservation must come first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no event numbers left below the reserved mark")]
+pub struct NoHeadroom;
+
+/// The registry's state machine.
+#[derive(Debug)]
+pub struct RegistryState {
+    config: StateConfig,
+    /// Wall-clock milliseconds (since the Unix epoch) at monotonic time 0.
+    wall_base_ms: u64,
+    table: LeaseTable,
+    catalog: Catalog,
+    keys: KeyBook,
+    events: EventRing,
+    /// Leases renewed since the last flush.
+    dirty: LeaseMap<()>,
+    /// Leases expired since the last flush, to delete from the store.
+    deleted: Vec<LeaseId>,
+    /// When the last flush was committed.
+    last_flush: Millis,
+}
+
+/// How a registration leaves the catalog. Every way out goes through one path, so each
+/// leaves the same traces: out of the table, the dirty set and the catalog, and one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retire {
+    /// Its vendor registered the name again.
+    Replaced,
+    /// Its vendor cancelled it.
+    Cancelled,
+    /// Its lease ran out.
+    Expired,
+    /// Its key was revoked.
+    Revoked,
+}
+
+impl Retire {
+    fn event(self) -> EventKind {
+        match self {
+            Retire::Replaced => EventKind::Replaced,
+            Retire::Cancelled => EventKind::Cancelled,
+            Retire::Expired => EventKind::Expired,
+            Retire::Revoked => EventKind::Revoked,
+        }
+    }
+}
+
+impl RegistryState {
+    /// An empty state whose monotonic time 0 is wall-clock `wall_base_ms`, numbering events
+    /// from `start_seq` with nothing reserved beyond it yet.
+    pub fn new(config: StateConfig, wall_base_ms: u64, start_seq: u64) -> Self {
+        Self {
+            config,
+            wall_base_ms,
+            table: LeaseTable::new(config.policy),
+            catalog: Catalog::new(),
+            keys: KeyBook::new(),
+            events: EventRing::new(start_seq, start_seq, config.event_ring),
+            dirty: LeaseMap::default(),
+            deleted: Vec::new(),
+            last_flush: Millis(0),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &StateConfig {
+        &self.config
+    }
+
+    /// The wall-clock time (ms since the Unix epoch) of monotonic time `now`.
+    pub fn wall_ms(&self, now: Millis) -> u64 {
+        self.wall_base_ms.saturating_add(now.0)
+    }
+
+    /// Renews a lease for `key`, in memory: the new expiry is written by the next flush.
+    pub fn renew(
+        &mut self,
+        now: Millis,
+        key: &VendorKey,
+        lease: LeaseId,
+        ttl_ms: u64,
+    ) -> Result<LeaseGrant, LeaseError> {
+        let reg = self.live_registration_of(now, key, lease)?.clone();
+        if self.events.headroom() == 0 {
+            return Err(LeaseError::NoHeadroom);
+        }
+        match self.table.handle(now, LeaseOp::Renew { id: lease, ttl_ms }) {
+            LeaseChange::Renewed {
+                ttl_ms, deadline, ..
+            } => {
+                self.catalog.set_deadline(&lease, deadline);
+                self.dirty.insert(lease, ());
+                self.events.push(EventKind::Renewed, self.wall_ms(now), reg);
+                Ok(LeaseGrant {
+                    lease,
+                    ttl_ms,
+                    replaced: None,
+                })
+            }
+            _ => Err(LeaseError::Unknown(lease)),
+        }
+    }
+
+    /// Collects every lease whose deadline is at or before `now`: each leaves the catalog
+    /// with an `Expired` event and is deleted from the store by the next flush. Returns the
+    /// expired leases, earliest deadline first.
+    pub fn expire(&mut self, now: Millis) -> Result<Vec<LeaseId>, NoHeadroom> {
+        if self.table.next_deadline().is_none_or(|d| d > now) {
+            return Ok(Vec::new());
+        }
+        if self.events.headroom() < self.table.len() as u64 {
+            return Err(NoHeadroom);
+        }
+        let ids = self.table.expire(now);
+        for id in &ids {
+            self.retire(now, *id, Retire::Expired);
+            self.deleted.push(*id);
+        }
+        Ok(ids)
+    }
+
+    /// The earliest lease deadline.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.table.next_deadline()
+    }
+
+    /// The registrations matching `query` at `now`, ranked.
+    pub fn find(&self, now: Millis, query: &PreparedQuery) -> Vec<Match> {
+        matcher::find(&self.catalog, now, query)
+    }
+
+    /// Events from `from_seq` matching `interface` (at most `max`), and the number to go on
+    /// from.
+    pub fn events_since(
+        &self,
+        from_seq: u64,
+        interface: Option<&str>,
+        max: usize,
+    ) -> (EventBatch, u64) {
+        self.events.since(from_seq, interface, max)
+    }
+
+    /// The event ring (for the driver's fan-out of new events).
+    pub fn events(&self) -> &EventRing {
+        &self.events
+    }
+
+    /// The key statements about `keys` and the keys they rotated to.
+    pub fn key_statements(&self, keys: &[VendorKey]) -> Vec<SignedKeyStatement> {
+        self.keys.statements_for(keys)
+    }
+
+    /// The key acting for `key` now (the end of its rotation chain), and whether `key` is
+    /// revoked.
+    pub fn key_status(&self, key: &VendorKey) -> (VendorKey, bool) {
+        (self.keys.current(key), self.keys.is_revoked(key))
+    }
+
+    /// The owner of a service name.
+    pub fn owner(&self, name: &str) -> Option<VendorKey> {
+        self.catalog.owner(name)
+    }
+
+    /// Counts: (live leases, registrations, indexed interfaces).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.table.len(),
+            self.catalog.len(),
+            self.catalog.interfaces(),
+        )
+    }
+
+    /// The live registration of `lease`, if `key` may renew or cancel it.
+    fn live_registration_of(
+        &self,
+        now: Millis,
+        key: &VendorKey,
+        lease: LeaseId,
+    ) -> Result<&Arc<Registration>, LeaseError> {
+        let reg = self
+            .catalog
+            .get(&lease)
+            .filter(|_| self.table.remaining(&lease, now).is_some())
+            .ok_or(LeaseError::Unknown(lease))?;
+        if !self.keys.may_act_for(&reg.vendor, key) {
+            return Err(LeaseError::NotOwner(lease));
+        }
+        Ok(reg)
+    }
+
+    /// Takes a registration out of the table, the dirty set and the catalog, with its event.
+    /// The one way out, whatever the reason; nothing happens for a lease already gone.
+    fn retire(&mut self, now: Millis, lease: LeaseId, why: Retire) -> Option<Arc<Registration>> {
+        self.table.remove(&lease);
+        self.dirty.remove(&lease);
+        let reg = self.catalog.remove(&lease)?;
+        self.events
+            .push(why.event(), self.wall_ms(now), reg.clone());
+        Some(reg)
+    }
+
+    /// The new reserved mark to commit if fewer than `need` event numbers (plus a margin:
+    /// one per live lease, since a mass expiry numbers one event each) are left.
+    fn reservation_needed(&self, need: u64) -> Option<u64> {
+        let block = self.config.seq_block.max(1024);
+        let margin = (self.table.len() as u64).saturating_add(need);
+        (self.events.headroom() < margin.max(block / 2))
+            .then(|| self.events.next_seq() + block.max(margin.saturating_mul(2)))
+    }
+
+    /// A batch that reserves event numbers if `need` more (plus the margin) are not left.
+    fn batch_reserving(&self, need: u64) -> Batch {
+        Batch {
+            seq_reserved: self.reservation_needed(need),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+//! The restart rule: what the stored rows and the wall-clock time of a start make of the
+//! state, and what that start must write. Pure: rows go in one at a time
+//! ([`Restorer::restore`], so a large store never sits in memory twice), the state and a
+//! batch come out ([`Restorer::finish`]).
+//!
+//! For each stored lease (ARCHITECTURE.md, "The restart rule", says why):
+//! - expiry still ahead: it keeps exactly its remaining time;
+//! - expiry passed, but not before the last write that found the registry alive: it ran out
+//!   while the registry was down (or in the unflushed window before a crash), so it gets
+//!   one grace period, written down at once (flagged), so that a restart within it finds it
+//!   still in grace with only what is left (a restart never extends a grace);
+//! - expiry before that last write: it was dead while the registry ran, and is dropped.
+//!
+//! Remaining time and grace are capped at the lease's duration and the grace period, so a
+//! wall clock that stepped back while the registry was down extends nothing. Registrations
+//! of revoked keys, and records that cannot be read, are dropped.
+
+use super::{Change, Planned, RegistryState, StateConfig};
+use crate::core::keys::{KeyBook, StoredStatementError};
+use crate::core::lease_table::{LeaseOp, Millis, Restore};
+use crate::store::{Batch, LeaseRow, StoredLease, StoredMeta};
+use courier_protocol::LeaseId;
+
+/// What a start made of the stored leases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestartCounts {
+    /// Leases that kept their remaining time.
+    pub kept: usize,
+    /// Leases that ran out while the registry was down and got a grace period.
+    pub graced: usize,
+    /// Leases found in a grace period already, keeping what was left of it.
+    pub still_in_grace: usize,
+    /// Registrations dropped (dead before the last write, revoked, or unreadable).
+    pub dropped: usize,
+    /// The first event number of this start.
+    pub start_seq: u64,
+}
+
+/// Builds the state of a start from the stored rows.
+#[derive(Debug)]
+pub struct Restorer {
+    state: RegistryState,
+    wall_now_ms: u64,
+    last_alive_ms: u64,
+    graced: Vec<(LeaseId, LeaseRow)>,
+    dropped: Vec<LeaseId>,
+    counts: RestartCounts,
+}
+
+impl Restorer {
+    /// Starts from what the store holds besides the registrations, at wall-clock time
+    /// `wall_now_ms` (which becomes monotonic time 0). Every stored key statement is
+    /// verified again.
+    pub fn new(
+        config: StateConfig,
+        wall_now_ms: u64,
+        meta: StoredMeta,
+    ) -> Result<Self, StoredStatementError> {
+        let start_seq = meta.seq_reserved.max(1);
+        let mut state = RegistryState::new(config, wall_now_ms, start_seq);
+        for (name, key) in &meta.names {
+            state.catalog.claim(name, key);
+        }
+        for (name, key) in &meta.grants {
+            state.catalog.grant(name, key);
+        }
+        state.keys = KeyBook::from_stored(meta.rotations, meta.revocations)?;
+        Ok(Self {
+            state,
+            wall_now_ms,
+            last_alive_ms: meta.last_alive_ms,
+            graced: Vec::new(),
+            dropped: Vec::new(),
+            counts: RestartCounts {
+                start_seq,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Brings back one stored registration, or drops it, by the rule.
+    pub fn restore(&mut self, stored: StoredLease) {
+        let now = Millis(0);
+        let lease = stored.lease;
+        let manifest = match stored.manifest.peek() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%lease, "dropping stored registration: {e}");
+                self.dropped.push(lease);
+                return;
+            }
+        };
+        if self.state.keys.is_revoked(&manifest.vendor_key) {
+            self.dropped.push(lease);
+            return;
+        }
+        let row = stored.row;
+        let ahead = row
+            .expires_at_ms
+            .checked_sub(self.wall_now_ms)
+            .filter(|&ms| ms > 0);
+        let how = match (ahead, row.in_grace) {
+            (Some(ms), false) => Restore::Remaining(ms),
+            (Some(ms), true) => Restore::InGrace(ms),
+            // Alive at the last write (its grace included): it ran out while the registry
+            // was down, or in the unflushed window before a crash, where a renewal may have
+            // been lost.
+            (None, _) if row.expires_at_ms >= self.last_alive_ms => Restore::Lapsed,
+            // Dead while the registry ran.
+            (None, _) => {
+                self.dropped.push(lease);
+                return;
+            }
+        };
+        let renewals = u32::try_from(row.renewals).unwrap_or(u32::MAX);
+        let st = &mut self.state;
+        let Some(entry) = st.table.restore(now, lease, how, row.ttl_ms, renewals) else {
+            return;
+        };
+        if let Err(e) = st.catalog.insert(lease, &manifest, entry.deadline) {
+            tracing::warn!(%lease, "dropping stored registration: {e}");
+            st.table.handle(now, LeaseOp::Cancel { id: lease });
+            self.dropped.push(lease);
+            return;
+        }
+        if how == Restore::Lapsed {
+            // Its grace is written down, so that a second restart within it neither takes
+            // it for dead nor gives it a second grace.
+            let expires_at_ms = self.wall_now_ms.saturating_add(entry.deadline.since(now));
+            self.graced.push((
+                lease,
+                LeaseRow {
+                    expires_at_ms,
+                    in_grace: true,
+                    ..row
+                },
+            ));
+        }
+    }
+
+    /// The restored state, and the start's batch: the graces given, the registrations
+    /// dropped (with `unreadable`, the records the store could not read), the time the
+    /// registry is alive at, and a block of event numbers. A registry that serves commits
+    /// the batch and applies the plan; an operator's offline command leaves both, so that
+    /// the next real start decides as if it had not happened (its own changes reserve the
+    /// event numbers they use).
+    pub fn finish(
+        mut self,
+        unreadable: Vec<LeaseId>,
+    ) -> (RegistryState, Planned<Restart>, RestartCounts) {
+        self.dropped.extend(unreadable);
+        self.state.catalog.shrink_to_fit();
+        let table = &self.state.table;
+        self.graced.retain(|(lease, _)| table.get(lease).is_some());
+        let in_grace = table.iter().filter(|(_, e)| e.in_grace()).count();
+        self.counts.graced = self.graced.len();
+        self.counts.still_in_grace = in_grace - self.graced.len();
+        self.counts.kept = table.len() - in_grace;
+        self.counts.dropped = self.dropped.len();
+        let block = self.state.config.seq_block.max(1024);
+        let batch = Batch {
+            leases: self.graced,
+            delete: self.dropped,
+            last_alive_ms: Some(self.wall_now_ms),
+            seq_reserved: Some(self.counts.start_seq + block),
+            ..Default::default()
+        };
+        (
+            self.state,
+            Planned {
+                batch,
+                change: Restart,
+            },
+            self.counts,
+        )
+    }
+}
+
+/// The writes of a start (see [`Restorer::finish`]).
+#[derive(Debug)]
+pub struct Restart;
+
+impl Change for Restart {
+    type Applied = ();
+
+    fn apply(self, _st: &mut RegistryState, _now: Millis, _batch: crate::store::Batch) {}
+}

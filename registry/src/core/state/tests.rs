@@ -1,0 +1,408 @@
+//! The state machine alone, with time and ids chosen here: what each change plans, what
+//! applying it does, and the restart rule, all without a store or a clock.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::core::catalog::tests::manifest;
+use crate::store::{LeaseRow, StoredLease, StoredMeta};
+use courier_protocol::{KeyStatement, ServiceQuery, SignedManifest, SigningKey};
+
+const WALL: u64 = 1_764_000_000_000;
+const ECHO: &str = "courier:echo/echo@0.1.0";
+
+fn config() -> StateConfig {
+    StateConfig {
+        policy: LeasePolicy {
+            min_ttl_ms: 100,
+            max_ttl_ms: 60_000,
+            grace_ms: 2_000,
+        },
+        event_ring: 64,
+        seq_block: 1024,
+    }
+}
+
+/// A state with event numbers reserved, as a start leaves it.
+fn started() -> RegistryState {
+    let (mut st, restart, _) = Restorer::new(config(), WALL, StoredMeta::default())
+        .unwrap()
+        .finish(Vec::new());
+    st.apply(Millis(0), restart);
+    st
+}
+
+fn signing(seed: u8) -> (SigningKey, VendorKey) {
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let vendor = VendorKey::of(&key);
+    (key, vendor)
+}
+
+/// A signed echo manifest of `name` by `key`.
+fn echo(key: &SigningKey, name: &str) -> (SignedManifest, courier_protocol::Manifest) {
+    let mut m = manifest(name, 0, "1.0.0", &[(ECHO, &["say"])]);
+    m.vendor_key = VendorKey::of(key);
+    (SignedManifest::sign(&m, key), m)
+}
+
+fn lease(n: u8) -> LeaseId {
+    LeaseId([n; 16])
+}
+
+fn register(
+    st: &mut RegistryState,
+    now: u64,
+    id: u8,
+    key: &SigningKey,
+    name: &str,
+    ttl: u64,
+) -> LeaseGrant {
+    let (signed, m) = echo(key, name);
+    let planned = st
+        .plan_register(Millis(now), lease(id), &VendorKey::of(key), signed, m, ttl)
+        .unwrap();
+    st.apply(Millis(now), planned).unwrap()
+}
+
+fn found(st: &RegistryState, now: u64) -> Vec<LeaseId> {
+    let q = PreparedQuery::new(
+        &ServiceQuery {
+            interface: "courier:echo/echo".into(),
+            ..Default::default()
+        },
+        100,
+    )
+    .unwrap();
+    st.find(Millis(now), &q)
+        .into_iter()
+        .map(|m| m.lease)
+        .collect()
+}
+
+fn kinds_since(st: &RegistryState, seq: u64) -> Vec<EventKind> {
+    st.events().records_from(seq).map(|r| r.kind).collect()
+}
+
+#[test]
+fn a_registration_is_planned_as_a_batch_and_changes_nothing_until_applied() {
+    let mut st = started();
+    let (key, vendor) = signing(1);
+    let (signed, m) = echo(&key, "acme/echo");
+    let planned = st
+        .plan_register(Millis(10), lease(1), &vendor, signed.clone(), m, 999_999)
+        .unwrap();
+    let batch = planned.batch();
+    assert_eq!(batch.registrations, vec![(lease(1), signed)]);
+    assert_eq!(
+        batch.leases,
+        vec![(
+            lease(1),
+            LeaseRow {
+                expires_at_ms: WALL + 10 + 60_000,
+                ttl_ms: 60_000,
+                renewals: 0,
+                in_grace: false
+            }
+        )]
+    );
+    assert_eq!(batch.names, vec![("acme/echo".to_string(), vendor)]);
+    assert!(found(&st, 10).is_empty(), "nothing applied yet");
+    let seq = st.events().next_seq();
+    let grant = st.apply(Millis(10), planned).unwrap();
+    assert_eq!(
+        (grant.lease, grant.ttl_ms, grant.replaced),
+        (lease(1), 60_000, None)
+    );
+    assert_eq!(found(&st, 10), vec![lease(1)]);
+    assert_eq!(kinds_since(&st, seq), vec![EventKind::Registered]);
+    assert_eq!(st.next_deadline(), Some(Millis(60_010)));
+}
+
+#[test]
+fn registering_again_replaces_through_the_one_way_out() {
+    let mut st = started();
+    let (key, _) = signing(1);
+    register(&mut st, 0, 1, &key, "acme/echo", 1_000);
+    let seq = st.events().next_seq();
+    let (signed, m) = echo(&key, "acme/echo");
+    let planned = st
+        .plan_register(Millis(5), lease(2), &VendorKey::of(&key), signed, m, 1_000)
+        .unwrap();
+    assert_eq!(planned.batch().delete, vec![lease(1)]);
+    assert!(
+        planned.batch().names.is_empty(),
+        "the name is owned already"
+    );
+    let grant = st.apply(Millis(5), planned).unwrap();
+    assert_eq!(grant.replaced, Some(lease(1)));
+    assert_eq!(
+        kinds_since(&st, seq),
+        vec![EventKind::Replaced, EventKind::Registered]
+    );
+    assert_eq!(found(&st, 5), vec![lease(2)]);
+    assert_eq!(st.counts().0, 1, "the replaced lease left the table");
+}
+
+#[test]
+fn another_key_cannot_take_a_name_nor_renew_nor_cancel() {
+    let mut st = started();
+    let ((acme, _), (other, other_v)) = (signing(1), signing(2));
+    register(&mut st, 0, 1, &acme, "acme/echo", 1_000);
+    let (signed, m) = echo(&other, "acme/echo");
+    assert!(matches!(
+        st.plan_register(Millis(1), lease(2), &other_v, signed, m, 1_000),
+        Err(crate::errors::RegisterError::Catalog(_))
+    ));
+    assert!(matches!(
+        st.renew(Millis(1), &other_v, lease(1), 1_000),
+        Err(LeaseError::NotOwner(_))
+    ));
+    assert!(matches!(
+        st.plan_cancel(Millis(1), &other_v, lease(1)),
+        Err(LeaseError::NotOwner(_))
+    ));
+}
+
+#[test]
+fn renewal_works_in_memory_and_marks_the_lease_for_the_next_flush() {
+    let mut st = started();
+    let (key, vendor) = signing(1);
+    register(&mut st, 0, 1, &key, "acme/echo", 1_000);
+    let grant = st.renew(Millis(900), &vendor, lease(1), 5_000).unwrap();
+    assert_eq!(grant.ttl_ms, 5_000);
+    assert_eq!(st.next_deadline(), Some(Millis(5_900)));
+    let flush = st.plan_flush(Millis(950), 5_000).unwrap();
+    let row = flush.batch().leases[0];
+    assert_eq!(row.0, lease(1));
+    assert_eq!((row.1.expires_at_ms, row.1.renewals), (WALL + 5_900, 1));
+    assert_eq!(flush.batch().last_alive_ms, Some(WALL + 950));
+    // A failed commit keeps the work for the next flush.
+    st.abandon(flush);
+    let again = st.plan_flush(Millis(960), 5_000).unwrap();
+    assert_eq!(again.batch().leases.len(), 1);
+    assert!(st.apply(Millis(960), again).committed);
+    assert!(
+        st.plan_flush(Millis(970), 5_000).is_none(),
+        "nothing new, recent"
+    );
+    assert!(
+        st.plan_flush(Millis(5_960), 5_000).is_some(),
+        "stale: alive again"
+    );
+    // Past its deadline a lease is dead for renewals at once, before it is collected.
+    assert!(matches!(
+        st.renew(Millis(5_900), &vendor, lease(1), 1_000),
+        Err(LeaseError::Unknown(_))
+    ));
+}
+
+#[test]
+fn expiry_collects_due_leases_and_queues_their_deletion() {
+    let mut st = started();
+    let (key, _) = signing(1);
+    register(&mut st, 0, 1, &key, "acme/a", 100);
+    register(&mut st, 0, 2, &key, "acme/b", 200);
+    register(&mut st, 0, 3, &key, "acme/c", 60_000);
+    assert_eq!(found(&st, 150), vec![lease(3), lease(2)]);
+    let seq = st.events().next_seq();
+    assert_eq!(st.expire(Millis(99)).unwrap(), Vec::<LeaseId>::new());
+    assert_eq!(st.expire(Millis(200)).unwrap(), vec![lease(1), lease(2)]);
+    assert_eq!(
+        kinds_since(&st, seq),
+        vec![EventKind::Expired, EventKind::Expired]
+    );
+    let flush = st.plan_flush(Millis(201), 5_000).unwrap();
+    assert_eq!(flush.batch().delete, vec![lease(1), lease(2)]);
+}
+
+#[test]
+fn a_cancellation_that_finds_its_lease_expired_reports_it_gone() {
+    let mut st = started();
+    let (key, vendor) = signing(1);
+    register(&mut st, 0, 1, &key, "acme/echo", 100);
+    let planned = st.plan_cancel(Millis(50), &vendor, lease(1)).unwrap();
+    assert_eq!(planned.batch().delete, vec![lease(1)]);
+    // The lease ran out while the batch was being committed.
+    let seq = st.events().next_seq();
+    assert!(matches!(
+        st.apply(Millis(150), planned),
+        Err(LeaseError::Unknown(_))
+    ));
+    assert_eq!(kinds_since(&st, seq), vec![EventKind::Expired]);
+    assert_eq!(st.counts(), (0, 0, 0));
+}
+
+#[test]
+fn a_revocation_retires_every_registration_of_the_key() {
+    let mut st = started();
+    let ((acme, acme_v), (other, _)) = (signing(1), signing(2));
+    register(&mut st, 0, 1, &acme, "acme/a", 1_000);
+    register(&mut st, 0, 2, &acme, "acme/b", 1_000);
+    register(&mut st, 0, 3, &other, "other/c", 1_000);
+    let statement = KeyStatement::revoke(acme_v, WALL);
+    let planned = st
+        .plan_key_change(statement.clone(), None)
+        .unwrap()
+        .unwrap();
+    let mut deleted = planned.batch().delete.clone();
+    deleted.sort();
+    assert_eq!(deleted, vec![lease(1), lease(2)]);
+    let seq = st.events().next_seq();
+    st.apply(Millis(1), planned);
+    assert_eq!(
+        kinds_since(&st, seq),
+        vec![EventKind::Revoked, EventKind::Revoked]
+    );
+    assert_eq!(found(&st, 1), vec![lease(3)]);
+    assert!(st.key_status(&acme_v).1);
+    // The same revocation again changes nothing.
+    assert!(st.plan_key_change(statement, None).unwrap().is_none());
+    // A revoked key cannot register.
+    let (signed, m) = echo(&acme, "acme/a");
+    assert!(
+        st.plan_register(Millis(2), lease(4), &acme_v, signed, m, 100)
+            .is_err()
+    );
+}
+
+#[test]
+fn in_memory_changes_refuse_rather_than_number_events_past_the_reserved_mark() {
+    // Nothing reserved: an offline open, before any change committed a reservation.
+    let mut st = RegistryState::new(config(), WALL, 1);
+    let (key, vendor) = signing(1);
+    let (signed, m) = echo(&key, "acme/echo");
+    let planned = st
+        .plan_register(Millis(0), lease(1), &vendor, signed, m, 100)
+        .unwrap();
+    let mark = planned.batch().seq_reserved.unwrap();
+    assert!(
+        mark >= 1024,
+        "a committed change reserves numbers for itself and more"
+    );
+    st.apply(Millis(0), planned).unwrap();
+    assert_eq!(st.events().reserved(), mark);
+    // Use the numbers up: renewals refuse, and so does an expiry, until a reservation.
+    while st.events().headroom() > 0 {
+        st.renew(Millis(1), &vendor, lease(1), 100).unwrap();
+    }
+    assert!(matches!(
+        st.renew(Millis(1), &vendor, lease(1), 100),
+        Err(LeaseError::NoHeadroom)
+    ));
+    assert_eq!(st.expire(Millis(500)), Err(NoHeadroom));
+    let reserve = st.plan_reserve(1).unwrap();
+    st.apply(Millis(2), reserve);
+    assert_eq!(st.expire(Millis(500)).unwrap(), vec![lease(1)]);
+}
+
+#[test]
+fn the_restart_rule_keeps_time_left_graces_once_and_drops_the_dead() {
+    let (key, vendor) = signing(1);
+    let row = |expires_at_ms, in_grace| LeaseRow {
+        expires_at_ms,
+        ttl_ms: 10_000,
+        renewals: 3,
+        in_grace,
+    };
+    let stored = |id: u8, name: &str, row| StoredLease {
+        lease: lease(id),
+        manifest: echo(&key, name).0,
+        row,
+    };
+    let meta = StoredMeta {
+        seq_reserved: 5_000,
+        last_alive_ms: WALL - 1_000,
+        names: vec![("acme/a".into(), vendor)],
+        ..Default::default()
+    };
+    let mut restorer = Restorer::new(config(), WALL, meta).unwrap();
+    // Ahead: keeps its 4 s exactly. Ran out after the last write: a grace of 2 s, written
+    // down. Already in grace: only what is left (500 ms). Dead before the last write:
+    // dropped. A stepped-back clock's 99 s left: cut to the lease's 10 s.
+    restorer.restore(stored(1, "acme/a", row(WALL + 4_000, false)));
+    restorer.restore(stored(2, "acme/b", row(WALL - 500, false)));
+    restorer.restore(stored(3, "acme/c", row(WALL + 500, true)));
+    restorer.restore(stored(4, "acme/d", row(WALL - 5_000, false)));
+    restorer.restore(stored(5, "acme/e", row(WALL + 99_000, false)));
+    let (mut st, restart, counts) = restorer.finish(vec![lease(9)]);
+    assert_eq!(
+        counts,
+        RestartCounts {
+            kept: 2,
+            graced: 1,
+            still_in_grace: 1,
+            dropped: 2,
+            start_seq: 5_000
+        }
+    );
+    let batch = restart.batch();
+    assert_eq!(
+        batch.leases,
+        vec![(lease(2), row(WALL + 2_000, true))],
+        "the grace is written down"
+    );
+    assert_eq!(batch.delete, vec![lease(4), lease(9)]);
+    assert_eq!(batch.last_alive_ms, Some(WALL));
+    assert_eq!(batch.seq_reserved, Some(5_000 + 1024));
+    assert_eq!(
+        st.events().headroom(),
+        0,
+        "nothing reserved until the batch is committed"
+    );
+    st.apply(Millis(0), restart);
+    assert_eq!(st.events().next_seq(), 5_000);
+    let rows = st.leases_page(Millis(0), None, 100).rows;
+    let left: Vec<(LeaseId, u64, bool)> = rows
+        .iter()
+        .map(|r| (r.lease, r.remaining_ms, r.in_grace))
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            (lease(1), 4_000, false),
+            (lease(2), 2_000, true),
+            (lease(3), 500, true),
+            (lease(5), 10_000, false)
+        ]
+    );
+    // A renewal ends the grace.
+    st.renew(Millis(10), &vendor, lease(2), 1_000).unwrap();
+    let rows = st.leases_page(Millis(10), None, 100).rows;
+    assert!(!rows.iter().any(|r| r.lease == lease(2) && r.in_grace));
+}
+
+#[test]
+fn a_stored_statement_that_does_not_verify_stops_the_start() {
+    let ((acme, acme_v), (_, other_v)) = (signing(1), signing(2));
+    let signed =
+        courier_protocol::SignedKeyStatement::sign(&KeyStatement::revoke(acme_v, 1), &acme);
+    let meta = StoredMeta {
+        revocations: vec![(other_v, Some(signed))],
+        ..Default::default()
+    };
+    let err = Restorer::new(config(), WALL, meta).unwrap_err();
+    assert_eq!(err.key, other_v);
+}
+
+#[test]
+fn pages_of_the_lease_table_follow_name_then_lease() {
+    let mut st = started();
+    let (key, _) = signing(1);
+    for (id, name) in [(4, "b/x"), (1, "a/x"), (3, "c/x"), (2, "a/y")] {
+        register(&mut st, 0, id, &key, name, 10_000);
+    }
+    let first = st.leases_page(Millis(0), None, 2);
+    let names: Vec<&str> = first.rows.iter().map(|r| &*r.name).collect();
+    assert_eq!(names, vec!["a/x", "a/y"]);
+    let next = first.next.clone().unwrap();
+    let second = st.leases_page(Millis(0), Some(&next), 2);
+    let names: Vec<&str> = second.rows.iter().map(|r| &*r.name).collect();
+    assert_eq!(names, vec!["b/x", "c/x"]);
+    assert!(second.next.is_none());
+    let manifests = vec![Some(echo(&key, "b/x").0), None];
+    let page = second.into_page(manifests);
+    assert_eq!(
+        page.leases.len(),
+        1,
+        "a registration gone since is not listed"
+    );
+}

@@ -1,0 +1,148 @@
+//! Answers built from memory and the manifests the store reads for them: a page of the
+//! lease table, and ranked candidates. The state decides what to read (only the page's or
+//! the candidates' manifests); the caller reads them and the state puts the answer together.
+
+use super::RegistryState;
+use crate::core::lease_table::Millis;
+use crate::core::matcher::Match;
+use courier_protocol::limits::MAX_LEASE_PAGE;
+use courier_protocol::{Candidate, LeaseCursor, LeaseId, LeaseInfo, LeasePage, SignedManifest};
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+/// A live lease as a page of the lease table lists it. Ordered by its fields in turn: the
+/// (name, lease) key comes first and is unique, so the rest never decides.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PageRow {
+    /// The service name.
+    pub name: Arc<str>,
+    /// The lease.
+    pub lease: LeaseId,
+    /// Milliseconds left.
+    pub remaining_ms: u64,
+    /// Last granted duration.
+    pub ttl_ms: u64,
+    /// Renewals so far.
+    pub renewals: u32,
+    /// Whether it lives on its post-restart grace.
+    pub in_grace: bool,
+}
+
+impl PageRow {
+    fn key(&self) -> (&str, &LeaseId) {
+        (&self.name, &self.lease)
+    }
+}
+
+/// The rows of one page of the lease table, before their manifests are read.
+#[derive(Debug, Clone, Default)]
+pub struct LeasePageRows {
+    /// The rows, sorted by (name, lease).
+    pub rows: Vec<PageRow>,
+    /// Where the next page starts, if one follows.
+    pub next: Option<LeaseCursor>,
+}
+
+impl LeasePageRows {
+    /// The leases whose manifests the page needs, in order.
+    pub fn leases(&self) -> Vec<LeaseId> {
+        self.rows.iter().map(|r| r.lease).collect()
+    }
+
+    /// The page, given the manifests of [`LeasePageRows::leases`] in order (`None` for a
+    /// registration gone since: it is not listed).
+    pub fn into_page(self, manifests: Vec<Option<SignedManifest>>) -> LeasePage {
+        let leases = self
+            .rows
+            .into_iter()
+            .zip(manifests)
+            .filter_map(|(r, m)| {
+                let m = m?.peek().ok()?;
+                Some(LeaseInfo {
+                    lease: r.lease,
+                    name: m.name,
+                    version: m.version,
+                    vendor: m.vendor_key,
+                    interfaces: m.exports.into_iter().map(|e| e.interface).collect(),
+                    component: m.component_hash,
+                    endpoints: m.endpoints,
+                    remaining_ms: r.remaining_ms,
+                    ttl_ms: r.ttl_ms,
+                    renewals: u64::from(r.renewals),
+                    in_grace: r.in_grace,
+                })
+            })
+            .collect();
+        LeasePage {
+            leases,
+            next: self.next,
+        }
+    }
+}
+
+/// Ranked candidates, given the manifests of the matches in order (a registration gone
+/// since is left out).
+pub fn candidates(matches: Vec<Match>, manifests: Vec<Option<SignedManifest>>) -> Vec<Candidate> {
+    matches
+        .into_iter()
+        .zip(manifests)
+        .filter_map(|(m, manifest)| {
+            manifest.map(|manifest| Candidate {
+                lease: m.lease,
+                manifest,
+                interface: m.interface,
+                remaining_ms: m.remaining_ms,
+            })
+        })
+        .collect()
+}
+
+impl RegistryState {
+    /// One page of the live leases at `now`, sorted by service name then lease: at most
+    /// `limit` rows (capped at [`MAX_LEASE_PAGE`]) after `after`. One pass over the lease
+    /// table, keeping the smallest rows in a bounded heap, whatever the table's size.
+    pub fn leases_page(
+        &self,
+        now: Millis,
+        after: Option<&LeaseCursor>,
+        limit: u32,
+    ) -> LeasePageRows {
+        let limit = limit.clamp(1, MAX_LEASE_PAGE) as usize;
+        // The `limit` smallest rows after the cursor, in a max-heap; one row more tells
+        // whether another page follows.
+        let mut heap = BinaryHeap::<PageRow>::with_capacity(limit + 2);
+        for (id, s) in self.table.iter() {
+            if s.deadline <= now {
+                continue;
+            }
+            let Some(reg) = self.catalog.get(id) else {
+                continue;
+            };
+            let key = (&*reg.name, id);
+            if after.is_some_and(|a| key <= (a.name.as_str(), &a.lease))
+                || (heap.len() > limit && heap.peek().is_some_and(|top| key >= top.key()))
+            {
+                continue;
+            }
+            heap.push(PageRow {
+                name: reg.name.clone(),
+                lease: *id,
+                remaining_ms: s.deadline.since(now),
+                ttl_ms: s.ttl_ms(),
+                renewals: s.renewals(),
+                in_grace: s.in_grace(),
+            });
+            if heap.len() > limit + 1 {
+                heap.pop();
+            }
+        }
+        let mut rows = heap.into_sorted_vec();
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = more.then(|| rows.last()).flatten().map(|r| LeaseCursor {
+            name: r.name.to_string(),
+            lease: r.lease,
+        });
+        LeasePageRows { rows, next }
+    }
+}

@@ -1,0 +1,145 @@
+//! The registry's errors, one enum per operation. What each means on the wire is decided
+//! once, by the server (`server::wire_errors`).
+
+use crate::core::catalog::CatalogError;
+use crate::core::keys::{KeyError, StoredStatementError};
+use crate::core::matcher::QueryError;
+use crate::store::StoreError;
+use courier_protocol::component::InspectError;
+use courier_protocol::{
+    ContentHash, LeaseId, ManifestError, StatementError, VendorKey, VerifyError,
+};
+
+/// Why the registry could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A stored key statement does not verify.
+    #[error("store: {0}")]
+    Statement(#[from] StoredStatementError),
+    /// The configuration is inconsistent.
+    #[error("config: {0}")]
+    Config(String),
+}
+
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The connection is authenticated as another key than the manifest's.
+    #[error("connection is authenticated as {auth}, the manifest is signed by {manifest}")]
+    WrongVendor {
+        /// The connection's key.
+        auth: VendorKey,
+        /// The manifest's key.
+        manifest: VendorKey,
+    },
+    /// The manifest's signature or encoding is bad.
+    #[error("manifest: {0}")]
+    Verify(#[from] VerifyError),
+    /// The manifest is expired or not yet valid.
+    #[error("manifest: {0}")]
+    Times(ManifestError),
+    /// The component is not the one the manifest names.
+    #[error("component: {0}")]
+    Component(ManifestError),
+    /// The component cannot be read.
+    #[error("component: {0}")]
+    Inspect(#[from] InspectError),
+    /// The manifest names an interface or function the component does not export.
+    #[error("component does not export {0}")]
+    NotExported(String),
+    /// The name belongs to another key, or an export's interface name is bad.
+    #[error("{0}")]
+    Catalog(#[from] CatalogError),
+    /// The vendor key was revoked or rotated away.
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    /// The store failed; nothing was acknowledged.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why a renewal or cancellation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// No live lease with this id.
+    #[error("no live lease {0}")]
+    Unknown(LeaseId),
+    /// The lease belongs to another key.
+    #[error("lease {0} belongs to another vendor key")]
+    NotOwner(LeaseId),
+    /// Event numbers ran out and the store has not reserved more yet (it is failing).
+    #[error("registry cannot number events until its store accepts a write; try later")]
+    NoHeadroom,
+    /// The store failed; nothing was acknowledged.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why a key statement was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StatementRefused {
+    /// The statement is about another key than the connection's.
+    #[error("connection is authenticated as {auth}, the statement is about {key}")]
+    WrongKey {
+        /// The connection's key.
+        auth: VendorKey,
+        /// The statement's key.
+        key: VendorKey,
+    },
+    /// The statement does not verify.
+    #[error("{0}")]
+    Verify(#[from] StatementError),
+    /// The statement conflicts with the key book (revoked, already rotated...).
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    /// The store failed; nothing was acknowledged.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    /// The query is malformed.
+    #[error("{0}")]
+    Query(#[from] QueryError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why a read (fetch, leases, history) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Nothing stored under that key.
+    #[error("no component {0}")]
+    NotFound(ContentHash),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why a report was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A field is empty or too large.
+    #[error("invalid report: {0}")]
+    Invalid(&'static str),
+    /// The store failed; nothing was acknowledged.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why an operator grant failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// The name is not a valid service name.
+    #[error("invalid service name {0:?}")]
+    Name(String),
+    /// The store failed; nothing was granted.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}

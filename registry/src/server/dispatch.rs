@@ -1,0 +1,195 @@
+//! The answer to each one-shot request. Every arm says where it runs: `inline` on the
+//! connection's task (memory only, or a bounded read that costs less than a hand-off), or
+//! `blocking` on tokio's blocking pool (commits with fsync, reads of files and pages). The
+//! answers that can be large (a component, a page of the lease table, a history) take their
+//! room before they are built, so what answers in flight hold is counted before it exists.
+
+use super::admission::AnswerRoom;
+use super::connection::Session;
+use super::respond::{refusal, reserve};
+use super::wire_errors::{ToWire, not_authenticated};
+use crate::driver::Registry;
+use courier_protocol::limits::{MAX_HISTORY_BYTES, MAX_LEASE_PAGE};
+use courier_protocol::signing::{AUTH_DOMAIN, auth_message};
+use courier_protocol::{ErrorKind, Request, Response, VendorKey, WireError};
+use std::sync::Arc;
+
+/// Room a lease-table row is given before a page is built (a typical row is about 250
+/// bytes; a longer one takes more room when the page is encoded, if there is some at once).
+const LEASE_ROW_BYTES: usize = 512;
+
+/// Answers one one-shot request, with the room its answer holds if it is large.
+pub(super) async fn answer(req: Request, session: &Session) -> (Response, Option<AnswerRoom>) {
+    let registry = &session.shared.registry;
+    let peer = session.peer;
+    let reserved = match &req {
+        Request::Fetch { hash } => {
+            let hash = *hash;
+            // Blocking: a stat of the component file.
+            match blocking(registry, move |r| {
+                r.component_size(&hash).map_err(|e| e.to_wire())
+            })
+            .await
+            {
+                // Its bytes and its frame, both alive while it is encoded.
+                Ok(n) => usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(2)
+                    .saturating_add(64),
+                Err(e) => return (refusal(e, peer, "fetch"), None),
+            }
+        }
+        Request::History { .. } => 2 * MAX_HISTORY_BYTES + (64 << 10),
+        Request::Leases { limit, .. } => {
+            let rows = (*limit).clamp(1, MAX_LEASE_PAGE) as usize;
+            2 * rows * LEASE_ROW_BYTES
+        }
+        _ => return (build(req, session).await, None),
+    };
+    match reserve(session, reserved).await {
+        Ok(room) => (build(req, session).await, Some(room)),
+        Err(refused) => (refused, None),
+    }
+}
+
+/// Builds the answer to a one-shot request.
+async fn build(req: Request, session: &Session) -> Response {
+    let (registry, peer) = (&session.shared.registry, session.peer);
+    let key = session.auth.get().copied();
+    let what = request_name(&req);
+    let answer = match req {
+        // Inline: a signature check.
+        Request::Authenticate { vendor, signature } => authenticate(session, vendor, &signature),
+        // Inline: memory only; refused rather than blocked when event numbers run out.
+        Request::Renew { lease, ttl_ms } => match key {
+            None => Err(not_authenticated()),
+            Some(key) => registry
+                .renew(registry.now(), &key, lease, ttl_ms)
+                .map(Response::Renewed)
+                .map_err(|e| e.to_wire()),
+        },
+        // Inline: memory, then the candidates' manifests (see `Registry::find`).
+        Request::Find(q) => registry
+            .find(registry.now(), &q)
+            .map(Response::Candidates)
+            .map_err(|e| e.to_wire()),
+        // Inline: memory only.
+        Request::KeyStatements { keys } => {
+            Ok(Response::KeyStatements(registry.key_statements(&keys)))
+        }
+        // Blocking: stores the component, commits with fsync.
+        Request::Register(r) => match key {
+            None => Err(not_authenticated()),
+            Some(key) => blocking(registry, move |reg| {
+                reg.register(reg.now(), &key, r).map_err(|e| e.to_wire())
+            })
+            .await
+            .map(Response::Registered),
+        },
+        // Blocking: commits with fsync.
+        Request::Cancel { lease } => match key {
+            None => Err(not_authenticated()),
+            Some(key) => blocking(registry, move |reg| {
+                reg.cancel(reg.now(), &key, lease).map_err(|e| e.to_wire())
+            })
+            .await
+            .map(|()| Response::Cancelled),
+        },
+        // Blocking: commits with fsync.
+        Request::KeyStatement(statement) => match key {
+            None => Err(not_authenticated()),
+            Some(key) => blocking(registry, move |reg| {
+                reg.key_statement(reg.now(), &key, statement)
+                    .map_err(|e| e.to_wire())
+            })
+            .await
+            .map(|_| Response::StatementAccepted),
+        },
+        // Blocking: reads the component file.
+        Request::Fetch { hash } => blocking(registry, move |reg| {
+            reg.fetch(&hash).map_err(|e| e.to_wire())
+        })
+        .await
+        .map(Response::Payload),
+        // Blocking: reads a page of manifests.
+        Request::Leases { after, limit } => blocking(registry, move |reg| {
+            reg.leases_page(reg.now(), after.as_ref(), limit)
+                .map_err(|e| e.to_wire())
+        })
+        .await
+        .map(Response::Leases),
+        // Blocking: commits with fsync.
+        Request::Report(outcome) => blocking(registry, move |reg| {
+            reg.report(reg.now(), outcome).map_err(|e| e.to_wire())
+        })
+        .await
+        .map(|()| Response::Reported),
+        // Blocking: reads history pages.
+        Request::History { client, limit } => blocking(registry, move |reg| {
+            reg.history(&client, limit).map_err(|e| e.to_wire())
+        })
+        .await
+        .map(Response::History),
+        Request::Hello(_) => Err(WireError::new(ErrorKind::BadHandshake, "hello sent twice")),
+        Request::Subscribe { .. } | Request::KeepAlive => Err(WireError::new(
+            ErrorKind::Internal,
+            "long-lived request not taken over",
+        )),
+    };
+    answer.unwrap_or_else(|e| refusal(e, peer, what))
+}
+
+/// What a request is, for the log line of its refusal.
+fn request_name(req: &Request) -> &'static str {
+    match req {
+        Request::Hello(_) => "hello",
+        Request::Authenticate { .. } => "authenticate",
+        Request::Register(_) => "register",
+        Request::Renew { .. } => "renew",
+        Request::Cancel { .. } => "cancel",
+        Request::Find(_) => "find",
+        Request::Fetch { .. } => "fetch",
+        Request::Leases { .. } => "leases",
+        Request::Subscribe { .. } => "subscribe",
+        Request::KeepAlive => "keep-alive",
+        Request::Report(_) => "report",
+        Request::History { .. } => "history",
+        Request::KeyStatement(_) => "key statement",
+        Request::KeyStatements { .. } => "key statements",
+    }
+}
+
+/// Checks a vendor's signature over the connection's challenge and the registry's pin,
+/// and binds the connection to its key (once: another key later is refused).
+fn authenticate(
+    session: &Session,
+    vendor: VendorKey,
+    signature: &[u8; 64],
+) -> Result<Response, WireError> {
+    let message = auth_message(&session.challenge, &session.shared.pin);
+    vendor
+        .verify(AUTH_DOMAIN, &message, signature)
+        .map_err(|e| WireError::new(ErrorKind::BadSignature, format!("authentication: {e}")))?;
+    match session.auth.set(vendor) {
+        Ok(()) => {
+            tracing::debug!(peer = %session.peer, %vendor, "authenticated");
+            Ok(Response::Authenticated)
+        }
+        Err(_) if session.auth.get() == Some(&vendor) => Ok(Response::Authenticated),
+        Err(_) => Err(WireError::new(
+            ErrorKind::BadHandshake,
+            "connection is already authenticated as another key",
+        )),
+    }
+}
+
+/// Runs `f` on the registry on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    registry: &Arc<Registry>,
+    f: impl FnOnce(&Registry) -> Result<T, WireError> + Send + 'static,
+) -> Result<T, WireError> {
+    let registry = registry.clone();
+    tokio::task::spawn_blocking(move || f(&registry))
+        .await
+        .map_err(|e| WireError::new(ErrorKind::Internal, format!("handler failed: {e}")))?
+}

@@ -1,0 +1,277 @@
+//! The QUIC server: a thin tokio/quinn driver around [`Registry`]. Its rooms:
+//! - `accept`: the accept loop and connection admission (caps in all and per address);
+//! - `connection`: a connection's handshake, authentication and streams, each request
+//!   admitted (rate, requests in flight) before it is read;
+//! - `dispatch`: the answer to each request, each arm saying whether it runs inline or on
+//!   the blocking pool, with the room large answers take;
+//! - `respond`: writing answers within their budgets and deadlines;
+//! - `kept`: streams a request takes over (keep-alive renewals, event subscriptions);
+//! - `tasks`: the background tasks (expiry, write-behind flush);
+//! - `admission`: the caps themselves; `wire_errors`: what each error means on the wire.
+//!
+//! Every bad input gets a typed `Response::Error` and a `tracing` warning; the connection
+//! (or, for a broken handshake, the registry) keeps serving everyone else.
+
+mod accept;
+mod admission;
+mod connection;
+mod dispatch;
+mod kept;
+mod respond;
+mod tasks;
+mod wire_errors;
+
+use crate::driver::Registry;
+use admission::RateLimit;
+use courier_protocol::SpkiPin;
+use courier_protocol::limits::REQUEST_TIMEOUT;
+use courier_transport::{Identity, ServerLimits, TransportError, server_endpoint};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// The address a registry listens on by default.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7800);
+
+/// Connections a registry serves at once by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// What a server admits and how long it waits. [`ServerConfig::default`] gives the
+/// defaults; the registry's own state is [`crate::RegistryConfig`]'s.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Most concurrent connections; more are answered `Busy` and closed.
+    pub max_connections: usize,
+    /// Most concurrent connections from one peer address; more are answered `Busy`.
+    pub max_connections_per_peer: usize,
+    /// Most concurrent streams (requests) per connection.
+    pub max_streams_per_connection: u32,
+    /// Most one-shot requests being handled at once across all connections; more are
+    /// answered `Busy` at once (subscriptions and keep-alive streams are not counted once
+    /// they are open).
+    pub max_requests_in_flight: usize,
+    /// Requests per second one connection may make, with a burst of as many (renewals on
+    /// its keep-alive stream included); more are answered `Busy`. 0: no cap.
+    pub request_rate_per_connection: u32,
+    /// Requests per second the whole registry accepts, with a burst of as many; more are
+    /// answered `Busy` rather than queued. 0: no cap.
+    pub request_rate: u32,
+    /// A connection idle this long is closed.
+    pub idle_timeout: Duration,
+    /// How long a new connection has to send its Hello.
+    pub handshake_timeout: Duration,
+    /// How long a peer has to send a whole request frame; a kept stream idle this long is
+    /// finished.
+    pub request_timeout: Duration,
+    /// How long a peer has to take one response (or event batch); a peer that does not read
+    /// gets the stream reset and what it held is let go.
+    pub response_timeout: Duration,
+    /// Bytes all connections together may hold in request frames above the small-frame
+    /// size while they are read (registrations carrying components).
+    pub large_request_budget: usize,
+    /// Bytes all connections together may hold in responses above the small-frame size
+    /// (components being fetched, lease pages, history) until their peers take them; past
+    /// it, such answers are `Busy`.
+    pub large_response_budget: usize,
+    /// The part of `large_response_budget` the connections of one peer address may hold
+    /// together, so that one peer that does not read cannot hold it all.
+    pub large_response_budget_per_peer: usize,
+    /// Longest a large answer waits for room before it is answered `Busy` (or a quarter of
+    /// the response timeout, if shorter).
+    pub large_response_wait: Duration,
+}
+
+impl Default for ServerConfig {
+    /// Listen on 127.0.0.1:7800; 1,024 connections (64 per peer address) of 256 streams;
+    /// 4,096 requests in flight; 25,000 requests/s per connection and 100,000/s in all
+    /// (about half and twice what a registry serves on two cores); 30 s to send a request
+    /// or take an answer; 64 MiB for large requests and for large answers (32 MiB per peer
+    /// address).
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_peer: 64,
+            max_streams_per_connection: 256,
+            max_requests_in_flight: 4096,
+            request_rate_per_connection: 25_000,
+            request_rate: 100_000,
+            idle_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            request_timeout: REQUEST_TIMEOUT,
+            response_timeout: REQUEST_TIMEOUT,
+            large_request_budget: 64 * 1024 * 1024,
+            large_response_budget: 64 * 1024 * 1024,
+            large_response_budget_per_peer: 32 * 1024 * 1024,
+            large_response_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The TLS identity or the socket failed.
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+    /// The endpoint has no local address.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// QUIC application close codes of the registry.
+mod close {
+    pub const SHUTDOWN: u32 = 0;
+    pub const UNSUPPORTED_VERSION: u32 = 1;
+    pub const BAD_HANDSHAKE: u32 = 2;
+    pub const BUSY: u32 = 3;
+    /// Stream reset: the peer did not take a response in time.
+    pub const TOO_SLOW: u32 = 4;
+}
+
+/// A running registry server.
+pub struct RegistryHandle {
+    local_addr: SocketAddr,
+    pin: SpkiPin,
+    registry: Arc<Registry>,
+    endpoint: quinn::Endpoint,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    done_tx: mpsc::Sender<()>,
+    done_rx: mpsc::Receiver<()>,
+}
+
+impl std::fmt::Debug for RegistryHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryHandle")
+            .field("local_addr", &self.local_addr)
+            .field("pin", &self.pin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The pin clients must use: SHA-256 of the registry's TLS public key.
+    pub fn pin(&self) -> SpkiPin {
+        self.pin
+    }
+
+    /// The registry behind the server (for in-process operator actions and benchmarks).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Stops gracefully: stops accepting, closes connections, waits for the handlers, and
+    /// writes a final durable flush. When it returns, the data directory can be reopened.
+    pub async fn shutdown(self) {
+        let RegistryHandle {
+            registry,
+            endpoint,
+            shutdown,
+            tasks,
+            done_tx,
+            mut done_rx,
+            ..
+        } = self;
+        let _ = shutdown.send(true);
+        endpoint.close(close::SHUTDOWN.into(), b"registry shutting down");
+        for t in tasks {
+            let _ = t.await;
+        }
+        drop(done_tx);
+        if tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connection handlers did not finish in 10 s");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        match tokio::task::spawn_blocking(move || registry.flush(registry.now())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("final flush failed: {e}"),
+            Err(e) => tracing::error!("final flush panicked: {e}"),
+        }
+        tracing::info!("registry stopped");
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    registry: Arc<Registry>,
+    config: ServerConfig,
+    pin: SpkiPin,
+    shutdown: watch::Receiver<bool>,
+    /// Bytes of large request frames being read ([`ServerConfig::large_request_budget`]).
+    large_requests: Arc<Semaphore>,
+    /// Bytes of large answers not yet taken by their peers
+    /// ([`ServerConfig::large_response_budget`]).
+    large_responses: Arc<Semaphore>,
+    /// One-shot requests being handled ([`ServerConfig::max_requests_in_flight`]).
+    in_flight: Arc<Semaphore>,
+    /// The registry-wide request rate.
+    rate: RateLimit,
+    /// Dropped by every task when it ends, so shutdown can wait for them all.
+    done: mpsc::Sender<()>,
+}
+
+/// Serves `registry` on `config.listen` with the TLS identity kept in the registry's data
+/// directory (made on first start), until [`RegistryHandle::shutdown`]. The one way to
+/// start a server.
+pub async fn serve(
+    registry: Arc<Registry>,
+    config: ServerConfig,
+) -> Result<RegistryHandle, ServeError> {
+    let data_dir = registry.config().data_dir.clone();
+    let (identity, created) =
+        tokio::task::spawn_blocking(move || Identity::load_or_generate(&data_dir))
+            .await
+            .map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+    let pin = identity.pin();
+    let limits = ServerLimits {
+        max_streams_per_connection: config.max_streams_per_connection,
+        idle_timeout: config.idle_timeout,
+        ..ServerLimits::default()
+    };
+    let endpoint = server_endpoint(config.listen, &identity, &limits)?;
+    let local_addr = endpoint.local_addr()?;
+    tracing::info!(%local_addr, %pin, new_identity = created, registry_id = registry.registry_id(), "registry listening");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (done_tx, done_rx) = mpsc::channel(1);
+    let shared = Arc::new(Shared {
+        registry: registry.clone(),
+        pin,
+        shutdown: shutdown_rx.clone(),
+        large_requests: Arc::new(Semaphore::new(config.large_request_budget)),
+        large_responses: Arc::new(Semaphore::new(config.large_response_budget)),
+        in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight.max(1))),
+        rate: RateLimit::new(config.request_rate),
+        done: done_tx.clone(),
+        config,
+    });
+    let tasks = vec![
+        tokio::spawn(accept::accept_loop(endpoint.clone(), shared)),
+        tokio::spawn(tasks::expiry(registry.clone(), shutdown_rx.clone())),
+        tokio::spawn(tasks::flush(registry.clone(), shutdown_rx)),
+    ];
+    Ok(RegistryHandle {
+        local_addr,
+        pin,
+        registry,
+        endpoint,
+        shutdown: shutdown_tx,
+        tasks,
+        done_tx,
+        done_rx,
+    })
+}

@@ -1,0 +1,56 @@
+//! The server's background tasks: expiry (sleeps until the next lease deadline, woken early
+//! when an earlier one appears) and the write-behind flush. Whatever commits runs on the
+//! blocking pool.
+
+use crate::driver::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Expires leases as their deadlines pass, until shutdown.
+pub(super) async fn expiry(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let notified = registry.deadline_changed().notified();
+        let wake = match registry.next_deadline() {
+            Some(d) => registry.instant(d),
+            None => tokio::time::Instant::now() + Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = notified => {}
+            _ = tokio::time::sleep_until(wake) => {
+                if registry.expire(registry.now()).is_err() {
+                    // Out of event numbers: reserve more (a commit), then expire.
+                    let reg = registry.clone();
+                    match tokio::task::spawn_blocking(move || reg.reserve_events(1)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!("cannot reserve event numbers (will retry): {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => tracing::error!("reservation task failed: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes renewals and expiries behind every flush interval, until shutdown.
+pub(super) async fn flush(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(registry.config().flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {
+                let reg = registry.clone();
+                match tokio::task::spawn_blocking(move || reg.flush(reg.now())).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!("flush failed (will retry): {e}"),
+                    Err(e) => tracing::error!("flush task failed: {e}"),
+                }
+            }
+        }
+    }
+}

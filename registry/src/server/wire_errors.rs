@@ -1,0 +1,127 @@
+//! What each of the registry's errors means on the wire, decided once: the kind a peer can
+//! act on, and the error's own message.
+
+use crate::core::catalog::CatalogError;
+use crate::core::keys::KeyError;
+use crate::errors::{
+    FindError, GrantError, LeaseError, ReadError, RegisterError, ReportError, StatementRefused,
+};
+use courier_protocol::{ErrorKind, StatementError, VerifyError, WireError};
+
+/// An error as a peer receives it.
+pub(super) trait ToWire: std::fmt::Display {
+    /// The kind a peer can act on.
+    fn kind(&self) -> ErrorKind;
+
+    /// The wire form: the kind and this error's message.
+    fn to_wire(&self) -> WireError {
+        WireError::new(self.kind(), self.to_string())
+    }
+}
+
+/// The refusal of a request that needs an authenticated connection.
+pub(super) fn not_authenticated() -> WireError {
+    WireError::new(
+        ErrorKind::NotAuthenticated,
+        "connection is not authenticated",
+    )
+}
+
+fn signature(e: &VerifyError) -> ErrorKind {
+    match e {
+        VerifyError::BadSignature | VerifyError::InvalidKey | VerifyError::WeakKey => {
+            ErrorKind::BadSignature
+        }
+        _ => ErrorKind::BadManifest,
+    }
+}
+
+impl ToWire for KeyError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            KeyError::Revoked(_) | KeyError::TargetRevoked(_) => ErrorKind::Revoked,
+            KeyError::Rotated { .. } | KeyError::TargetRotated(_) | KeyError::ChainTooLong => {
+                ErrorKind::Rotated
+            }
+        }
+    }
+}
+
+impl ToWire for RegisterError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RegisterError::WrongVendor { .. } => ErrorKind::NotAuthenticated,
+            RegisterError::Verify(e) => signature(e),
+            RegisterError::Times(_) => ErrorKind::BadManifest,
+            RegisterError::Component(_)
+            | RegisterError::Inspect(_)
+            | RegisterError::NotExported(_) => ErrorKind::BadComponent,
+            RegisterError::Catalog(CatalogError::NotOwner { .. }) => ErrorKind::NotOwner,
+            RegisterError::Catalog(CatalogError::Interface(_)) => ErrorKind::BadManifest,
+            RegisterError::Key(e) => e.kind(),
+            RegisterError::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl ToWire for StatementRefused {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StatementRefused::WrongKey { .. } => ErrorKind::NotAuthenticated,
+            StatementRefused::Verify(StatementError::Verify(e)) => match signature(e) {
+                ErrorKind::BadSignature => ErrorKind::BadSignature,
+                _ => ErrorKind::BadQuery,
+            },
+            StatementRefused::Verify(_) => ErrorKind::BadQuery,
+            StatementRefused::Key(e) => e.kind(),
+            StatementRefused::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl ToWire for LeaseError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            LeaseError::Unknown(_) => ErrorKind::UnknownLease,
+            LeaseError::NotOwner(_) => ErrorKind::NotOwner,
+            LeaseError::NoHeadroom => ErrorKind::Busy,
+            LeaseError::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl ToWire for FindError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FindError::Query(_) => ErrorKind::BadQuery,
+            FindError::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl ToWire for ReadError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ReadError::NotFound(_) => ErrorKind::NotFound,
+            ReadError::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl ToWire for ReportError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ReportError::Invalid(_) => ErrorKind::BadQuery,
+            ReportError::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl ToWire for GrantError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            GrantError::Name(_) => ErrorKind::BadQuery,
+            GrantError::Store(_) => ErrorKind::Internal,
+        }
+    }
+}

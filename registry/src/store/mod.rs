@@ -1,0 +1,172 @@
+//! Durable state behind a small trait: the registry's driver commits [`Batch`]es to a
+//! [`Storage`] and reads manifests, history and component bytes from it. [`RedbStore`]
+//! (redb in the data directory, component files beside it) is the implementation a single
+//! registry uses; a clustered backend is another implementation of the same trait.
+//!
+//! Every method may block (disk IO, fsync): the driver calls them from blocking threads,
+//! never from an async worker, except the bounded manifest read of a lookup (see
+//! [`crate::Registry::find`]).
+
+mod blobs;
+mod redb;
+
+pub use self::redb::RedbStore;
+pub use blobs::BlobSweep;
+
+use courier_protocol::{
+    ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest, VendorKey,
+};
+
+/// Durable storage of a registry. Every commit is durable when it returns, and a reader
+/// sees every commit that returned before it started.
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// What the store holds besides the registrations, read once at open: its marks,
+    /// names, grants and key statements.
+    fn load_meta(&self) -> Result<StoredMeta, StoreError>;
+
+    /// Calls `each` for every stored registration with its lease row, one at a time (a large
+    /// store never sits in memory twice). Records that cannot be read are skipped with a
+    /// warning; their ids are returned so that they can be deleted.
+    fn load_leases(&self, each: &mut dyn FnMut(StoredLease)) -> Result<Vec<LeaseId>, StoreError>;
+
+    /// Commits `batch` durably, all of it or nothing.
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// The signed manifests of `leases`, `None` where there is none (any more).
+    fn manifests(&self, leases: &[LeaseId]) -> Result<Vec<Option<SignedManifest>>, StoreError>;
+
+    /// Appends a history entry of `client` under `seq`, durably; past `keep` entries in all,
+    /// the oldest go, whichever client they belong to.
+    fn append_history(
+        &self,
+        client: &str,
+        seq: u64,
+        entry: &HistoryEntry,
+        keep: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The newest history entries of `client`, newest first: at most `limit`, and at most
+    /// `max_bytes` of them (at least one, if there is one).
+    fn history(
+        &self,
+        client: &str,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Stores component bytes under their hash, atomically and durably (nothing happens if
+    /// they are there already). A component lives as long as a committed registration
+    /// names it.
+    fn put_component(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Deletes the component `hash` unless a committed registration names it (a
+    /// registration that stored its component and was then refused).
+    fn drop_unclaimed_component(&self, hash: &ContentHash) -> Result<(), StoreError>;
+
+    /// The size of the component stored under `hash`, without reading it.
+    fn component_size(&self, hash: &ContentHash) -> Result<Option<u64>, StoreError>;
+
+    /// The component bytes stored under `hash`, checked against the hash (a damaged file is
+    /// an error, never served).
+    fn read_component(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(String),
+    /// Stored bytes do not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// A lease's durable row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// When it runs out, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// Last granted duration.
+    pub ttl_ms: u64,
+    /// Renewals so far.
+    pub renewals: u64,
+    /// Whether the lease is in its post-restart grace period.
+    pub in_grace: bool,
+}
+
+/// One stored registration with its lease, as read at open.
+#[derive(Debug, Clone)]
+pub struct StoredLease {
+    /// The lease.
+    pub lease: LeaseId,
+    /// The signed manifest.
+    pub manifest: SignedManifest,
+    /// Its lease row.
+    pub row: LeaseRow,
+}
+
+/// What the store holds besides the registrations.
+#[derive(Debug, Clone, Default)]
+pub struct StoredMeta {
+    /// This registry's id, made when the store was created.
+    pub registry_id: String,
+    /// Event numbers below this may have been used.
+    pub seq_reserved: u64,
+    /// Wall time of the last write that found the registry alive, 0 if none.
+    pub last_alive_ms: u64,
+    /// The highest history number used.
+    pub history_seq: u64,
+    /// Every service name with its owner.
+    pub names: Vec<(String, VendorKey)>,
+    /// Every grant of a name to a further key.
+    pub grants: Vec<(String, VendorKey)>,
+    /// Key rotations: the old key and its statement.
+    pub rotations: Vec<(VendorKey, SignedKeyStatement)>,
+    /// Key revocations: the key and its own statement (`None`: by the operator).
+    pub revocations: Vec<(VendorKey, Option<SignedKeyStatement>)>,
+}
+
+/// What a write transaction changes. Everything in it commits together, durably.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// New registrations (the component each names is read from its manifest).
+    pub registrations: Vec<(LeaseId, SignedManifest)>,
+    /// Lease rows to write.
+    pub leases: Vec<(LeaseId, LeaseRow)>,
+    /// Registrations and leases to delete.
+    pub delete: Vec<LeaseId>,
+    /// Service names and their owners (a name that has an owner keeps it).
+    pub names: Vec<(String, VendorKey)>,
+    /// Names granted to more keys.
+    pub grants: Vec<(String, VendorKey)>,
+    /// A new event number high-water mark.
+    pub seq_reserved: Option<u64>,
+    /// Wall time of this write, when it finds the registry alive.
+    pub last_alive_ms: Option<u64>,
+    /// Key rotations: the old key and its statement.
+    pub rotations: Vec<(VendorKey, SignedKeyStatement)>,
+    /// Key revocations: the key and its own statement (`None`: by the operator).
+    pub revocations: Vec<(VendorKey, Option<SignedKeyStatement>)>,
+    /// Names owned by, and grants to, the first key pass to the second (a rotation).
+    pub transfers: Vec<(VendorKey, VendorKey)>,
+}
+
+impl Batch {
+    /// Whether the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.registrations.is_empty()
+            && self.leases.is_empty()
+            && self.delete.is_empty()
+            && self.names.is_empty()
+            && self.grants.is_empty()
+            && self.seq_reserved.is_none()
+            && self.last_alive_ms.is_none()
+            && self.rotations.is_empty()
+            && self.revocations.is_empty()
+            && self.transfers.is_empty()
+    }
+}

@@ -1,0 +1,65 @@
+//! Helpers shared by courier's tests and benchmarks, written once: test keys, the wall
+//! clock, logs, and a registry on loopback with short leases. A dev-dependency only.
+#![allow(clippy::unwrap_used)]
+
+use courier_protocol::SigningKey;
+use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Sends `tracing` output to the test's output, filtered by `RUST_LOG` (warnings by
+/// default). Safe to call from every test.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A deterministic signing key: every byte `seed`.
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+/// The wall-clock time now, in ms since the Unix epoch.
+pub fn wall_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A registry configuration for tests: leases of 100 ms to 60 s, flushed every 50 ms.
+pub fn short_leases(dir: &Path) -> RegistryConfig {
+    let mut c = RegistryConfig::new(dir);
+    c.min_ttl = Duration::from_millis(100);
+    c.max_ttl = Duration::from_secs(60);
+    c.flush_interval = Duration::from_millis(50);
+    c
+}
+
+/// A server configuration for tests: a free port on 127.0.0.1, 5 s for a handshake.
+pub fn loopback() -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        handshake_timeout: Duration::from_secs(5),
+        ..ServerConfig::default()
+    }
+}
+
+/// Opens a registry with `config` and serves it on loopback.
+pub async fn start_registry(config: RegistryConfig) -> RegistryHandle {
+    start_registry_with(config, loopback()).await
+}
+
+/// Opens a registry with `config` and serves it with `server`.
+pub async fn start_registry_with(config: RegistryConfig, server: ServerConfig) -> RegistryHandle {
+    init_logs();
+    let registry = Registry::open(config).unwrap();
+    courier_registry::serve(Arc::new(registry), server)
+        .await
+        .unwrap()
+}
