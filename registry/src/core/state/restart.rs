@@ -16,6 +16,7 @@
 //! of revoked keys, and records that cannot be read, are dropped.
 
 use super::{Change, Planned, RegistryState, StateConfig};
+use crate::core::catalog::Admission;
 use crate::core::keys::{KeyBook, StoredStatementError};
 use crate::core::lease_table::{LeaseOp, Millis, Restore};
 use crate::store::{Batch, LeaseRow, StoredLease, StoredMeta};
@@ -117,6 +118,32 @@ impl Restorer {
         let Some(entry) = st.table.restore(now, lease, how, row.ttl_ms, renewals) else {
             return;
         };
+        // A key holds one registration of a name at a time. Two can be stored when one
+        // expired, another was registered, and the process stopped before the expiry was
+        // written behind: the one that runs longer stays (the later lease on a tie).
+        if let Ok(Admission {
+            replaces: Some(other),
+            ..
+        }) = st.catalog.admit(&manifest.name, &manifest.vendor_key)
+        {
+            let other_deadline = st.table.get(&other).map(|e| e.deadline);
+            let (keep_new, gone) = if other_deadline < Some(entry.deadline)
+                || (other_deadline == Some(entry.deadline) && other < lease)
+            {
+                (true, other)
+            } else {
+                (false, lease)
+            };
+            st.table.remove(&gone);
+            if keep_new {
+                st.catalog.remove(&gone);
+            }
+            tracing::warn!(lease = %gone, name = %manifest.name, "dropping a stored registration the same key made again");
+            self.dropped.push(gone);
+            if !keep_new {
+                return;
+            }
+        }
         if let Err(e) = st.catalog.insert(lease, &manifest, entry.deadline) {
             tracing::warn!(%lease, "dropping stored registration: {e}");
             st.table.handle(now, LeaseOp::Cancel { id: lease });
