@@ -10,6 +10,8 @@
 //! - [`manifests`]: arbitrary bytes as a `SignedManifest`; nothing unsigned verifies.
 //! - [`bundles`]: arbitrary bytes as a component through `courier_protocol::inspect`.
 //! - [`lease_table`]: arbitrary operation sequences against a model of the lease table.
+//! - [`registry_state`]: arbitrary sequences of the registry's operations, commits that
+//!   fail and restarts, against a model of its rules and of what was committed.
 //! - [`client_vm`] (feature `vm`): wasm-smith modules, wrapped in a component, through the
 //!   client sandbox's check, compile, instantiate and invoke with its real limits.
 
@@ -19,9 +21,17 @@ pub mod client_vm;
 pub mod frames;
 pub mod lease_table;
 pub mod manifests;
+pub mod registry_state;
 
 /// Every fuzz target by name, as the replay test and the fuzz crate know them.
-pub const TARGETS: &[&str] = &["frames", "manifests", "bundles", "lease_table", "client_vm"];
+pub const TARGETS: &[&str] = &[
+    "frames",
+    "manifests",
+    "bundles",
+    "lease_table",
+    "registry_state",
+    "client_vm",
+];
 
 /// Runs the target `name` on one input; `false` when there is no such target (or it needs
 /// a feature that is off).
@@ -31,6 +41,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "manifests" => manifests::run(data),
         "bundles" => bundles::run(data),
         "lease_table" => lease_table::run(data),
+        "registry_state" => registry_state::run(data),
         #[cfg(feature = "vm")]
         "client_vm" => client_vm::run(data),
         _ => return false,

@@ -94,7 +94,14 @@ fn replay(target: &str) {
 
 #[test]
 fn every_target_is_replayed() {
-    let here: Vec<&str> = vec!["frames", "manifests", "bundles", "lease_table", "client_vm"];
+    let here: Vec<&str> = vec![
+        "frames",
+        "manifests",
+        "bundles",
+        "lease_table",
+        "registry_state",
+        "client_vm",
+    ];
     assert_eq!(courier_fuzz_harness::TARGETS, &here[..]);
 }
 
@@ -116,6 +123,11 @@ fn bundles() {
 #[test]
 fn lease_table() {
     replay("lease_table");
+}
+
+#[test]
+fn registry_state() {
+    replay("registry_state");
 }
 
 #[test]
