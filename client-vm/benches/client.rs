@@ -12,7 +12,7 @@ use courier_client::{
     Client, ClientConfig, CompilerChoice, DEFAULT_LOOKUP_TTL, PhaseTimings, Policy, ProviderTarget,
     ReportMode, Sandbox, SandboxConfig, TrustStore,
 };
-use courier_protocol::wire::provider::{Call, ProviderHello, Reply};
+use courier_protocol::provider::{Call, ProviderHello, Reply};
 use courier_protocol::{AttributeConstraint, PROTOCOL_VERSION, SigningKey, VendorKey};
 use courier_provider::{BundleBuilder, ServiceHandle, examples};
 use courier_proxy_artifacts as artifacts;

@@ -6,7 +6,7 @@
 
 use crate::policy::{OperatorAnswer, OperatorMode};
 use crate::provider::{ProviderError, ProviderPool, ProviderTarget};
-use courier_protocol::wire::provider::Reply;
+use courier_protocol::provider::Reply;
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};

@@ -8,7 +8,7 @@
 //! each way, not a handshake or a stream set-up.
 
 use courier_protocol::SpkiPin;
-use courier_protocol::wire::provider::{Call, Reply};
+use courier_protocol::provider::{Call, Reply};
 use courier_transport::{
     HelloError, StreamPool, TransportError, client_endpoint, connect, provider_hello, resolve,
 };

@@ -11,7 +11,7 @@
 //! of the same bytes for another domain, is refused.
 
 use courier_protocol::codec;
-use courier_protocol::signing::{self, AUTH_DOMAIN, MANIFEST_DOMAIN};
+use courier_protocol::{AUTH_DOMAIN, MANIFEST_DOMAIN, sign};
 use courier_protocol::{Manifest, SignedManifest, SigningKey, VendorKey, VerifyError};
 
 /// Seed of the fuzz vendor key, the one key whose signatures the corpus holds.
@@ -61,7 +61,7 @@ fn check_signed(signed: &SignedManifest, key: &SigningKey) {
     );
     assert_eq!(
         signed.signature,
-        signing::sign(key, MANIFEST_DOMAIN, &signed.bytes),
+        sign(key, MANIFEST_DOMAIN, &signed.bytes),
         "a signature the key holder never made verified"
     );
     assert_eq!(
@@ -103,7 +103,7 @@ fn control(manifest: &Manifest, key: &SigningKey, data: &[u8]) {
 
     // A signature of the same bytes for another purpose is refused.
     let other_domain = SignedManifest {
-        signature: signing::sign(key, AUTH_DOMAIN, &signed.bytes),
+        signature: sign(key, AUTH_DOMAIN, &signed.bytes),
         bytes: signed.bytes,
     };
     assert!(

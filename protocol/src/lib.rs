@@ -5,21 +5,24 @@
 //! the boundary. The codec (postcard) is confined to [`codec`].
 
 pub mod codec;
-pub mod component;
-pub mod hash;
-pub mod interface;
 pub mod limits;
-pub mod manifest;
-pub mod signing;
-pub mod statement;
-pub mod wire;
 
-pub use codec::CodecError;
+mod component;
+mod hash;
+mod interface;
+mod manifest;
+mod signing;
+mod statement;
+mod wire;
+
 pub use component::{ComponentInterfaces, InspectError, inspect};
-pub use hash::{ContentHash, SpkiPin};
+pub use hash::{ContentHash, DigestParseError, SpkiPin};
 pub use interface::{InterfaceName, InterfaceNameError};
-pub use manifest::{Export, Manifest, ManifestError};
-pub use signing::{SignedManifest, SigningKey, VendorKey, Verified, VerifyError};
+pub use manifest::{CLOCK_SKEW_MS, Export, Manifest, ManifestError};
+pub use signing::{
+    AUTH_DOMAIN, KEY_STATEMENT_DOMAIN, MANIFEST_DOMAIN, SignedManifest, SigningKey, VendorKey,
+    VendorKeyParseError, Verified, VerifyError, auth_message, sign,
+};
 pub use statement::{KeyAction, KeyStatement, SignedKeyStatement, StatementError};
 pub use wire::*;
 

@@ -2,29 +2,10 @@
 
 use crate::hash::{ContentHash, SpkiPin};
 use crate::interface::InterfaceName;
+use crate::limits::manifest as limits;
 use crate::signing::VendorKey;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Limits on a manifest's contents, so that a hostile one cannot blow up a registry.
-pub mod limits {
-    /// Longest service name.
-    pub const NAME_LEN: usize = 128;
-    /// Most exported interfaces.
-    pub const EXPORTS: usize = 32;
-    /// Most functions per exported interface.
-    pub const FUNCTIONS: usize = 256;
-    /// Most imported host interfaces.
-    pub const IMPORTS: usize = 64;
-    /// Most attributes.
-    pub const ATTRIBUTES: usize = 64;
-    /// Longest attribute key or value, function name, endpoint.
-    pub const STRING_LEN: usize = 256;
-    /// Most provider endpoints.
-    pub const ENDPOINTS: usize = 8;
-    /// Largest component a manifest may describe (16 MiB is also the frame cap).
-    pub const COMPONENT_SIZE: u64 = 12 * 1024 * 1024;
-}
 
 /// One exported service interface and the functions it really has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,8 +7,9 @@
 //! of its own: one [`Call`] frame, one [`Reply`] frame. Calls on one connection run
 //! concurrently; each handler is a plain async function of the payload bytes.
 
+use courier_protocol::codec::{self, CodecError};
 use courier_protocol::provider::{Call, ProviderHello, Reply};
-use courier_protocol::{CodecError, PROTOCOL_VERSION, SpkiPin, codec};
+use courier_protocol::{PROTOCOL_VERSION, SpkiPin};
 use courier_transport::{
     FrameBuffer, HelloError, Identity, ServerLimits, TransportError, client_endpoint, connect,
     provider_hello, read_one, server_endpoint, write_frame,
@@ -40,7 +41,7 @@ pub const MAX_METHOD_LEN: usize = 128;
 const CALL_OVERHEAD: usize = MAX_METHOD_LEN + 32;
 
 /// QUIC application codes used by providers to close connections and stop streams.
-pub use courier_transport::provider::close_code;
+pub use courier_transport::close_code;
 
 /// Limits and deadlines of a served service.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use crate::core::catalog::CatalogError;
 use crate::core::keys::{KeyError, StoredStatementError};
 use crate::core::matcher::QueryError;
 use crate::store::StoreError;
-use courier_protocol::component::InspectError;
+use courier_protocol::InspectError;
 use courier_protocol::{
     ContentHash, LeaseId, ManifestError, StatementError, VendorKey, VerifyError,
 };

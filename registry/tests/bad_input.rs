@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use courier_protocol::signing::{AUTH_DOMAIN, auth_message, sign};
+use courier_protocol::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
     ErrorKind, Hello, LeaseId, PROTOCOL_VERSION, Request, Response, ServiceQuery, SignedManifest,
     VendorKey, codec,

@@ -84,11 +84,7 @@ async fn rotation_passes_the_name_to_the_new_key_and_survives_a_restart() {
     let statement = KeyStatement::rotate(VendorKey::of(&old), VendorKey::of(&new), wall_now());
     let bytes = courier_protocol::codec::encode(&statement);
     let other_domain = SignedKeyStatement {
-        signature: courier_protocol::signing::sign(
-            &old,
-            courier_protocol::signing::MANIFEST_DOMAIN,
-            &bytes,
-        ),
+        signature: courier_protocol::sign(&old, courier_protocol::MANIFEST_DOMAIN, &bytes),
         bytes,
     };
     assert_eq!(

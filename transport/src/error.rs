@@ -1,6 +1,7 @@
 //! Transport errors.
 
-use courier_protocol::{CodecError, SpkiPin};
+use courier_protocol::SpkiPin;
+use courier_protocol::codec::CodecError;
 
 /// Why a transport operation failed.
 #[derive(Debug, thiserror::Error)]

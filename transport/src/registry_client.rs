@@ -7,7 +7,7 @@
 
 use crate::{FrameBuffer, StreamPool, TransportError, call, client_endpoint, connect, write_frame};
 use courier_protocol::limits::{MAX_FRAME_LEN, MAX_LEASE_PAGE, REQUEST_TIMEOUT};
-use courier_protocol::signing::{AUTH_DOMAIN, auth_message, sign};
+use courier_protocol::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
     Candidate, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseCursor, LeaseGrant,
     LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION, Register, Request, Response,

@@ -9,7 +9,7 @@ use courier_client::{
     Compiled, Policy, ProviderTarget, RunFailure, RunOutput, Sandbox, SandboxConfig,
 };
 use courier_protocol::PROTOCOL_VERSION;
-use courier_protocol::wire::provider::{Call, ProviderHello, Reply};
+use courier_protocol::provider::{Call, ProviderHello, Reply};
 use courier_transport::{Identity, ServerLimits, read_one, server_endpoint, write_frame};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@ use crate::core::lease_table::Millis;
 use crate::core::state::FlushStats;
 use crate::errors::{GrantError, LeaseError, RegisterError, ReportError, StatementRefused};
 use crate::store::{Storage, StoreError};
-use courier_protocol::component::inspect;
+use courier_protocol::inspect;
 use courier_protocol::limits::{MAX_CLIENT_LEN, MAX_REPORT_BYTES};
 use courier_protocol::{
     ContentHash, HistoryEntry, KeyStatement, LeaseGrant, LeaseId, Outcome, Register,

@@ -10,7 +10,7 @@ use super::respond::{refusal, reserve};
 use super::wire_errors::{ToWire, not_authenticated};
 use crate::driver::Registry;
 use courier_protocol::limits::{MAX_HISTORY_BYTES, MAX_LEASE_PAGE};
-use courier_protocol::signing::{AUTH_DOMAIN, auth_message};
+use courier_protocol::{AUTH_DOMAIN, auth_message};
 use courier_protocol::{ErrorKind, Request, Response, VendorKey, WireError};
 use std::sync::Arc;
 

@@ -291,7 +291,7 @@ impl RegistryState {
 /// Whether `name` can be a service name (the manifest's rule, for names an operator types).
 fn is_service_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= courier_protocol::manifest::limits::NAME_LEN
+        && name.len() <= courier_protocol::limits::manifest::NAME_LEN
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))

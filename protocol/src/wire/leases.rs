@@ -1,0 +1,99 @@
+//! Leases: their ids, registrations, grants, and the lease table as operators read it.
+
+use crate::hash::ContentHash;
+use crate::signing::{SignedManifest, VendorKey};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An unguessable lease identifier (128 random bits).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LeaseId(pub [u8; 16]);
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LeaseId({})", hex::encode(self.0))
+    }
+}
+
+impl std::str::FromStr for LeaseId {
+    type Err = hex::FromHexError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(s, &mut out)?;
+        Ok(Self(out))
+    }
+}
+
+/// Registration of a proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    /// The signed manifest.
+    pub manifest: SignedManifest,
+    /// The component bytes.
+    pub component: Vec<u8>,
+    /// The lease duration the vendor asks for; the registry clamps it.
+    pub ttl_ms: u64,
+}
+
+/// A granted (or renewed) lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrant {
+    /// The lease.
+    pub lease: LeaseId,
+    /// Granted duration from now, in milliseconds.
+    pub ttl_ms: u64,
+    /// The lease this registration replaced (same name, same vendor), if any.
+    pub replaced: Option<LeaseId>,
+}
+
+/// One row of the lease table, for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// The lease.
+    pub lease: LeaseId,
+    /// Service name.
+    pub name: String,
+    /// Proxy version.
+    pub version: String,
+    /// The owning vendor key.
+    pub vendor: VendorKey,
+    /// Exported interfaces (with versions).
+    pub interfaces: Vec<String>,
+    /// Component hash.
+    pub component: ContentHash,
+    /// Provider endpoints.
+    pub endpoints: Vec<String>,
+    /// Milliseconds left.
+    pub remaining_ms: u64,
+    /// Last granted duration.
+    pub ttl_ms: u64,
+    /// Renewals so far.
+    pub renewals: u64,
+    /// Whether the lease is in its post-restart grace period.
+    pub in_grace: bool,
+}
+
+/// Where a page of the lease table starts: after the row of this name and lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseCursor {
+    /// The service name of the last row seen.
+    pub name: String,
+    /// Its lease.
+    pub lease: LeaseId,
+}
+
+/// One page of the lease table. Pages are read one after the other, not from one snapshot:
+/// a lease that comes or goes meanwhile may or may not be listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasePage {
+    /// The rows, sorted by service name then lease.
+    pub leases: Vec<LeaseInfo>,
+    /// Where the next page starts, if there are more rows.
+    pub next: Option<LeaseCursor>,
+}

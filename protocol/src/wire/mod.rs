@@ -1,0 +1,241 @@
+//! Wire messages between clients, vendors and the registry.
+//!
+//! Every connection starts with [`Request::Hello`] on its first stream; the registry answers
+//! [`Response::Welcome`] or a version error and closes. After that each request travels on a
+//! bidirectional stream of its own: one request frame, then one response frame (a
+//! subscription answers with a sequence of [`Response::Events`] frames).
+
+mod events;
+mod history;
+mod leases;
+pub mod provider;
+mod query;
+
+pub use events::{Event, EventBatch, EventKind};
+pub use history::{HistoryEntry, Outcome};
+pub use leases::{LeaseCursor, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register};
+pub use query::{AttributeConstraint, Candidate, ServiceQuery};
+
+use crate::hash::ContentHash;
+use crate::signing::VendorKey;
+use crate::statement::SignedKeyStatement;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// First message of every connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's [`crate::PROTOCOL_VERSION`].
+    pub version: u16,
+    /// A free-form name of the peer software, for logs.
+    pub agent: String,
+}
+
+/// The registry's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The registry's protocol version.
+    pub version: u16,
+    /// A fresh random challenge a vendor signs to authenticate this connection.
+    pub challenge: [u8; 32],
+}
+
+/// Requests to the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Opens a connection.
+    Hello(Hello),
+    /// Authenticates the connection as a vendor key by signing the challenge.
+    Authenticate {
+        /// The vendor's key.
+        vendor: VendorKey,
+        /// Signature over `AUTH_DOMAIN || challenge || registry pin`.
+        #[serde(with = "serde_sig")]
+        signature: [u8; 64],
+    },
+    /// Registers a proxy (authenticated as the manifest's vendor key).
+    Register(Register),
+    /// Renews a lease (authenticated as its owner).
+    Renew {
+        /// The lease.
+        lease: LeaseId,
+        /// Requested duration.
+        ttl_ms: u64,
+    },
+    /// Cancels a lease (authenticated as its owner).
+    Cancel {
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// Finds candidates.
+    Find(ServiceQuery),
+    /// Fetches a component by hash.
+    Fetch {
+        /// Its content hash.
+        hash: ContentHash,
+    },
+    /// Lists the live leases, one page at a time, sorted by service name then lease.
+    Leases {
+        /// Start after this row (`None`: from the first).
+        after: Option<LeaseCursor>,
+        /// Most rows wanted (the registry caps it at [`MAX_LEASE_PAGE`](crate::limits::MAX_LEASE_PAGE)).
+        limit: u32,
+    },
+    /// Streams events from a sequence number, optionally for one interface only.
+    Subscribe {
+        /// `namespace:package/interface` to filter on, if any.
+        interface: Option<String>,
+        /// First sequence number wanted; one beyond the newest event (e.g. `u64::MAX`)
+        /// asks for new events only.
+        from_seq: u64,
+    },
+    /// Reports a run's outcome for the service history.
+    Report(Outcome),
+    /// Reads the service history of a client.
+    History {
+        /// The client identifier.
+        client: String,
+        /// Most entries, newest first.
+        limit: u32,
+    },
+    /// Opens a keep-alive stream (like etcd's `LeaseKeepAlive`): after this first frame the
+    /// stream carries only [`Request::Renew`] frames, each answered in order by
+    /// [`Response::Renewed`] or [`Response::Error`], until the client finishes it. One
+    /// long-lived stream per vendor connection saves a stream's set-up and tear-down per
+    /// renewal.
+    KeepAlive,
+    /// Publishes a key statement (rotation or revocation), authenticated as the key it is
+    /// about. The registry checks it, stores it durably, and follows it.
+    KeyStatement(SignedKeyStatement),
+    /// The key statements the registry holds about `keys` and, for rotations, about the
+    /// keys they rotate to (the whole chain). The caller verifies them itself.
+    KeyStatements {
+        /// The keys asked about (at most [`MAX_STATEMENT_KEYS`](crate::limits::MAX_STATEMENT_KEYS)).
+        keys: Vec<VendorKey>,
+    },
+}
+
+/// Answers from the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to [`Request::Hello`].
+    Welcome(Welcome),
+    /// The connection now acts for this vendor key.
+    Authenticated,
+    /// A new lease.
+    Registered(LeaseGrant),
+    /// A renewed lease.
+    Renewed(LeaseGrant),
+    /// The lease is gone.
+    Cancelled,
+    /// Ranked candidates, best first.
+    Candidates(Vec<Candidate>),
+    /// A component's bytes.
+    Payload(Vec<u8>),
+    /// A page of the lease table.
+    Leases(LeasePage),
+    /// Events for a subscriber.
+    Events(EventBatch),
+    /// The report is stored.
+    Reported,
+    /// Service history, newest first.
+    History(Vec<HistoryEntry>),
+    /// The request failed.
+    Error(WireError),
+    /// The key statement is stored and in force.
+    StatementAccepted,
+    /// Key statements, answering [`Request::KeyStatements`].
+    KeyStatements(Vec<SignedKeyStatement>),
+}
+
+/// A typed error sent back to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct WireError {
+    /// The class of failure.
+    pub kind: ErrorKind,
+    /// A one-line human description.
+    pub message: String,
+}
+
+impl WireError {
+    /// Builds an error.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Classes of errors on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The peer speaks another protocol version.
+    UnsupportedVersion,
+    /// A frame or message could not be decoded, or was too large.
+    BadFrame,
+    /// The first message was not a Hello, or a Hello came twice.
+    BadHandshake,
+    /// The request needs an authenticated vendor connection.
+    NotAuthenticated,
+    /// A signature (manifest or challenge) does not verify, or the key is weak.
+    BadSignature,
+    /// The manifest fails its rules or its validity window.
+    BadManifest,
+    /// The component is not what the manifest says (hash, size, exports).
+    BadComponent,
+    /// The service name or lease belongs to another vendor key.
+    NotOwner,
+    /// No such lease (unknown, expired or cancelled).
+    UnknownLease,
+    /// No such component or entry.
+    NotFound,
+    /// The query is malformed.
+    BadQuery,
+    /// A cap on connections, streams or rate was hit; try later.
+    Busy,
+    /// The registry failed internally (storage); nothing was acknowledged.
+    Internal,
+    /// The vendor key was revoked.
+    Revoked,
+    /// The vendor key was rotated to another key, which acts for it now.
+    Rotated,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ErrorKind::UnsupportedVersion => "unsupported protocol version",
+            ErrorKind::BadFrame => "bad frame",
+            ErrorKind::BadHandshake => "bad handshake",
+            ErrorKind::NotAuthenticated => "not authenticated",
+            ErrorKind::BadSignature => "bad signature",
+            ErrorKind::BadManifest => "bad manifest",
+            ErrorKind::BadComponent => "bad component",
+            ErrorKind::NotOwner => "not owner",
+            ErrorKind::UnknownLease => "unknown lease",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::BadQuery => "bad query",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Internal => "internal error",
+            ErrorKind::Revoked => "key revoked",
+            ErrorKind::Rotated => "key rotated",
+        };
+        f.write_str(s)
+    }
+}
+
+mod serde_sig {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(sig: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(sig)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        let v: &[u8] = <&[u8]>::deserialize(d)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::invalid_length(v.len(), &"64 bytes"))
+    }
+}
