@@ -40,8 +40,8 @@ impl Service {
 
     fn builder(self) -> courier_provider::ServiceBuilder {
         match self {
-            Service::Echo => courier_provider::examples::echo_service(),
-            Service::Kv => courier_provider::examples::kv_service(),
+            Service::Echo => courier_example_services::echo_service(),
+            Service::Kv => courier_example_services::kv_service(),
         }
     }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{ServedRegistry, courier};
-use courier_provider::examples::echo_service;
+use courier_example_services::echo_service;
 use courier_transport::Identity;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

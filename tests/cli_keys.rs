@@ -128,7 +128,7 @@ async fn call_refuses_a_replayed_older_version_across_processes_unless_pinned() 
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("client-state");
     let registry = ServedRegistry::start(&dir.path().join("registry"), &[]);
-    let provider = courier_provider::examples::echo_service()
+    let provider = courier_example_services::echo_service()
         .serve(
             "127.0.0.1:0".parse().unwrap(),
             &courier_transport::Identity::generate().unwrap(),
