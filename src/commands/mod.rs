@@ -6,6 +6,7 @@ mod find;
 mod history;
 mod keys;
 mod leases;
+mod provider;
 mod publish;
 mod registry;
 
@@ -22,6 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Call(args) => call::run(args).await,
         Command::History(args) => history::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Provider(cmd) => provider::run(cmd).await,
     }
 }
 
