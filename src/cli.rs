@@ -54,6 +54,10 @@ pub enum Command {
     /// Serve an example provider (echo, key-value) to publish a first proxy with.
     #[command(subcommand)]
     Provider(ProviderCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `courier man | man -l -`; --dir writes one page per command.
+    Man(ManArgs),
 }
 
 /// `courier registry ...`
@@ -371,6 +375,22 @@ pub struct ProviderRunArgs {
     /// Where the provider's TLS identity and its proxy are kept (default ./<service>-provider).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+/// `courier completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `courier man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write courier.1 and a page per subcommand (courier-publish.1, ...) into this
+    /// directory instead of printing courier.1.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// The example services `courier provider run` serves.

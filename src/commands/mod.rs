@@ -1,11 +1,13 @@
 //! One module per command; each parses its arguments into library calls and prints.
 
 mod call;
+mod completions;
 mod demo;
 mod find;
 mod history;
 mod keys;
 mod leases;
+mod man;
 mod provider;
 mod publish;
 mod registry;
@@ -24,6 +26,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => history::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Provider(cmd) => provider::run(cmd).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 
