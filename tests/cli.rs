@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ServedRegistry, courier, interrupt, lines_of, run_ok, wait_for};
+use common::{ServedRegistry, courier, generate_key, interrupt, lines_of, run_ok, wait_for};
 use courier_example_services::echo_service;
 use courier_transport::Identity;
 use std::process::Stdio;
@@ -24,12 +24,7 @@ async fn publish_find_call_leases_watch_and_cancel() {
         .await
         .unwrap();
     let key_path = dir.path().join("vendor.key");
-    let out = run_ok(courier().args(["keys", "generate", "--out"]).arg(&key_path));
-    let vendor = out
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .expect("public key printed")
-        .to_string();
+    let vendor = generate_key(&key_path);
     // Generating again without --force refuses to overwrite.
     let again = courier()
         .args(["keys", "generate", "--out"])

@@ -5,23 +5,11 @@
 
 mod common;
 
-use common::{ServedRegistry, courier};
+use common::{ServedRegistry, courier, run_ok as ok};
 use std::process::{Command, Output};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run courier")
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "command failed: {:?}\nstdout: {}\nstderr: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn fails(cmd: &mut Command) -> String {

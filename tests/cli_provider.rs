@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{ServedRegistry, courier, interrupt, lines_of, run_ok, wait_for};
+use common::{ServedRegistry, courier, generate_key, interrupt, lines_of, run_ok, wait_for};
 use courier_example_services::kv;
 use courier_protocol::SpkiPin;
 use courier_provider::ProviderClient;
@@ -78,12 +78,7 @@ fn the_printed_publish_line_publishes_a_proxy_that_calls_the_provider() {
     let dir = tempfile::tempdir().unwrap();
     let registry = ServedRegistry::start(&dir.path().join("registry"), &[]);
     let key = dir.path().join("vendor.key");
-    let out = run_ok(courier().args(["keys", "generate", "--out"]).arg(&key));
-    let vendor = out
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .expect("public key printed")
-        .to_string();
+    let vendor = generate_key(&key);
 
     let data_dir = dir.path().join("echo-provider");
     let mut provider = Provider::start("echo", &data_dir);

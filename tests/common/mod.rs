@@ -41,6 +41,15 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `courier keys generate --out <path>`; returns the public key it printed.
+pub fn generate_key(path: &Path) -> String {
+    let out = run_ok(courier().args(["keys", "generate", "--out"]).arg(path));
+    out.lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .expect("public key printed")
+        .to_string()
+}
+
 /// The lines a child prints on its stdout (taken from it), as they come.
 pub fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
     let stdout = child.stdout.take().unwrap();
