@@ -1,7 +1,7 @@
 //! The command-line grammar (clap).
 
 use crate::connect::RegistryArgs;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +51,13 @@ pub enum Command {
     History(HistoryArgs),
     /// Run the whole flow in one process on loopback: registry, providers, proxies, client.
     Demo(DemoArgs),
+    /// Serve an example provider (echo, key-value) to publish a first proxy with.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `courier man | man -l -`; --dir writes one page per command.
+    Man(ManArgs),
 }
 
 /// `courier registry ...`
@@ -352,6 +359,53 @@ pub struct DemoArgs {
     /// Keep the demo's temporary directory instead of deleting it.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `courier provider ...`
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Serve an example provider over QUIC until Ctrl-C. Its TLS identity (so its pin) and
+    /// the proxy component that calls it are kept in --data-dir; prints the pin and the
+    /// `courier publish` line for that proxy.
+    Run(ProviderRunArgs),
+}
+
+/// `courier provider run`
+#[derive(Debug, Args)]
+pub struct ProviderRunArgs {
+    /// The example service.
+    pub service: ExampleService,
+    /// Address to listen on (default 127.0.0.1:7901 for echo, 127.0.0.1:7902 for kv).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Where the provider's TLS identity and its proxy are kept (default ./<service>-provider).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `courier completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `courier man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write courier.1 and a page per subcommand (courier-publish.1, ...) into this
+    /// directory instead of printing courier.1.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// The example services `courier provider run` serves.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExampleService {
+    /// `courier:echo/echo`: `say(m)` answers `"echo: " + m`.
+    Echo,
+    /// `courier:kv/store`: get, set, delete and keys over an in-memory store.
+    Kv,
 }
 
 #[cfg(test)]

@@ -5,50 +5,10 @@
 
 mod common;
 
-use common::{ServedRegistry, courier};
-use courier_provider::examples::echo_service;
+use common::{ServedRegistry, courier, generate_key, interrupt, lines_of, run_ok, wait_for};
+use courier_example_services::echo_service;
 use courier_transport::Identity;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run courier");
-    assert!(
-        out.status.success(),
-        "command failed: {:?}\nstdout: {}\nstderr: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) -> String {
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no line containing {needle:?}"));
-        if line.contains(needle) {
-            return line;
-        }
-    }
-}
+use std::process::Stdio;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_find_call_leases_watch_and_cancel() {
@@ -64,12 +24,7 @@ async fn publish_find_call_leases_watch_and_cancel() {
         .await
         .unwrap();
     let key_path = dir.path().join("vendor.key");
-    let out = run_ok(courier().args(["keys", "generate", "--out"]).arg(&key_path));
-    let vendor = out
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .expect("public key printed")
-        .to_string();
+    let vendor = generate_key(&key_path);
     // Generating again without --force refuses to overwrite.
     let again = courier()
         .args(["keys", "generate", "--out"])
@@ -176,11 +131,7 @@ async fn publish_find_call_leases_watch_and_cancel() {
     );
 
     // Ctrl-C on publish cancels the lease; the watcher saw registered then cancelled.
-    let status = Command::new("kill")
-        .args(["-INT", &publish.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    interrupt(&publish);
     wait_for(&publish_lines, "cancelled lease");
     assert!(publish.wait().unwrap().success());
     let registered_event = wait_for(&watch_lines, "\"registered\"");

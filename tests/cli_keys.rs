@@ -5,23 +5,11 @@
 
 mod common;
 
-use common::{ServedRegistry, courier};
+use common::{ServedRegistry, courier, run_ok as ok};
 use std::process::{Command, Output};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run courier")
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "command failed: {:?}\nstdout: {}\nstderr: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn fails(cmd: &mut Command) -> String {
@@ -128,7 +116,7 @@ async fn call_refuses_a_replayed_older_version_across_processes_unless_pinned() 
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("client-state");
     let registry = ServedRegistry::start(&dir.path().join("registry"), &[]);
-    let provider = courier_provider::examples::echo_service()
+    let provider = courier_example_services::echo_service()
         .serve(
             "127.0.0.1:0".parse().unwrap(),
             &courier_transport::Identity::generate().unwrap(),

@@ -12,9 +12,10 @@ use courier_client::{
     Client, ClientConfig, CompilerChoice, DEFAULT_LOOKUP_TTL, PhaseTimings, Policy, ProviderTarget,
     ReportMode, Sandbox, SandboxConfig, TrustStore,
 };
+use courier_example_services as examples;
 use courier_protocol::provider::{Call, ProviderHello, Reply};
 use courier_protocol::{AttributeConstraint, PROTOCOL_VERSION, SigningKey, VendorKey};
-use courier_provider::{BundleBuilder, ServiceHandle, examples};
+use courier_provider::{BundleBuilder, ServiceHandle};
 use courier_proxy_artifacts as artifacts;
 use courier_registry::{RegistryConfig, RegistryHandle};
 use courier_transport::{Identity, RegistryClient, StreamPool};

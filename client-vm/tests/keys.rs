@@ -15,8 +15,9 @@ use courier_client::{
     Answer, CallError, Client, ClientConfig, ConnectError, Policy, RejectReason, ReportMode,
     StateError, TrustStore,
 };
+use courier_example_services as examples;
 use courier_protocol::{KeyStatement, SignedKeyStatement, SigningKey, VendorKey};
-use courier_provider::{Bundle, BundleBuilder, ServiceHandle, examples};
+use courier_provider::{Bundle, BundleBuilder, ServiceHandle};
 use courier_proxy_artifacts as artifacts;
 use courier_registry::RegistryHandle;
 use courier_transport::{Identity, RegistryClient};

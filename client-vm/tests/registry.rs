@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use courier_client::{Answer, CallError, Client, ClientConfig, Policy, ReportMode, TrustStore};
+use courier_example_services as examples;
 use courier_protocol::{LeaseId, SigningKey, VendorKey};
-use courier_provider::{BundleBuilder, ServiceHandle, examples};
+use courier_provider::{BundleBuilder, ServiceHandle};
 use courier_proxy_artifacts as artifacts;
 use courier_registry::RegistryHandle;
 use courier_transport::{Identity, RegistryClient};

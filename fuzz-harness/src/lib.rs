@@ -1,9 +1,9 @@
 //! The bodies and oracles of courier's fuzz targets, as ordinary functions.
 //!
 //! The cargo-fuzz crate in `fuzz/` (nightly, libFuzzer) calls them on generated inputs, and
-//! this crate's `tests/replay.rs` (stable `cargo test`) calls them on every committed corpus
-//! file and every crash artifact, so a finding stays a regression test through exactly the
-//! same oracle. Each function panics when its oracle is violated and only then: the panic
+//! the root package's `tests/fuzz_replay.rs` (stable `cargo test`) calls them on every
+//! committed corpus file and every crash artifact, so a finding stays a regression test
+//! through exactly the same oracle. Each function panics when its oracle is violated and only then: the panic
 //! is the finding.
 //!
 //! - [`frames`]: arbitrary bytes through frame splitting and every decoder of network input.

@@ -6,10 +6,8 @@
 //! - [`bundle`]: [`BundleBuilder`] reads a component's exports and imports and signs a manifest.
 //! - [`lease_keeper`]: [`LeaseKeeper`] registers, renews, re-registers, reconnects, cancels.
 //! - [`service`]: [`ServiceBuilder`] serves methods over QUIC; [`ProviderClient`] calls them.
-//! - [`examples`]: the echo and key-value services of the examples and the demo.
 
 pub mod bundle;
-pub mod examples;
 pub mod keys;
 pub mod lease_keeper;
 pub mod service;

@@ -2,9 +2,9 @@
 //! unknown methods, handler panics, pinning, protocol versions and graceful shutdown.
 #![allow(clippy::unwrap_used)]
 
+use courier_example_services::{KvStore, echo_service, kv, kv_service_with};
 use courier_protocol::provider::ProviderHello;
 use courier_protocol::{PROTOCOL_VERSION, SpkiPin};
-use courier_provider::examples::{KvStore, echo_service, kv, kv_service_with};
 use courier_provider::service::close_code;
 use courier_provider::{
     ProviderCallError, ProviderClient, ProviderConnectError, ServiceBuilder, ServiceHandle,

@@ -1,11 +1,14 @@
 //! One module per command; each parses its arguments into library calls and prints.
 
 mod call;
+mod completions;
 mod demo;
 mod find;
 mod history;
 mod keys;
 mod leases;
+mod man;
+mod provider;
 mod publish;
 mod registry;
 
@@ -22,6 +25,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Call(args) => call::run(args).await,
         Command::History(args) => history::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Provider(cmd) => provider::run(cmd).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 

@@ -28,6 +28,64 @@ pub fn courier() -> Command {
     c
 }
 
+/// Runs a command to completion; panics with its output unless it succeeded.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run courier");
+    assert!(
+        out.status.success(),
+        "command failed: {:?}\nstdout: {}\nstderr: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `courier keys generate --out <path>`; returns the public key it printed.
+pub fn generate_key(path: &Path) -> String {
+    let out = run_ok(courier().args(["keys", "generate", "--out"]).arg(path));
+    out.lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .expect("public key printed")
+        .to_string()
+}
+
+/// The lines a child prints on its stdout (taken from it), as they come.
+pub fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line containing `needle`; panics after 30 s without one.
+pub fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no line containing {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to a child.
+pub fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// A `courier registry serve` child process, with the address and pin it printed.
 pub struct ServedRegistry {
     /// The registry process.
@@ -51,16 +109,7 @@ impl ServedRegistry {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn courier registry serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(&mut child);
         let mut addr = None;
         let mut pin = None;
         while addr.is_none() || pin.is_none() {

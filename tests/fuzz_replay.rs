@@ -1,6 +1,8 @@
 //! Replays every fuzz target's committed corpus (`fuzz/corpus/<target>/`) and every crash
 //! artifact found so far (`fuzz/artifacts/<target>/`) through the same function the fuzzer
-//! runs, so that `cargo test` on stable keeps each finding fixed. No nightly needed.
+//! runs, so that `cargo test` on stable keeps each finding fixed. No nightly needed. (It
+//! lives in the root package, not in fuzz-harness, so that plain `cargo test` runs it while
+//! `cargo build` leaves the harness out.)
 
 use std::path::{Path, PathBuf};
 
@@ -67,7 +69,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn replay(target: &str) {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let corpus = files(&fuzz.join("corpus").join(target));
     let artifacts = files(&fuzz.join("artifacts").join(target));
     assert!(

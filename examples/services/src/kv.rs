@@ -1,29 +1,24 @@
-//! The example services behind `examples/provider.rs` (`cargo run --example provider --
-//! echo` or `-- kv`) and `courier demo`, with the payload encodings their proxies use.
+//! The key-value service: an in-memory store of UTF-8 keys and values behind four methods,
+//! with the payload encodings its proxy (`proxies/kv`, exporting `courier:kv/store`) uses.
 //!
-//! - echo: method `say`, payload = UTF-8 message; answers `"echo: " + message`.
-//! - kv: `get` key -> `[]` if absent, `[1] ++ value` if present; `set` 4-byte BE key
-//!   length ++ key ++ value -> `[]`; `delete` key -> `[0]` or `[1]`; `keys` (empty payload)
-//!   -> the keys sorted, joined by `\n`. Keys and values are UTF-8.
+//! - `get`: key -> `[]` if absent, `[1] ++ value` if present;
+//! - `set`: 4-byte big-endian key length ++ key ++ value -> `[]`;
+//! - `delete`: key -> `[0]` (was absent) or `[1]` (removed);
+//! - `keys` (empty payload) -> the keys sorted, joined by `\n`.
+//!
+//! The store is bounded ([`MAX_KEYS`], [`MAX_KEY_LEN`], [`MAX_BYTES`]): a provider serves
+//! anyone who holds its proxy, so it refuses to grow without end.
 
-use crate::service::ServiceBuilder;
+use courier_provider::ServiceBuilder;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The echo service: `say(message)` answers `"echo: " + message`.
-pub fn echo_service() -> ServiceBuilder {
-    ServiceBuilder::new().method("say", |payload: Vec<u8>| async move {
-        let message = String::from_utf8(payload).map_err(|_| "message is not UTF-8".to_string())?;
-        Ok(format!("echo: {message}").into_bytes())
-    })
-}
-
 /// Most keys the example store holds.
-pub const KV_MAX_KEYS: usize = 100_000;
+pub const MAX_KEYS: usize = 100_000;
 /// Longest key, in bytes.
-pub const KV_MAX_KEY_LEN: usize = 1024;
+pub const MAX_KEY_LEN: usize = 1024;
 /// Most bytes of keys and values the example store holds in all.
-pub const KV_MAX_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// The key-value store behind [`kv_service`], shared by its handlers (cheap to clone).
 #[derive(Debug, Clone, Default)]
@@ -51,20 +46,20 @@ impl KvStore {
 
     /// Stores `value` under `key`.
     pub fn set(&self, key: &str, value: &str) -> Result<(), String> {
-        if key.is_empty() || key.len() > KV_MAX_KEY_LEN {
-            return Err(format!("key length must be 1..={KV_MAX_KEY_LEN} bytes"));
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(format!("key length must be 1..={MAX_KEY_LEN} bytes"));
         }
         if key.contains('\n') {
             return Err("key must not contain a newline".into());
         }
         let mut kv = self.map();
         let old = kv.map.get(key).map(|v| key.len() + v.len());
-        if kv.map.len() >= KV_MAX_KEYS && old.is_none() {
-            return Err(format!("store is full ({KV_MAX_KEYS} keys)"));
+        if kv.map.len() >= MAX_KEYS && old.is_none() {
+            return Err(format!("store is full ({MAX_KEYS} keys)"));
         }
         let bytes = kv.bytes - old.unwrap_or(0) + key.len() + value.len();
-        if bytes > KV_MAX_BYTES {
-            return Err(format!("store is full ({} MiB)", KV_MAX_BYTES >> 20));
+        if bytes > MAX_BYTES {
+            return Err(format!("store is full ({} MiB)", MAX_BYTES >> 20));
         }
         kv.map.insert(key.to_string(), value.to_string());
         kv.bytes = bytes;
@@ -117,13 +112,13 @@ pub fn kv_service_with(store: KvStore) -> ServiceBuilder {
             let store = get.clone();
             async move {
                 let key = utf8(&payload, "key")?;
-                Ok(kv::encode_get_reply(store.get(key).as_deref()))
+                Ok(encode_get_reply(store.get(key).as_deref()))
             }
         })
         .method("set", move |payload: Vec<u8>| {
             let store = set.clone();
             async move {
-                let (key, value) = kv::decode_set(&payload)?;
+                let (key, value) = decode_set(&payload)?;
                 store.set(key, value)?;
                 Ok(Vec::new())
             }
@@ -146,85 +141,81 @@ pub fn kv_service_with(store: KvStore) -> ServiceBuilder {
         })
 }
 
-fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
-    std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
+// The payload encodings, for providers, tests and Rust clients.
+
+/// The payload of `set`: 4-byte big-endian key length, key, value.
+pub fn encode_set(key: &str, value: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + key.len() + value.len());
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(value.as_bytes());
+    out
 }
 
-/// Encoding and decoding of the kv payloads, for providers, tests and Rust clients.
-pub mod kv {
-    use super::utf8;
-
-    /// The payload of `set`: 4-byte big-endian key length, key, value.
-    pub fn encode_set(key: &str, value: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + key.len() + value.len());
-        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(value.as_bytes());
-        out
+/// Splits a `set` payload into key and value.
+pub fn decode_set(payload: &[u8]) -> Result<(&str, &str), String> {
+    let (len, rest) = payload
+        .split_first_chunk::<4>()
+        .ok_or_else(|| "set payload shorter than its 4-byte key length".to_string())?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if len > rest.len() {
+        return Err(format!(
+            "set payload announces a {len}-byte key but has {} bytes",
+            rest.len()
+        ));
     }
+    let (key, value) = rest.split_at(len);
+    Ok((utf8(key, "key")?, utf8(value, "value")?))
+}
 
-    /// Splits a `set` payload into key and value.
-    pub fn decode_set(payload: &[u8]) -> Result<(&str, &str), String> {
-        let (len, rest) = payload
-            .split_first_chunk::<4>()
-            .ok_or_else(|| "set payload shorter than its 4-byte key length".to_string())?;
-        let len = u32::from_be_bytes(*len) as usize;
-        if len > rest.len() {
-            return Err(format!(
-                "set payload announces a {len}-byte key but has {} bytes",
-                rest.len()
-            ));
-        }
-        let (key, value) = rest.split_at(len);
-        Ok((utf8(key, "key")?, utf8(value, "value")?))
-    }
-
-    /// The reply of `get`: empty if absent, `[1] ++ value` if present.
-    pub fn encode_get_reply(value: Option<&str>) -> Vec<u8> {
-        match value {
-            None => Vec::new(),
-            Some(v) => {
-                let mut out = Vec::with_capacity(1 + v.len());
-                out.push(1);
-                out.extend_from_slice(v.as_bytes());
-                out
-            }
+/// The reply of `get`: empty if absent, `[1] ++ value` if present.
+pub fn encode_get_reply(value: Option<&str>) -> Vec<u8> {
+    match value {
+        None => Vec::new(),
+        Some(v) => {
+            let mut out = Vec::with_capacity(1 + v.len());
+            out.push(1);
+            out.extend_from_slice(v.as_bytes());
+            out
         }
     }
+}
 
-    /// Reads the reply of `get`.
-    pub fn decode_get_reply(reply: &[u8]) -> Result<Option<String>, String> {
-        match reply.split_first() {
-            None => Ok(None),
-            Some((1, value)) => Ok(Some(utf8(value, "value")?.to_string())),
-            Some(_) => Err("get reply does not start with 1".into()),
-        }
+/// Reads the reply of `get`.
+pub fn decode_get_reply(reply: &[u8]) -> Result<Option<String>, String> {
+    match reply.split_first() {
+        None => Ok(None),
+        Some((1, value)) => Ok(Some(utf8(value, "value")?.to_string())),
+        Some(_) => Err("get reply does not start with 1".into()),
     }
+}
 
-    /// Reads the reply of `delete`.
-    pub fn decode_delete_reply(reply: &[u8]) -> Result<bool, String> {
-        match reply {
-            [0] => Ok(false),
-            [1] => Ok(true),
-            _ => Err("delete reply is not [0] or [1]".into()),
-        }
+/// Reads the reply of `delete`.
+pub fn decode_delete_reply(reply: &[u8]) -> Result<bool, String> {
+    match reply {
+        [0] => Ok(false),
+        [1] => Ok(true),
+        _ => Err("delete reply is not [0] or [1]".into()),
     }
+}
 
-    /// Reads the reply of `keys`.
-    pub fn decode_keys_reply(reply: &[u8]) -> Result<Vec<String>, String> {
-        let text = utf8(reply, "keys")?;
-        if text.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(text.split('\n').map(str::to_string).collect())
+/// Reads the reply of `keys`.
+pub fn decode_keys_reply(reply: &[u8]) -> Result<Vec<String>, String> {
+    let text = utf8(reply, "keys")?;
+    if text.is_empty() {
+        return Ok(Vec::new());
     }
+    Ok(text.split('\n').map(str::to_string).collect())
+}
+
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
+    std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::kv::*;
     use super::*;
 
     #[test]
@@ -256,7 +247,7 @@ mod tests {
         let s = KvStore::default();
         assert!(s.set("", "v").is_err());
         assert!(s.set("a\nb", "v").is_err());
-        assert!(s.set(&"k".repeat(KV_MAX_KEY_LEN + 1), "v").is_err());
+        assert!(s.set(&"k".repeat(MAX_KEY_LEN + 1), "v").is_err());
         s.set("b", "2").unwrap();
         s.set("a", "1").unwrap();
         assert_eq!(s.keys(), ["a", "b"]);
@@ -268,7 +259,7 @@ mod tests {
     #[test]
     fn store_holds_a_bounded_number_of_bytes() {
         let s = KvStore::default();
-        let big = "v".repeat(KV_MAX_BYTES / 2);
+        let big = "v".repeat(MAX_BYTES / 2);
         s.set("a", &big).unwrap();
         assert!(s.set("b", &big).is_err(), "over the byte cap");
         // Replacing a value counts the new size, not both.

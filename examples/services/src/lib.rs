@@ -1,0 +1,71 @@
+//! courier's example services, written as a vendor would write its own with
+//! [`courier_provider`]: the provider side of `courier:echo/echo` ([`echo`]) and of
+//! `courier:kv/store` ([`kv`]), each a [`ServiceBuilder`] with one handler per method, and
+//! the proxy component that calls each one ([`Example::proxy`], built from `proxies/`).
+//!
+//! `courier provider run echo` (or `kv`) serves one with a TLS identity kept on disk;
+//! `courier demo` serves both in one process. Serving one yourself takes an identity, whose
+//! pin goes into the signed manifest, and an address:
+//!
+//! ```no_run
+//! # async fn serve() -> anyhow::Result<()> {
+//! use courier_transport::Identity;
+//!
+//! // Made on first start, then kept: the pin stays the same across restarts.
+//! let (identity, _created) = Identity::load_or_generate("echo-provider".as_ref())?;
+//! let provider = courier_example_services::echo_service()
+//!     .serve("127.0.0.1:7901".parse()?, &identity)
+//!     .await?;
+//! println!("provider pin: {}", provider.pin());
+//! // ... sign and publish the proxy with that pin (`courier publish`), then, to stop:
+//! provider.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod echo;
+pub mod kv;
+
+pub use echo::echo_service;
+pub use kv::{KvStore, kv_service, kv_service_with};
+
+use courier_provider::ServiceBuilder;
+
+/// One of the example services, with the proxy that calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Example {
+    /// The echo service ([`echo_service`]) and the `echo` proxy.
+    Echo,
+    /// The key-value service ([`kv_service`]) and the `kv` proxy.
+    Kv,
+}
+
+impl Example {
+    /// Every example service.
+    pub const ALL: [Example; 2] = [Example::Echo, Example::Kv];
+
+    /// Its name: `echo` or `kv` (also the name of its proxy).
+    pub fn name(self) -> &'static str {
+        match self {
+            Example::Echo => "echo",
+            Example::Kv => "kv",
+        }
+    }
+
+    /// The service, ready to serve (a key-value service starts with an empty store).
+    pub fn service(self) -> ServiceBuilder {
+        match self {
+            Example::Echo => echo_service(),
+            Example::Kv => kv_service(),
+        }
+    }
+
+    /// The proxy component (`wasm32-wasip2`) that calls this service: the bytes a vendor
+    /// signs and publishes with the service's endpoint and pin.
+    pub fn proxy(self) -> &'static [u8] {
+        match self {
+            Example::Echo => courier_proxy_artifacts::ECHO,
+            Example::Kv => courier_proxy_artifacts::KV,
+        }
+    }
+}

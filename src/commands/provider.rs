@@ -1,0 +1,88 @@
+//! `courier provider run`: serve an example provider (echo, key-value) over QUIC until
+//! Ctrl-C, with its TLS identity and the proxy component that calls it kept in a data
+//! directory, so that the printed `courier publish` line works as it is.
+
+use crate::cli::{ExampleService, ProviderCommand, ProviderRunArgs};
+use anyhow::Context;
+use courier_example_services::Example;
+use courier_transport::Identity;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub async fn run(cmd: ProviderCommand) -> anyhow::Result<()> {
+    match cmd {
+        ProviderCommand::Run(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ProviderRunArgs) -> anyhow::Result<()> {
+    let example = match args.service {
+        ExampleService::Echo => Example::Echo,
+        ExampleService::Kv => Example::Kv,
+    };
+    let name = example.name();
+    let listen = args.listen.unwrap_or_else(|| default_listen(example));
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(format!("./{name}-provider")));
+    let (identity, created) = Identity::load_or_generate(&data_dir)
+        .with_context(|| format!("TLS identity in {}", data_dir.display()))?;
+    let proxy = keep_proxy(&data_dir, example)?;
+    let handle = example
+        .service()
+        .serve(listen, &identity)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+
+    println!("{name} provider listening on {}", handle.local_addr());
+    let fresh = if created { "new " } else { "" };
+    println!("{fresh}TLS identity in {}", data_dir.display());
+    println!("provider pin: {}", handle.pin());
+    println!("its proxy: {}", proxy.display());
+    println!();
+    println!("publish its proxy with:");
+    println!(
+        "  courier publish {} --name example/{name} --endpoint {} --provider-pin {}",
+        proxy.display(),
+        handle.local_addr(),
+        handle.pin()
+    );
+    println!("  (with COURIER_REGISTRY and COURIER_REGISTRY_PIN set, and ./vendor.key)");
+    println!();
+    println!("serving until Ctrl-C");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    println!("stopping (letting calls in flight finish)...");
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// Where an example provider listens unless told otherwise.
+fn default_listen(example: Example) -> SocketAddr {
+    let port = match example {
+        Example::Echo => 7901,
+        Example::Kv => 7902,
+    };
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Writes the example's proxy component to `<data_dir>/<name>.wasm` (through a temporary
+/// file, so a concurrent `courier publish` never reads half of it), unless it is already
+/// there unchanged; returns its path.
+fn keep_proxy(data_dir: &Path, example: Example) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join(format!("{}.wasm", example.name()));
+    let bytes = example.proxy();
+    if std::fs::read(&path).is_ok_and(|kept| kept == bytes) {
+        return Ok(path);
+    }
+    let write = || -> std::io::Result<()> {
+        let mut file = tempfile::NamedTempFile::new_in(data_dir)?;
+        file.write_all(bytes)?;
+        file.persist(&path)?;
+        Ok(())
+    };
+    write().with_context(|| format!("cannot write the proxy to {}", path.display()))?;
+    Ok(path)
+}
