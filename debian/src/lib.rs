@@ -6,6 +6,7 @@
 //! No network and no package manager is needed: everything is read from the files dpkg and
 //! apt keep, so a provider can answer for a client from the client's inventory alone.
 
+pub mod deb822;
 pub mod version;
 
 pub use version::{Version, VersionError};
