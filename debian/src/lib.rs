@@ -7,6 +7,8 @@
 //! apt keep, so a provider can answer for a client from the client's inventory alone.
 
 pub mod deb822;
+pub mod status;
 pub mod version;
 
+pub use status::{Installed, Inventory};
 pub use version::{Version, VersionError};
