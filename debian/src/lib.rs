@@ -7,6 +7,8 @@
 //! apt keep, so a provider can answer for a client from the client's inventory alone.
 
 pub mod deb822;
+pub mod index;
+mod lz4_frames;
 pub mod status;
 pub mod version;
 

@@ -102,6 +102,11 @@ impl Version {
     }
 }
 
+/// Checks that `text` is a valid version without keeping it.
+pub fn validate(text: &str) -> Result<(), VersionError> {
+    split(text.trim_matches(|c: char| c.is_ascii_whitespace())).map(|_| ())
+}
+
 /// Compares two version texts as `dpkg --compare-versions` does, without keeping them.
 pub fn compare(a: &str, b: &str) -> Result<Ordering, VersionError> {
     let a = a.trim_matches(|c: char| c.is_ascii_whitespace());
