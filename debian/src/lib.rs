@@ -9,6 +9,7 @@
 pub mod deb822;
 pub mod index;
 mod lz4_frames;
+pub mod sources;
 pub mod status;
 pub mod version;
 
