@@ -6,6 +6,7 @@
 //! No network and no package manager is needed: everything is read from the files dpkg and
 //! apt keep, so a provider can answer for a client from the client's inventory alone.
 
+pub mod candidates;
 pub mod deb822;
 pub mod index;
 mod lz4_frames;
@@ -13,5 +14,6 @@ pub mod sources;
 pub mod status;
 pub mod version;
 
+pub use candidates::{Catalog, Upgrade};
 pub use status::{Installed, Inventory};
 pub use version::{Version, VersionError};
