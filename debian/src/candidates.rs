@@ -23,7 +23,9 @@ use crate::version::Version;
 /// The versions offered by a set of indexes, by package name.
 #[derive(Default)]
 pub struct Catalog {
-    names: HashMap<Box<str>, Vec<Offer>>,
+    /// Each name's most recently added offer; offers chain to the earlier ones.
+    names: HashMap<Box<str>, u32>,
+    offers: Vec<Offer>,
     archs: Vec<Box<str>>,
     lists: Vec<(PathBuf, i32)>,
 }
@@ -84,8 +86,8 @@ impl Catalog {
         for (list, result) in lists.iter().zip(results) {
             match result {
                 Some(Ok(parsed)) => {
-                    catalog.merge(list.priority, parsed.stats.path.clone(), parsed.packages);
-                    report.read.push(parsed.stats);
+                    report.read.push(parsed.stats.clone());
+                    catalog.merge(list.priority, parsed);
                 }
                 Some(Err(error)) => {
                     tracing::warn!("{error}");
@@ -100,8 +102,9 @@ impl Catalog {
     /// Adds the packages of the index at `path`, offered at `priority`.
     pub fn add_index(&mut self, path: &Path, priority: i32) -> Result<IndexStats, IndexError> {
         let parsed = parse(path)?;
-        self.merge(priority, path.to_owned(), parsed.packages);
-        Ok(parsed.stats)
+        let stats = parsed.stats.clone();
+        self.merge(priority, parsed);
+        Ok(stats)
     }
 
     /// Adds the index at `path` at the default priority.
@@ -111,7 +114,7 @@ impl Catalog {
 
     /// How many versions the catalog holds.
     pub fn len(&self) -> usize {
-        self.names.values().map(Vec::len).sum()
+        self.offers.len()
     }
 
     /// Whether it holds none.
@@ -135,10 +138,8 @@ impl Catalog {
             &[own]
         };
         let offers = self
-            .names
-            .get(package.name.as_str())
-            .map_or(&[][..], Vec::as_slice);
-        let offers = offers.iter().filter(|o| wanted.contains(&self.arch(o)));
+            .offers_of(&package.name)
+            .filter(|o| wanted.contains(&self.arch(o)));
         let mut installed_priority = 100;
         let mut best: Option<(i32, &Offer)> = None;
         for offer in offers {
@@ -185,24 +186,39 @@ impl Catalog {
             .collect()
     }
 
+    /// The offers of `name`, the last added first.
+    fn offers_of<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Offer> + 'a {
+        let mut next = self.names.get(name).copied();
+        std::iter::from_fn(move || {
+            let offer = self.offers.get(next? as usize)?;
+            next = offer.previous;
+            Some(offer)
+        })
+    }
+
     /// Files the packages of one parsed index under their names.
-    fn merge(
-        &mut self,
-        priority: i32,
-        path: PathBuf,
-        packages: Vec<(Box<str>, Version, Box<str>)>,
-    ) {
+    fn merge(&mut self, priority: i32, parsed: Parsed) {
         let list = u16::try_from(self.lists.len()).unwrap_or(u16::MAX);
-        self.lists.push((path, priority));
-        self.names.reserve(packages.len());
-        for (name, version, arch) in packages {
-            let arch = self.intern_arch(arch);
-            let offer = Offer {
+        self.lists.push((parsed.stats.path, priority));
+        let archs: Vec<u16> = parsed
+            .archs
+            .into_iter()
+            .map(|a| self.intern_arch(a))
+            .collect();
+        self.names.reserve(parsed.packages.len());
+        self.offers.reserve(parsed.packages.len());
+        for (name, version, arch) in parsed.packages {
+            let Ok(at) = u32::try_from(self.offers.len()) else {
+                break;
+            };
+            let previous = self.names.insert(name, at);
+            let arch = archs.get(usize::from(arch)).copied().unwrap_or(u16::MAX);
+            self.offers.push(Offer {
                 version,
                 arch,
                 list,
-            };
-            self.names.entry(name).or_default().push(offer);
+                previous,
+            });
         }
     }
 
@@ -225,21 +241,37 @@ struct Offer {
     version: Version,
     arch: u16,
     list: u16,
+    /// The offer of the same name added before this one.
+    previous: Option<u32>,
 }
 
-/// The packages of one index, owned, ready to merge.
+/// The packages of one index, owned, ready to merge: name, version, and the index of the
+/// architecture in `archs`.
 struct Parsed {
     stats: IndexStats,
-    packages: Vec<(Box<str>, Version, Box<str>)>,
+    archs: Vec<Box<str>>,
+    packages: Vec<(Box<str>, Version, u16)>,
 }
 
 fn parse(path: &Path) -> Result<Parsed, IndexError> {
     let mut packages = Vec::new();
+    let mut archs: Vec<Box<str>> = Vec::new();
     let stats = index::read_packages(path, |p| {
+        let arch = archs
+            .iter()
+            .position(|a| **a == *p.arch)
+            .unwrap_or_else(|| {
+                archs.push(p.arch.into());
+                archs.len() - 1
+            });
         // read_packages hands out valid versions only.
-        if let Ok(version) = Version::parse(p.version) {
-            packages.push((p.name.into(), version, p.arch.into()));
+        if let (Ok(version), Ok(arch)) = (Version::parse(p.version), u16::try_from(arch)) {
+            packages.push((p.name.into(), version, arch));
         }
     })?;
-    Ok(Parsed { stats, packages })
+    Ok(Parsed {
+        stats,
+        archs,
+        packages,
+    })
 }

@@ -280,7 +280,24 @@ impl<'a> Paragraph<'a> {
 
     /// The field called `name` (ASCII case ignored).
     pub fn get(&self, name: &str) -> Option<Field<'a>> {
-        self.fields().find(|f| f.name.eq_ignore_ascii_case(name))
+        let [field] = self.select([name]);
+        field
+    }
+
+    /// The fields called `names` (ASCII case ignored), in one pass over the paragraph
+    /// that looks only at the names' bytes.
+    pub fn select<const N: usize>(&self, names: [&str; N]) -> [Option<Field<'a>>; N] {
+        let mut found = [None; N];
+        for span in self.fields {
+            let name = span.name(self.text);
+            let wanted = names
+                .iter()
+                .position(|n| n.len() == name.len() && n.as_bytes().eq_ignore_ascii_case(name));
+            if let Some(i) = wanted {
+                found[i] = Some(span.field(self.text));
+            }
+        }
+        found
     }
 
     /// The value of the field called `name`, as [`Field::value`].

@@ -174,17 +174,9 @@ pub fn read_packages(
                 });
             }
         };
-        let mut fields: [Option<&[u8]>; 4] = [None; 4];
-        for field in paragraph.fields() {
-            let slot = match field.name.len() {
-                7 if field.name.eq_ignore_ascii_case("Package") => 0,
-                7 if field.name.eq_ignore_ascii_case("Version") => 1,
-                12 if field.name.eq_ignore_ascii_case("Architecture") => 2,
-                6 if field.name.eq_ignore_ascii_case("Source") => 3,
-                _ => continue,
-            };
-            fields[slot] = Some(field.first_line());
-        }
+        let fields = paragraph
+            .select(["Package", "Version", "Architecture", "Source"])
+            .map(|field| field.map(|f| f.first_line()));
         match package(fields) {
             Ok(package) => {
                 stats.packages += 1;
