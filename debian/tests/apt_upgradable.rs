@@ -34,7 +34,12 @@ fn chosen(root: &Path) -> BTreeSet<Line> {
         .expect("dpkg is installed")
         .to_owned();
     let lists = sources::machine_lists(root, &native);
-    assert!(!lists.is_empty(), "no apt lists under {}", root.display());
+    if lists.is_empty() {
+        eprintln!(
+            "no apt lists under {}: nothing can be upgraded",
+            root.display()
+        );
+    }
     let (catalog, report) = Catalog::load(&lists);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     catalog
@@ -95,6 +100,12 @@ fn upgrades_for_the_fixture_machine_are_what_apt_listed() {
     let listed = std::fs::read_to_string(fixture_machine().join("apt-list-upgradable.txt"));
     let expected = parse_apt_list(&listed.expect("fixture"));
     assert_eq!(expected.len(), 9);
+    let lists = sources::machine_lists(fixture_machine(), "amd64");
+    assert_eq!(
+        lists.len(),
+        5,
+        "bookworm amd64 and i386, backports, security, experimental"
+    );
     assert_same(&chosen(fixture_machine()), &expected);
 }
 
