@@ -4,7 +4,7 @@
 mod bindings {
     wit_bindgen::generate!({
         world: "courier:worlds/echo-bare@0.1.0",
-        path: ["../../wit/proxy", "../../wit/echo", "../../wit/kv", "../../wit/worlds"],
+        path: ["../../wit/proxy", "../../wit/echo", "../../wit/kv", "../../wit/patch", "../../wit/worlds"],
         generate_all,
     });
 
