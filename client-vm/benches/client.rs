@@ -96,12 +96,12 @@ fn client_with(w: &World, compiler: CompilerChoice, cache: bool, lookup_ttl: Dur
         cache_compiled: cache,
         ..SandboxConfig::default()
     };
-    w.rt.block_on(Client::connect(
+    let registry = w.rt.block_on(RegistryClient::connect(
         w.registry.local_addr(),
         w.registry.pin(),
-        config,
-    ))
-    .unwrap()
+        "bench",
+    ));
+    Client::new(registry.unwrap(), config).unwrap()
 }
 
 fn only(name: &str) -> Vec<AttributeConstraint> {

@@ -88,7 +88,11 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Default policy and sandbox, trusting `trust`, identified as `id`.
+    /// The configuration of a client identified as `id` that trusts `trust`, with every
+    /// other setting at its default: [`Policy::default`], [`SandboxConfig::default`],
+    /// outcomes reported in the background, at most 8 candidates per call, the watched
+    /// lookup cache for up to [`DEFAULT_LOOKUP_TTL`], no state directory (memory only), no
+    /// pins, key statements asked for at most every 60 s.
     pub fn new(id: impl Into<String>, trust: TrustStore) -> Self {
         Self {
             id: id.into(),
@@ -107,10 +111,7 @@ impl ClientConfig {
 
 /// Why a client could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The registry could not be reached.
-    #[error("registry: {0}")]
-    Registry(#[from] ClientError),
+pub enum SetupError {
     /// The sandbox could not be built.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
@@ -394,9 +395,9 @@ type VerifiedCache = HashMap<(ContentHash, [u8; 64]), Verified<Manifest>>;
 /// A courier client: a registry connection, a trust store, a policy and a sandbox.
 pub struct Client {
     registry: RwLock<RegistryClient>,
-    /// Where to reconnect when the registry connection is lost (set by [`Client::connect`]).
-    reconnect: Option<(SocketAddr, SpkiPin, String)>,
-    sandbox: Arc<Sandbox>,
+    /// Where to reconnect when the registry connection is lost: address, pin, agent.
+    reconnect: (SocketAddr, SpkiPin, String),
+    sandbox: Sandbox,
     trust: RwLock<TrustStore>,
     id: String,
     report: ReportMode,
@@ -456,80 +457,43 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 impl Client {
-    /// Connects to the registry at `addr` pinned to `pin` and builds the sandbox.
-    pub async fn connect(
-        addr: SocketAddr,
-        pin: SpkiPin,
-        config: ClientConfig,
-    ) -> Result<Self, ConnectError> {
-        let agent = format!(
-            "courier-client/{} ({})",
-            env!("CARGO_PKG_VERSION"),
-            config.id
-        );
-        let registry = RegistryClient::connect(addr, pin, &agent).await?;
-        let mut client = Self::with_registry(registry, config)?;
-        client.reconnect = Some((addr, pin, agent));
-        Ok(client)
-    }
-
-    /// Builds a client on an existing registry connection.
-    pub fn with_registry(
-        registry: RegistryClient,
-        config: ClientConfig,
-    ) -> Result<Self, ConnectError> {
+    /// A client on a connection to the registry, set up by `config`: the sandbox is built,
+    /// and what earlier runs remembered in the state directory (accepted versions, learned
+    /// key statements) is loaded. When the connection is lost, the client connects again
+    /// to the same address and pin.
+    pub fn new(registry: RegistryClient, config: ClientConfig) -> Result<Self, SetupError> {
         let mut trust = config.trust;
         let mut versions = VersionMemory::new();
         if let Some(dir) = &config.state_dir {
             versions = VersionMemory::load(&dir.join(VERSIONS_FILE))?;
             let path = dir.join(KEYS_FILE);
             let learned = TrustStore::load_or_empty(&path)
-                .map_err(|source| ConnectError::Learned { path, source })?;
+                .map_err(|source| SetupError::Learned { path, source })?;
             trust.absorb(&learned)?;
         }
         let sandbox = Sandbox::new(config.policy, config.sandbox)?;
-        let mut client = Self::with_sandbox(
-            registry,
-            Arc::new(sandbox),
-            trust,
-            config.id,
-            config.report,
-            config.max_candidates,
+        let agent = format!(
+            "courier-client/{} ({})",
+            env!("CARGO_PKG_VERSION"),
+            config.id
         );
-        client.lookup_ttl = config.lookup_ttl;
-        client.state_dir = config.state_dir;
-        client.versions = Mutex::new(versions);
-        client.pins = RwLock::new(config.pins);
-        client.key_refresh = config.key_refresh;
-        Ok(client)
-    }
-
-    /// Builds a client from parts (a shared sandbox, e.g. for benchmarks).
-    pub fn with_sandbox(
-        registry: RegistryClient,
-        sandbox: Arc<Sandbox>,
-        trust: TrustStore,
-        id: String,
-        report: ReportMode,
-        max_candidates: u32,
-    ) -> Self {
-        Self {
+        Ok(Self {
+            reconnect: (registry.addr(), registry.pin(), agent),
             registry: RwLock::new(registry),
-            reconnect: None,
             sandbox,
             trust: RwLock::new(trust),
-            id,
-            report,
-            max_candidates: max_candidates.max(1),
+            id: config.id,
+            report: config.report,
+            max_candidates: config.max_candidates.max(1),
             verified: Mutex::new(HashMap::new()),
-            lookup_ttl: DEFAULT_LOOKUP_TTL,
+            lookup_ttl: config.lookup_ttl,
             lookups: LookupCache::new(),
-            state_dir: None,
-            versions: Mutex::new(VersionMemory::new()),
-            pins: RwLock::new(BTreeMap::new()),
-            key_refresh: Duration::from_secs(60),
+            state_dir: config.state_dir,
+            versions: Mutex::new(versions),
+            pins: RwLock::new(config.pins),
+            key_refresh: config.key_refresh,
             last_key_sync: Mutex::new(None),
-        }
+        })
     }
 
     /// The sandbox.
@@ -543,11 +507,6 @@ impl Client {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    /// Sets how long a query's candidates are reused (see [`ClientConfig::lookup_ttl`]).
-    pub fn set_lookup_ttl(&mut self, ttl: Duration) {
-        self.lookup_ttl = ttl;
     }
 
     /// Queries whose candidates are kept by the lookup cache now.
@@ -585,9 +544,7 @@ impl Client {
         match registry.find(query.clone()).await {
             Ok(c) => Ok((registry, c)),
             Err(ClientError::Transport(e)) if registry.connection().close_reason().is_some() => {
-                let Some((addr, pin, agent)) = &self.reconnect else {
-                    return Err(ClientError::Transport(e));
-                };
+                let (addr, pin, agent) = &self.reconnect;
                 tracing::info!("registry connection lost ({e}); reconnecting");
                 let fresh = RegistryClient::connect(*addr, *pin, agent).await?;
                 *self.registry.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();

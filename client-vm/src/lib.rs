@@ -26,8 +26,8 @@ pub mod state;
 pub mod trust;
 
 pub use client::{
-    CallError, CallReport, Chosen, Client, ClientConfig, ConnectError, DEFAULT_LOOKUP_TTL,
-    PhaseTimings, RejectReason, Rejection, ReportMode, TypedReport,
+    CallError, CallReport, Chosen, Client, ClientConfig, DEFAULT_LOOKUP_TTL, PhaseTimings,
+    RejectReason, Rejection, ReportMode, SetupError, TypedReport,
 };
 pub use host::HostFacts;
 pub use invoke::{Answer, CallSpec, Invocation, InvokeError};

@@ -57,7 +57,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     config.state_dir = Some(args.state_dir.clone());
     config.pins = args.pins.iter().cloned().collect();
     let registry = args.registry.connect("courier-cli/call").await?;
-    let client = Client::with_registry(registry, config).context("cannot set up the client")?;
+    let client = Client::new(registry, config).context("cannot set up the client")?;
     let attributes = args
         .attributes
         .iter()

@@ -254,6 +254,13 @@ impl FakeRegistry {
         self.identity.pin()
     }
 
+    /// A client's connection to this registry.
+    pub async fn connect(&self) -> courier_transport::RegistryClient {
+        courier_transport::RegistryClient::connect(self.addr, self.pin(), "test-client")
+            .await
+            .unwrap()
+    }
+
     /// Offers `manifest` under a lease numbered `n`, with `payload` as its bytes.
     pub fn offer(&self, n: u8, manifest: SignedManifest, interface: &str, payload: &[u8]) {
         let hash = manifest.peek().unwrap().component_hash;
