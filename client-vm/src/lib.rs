@@ -40,7 +40,7 @@ pub use sandbox::{
     CompileError, Compiled, CompilerChoice, RunError, RunFailure, RunLogs, RunOutput, RunTimings,
     Sandbox, SandboxConfig, SandboxError, TypedOutput,
 };
-pub use state::{StateError, VersionMemory};
+pub use state::StateError;
 pub use trust::{LearnError, TrustError, TrustRefusal, TrustStore};
 
 /// Re-exported so applications can build arguments and read results of typed calls.

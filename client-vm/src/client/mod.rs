@@ -18,21 +18,23 @@ mod call_report;
 mod config;
 mod errors;
 mod timings;
+mod versions;
 
 pub use call_report::{CallReport, Chosen, TypedReport};
 pub use config::{ClientConfig, DEFAULT_LOOKUP_TTL, ReportMode};
 pub use errors::{CallError, RejectReason, Rejection, SetupError};
 pub use timings::PhaseTimings;
+pub use versions::VersionMemory;
 
 use crate::invoke::{CallSpec, InvokeError, prepare};
 use crate::lookup_cache::LookupCache;
 use crate::provider::ProviderTarget;
 use crate::sandbox::{CompileError, Compiled, RunFailure, Sandbox};
-use crate::state::{KEYS_FILE, StateError, VERSIONS_FILE, VersionMemory};
+use crate::state::KEYS_FILE;
 use crate::trust::{TrustRefusal, TrustStore};
 use courier_protocol::{
-    Candidate, ContentHash, InterfaceName, Manifest, ManifestError, Outcome, ServiceQuery, SpkiPin,
-    VendorKey, Verified, VerifyError,
+    Candidate, ContentHash, InterfaceName, Manifest, Outcome, ServiceQuery, SpkiPin, VendorKey,
+    Verified, VerifyError,
 };
 use courier_transport::{ClientError, RegistryClient};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -41,6 +43,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use versions::VersionGuard;
 use wasmtime::component::{ComponentNamedList, Lift, Lower};
 
 /// Most verified manifests remembered (a verification is valid as long as the bytes are
@@ -67,8 +70,7 @@ pub struct Client {
     lookup_ttl: Duration,
     lookups: LookupCache,
     state_dir: Option<PathBuf>,
-    versions: Mutex<VersionMemory>,
-    pins: RwLock<BTreeMap<String, semver::Version>>,
+    versions: VersionGuard,
     key_refresh: Duration,
     last_key_sync: Mutex<Option<Instant>>,
 }
@@ -124,9 +126,8 @@ impl Client {
     /// to the same address and pin.
     pub fn new(registry: RegistryClient, config: ClientConfig) -> Result<Self, SetupError> {
         let mut trust = config.trust;
-        let mut versions = VersionMemory::new();
+        let versions = VersionGuard::open(config.state_dir.as_deref(), config.pins)?;
         if let Some(dir) = &config.state_dir {
-            versions = VersionMemory::load(&dir.join(VERSIONS_FILE))?;
             let path = dir.join(KEYS_FILE);
             let learned = TrustStore::load_or_empty(&path)
                 .map_err(|source| SetupError::Learned { path, source })?;
@@ -150,8 +151,7 @@ impl Client {
             lookup_ttl: config.lookup_ttl,
             lookups: LookupCache::new(),
             state_dir: config.state_dir,
-            versions: Mutex::new(versions),
-            pins: RwLock::new(config.pins),
+            versions,
             key_refresh: config.key_refresh,
             last_key_sync: Mutex::new(None),
         })
@@ -245,19 +245,12 @@ impl Client {
     /// Pins service `name` to exactly `version`: it is accepted even below the highest
     /// version accepted before (a deliberate downgrade), and other versions are refused.
     pub fn pin_version(&self, name: impl Into<String>, version: semver::Version) {
-        self.pins
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.into(), version);
+        self.versions.pin(name.into(), version);
     }
 
     /// Removes the pin of `name`; false if there was none.
     pub fn unpin_version(&self, name: &str) -> bool {
-        self.pins
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
-            .is_some()
+        self.versions.unpin(name)
     }
 
     /// The highest version of `name` accepted from `vendor`, or from any key of the same
@@ -265,15 +258,7 @@ impl Client {
     /// was accepted does not reset the mark).
     pub fn accepted_version(&self, vendor: &VendorKey, name: &str) -> Option<semver::Version> {
         let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
-        let current = trust.current(vendor);
-        self.versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entries()
-            .filter(|((k, n), _)| n == name && trust.current(k) == current)
-            .map(|(_, v)| v)
-            .max()
-            .cloned()
+        self.versions.accepted(vendor, name, &trust)
     }
 
     /// Asks the registry for the key statements about the keys this client trusts (and the
@@ -337,55 +322,6 @@ impl Client {
         if due && let Err(e) = self.sync_keys().await {
             tracing::warn!("key statements not refreshed: {e}");
         }
-    }
-
-    /// Refuses `manifest`'s version if it rolls back below the highest accepted (unless
-    /// pinned), or differs from the pinned one.
-    fn check_version(&self, manifest: &Manifest) -> Result<(), RejectReason> {
-        let offered = manifest.semver().ok_or_else(|| {
-            RejectReason::Manifest(ManifestError::Invalid {
-                field: "version",
-                reason: "not semver".into(),
-            })
-        })?;
-        if let Some(pinned) = self
-            .pins
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&manifest.name)
-        {
-            return if *pinned == offered {
-                Ok(())
-            } else {
-                Err(RejectReason::NotPinned {
-                    pinned: pinned.clone(),
-                    offered,
-                })
-            };
-        }
-        match self.accepted_version(&manifest.vendor_key, &manifest.name) {
-            Some(have) if offered < have => Err(RejectReason::Rollback { have, offered }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Remembers `manifest`'s version as accepted, durably when there is a state directory.
-    fn remember_version(&self, manifest: &Manifest) -> Result<(), StateError> {
-        let Some(version) = manifest.semver() else {
-            return Ok(());
-        };
-        let current = self
-            .trust
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .current(&manifest.vendor_key);
-        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        if versions.record(&current, &manifest.name, &version)
-            && let Some(dir) = &self.state_dir
-        {
-            versions.save(&dir.join(VERSIONS_FILE))?;
-        }
-        Ok(())
     }
 
     /// Calls `courier:echo/echo.say("hi")`-style text: the interface (and version, if
@@ -615,7 +551,14 @@ impl Client {
                 .await
             {
                 Ok((manifest, compiled)) => {
-                    self.remember_version(&manifest).map_err(CallError::State)?;
+                    let current = self
+                        .trust
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .current(&manifest.vendor_key);
+                    self.versions
+                        .remember(&manifest, &current)
+                        .map_err(CallError::State)?;
                     let chosen = Chosen {
                         lease,
                         name: manifest.name.clone(),
@@ -693,7 +636,10 @@ impl Client {
                 TrustRefusal::Revoked(k) => RejectReason::Revoked(k),
             })?;
         manifest.check_times(now_ms())?;
-        self.check_version(&manifest)?;
+        self.versions.check(
+            &manifest,
+            &self.trust.read().unwrap_or_else(|p| p.into_inner()),
+        )?;
         let claimed = manifest
             .exports
             .iter()
