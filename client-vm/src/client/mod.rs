@@ -18,6 +18,7 @@ mod call_report;
 mod config;
 mod errors;
 mod timings;
+mod trusted_keys;
 mod versions;
 
 pub use call_report::{CallReport, Chosen, TypedReport};
@@ -30,7 +31,6 @@ use crate::invoke::{CallSpec, InvokeError, prepare};
 use crate::lookup_cache::LookupCache;
 use crate::provider::ProviderTarget;
 use crate::sandbox::{CompileError, Compiled, RunFailure, Sandbox};
-use crate::state::KEYS_FILE;
 use crate::trust::{TrustRefusal, TrustStore};
 use courier_protocol::{
     Candidate, ContentHash, InterfaceName, Manifest, Outcome, ServiceQuery, SpkiPin, VendorKey,
@@ -40,18 +40,15 @@ use courier_transport::{ClientError, RegistryClient};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use trusted_keys::TrustedKeys;
 use versions::VersionGuard;
 use wasmtime::component::{ComponentNamedList, Lift, Lower};
 
 /// Most verified manifests remembered (a verification is valid as long as the bytes are
 /// the same; times and trust are checked on every call anyway).
 const VERIFIED_CACHE: usize = 256;
-
-/// Most key statements looked at per answer of the registry.
-const MAX_SYNC_STATEMENTS: usize = 1024;
 
 /// Verified manifests by (hash of the signed bytes, signature).
 type VerifiedCache = HashMap<(ContentHash, [u8; 64]), Verified<Manifest>>;
@@ -62,17 +59,14 @@ pub struct Client {
     /// Where to reconnect when the registry connection is lost: address, pin, agent.
     reconnect: (SocketAddr, SpkiPin, String),
     sandbox: Sandbox,
-    trust: RwLock<TrustStore>,
+    trust: TrustedKeys,
     id: String,
     report: ReportMode,
     max_candidates: u32,
     verified: Mutex<VerifiedCache>,
     lookup_ttl: Duration,
     lookups: LookupCache,
-    state_dir: Option<PathBuf>,
     versions: VersionGuard,
-    key_refresh: Duration,
-    last_key_sync: Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for Client {
@@ -125,14 +119,9 @@ impl Client {
     /// key statements) is loaded. When the connection is lost, the client connects again
     /// to the same address and pin.
     pub fn new(registry: RegistryClient, config: ClientConfig) -> Result<Self, SetupError> {
-        let mut trust = config.trust;
-        let versions = VersionGuard::open(config.state_dir.as_deref(), config.pins)?;
-        if let Some(dir) = &config.state_dir {
-            let path = dir.join(KEYS_FILE);
-            let learned = TrustStore::load_or_empty(&path)
-                .map_err(|source| SetupError::Learned { path, source })?;
-            trust.absorb(&learned)?;
-        }
+        let state_dir = config.state_dir.as_deref();
+        let versions = VersionGuard::open(state_dir, config.pins)?;
+        let trust = TrustedKeys::open(config.trust, state_dir, config.key_refresh)?;
         let sandbox = Sandbox::new(config.policy, config.sandbox)?;
         let agent = format!(
             "courier-client/{} ({})",
@@ -143,17 +132,14 @@ impl Client {
             reconnect: (registry.addr(), registry.pin(), agent),
             registry: RwLock::new(registry),
             sandbox,
-            trust: RwLock::new(trust),
+            trust,
             id: config.id,
             report: config.report,
             max_candidates: config.max_candidates.max(1),
             verified: Mutex::new(HashMap::new()),
             lookup_ttl: config.lookup_ttl,
             lookups: LookupCache::new(),
-            state_dir: config.state_dir,
             versions,
-            key_refresh: config.key_refresh,
-            last_key_sync: Mutex::new(None),
         })
     }
 
@@ -223,23 +209,17 @@ impl Client {
 
     /// Trusts `key` from now on.
     pub fn trust(&self, key: VendorKey) -> Result<bool, crate::trust::TrustError> {
-        self.trust
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .add(key)
+        self.trust.add(key)
     }
 
     /// Stops trusting `key`.
     pub fn untrust(&self, key: &VendorKey) -> bool {
-        self.trust
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key)
+        self.trust.remove(key)
     }
 
     /// A copy of the trust store.
     pub fn trust_store(&self) -> TrustStore {
-        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.trust.read().clone()
     }
 
     /// Pins service `name` to exactly `version`: it is accepted even below the highest
@@ -257,8 +237,7 @@ impl Client {
     /// rotation chain (one vendor across its rotations: a rotation learned after a version
     /// was accepted does not reset the mark).
     pub fn accepted_version(&self, vendor: &VendorKey, name: &str) -> Option<semver::Version> {
-        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
-        self.versions.accepted(vendor, name, &trust)
+        self.versions.accepted(vendor, name, &self.trust.read())
     }
 
     /// Asks the registry for the key statements about the keys this client trusts (and the
@@ -266,62 +245,7 @@ impl Client {
     /// state directory when there is one. Returns how many were new. Statements that do not
     /// verify are ignored: a registry cannot make the client trust or distrust a key.
     pub async fn sync_keys(&self) -> Result<usize, ClientError> {
-        let registry = self.registry();
-        let mut learned = 0;
-        // A rotation learned leads to a key whose own statements are asked next.
-        for _ in 0..crate::trust::MAX_CHAIN {
-            let keys = self.trust_store().followed_keys();
-            if keys.is_empty() {
-                break;
-            }
-            let keys = keys[..keys.len().min(courier_protocol::MAX_STATEMENT_KEYS)].to_vec();
-            let statements = registry.key_statements(keys).await?;
-            let mut new = 0;
-            {
-                let mut trust = self.trust.write().unwrap_or_else(|p| p.into_inner());
-                // Only statements about keys this client follows are verified (a lying
-                // registry cannot make it spend time on others), and only so many.
-                for s in statements.iter().take(MAX_SYNC_STATEMENTS) {
-                    if !s.peek().is_ok_and(|st| trust.follows(&st.key)) {
-                        continue;
-                    }
-                    match trust.learn(s) {
-                        Ok(true) => {
-                            tracing::info!(statement = ?s, "learned key statement");
-                            new += 1;
-                        }
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!("key statement from the registry refused: {e}"),
-                    }
-                }
-            }
-            learned += new;
-            if new == 0 {
-                break;
-            }
-        }
-        *self.last_key_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        if learned > 0
-            && let Some(dir) = &self.state_dir
-        {
-            let learned_only = self.trust_store().learned_only();
-            if let Err(e) = learned_only.save(&dir.join(KEYS_FILE)) {
-                tracing::warn!("learned key statements not saved: {e}");
-            }
-        }
-        Ok(learned)
-    }
-
-    /// Syncs key statements if the last sync is older than the refresh interval.
-    async fn sync_keys_if_due(&self) {
-        let due = self
-            .last_key_sync
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none_or(|at| at.elapsed() >= self.key_refresh);
-        if due && let Err(e) = self.sync_keys().await {
-            tracing::warn!("key statements not refreshed: {e}");
-        }
+        self.trust.sync(&self.registry()).await
     }
 
     /// Calls `courier:echo/echo.say("hi")`-style text: the interface (and version, if
@@ -532,7 +456,10 @@ impl Client {
     async fn ready(&self, query: ServiceQuery, spec: &CallSpec) -> Result<Ready, CallError> {
         let mut timings = PhaseTimings::default();
         let t = Instant::now();
-        let (found, ()) = tokio::join!(self.find(query.clone()), self.sync_keys_if_due());
+        let (found, ()) = tokio::join!(
+            self.find(query.clone()),
+            self.trust.sync_if_due(|| self.registry())
+        );
         let (registry, candidates) = found.map_err(CallError::Lookup)?;
         timings.lookup = t.elapsed();
         if candidates.is_empty() {
@@ -551,11 +478,7 @@ impl Client {
                 .await
             {
                 Ok((manifest, compiled)) => {
-                    let current = self
-                        .trust
-                        .read()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .current(&manifest.vendor_key);
+                    let current = self.trust.current(&manifest.vendor_key);
                     self.versions
                         .remember(&manifest, &current)
                         .map_err(CallError::State)?;
@@ -628,18 +551,13 @@ impl Client {
         let t = Instant::now();
         let manifest = self.verify(candidate)?;
         self.trust
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
             .check(&manifest.vendor_key)
             .map_err(|r| match r {
                 TrustRefusal::Untrusted(k) => RejectReason::Untrusted(k),
                 TrustRefusal::Revoked(k) => RejectReason::Revoked(k),
             })?;
         manifest.check_times(now_ms())?;
-        self.versions.check(
-            &manifest,
-            &self.trust.read().unwrap_or_else(|p| p.into_inner()),
-        )?;
+        self.versions.check(&manifest, &self.trust.read())?;
         let claimed = manifest
             .exports
             .iter()
