@@ -17,6 +17,7 @@
 mod call_report;
 mod config;
 mod errors;
+mod outcome;
 mod timings;
 mod trusted_keys;
 mod versions;
@@ -33,11 +34,12 @@ use crate::provider::ProviderTarget;
 use crate::sandbox::{CompileError, Compiled, RunFailure, Sandbox};
 use crate::trust::{TrustRefusal, TrustStore};
 use courier_protocol::{
-    Candidate, ContentHash, InterfaceName, Manifest, Outcome, ServiceQuery, SpkiPin, VendorKey,
-    Verified, VerifyError,
+    Candidate, ContentHash, InterfaceName, Manifest, ServiceQuery, SpkiPin, VendorKey, Verified,
+    VerifyError,
 };
 use courier_transport::{ClientError, RegistryClient};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use outcome::OutcomeReporter;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -60,8 +62,7 @@ pub struct Client {
     reconnect: (SocketAddr, SpkiPin, String),
     sandbox: Sandbox,
     trust: TrustedKeys,
-    id: String,
-    report: ReportMode,
+    reporter: OutcomeReporter,
     max_candidates: u32,
     verified: Mutex<VerifiedCache>,
     lookup_ttl: Duration,
@@ -72,7 +73,7 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("registry", &self.registry().addr())
             .finish_non_exhaustive()
     }
@@ -102,17 +103,6 @@ fn parse_interface(query: &ServiceQuery) -> Result<InterfaceName, InvokeError> {
         .map_err(|e: courier_protocol::InterfaceNameError| InvokeError::Interface(e.to_string()))
 }
 
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 impl Client {
     /// A client on a connection to the registry, set up by `config`: the sandbox is built,
     /// and what earlier runs remembered in the state directory (accepted versions, learned
@@ -133,8 +123,7 @@ impl Client {
             registry: RwLock::new(registry),
             sandbox,
             trust,
-            id: config.id,
-            report: config.report,
+            reporter: OutcomeReporter::new(config.id, config.report),
             max_candidates: config.max_candidates.max(1),
             verified: Mutex::new(HashMap::new()),
             lookup_ttl: config.lookup_ttl,
@@ -204,7 +193,7 @@ impl Client {
 
     /// The client's identifier.
     pub fn id(&self) -> &str {
-        &self.id
+        self.reporter.client()
     }
 
     /// Trusts `key` from now on.
@@ -318,9 +307,16 @@ impl Client {
         match result {
             Ok(out) => {
                 timings.add_run(&out.timings);
-                let detail = clip(out.answer.text(), 200);
                 timings.report = self
-                    .report(&manifest, &function, out.answer.is_ok(), detail, started)
+                    .reporter
+                    .report(
+                        || self.registry(),
+                        &manifest,
+                        &function,
+                        out.answer.is_ok(),
+                        out.answer.text(),
+                        started,
+                    )
                     .await;
                 timings.total = started.elapsed();
                 Ok(CallReport {
@@ -350,9 +346,16 @@ impl Client {
         started: Instant,
     ) -> CallError {
         timings.add_run(&failure.timings);
-        let detail = clip(&failure.error.to_string(), 200);
         timings.report = self
-            .report(manifest, function, false, detail, started)
+            .reporter
+            .report(
+                || self.registry(),
+                manifest,
+                function,
+                false,
+                &failure.error,
+                started,
+            )
             .await;
         timings.total = started.elapsed();
         CallError::Run {
@@ -398,7 +401,15 @@ impl Client {
             Ok(out) => {
                 timings.add_run(&out.timings);
                 timings.report = self
-                    .report(&manifest, &function, true, "typed call".into(), started)
+                    .reporter
+                    .report(
+                        || self.registry(),
+                        &manifest,
+                        &function,
+                        true,
+                        "typed call",
+                        started,
+                    )
                     .await;
                 timings.total = started.elapsed();
                 Ok(TypedReport {
@@ -620,47 +631,5 @@ impl Client {
         crate::invoke::lookup(compiled.component(), &compiled.interfaces().exports, spec)
             .map_err(RejectReason::MissingExport)?;
         Ok((manifest, compiled))
-    }
-
-    /// Reports an outcome per the report mode; returns the time spent inline.
-    async fn report(
-        &self,
-        manifest: &Manifest,
-        function: &str,
-        ok: bool,
-        detail: String,
-        started: Instant,
-    ) -> Duration {
-        if self.report == ReportMode::Off {
-            return Duration::ZERO;
-        }
-        let outcome = Outcome {
-            client: self.id.clone(),
-            name: manifest.name.clone(),
-            version: manifest.version.clone(),
-            component: manifest.component_hash,
-            function: function.to_string(),
-            ok,
-            detail,
-            duration_us: started.elapsed().as_micros() as u64,
-            facts: BTreeMap::new(),
-        };
-        let registry = self.registry();
-        let send = async move {
-            if let Err(e) = registry.report(outcome).await {
-                tracing::warn!("outcome not reported: {e}");
-            }
-        };
-        match self.report {
-            ReportMode::Inline => {
-                let t = Instant::now();
-                send.await;
-                t.elapsed()
-            }
-            _ => {
-                tokio::spawn(send);
-                Duration::ZERO
-            }
-        }
     }
 }
