@@ -18,6 +18,7 @@ mod call_report;
 mod config;
 mod errors;
 mod outcome;
+mod registry_link;
 mod timings;
 mod trusted_keys;
 mod versions;
@@ -29,21 +30,19 @@ pub use timings::PhaseTimings;
 pub use versions::VersionMemory;
 
 use crate::invoke::{CallSpec, InvokeError, prepare};
-use crate::lookup_cache::LookupCache;
 use crate::provider::ProviderTarget;
 use crate::sandbox::{CompileError, Compiled, RunFailure, Sandbox};
 use crate::trust::{TrustRefusal, TrustStore};
 use courier_protocol::{
-    Candidate, ContentHash, InterfaceName, Manifest, ServiceQuery, SpkiPin, VendorKey, Verified,
-    VerifyError,
+    Candidate, ContentHash, InterfaceName, Manifest, ServiceQuery, VendorKey, Verified, VerifyError,
 };
 use courier_transport::{ClientError, RegistryClient};
 use outcome::OutcomeReporter;
+use registry_link::RegistryLink;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use trusted_keys::TrustedKeys;
 use versions::VersionGuard;
 use wasmtime::component::{ComponentNamedList, Lift, Lower};
@@ -57,16 +56,12 @@ type VerifiedCache = HashMap<(ContentHash, [u8; 64]), Verified<Manifest>>;
 
 /// A courier client: a registry connection, a trust store, a policy and a sandbox.
 pub struct Client {
-    registry: RwLock<RegistryClient>,
-    /// Where to reconnect when the registry connection is lost: address, pin, agent.
-    reconnect: (SocketAddr, SpkiPin, String),
+    link: RegistryLink,
     sandbox: Sandbox,
     trust: TrustedKeys,
     reporter: OutcomeReporter,
     max_candidates: u32,
     verified: Mutex<VerifiedCache>,
-    lookup_ttl: Duration,
-    lookups: LookupCache,
     versions: VersionGuard,
 }
 
@@ -119,15 +114,12 @@ impl Client {
             config.id
         );
         Ok(Self {
-            reconnect: (registry.addr(), registry.pin(), agent),
-            registry: RwLock::new(registry),
+            link: RegistryLink::new(registry, agent, config.lookup_ttl),
             sandbox,
             trust,
             reporter: OutcomeReporter::new(config.id, config.report),
             max_candidates: config.max_candidates.max(1),
             verified: Mutex::new(HashMap::new()),
-            lookup_ttl: config.lookup_ttl,
-            lookups: LookupCache::new(),
             versions,
         })
     }
@@ -139,56 +131,12 @@ impl Client {
 
     /// The registry connection (a cheap handle on the current connection).
     pub fn registry(&self) -> RegistryClient {
-        self.registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.link.current()
     }
 
     /// Queries whose candidates are kept by the lookup cache now.
     pub fn cached_lookups(&self) -> usize {
-        self.lookups.len()
-    }
-
-    /// Candidates from the lookup cache, or from the registry (then remembered while the
-    /// interface's event feed shows no change).
-    async fn find(
-        &self,
-        query: ServiceQuery,
-    ) -> Result<(RegistryClient, Vec<Candidate>), ClientError> {
-        if self.lookup_ttl.is_zero() {
-            return self.find_remote(query).await;
-        }
-        if let Some(candidates) = self.lookups.get(&query, self.lookup_ttl) {
-            return Ok((self.registry(), candidates));
-        }
-        let fill = self.lookups.begin(&self.registry(), &query).await;
-        let (registry, candidates) = self.find_remote(query).await?;
-        if let Some(fill) = fill {
-            self.lookups.put(fill, &candidates);
-        }
-        Ok((registry, candidates))
-    }
-
-    /// Finds candidates at the registry; if the connection was lost (and the client knows
-    /// where to reconnect), reconnects once and asks again.
-    async fn find_remote(
-        &self,
-        query: ServiceQuery,
-    ) -> Result<(RegistryClient, Vec<Candidate>), ClientError> {
-        let registry = self.registry();
-        match registry.find(query.clone()).await {
-            Ok(c) => Ok((registry, c)),
-            Err(ClientError::Transport(e)) if registry.connection().close_reason().is_some() => {
-                let (addr, pin, agent) = &self.reconnect;
-                tracing::info!("registry connection lost ({e}); reconnecting");
-                let fresh = RegistryClient::connect(*addr, *pin, agent).await?;
-                *self.registry.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
-                let candidates = fresh.find(query).await?;
-                Ok((fresh, candidates))
-            }
-            Err(e) => Err(e),
-        }
+        self.link.cached_lookups()
     }
 
     /// The client's identifier.
@@ -439,7 +387,7 @@ impl Client {
             functions: vec![],
             ..query
         };
-        let Ok((_, others)) = self.find_remote(without_functions).await else {
+        let Ok((_, others)) = self.link.find_remote(without_functions).await else {
             return CallError::NoCandidates(asked);
         };
         let exported: BTreeSet<String> = others
@@ -468,7 +416,7 @@ impl Client {
         let mut timings = PhaseTimings::default();
         let t = Instant::now();
         let (found, ()) = tokio::join!(
-            self.find(query.clone()),
+            self.link.find(query.clone()),
             self.trust.sync_if_due(|| self.registry())
         );
         let (registry, candidates) = found.map_err(CallError::Lookup)?;
