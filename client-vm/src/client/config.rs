@@ -40,10 +40,10 @@ pub struct ClientConfig {
     pub max_candidates: u32,
     /// Reuse a query's candidates for at most this long (never beyond the shortest
     /// remaining lease among them) while the registry's event feed for their interface
-    /// shows no change (the watched lookup cache, `crate::lookup_cache`): a registration, replacement, cancellation,
-    /// expiry or revocation drops them within an event's delivery time. The default,
-    /// [`DEFAULT_LOOKUP_TTL`], saves a long-running client the registry round trip on
-    /// every call after the first per query. Zero asks the registry on every call
+    /// shows no change (the watched lookup cache): a registration, replacement,
+    /// cancellation, expiry or revocation drops them within an event's delivery time. The
+    /// default, [`DEFAULT_LOOKUP_TTL`], saves a long-running client the registry round trip
+    /// on every call after the first per query. Zero asks the registry on every call
     /// (read-your-writes: what a vendor just registered is seen by the very next call,
     /// not one event delivery later); a one-shot client such as `courier call` uses zero,
     /// since a subscription would cost it a round trip and save none.

@@ -5,7 +5,7 @@ use crate::invoke::InvokeError;
 use crate::policy::MissingCapabilities;
 use crate::sandbox::{CompileError, RunFailure, SandboxError};
 use crate::state::StateError;
-use crate::trust::{LearnError, TrustError};
+use crate::trust::{LearnError, TrustError, TrustRefusal};
 use courier_protocol::{LeaseId, ManifestError, VendorKey, VerifyError};
 use courier_transport::ClientError;
 use std::fmt;
@@ -99,6 +99,15 @@ pub struct Rejection {
     pub name: String,
     /// Why it was skipped.
     pub reason: RejectReason,
+}
+
+impl From<TrustRefusal> for RejectReason {
+    fn from(refusal: TrustRefusal) -> Self {
+        match refusal {
+            TrustRefusal::Untrusted(key) => Self::Untrusted(key),
+            TrustRefusal::Revoked(key) => Self::Revoked(key),
+        }
+    }
 }
 
 impl fmt::Display for Rejection {

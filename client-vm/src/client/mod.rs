@@ -1,18 +1,11 @@
-//! The whole flow of one call: query the registry, choose a candidate that passes every
-//! check, fetch its component by hash, verify, compile (or hit the cache), run once in a
-//! fresh store, discard, and report the outcome.
+//! The whole flow of one call: query the registry (and, when due, its key statements),
+//! take the first candidate that passes every check and compile it (or find it compiled),
+//! remember its version, run it once in a fresh store, discard it, and report the outcome.
 //!
-//! Checks, per candidate, cheapest first, all before a byte is compiled:
-//! signature (`SignedManifest::verify`) → trusted, unrevoked vendor (rotations followed) →
-//! validity window → version (no rollback below the highest accepted, or exactly the
-//! pinned one) → the matched interface and function are claimed → declared imports granted
-//! → component size cap → fetch (stops at the declared size) → hash and size
-//! (`Manifest::check_component`) → the component's real imports granted and real exports
-//! present. A candidate failing any check is skipped and the reason recorded; the first
-//! that passes is run, and its version is remembered (durably, with a state directory).
-//!
-//! Key statements (rotations, revocations) are asked of the registry alongside the query,
-//! at most every [`ClientConfig::key_refresh`], and verified here before they count.
+//! Rooms: `vet` (the check order, in one function), `versions` (rollback memory and
+//! pins), `trusted_keys` (trust and key-statement sync), `registry_link` (connection
+//! and lookup cache), `outcome` (service-history reports), `config`, `errors`,
+//! `call_report` and `timings` (what goes in and comes out).
 
 mod call_report;
 mod config;
@@ -22,6 +15,7 @@ mod registry_link;
 mod timings;
 mod trusted_keys;
 mod versions;
+mod vet;
 
 pub use call_report::{CallReport, Chosen, TypedReport};
 pub use config::{ClientConfig, DEFAULT_LOOKUP_TTL, ReportMode};
@@ -31,28 +25,21 @@ pub use versions::VersionMemory;
 
 use crate::invoke::{CallSpec, InvokeError, prepare};
 use crate::provider::ProviderTarget;
-use crate::sandbox::{CompileError, Compiled, RunFailure, Sandbox};
-use crate::trust::{TrustRefusal, TrustStore};
-use courier_protocol::{
-    Candidate, ContentHash, InterfaceName, Manifest, ServiceQuery, VendorKey, Verified, VerifyError,
-};
+use crate::sandbox::{Compiled, RunFailure, Sandbox};
+use crate::trust::TrustStore;
+use courier_protocol::{InterfaceName, Manifest, ServiceQuery, VendorKey};
 use courier_transport::{ClientError, RegistryClient};
 use outcome::OutcomeReporter;
 use registry_link::RegistryLink;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Instant;
+use timings::timed;
 use trusted_keys::TrustedKeys;
 use versions::VersionGuard;
+use vet::{VerifiedManifests, Vetted};
 use wasmtime::component::{ComponentNamedList, Lift, Lower};
-
-/// Most verified manifests remembered (a verification is valid as long as the bytes are
-/// the same; times and trust are checked on every call anyway).
-const VERIFIED_CACHE: usize = 256;
-
-/// Verified manifests by (hash of the signed bytes, signature).
-type VerifiedCache = HashMap<(ContentHash, [u8; 64]), Verified<Manifest>>;
 
 /// A courier client: a registry connection, a trust store, a policy and a sandbox.
 pub struct Client {
@@ -61,7 +48,7 @@ pub struct Client {
     trust: TrustedKeys,
     reporter: OutcomeReporter,
     max_candidates: u32,
-    verified: Mutex<VerifiedCache>,
+    verified: VerifiedManifests,
     versions: VersionGuard,
 }
 
@@ -83,13 +70,6 @@ struct Ready {
     timings: PhaseTimings,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The interface a query names, parsed for the call.
 fn parse_interface(query: &ServiceQuery) -> Result<InterfaceName, InvokeError> {
     query
@@ -107,6 +87,7 @@ impl Client {
         let state_dir = config.state_dir.as_deref();
         let versions = VersionGuard::open(state_dir, config.pins)?;
         let trust = TrustedKeys::open(config.trust, state_dir, config.key_refresh)?;
+        let verified = VerifiedManifests::new(config.sandbox.cache_compiled);
         let sandbox = Sandbox::new(config.policy, config.sandbox)?;
         let agent = format!(
             "courier-client/{} ({})",
@@ -119,7 +100,7 @@ impl Client {
             trust,
             reporter: OutcomeReporter::new(config.id, config.report),
             max_candidates: config.max_candidates.max(1),
-            verified: Mutex::new(HashMap::new()),
+            verified,
             versions,
         })
     }
@@ -414,13 +395,14 @@ impl Client {
     /// Query, then the first candidate that passes every check, compiled.
     async fn ready(&self, query: ServiceQuery, spec: &CallSpec) -> Result<Ready, CallError> {
         let mut timings = PhaseTimings::default();
-        let t = Instant::now();
-        let (found, ()) = tokio::join!(
-            self.link.find(query.clone()),
-            self.trust.sync_if_due(|| self.registry())
-        );
+        let lookup = async {
+            tokio::join!(
+                self.link.find(query.clone()),
+                self.trust.sync_if_due(|| self.registry())
+            )
+        };
+        let (found, ()) = timed(&mut timings.lookup, lookup).await;
         let (registry, candidates) = found.map_err(CallError::Lookup)?;
-        timings.lookup = t.elapsed();
         if candidates.is_empty() {
             return Err(self.no_candidates(query, spec).await);
         }
@@ -432,11 +414,8 @@ impl Client {
                 .peek()
                 .map(|m| m.name)
                 .unwrap_or_else(|_| "<undecodable manifest>".into());
-            match self
-                .check_candidate(&registry, &candidate, spec, &mut timings)
-                .await
-            {
-                Ok((manifest, compiled)) => {
+            match self.vet(&registry, &candidate, spec, &mut timings).await {
+                Ok(Vetted { manifest, compiled }) => {
                     let current = self.trust.current(&manifest.vendor_key);
                     self.versions
                         .remember(&manifest, &current)
@@ -473,111 +452,5 @@ impl Client {
             }
         }
         Err(CallError::NoUsableCandidate { rejected })
-    }
-
-    /// Verifies a manifest, remembering the result for identical bytes.
-    fn verify(&self, candidate: &Candidate) -> Result<Manifest, VerifyError> {
-        let key = (
-            ContentHash::of(&candidate.manifest.bytes),
-            candidate.manifest.signature,
-        );
-        let remember = self.sandbox.config().cache_compiled;
-        if remember {
-            let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(v) = cache.get(&key) {
-                return Ok(v.get().clone());
-            }
-        }
-        let verified = candidate.manifest.verify()?;
-        let manifest = verified.get().clone();
-        if remember {
-            let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= VERIFIED_CACHE {
-                cache.clear();
-            }
-            cache.insert(key, verified);
-        }
-        Ok(manifest)
-    }
-
-    async fn check_candidate(
-        &self,
-        registry: &RegistryClient,
-        candidate: &Candidate,
-        spec: &CallSpec,
-        timings: &mut PhaseTimings,
-    ) -> Result<(Manifest, Arc<Compiled>), RejectReason> {
-        let t = Instant::now();
-        let manifest = self.verify(candidate)?;
-        self.trust
-            .check(&manifest.vendor_key)
-            .map_err(|r| match r {
-                TrustRefusal::Untrusted(k) => RejectReason::Untrusted(k),
-                TrustRefusal::Revoked(k) => RejectReason::Revoked(k),
-            })?;
-        manifest.check_times(now_ms())?;
-        self.versions.check(&manifest, &self.trust.read())?;
-        let claimed = manifest
-            .exports
-            .iter()
-            .find(|e| spec.matches_export(&e.interface))
-            .ok_or_else(|| RejectReason::NotClaimed(spec.interface.to_string()))?;
-        if !claimed.functions.contains(&spec.function) {
-            return Err(RejectReason::NotClaimed(format!(
-                "{}.{}",
-                claimed.interface, spec.function
-            )));
-        }
-        let policy = self.sandbox.policy();
-        policy.check_imports(&manifest.imports)?;
-        let limit = policy.limits.component_bytes;
-        if manifest.component_size > limit {
-            return Err(RejectReason::TooLarge {
-                size: manifest.component_size,
-                limit,
-            });
-        }
-        timings.verify += t.elapsed();
-
-        let t = Instant::now();
-        let compiled = if let Some(c) = self.sandbox.cached(&manifest.component_hash) {
-            timings.cache_hit = true;
-            timings.compile += t.elapsed();
-            c
-        } else {
-            let bytes = registry
-                .fetch(
-                    manifest.component_hash,
-                    manifest.component_size,
-                    policy.limits.fetch_timeout,
-                )
-                .await
-                .map_err(RejectReason::Fetch)?;
-            timings.fetch += t.elapsed();
-            // Hashing up to the size cap is off the async threads, like compiling.
-            let t = Instant::now();
-            let bytes: Arc<[u8]> = Arc::from(bytes);
-            let (checking, expected) = (bytes.clone(), manifest.clone());
-            tokio::task::spawn_blocking(move || expected.check_component(&checking))
-                .await
-                .map_err(|e| RejectReason::Compile(CompileError::Task(e.to_string())))??;
-            timings.verify += t.elapsed();
-            let t = Instant::now();
-            let (compiled, hit) = self
-                .sandbox
-                .compile_hashed(bytes, manifest.component_hash)
-                .await
-                .map_err(|e| match e {
-                    CompileError::NotGranted(m) => RejectReason::Capabilities(m),
-                    other => RejectReason::Compile(other),
-                })?;
-            timings.cache_hit = hit;
-            timings.compile += t.elapsed();
-            compiled
-        };
-        // The component itself must export what the manifest claims and the call needs.
-        crate::invoke::lookup(compiled.component(), &compiled.interfaces().exports, spec)
-            .map_err(RejectReason::MissingExport)?;
-        Ok((manifest, compiled))
     }
 }

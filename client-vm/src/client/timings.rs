@@ -1,8 +1,10 @@
-//! Time spent in each phase of a call: [`PhaseTimings`].
+//! Time spent in each phase of a call ([`PhaseTimings`]), and the small guard that records
+//! a phase without timing code in the middle of the logic it measures.
 
 use crate::sandbox::RunTimings;
 use std::fmt;
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 /// Time spent in each phase of a call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,4 +57,34 @@ impl fmt::Display for PhaseTimings {
             us(self.total),
         )
     }
+}
+
+/// Adds the time from its start to its drop to one phase of a [`PhaseTimings`], however
+/// the phase ends (an early return with `?` counts too).
+#[must_use = "the phase is timed until the guard is dropped"]
+pub(super) struct PhaseTimer<'a> {
+    phase: &'a mut Duration,
+    started: Instant,
+}
+
+impl<'a> PhaseTimer<'a> {
+    /// Starts timing `phase`.
+    pub(super) fn start(phase: &'a mut Duration) -> Self {
+        Self {
+            phase,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Drop for PhaseTimer<'_> {
+    fn drop(&mut self) {
+        *self.phase += self.started.elapsed();
+    }
+}
+
+/// Awaits `work`, adding the time it took to `phase`.
+pub(super) async fn timed<F: Future>(phase: &mut Duration, work: F) -> F::Output {
+    let _timer = PhaseTimer::start(phase);
+    work.await
 }

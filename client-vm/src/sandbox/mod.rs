@@ -10,9 +10,9 @@
 //! case) is not a failure of the run: it is [`Answer::ProxyError`](crate::Answer) in a
 //! [`RunOutput`].
 //!
-//! Rooms: [`engine`] (engine configuration, linker, epoch ticker), [`compile`] (size cap,
-//! inspection, compilation, the compiled-component cache), [`store`] (one run's store data
-//! and limits), [`run`] (instantiate, call, discard), [`failure`] (what a wasmtime error
+//! Rooms: `engine` (engine configuration, linker, epoch ticker), `compile` (size cap,
+//! inspection, compilation, the compiled-component cache), `store` (one run's store data
+//! and limits), `run` (instantiate, call, discard), `failure` (what a wasmtime error
 //! stands for).
 
 mod compile;
