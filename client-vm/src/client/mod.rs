@@ -25,7 +25,7 @@ pub use versions::VersionMemory;
 
 use crate::invoke::{CallSpec, InvokeError, prepare};
 use crate::provider::ProviderTarget;
-use crate::sandbox::{Compiled, RunFailure, Sandbox};
+use crate::sandbox::{Compiled, RunFailure, RunTimings, Sandbox};
 use crate::trust::TrustStore;
 use courier_protocol::{InterfaceName, Manifest, ServiceQuery, VendorKey};
 use courier_transport::{ClientError, RegistryClient};
@@ -59,23 +59,6 @@ impl fmt::Debug for Client {
             .field("registry", &self.registry().addr())
             .finish_non_exhaustive()
     }
-}
-
-/// Everything checked and compiled: ready to run.
-struct Ready {
-    chosen: Chosen,
-    compiled: Arc<Compiled>,
-    manifest: Manifest,
-    rejected: Vec<Rejection>,
-    timings: PhaseTimings,
-}
-
-/// The interface a query names, parsed for the call.
-fn parse_interface(query: &ServiceQuery) -> Result<InterfaceName, InvokeError> {
-    query
-        .interface
-        .parse()
-        .map_err(|e: courier_protocol::InterfaceNameError| InvokeError::Interface(e.to_string()))
 }
 
 impl Client {
@@ -211,89 +194,6 @@ impl Client {
         }
     }
 
-    async fn run_dynamic(
-        &self,
-        query: ServiceQuery,
-        spec: &CallSpec,
-    ) -> Result<CallReport, CallError> {
-        let started = Instant::now();
-        let ready = self.ready(query, spec).await?;
-        let Ready {
-            chosen,
-            compiled,
-            manifest,
-            rejected,
-            mut timings,
-        } = ready;
-        let invocation = prepare(compiled.component(), &compiled.interfaces().exports, spec)?;
-        let target = ProviderTarget {
-            endpoints: manifest.endpoints.clone(),
-            pin: manifest.provider_pin,
-        };
-        let result = self.sandbox.run(&compiled, target, &invocation).await;
-        drop(compiled);
-        let function = invocation.qualified();
-        match result {
-            Ok(out) => {
-                timings.add_run(&out.timings);
-                timings.report = self
-                    .reporter
-                    .report(
-                        || self.registry(),
-                        &manifest,
-                        &function,
-                        out.answer.is_ok(),
-                        out.answer.text(),
-                        started,
-                    )
-                    .await;
-                timings.total = started.elapsed();
-                Ok(CallReport {
-                    function,
-                    chosen,
-                    rejected,
-                    answer: out.answer,
-                    values: out.values,
-                    logs: out.logs,
-                    timings,
-                })
-            }
-            Err(failure) => Err(self
-                .run_failed(&manifest, &function, chosen, failure, timings, started)
-                .await),
-        }
-    }
-
-    /// Records a run that failed (outcome report, timings) and turns it into the error.
-    async fn run_failed(
-        &self,
-        manifest: &Manifest,
-        function: &str,
-        chosen: Chosen,
-        failure: RunFailure,
-        mut timings: PhaseTimings,
-        started: Instant,
-    ) -> CallError {
-        timings.add_run(&failure.timings);
-        timings.report = self
-            .reporter
-            .report(
-                || self.registry(),
-                manifest,
-                function,
-                false,
-                &failure.error,
-                started,
-            )
-            .await;
-        timings.total = started.elapsed();
-        CallError::Run {
-            chosen: Box::new(chosen),
-            failure: Box::new(failure),
-            timings,
-        }
-    }
-
     /// Calls `function` of the interface in `query` with typed parameters and results, e.g.
     /// `call_typed::<(String,), (Result<String, String>,)>(query, "say", ("hi".into(),))`.
     pub async fn call_typed<P, R>(
@@ -306,41 +206,26 @@ impl Client {
         P: ComponentNamedList + Lower + Send + Sync + 'static,
         R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
-        let started = Instant::now();
         let interface = parse_interface(&query)?;
         let spec = CallSpec::new(interface, function, "()");
-        let Ready {
-            chosen,
-            compiled,
-            manifest,
-            rejected,
-            mut timings,
-        } = self.ready(query, &spec).await?;
-        let target = ProviderTarget {
-            endpoints: manifest.endpoints.clone(),
-            pin: manifest.provider_pin,
-        };
-        let function = format!("{}.{}", chosen.interface, spec.function);
+        let ready = self.ready(query, &spec).await?;
+        let interface = &ready.chosen.interface;
+        let function = format!("{interface}.{}", spec.function);
         let result = self
             .sandbox
-            .run_typed::<P, R>(&compiled, target, &chosen.interface, &spec.function, params)
+            .run_typed::<P, R>(
+                &ready.compiled,
+                ready.target(),
+                interface,
+                &spec.function,
+                params,
+            )
             .await;
-        drop(compiled);
         match result {
             Ok(out) => {
-                timings.add_run(&out.timings);
-                timings.report = self
-                    .reporter
-                    .report(
-                        || self.registry(),
-                        &manifest,
-                        &function,
-                        true,
-                        "typed call",
-                        started,
-                    )
+                let (chosen, rejected, timings) = self
+                    .conclude(ready, &function, &out.timings, true, "typed call")
                     .await;
-                timings.total = started.elapsed();
                 Ok(TypedReport {
                     value: out.value,
                     chosen,
@@ -349,9 +234,82 @@ impl Client {
                     timings,
                 })
             }
-            Err(failure) => Err(self
-                .run_failed(&manifest, &function, chosen, failure, timings, started)
-                .await),
+            Err(failure) => Err(self.run_failed(ready, &function, failure).await),
+        }
+    }
+
+    /// Runs a dynamic call (WAVE arguments) on the first usable candidate for `query`.
+    async fn run_dynamic(
+        &self,
+        query: ServiceQuery,
+        spec: &CallSpec,
+    ) -> Result<CallReport, CallError> {
+        let ready = self.ready(query, spec).await?;
+        let compiled = &ready.compiled;
+        let invocation = prepare(compiled.component(), &compiled.interfaces().exports, spec)?;
+        let result = self
+            .sandbox
+            .run(compiled, ready.target(), &invocation)
+            .await;
+        let function = invocation.qualified();
+        match result {
+            Ok(out) => {
+                let ok = out.answer.is_ok();
+                let (chosen, rejected, timings) = self
+                    .conclude(ready, &function, &out.timings, ok, out.answer.text())
+                    .await;
+                Ok(CallReport {
+                    function,
+                    chosen,
+                    rejected,
+                    answer: out.answer,
+                    values: out.values,
+                    logs: out.logs,
+                    timings,
+                })
+            }
+            Err(failure) => Err(self.run_failed(ready, &function, failure).await),
+        }
+    }
+
+    /// The end of a call whose proxy ran: the compiled component let go, the run's phases
+    /// recorded, the outcome reported (per the report mode), the total taken. Returns the
+    /// candidate that ran, those skipped, and the timings.
+    async fn conclude(
+        &self,
+        ready: Ready,
+        function: &str,
+        run: &RunTimings,
+        ok: bool,
+        detail: impl fmt::Display,
+    ) -> (Chosen, Vec<Rejection>, PhaseTimings) {
+        let Ready {
+            chosen,
+            compiled,
+            manifest,
+            rejected,
+            mut timings,
+            started,
+        } = ready;
+        drop(compiled);
+        timings.add_run(run);
+        timings.report = self
+            .reporter
+            .report(&self.link, &manifest, function, ok, detail, started)
+            .await;
+        timings.total = started.elapsed();
+        (chosen, rejected, timings)
+    }
+
+    /// A call whose proxy ran and failed: concluded, and turned into the error.
+    async fn run_failed(&self, ready: Ready, function: &str, failure: RunFailure) -> CallError {
+        let (chosen, _, timings) = self
+            .conclude(ready, function, &failure.timings, false, &failure.error)
+            .await;
+        CallError::Run {
+            chosen: Box::new(chosen),
+            failure: Box::new(failure),
+            timings,
         }
     }
 
@@ -394,6 +352,7 @@ impl Client {
 
     /// Query, then the first candidate that passes every check, compiled.
     async fn ready(&self, query: ServiceQuery, spec: &CallSpec) -> Result<Ready, CallError> {
+        let started = Instant::now();
         let mut timings = PhaseTimings::default();
         let lookup = async {
             tokio::join!(
@@ -439,6 +398,7 @@ impl Client {
                         manifest,
                         rejected,
                         timings,
+                        started,
                     });
                 }
                 Err(reason) => {
@@ -453,4 +413,38 @@ impl Client {
         }
         Err(CallError::NoUsableCandidate { rejected })
     }
+}
+
+/// A call with everything checked and compiled: ready to run.
+struct Ready {
+    /// The candidate that passed.
+    chosen: Chosen,
+    /// Its component.
+    compiled: Arc<Compiled>,
+    /// Its verified manifest.
+    manifest: Manifest,
+    /// The candidates skipped before it.
+    rejected: Vec<Rejection>,
+    /// The call's phases so far.
+    timings: PhaseTimings,
+    /// When the call began.
+    started: Instant,
+}
+
+impl Ready {
+    /// What the proxy may reach: the endpoints and pin of its signed manifest.
+    fn target(&self) -> ProviderTarget {
+        ProviderTarget {
+            endpoints: self.manifest.endpoints.clone(),
+            pin: self.manifest.provider_pin,
+        }
+    }
+}
+
+/// The interface a query names, parsed for the call.
+fn parse_interface(query: &ServiceQuery) -> Result<InterfaceName, InvokeError> {
+    query
+        .interface
+        .parse()
+        .map_err(|e: courier_protocol::InterfaceNameError| InvokeError::Interface(e.to_string()))
 }

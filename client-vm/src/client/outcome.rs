@@ -3,9 +3,9 @@
 //! call returns (best effort too: a failed report is logged, not an error).
 
 use super::ReportMode;
+use super::registry_link::RegistryLink;
 use crate::host::clip;
 use courier_protocol::{Manifest, Outcome};
-use courier_transport::RegistryClient;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -31,11 +31,11 @@ impl OutcomeReporter {
     }
 
     /// Reports that `function` of `manifest`'s proxy ran (`ok` or not, with `detail`),
-    /// in a run that began at `started`, on the connection `registry` gives. Returns the
-    /// time spent before returning (zero unless inline).
+    /// in a run that began at `started`, on `link`'s current connection. Returns the time
+    /// spent before returning (zero unless inline).
     pub(super) async fn report(
         &self,
-        registry: impl FnOnce() -> RegistryClient,
+        link: &RegistryLink,
         manifest: &Manifest,
         function: &str,
         ok: bool,
@@ -56,7 +56,7 @@ impl OutcomeReporter {
             duration_us: started.elapsed().as_micros() as u64,
             facts: BTreeMap::new(),
         };
-        let registry = registry();
+        let registry = link.current();
         let send = async move {
             if let Err(e) = registry.report(outcome).await {
                 tracing::warn!("outcome not reported: {e}");
