@@ -7,10 +7,9 @@
 //! calls) is printed to stderr.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use courier_client::invoke::{CallSpec, prepare};
 use courier_client::{
-    Client, ClientConfig, CompilerChoice, DEFAULT_LOOKUP_TTL, PhaseTimings, Policy, ProviderTarget,
-    ReportMode, Sandbox, SandboxConfig, TrustStore,
+    CallSpec, Client, ClientConfig, CompilerChoice, DEFAULT_LOOKUP_TTL, Invocation, PhaseTimings,
+    Policy, ProviderTarget, ReportMode, Sandbox, SandboxConfig, TrustStore,
 };
 use courier_protocol::wire::provider::{Call, ProviderHello, Reply};
 use courier_protocol::{AttributeConstraint, PROTOCOL_VERSION, SigningKey, VendorKey};
@@ -481,7 +480,8 @@ fn benches(c: &mut Criterion) {
         pin: w.provider.pin(),
     };
     let spec: CallSpec = SAY.parse().unwrap();
-    let inv = prepare(compiled.component(), &compiled.interfaces().exports, &spec).unwrap();
+    let inv =
+        Invocation::prepare(compiled.component(), &compiled.interfaces().exports, &spec).unwrap();
     g.bench_function("sandbox_run_echo", |b| {
         b.iter_custom(|n| {
             timed(&w.rt, n, || async {

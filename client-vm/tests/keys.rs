@@ -177,7 +177,7 @@ async fn replayed_older_version_is_refused_unless_pinned_and_the_memory_survives
     drop(c);
 
     // A corrupt memory is a clear error, never an empty memory.
-    let file = state.path().join(courier_client::state::VERSIONS_FILE);
+    let file = state.path().join(courier_client::VERSIONS_FILE);
     std::fs::write(&file, "not a version line\n").unwrap();
     let err = Client::new(connect(&h).await, config(&[&acme], Some(state.path()))).unwrap_err();
     assert!(

@@ -2,9 +2,10 @@
 
 use crate::cli::CallArgs;
 use anyhow::Context;
-use courier_client::client::{Client, ClientConfig, ReportMode};
-use courier_client::invoke::CallSpec;
-use courier_client::{Answer, OperatorAnswer, OperatorMode, Policy, RejectReason, TrustStore};
+use courier_client::{
+    Answer, CallSpec, Client, ClientConfig, OperatorAnswer, OperatorMode, Policy, RejectReason,
+    ReportMode, TrustStore,
+};
 use courier_protocol::VendorKey;
 
 /// The trust store from `--trust` keys and `--trust-file`.

@@ -9,8 +9,7 @@
 use crate::cli::DemoArgs;
 use crate::output::{millis, short};
 use anyhow::Context;
-use courier_client::TrustStore;
-use courier_client::client::{CallError, Client, ClientConfig, ReportMode};
+use courier_client::{CallError, Client, ClientConfig, ReportMode, TrustStore};
 use courier_protocol::{EventKind, ServiceQuery};
 use courier_provider::examples::{echo_service, kv_service};
 use courier_provider::{BundleBuilder, LeaseKeeper, generate_key, public_key};

@@ -23,7 +23,7 @@ pub use errors::{CallError, RejectReason, Rejection, SetupError};
 pub use timings::PhaseTimings;
 pub use versions::VersionMemory;
 
-use crate::invoke::{CallSpec, InvokeError, prepare};
+use crate::invoke::{CallSpec, Invocation, InvokeError};
 use crate::provider::ProviderTarget;
 use crate::sandbox::{Compiled, RunFailure, RunTimings, Sandbox};
 use crate::trust::TrustStore;
@@ -246,7 +246,8 @@ impl Client {
     ) -> Result<CallReport, CallError> {
         let ready = self.ready(query, spec).await?;
         let compiled = &ready.compiled;
-        let invocation = prepare(compiled.component(), &compiled.interfaces().exports, spec)?;
+        let invocation =
+            Invocation::prepare(compiled.component(), &compiled.interfaces().exports, spec)?;
         let result = self
             .sandbox
             .run(compiled, ready.target(), &invocation)

@@ -161,7 +161,9 @@ impl Sandbox {
     }
 
     /// A fresh store with its limits, instantiation, and the drop, without calling
-    /// anything: the fixed cost of one run (what the benchmarks call instance cost).
+    /// anything: the fixed cost of one run (what the benchmarks call instance cost). Only
+    /// with the `bench` feature.
+    #[cfg(feature = "bench")]
     pub async fn instantiate_only(&self, compiled: &Compiled) -> Result<RunTimings, RunFailure> {
         let target = ProviderTarget {
             endpoints: Vec::new(),
@@ -257,8 +259,10 @@ impl Sandbox {
 struct Dynamic<'a>(&'a Invocation);
 
 /// No call at all: instantiate and drop (for measuring instance cost).
+#[cfg(feature = "bench")]
 struct Nothing;
 
+#[cfg(feature = "bench")]
 impl Invoke for Nothing {
     type Output = ();
 
