@@ -430,7 +430,7 @@ pub fn check(case: &Case) -> Ended {
         CompilerChoice::Cranelift => &vm.cranelift,
     };
     let limits = limits();
-    match sandbox.check(&case.component) {
+    match sandbox.inspect_within_policy(&case.component) {
         Ok(found) => assert!(
             found.export(INTERFACE).is_some(),
             "the wrapper's export was not read: {found:?}"

@@ -101,10 +101,11 @@ impl Sandbox {
         self.cache.get(hash)
     }
 
-    /// Checks bytes before compiling: the size cap, their type information, and their
-    /// imports against the policy (every missing import listed).
-    pub fn check(&self, bytes: &[u8]) -> Result<ComponentInterfaces, CompileError> {
-        check_component(&self.policy, bytes)
+    /// What the client checks of bytes before compiling them: the size cap, their type
+    /// information (validated, then decoded), and their imports against the policy (every
+    /// missing import listed). Returns the component's real imports and exports.
+    pub fn inspect_within_policy(&self, bytes: &[u8]) -> Result<ComponentInterfaces, CompileError> {
+        inspect_within_policy(&self.policy, bytes)
     }
 
     /// Checks and compiles `bytes` on a blocking thread, or returns the cached compilation
@@ -112,7 +113,7 @@ impl Sandbox {
     /// the component's size runs on the async threads: hashing, validating and decoding
     /// its types, and compiling all happen on the blocking pool.
     pub async fn compile(&self, bytes: Arc<[u8]>) -> Result<(Arc<Compiled>, bool), CompileError> {
-        check_size(&self.policy, bytes.len())?;
+        check_size_cap(&self.policy, bytes.len())?;
         let hashing = bytes.clone();
         let hash = tokio::task::spawn_blocking(move || ContentHash::of(&hashing))
             .await
@@ -135,7 +136,7 @@ impl Sandbox {
         let engine = self.engine.clone();
         let linker = self.linker.clone();
         let compiled = tokio::task::spawn_blocking(move || {
-            let interfaces = check_component(&policy, &bytes)?;
+            let interfaces = inspect_within_policy(&policy, &bytes)?;
             let started = Instant::now();
             let component = Component::new(&engine, &*bytes)
                 .map_err(|e| CompileError::Compile(format!("{e:#}")))?;
@@ -224,7 +225,7 @@ impl ComponentCache {
 }
 
 /// The size cap on what the client compiles.
-fn check_size(policy: &Policy, len: usize) -> Result<(), CompileError> {
+fn check_size_cap(policy: &Policy, len: usize) -> Result<(), CompileError> {
     let limit = policy.limits.component_bytes;
     if len as u64 > limit {
         return Err(CompileError::TooLarge {
@@ -237,8 +238,11 @@ fn check_size(policy: &Policy, len: usize) -> Result<(), CompileError> {
 
 /// The checks before compiling: the size cap, the component's real imports and exports
 /// (validated, then decoded), its imports against the policy.
-fn check_component(policy: &Policy, bytes: &[u8]) -> Result<ComponentInterfaces, CompileError> {
-    check_size(policy, bytes.len())?;
+fn inspect_within_policy(
+    policy: &Policy,
+    bytes: &[u8],
+) -> Result<ComponentInterfaces, CompileError> {
+    check_size_cap(policy, bytes.len())?;
     let interfaces = courier_protocol::inspect(bytes)?;
     policy.check_imports(&interfaces.imports)?;
     Ok(interfaces)
