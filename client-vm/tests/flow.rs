@@ -17,16 +17,18 @@ use std::time::Duration;
 
 const SAY: &str = r#"courier:echo/echo.say("hi")"#;
 
-async fn client_with(registry: &FakeRegistry, trust: &[u8], policy: Policy) -> Client {
+fn config(trust: &[u8], policy: Policy) -> ClientConfig {
     let mut config = ClientConfig::new(
         "test-client",
         TrustStore::from_keys(trust.iter().map(|s| VendorKey::of(&key(*s)))),
     );
     config.policy = policy;
     config.report = ReportMode::Inline;
-    Client::connect(registry.addr, registry.pin(), config)
-        .await
-        .unwrap()
+    config
+}
+
+async fn client_with(registry: &FakeRegistry, trust: &[u8], policy: Policy) -> Client {
+    Client::new(registry.connect().await, config(trust, policy)).unwrap()
 }
 
 fn signed(
@@ -490,8 +492,9 @@ async fn lookup_cache_is_opt_in_and_needs_a_watchable_registry() {
     assert_eq!(finds(), 2);
     // On, but this registry refuses subscriptions: without a watch nothing is cached (a
     // cache that cannot hear of a cancellation would offer a withdrawn proxy).
-    let mut client = client_with(&registry, &[1], Policy::default()).await;
-    client.set_lookup_ttl(Duration::from_secs(60));
+    let mut watched = config(&[1], Policy::default());
+    watched.lookup_ttl = Duration::from_secs(60);
+    let client = Client::new(registry.connect().await, watched).unwrap();
     client.call_str(SAY).await.unwrap();
     client.call_str(SAY).await.unwrap();
     assert_eq!(finds(), 4);

@@ -3,7 +3,9 @@
 //! cancel a lease and see the proxy no longer match, stop a provider and get a clear error.
 #![allow(clippy::unwrap_used)]
 
-use courier_client::{Answer, CallError, Client, ClientConfig, Policy, ReportMode, TrustStore};
+use courier_client::{
+    Answer, CallError, Client, ClientConfig, DEFAULT_LOOKUP_TTL, Policy, ReportMode, TrustStore,
+};
 use courier_example_services as examples;
 use courier_protocol::{LeaseId, SigningKey, VendorKey};
 use courier_provider::{BundleBuilder, ServiceHandle};
@@ -51,12 +53,23 @@ async fn publish(
 }
 
 async fn client(h: &RegistryHandle, key: &SigningKey, policy: Policy) -> Client {
+    client_with_ttl(h, key, policy, DEFAULT_LOOKUP_TTL).await
+}
+
+async fn client_with_ttl(
+    h: &RegistryHandle,
+    key: &SigningKey,
+    policy: Policy,
+    lookup_ttl: Duration,
+) -> Client {
     let mut config = ClientConfig::new("e2e-client", TrustStore::from_keys([VendorKey::of(key)]));
     config.policy = policy;
     config.report = ReportMode::Inline;
-    Client::connect(h.local_addr(), h.pin(), config)
+    config.lookup_ttl = lookup_ttl;
+    let registry = RegistryClient::connect(h.local_addr(), h.pin(), "e2e-client")
         .await
-        .unwrap()
+        .unwrap();
+    Client::new(registry, config).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,8 +183,7 @@ async fn the_lookup_cache_follows_the_registrys_events() {
     let acme = SigningKey::from_bytes(&[7; 32]);
     let echo = provider(examples::echo_service()).await;
     let lease = publish(&h, &acme, "acme/echo", artifacts::ECHO, &echo).await;
-    let mut c = client(&h, &acme, Policy::default()).await;
-    c.set_lookup_ttl(Duration::from_secs(60));
+    let c = client_with_ttl(&h, &acme, Policy::default(), Duration::from_secs(60)).await;
     let say = r#"courier:echo/echo.say("hi")"#;
     let ok = |a: &Answer| matches!(a, Answer::Ok(s) if s.contains("echo: hi"));
     assert!(ok(&c.call_str(say).await.unwrap().answer));

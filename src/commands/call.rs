@@ -2,9 +2,10 @@
 
 use crate::cli::CallArgs;
 use anyhow::Context;
-use courier_client::client::{Client, ClientConfig, ReportMode};
-use courier_client::invoke::CallSpec;
-use courier_client::{Answer, OperatorAnswer, OperatorMode, Policy, RejectReason, TrustStore};
+use courier_client::{
+    Answer, CallSpec, Client, ClientConfig, OperatorAnswer, OperatorMode, Policy, RejectReason,
+    ReportMode, TrustStore,
+};
 use courier_protocol::VendorKey;
 
 /// The trust store from `--trust` keys and `--trust-file`.
@@ -57,7 +58,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     config.state_dir = Some(args.state_dir.clone());
     config.pins = args.pins.iter().cloned().collect();
     let registry = args.registry.connect("courier-cli/call").await?;
-    let client = Client::with_registry(registry, config).context("cannot set up the client")?;
+    let client = Client::new(registry, config).context("cannot set up the client")?;
     let attributes = args
         .attributes
         .iter()

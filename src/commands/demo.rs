@@ -9,13 +9,12 @@
 use crate::cli::DemoArgs;
 use crate::output::{millis, short};
 use anyhow::Context;
-use courier_client::TrustStore;
-use courier_client::client::{CallError, Client, ClientConfig, ReportMode};
+use courier_client::{CallError, Client, ClientConfig, ReportMode, TrustStore};
 use courier_example_services::{echo_service, kv_service};
 use courier_protocol::{EventKind, ServiceQuery};
 use courier_provider::{BundleBuilder, LeaseKeeper, generate_key, public_key};
 use courier_registry::{Registry, RegistryConfig, ServerConfig};
-use courier_transport::Identity;
+use courier_transport::{Identity, RegistryClient};
 use std::time::{Duration, Instant};
 
 /// Lease the demo's vendors ask for: short, so the expiry shows within seconds.
@@ -132,7 +131,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut cfg = ClientConfig::new("demo-client", TrustStore::from_keys([vendor]));
     cfg.report = ReportMode::Inline;
-    let client = Client::connect(reg_addr, reg_pin, cfg).await?;
+    let connection = RegistryClient::connect(reg_addr, reg_pin, "courier-demo").await?;
+    let client = Client::new(connection, cfg)?;
     step(t, "client connected; it trusts the vendor key only");
 
     let t = Instant::now();

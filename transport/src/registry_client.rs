@@ -112,6 +112,11 @@ impl RegistryClient {
         self.addr
     }
 
+    /// The pin the registry's TLS key was checked against.
+    pub fn pin(&self) -> SpkiPin {
+        self.pin
+    }
+
     /// The underlying QUIC connection.
     pub fn connection(&self) -> &quinn::Connection {
         &self.conn
