@@ -87,7 +87,7 @@ fn client(w: &World, compiler: CompilerChoice, cache: bool) -> Client {
 }
 
 fn client_with(w: &World, compiler: CompilerChoice, cache: bool, lookup_ttl: Duration) -> Client {
-    let mut config = ClientConfig::new("bench", TrustStore::from_keys([VendorKey::of(&w.key)]));
+    let mut config = ClientConfig::new(TrustStore::from_keys([VendorKey::of(&w.key)]));
     config.report = ReportMode::Off;
     config.lookup_ttl = lookup_ttl;
     config.sandbox = SandboxConfig {

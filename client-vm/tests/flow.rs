@@ -17,13 +17,17 @@ use std::time::Duration;
 
 const SAY: &str = r#"courier:echo/echo.say("hi")"#;
 
+/// The seed of the tests' client key.
+const CLIENT: u8 = 100;
+
 fn config(trust: &[u8], policy: Policy) -> ClientConfig {
-    let mut config = ClientConfig::new(
-        "test-client",
-        TrustStore::from_keys(trust.iter().map(|s| VendorKey::of(&key(*s)))),
-    );
+    let mut config = ClientConfig::new(TrustStore::from_keys(
+        trust.iter().map(|s| VendorKey::of(&key(*s))),
+    ));
     config.policy = policy;
+    config.key = Some(key(CLIENT));
     config.report = ReportMode::Inline;
+    config.report_detail = true;
     config
 }
 
@@ -77,7 +81,7 @@ async fn echo_flow_reports_and_then_hits_the_cache() {
     assert_eq!(outcomes.len(), 1);
     let o = &outcomes[0];
     assert!(o.ok);
-    assert_eq!(o.client, "test-client");
+    assert_eq!(o.client, VendorKey::of(&key(CLIENT)).to_string());
     assert_eq!(o.function, "courier:echo/echo@0.1.0.say");
     assert_eq!(o.component, report.chosen.component);
     assert!(o.detail.contains("echo: hi"));

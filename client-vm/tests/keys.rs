@@ -63,10 +63,9 @@ async fn publish(v: &RegistryClient, b: &Bundle) {
 }
 
 fn config(trusted: &[&SigningKey], state: Option<&Path>) -> ClientConfig {
-    let mut config = ClientConfig::new(
-        "keys-client",
-        TrustStore::from_keys(trusted.iter().map(|k| VendorKey::of(k))),
-    );
+    let mut config = ClientConfig::new(TrustStore::from_keys(
+        trusted.iter().map(|k| VendorKey::of(k)),
+    ));
     config.policy = Policy::default();
     config.report = ReportMode::Off;
     config.state_dir = state.map(Path::to_path_buf);

@@ -62,14 +62,26 @@ async fn client_with_ttl(
     policy: Policy,
     lookup_ttl: Duration,
 ) -> Client {
-    let mut config = ClientConfig::new("e2e-client", TrustStore::from_keys([VendorKey::of(key)]));
+    let mut config = ClientConfig::new(TrustStore::from_keys([VendorKey::of(key)]));
+    config.key = Some(client_key());
     config.policy = policy;
     config.report = ReportMode::Inline;
     config.lookup_ttl = lookup_ttl;
     let registry = RegistryClient::connect(h.local_addr(), h.pin(), "e2e-client")
         .await
         .unwrap();
+    // The client registers itself, so that the registry keeps its history.
+    registry.authenticate(&client_key()).await.unwrap();
+    registry
+        .register_client(courier_protocol::ClientProfile::default())
+        .await
+        .unwrap();
     Client::new(registry, config).unwrap()
+}
+
+/// The tests' client key.
+fn client_key() -> SigningKey {
+    SigningKey::from_bytes(&[100; 32])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +133,8 @@ async fn echo_and_kv_through_the_registry() {
     );
 
     // The registry kept the outcomes as this client's service history.
-    let history = c.registry().history("e2e-client", 10).await.unwrap();
+    let me = VendorKey::of(&client_key()).to_string();
+    let history = c.registry().history(&me, 10).await.unwrap();
     assert_eq!(history.len(), 3);
     assert!(history.iter().all(|e| e.outcome.ok));
     assert_eq!(history[0].outcome.function, "courier:kv/store@0.1.0.get");

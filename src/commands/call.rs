@@ -46,11 +46,10 @@ pub fn policy(allow_facts: &[String], approve: bool) -> Policy {
 pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     let spec: CallSpec = args.expression.parse().context("call expression")?;
     let trust = trust_store(&args)?;
-    let id = args
-        .client_id
-        .clone()
-        .unwrap_or_else(super::history::default_client_id);
-    let mut config = ClientConfig::new(id, trust);
+    let mut config = ClientConfig::new(trust);
+    // With a client key, outcomes go to this client's history at the registry.
+    config.key = super::client::client_key(&args.state_dir)?;
+    config.report_detail = args.report_answer;
     config.policy = policy(&args.allow_facts, args.approve && !args.deny);
     config.report = ReportMode::Inline;
     // One call per process: a watched lookup cache would cost a subscription, save nothing.

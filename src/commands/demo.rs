@@ -127,13 +127,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         keepers.push(keeper);
     }
 
-    // 5. A client that trusts the vendor.
+    // 5. A client that trusts the vendor, registered with the registry under its own key
+    // (its history and system data are its own).
     let t = Instant::now();
-    let mut cfg = ClientConfig::new("demo-client", TrustStore::from_keys([vendor]));
+    let client_key = generate_key();
+    let mut cfg = ClientConfig::new(TrustStore::from_keys([vendor]));
     cfg.report = ReportMode::Inline;
+    cfg.report_detail = true;
+    cfg.key = Some(client_key.clone());
     let connection = RegistryClient::connect(reg_addr, reg_pin, "courier-demo").await?;
+    connection.authenticate(&client_key).await?;
+    connection
+        .register_client(courier_protocol::ClientProfile::default())
+        .await?;
     let client = Client::new(connection, cfg)?;
-    step(t, "client connected; it trusts the vendor key only");
+    step(
+        t,
+        format!(
+            "client {} registered; it trusts the vendor key only",
+            short(&public_key(&client_key).to_string(), 20)
+        ),
+    );
 
     let t = Instant::now();
     let found = client
@@ -244,11 +258,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     // 9. The registry kept the client's service history.
-    let history = client.registry().history(client.id(), 20).await?;
+    let me = public_key(&client_key).to_string();
+    let history = client.registry().history(&me, 20).await?;
     println!();
     println!(
-        "service history of {} ({} runs):",
-        client.id(),
+        "service history of client {} ({} runs):",
+        short(&me, 20),
         history.len()
     );
     for h in history.iter().rev() {

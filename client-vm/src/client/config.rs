@@ -4,6 +4,7 @@
 use crate::policy::Policy;
 use crate::sandbox::SandboxConfig;
 use crate::trust::TrustStore;
+use courier_protocol::SigningKey;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,8 +27,13 @@ pub const DEFAULT_LOOKUP_TTL: Duration = Duration::from_secs(30);
 /// How a client is set up.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The client's self-chosen identifier in the registry's service history.
-    pub id: String,
+    /// The client's key: its registry connection authenticates with it, and the registry
+    /// keeps the client's history and system data under it (a registered client: `courier
+    /// client register`). Without one, no outcome is reported.
+    pub key: Option<SigningKey>,
+    /// Whether a report carries the proxy's answer (clipped to 200 characters). Off by
+    /// default: a report then says only whether the call succeeded and how long it took.
+    pub report_detail: bool,
     /// What the client lends proxies, and the limits.
     pub policy: Policy,
     /// Trusted vendor keys.
@@ -60,14 +66,16 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The configuration of a client identified as `id` that trusts `trust`, with every
-    /// other setting at its default: [`Policy::default`], [`SandboxConfig::default`],
-    /// outcomes reported in the background, at most 8 candidates per call, the watched
-    /// lookup cache for up to [`DEFAULT_LOOKUP_TTL`], no state directory (memory only), no
-    /// pins, key statements asked for at most every 60 s.
-    pub fn new(id: impl Into<String>, trust: TrustStore) -> Self {
+    /// The configuration of a client that trusts `trust`, with every other setting at its
+    /// default: no key (nothing reported), [`Policy::default`], [`SandboxConfig::default`],
+    /// outcomes (once there is a key) reported in the background without the proxy's
+    /// answer, at most 8 candidates per call, the watched lookup cache for up to
+    /// [`DEFAULT_LOOKUP_TTL`], no state directory (memory only), no pins, key statements
+    /// asked for at most every 60 s.
+    pub fn new(trust: TrustStore) -> Self {
         Self {
-            id: id.into(),
+            key: None,
+            report_detail: false,
             policy: Policy::default(),
             trust,
             sandbox: SandboxConfig::default(),

@@ -55,7 +55,7 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("id", &self.id())
+            .field("key", &self.key())
             .field("registry", &self.registry().addr())
             .finish_non_exhaustive()
     }
@@ -72,16 +72,12 @@ impl Client {
         let trust = TrustedKeys::open(config.trust, state_dir, config.key_refresh)?;
         let verified = VerifiedManifests::new(config.sandbox.cache_compiled);
         let sandbox = Sandbox::new(config.policy, config.sandbox)?;
-        let agent = format!(
-            "courier-client/{} ({})",
-            env!("CARGO_PKG_VERSION"),
-            config.id
-        );
+        let agent = format!("courier-client/{}", env!("CARGO_PKG_VERSION"));
         Ok(Self {
-            link: RegistryLink::new(registry, agent, config.lookup_ttl),
+            link: RegistryLink::new(registry, agent, config.lookup_ttl, config.key.clone()),
             sandbox,
             trust,
-            reporter: OutcomeReporter::new(config.id, config.report),
+            reporter: OutcomeReporter::new(config.key, config.report, config.report_detail),
             max_candidates: config.max_candidates.max(1),
             verified,
             versions,
@@ -103,8 +99,8 @@ impl Client {
         self.link.cached_lookups()
     }
 
-    /// The client's identifier.
-    pub fn id(&self) -> &str {
+    /// The client's key, if it has one.
+    pub fn key(&self) -> Option<VendorKey> {
         self.reporter.client()
     }
 

@@ -1,11 +1,13 @@
-//! Reporting the outcome of a run to the registry's service history: never, in a background
-//! task after the call returns (the default; best effort, adds no latency), or before the
-//! call returns (best effort too: a failed report is logged, not an error).
+//! Reporting the outcome of a run to the registry's service history, as the client's key:
+//! never, in a background task after the call returns (the default; best effort, adds no
+//! latency), or before the call returns (best effort too: a failed report is logged, not an
+//! error). A client without a key reports nothing; the proxy's answer goes with a report
+//! only when the client opted in.
 
 use super::ReportMode;
 use super::registry_link::RegistryLink;
 use crate::host::clip;
-use courier_protocol::{Manifest, Outcome};
+use courier_protocol::{Manifest, Outcome, SigningKey, VendorKey};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -13,21 +15,23 @@ use std::time::{Duration, Instant};
 /// Longest detail text sent with an outcome.
 const MAX_DETAIL: usize = 200;
 
-/// Sends outcomes as the client `client` identifies itself, per the report mode.
+/// Sends outcomes as the client's key, per the report mode.
 pub(super) struct OutcomeReporter {
-    client: String,
+    key: Option<SigningKey>,
     mode: ReportMode,
+    detail: bool,
 }
 
 impl OutcomeReporter {
-    /// Reports as `client`, per `mode`.
-    pub(super) fn new(client: String, mode: ReportMode) -> Self {
-        Self { client, mode }
+    /// Reports as `key` (nothing without one), per `mode`, with the proxy's answer if
+    /// `detail`.
+    pub(super) fn new(key: Option<SigningKey>, mode: ReportMode, detail: bool) -> Self {
+        Self { key, mode, detail }
     }
 
-    /// The client's identifier in the service history.
-    pub(super) fn client(&self) -> &str {
-        &self.client
+    /// The client's key.
+    pub(super) fn client(&self) -> Option<VendorKey> {
+        self.key.as_ref().map(VendorKey::of)
     }
 
     /// Reports that `function` of `manifest`'s proxy ran (`ok` or not, with `detail`),
@@ -42,23 +46,32 @@ impl OutcomeReporter {
         detail: impl fmt::Display,
         started: Instant,
     ) -> Duration {
-        if self.mode == ReportMode::Off {
+        let Some(key) = self.key.clone().filter(|_| self.mode != ReportMode::Off) else {
             return Duration::ZERO;
-        }
+        };
+        let detail = if self.detail {
+            clip(&detail.to_string(), MAX_DETAIL)
+        } else {
+            String::new()
+        };
         let outcome = Outcome {
-            client: self.client.clone(),
+            client: VendorKey::of(&key).to_string(),
             name: manifest.name.clone(),
             version: manifest.version.clone(),
             component: manifest.component_hash,
             function: function.to_string(),
             ok,
-            detail: clip(&detail.to_string(), MAX_DETAIL),
+            detail,
             duration_us: started.elapsed().as_micros() as u64,
             facts: BTreeMap::new(),
         };
         let registry = link.current();
         let send = async move {
-            if let Err(e) = registry.report(outcome).await {
+            let sent = async {
+                registry.ensure_authenticated(&key).await?;
+                registry.report(outcome).await
+            };
+            if let Err(e) = sent.await {
                 tracing::warn!("outcome not reported: {e}");
             }
         };

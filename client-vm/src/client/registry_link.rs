@@ -3,7 +3,7 @@
 //! registry's `find`.
 
 use crate::lookup_cache::LookupCache;
-use courier_protocol::{Candidate, ServiceQuery, SpkiPin};
+use courier_protocol::{Candidate, ServiceQuery, SigningKey, SpkiPin};
 use courier_transport::{ClientError, RegistryClient};
 use std::net::SocketAddr;
 use std::sync::RwLock;
@@ -18,17 +18,25 @@ pub(super) struct RegistryLink {
     lookups: LookupCache,
     /// Longest a query's candidates are reused (zero: ask on every call).
     lookup_ttl: Duration,
+    /// The client's key, with which a new connection authenticates.
+    key: Option<SigningKey>,
 }
 
 impl RegistryLink {
     /// A link on `registry`, connecting again as `agent` when it is lost, reusing a
     /// query's candidates for up to `lookup_ttl`.
-    pub(super) fn new(registry: RegistryClient, agent: String, lookup_ttl: Duration) -> Self {
+    pub(super) fn new(
+        registry: RegistryClient,
+        agent: String,
+        lookup_ttl: Duration,
+        key: Option<SigningKey>,
+    ) -> Self {
         Self {
             reconnect: (registry.addr(), registry.pin(), agent),
             current: RwLock::new(registry),
             lookups: LookupCache::new(),
             lookup_ttl,
+            key,
         }
     }
 
@@ -78,6 +86,9 @@ impl RegistryLink {
                 let (addr, pin, agent) = &self.reconnect;
                 tracing::info!("registry connection lost ({e}); reconnecting");
                 let fresh = RegistryClient::connect(*addr, *pin, agent).await?;
+                if let Some(key) = &self.key {
+                    fresh.authenticate(key).await?;
+                }
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
                 let candidates = fresh.find(query).await?;
                 Ok((fresh, candidates))
