@@ -867,7 +867,14 @@ fn compare(st: &RegistryState, model: &Model, i: usize, what: &str) {
         want_next,
         "step {i}: {what}: next deadline"
     );
-    let rows = st.leases_page(model.now(), None, 1000).rows;
+    let rows = st
+        .leases_page(
+            model.now(),
+            &courier_protocol::LeaseFilter::default(),
+            None,
+            1000,
+        )
+        .rows;
     let got: BTreeMap<LeaseId, (u64, bool)> = rows
         .iter()
         .map(|r| (r.lease, (r.remaining_ms, r.in_grace)))

@@ -131,6 +131,7 @@ mod tests {
     #[test]
     fn truncated_and_trailing_refused() {
         let bytes = encode(&Request::Leases {
+            filter: Default::default(),
             after: None,
             limit: 10,
         });
@@ -142,6 +143,7 @@ mod tests {
         );
         let bytes = encode(&Request::Fetch {
             hash: crate::ContentHash([1; 32]),
+            lease: None,
         });
         assert_eq!(decode::<Request>(&bytes[..10]), Err(CodecError::Truncated));
         assert!(matches!(

@@ -16,6 +16,11 @@ use std::time::Duration;
 
 /// The first page of the lease table: a small, harmless request.
 const LEASES: Request = Request::Leases {
+    filter: courier_protocol::LeaseFilter {
+        interface: None,
+        vendor: None,
+        name_prefix: None,
+    },
     after: None,
     limit: 100,
 };

@@ -87,10 +87,10 @@ fn a_component_file_lives_as_long_as_a_registration_names_it() {
 
     // What is still registered can still be fetched, after a reopen too.
     let hash = ContentHash::of(ECHO_DIGEST);
-    assert_eq!(r.fetch(&hash).unwrap(), ECHO_DIGEST);
+    assert_eq!(r.fetch(&hash, None, None).unwrap(), ECHO_DIGEST);
     drop(r);
     let r = Registry::open(config(dir.path()).registry).unwrap();
-    assert_eq!(r.fetch(&hash).unwrap(), ECHO_DIGEST);
+    assert_eq!(r.fetch(&hash, None, None).unwrap(), ECHO_DIGEST);
     assert_eq!(blobs(dir.path()), [hex(ECHO_DIGEST)].into());
 }
 
@@ -130,7 +130,7 @@ fn reopening_deletes_what_a_crash_left_behind_and_nothing_else() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(hidden.is_empty(), "{hidden:?}");
-    assert_eq!(r.fetch(&ContentHash::of(ECHO)).unwrap(), ECHO);
+    assert_eq!(r.fetch(&ContentHash::of(ECHO), None, None).unwrap(), ECHO);
 }
 
 #[test]

@@ -324,7 +324,7 @@ async fn the_lease_table_is_read_a_page_at_a_time_in_order() {
     let mut pages = Vec::new();
     let mut after = None;
     loop {
-        let page = c.leases_page(after, 10).await.unwrap();
+        let page = c.leases_page(Default::default(), after, 10).await.unwrap();
         pages.push(
             page.leases
                 .iter()
@@ -351,7 +351,10 @@ async fn the_lease_table_is_read_a_page_at_a_time_in_order() {
         all.iter().map(|l| &l.name).collect::<Vec<_>>(),
         names.iter().collect::<Vec<_>>()
     );
-    let page = c.leases_page(None, u32::MAX).await.unwrap();
+    let page = c
+        .leases_page(Default::default(), None, u32::MAX)
+        .await
+        .unwrap();
     assert_eq!(page.leases.len(), 25);
     assert!(page.next.is_none());
     h.shutdown().await;

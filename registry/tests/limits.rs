@@ -209,7 +209,7 @@ async fn a_peer_that_does_not_read_holds_no_more_than_its_room_and_is_cut_off() 
     // 3 MiB of its address's 8 MiB until it is cut off.
     let slow = at([127, 0, 0, 2]).await;
     let (mut send, mut recv) = slow.connection().open_bi().await.unwrap();
-    send.write_all(&codec::encode_frame(&Request::Fetch { hash }))
+    send.write_all(&codec::encode_frame(&Request::Fetch { hash, lease: None }))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

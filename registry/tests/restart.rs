@@ -286,7 +286,7 @@ async fn kill_9_after_ack_keeps_the_registration() {
     assert_eq!(found.len(), 1);
     let m = found[0].manifest.verify().unwrap();
     assert_eq!(
-        r.fetch(&m.component_hash).unwrap(),
+        r.fetch(&m.component_hash, None, None).unwrap(),
         courier_proxy_artifacts::ECHO
     );
 }

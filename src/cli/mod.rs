@@ -1,14 +1,15 @@
 //! The command-line grammar (clap).
 
 mod client;
+mod operate;
 mod registry;
 mod vendor;
 
 pub use client::*;
+pub use operate::*;
 pub use registry::*;
 pub use vendor::*;
 
-use crate::connect::RegistryArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,8 +51,12 @@ pub enum Command {
     Publish(PublishArgs),
     /// Find the proxies that match an interface.
     Find(FindArgs),
-    /// Show the lease table, or stream registry events with --watch.
+    /// The lease table: filter, sort, and --watch it live.
     Leases(LeasesArgs),
+    /// Proxies handed out, calls, failures and bytes per client or service (operator).
+    Usage(UsageArgs),
+    /// Register interest in services appearing, changing or going, and print what arrives.
+    Notify(NotifyArgs),
     /// Find, verify and run a proxy once in the sandbox: `courier call 'courier:echo/echo.say("hi")'`.
     Call(CallArgs),
     /// Show a client's service history kept by the registry.
@@ -90,26 +95,6 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("expected key=value, got {s:?}"))
-}
-
-/// `courier leases`
-#[derive(Debug, Args)]
-pub struct LeasesArgs {
-    /// Print JSON instead of a table (one object per line with --watch).
-    #[arg(long)]
-    pub json: bool,
-    /// Stream events as they happen.
-    #[arg(long)]
-    pub watch: bool,
-    /// With --watch: first sequence number wanted (default: only new events).
-    #[arg(long)]
-    pub from: Option<u64>,
-    /// With --watch: only events of this interface (`namespace:package/interface`).
-    #[arg(long)]
-    pub interface: Option<String>,
-    /// The registry.
-    #[command(flatten)]
-    pub registry: RegistryArgs,
 }
 
 /// `courier demo`

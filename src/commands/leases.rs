@@ -1,8 +1,75 @@
-//! `courier leases`: the lease table, or a live stream of events with `--watch`.
+//! `courier leases`: the operator's lease view, filtered and sorted; `--watch` redraws it
+//! in place in a terminal and prints each registry event as a line when piped.
 
-use crate::cli::LeasesArgs;
+use crate::cli::{LeaseSort, LeasesArgs};
 use crate::output::{millis, short, table};
-use courier_protocol::{Event, LeaseInfo};
+use anyhow::Context;
+use courier_protocol::{Event, LeaseFilter, LeaseInfo, VendorKey};
+use courier_transport::RegistryClient;
+use std::io::IsTerminal;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The leases asked for: the registry filters by interface, whole vendor key and name
+/// prefix; a vendor given as the start of a key (as the table shows it) is matched here.
+struct Selection {
+    filter: LeaseFilter,
+    vendor_prefix: Option<String>,
+    sort: LeaseSort,
+}
+
+impl Selection {
+    fn of(args: &LeasesArgs) -> anyhow::Result<Self> {
+        let (vendor, vendor_prefix) = match &args.vendor {
+            None => (None, None),
+            Some(v) => match v.parse::<VendorKey>() {
+                Ok(key) => (Some(key), None),
+                Err(_) if !v.is_empty() => (None, Some(v.clone())),
+                Err(e) => return Err(e).context("--vendor"),
+            },
+        };
+        if let Some(i) = &args.interface {
+            let bare = i.split_once('@').map_or(i.as_str(), |(n, _)| n);
+            bare.parse::<courier_protocol::InterfaceName>()
+                .context("--interface")?;
+        }
+        Ok(Self {
+            filter: LeaseFilter {
+                interface: args.interface.clone(),
+                vendor,
+                name_prefix: args.name.clone(),
+            },
+            vendor_prefix,
+            sort: args.sort,
+        })
+    }
+
+    async fn read(&self, registry: &RegistryClient) -> anyhow::Result<Vec<LeaseInfo>> {
+        let mut leases = registry.leases_where(&self.filter).await?;
+        if let Some(prefix) = &self.vendor_prefix {
+            leases.retain(|l| l.vendor.to_string().starts_with(prefix.as_str()));
+        }
+        sort(&mut leases, self.sort, wall_now());
+        Ok(leases)
+    }
+}
+
+fn wall_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Orders the rows; ties keep the registry's order (service name, then lease).
+fn sort(leases: &mut [LeaseInfo], by: LeaseSort, now: u64) {
+    match by {
+        LeaseSort::Name => {}
+        LeaseSort::Left => leases.sort_by_key(|l| l.remaining_ms),
+        LeaseSort::Renewals => leases.sort_by_key(|l| std::cmp::Reverse(l.renewals)),
+        LeaseSort::Clients => leases.sort_by_key(|l| std::cmp::Reverse(l.clients_served)),
+        LeaseSort::LastRenewal => leases.sort_by_key(|l| l.last_renewal_ms.min(now)),
+        LeaseSort::Vendor => leases.sort_by_key(|l| l.vendor.to_string()),
+    }
+}
 
 fn lease_json(l: &LeaseInfo) -> serde_json::Value {
     serde_json::json!({
@@ -17,6 +84,8 @@ fn lease_json(l: &LeaseInfo) -> serde_json::Value {
         "ttl_ms": l.ttl_ms,
         "renewals": l.renewals,
         "in_grace": l.in_grace,
+        "last_renewal_ms": l.last_renewal_ms,
+        "clients_served": l.clients_served,
     })
 }
 
@@ -31,70 +100,145 @@ fn event_json(e: &Event) -> serde_json::Value {
     })
 }
 
-pub async fn run(args: LeasesArgs) -> anyhow::Result<()> {
-    let client = args.registry.connect("courier-cli/leases").await?;
-    if args.watch {
-        return watch(&client, &args).await;
+/// The first endpoint, and how many more.
+fn endpoint(l: &LeaseInfo) -> String {
+    match l.endpoints.as_slice() {
+        [] => "-".into(),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} +{}", rest.len()),
     }
-    let leases = client.leases().await?;
-    client.close();
-    if args.json {
-        let rows: Vec<_> = leases.iter().map(lease_json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    if leases.is_empty() {
-        println!("no live leases");
-        return Ok(());
-    }
+}
+
+/// The lease table as text, `now` being the wall clock in ms.
+fn render(leases: &[LeaseInfo], now: u64) -> String {
     let rows: Vec<Vec<String>> = leases
         .iter()
         .map(|l| {
+            let left = if l.in_grace {
+                format!("{} (grace)", millis(l.remaining_ms))
+            } else {
+                millis(l.remaining_ms)
+            };
+            let last = if l.renewals == 0 {
+                "-".into()
+            } else {
+                format!("{} ago", millis(now.saturating_sub(l.last_renewal_ms)))
+            };
             vec![
                 l.name.clone(),
                 l.version.clone(),
-                l.interfaces.join(","),
-                short(&l.vendor.to_string(), 20),
-                if l.in_grace {
-                    format!("{} (grace)", millis(l.remaining_ms))
-                } else {
-                    millis(l.remaining_ms)
-                },
+                short(&l.vendor.to_string(), 16),
+                endpoint(l),
                 millis(l.ttl_ms),
+                left,
                 l.renewals.to_string(),
+                last,
+                l.clients_served.to_string(),
                 l.lease.to_string(),
             ]
         })
         .collect();
-    print!(
-        "{}",
-        table(
-            &[
-                "NAME",
-                "VERSION",
-                "INTERFACES",
-                "VENDOR",
-                "LEFT",
-                "TTL",
-                "RENEWALS",
-                "LEASE"
-            ],
-            &rows
-        )
-    );
+    table(
+        &[
+            "SERVICE",
+            "VERSION",
+            "VENDOR",
+            "ENDPOINT",
+            "GRANTED",
+            "LEFT",
+            "RENEWALS",
+            "LAST RENEWAL",
+            "CLIENTS",
+            "LEASE",
+        ],
+        &rows,
+    )
+}
+
+pub async fn run(args: LeasesArgs) -> anyhow::Result<()> {
+    let selection = Selection::of(&args)?;
+    let registry = args.registry.connect("courier-cli/leases").await?;
+    if args.watch {
+        let result = if std::io::stdout().is_terminal() && !args.json {
+            top(&registry, &selection, &args).await
+        } else {
+            lines(&registry, &args).await
+        };
+        registry.close();
+        return result;
+    }
+    let leases = selection.read(&registry).await?;
+    registry.close();
+    if args.json {
+        let rows: Vec<_> = leases.iter().map(lease_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if leases.is_empty() {
+        println!("no live leases");
+    } else {
+        print!("{}", render(&leases, wall_now()));
+    }
     Ok(())
 }
 
-async fn watch(
-    client: &courier_transport::RegistryClient,
+/// Redraws the table in place: at once when an event arrives, else every `--every`. Rows
+/// past the terminal's height are summarised in one line.
+async fn top(
+    registry: &RegistryClient,
+    selection: &Selection,
     args: &LeasesArgs,
 ) -> anyhow::Result<()> {
+    let term = console::Term::stdout();
+    let mut events = registry.subscribe(args.interface.clone(), u64::MAX).await?;
+    let mut last_event: Option<String> = None;
+    let every = args.every.max(Duration::from_millis(100));
+    term.hide_cursor().ok();
+    let result = async {
+        loop {
+            let leases = selection.read(registry).await?;
+            let (height, _) = term.size();
+            let mut body = render(&leases, wall_now());
+            let room = usize::from(height).saturating_sub(4).max(1);
+            let lines: Vec<&str> = body.lines().collect();
+            if lines.len() > room + 1 {
+                let hidden = lines.len() - 1 - room;
+                body = lines[..=room].join("\n")
+                    + &format!("\n… {hidden} more (narrow with --name, --vendor or --interface)\n");
+            }
+            term.clear_screen().ok();
+            println!(
+                "courier leases at {}: {} live{}  (Ctrl-C to stop)",
+                args.registry.addr,
+                leases.len(),
+                last_event
+                    .as_deref()
+                    .map_or(String::new(), |e| format!("; last event: {e}"))
+            );
+            println!();
+            print!("{body}");
+            tokio::select! {
+                batch = events.next() => {
+                    let Some(batch) = batch? else {
+                        anyhow::bail!("the registry closed the event stream");
+                    };
+                    if let Some(e) = batch.events.last() {
+                        last_event = Some(format!("#{} {} {}", e.seq, e.kind, e.name));
+                    }
+                }
+                _ = tokio::time::sleep(every) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        }
+    }
+    .await;
+    term.show_cursor().ok();
+    result
+}
+
+/// Prints each registry event as a line (JSON with --json), for a pipe.
+async fn lines(registry: &RegistryClient, args: &LeasesArgs) -> anyhow::Result<()> {
     // Without --from, start after the events already kept: u64::MAX asks for "only new".
     let from = args.from.unwrap_or(u64::MAX);
-    let mut stream = client.subscribe(args.interface.clone(), from).await?;
-    if !args.json {
-        eprintln!("watching registry events (Ctrl-C to stop)");
-    }
+    let mut stream = registry.subscribe(args.interface.clone(), from).await?;
     loop {
         let batch = tokio::select! {
             b = stream.next() => b?,
@@ -124,5 +268,60 @@ async fn watch(
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use courier_protocol::{ContentHash, LeaseId, SigningKey};
+
+    fn lease(name: &str, left: u64, renewals: u64, clients: u64, last: u64) -> LeaseInfo {
+        LeaseInfo {
+            lease: LeaseId([name.len() as u8; 16]),
+            name: name.into(),
+            version: "1.0.0".into(),
+            vendor: VendorKey::of(&SigningKey::from_bytes(&[1; 32])),
+            interfaces: vec!["courier:echo/echo@0.1.0".into()],
+            component: ContentHash([0; 32]),
+            endpoints: vec!["127.0.0.1:7901".into(), "[::1]:7901".into()],
+            remaining_ms: left,
+            ttl_ms: 30_000,
+            renewals,
+            in_grace: false,
+            last_renewal_ms: last,
+            clients_served: clients,
+        }
+    }
+
+    #[test]
+    fn rows_sort_by_the_column_asked_for() {
+        let all = || {
+            vec![
+                lease("a", 9_000, 1, 5, 1_000),
+                lease("bb", 1_000, 7, 0, 3_000),
+                lease("ccc", 5_000, 3, 2, 2_000),
+            ]
+        };
+        let names = |by| {
+            let mut l = all();
+            sort(&mut l, by, 10_000);
+            l.into_iter().map(|l| l.name).collect::<Vec<_>>().join(" ")
+        };
+        assert_eq!(names(LeaseSort::Name), "a bb ccc");
+        assert_eq!(names(LeaseSort::Left), "bb ccc a");
+        assert_eq!(names(LeaseSort::Renewals), "bb ccc a");
+        assert_eq!(names(LeaseSort::Clients), "a ccc bb");
+        assert_eq!(names(LeaseSort::LastRenewal), "a ccc bb");
+    }
+
+    #[test]
+    fn the_table_shows_endpoint_last_renewal_and_clients() {
+        let text = render(&[lease("acme/echo", 4_000, 2, 3, 8_500)], 10_000);
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains("127.0.0.1:7901 +1"), "{row}");
+        assert!(row.contains("1.5s ago"), "{row}");
+        assert!(row.contains("30.0s"), "{row}");
+        assert!(text.lines().next().unwrap().contains("LAST RENEWAL"));
     }
 }

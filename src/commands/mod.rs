@@ -9,10 +9,12 @@ mod history;
 mod keys;
 mod leases;
 mod man;
+mod notify;
 mod operator;
 mod provider;
 mod publish;
 mod registry;
+mod usage;
 
 use crate::cli::{Cli, Command};
 
@@ -24,6 +26,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => publish::run(args).await,
         Command::Find(args) => find::run(args).await,
         Command::Leases(args) => leases::run(args).await,
+        Command::Usage(args) => usage::run(args).await,
+        Command::Notify(args) => notify::run(args).await,
         Command::Call(args) => call::run(args).await,
         Command::History(args) => history::run(args).await,
         Command::Client(cmd) => client::run(cmd).await,

@@ -75,7 +75,8 @@ impl Client {
             }
             None => {
                 let size = manifest.component_size;
-                let fetch = registry.fetch(hash, size, policy.limits.fetch_timeout);
+                let deadline = policy.limits.fetch_timeout;
+                let fetch = registry.fetch_for(Some(candidate.lease), hash, size, deadline);
                 let bytes = timed(&mut timings.fetch, fetch) // 8. fetch, at most `size`
                     .await
                     .map_err(RejectReason::Fetch)?;

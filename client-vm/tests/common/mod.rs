@@ -301,7 +301,7 @@ fn fake_answer(st: &Mutex<FakeState>, req: Request) -> Response {
                     .collect(),
             )
         }
-        Request::Fetch { hash } => {
+        Request::Fetch { hash, .. } => {
             st.fetches += 1;
             match st.payloads.get(&hash) {
                 Some(p) => Response::Payload(p.clone()),

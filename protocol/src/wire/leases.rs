@@ -77,6 +77,28 @@ pub struct LeaseInfo {
     pub renewals: u64,
     /// Whether the lease is in its post-restart grace period.
     pub in_grace: bool,
+    /// When it was last granted or renewed, milliseconds since the Unix epoch.
+    pub last_renewal_ms: u64,
+    /// How many distinct clients were handed its proxy.
+    pub clients_served: u64,
+}
+
+/// Which leases a page of the lease table lists; every field given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseFilter {
+    /// An exported interface (`namespace:package/interface`, with or without version).
+    pub interface: Option<String>,
+    /// The vendor key.
+    pub vendor: Option<VendorKey>,
+    /// A service-name prefix (`acme/` lists every service of acme's names).
+    pub name_prefix: Option<String>,
+}
+
+impl LeaseFilter {
+    /// Whether nothing is asked (every lease is listed).
+    pub fn is_empty(&self) -> bool {
+        self.interface.is_none() && self.vendor.is_none() && self.name_prefix.is_none()
+    }
 }
 
 /// Where a page of the lease table starts: after the row of this name and lease.

@@ -9,16 +9,22 @@ mod admin;
 mod clients;
 mod events;
 mod history;
+mod interest;
 mod leases;
 pub mod provider;
 mod query;
+mod usage;
 
 pub use admin::{AdminAction, AuditEntry};
 pub use clients::{ClientInfo, ClientPage, ClientProfile, SystemData, SystemSnapshot};
 pub use events::{Event, EventBatch, EventKind};
 pub use history::{HistoryEntry, Outcome};
-pub use leases::{LeaseCursor, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register};
+pub use interest::{
+    Interest, InterestGrant, InterestId, Notification, NotificationBatch, Transition,
+};
+pub use leases::{LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register};
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
+pub use usage::{UsageBy, UsageQuery, UsageRow};
 
 use crate::hash::ContentHash;
 use crate::operator::SignedOperatorStatement;
@@ -78,9 +84,14 @@ pub enum Request {
     Fetch {
         /// Its content hash.
         hash: ContentHash,
+        /// The candidate it is fetched for, if the client says (usage is metered per
+        /// service; the registry checks the lease's component is this one).
+        lease: Option<LeaseId>,
     },
     /// Lists the live leases, one page at a time, sorted by service name then lease.
     Leases {
+        /// Only the leases that pass this filter.
+        filter: LeaseFilter,
         /// Start after this row (`None`: from the first).
         after: Option<LeaseCursor>,
         /// Most rows wanted (the registry caps it at [`MAX_LEASE_PAGE`](crate::limits::MAX_LEASE_PAGE)).
@@ -144,6 +155,31 @@ pub enum Request {
         /// Most entries wanted (the registry caps it).
         limit: u32,
     },
+    /// Usage summed per client or service since a time (operators only).
+    Usage(UsageQuery),
+    /// Registers interest in a template, under a lease.
+    RegisterInterest(Interest),
+    /// Renews a registration of interest (the connection that made it, or any connection
+    /// authenticated with the same key).
+    RenewInterest {
+        /// Its id.
+        id: InterestId,
+        /// The lease asked for.
+        ttl_ms: u64,
+    },
+    /// Ends a registration of interest.
+    CancelInterest {
+        /// Its id.
+        id: InterestId,
+    },
+    /// Streams a registration's notifications from `from_seq` on (takes the stream over:
+    /// batches of [`Response::Notifications`] follow until either side ends it).
+    Listen {
+        /// Its id.
+        id: InterestId,
+        /// First sequence number wanted (`u64::MAX`: only new ones).
+        from_seq: u64,
+    },
     /// The operator statements the registry holds about `keys` (operators' revocations).
     /// The caller verifies them itself, against the operator keys it trusts.
     OperatorStatements {
@@ -197,6 +233,14 @@ pub enum Response {
     Audit(Vec<AuditEntry>),
     /// Operator statements, answering [`Request::OperatorStatements`].
     OperatorStatements(Vec<SignedOperatorStatement>),
+    /// Usage rows.
+    Usage(Vec<UsageRow>),
+    /// A registration of interest, granted or renewed.
+    InterestGranted(InterestGrant),
+    /// The registration of interest is gone.
+    InterestCancelled,
+    /// Notifications for a listener.
+    Notifications(NotificationBatch),
 }
 
 /// A typed error sent back to the caller.
@@ -263,6 +307,8 @@ pub enum ErrorKind {
     Draining,
     /// The connection's key is not a registered client.
     UnknownClient,
+    /// No such registration of interest (never made, cancelled, or its lease ran out).
+    UnknownInterest,
 }
 
 impl fmt::Display for ErrorKind {
@@ -288,6 +334,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Banned => "banned",
             ErrorKind::Draining => "draining",
             ErrorKind::UnknownClient => "unknown client",
+            ErrorKind::UnknownInterest => "unknown event registration",
         };
         f.write_str(s)
     }

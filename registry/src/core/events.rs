@@ -142,6 +142,11 @@ impl EventRing {
         self.reserved = self.reserved.max(reserved);
     }
 
+    /// The oldest sequence number still kept.
+    pub fn kept_from(&self) -> u64 {
+        self.kept_from
+    }
+
     /// How many events can still be numbered without a new reservation.
     pub fn headroom(&self) -> u64 {
         self.reserved.saturating_sub(self.next_seq)

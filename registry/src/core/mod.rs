@@ -8,7 +8,8 @@
 //! - [`lease_table`]: leases and their deadlines.
 //! - [`catalog`] and [`matcher`]: registrations indexed by interface, ranked matching.
 //! - [`keys`]: key rotations and revocations in force, operators' revocations included.
-//! - [`clients`]: the clients the registry knows; [`controls`]: what operators set.
+//! - [`clients`]: the clients the registry knows; [`controls`]: what operators set;
+//!   [`usage`]: usage metering; [`interests`]: leased event registrations.
 //! - [`events`]: the numbered event ring.
 //! - [`state`]: all of them together as one state machine, and the restart rule.
 
@@ -16,7 +17,9 @@ pub mod catalog;
 pub mod clients;
 pub mod controls;
 pub mod events;
+pub mod interests;
 pub mod keys;
 pub mod lease_table;
 pub mod matcher;
 pub mod state;
+pub mod usage;

@@ -12,12 +12,14 @@
 //! and say so in their docs; the server runs them on the blocking pool, except the bounded
 //! manifest read of a lookup ([`Registry::find`]). The methods here work in memory only.
 
+mod interests;
 mod people;
 mod reads;
 mod writes;
 
 use crate::config::RegistryConfig;
 use crate::core::events::EventRecord;
+use crate::core::interests::InterestBook;
 use crate::core::lease_table::Millis;
 use crate::core::state::{Change, NoHeadroom, Planned, RegistryState, Restorer};
 use crate::errors::{LeaseError, OpenError};
@@ -41,6 +43,10 @@ pub struct Registry {
     history_seq: AtomicU64,
     deadline_changed: Notify,
     live: broadcast::Sender<EventRecord>,
+    /// Transitions only (no renewals), for the notification task.
+    transitions: broadcast::Sender<EventRecord>,
+    interests: Mutex<InterestBook>,
+    listeners: Mutex<std::collections::HashMap<courier_protocol::InterestId, interests::Listener>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -148,6 +154,7 @@ impl Registry {
             "registry state loaded"
         );
         let (live, _) = broadcast::channel(config.subscriber_buffer.max(1));
+        let (transitions, _) = broadcast::channel(config.subscriber_buffer.max(1));
         let registry = Self {
             store,
             state: Mutex::new(state),
@@ -160,6 +167,9 @@ impl Registry {
             history_seq: AtomicU64::new(history_seq),
             deadline_changed: Notify::new(),
             live,
+            transitions,
+            interests: Mutex::new(InterestBook::new(config.policy())),
+            listeners: Mutex::default(),
             config,
         };
         Ok((registry, restart))
@@ -167,6 +177,17 @@ impl Registry {
 
     fn state(&self) -> MutexGuard<'_, RegistryState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn interests(&self) -> MutexGuard<'_, InterestBook> {
+        self.interests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn listeners(
+        &self,
+    ) -> MutexGuard<'_, std::collections::HashMap<courier_protocol::InterestId, interests::Listener>>
+    {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn writer(&self) -> Writer<'_> {
@@ -179,9 +200,20 @@ impl Registry {
         let mut st = self.state();
         let (seq, deadline) = (st.events().next_seq(), st.next_deadline());
         let out = f(&mut st);
-        if st.events().next_seq() > seq && self.live.receiver_count() > 0 {
-            for record in st.events().records_from(seq) {
-                let _ = self.live.send(record);
+        if st.events().next_seq() > seq {
+            let (live, transitions) = (
+                self.live.receiver_count() > 0,
+                self.transitions.receiver_count() > 0,
+            );
+            if live || transitions {
+                for record in st.events().records_from(seq) {
+                    if transitions && record.kind != courier_protocol::EventKind::Renewed {
+                        let _ = self.transitions.send(record.clone());
+                    }
+                    if live {
+                        let _ = self.live.send(record);
+                    }
+                }
             }
         }
         if moved_earlier(deadline, st.next_deadline()) {
@@ -313,6 +345,12 @@ impl Registry {
     /// The owner of a service name.
     pub fn owner(&self, name: &str) -> Option<VendorKey> {
         self.state().owner(name)
+    }
+
+    /// A feed of transitions (registrations appearing, replaced, gone; no renewals), in
+    /// order, for the notification task.
+    pub fn transitions(&self) -> broadcast::Receiver<EventRecord> {
+        self.transitions.subscribe()
     }
 
     /// Counts: (live leases, registrations, indexed interfaces).

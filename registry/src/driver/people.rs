@@ -121,7 +121,9 @@ impl Registry {
             &entry,
             self.config.history_limit,
         )?;
-        self.state().note_outcome(key, entry);
+        let mut st = self.state();
+        st.note_call(now, *key, &entry.outcome.name, entry.outcome.ok);
+        st.note_outcome(key, entry);
         Ok(())
     }
 }

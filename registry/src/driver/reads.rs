@@ -7,11 +7,17 @@ use super::Registry;
 use crate::core::lease_table::Millis;
 use crate::core::matcher::PreparedQuery;
 use crate::core::state::candidates;
+use crate::core::usage::{UsageCounts, group, hour_of};
 use crate::errors::{FindError, ReadError};
 use courier_protocol::limits::{MAX_HISTORY, MAX_HISTORY_BYTES, MAX_LEASE_PAGE};
 use courier_protocol::{
-    Candidate, ContentHash, HistoryEntry, LeaseCursor, LeaseInfo, LeasePage, ServiceQuery,
+    Candidate, ContentHash, HistoryEntry, LeaseCursor, LeaseFilter, LeaseId, LeaseInfo, LeasePage,
+    ServiceQuery, UsageBy, UsageQuery, UsageRow, VendorKey,
 };
+
+/// The service a fetch is metered under when the client did not say which candidate it was
+/// for (or named one whose component is another).
+pub const UNKNOWN_SERVICE: &str = "(unknown)";
 
 impl Registry {
     /// Ranked candidates for `query` at `now` (metadata only; the payload is fetched by
@@ -37,10 +43,11 @@ impl Registry {
     pub fn leases_page(
         &self,
         now: Millis,
+        filter: &LeaseFilter,
         after: Option<&LeaseCursor>,
         limit: u32,
     ) -> Result<LeasePage, ReadError> {
-        let rows = self.state().leases_page(now, after, limit);
+        let rows = self.state().leases_page(now, filter, after, limit);
         let manifests = self.store.manifests(&rows.leases())?;
         Ok(rows.into_page(manifests))
     }
@@ -51,7 +58,8 @@ impl Registry {
         let mut out = Vec::new();
         let mut after = None;
         loop {
-            let page = self.leases_page(now, after.as_ref(), MAX_LEASE_PAGE)?;
+            let page =
+                self.leases_page(now, &LeaseFilter::default(), after.as_ref(), MAX_LEASE_PAGE)?;
             out.extend(page.leases);
             match page.next {
                 Some(next) => after = Some(next),
@@ -67,11 +75,59 @@ impl Registry {
             .ok_or(ReadError::NotFound(*hash))
     }
 
-    /// A stored component's bytes, checked against their hash. Blocking.
-    pub fn fetch(&self, hash: &ContentHash) -> Result<Vec<u8>, ReadError> {
-        self.store
+    /// A stored component's bytes, checked against their hash. Fetched for the candidate
+    /// `lease` by `client`, it is metered as a proxy of that service handed out to that
+    /// client (when the lease's component is this one). Blocking.
+    pub fn fetch(
+        &self,
+        hash: &ContentHash,
+        lease: Option<LeaseId>,
+        client: Option<VendorKey>,
+    ) -> Result<Vec<u8>, ReadError> {
+        let bytes = self
+            .store
             .read_component(hash)?
-            .ok_or(ReadError::NotFound(*hash))
+            .ok_or(ReadError::NotFound(*hash))?;
+        let service = match lease {
+            Some(lease) => self
+                .store
+                .manifests(&[lease])?
+                .pop()
+                .flatten()
+                .and_then(|m| m.peek().ok())
+                .filter(|m| m.component_hash == *hash)
+                .map(|m| m.name),
+            None => None,
+        };
+        let service = service.unwrap_or_else(|| UNKNOWN_SERVICE.to_string());
+        let now = self.now();
+        self.state()
+            .note_fetch(now, client, &service, bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// Usage summed per client, service or both since a time: what the store has, plus
+    /// what is not written yet. Blocking.
+    pub fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, ReadError> {
+        let since = hour_of(query.since_ms);
+        let stored = self.store.usage_since(since)?;
+        let pending = self.state().pending_usage(since);
+        let counts = |u: &crate::store::UsageRecord| UsageCounts {
+            handed_out: u.handed_out,
+            bytes: u.bytes,
+            calls: u.calls,
+            failed: u.failed,
+        };
+        let records = stored
+            .iter()
+            .map(|u| (u.client, u.service.as_str(), counts(u)))
+            .chain(pending.iter().map(|(c, s, n)| (*c, s.as_str(), *n)));
+        let (by_client, by_service) = match query.by {
+            UsageBy::Client => (true, false),
+            UsageBy::Service => (false, true),
+            UsageBy::ClientService => (true, true),
+        };
+        Ok(group(records, by_client, by_service))
     }
 
     /// A client's history, newest first, at most `limit` (capped at [`MAX_HISTORY`]) and

@@ -5,7 +5,7 @@
 
 use super::admission::RateLimit;
 use super::respond::{close_with, write_msg, write_response};
-use super::{Shared, close, dispatch, kept};
+use super::{Shared, close, dispatch, kept, listen};
 use courier_protocol::limits::{MAX_FRAME_LEN, MAX_SMALL_FRAME};
 use courier_protocol::{
     ErrorKind, PROTOCOL_VERSION, Request, Response, VendorKey, Welcome, WireError,
@@ -313,6 +313,10 @@ async fn serve_stream(
             Request::KeepAlive => {
                 drop(in_flight);
                 return kept::keep_alive(send, recv, frames, session).await;
+            }
+            Request::Listen { id, from_seq } => {
+                drop(in_flight);
+                return listen::listen(send, session, id, from_seq).await;
             }
             req => {
                 let (resp, room) = dispatch::answer(req, session).await;

@@ -24,7 +24,7 @@ pub(super) async fn answer(req: Request, session: &Session) -> (Response, Option
     let registry = &session.shared.registry;
     let peer = session.peer;
     let reserved = match &req {
-        Request::Fetch { hash } => {
+        Request::Fetch { hash, .. } => {
             let hash = *hash;
             // Blocking: a stat of the component file.
             match blocking(registry, move |r| {
@@ -112,14 +112,18 @@ async fn build(req: Request, session: &Session) -> Response {
             .map(|_| Response::StatementAccepted),
         },
         // Blocking: reads the component file.
-        Request::Fetch { hash } => blocking(registry, move |reg| {
-            reg.fetch(&hash).map_err(|e| e.to_wire())
+        Request::Fetch { hash, lease } => blocking(registry, move |reg| {
+            reg.fetch(&hash, lease, key).map_err(|e| e.to_wire())
         })
         .await
         .map(Response::Payload),
         // Blocking: reads a page of manifests.
-        Request::Leases { after, limit } => blocking(registry, move |reg| {
-            reg.leases_page(reg.now(), after.as_ref(), limit)
+        Request::Leases {
+            filter,
+            after,
+            limit,
+        } => blocking(registry, move |reg| {
+            reg.leases_page(reg.now(), &filter, after.as_ref(), limit)
                 .map_err(|e| e.to_wire())
         })
         .await
@@ -132,16 +136,19 @@ async fn build(req: Request, session: &Session) -> Response {
         | Request::History { .. }
         | Request::Clients { .. }
         | Request::Admin(_)
-        | Request::Audit { .. }) => people::answer(req, session).await,
+        | Request::Audit { .. }
+        | Request::Usage(_)
+        | Request::RegisterInterest(_)
+        | Request::RenewInterest { .. }
+        | Request::CancelInterest { .. }) => people::answer(req, session).await,
         // Inline: memory only.
         Request::OperatorStatements { keys } => Ok(Response::OperatorStatements(
             registry.operator_statements(&keys),
         )),
         Request::Hello(_) => Err(WireError::new(ErrorKind::BadHandshake, "hello sent twice")),
-        Request::Subscribe { .. } | Request::KeepAlive => Err(WireError::new(
-            ErrorKind::Internal,
-            "long-lived request not taken over",
-        )),
+        Request::Subscribe { .. } | Request::KeepAlive | Request::Listen { .. } => Err(
+            WireError::new(ErrorKind::Internal, "long-lived request not taken over"),
+        ),
     };
     answer.unwrap_or_else(|e| refusal(e, peer, what))
 }
@@ -170,6 +177,11 @@ fn request_name(req: &Request) -> &'static str {
         Request::Admin(_) => "operator action",
         Request::Audit { .. } => "audit",
         Request::OperatorStatements { .. } => "operator statements",
+        Request::Usage(_) => "usage",
+        Request::RegisterInterest(_) => "event registration",
+        Request::RenewInterest { .. } => "event registration renewal",
+        Request::CancelInterest { .. } => "event registration cancellation",
+        Request::Listen { .. } => "listen",
     }
 }
 

@@ -7,6 +7,7 @@
 //! - `people`: clients' and operators' requests, and who may make them;
 //! - `respond`: writing answers within their budgets and deadlines;
 //! - `kept`: streams a request takes over (keep-alive renewals, event subscriptions);
+//!   `listen`: a listener of a leased event registration;
 //! - `tasks`: the background tasks (expiry, write-behind flush);
 //! - `admission`: the caps themselves; `wire_errors`: what each error means on the wire.
 //!
@@ -18,6 +19,7 @@ mod admission;
 mod connection;
 mod dispatch;
 mod kept;
+mod listen;
 mod people;
 mod respond;
 mod tasks;
@@ -264,7 +266,8 @@ pub async fn serve(
     let tasks = vec![
         tokio::spawn(accept::accept_loop(endpoint.clone(), shared)),
         tokio::spawn(tasks::expiry(registry.clone(), shutdown_rx.clone())),
-        tokio::spawn(tasks::flush(registry.clone(), shutdown_rx)),
+        tokio::spawn(tasks::flush(registry.clone(), shutdown_rx.clone())),
+        tokio::spawn(tasks::notifications(registry.clone(), shutdown_rx)),
     ];
     Ok(RegistryHandle {
         local_addr,

@@ -88,6 +88,37 @@ pub(super) async fn answer(req: Request, session: &Session) -> Result<Response, 
             .await
             .map(Response::Audit)
         }
+        // Blocking: reads the usage table.
+        Request::Usage(query) => {
+            operator(session, key)?;
+            blocking(registry, move |reg| {
+                reg.usage(&query).map_err(|e| e.to_wire())
+            })
+            .await
+            .map(Response::Usage)
+        }
+        // Inline: memory only (the registrations' own lock).
+        Request::RegisterInterest(interest) => {
+            let key = key.ok_or_else(not_authenticated)?;
+            registry
+                .register_interest(key, &interest)
+                .map(Response::InterestGranted)
+                .map_err(|e| e.to_wire())
+        }
+        Request::RenewInterest { id, ttl_ms } => {
+            let key = key.ok_or_else(not_authenticated)?;
+            registry
+                .renew_interest(key, id, ttl_ms)
+                .map(Response::InterestGranted)
+                .map_err(|e| e.to_wire())
+        }
+        Request::CancelInterest { id } => {
+            let key = key.ok_or_else(not_authenticated)?;
+            registry
+                .cancel_interest(key, id)
+                .map(|()| Response::InterestCancelled)
+                .map_err(|e| e.to_wire())
+        }
         _ => Err(WireError::new(
             ErrorKind::Internal,
             "not a client's or operator's request",

@@ -1,6 +1,6 @@
 //! The server's background tasks: expiry (sleeps until the next lease deadline, woken early
-//! when an earlier one appears) and the write-behind flush. Whatever commits runs on the
-//! blocking pool.
+//! when an earlier one appears), the write-behind flush, and the notifications of event
+//! registrations. Whatever commits runs on the blocking pool.
 
 use crate::driver::Registry;
 use std::sync::Arc;
@@ -51,6 +51,29 @@ pub(super) async fn flush(registry: Arc<Registry>, mut shutdown: watch::Receiver
                     Err(e) => tracing::error!("flush task failed: {e}"),
                 }
             }
+        }
+    }
+}
+
+/// Fans transitions out to the listeners of event registrations, and ends registrations
+/// whose lease ran out (checked every second), until shutdown.
+pub(super) async fn notifications(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+    let mut feed = registry.transitions();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {
+                registry.expire_interests();
+            }
+            rec = feed.recv() => match rec {
+                Ok(rec) => registry.dispatch(&rec),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    registry.all_listeners_behind();
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::core::catalog::CatalogError;
 use crate::core::clients::ClientError;
+use crate::core::interests::InterestError;
 use crate::core::keys::KeyError;
 use crate::errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, ReadError, RegisterError,
@@ -157,6 +158,17 @@ impl ToWire for ClientRequestError {
             ClientRequestError::Client(ClientError::TooLarge(_)) => ErrorKind::BadQuery,
             ClientRequestError::Forbidden(_) => ErrorKind::Forbidden,
             ClientRequestError::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl ToWire for InterestError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            InterestError::Template(_) => ErrorKind::BadQuery,
+            InterestError::Unknown(_) => ErrorKind::UnknownInterest,
+            InterestError::NotAClient => ErrorKind::UnknownClient,
+            InterestError::TooMany(_) => ErrorKind::Busy,
         }
     }
 }

@@ -58,6 +58,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// The newest history entry of `client`, if any.
     fn last_history(&self, client: &str) -> Result<Option<HistoryEntry>, StoreError>;
 
+    /// Usage records from hour `since_hour_ms` on.
+    fn usage_since(&self, since_hour_ms: u64) -> Result<Vec<UsageRecord>, StoreError>;
+
     /// Audit entries from number `from_seq` on, oldest first, at most `limit`.
     fn audit(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
@@ -76,6 +79,25 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// The component bytes stored under `hash`, checked against the hash (a damaged file is
     /// an error, never served).
     fn read_component(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// Usage counts of one hour, client and service, added to what the store has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    /// The hour (its first millisecond since the Unix epoch).
+    pub hour_ms: u64,
+    /// The client (`None`: not authenticated as one).
+    pub client: Option<VendorKey>,
+    /// The service name.
+    pub service: String,
+    /// Proxies handed out.
+    pub handed_out: u64,
+    /// Bytes fetched.
+    pub bytes: u64,
+    /// Calls reported.
+    pub calls: u64,
+    /// Of them, failed.
+    pub failed: u64,
 }
 
 /// Why the store failed.
@@ -148,6 +170,8 @@ pub struct StoredMeta {
     pub lease_revocations: Vec<(LeaseId, String, u64)>,
     /// The highest audit entry number used.
     pub audit_seq: u64,
+    /// Every (service, client) pair that was ever handed a proxy.
+    pub served: Vec<(String, VendorKey)>,
 }
 
 /// What a write transaction changes. Everything in it commits together, durably.
@@ -191,6 +215,8 @@ pub struct Batch {
     pub lease_revocations: Vec<(LeaseId, String, u64)>,
     /// Revoked leases to forget.
     pub forget_lease_revocations: Vec<LeaseId>,
+    /// Usage counts to add.
+    pub usage: Vec<UsageRecord>,
 }
 
 impl Batch {
@@ -215,5 +241,6 @@ impl Batch {
             && self.undrains.is_empty()
             && self.lease_revocations.is_empty()
             && self.forget_lease_revocations.is_empty()
+            && self.usage.is_empty()
     }
 }

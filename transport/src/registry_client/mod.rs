@@ -9,9 +9,9 @@ use crate::{FrameBuffer, StreamPool, TransportError, call, client_endpoint, conn
 use courier_protocol::limits::{MAX_FRAME_LEN, MAX_LEASE_PAGE, REQUEST_TIMEOUT};
 use courier_protocol::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
-    Candidate, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseCursor, LeaseGrant,
-    LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION, Register, Request, Response,
-    ServiceQuery, SignedKeyStatement, SigningKey, SpkiPin, VendorKey, WireError,
+    Candidate, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseCursor, LeaseFilter,
+    LeaseGrant, LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION, Register, Request,
+    Response, ServiceQuery, SignedKeyStatement, SigningKey, SpkiPin, VendorKey, WireError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use std::time::Duration;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Cap on ordinary responses (candidate lists, lease tables, history).
-const MAX_RESPONSE: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE: usize = 8 * 1024 * 1024;
 
 /// Why a registry request failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,8 @@ macro_rules! expect {
 
 // After the macro, which the module uses.
 mod people;
+
+pub use people::Listener;
 
 impl RegistryClient {
     /// Connects to the registry at `addr` whose TLS key hashes to `pin`, and says Hello.
@@ -247,22 +249,42 @@ impl RegistryClient {
         expected_size: u64,
         deadline: Duration,
     ) -> Result<Vec<u8>, ClientError> {
+        self.fetch_for(None, hash, expected_size, deadline).await
+    }
+
+    /// [`RegistryClient::fetch`] of the component of the candidate under `lease`, which
+    /// the registry meters as a proxy of that service handed out to this client.
+    pub async fn fetch_for(
+        &self,
+        lease: Option<LeaseId>,
+        hash: ContentHash,
+        expected_size: u64,
+        deadline: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
         // postcard: enum tag (1) + length varint (<= 10) + bytes.
         let cap = usize::try_from(expected_size)
             .unwrap_or(usize::MAX)
             .saturating_add(16)
             .min(MAX_FRAME_LEN);
-        let req = Request::Fetch { hash };
+        let req = Request::Fetch { hash, lease };
         let resp = self.request_capped(&req, cap, deadline).await?;
         expect!(resp, Response::Payload(p) => p, "expected Payload")
     }
 
     /// The whole lease table, sorted by service name then lease, read a page at a time.
     pub async fn leases(&self) -> Result<Vec<LeaseInfo>, ClientError> {
+        self.leases_where(&LeaseFilter::default()).await
+    }
+
+    /// The leases that pass `filter`, sorted by service name then lease, read a page at a
+    /// time.
+    pub async fn leases_where(&self, filter: &LeaseFilter) -> Result<Vec<LeaseInfo>, ClientError> {
         let mut out = Vec::new();
         let mut after: Option<LeaseCursor> = None;
         loop {
-            let page = self.leases_page(after.clone(), MAX_LEASE_PAGE).await?;
+            let page = self
+                .leases_page(filter.clone(), after.clone(), MAX_LEASE_PAGE)
+                .await?;
             out.extend(page.leases);
             let Some(next) = page.next else {
                 return Ok(out);
@@ -281,13 +303,19 @@ impl RegistryClient {
         }
     }
 
-    /// One page of the lease table: at most `limit` rows after `after`.
+    /// One page of the leases that pass `filter`: at most `limit` rows after `after`.
     pub async fn leases_page(
         &self,
+        filter: LeaseFilter,
         after: Option<LeaseCursor>,
         limit: u32,
     ) -> Result<LeasePage, ClientError> {
-        let resp = self.request(&Request::Leases { after, limit }).await?;
+        let req = Request::Leases {
+            filter,
+            after,
+            limit,
+        };
+        let resp = self.request(&req).await?;
         expect!(resp, Response::Leases(p) => p, "expected Leases")
     }
 

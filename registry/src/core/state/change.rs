@@ -6,8 +6,9 @@
 use super::{RegistryState, Retire, is_service_name};
 use crate::core::catalog::CatalogError;
 use crate::core::lease_table::{LeaseOp, Millis};
+use crate::core::usage::UsageCounts;
 use crate::errors::{GrantError, LeaseError, RegisterError, StatementRefused};
-use crate::store::{Batch, LeaseRow};
+use crate::store::{Batch, LeaseRow, UsageRecord};
 use courier_protocol::{
     EventKind, KeyAction, KeyStatement, LeaseGrant, LeaseId, Manifest, SignedKeyStatement,
     SignedManifest, VendorKey,
@@ -179,12 +180,27 @@ impl RegistryState {
         let stale = now.since(self.last_flush) >= stale_after_ms;
         let clients = self.clients.take_dirty();
         let forget = self.controls.forget_revoked(self.wall_ms(now));
+        let usage: Vec<UsageRecord> = self
+            .usage
+            .take_pending()
+            .into_iter()
+            .map(|((hour_ms, client, service), c)| UsageRecord {
+                hour_ms,
+                client,
+                service: service.to_string(),
+                handed_out: c.handed_out,
+                bytes: c.bytes,
+                calls: c.calls,
+                failed: c.failed,
+            })
+            .collect();
         if self.dirty.is_empty()
             && self.deleted.is_empty()
             && reserve.is_none()
             && !stale
             && clients.is_empty()
             && forget.is_empty()
+            && usage.is_empty()
         {
             return None;
         }
@@ -210,6 +226,7 @@ impl RegistryState {
             last_alive_ms: Some(self.wall_ms(now)),
             clients,
             forget_lease_revocations: forget,
+            usage,
             ..Default::default()
         };
         Some(Planned {
@@ -448,6 +465,24 @@ impl Change for Flush {
         st.deleted.extend(batch.delete);
         st.clients
             .mark_dirty(batch.clients.into_iter().map(|c| c.key));
+        st.usage.restore(
+            batch
+                .usage
+                .into_iter()
+                .map(|u| {
+                    let counts = UsageCounts {
+                        handed_out: u.handed_out,
+                        bytes: u.bytes,
+                        calls: u.calls,
+                        failed: u.failed,
+                    };
+                    (
+                        (u.hour_ms, u.client, std::sync::Arc::from(u.service)),
+                        counts,
+                    )
+                })
+                .collect(),
+        );
     }
 }
 

@@ -35,6 +35,7 @@ use crate::core::events::EventRing;
 use crate::core::keys::KeyBook;
 use crate::core::lease_table::{LeaseChange, LeaseMap, LeaseOp, LeasePolicy, LeaseTable, Millis};
 use crate::core::matcher::{self, Match, PreparedQuery};
+use crate::core::usage::UsageBook;
 use crate::errors::LeaseError;
 use crate::store::Batch;
 use courier_protocol::{EventBatch, EventKind, LeaseGrant, LeaseId, SignedKeyStatement, VendorKey};
@@ -78,6 +79,8 @@ pub struct RegistryState {
     controls: Controls,
     /// The last audit entry number used.
     audit_seq: u64,
+    /// Usage not yet written behind, and who was served.
+    usage: UsageBook,
 }
 
 /// How a registration leaves the catalog. Every way out goes through one path, so each
@@ -122,6 +125,7 @@ impl RegistryState {
             clients: ClientBook::default(),
             controls: Controls::default(),
             audit_seq: 0,
+            usage: UsageBook::default(),
         }
     }
 
@@ -193,6 +197,35 @@ impl RegistryState {
             self.deleted.push(*id);
         }
         Ok(ids)
+    }
+
+    /// Notes a proxy of `service` (`bytes` long) handed out to `client` now.
+    pub fn note_fetch(
+        &mut self,
+        now: Millis,
+        client: Option<VendorKey>,
+        service: &str,
+        bytes: u64,
+    ) {
+        let at = self.wall_ms(now);
+        self.usage.fetched(at, client, service, bytes);
+    }
+
+    /// Notes a call of `service` that `client` reported now.
+    pub fn note_call(&mut self, now: Millis, client: VendorKey, service: &str, ok: bool) {
+        let at = self.wall_ms(now);
+        self.usage.called(at, client, service, ok);
+    }
+
+    /// The usage not yet written, from hour `since_hour` on.
+    pub fn pending_usage(
+        &self,
+        since_hour: u64,
+    ) -> Vec<(Option<VendorKey>, String, crate::core::usage::UsageCounts)> {
+        self.usage
+            .pending_since(since_hour)
+            .map(|((_, c, s), n)| (*c, s.to_string(), *n))
+            .collect()
     }
 
     /// The earliest lease deadline.

@@ -82,6 +82,9 @@ impl Restorer {
             state.controls.revoke_lease(lease, reason, until);
         }
         state.audit_seq = meta.audit_seq;
+        for (service, client) in meta.served {
+            state.usage.served(&service, client);
+        }
         Ok(Self {
             state,
             wall_now_ms,

@@ -5,7 +5,7 @@
 use super::*;
 use crate::core::catalog::tests::manifest;
 use crate::store::{LeaseRow, StoredLease, StoredMeta};
-use courier_protocol::{KeyStatement, ServiceQuery, SignedManifest, SigningKey};
+use courier_protocol::{KeyStatement, LeaseFilter, ServiceQuery, SignedManifest, SigningKey};
 
 const WALL: u64 = 1_764_000_000_000;
 const ECHO: &str = "courier:echo/echo@0.1.0";
@@ -350,7 +350,9 @@ fn the_restart_rule_keeps_time_left_graces_once_and_drops_the_dead() {
     );
     st.apply(Millis(0), restart);
     assert_eq!(st.events().next_seq(), 5_000);
-    let rows = st.leases_page(Millis(0), None, 100).rows;
+    let rows = st
+        .leases_page(Millis(0), &LeaseFilter::default(), None, 100)
+        .rows;
     let left: Vec<(LeaseId, u64, bool)> = rows
         .iter()
         .map(|r| (r.lease, r.remaining_ms, r.in_grace))
@@ -366,7 +368,9 @@ fn the_restart_rule_keeps_time_left_graces_once_and_drops_the_dead() {
     );
     // A renewal ends the grace.
     st.renew(Millis(10), &vendor, lease(2), 1_000).unwrap();
-    let rows = st.leases_page(Millis(10), None, 100).rows;
+    let rows = st
+        .leases_page(Millis(10), &LeaseFilter::default(), None, 100)
+        .rows;
     assert!(!rows.iter().any(|r| r.lease == lease(2) && r.in_grace));
 }
 
@@ -390,11 +394,11 @@ fn pages_of_the_lease_table_follow_name_then_lease() {
     for (id, name) in [(4, "b/x"), (1, "a/x"), (3, "c/x"), (2, "a/y")] {
         register(&mut st, 0, id, &key, name, 10_000);
     }
-    let first = st.leases_page(Millis(0), None, 2);
+    let first = st.leases_page(Millis(0), &LeaseFilter::default(), None, 2);
     let names: Vec<&str> = first.rows.iter().map(|r| &*r.name).collect();
     assert_eq!(names, vec!["a/x", "a/y"]);
     let next = first.next.clone().unwrap();
-    let second = st.leases_page(Millis(0), Some(&next), 2);
+    let second = st.leases_page(Millis(0), &LeaseFilter::default(), Some(&next), 2);
     let names: Vec<&str> = second.rows.iter().map(|r| &*r.name).collect();
     assert_eq!(names, vec!["b/x", "c/x"]);
     assert!(second.next.is_none());

@@ -3,10 +3,15 @@
 //! the candidates' manifests); the caller reads them and the state puts the answer together.
 
 use super::RegistryState;
+use crate::core::catalog::Registration;
+use crate::core::interests::InterestMatcher;
 use crate::core::lease_table::Millis;
 use crate::core::matcher::Match;
 use courier_protocol::limits::MAX_LEASE_PAGE;
-use courier_protocol::{Candidate, LeaseCursor, LeaseId, LeaseInfo, LeasePage, SignedManifest};
+use courier_protocol::{
+    Candidate, LeaseCursor, LeaseFilter, LeaseId, LeaseInfo, LeasePage, NotificationBatch,
+    SignedManifest,
+};
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
@@ -26,6 +31,10 @@ pub struct PageRow {
     pub renewals: u32,
     /// Whether it lives on its post-restart grace.
     pub in_grace: bool,
+    /// When it was last granted or renewed, wall-clock ms.
+    pub last_renewal_ms: u64,
+    /// Distinct clients handed its service's proxy.
+    pub clients_served: u64,
 }
 
 impl PageRow {
@@ -70,6 +79,8 @@ impl LeasePageRows {
                     ttl_ms: r.ttl_ms,
                     renewals: u64::from(r.renewals),
                     in_grace: r.in_grace,
+                    last_renewal_ms: r.last_renewal_ms,
+                    clients_served: r.clients_served,
                 })
             })
             .collect();
@@ -98,12 +109,42 @@ pub fn candidates(matches: Vec<Match>, manifests: Vec<Option<SignedManifest>>) -
 }
 
 impl RegistryState {
+    /// What `matcher` is told of the events the ring keeps from `from_seq` on (at most
+    /// `max`), and the number to go on from; `missed` says what the ring no longer has.
+    pub fn notifications_since(
+        &self,
+        matcher: &InterestMatcher,
+        from_seq: u64,
+        max: usize,
+    ) -> (NotificationBatch, u64) {
+        let ring = &self.events;
+        let from = from_seq.clamp(1, ring.next_seq());
+        let missed = (from < ring.kept_from()).then_some((from, ring.kept_from()));
+        let mut next = from.max(ring.kept_from());
+        let mut notifications = Vec::new();
+        for rec in ring.records_from(next) {
+            if notifications.len() == max {
+                break;
+            }
+            next = rec.seq + 1;
+            notifications.extend(matcher.notify(&rec));
+        }
+        (
+            NotificationBatch {
+                notifications,
+                missed,
+            },
+            next,
+        )
+    }
+
     /// One page of the live leases at `now`, sorted by service name then lease: at most
     /// `limit` rows (capped at [`MAX_LEASE_PAGE`]) after `after`. One pass over the lease
     /// table, keeping the smallest rows in a bounded heap, whatever the table's size.
     pub fn leases_page(
         &self,
         now: Millis,
+        filter: &LeaseFilter,
         after: Option<&LeaseCursor>,
         limit: u32,
     ) -> LeasePageRows {
@@ -118,6 +159,9 @@ impl RegistryState {
             let Some(reg) = self.catalog.get(id) else {
                 continue;
             };
+            if !passes(filter, reg) {
+                continue;
+            }
             let key = (&*reg.name, id);
             if after.is_some_and(|a| key <= (a.name.as_str(), &a.lease))
                 || (heap.len() > limit && heap.peek().is_some_and(|top| key >= top.key()))
@@ -131,6 +175,8 @@ impl RegistryState {
                 ttl_ms: s.ttl_ms(),
                 renewals: s.renewals(),
                 in_grace: s.in_grace(),
+                last_renewal_ms: self.wall_ms(Millis(s.deadline.0.saturating_sub(s.ttl_ms()))),
+                clients_served: self.usage.clients_served(&reg.name),
             });
             if heap.len() > limit + 1 {
                 heap.pop();
@@ -145,4 +191,17 @@ impl RegistryState {
         });
         LeasePageRows { rows, next }
     }
+}
+
+/// Whether a registration passes a lease-table filter.
+fn passes(filter: &LeaseFilter, reg: &Registration) -> bool {
+    filter
+        .interface
+        .as_deref()
+        .is_none_or(|i| reg.exports().any(|e| e.is(i)))
+        && filter.vendor.is_none_or(|v| *reg.vendor == v)
+        && filter
+            .name_prefix
+            .as_deref()
+            .is_none_or(|p| reg.name.starts_with(p))
 }

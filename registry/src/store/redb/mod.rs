@@ -31,7 +31,7 @@ mod history;
 mod operations;
 
 use super::blobs::{BlobDir, BlobSweep};
-use super::{Batch, LeaseRow, Storage, StoreError, StoredLease, StoredMeta};
+use super::{Batch, LeaseRow, Storage, StoreError, StoredLease, StoredMeta, UsageRecord};
 use courier_protocol::{
     AuditEntry, ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest, VendorKey,
     codec,
@@ -550,6 +550,10 @@ impl Storage for RedbStore {
 
     fn last_history(&self, client: &str) -> Result<Option<HistoryEntry>, StoreError> {
         Ok(history::newest(&self.db, client, 1, usize::MAX)?.pop())
+    }
+
+    fn usage_since(&self, since_hour_ms: u64) -> Result<Vec<UsageRecord>, StoreError> {
+        operations::usage_since(&self.db.begin_read()?, since_hour_ms)
     }
 
     fn audit(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {

@@ -6,8 +6,10 @@
 //! - `lease_revocations`: lease id -> (until wall-clock ms, reason).
 //! - `operator_statements`: (revoked key, signature) -> postcard `SignedOperatorStatement`.
 //! - `audit`: number -> postcard `AuditEntry`; the highest number is the last used.
+//! - `usage`: (hour, client key or zeros, service name) -> (handed out, bytes, calls,
+//!   failed), added to by each flush.
 
-use crate::store::{Batch, StoreError, StoredMeta};
+use crate::store::{Batch, StoreError, StoredMeta, UsageRecord};
 use courier_protocol::{
     AuditEntry, ClientInfo, LeaseId, SignedOperatorStatement, VendorKey, codec,
 };
@@ -21,6 +23,14 @@ const LEASE_REVOCATIONS: TableDefinition<&[u8; 16], (u64, &str)> =
 const OPERATOR_STATEMENTS: TableDefinition<(&[u8; 32], &[u8; 64]), &[u8]> =
     TableDefinition::new("operator_statements");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Usage rows keyed by (hour, client key, service): handed out, bytes,
+/// calls, failed calls.
+type UsageKey<'a> = (u64, &'a [u8; 32], &'a str);
+type UsageCounts = (u64, u64, u64, u64);
+const USAGE: TableDefinition<UsageKey, UsageCounts> = TableDefinition::new("usage");
+
+/// The client key column of an anonymous usage row.
+const NO_CLIENT: [u8; 32] = [0; 32];
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
     codec::decode(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
@@ -34,6 +44,7 @@ pub(super) fn create(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(LEASE_REVOCATIONS)?;
     txn.open_table(OPERATOR_STATEMENTS)?;
     txn.open_table(AUDIT)?;
+    txn.open_table(USAGE)?;
     Ok(())
 }
 
@@ -69,6 +80,15 @@ pub(super) fn load(txn: &ReadTransaction, meta: &mut StoredMeta) -> Result<(), S
             .push((VendorKey(*k.value().0), statement));
     }
     meta.audit_seq = txn.open_table(AUDIT)?.last()?.map_or(0, |(k, _)| k.value());
+    let mut served = std::collections::BTreeSet::new();
+    for item in txn.open_table(USAGE)?.iter()? {
+        let (k, v) = item?;
+        let (_, client, service) = k.value();
+        if *client != NO_CLIENT && v.value().0 > 0 {
+            served.insert((service.to_string(), VendorKey(*client)));
+        }
+    }
+    meta.served = served.into_iter().collect();
     Ok(())
 }
 
@@ -113,6 +133,23 @@ pub(super) fn commit(txn: &WriteTransaction, batch: &Batch) -> Result<(), StoreE
             t.insert((&key.0, &s.signature), codec::encode(s).as_slice())?;
         }
     }
+    if !batch.usage.is_empty() {
+        let mut t = txn.open_table(USAGE)?;
+        for u in &batch.usage {
+            let client = u.client.map_or(NO_CLIENT, |c| c.0);
+            let key = (u.hour_ms, &client, u.service.as_str());
+            let (h, b, c, f) = t.get(key)?.map_or((0, 0, 0, 0), |v| v.value());
+            t.insert(
+                key,
+                (
+                    h.saturating_add(u.handed_out),
+                    b.saturating_add(u.bytes),
+                    c.saturating_add(u.calls),
+                    f.saturating_add(u.failed),
+                ),
+            )?;
+        }
+    }
     if !batch.audit.is_empty() {
         let mut t = txn.open_table(AUDIT)?;
         for entry in &batch.audit {
@@ -133,6 +170,30 @@ pub(super) fn audit(
     for item in t.range(from_seq..)?.take(limit) {
         let (_, v) = item?;
         out.push(decode("audit entry", v.value())?);
+    }
+    Ok(out)
+}
+
+/// Usage records from hour `since` on.
+pub(super) fn usage_since(
+    txn: &ReadTransaction,
+    since: u64,
+) -> Result<Vec<UsageRecord>, StoreError> {
+    let t = txn.open_table(USAGE)?;
+    let mut out = Vec::new();
+    for item in t.range((since, &[0u8; 32], "")..)? {
+        let (k, v) = item?;
+        let (hour_ms, client, service) = k.value();
+        let (handed_out, bytes, calls, failed) = v.value();
+        out.push(UsageRecord {
+            hour_ms,
+            client: (*client != NO_CLIENT).then_some(VendorKey(*client)),
+            service: service.to_string(),
+            handed_out,
+            bytes,
+            calls,
+            failed,
+        });
     }
     Ok(out)
 }
