@@ -3,7 +3,8 @@
 //! Patch records are also what a vendor writes into its catalog folder, as JSON (digests
 //! in hex there).
 
-use serde::de::DeserializeOwned;
+/// What [`decode`] can read (serde's bound, named here so users need not depend on serde).
+pub use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
