@@ -6,9 +6,9 @@
 //! Targets (issue 10): (a) faster than apt, (b) under 10 ms.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use courier_debian::apt_list::{self, median};
 use courier_example_services::patch::{IndexSource, PatchConfig, PatchProvider, machine_inventory};
 use courier_patch_api::messages::{decode, encode};
 use courier_patch_api::{Inventory, Recommendation};
@@ -41,31 +41,10 @@ fn first_answer(request: &[u8]) -> Vec<u8> {
     answer(&provider, request)
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 fn timed<T>(f: impl FnOnce() -> T) -> Duration {
     let start = Instant::now();
     std::hint::black_box(f());
     start.elapsed()
-}
-
-fn apt_list_upgradable() -> Option<Duration> {
-    let mut samples = Vec::new();
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let status = Command::new("apt")
-            .args(["list", "--upgradable"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        samples.push(start.elapsed());
-        status.success().then_some(())?;
-    }
-    Some(median(samples))
 }
 
 fn bench(c: &mut Criterion) {
@@ -112,7 +91,7 @@ fn bench(c: &mut Criterion) {
     eprintln!(
         "(b) later answer (inventory stored durably): median {later:.1?} of 100 (target < 10 ms)"
     );
-    match apt_list_upgradable() {
+    match apt_list::time_upgradable(RUNS) {
         Some(apt) => eprintln!(
             "apt list --upgradable: median {apt:.1?} of {RUNS}; apt / (a) = {:.1}x",
             apt.as_secs_f64() / first.as_secs_f64()

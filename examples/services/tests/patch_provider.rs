@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{client_inventory, copy_tree, example_catalog, fixtures, managed, provider};
+use courier_debian::apt_list::parse_upgradable as parse_apt_list;
 use courier_example_services::patch::{
     ChunkError, IndexSource, PatchConfig, PatchProvider, PatchStore, RequestError,
     machine_inventory,
@@ -20,19 +21,6 @@ use courier_patch_api::{
     ChunkRequest, Digest, FileEvidence, InstallReport, Inventory, MAX_CHUNK, Package, ReportEntry,
     Stage,
 };
-
-/// `name candidate arch installed` for each upgrade `apt list --upgradable` prints.
-fn parse_apt_list(text: &str) -> BTreeSet<(String, String, String, String)> {
-    text.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.split_once('/')?;
-            let mut words = rest.split_ascii_whitespace();
-            let (_suites, candidate, arch) = (words.next()?, words.next()?, words.next()?);
-            let installed = rest.split_once("[upgradable from: ")?.1.strip_suffix(']')?;
-            Some((name.into(), candidate.into(), arch.into(), installed.into()))
-        })
-        .collect()
-}
 
 #[test]
 fn upgrades_for_this_machine_are_what_apt_lists() {
