@@ -90,6 +90,22 @@ async fn publish_find_call_leases_watch_and_cancel() {
     let out = run_ok(find.args(["find", "courier:echo/echo", "--attr", "region=us"]));
     assert!(out.contains("no proxy matches"), "{out}");
 
+    // The client makes its key and registers with the registry (its history is its own).
+    let out = run_ok(courier().args(["client", "init"]));
+    let client_key = out.split_whitespace().nth(2).unwrap().to_string();
+    assert!(client_key.starts_with("ed25519:"), "{out}");
+    let mut register = courier();
+    registry.env(&mut register);
+    let out = run_ok(register.args([
+        "client",
+        "register",
+        "--attr",
+        "site=test",
+        "--share",
+        "os,arch",
+    ]));
+    assert!(out.contains("shared: arch, os"), "{out}");
+
     // call: verified, run in the sandbox, answered by the provider.
     let mut call = courier();
     registry.env(&mut call);
@@ -116,11 +132,10 @@ async fn publish_find_call_leases_watch_and_cancel() {
     assert_eq!(rows[0]["lease"], lease.as_str());
     assert_eq!(rows[0]["name"], "acme/echo");
 
-    // history: the call was reported.
+    // history: the call was reported, under the client's key.
     let mut history = courier();
     registry.env(&mut history);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let out = run_ok(history.args(["history", "--json", host.trim()]));
+    let out = run_ok(history.args(["history", "--json"]));
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(
         rows.as_array()
@@ -129,6 +144,44 @@ async fn publish_find_call_leases_watch_and_cancel() {
             .any(|r| r["ok"] == true && r["name"] == "acme/echo"),
         "{out}"
     );
+
+    // The operator (with the key the registry made in its data directory) sees the
+    // client, drains the service, and finds the action in the audit log.
+    let operator_key = dir.path().join("registry/operator.key");
+    let operator = |args: &[&str]| {
+        let mut c = courier();
+        registry.env(&mut c);
+        c.args(args).arg("--operator-key").arg(&operator_key);
+        run_ok(&mut c)
+    };
+    let out = operator(&["clients", "--json"]);
+    let clients: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(clients[0]["key"], client_key.as_str(), "{out}");
+    assert!(clients[0]["last_outcome"]["ok"] == true, "{out}");
+    let out = operator(&["clients", "show", &client_key]);
+    assert!(
+        out.contains("attribute   site=test") && out.contains("os:"),
+        "{out}"
+    );
+    let out = operator(&["admin", "drain", "acme/echo", "--reason", "moving"]);
+    assert!(
+        out.contains("audit entry 1: drain acme/echo (moving)"),
+        "{out}"
+    );
+    operator(&["admin", "undrain", "acme/echo"]);
+    let out = operator(&["admin", "audit", "--json"]);
+    let log: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(log.as_array().unwrap().len(), 2, "{out}");
+    // Without the operator key, the same request is refused.
+    let mut stranger = courier();
+    registry.env(&mut stranger);
+    let out = stranger
+        .args(["clients", "--operator-key"])
+        .arg(&key_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
 
     // Ctrl-C on publish cancels the lease; the watcher saw registered then cancelled.
     interrupt(&publish);

@@ -24,7 +24,7 @@ fn the_demo_runs_the_whole_flow() {
         "providers up: echo at",
         "published example/echo 0.1.0",
         "published example/kv 0.1.0",
-        "client connected; it trusts the vendor key only",
+        "registered; it trusts the vendor key only",
         "find courier:echo/echo with say → 1 candidate(s)",
         r#"→ ok("echo: hello from courier")"#,
         "µs (cached)",
@@ -35,7 +35,7 @@ fn the_demo_runs_the_whole_flow() {
         "echo provider stopped; its lease is no longer renewed",
         "expired example/echo (lease ran out)",
         "no proxy offers courier:echo/echo with say any more",
-        "service history of demo-client (5 runs):",
+        "service history of client ed25519:",
         "demo finished in",
     ];
     let mut rest: &str = &stdout;

@@ -38,6 +38,7 @@ fn random_operation_sequences_keep_to_the_model() {
         all.revoked += r.revoked;
         all.failed += r.failed;
         all.restarts += r.restarts;
+        all.operator += r.operator;
         all.graced += r.graced;
     }
     // The cases reach every kind of change, not only refusals.
@@ -51,6 +52,7 @@ fn random_operation_sequences_keep_to_the_model() {
         failed,
         restarts,
         graced,
+        operator,
     } = all;
     for (what, n) in [
         ("registered", registered),
@@ -62,6 +64,7 @@ fn random_operation_sequences_keep_to_the_model() {
         ("failed", failed),
         ("restarts", restarts),
         ("graced", graced),
+        ("operator", operator),
     ] {
         assert!(n >= 20, "only {n} {what} in all: {all:?}");
     }

@@ -7,10 +7,9 @@
 //! calls) is printed to stderr.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use courier_client::invoke::{CallSpec, prepare};
 use courier_client::{
-    Client, ClientConfig, CompilerChoice, DEFAULT_LOOKUP_TTL, PhaseTimings, Policy, ProviderTarget,
-    ReportMode, Sandbox, SandboxConfig, TrustStore,
+    CallSpec, Client, ClientConfig, CompilerChoice, DEFAULT_LOOKUP_TTL, Invocation, PhaseTimings,
+    Policy, ProviderTarget, ReportMode, Sandbox, SandboxConfig, TrustStore,
 };
 use courier_example_services as examples;
 use courier_protocol::provider::{Call, ProviderHello, Reply};
@@ -88,7 +87,7 @@ fn client(w: &World, compiler: CompilerChoice, cache: bool) -> Client {
 }
 
 fn client_with(w: &World, compiler: CompilerChoice, cache: bool, lookup_ttl: Duration) -> Client {
-    let mut config = ClientConfig::new("bench", TrustStore::from_keys([VendorKey::of(&w.key)]));
+    let mut config = ClientConfig::new(TrustStore::from_keys([VendorKey::of(&w.key)]));
     config.report = ReportMode::Off;
     config.lookup_ttl = lookup_ttl;
     config.sandbox = SandboxConfig {
@@ -96,12 +95,12 @@ fn client_with(w: &World, compiler: CompilerChoice, cache: bool, lookup_ttl: Dur
         cache_compiled: cache,
         ..SandboxConfig::default()
     };
-    w.rt.block_on(Client::connect(
+    let registry = w.rt.block_on(RegistryClient::connect(
         w.registry.local_addr(),
         w.registry.pin(),
-        config,
-    ))
-    .unwrap()
+        "bench",
+    ));
+    Client::new(registry.unwrap(), config).unwrap()
 }
 
 fn only(name: &str) -> Vec<AttributeConstraint> {
@@ -481,7 +480,8 @@ fn benches(c: &mut Criterion) {
         pin: w.provider.pin(),
     };
     let spec: CallSpec = SAY.parse().unwrap();
-    let inv = prepare(compiled.component(), &compiled.interfaces().exports, &spec).unwrap();
+    let inv =
+        Invocation::prepare(compiled.component(), &compiled.interfaces().exports, &spec).unwrap();
     g.bench_function("sandbox_run_echo", |b| {
         b.iter_custom(|n| {
             timed(&w.rt, n, || async {

@@ -222,7 +222,8 @@ impl HostFacts {
 /// Longest operator message kept, in bytes.
 const MAX_MESSAGE: usize = 1024;
 
-fn clip(s: &str, max: usize) -> String {
+/// `s` cut to at most `max` bytes (at a character boundary), with an ellipsis if cut.
+pub(crate) fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

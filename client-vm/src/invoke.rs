@@ -151,39 +151,40 @@ pub struct Invocation {
 }
 
 impl Invocation {
+    /// Resolves `spec` against a compiled component: finds the exported interface matching
+    /// it and the function in it, and parses the arguments against the function's
+    /// parameter types.
+    pub fn prepare(
+        component: &Component,
+        exports: &[courier_protocol::Export],
+        spec: &CallSpec,
+    ) -> Result<Self, InvokeError> {
+        let (func, interface, params, results) = lookup(component, exports, spec)?;
+        let source = format!("{}{}", spec.function, spec.args);
+        let untyped = UntypedFuncCall::parse(&source).map_err(|e| InvokeError::Arguments {
+            function: spec.function.clone(),
+            message: e.to_string(),
+        })?;
+        let params: Vec<Val> =
+            untyped
+                .to_wasm_params::<Val>(params.iter())
+                .map_err(|e| InvokeError::Arguments {
+                    function: spec.function.clone(),
+                    message: e.to_string(),
+                })?;
+        Ok(Self {
+            interface,
+            function: spec.function.clone(),
+            func,
+            params,
+            results,
+        })
+    }
+
     /// `interface.function`, as reported to the registry.
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.interface, self.function)
     }
-}
-
-/// Finds the exported interface matching `spec` and the function in it, and parses the
-/// arguments against the function's parameter types.
-pub fn prepare(
-    component: &Component,
-    exports: &[courier_protocol::Export],
-    spec: &CallSpec,
-) -> Result<Invocation, InvokeError> {
-    let (func, interface, params, results) = lookup(component, exports, spec)?;
-    let source = format!("{}{}", spec.function, spec.args);
-    let untyped = UntypedFuncCall::parse(&source).map_err(|e| InvokeError::Arguments {
-        function: spec.function.clone(),
-        message: e.to_string(),
-    })?;
-    let params: Vec<Val> =
-        untyped
-            .to_wasm_params::<Val>(params.iter())
-            .map_err(|e| InvokeError::Arguments {
-                function: spec.function.clone(),
-                message: e.to_string(),
-            })?;
-    Ok(Invocation {
-        interface,
-        function: spec.function.clone(),
-        func,
-        params,
-        results,
-    })
 }
 
 /// Finds the function export for `spec`: its index, exported interface name, parameter

@@ -260,11 +260,6 @@ impl LookupCache {
     pub fn len(&self) -> usize {
         lock(&self.state).entries.len()
     }
-
-    /// Whether no query is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Subscribes to `interface`'s events; `Some` once the registry confirmed the subscription
@@ -402,7 +397,7 @@ mod tests {
         let id = lock(&cache.state).watches["t:p/api"].id;
         lock(&cache.state).invalidate("t:p/api", id);
         cache.put(stale, &[candidate(60_000)]);
-        assert!(cache.is_empty());
+        assert_eq!(cache.len(), 0);
         let fresh = cache.begin(&registry, &q).await.unwrap();
         cache.put(fresh, &[candidate(60_000)]);
         assert_eq!(

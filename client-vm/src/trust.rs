@@ -14,12 +14,10 @@
 //! `statement:<hex>` lines (learned statements); blank lines and lines starting with `#`
 //! are ignored.
 
+use courier_protocol::limits::MAX_CHAIN;
 use courier_protocol::{KeyAction, SignedKeyStatement, StatementError, VendorKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-/// Longest rotation chain followed from a trusted key.
-pub const MAX_CHAIN: usize = 64;
 
 /// Trusted vendor keys and learned key statements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

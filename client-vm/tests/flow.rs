@@ -17,16 +17,22 @@ use std::time::Duration;
 
 const SAY: &str = r#"courier:echo/echo.say("hi")"#;
 
-async fn client_with(registry: &FakeRegistry, trust: &[u8], policy: Policy) -> Client {
-    let mut config = ClientConfig::new(
-        "test-client",
-        TrustStore::from_keys(trust.iter().map(|s| VendorKey::of(&key(*s)))),
-    );
+/// The seed of the tests' client key.
+const CLIENT: u8 = 100;
+
+fn config(trust: &[u8], policy: Policy) -> ClientConfig {
+    let mut config = ClientConfig::new(TrustStore::from_keys(
+        trust.iter().map(|s| VendorKey::of(&key(*s))),
+    ));
     config.policy = policy;
+    config.key = Some(key(CLIENT));
     config.report = ReportMode::Inline;
-    Client::connect(registry.addr, registry.pin(), config)
-        .await
-        .unwrap()
+    config.report_detail = true;
+    config
+}
+
+async fn client_with(registry: &FakeRegistry, trust: &[u8], policy: Policy) -> Client {
+    Client::new(registry.connect().await, config(trust, policy)).unwrap()
 }
 
 fn signed(
@@ -75,7 +81,7 @@ async fn echo_flow_reports_and_then_hits_the_cache() {
     assert_eq!(outcomes.len(), 1);
     let o = &outcomes[0];
     assert!(o.ok);
-    assert_eq!(o.client, "test-client");
+    assert_eq!(o.client, VendorKey::of(&key(CLIENT)).to_string());
     assert_eq!(o.function, "courier:echo/echo@0.1.0.say");
     assert_eq!(o.component, report.chosen.component);
     assert!(o.detail.contains("echo: hi"));
@@ -490,8 +496,9 @@ async fn lookup_cache_is_opt_in_and_needs_a_watchable_registry() {
     assert_eq!(finds(), 2);
     // On, but this registry refuses subscriptions: without a watch nothing is cached (a
     // cache that cannot hear of a cancellation would offer a withdrawn proxy).
-    let mut client = client_with(&registry, &[1], Policy::default()).await;
-    client.set_lookup_ttl(Duration::from_secs(60));
+    let mut watched = config(&[1], Policy::default());
+    watched.lookup_ttl = Duration::from_secs(60);
+    let client = Client::new(registry.connect().await, watched).unwrap();
     client.call_str(SAY).await.unwrap();
     client.call_str(SAY).await.unwrap();
     assert_eq!(finds(), 4);

@@ -12,7 +12,7 @@ mod common;
 
 use common::{FakeRegistry, key};
 use courier_client::{
-    Answer, CallError, Client, ClientConfig, ConnectError, Policy, RejectReason, ReportMode,
+    Answer, CallError, Client, ClientConfig, Policy, RejectReason, ReportMode, SetupError,
     StateError, TrustStore,
 };
 use courier_example_services as examples;
@@ -63,10 +63,9 @@ async fn publish(v: &RegistryClient, b: &Bundle) {
 }
 
 fn config(trusted: &[&SigningKey], state: Option<&Path>) -> ClientConfig {
-    let mut config = ClientConfig::new(
-        "keys-client",
-        TrustStore::from_keys(trusted.iter().map(|k| VendorKey::of(k))),
-    );
+    let mut config = ClientConfig::new(TrustStore::from_keys(
+        trusted.iter().map(|k| VendorKey::of(k)),
+    ));
     config.policy = Policy::default();
     config.report = ReportMode::Off;
     config.state_dir = state.map(Path::to_path_buf);
@@ -77,7 +76,11 @@ fn config(trusted: &[&SigningKey], state: Option<&Path>) -> ClientConfig {
 }
 
 async fn client(h: &RegistryHandle, config: ClientConfig) -> Client {
-    Client::connect(h.local_addr(), h.pin(), config)
+    Client::new(connect(h).await, config).unwrap()
+}
+
+async fn connect(h: &RegistryHandle) -> RegistryClient {
+    RegistryClient::connect(h.local_addr(), h.pin(), "keys-client")
         .await
         .unwrap()
 }
@@ -161,20 +164,11 @@ async fn replayed_older_version_is_refused_unless_pinned_and_the_memory_survives
     drop(c);
 
     // A corrupt memory is a clear error, never an empty memory.
-    let file = state.path().join(courier_client::state::VERSIONS_FILE);
+    let file = state.path().join(courier_client::VERSIONS_FILE);
     std::fs::write(&file, "not a version line\n").unwrap();
-    let err = Client::connect(
-        h.local_addr(),
-        h.pin(),
-        config(&[&acme], Some(state.path())),
-    )
-    .await
-    .unwrap_err();
+    let err = Client::new(connect(&h).await, config(&[&acme], Some(state.path()))).unwrap_err();
     assert!(
-        matches!(
-            err,
-            ConnectError::State(StateError::Corrupt { line: 1, .. })
-        ),
+        matches!(err, SetupError::State(StateError::Corrupt { line: 1, .. })),
         "{err}"
     );
     vendor.close();
@@ -195,7 +189,7 @@ async fn a_candidate_refused_for_rollback_lets_the_next_one_run() {
     fake.offer(2, new.manifest.clone(), common::ECHO_IFACE, &new.component);
     let mut cfg = config(&[&acme], None);
     cfg.report = ReportMode::Off;
-    let c = Client::connect(fake.addr, fake.pin(), cfg).await.unwrap();
+    let c = Client::new(fake.connect().await, cfg).unwrap();
     // Nothing remembered: the first is fine.
     assert_eq!(c.call_str(SAY).await.unwrap().chosen.version, "1.0.0");
     c.pin_version("acme/echo", v("1.3.0"));
@@ -307,7 +301,7 @@ async fn a_lying_registry_cannot_forge_a_rotation() {
         vec![rotation(&old, &new, &new), rotation(&old, &new, &mallory)];
     let mut cfg = config(&[&old], None);
     cfg.key_refresh = Duration::ZERO;
-    let c = Client::connect(fake.addr, fake.pin(), cfg).await.unwrap();
+    let c = Client::new(fake.connect().await, cfg).unwrap();
     let err = c.call_str(SAY).await.unwrap_err();
     assert!(
         matches!(reasons(&err)[..], [RejectReason::Untrusted(k)] if *k == VendorKey::of(&new)),
@@ -361,9 +355,7 @@ async fn a_client_that_learned_a_revocation_refuses_the_key_even_if_listed() {
     // revocation) gains nothing with a client that learned it: the client kept it.
     let fake = FakeRegistry::start().await;
     fake.offer(1, b.manifest.clone(), common::ECHO_IFACE, &b.component);
-    let c = Client::connect(fake.addr, fake.pin(), config(&[&acme], Some(state.path())))
-        .await
-        .unwrap();
+    let c = Client::new(fake.connect().await, config(&[&acme], Some(state.path()))).unwrap();
     let err = c.call_str(SAY).await.unwrap_err();
     assert!(
         matches!(reasons(&err)[..], [RejectReason::Revoked(k)] if *k == VendorKey::of(&acme)),

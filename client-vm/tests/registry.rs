@@ -3,7 +3,9 @@
 //! cancel a lease and see the proxy no longer match, stop a provider and get a clear error.
 #![allow(clippy::unwrap_used)]
 
-use courier_client::{Answer, CallError, Client, ClientConfig, Policy, ReportMode, TrustStore};
+use courier_client::{
+    Answer, CallError, Client, ClientConfig, DEFAULT_LOOKUP_TTL, Policy, ReportMode, TrustStore,
+};
 use courier_example_services as examples;
 use courier_protocol::{LeaseId, SigningKey, VendorKey};
 use courier_provider::{BundleBuilder, ServiceHandle};
@@ -51,12 +53,35 @@ async fn publish(
 }
 
 async fn client(h: &RegistryHandle, key: &SigningKey, policy: Policy) -> Client {
-    let mut config = ClientConfig::new("e2e-client", TrustStore::from_keys([VendorKey::of(key)]));
+    client_with_ttl(h, key, policy, DEFAULT_LOOKUP_TTL).await
+}
+
+async fn client_with_ttl(
+    h: &RegistryHandle,
+    key: &SigningKey,
+    policy: Policy,
+    lookup_ttl: Duration,
+) -> Client {
+    let mut config = ClientConfig::new(TrustStore::from_keys([VendorKey::of(key)]));
+    config.key = Some(client_key());
     config.policy = policy;
     config.report = ReportMode::Inline;
-    Client::connect(h.local_addr(), h.pin(), config)
+    config.lookup_ttl = lookup_ttl;
+    let registry = RegistryClient::connect(h.local_addr(), h.pin(), "e2e-client")
         .await
-        .unwrap()
+        .unwrap();
+    // The client registers itself, so that the registry keeps its history.
+    registry.authenticate(&client_key()).await.unwrap();
+    registry
+        .register_client(courier_protocol::ClientProfile::default())
+        .await
+        .unwrap();
+    Client::new(registry, config).unwrap()
+}
+
+/// The tests' client key.
+fn client_key() -> SigningKey {
+    SigningKey::from_bytes(&[100; 32])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +133,8 @@ async fn echo_and_kv_through_the_registry() {
     );
 
     // The registry kept the outcomes as this client's service history.
-    let history = c.registry().history("e2e-client", 10).await.unwrap();
+    let me = VendorKey::of(&client_key()).to_string();
+    let history = c.registry().history(&me, 10).await.unwrap();
     assert_eq!(history.len(), 3);
     assert!(history.iter().all(|e| e.outcome.ok));
     assert_eq!(history[0].outcome.function, "courier:kv/store@0.1.0.get");
@@ -170,8 +196,7 @@ async fn the_lookup_cache_follows_the_registrys_events() {
     let acme = SigningKey::from_bytes(&[7; 32]);
     let echo = provider(examples::echo_service()).await;
     let lease = publish(&h, &acme, "acme/echo", artifacts::ECHO, &echo).await;
-    let mut c = client(&h, &acme, Policy::default()).await;
-    c.set_lookup_ttl(Duration::from_secs(60));
+    let c = client_with_ttl(&h, &acme, Policy::default(), Duration::from_secs(60)).await;
     let say = r#"courier:echo/echo.say("hi")"#;
     let ok = |a: &Answer| matches!(a, Answer::Ok(s) if s.contains("echo: hi"));
     assert!(ok(&c.call_str(say).await.unwrap().answer));

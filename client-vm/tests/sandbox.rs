@@ -6,10 +6,9 @@
 mod common;
 
 use common::{Service, TestProvider, compile, hostile, nowhere, run, sandbox};
-use courier_client::invoke::{CallSpec, prepare};
 use courier_client::{
-    Answer, CompileError, CompilerChoice, MissingReason, OperatorAnswer, Policy, Preopen,
-    ProviderError, RunError, Sandbox, SandboxConfig,
+    Answer, CallSpec, CompileError, CompilerChoice, Invocation, MissingReason, OperatorAnswer,
+    Policy, Preopen, ProviderError, RunError, Sandbox, SandboxConfig,
 };
 use courier_proxy_artifacts as artifacts;
 use std::sync::Arc;
@@ -677,7 +676,7 @@ async fn bad_calls_are_typed_errors() {
     let compiled = compile(&sb, artifacts::ECHO).await;
     let exports = &compiled.interfaces().exports;
     let prep = |c: &str| {
-        prepare(
+        Invocation::prepare(
             compiled.component(),
             exports,
             &c.parse::<CallSpec>().unwrap(),

@@ -16,9 +16,9 @@
 //! host failure; no store outlives its run.
 
 use arbitrary::{Arbitrary, Result, Unstructured};
-use courier_client::invoke::{CallSpec, prepare, values_size};
 use courier_client::{
-    CompileError, CompilerChoice, Limits, Policy, ProviderTarget, RunError, Sandbox, SandboxConfig,
+    CallSpec, CompileError, CompilerChoice, Invocation, Limits, Policy, ProviderTarget, RunError,
+    Sandbox, SandboxConfig, values_size,
 };
 use courier_protocol::{InspectError, SpkiPin};
 use std::sync::{Arc, OnceLock};
@@ -430,7 +430,7 @@ pub fn check(case: &Case) -> Ended {
         CompilerChoice::Cranelift => &vm.cranelift,
     };
     let limits = limits();
-    match sandbox.check(&case.component) {
+    match sandbox.inspect_within_policy(&case.component) {
         Ok(found) => assert!(
             found.export(INTERFACE).is_some(),
             "the wrapper's export was not read: {found:?}"
@@ -454,8 +454,11 @@ pub fn check(case: &Case) -> Ended {
             "run",
             &case.args,
         );
-        let invocation = match prepare(compiled.component(), &compiled.interfaces().exports, &spec)
-        {
+        let invocation = match Invocation::prepare(
+            compiled.component(),
+            &compiled.interfaces().exports,
+            &spec,
+        ) {
             Ok(i) => i,
             Err(e) => panic!("the call {spec} could not be prepared: {e}"),
         };

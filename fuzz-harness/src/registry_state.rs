@@ -14,12 +14,12 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use courier_protocol::{
-    Export, KeyStatement, LeaseId, Manifest, ServiceQuery, SignedKeyStatement, SignedManifest,
-    SigningKey, SpkiPin, VendorKey,
+    AdminAction, Export, KeyStatement, LeaseId, Manifest, ServiceQuery, SignedKeyStatement,
+    SignedManifest, SigningKey, SpkiPin, VendorKey,
 };
 use courier_registry::{
-    Batch, LeaseError, LeasePolicy, LeaseRow, Millis, PreparedQuery, RegisterError, RegistryState,
-    Restorer, StateConfig, StoredLease, StoredMeta,
+    AdminError, Batch, LeaseError, LeasePolicy, LeaseRow, Millis, PreparedQuery, RegisterError,
+    RegistryState, Restorer, StateConfig, StoredLease, StoredMeta,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -56,6 +56,12 @@ pub enum Step {
     Grant(u8, u8),
     /// (ms down): the process stops (what was not committed is lost) and starts again.
     Restart(u16),
+    /// (n, the commit fails): an operator revokes the nth lease ever granted.
+    RevokeLease(u8, bool),
+    /// (vendor, name, ban or allow): an operator bans a vendor from a name, or lifts it.
+    Ban(u8, u8, bool),
+    /// (name, drain or undrain): an operator drains a service, or ends it.
+    Drain(u8, bool),
 }
 
 /// A vendor byte below this stands for the lease's own vendor (most renewals and
@@ -79,7 +85,10 @@ impl<'a> Arbitrary<'a> for Step {
             98..=105 => Step::Expire,
             106..=117 => Step::Flush(u.ratio(1, 8)?),
             118 => Step::Revoke(u.arbitrary()?, u.arbitrary()?, u.ratio(1, 8)?),
-            119..=121 => Step::Grant(u.arbitrary()?, u.arbitrary()?),
+            119..=120 => Step::Grant(u.arbitrary()?, u.arbitrary()?),
+            121 => Step::RevokeLease(u.arbitrary()?, u.ratio(1, 8)?),
+            122 => Step::Ban(u.arbitrary()?, u.arbitrary()?, u.ratio(2, 3)?),
+            123 => Step::Drain(u.arbitrary()?, u.ratio(1, 2)?),
             _ => Step::Restart(u.arbitrary()?),
         })
     }
@@ -191,6 +200,14 @@ struct Model {
     /// Every lease ever granted, so steps can name them.
     granted: Vec<LeaseId>,
     next_id: u32,
+    /// Leases an operator stopped, remembered until (wall ms).
+    stopped: BTreeMap<LeaseId, u64>,
+    /// (name, vendor) pairs banned.
+    bans: BTreeSet<(u8, u8)>,
+    /// Names being drained.
+    drains: BTreeSet<u8>,
+    /// The last audit number.
+    audit: u64,
 }
 
 impl Model {
@@ -256,6 +273,10 @@ struct Disk {
     names: BTreeMap<String, VendorKey>,
     grants: BTreeSet<(String, VendorKey)>,
     revocations: BTreeMap<VendorKey, Option<SignedKeyStatement>>,
+    bans: BTreeMap<(String, VendorKey), String>,
+    drains: BTreeMap<String, String>,
+    stopped: BTreeMap<LeaseId, (String, u64)>,
+    audit: u64,
     seq_reserved: u64,
     last_alive_ms: u64,
 }
@@ -285,6 +306,28 @@ impl Disk {
             }
         }
         assert!(batch.rotations.is_empty() && batch.transfers.is_empty());
+        for (name, key, reason) in &batch.bans {
+            self.bans.insert((name.clone(), *key), reason.clone());
+        }
+        for (name, key) in &batch.unbans {
+            self.bans.remove(&(name.clone(), *key));
+        }
+        for (name, reason) in &batch.drains {
+            self.drains.insert(name.clone(), reason.clone());
+        }
+        for name in &batch.undrains {
+            self.drains.remove(name);
+        }
+        for (lease, reason, until) in &batch.lease_revocations {
+            self.stopped.insert(*lease, (reason.clone(), *until));
+        }
+        for lease in &batch.forget_lease_revocations {
+            self.stopped.remove(lease);
+        }
+        for entry in &batch.audit {
+            assert_eq!(entry.seq, self.audit + 1, "audit numbers follow each other");
+            self.audit = entry.seq;
+        }
         if let Some(s) = batch.seq_reserved {
             assert!(s >= self.seq_reserved, "the reserved mark only rises");
             self.seq_reserved = s;
@@ -308,6 +351,23 @@ impl Disk {
                 .iter()
                 .map(|(k, s)| (*k, s.clone()))
                 .collect(),
+            bans: self
+                .bans
+                .iter()
+                .map(|((n, k), r)| (n.clone(), *k, r.clone()))
+                .collect(),
+            drains: self
+                .drains
+                .iter()
+                .map(|(n, r)| (n.clone(), r.clone()))
+                .collect(),
+            lease_revocations: self
+                .stopped
+                .iter()
+                .map(|(l, (r, u))| (*l, r.clone(), *u))
+                .collect(),
+            audit_seq: self.audit,
+            ..Default::default()
         }
     }
 }
@@ -403,6 +463,7 @@ fn start(model: &mut Model, disk: &mut Disk) -> RegistryState {
     disk.commit(restart.batch());
     st.apply(Millis(0), restart);
     model.base = model.wall;
+    model.stopped = disk.stopped.iter().map(|(l, (_, u))| (*l, *u)).collect();
     model.leases = leases;
     st
 }
@@ -427,6 +488,8 @@ pub struct Reached {
     pub failed: usize,
     /// Restarts.
     pub restarts: usize,
+    /// Operators' actions committed.
+    pub operator: usize,
     /// Leases that came back from a restart in a grace period.
     pub graced: usize,
 }
@@ -466,12 +529,17 @@ pub fn check(case: &Case) -> Reached {
                 let (signed, m) = fixtures().manifests[&(v, name)].clone();
                 let id = model.fresh_id();
                 let planned = st.plan_register(now, id, &vendor(v), signed, m, u64::from(ttl));
-                let allowed = !model.revoked.contains_key(&v) && model.may_use(name, v);
+                let revoked = model.revoked.contains_key(&v);
+                let banned = !revoked && model.bans.contains(&(name, v));
+                let draining = !revoked && !banned && model.drains.contains(&name);
+                let allowed = !revoked && !banned && !draining && model.may_use(name, v);
                 match planned {
-                    Err(RegisterError::Key(_)) => {
-                        assert!(model.revoked.contains_key(&v), "step {i}")
+                    Err(RegisterError::Key(_)) => assert!(revoked, "step {i}"),
+                    Err(RegisterError::Banned { .. }) => assert!(banned, "step {i}"),
+                    Err(RegisterError::Draining { .. }) => assert!(draining, "step {i}"),
+                    Err(RegisterError::Catalog(_)) => {
+                        assert!(!allowed && !revoked && !banned && !draining, "step {i}")
                     }
-                    Err(RegisterError::Catalog(_)) => assert!(!model.may_use(name, v), "step {i}"),
                     Err(e) => panic!("step {i}: {e}"),
                     Ok(planned) => {
                         assert!(allowed, "step {i}: {step:?} was admitted");
@@ -518,8 +586,10 @@ pub fn check(case: &Case) -> Reached {
                 let headroom = st.events().headroom();
                 let got = st.renew(now, &vendor(v), id, u64::from(ttl));
                 let want = match model.live(&id).copied() {
+                    _ if model.stopped.contains_key(&id) => Err("revoked"),
                     None => Err("unknown"),
                     Some(l) if l.vendor != v || model.revoked.contains_key(&v) => Err("not owner"),
+                    Some(l) if model.drains.contains(&l.name) => Err("draining"),
                     Some(_) if headroom == 0 => Err("no headroom"),
                     Some(l) => Ok(l),
                 };
@@ -537,6 +607,8 @@ pub fn check(case: &Case) -> Reached {
                     }
                     (Err(LeaseError::Unknown(_)), Err("unknown"))
                     | (Err(LeaseError::NotOwner(_)), Err("not owner"))
+                    | (Err(LeaseError::Revoked { .. }), Err("revoked"))
+                    | (Err(LeaseError::Draining { .. }), Err("draining"))
                     | (Err(LeaseError::NoHeadroom), Err("no headroom")) => {}
                     (got, want) => panic!("step {i}: {step:?}: got {got:?}, want {want:?}"),
                 }
@@ -588,6 +660,9 @@ pub fn check(case: &Case) -> Reached {
                 }
             }
             Step::Flush(fail) => {
+                // Revoked leases past their time are forgotten when a flush is planned.
+                let wall = model.wall;
+                model.stopped.retain(|_, until| *until > wall);
                 if let Some(planned) = st.plan_flush(now, STALE_MS) {
                     let stats = commit!(st, disk, now, planned, fail, reached);
                     if let Some(stats) = stats {
@@ -662,6 +737,86 @@ pub fn check(case: &Case) -> Reached {
                     e.insert(v);
                 } else {
                     model.grants.insert((name, v));
+                }
+            }
+            Step::RevokeLease(slot, fail) => {
+                let Some(id) = model.nth_granted(slot) else {
+                    continue;
+                };
+                let action = AdminAction::RevokeLease {
+                    lease: id,
+                    reason: "fuzz".into(),
+                };
+                match (st.plan_admin(now, None, action), model.live(&id).is_some()) {
+                    (Ok(planned), true) => {
+                        if commit!(st, disk, now, planned, fail, reached).is_some() {
+                            model.leases.remove(&id);
+                            let until = model.wall + model.policy().max_ttl_ms;
+                            model.stopped.insert(id, until);
+                            model.audit += 1;
+                            events += 1;
+                            reached.operator += 1;
+                        }
+                    }
+                    (Err(AdminError::UnknownLease(_)), false) => {}
+                    (got, live) => panic!("step {i}: {step:?}: got {got:?}, live {live}"),
+                }
+            }
+            Step::Ban(v, name, ban) => {
+                let (v, name) = (v % VENDORS, name % NAMES);
+                let (svc, key) = (format!("svc/{name}"), vendor(v));
+                let action = if ban {
+                    AdminAction::Ban {
+                        name: svc,
+                        key,
+                        reason: "fuzz".into(),
+                    }
+                } else {
+                    AdminAction::Allow { name: svc, key }
+                };
+                let planned = st.plan_admin(now, None, action).expect("a valid action");
+                disk.commit(planned.batch());
+                st.apply(now, planned);
+                model.audit += 1;
+                reached.operator += 1;
+                if ban {
+                    model.bans.insert((name, v));
+                    let until = model.wall + model.policy().max_ttl_ms;
+                    let gone: Vec<LeaseId> = model
+                        .leases
+                        .iter()
+                        .filter(|(_, l)| l.name == name && l.vendor == v)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in gone {
+                        model.leases.remove(&id);
+                        model.stopped.insert(id, until);
+                        events += 1;
+                    }
+                } else {
+                    model.bans.remove(&(name, v));
+                }
+            }
+            Step::Drain(name, on) => {
+                let name = name % NAMES;
+                let svc = format!("svc/{name}");
+                let action = if on {
+                    AdminAction::Drain {
+                        name: svc,
+                        reason: "fuzz".into(),
+                    }
+                } else {
+                    AdminAction::Undrain { name: svc }
+                };
+                let planned = st.plan_admin(now, None, action).expect("a valid action");
+                disk.commit(planned.batch());
+                st.apply(now, planned);
+                model.audit += 1;
+                reached.operator += 1;
+                if on {
+                    model.drains.insert(name);
+                } else {
+                    model.drains.remove(&name);
                 }
             }
             Step::Restart(down) => {

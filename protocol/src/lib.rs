@@ -11,6 +11,7 @@ mod component;
 mod hash;
 mod interface;
 mod manifest;
+mod operator;
 mod signing;
 mod statement;
 mod wire;
@@ -19,9 +20,10 @@ pub use component::{ComponentInterfaces, InspectError, inspect};
 pub use hash::{ContentHash, DigestParseError, SpkiPin};
 pub use interface::{InterfaceName, InterfaceNameError};
 pub use manifest::{CLOCK_SKEW_MS, Export, Manifest, ManifestError};
+pub use operator::{OperatorStatement, SignedOperatorStatement};
 pub use signing::{
-    AUTH_DOMAIN, KEY_STATEMENT_DOMAIN, MANIFEST_DOMAIN, SignedManifest, SigningKey, VendorKey,
-    VendorKeyParseError, Verified, VerifyError, auth_message, sign,
+    AUTH_DOMAIN, KEY_STATEMENT_DOMAIN, MANIFEST_DOMAIN, OPERATOR_STATEMENT_DOMAIN, SignedManifest,
+    SigningKey, VendorKey, VendorKeyParseError, Verified, VerifyError, auth_message, sign,
 };
 pub use statement::{KeyAction, KeyStatement, SignedKeyStatement, StatementError};
 pub use wire::*;

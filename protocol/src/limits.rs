@@ -28,6 +28,21 @@ pub const MAX_LEASE_PAGE: u32 = 1000;
 /// Most keys one key-statements request may ask about.
 pub const MAX_STATEMENT_KEYS: usize = 256;
 
+/// Most clients in one page.
+pub const MAX_CLIENT_PAGE: u32 = 500;
+
+/// Most audit entries in one answer.
+pub const MAX_AUDIT_PAGE: u32 = 1000;
+
+/// Most system-data facts a client shares at once, and most attributes it registers with.
+pub const MAX_CLIENT_FACTS: usize = 64;
+
+/// Largest system-data snapshot, encoded (a package list of a few thousand lines fits).
+pub const MAX_SYSTEM_DATA_BYTES: usize = 512 * 1024;
+
+/// Longest reason an operator gives for an action.
+pub const MAX_REASON_LEN: usize = 512;
+
 /// Most events in one batch sent to a subscriber.
 pub const MAX_EVENT_BATCH: usize = 1024;
 

@@ -20,6 +20,8 @@ pub const MANIFEST_DOMAIN: &[u8] = b"courier/manifest/v1\0";
 pub const AUTH_DOMAIN: &[u8] = b"courier/auth/v1\0";
 /// Domain of a key statement (rotation or revocation), see [`crate::statement`].
 pub const KEY_STATEMENT_DOMAIN: &[u8] = b"courier/key-statement/v1\0";
+/// Domain of an operator's statement about a vendor key, see [`crate::operator`].
+pub const OPERATOR_STATEMENT_DOMAIN: &[u8] = b"courier/operator-statement/v1\0";
 
 /// A vendor's ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -47,6 +47,9 @@ pub struct RegistryConfig {
     /// Service-history entries kept in all; past it the oldest go, whichever client they
     /// belong to.
     pub history_limit: u64,
+    /// Operator keys: connections authenticated with one may act on the registry and read
+    /// what it knows of clients.
+    pub operators: Vec<courier_protocol::VendorKey>,
 }
 
 impl RegistryConfig {
@@ -66,6 +69,7 @@ impl RegistryConfig {
             store_cache_bytes: 1024 * 1024,
             seq_block: 1 << 20,
             history_limit: DEFAULT_HISTORY_LIMIT,
+            operators: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! once, by the server (`server::wire_errors`).
 
 use crate::core::catalog::CatalogError;
+use crate::core::clients::ClientError;
 use crate::core::keys::{KeyError, StoredStatementError};
 use crate::core::matcher::QueryError;
 use crate::store::StoreError;
@@ -56,6 +57,24 @@ pub enum RegisterError {
     /// The vendor key was revoked or rotated away.
     #[error("{0}")]
     Key(#[from] KeyError),
+    /// An operator banned the key from the name.
+    #[error("{key} is banned from {name}: {reason}")]
+    Banned {
+        /// The service name.
+        name: String,
+        /// The vendor key.
+        key: VendorKey,
+        /// The operator's reason.
+        reason: String,
+    },
+    /// An operator is draining the service.
+    #[error("{name} is being drained: {reason}")]
+    Draining {
+        /// The service name.
+        name: String,
+        /// The operator's reason.
+        reason: String,
+    },
     /// The store failed; nothing was acknowledged.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -70,6 +89,24 @@ pub enum LeaseError {
     /// The lease belongs to another key.
     #[error("lease {0} belongs to another vendor key")]
     NotOwner(LeaseId),
+    /// An operator revoked the lease.
+    #[error("lease {lease} was revoked by an operator: {reason}")]
+    Revoked {
+        /// The lease.
+        lease: LeaseId,
+        /// The operator's reason.
+        reason: String,
+    },
+    /// An operator is draining the lease's service: it is not renewed.
+    #[error("{name} is being drained, lease {lease} is not renewed: {reason}")]
+    Draining {
+        /// The lease.
+        lease: LeaseId,
+        /// The service name.
+        name: String,
+        /// The operator's reason.
+        reason: String,
+    },
     /// Event numbers ran out and the store has not reserved more yet (it is failing).
     #[error("registry cannot number events until its store accepts a write; try later")]
     NoHeadroom,
@@ -125,6 +162,9 @@ pub enum ReadError {
 /// Why a report was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// The connection's key is not a registered client.
+    #[error("{0} is not a registered client: register it first (courier client register)")]
+    UnknownClient(VendorKey),
     /// A field is empty or too large.
     #[error("invalid report: {0}")]
     Invalid(&'static str),
@@ -140,6 +180,48 @@ pub enum GrantError {
     #[error("invalid service name {0:?}")]
     Name(String),
     /// The store failed; nothing was granted.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why an operator's action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The lease is not live.
+    #[error("no live lease {0}")]
+    UnknownLease(LeaseId),
+    /// The service name is not valid.
+    #[error("invalid service name {0:?}")]
+    Name(String),
+    /// The reason is too long.
+    #[error("a reason of {0} bytes is longer than {max}", max = courier_protocol::limits::MAX_REASON_LEN)]
+    Reason(usize),
+    /// The operator statement does not verify.
+    #[error("operator statement: {0}")]
+    Statement(#[from] VerifyError),
+    /// The statement is signed by another key than the connection's operator key.
+    #[error("the statement is signed by {signer}, the connection is {operator}")]
+    NotTheSigner {
+        /// The statement's operator.
+        signer: VendorKey,
+        /// The connection's operator key.
+        operator: VendorKey,
+    },
+    /// The store failed; nothing was done.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why a client's request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientRequestError {
+    /// The registration or the data is refused.
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// The key may not read that client's data.
+    #[error("{0} may read only its own data")]
+    Forbidden(VendorKey),
+    /// The store failed; nothing was acknowledged.
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }

@@ -23,6 +23,7 @@ pub use config::{
     RegistryConfig,
 };
 pub use core::catalog::CatalogError;
+pub use core::clients::ClientError;
 pub use core::events::EventRecord;
 pub use core::keys::{KeyError, StoredStatementError};
 pub use core::lease_table::{
@@ -35,8 +36,8 @@ pub use core::state::{
 };
 pub use driver::Registry;
 pub use errors::{
-    FindError, GrantError, LeaseError, OpenError, ReadError, RegisterError, ReportError,
-    StatementRefused,
+    AdminError, ClientRequestError, FindError, GrantError, LeaseError, OpenError, ReadError,
+    RegisterError, ReportError, StatementRefused,
 };
 pub use offline::OfflineRegistry;
 pub use server::{

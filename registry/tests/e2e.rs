@@ -268,41 +268,40 @@ async fn subscriptions_filter_live_and_missed() {
 async fn service_history_newest_first() {
     let dir = tempfile::tempdir().unwrap();
     let h = start(config(dir.path())).await;
-    let c = client(&h).await;
-    for i in 0..3 {
-        c.report(Outcome {
-            client: "laptop-1".into(),
-            name: "acme/echo".into(),
-            version: "1.0.0".into(),
-            component: courier_protocol::ContentHash::of(courier_proxy_artifacts::ECHO),
-            function: format!("{ECHO_IFACE}.say"),
-            ok: i != 1,
-            detail: format!("run {i}"),
-            duration_us: 10 + i,
-            facts: Default::default(),
-        })
+    let laptop = key(5);
+    let c = vendor(&h, &laptop).await;
+    c.register_client(courier_protocol::ClientProfile::default())
         .await
         .unwrap();
+    let outcome = |i: u64, detail: String| Outcome {
+        client: "laptop-1".into(),
+        name: "acme/echo".into(),
+        version: "1.0.0".into(),
+        component: courier_protocol::ContentHash::of(courier_proxy_artifacts::ECHO),
+        function: format!("{ECHO_IFACE}.say"),
+        ok: i != 1,
+        detail,
+        duration_us: 10 + i,
+        facts: Default::default(),
+    };
+    for i in 0..3 {
+        c.report(outcome(i, format!("run {i}"))).await.unwrap();
     }
-    let hist = c.history("laptop-1", 2).await.unwrap();
+    let me = courier_protocol::VendorKey::of(&laptop).to_string();
+    let hist = c.history(&me, 2).await.unwrap();
     assert_eq!(
         hist.iter()
             .map(|e| e.outcome.detail.as_str())
             .collect::<Vec<_>>(),
         vec!["run 2", "run 1"]
     );
-    assert!(c.history("other", 10).await.unwrap().is_empty());
-    let bad = Outcome {
-        client: String::new(),
-        name: "x".into(),
-        version: "1".into(),
-        component: courier_protocol::ContentHash([0; 32]),
-        function: "f".into(),
-        ok: true,
-        detail: String::new(),
-        duration_us: 0,
-        facts: Default::default(),
-    };
+    // The history is kept under the client's key, whatever it called itself.
+    assert_eq!(hist[0].outcome.client, me);
+    assert_eq!(
+        kind(c.history("laptop-1", 10).await.unwrap_err()),
+        ErrorKind::Forbidden
+    );
+    let bad = outcome(0, "x".repeat(20_000));
     assert_eq!(kind(c.report(bad).await.unwrap_err()), ErrorKind::BadQuery);
     h.shutdown().await;
 }

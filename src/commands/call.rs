@@ -2,9 +2,10 @@
 
 use crate::cli::CallArgs;
 use anyhow::Context;
-use courier_client::client::{Client, ClientConfig, ReportMode};
-use courier_client::invoke::CallSpec;
-use courier_client::{Answer, OperatorAnswer, OperatorMode, Policy, RejectReason, TrustStore};
+use courier_client::{
+    Answer, CallSpec, Client, ClientConfig, OperatorAnswer, OperatorMode, Policy, RejectReason,
+    ReportMode, TrustStore,
+};
 use courier_protocol::VendorKey;
 
 /// The trust store from `--trust` keys and `--trust-file`.
@@ -45,11 +46,10 @@ pub fn policy(allow_facts: &[String], approve: bool) -> Policy {
 pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     let spec: CallSpec = args.expression.parse().context("call expression")?;
     let trust = trust_store(&args)?;
-    let id = args
-        .client_id
-        .clone()
-        .unwrap_or_else(super::history::default_client_id);
-    let mut config = ClientConfig::new(id, trust);
+    let mut config = ClientConfig::new(trust);
+    // With a client key, outcomes go to this client's history at the registry.
+    config.key = super::client::client_key(&args.state_dir)?;
+    config.report_detail = args.report_answer;
     config.policy = policy(&args.allow_facts, args.approve && !args.deny);
     config.report = ReportMode::Inline;
     // One call per process: a watched lookup cache would cost a subscription, save nothing.
@@ -57,7 +57,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     config.state_dir = Some(args.state_dir.clone());
     config.pins = args.pins.iter().cloned().collect();
     let registry = args.registry.connect("courier-cli/call").await?;
-    let client = Client::with_registry(registry, config).context("cannot set up the client")?;
+    let client = Client::new(registry, config).context("cannot set up the client")?;
     let attributes = args
         .attributes
         .iter()

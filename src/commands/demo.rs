@@ -9,13 +9,12 @@
 use crate::cli::DemoArgs;
 use crate::output::{millis, short};
 use anyhow::Context;
-use courier_client::TrustStore;
-use courier_client::client::{CallError, Client, ClientConfig, ReportMode};
+use courier_client::{CallError, Client, ClientConfig, ReportMode, TrustStore};
 use courier_example_services::{echo_service, kv_service};
 use courier_protocol::{EventKind, ServiceQuery};
 use courier_provider::{BundleBuilder, LeaseKeeper, generate_key, public_key};
 use courier_registry::{Registry, RegistryConfig, ServerConfig};
-use courier_transport::Identity;
+use courier_transport::{Identity, RegistryClient};
 use std::time::{Duration, Instant};
 
 /// Lease the demo's vendors ask for: short, so the expiry shows within seconds.
@@ -128,12 +127,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         keepers.push(keeper);
     }
 
-    // 5. A client that trusts the vendor.
+    // 5. A client that trusts the vendor, registered with the registry under its own key
+    // (its history and system data are its own).
     let t = Instant::now();
-    let mut cfg = ClientConfig::new("demo-client", TrustStore::from_keys([vendor]));
+    let client_key = generate_key();
+    let mut cfg = ClientConfig::new(TrustStore::from_keys([vendor]));
     cfg.report = ReportMode::Inline;
-    let client = Client::connect(reg_addr, reg_pin, cfg).await?;
-    step(t, "client connected; it trusts the vendor key only");
+    cfg.report_detail = true;
+    cfg.key = Some(client_key.clone());
+    let connection = RegistryClient::connect(reg_addr, reg_pin, "courier-demo").await?;
+    connection.authenticate(&client_key).await?;
+    connection
+        .register_client(courier_protocol::ClientProfile::default())
+        .await?;
+    let client = Client::new(connection, cfg)?;
+    step(
+        t,
+        format!(
+            "client {} registered; it trusts the vendor key only",
+            short(&public_key(&client_key).to_string(), 20)
+        ),
+    );
 
     let t = Instant::now();
     let found = client
@@ -244,11 +258,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     // 9. The registry kept the client's service history.
-    let history = client.registry().history(client.id(), 20).await?;
+    let me = public_key(&client_key).to_string();
+    let history = client.registry().history(&me, 20).await?;
     println!();
     println!(
-        "service history of {} ({} runs):",
-        client.id(),
+        "service history of client {} ({} runs):",
+        short(&me, 20),
         history.len()
     );
     for h in history.iter().rev() {

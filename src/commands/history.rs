@@ -1,20 +1,40 @@
 //! `courier history`: the service history a registry keeps for a client.
 
+use super::client::{client_key, connect_as_client};
 use crate::cli::HistoryArgs;
 use crate::output::{short, table};
-
-/// The default client identifier: this host's name.
-pub fn default_client_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "courier-client".to_string())
-}
+use anyhow::Context;
+use courier_protocol::VendorKey;
 
 pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
-    let client_id = args.client.clone().unwrap_or_else(default_client_id);
-    let client = args.registry.connect("courier-cli/history").await?;
+    // As the operator, any client's; as this client, its own.
+    let (client, client_id) = match &args.operator_key {
+        Some(operator_key) => {
+            let operator = crate::cli::OperatorArgs {
+                operator_key: operator_key.clone(),
+                registry: args.registry.clone(),
+            };
+            let (client, _) = super::operator::connect_as_operator(&operator).await?;
+            let id = args
+                .client
+                .clone()
+                .context("whose history? name the client's key")?;
+            (client, id)
+        }
+        None => {
+            let key = client_key(&args.state_dir)?.with_context(|| {
+                format!(
+                    "no client key in {}: run courier client init (or pass --operator-key)",
+                    args.state_dir.display()
+                )
+            })?;
+            let id = args
+                .client
+                .clone()
+                .unwrap_or_else(|| VendorKey::of(&key).to_string());
+            (connect_as_client(&args.registry, &key).await?, id)
+        }
+    };
     let entries = client.history(&client_id, args.limit).await?;
     client.close();
     if args.json {

@@ -1,6 +1,7 @@
 //! One module per command; each parses its arguments into library calls and prints.
 
 mod call;
+mod client;
 mod completions;
 mod demo;
 mod find;
@@ -8,6 +9,7 @@ mod history;
 mod keys;
 mod leases;
 mod man;
+mod operator;
 mod provider;
 mod publish;
 mod registry;
@@ -24,6 +26,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Leases(args) => leases::run(args).await,
         Command::Call(args) => call::run(args).await,
         Command::History(args) => history::run(args).await,
+        Command::Client(cmd) => client::run(cmd).await,
+        Command::Clients(args) => operator::clients(args).await,
+        Command::Admin(args) => operator::admin(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Provider(cmd) => provider::run(cmd).await,
         Command::Completions(args) => completions::run(args),

@@ -1,8 +1,9 @@
 //! `courier registry serve`, `courier registry grant` and `courier registry revoke`.
 
-use crate::cli::{GrantArgs, OperatorRevokeArgs, RegistryCommand, ServeArgs};
+use crate::cli::{GrantArgs, OPERATOR_KEY_FILE, OperatorRevokeArgs, RegistryCommand, ServeArgs};
 use anyhow::Context;
 use courier_protocol::VendorKey;
+use courier_provider::{generate_key, load_key, public_key, save_key};
 use courier_registry::{OfflineRegistry, Registry, RegistryConfig, ServerConfig};
 use std::sync::Arc;
 
@@ -25,6 +26,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.min_ttl = args.min_ttl;
     config.max_ttl = args.max_ttl;
     config.grace = args.grace;
+    let (operator, made) = operator_key(&args.data_dir)?;
+    config.operators.push(operator);
+    for k in &args.operators {
+        config
+            .operators
+            .push(k.parse().with_context(|| format!("--operator {k}"))?);
+    }
     let server = ServerConfig {
         listen: args.listen,
         max_connections: args.max_connections,
@@ -41,6 +49,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("courier registry listening on {}", handle.local_addr());
     println!("  data dir: {}", args.data_dir.display());
     println!("  pin:      {}", handle.pin());
+    println!(
+        "  operator: {operator} ({}{})",
+        args.data_dir.join(OPERATOR_KEY_FILE).display(),
+        if made { ", made now" } else { "" }
+    );
     println!("  leases:   {live} live after start");
     println!();
     println!("Point clients and vendors at it:");
@@ -77,6 +90,21 @@ fn revoke(args: OperatorRevokeArgs) -> anyhow::Result<()> {
         println!("{key} was already revoked");
     }
     Ok(())
+}
+
+/// The public key of the data directory's operator key, made (file mode 0600) on first
+/// start; and whether it was made now.
+fn operator_key(data_dir: &std::path::Path) -> anyhow::Result<(VendorKey, bool)> {
+    let path = data_dir.join(OPERATOR_KEY_FILE);
+    if path.exists() {
+        let key =
+            load_key(&path).with_context(|| format!("the operator key {}", path.display()))?;
+        return Ok((public_key(&key), false));
+    }
+    let key = generate_key();
+    save_key(&path, &key, false)
+        .with_context(|| format!("writing the operator key {}", path.display()))?;
+    Ok((public_key(&key), true))
 }
 
 /// Opens a stopped registry for an operator's command (`what`).

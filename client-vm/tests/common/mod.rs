@@ -4,9 +4,9 @@
 
 pub mod hostile;
 
-use courier_client::invoke::{CallSpec, prepare};
 use courier_client::{
-    Compiled, Policy, ProviderTarget, RunFailure, RunOutput, Sandbox, SandboxConfig,
+    CallSpec, Compiled, Invocation, Policy, ProviderTarget, RunFailure, RunOutput, Sandbox,
+    SandboxConfig,
 };
 use courier_protocol::PROTOCOL_VERSION;
 use courier_protocol::provider::{Call, ProviderHello, Reply};
@@ -149,7 +149,8 @@ pub async fn run(
 ) -> Result<RunOutput, RunFailure> {
     let compiled = compile(sandbox, bytes).await;
     let spec: CallSpec = call.parse().unwrap();
-    let invocation = prepare(compiled.component(), &compiled.interfaces().exports, &spec).unwrap();
+    let invocation =
+        Invocation::prepare(compiled.component(), &compiled.interfaces().exports, &spec).unwrap();
     sandbox.run(&compiled, target, &invocation).await
 }
 
@@ -254,6 +255,13 @@ impl FakeRegistry {
         self.identity.pin()
     }
 
+    /// A client's connection to this registry.
+    pub async fn connect(&self) -> courier_transport::RegistryClient {
+        courier_transport::RegistryClient::connect(self.addr, self.pin(), "test-client")
+            .await
+            .unwrap()
+    }
+
     /// Offers `manifest` under a lease numbered `n`, with `payload` as its bytes.
     pub fn offer(&self, n: u8, manifest: SignedManifest, interface: &str, payload: &[u8]) {
         let hash = manifest.peek().unwrap().component_hash;
@@ -308,6 +316,8 @@ fn fake_answer(st: &Mutex<FakeState>, req: Request) -> Response {
             Response::Reported
         }
         Request::KeyStatements { .. } => Response::KeyStatements(st.statements.clone()),
+        // The fake takes any key at its word: it tests the client, not authentication.
+        Request::Authenticate { .. } => Response::Authenticated,
         _ => Response::Error(courier_protocol::WireError::new(
             courier_protocol::ErrorKind::BadQuery,
             "not in the fake",

@@ -5,18 +5,23 @@
 //! bidirectional stream of its own: one request frame, then one response frame (a
 //! subscription answers with a sequence of [`Response::Events`] frames).
 
+mod admin;
+mod clients;
 mod events;
 mod history;
 mod leases;
 pub mod provider;
 mod query;
 
+pub use admin::{AdminAction, AuditEntry};
+pub use clients::{ClientInfo, ClientPage, ClientProfile, SystemData, SystemSnapshot};
 pub use events::{Event, EventBatch, EventKind};
 pub use history::{HistoryEntry, Outcome};
 pub use leases::{LeaseCursor, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register};
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
 
 use crate::hash::ContentHash;
+use crate::operator::SignedOperatorStatement;
 use crate::signing::VendorKey;
 use crate::statement::SignedKeyStatement;
 use serde::{Deserialize, Serialize};
@@ -113,6 +118,38 @@ pub enum Request {
         /// The keys asked about (at most [`MAX_STATEMENT_KEYS`](crate::limits::MAX_STATEMENT_KEYS)).
         keys: Vec<VendorKey>,
     },
+    /// Registers the connection's key as a client, a recipient of services, with its
+    /// attributes (again: replaces them).
+    RegisterClient(ClientProfile),
+    /// Stores the system data the client shares (its latest snapshot replaces the last).
+    ShareSystemData(SystemData),
+    /// Lists the registered clients, one page at a time, sorted by key (operators only).
+    Clients {
+        /// Start after this key (`None`: from the first).
+        after: Option<VendorKey>,
+        /// Most clients wanted (the registry caps it).
+        limit: u32,
+    },
+    /// What the registry knows of one client (the client itself, or an operator).
+    Client {
+        /// The client's key.
+        key: VendorKey,
+    },
+    /// An operator's action (operators only).
+    Admin(AdminAction),
+    /// The audit log of operators' actions, oldest first (operators only).
+    Audit {
+        /// First entry number wanted.
+        from_seq: u64,
+        /// Most entries wanted (the registry caps it).
+        limit: u32,
+    },
+    /// The operator statements the registry holds about `keys` (operators' revocations).
+    /// The caller verifies them itself, against the operator keys it trusts.
+    OperatorStatements {
+        /// The keys asked about (at most [`MAX_STATEMENT_KEYS`](crate::limits::MAX_STATEMENT_KEYS)).
+        keys: Vec<VendorKey>,
+    },
 }
 
 /// Answers from the registry.
@@ -146,6 +183,20 @@ pub enum Response {
     StatementAccepted,
     /// Key statements, answering [`Request::KeyStatements`].
     KeyStatements(Vec<SignedKeyStatement>),
+    /// The connection's key is a registered client now.
+    ClientRegistered,
+    /// The system data is stored.
+    SystemDataStored,
+    /// A page of the clients.
+    Clients(ClientPage),
+    /// One client.
+    Client(ClientInfo),
+    /// The operator's action is done and logged.
+    AdminDone(AuditEntry),
+    /// Audit entries, oldest first.
+    Audit(Vec<AuditEntry>),
+    /// Operator statements, answering [`Request::OperatorStatements`].
+    OperatorStatements(Vec<SignedOperatorStatement>),
 }
 
 /// A typed error sent back to the caller.
@@ -201,6 +252,17 @@ pub enum ErrorKind {
     Revoked,
     /// The vendor key was rotated to another key, which acts for it now.
     Rotated,
+    /// The connection is authenticated, but its key may not do this (not an operator, or
+    /// another client's data).
+    Forbidden,
+    /// An operator revoked the lease; the message says why.
+    LeaseRevoked,
+    /// An operator banned the vendor key from the service name; the message says why.
+    Banned,
+    /// An operator is draining the service: no new registrations or renewals.
+    Draining,
+    /// The connection's key is not a registered client.
+    UnknownClient,
 }
 
 impl fmt::Display for ErrorKind {
@@ -221,6 +283,11 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Internal => "internal error",
             ErrorKind::Revoked => "key revoked",
             ErrorKind::Rotated => "key rotated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::LeaseRevoked => "lease revoked",
+            ErrorKind::Banned => "banned",
+            ErrorKind::Draining => "draining",
+            ErrorKind::UnknownClient => "unknown client",
         };
         f.write_str(s)
     }

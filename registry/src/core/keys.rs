@@ -11,7 +11,9 @@
 //!   before it: the new key stays in force.
 
 use courier_protocol::limits::MAX_CHAIN;
-use courier_protocol::{KeyAction, KeyStatement, SignedKeyStatement, VendorKey};
+use courier_protocol::{
+    KeyAction, KeyStatement, SignedKeyStatement, SignedOperatorStatement, VendorKey,
+};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Why a key may not act, or a statement is refused.
@@ -55,6 +57,8 @@ pub struct KeyBook {
     rotations: HashMap<VendorKey, (VendorKey, SignedKeyStatement)>,
     /// Revoked keys, with the key's own statement (`None`: revoked by the operator).
     revoked: HashMap<VendorKey, Option<SignedKeyStatement>>,
+    /// Operators' signed revocations, by the key they revoke.
+    by_operators: HashMap<VendorKey, Vec<SignedOperatorStatement>>,
 }
 
 impl KeyBook {
@@ -70,6 +74,7 @@ impl KeyBook {
     pub fn from_stored(
         rotations: Vec<(VendorKey, SignedKeyStatement)>,
         revocations: Vec<(VendorKey, Option<SignedKeyStatement>)>,
+        by_operators: Vec<(VendorKey, SignedOperatorStatement)>,
     ) -> Result<Self, StoredStatementError> {
         let mut book = Self::new();
         let verified = |key: VendorKey, signed: &SignedKeyStatement, what| match signed.verify() {
@@ -86,6 +91,17 @@ impl KeyBook {
                 Some(signed) => {
                     let st = verified(key, &signed, "revocation")?;
                     book.apply(&st, signed);
+                }
+            }
+        }
+        for (key, signed) in by_operators {
+            match signed.verify() {
+                Ok(st) if st.subject == key => book.apply_operator(key, signed),
+                _ => {
+                    return Err(StoredStatementError {
+                        key,
+                        what: "operator revocation",
+                    });
                 }
             }
         }
@@ -209,6 +225,24 @@ impl KeyBook {
     /// Records a revocation by the operator (no statement a client could verify).
     pub fn revoke_by_operator(&mut self, key: VendorKey) {
         self.revoked.entry(key).or_insert(None);
+    }
+
+    /// Records an operator's signed revocation of `subject` (verified, committed).
+    pub fn apply_operator(&mut self, subject: VendorKey, signed: SignedOperatorStatement) {
+        self.revoked.entry(subject).or_insert(None);
+        let held = self.by_operators.entry(subject).or_default();
+        if !held.contains(&signed) {
+            held.push(signed);
+        }
+    }
+
+    /// The operators' statements about `keys`.
+    pub fn operator_statements_for(&self, keys: &[VendorKey]) -> Vec<SignedOperatorStatement> {
+        keys.iter()
+            .filter_map(|k| self.by_operators.get(k))
+            .flatten()
+            .cloned()
+            .collect()
     }
 
     /// The statements about `keys` and about every key their rotations lead to: what a

@@ -7,11 +7,14 @@
 //!
 //! - [`lease_table`]: leases and their deadlines.
 //! - [`catalog`] and [`matcher`]: registrations indexed by interface, ranked matching.
-//! - [`keys`]: key rotations and revocations in force.
+//! - [`keys`]: key rotations and revocations in force, operators' revocations included.
+//! - [`clients`]: the clients the registry knows; [`controls`]: what operators set.
 //! - [`events`]: the numbered event ring.
 //! - [`state`]: all of them together as one state machine, and the restart rule.
 
 pub mod catalog;
+pub mod clients;
+pub mod controls;
 pub mod events;
 pub mod keys;
 pub mod lease_table;

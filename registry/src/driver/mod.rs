@@ -12,6 +12,7 @@
 //! and say so in their docs; the server runs them on the blocking pool, except the bounded
 //! manifest read of a lookup ([`Registry::find`]). The methods here work in memory only.
 
+mod people;
 mod reads;
 mod writes;
 

@@ -5,15 +5,12 @@
 use super::Registry;
 use crate::core::lease_table::Millis;
 use crate::core::state::FlushStats;
-use crate::errors::{GrantError, LeaseError, RegisterError, ReportError, StatementRefused};
+use crate::errors::{GrantError, LeaseError, RegisterError, StatementRefused};
 use crate::store::{Storage, StoreError};
 use courier_protocol::inspect;
-use courier_protocol::limits::{MAX_CLIENT_LEN, MAX_REPORT_BYTES};
 use courier_protocol::{
-    ContentHash, HistoryEntry, KeyStatement, LeaseGrant, LeaseId, Outcome, Register,
-    SignedKeyStatement, VendorKey,
+    ContentHash, KeyStatement, LeaseGrant, LeaseId, Register, SignedKeyStatement, VendorKey,
 };
-use std::sync::atomic::Ordering;
 
 /// How long after the last flush a flush commits even with nothing to write (so that the
 /// time the registry was last alive stays recent).
@@ -182,28 +179,6 @@ impl Registry {
             return Ok(());
         };
         self.commit(&writer, self.now(), planned)
-    }
-
-    /// Records a run's outcome in the client's service history, durably. Blocking.
-    pub fn report(&self, now: Millis, outcome: Outcome) -> Result<(), ReportError> {
-        if outcome.client.is_empty() || outcome.client.len() > MAX_CLIENT_LEN {
-            return Err(ReportError::Invalid("client id must be 1..=128 bytes"));
-        }
-        let entry = HistoryEntry {
-            at_ms: self.wall_ms(now),
-            outcome,
-        };
-        if courier_protocol::codec::encode(&entry).len() > MAX_REPORT_BYTES {
-            return Err(ReportError::Invalid("report larger than 16 KiB"));
-        }
-        let seq = self.history_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.store.append_history(
-            &entry.outcome.client,
-            seq,
-            &entry,
-            self.config.history_limit,
-        )?;
-        Ok(())
     }
 
     /// Loads many registrations at once in one durable transaction, checking signatures,

@@ -32,6 +32,8 @@ pub(super) struct Session {
     pub rate: RateLimit,
     /// The room for large answers of the connection's peer address.
     pub room: Arc<Semaphore>,
+    /// Whether a request that needs an operator key was refused already (logged once).
+    pub refused_admin: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -84,6 +86,7 @@ pub(super) async fn serve(incoming: quinn::Incoming, shared: &Arc<Shared>, room:
         auth: OnceLock::new(),
         rate: RateLimit::new(shared.config.request_rate_per_connection),
         room,
+        refused_admin: std::sync::atomic::AtomicBool::new(false),
     });
     let mut warned = false;
     let mut shutdown = shared.shutdown.clone();

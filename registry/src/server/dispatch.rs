@@ -6,6 +6,7 @@
 
 use super::admission::AnswerRoom;
 use super::connection::Session;
+use super::people;
 use super::respond::{refusal, reserve};
 use super::wire_errors::{ToWire, not_authenticated};
 use crate::driver::Registry;
@@ -57,6 +58,11 @@ async fn build(req: Request, session: &Session) -> Response {
     let (registry, peer) = (&session.shared.registry, session.peer);
     let key = session.auth.get().copied();
     let what = request_name(&req);
+    if let Some(key) = &key
+        && !matches!(req, Request::Renew { .. })
+    {
+        registry.contact(registry.now(), key);
+    }
     let answer = match req {
         // Inline: a signature check.
         Request::Authenticate { vendor, signature } => authenticate(session, vendor, &signature),
@@ -118,18 +124,19 @@ async fn build(req: Request, session: &Session) -> Response {
         })
         .await
         .map(Response::Leases),
-        // Blocking: commits with fsync.
-        Request::Report(outcome) => blocking(registry, move |reg| {
-            reg.report(reg.now(), outcome).map_err(|e| e.to_wire())
-        })
-        .await
-        .map(|()| Response::Reported),
-        // Blocking: reads history pages.
-        Request::History { client, limit } => blocking(registry, move |reg| {
-            reg.history(&client, limit).map_err(|e| e.to_wire())
-        })
-        .await
-        .map(Response::History),
+        // Clients' and operators' requests, each authorized there.
+        req @ (Request::RegisterClient(_)
+        | Request::ShareSystemData(_)
+        | Request::Client { .. }
+        | Request::Report(_)
+        | Request::History { .. }
+        | Request::Clients { .. }
+        | Request::Admin(_)
+        | Request::Audit { .. }) => people::answer(req, session).await,
+        // Inline: memory only.
+        Request::OperatorStatements { keys } => Ok(Response::OperatorStatements(
+            registry.operator_statements(&keys),
+        )),
         Request::Hello(_) => Err(WireError::new(ErrorKind::BadHandshake, "hello sent twice")),
         Request::Subscribe { .. } | Request::KeepAlive => Err(WireError::new(
             ErrorKind::Internal,
@@ -156,6 +163,13 @@ fn request_name(req: &Request) -> &'static str {
         Request::History { .. } => "history",
         Request::KeyStatement(_) => "key statement",
         Request::KeyStatements { .. } => "key statements",
+        Request::RegisterClient(_) => "client registration",
+        Request::ShareSystemData(_) => "system data",
+        Request::Clients { .. } => "clients",
+        Request::Client { .. } => "client",
+        Request::Admin(_) => "operator action",
+        Request::Audit { .. } => "audit",
+        Request::OperatorStatements { .. } => "operator statements",
     }
 }
 
@@ -184,7 +198,7 @@ fn authenticate(
 }
 
 /// Runs `f` on the registry on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     registry: &Arc<Registry>,
     f: impl FnOnce(&Registry) -> Result<T, WireError> + Send + 'static,
 ) -> Result<T, WireError> {

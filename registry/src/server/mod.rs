@@ -4,6 +4,7 @@
 //!   admitted (rate, requests in flight) before it is read;
 //! - `dispatch`: the answer to each request, each arm saying whether it runs inline or on
 //!   the blocking pool, with the room large answers take;
+//! - `people`: clients' and operators' requests, and who may make them;
 //! - `respond`: writing answers within their budgets and deadlines;
 //! - `kept`: streams a request takes over (keep-alive renewals, event subscriptions);
 //! - `tasks`: the background tasks (expiry, write-behind flush);
@@ -17,6 +18,7 @@ mod admission;
 mod connection;
 mod dispatch;
 mod kept;
+mod people;
 mod respond;
 mod tasks;
 mod wire_errors;

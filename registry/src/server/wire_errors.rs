@@ -2,9 +2,11 @@
 //! act on, and the error's own message.
 
 use crate::core::catalog::CatalogError;
+use crate::core::clients::ClientError;
 use crate::core::keys::KeyError;
 use crate::errors::{
-    FindError, GrantError, LeaseError, ReadError, RegisterError, ReportError, StatementRefused,
+    AdminError, ClientRequestError, FindError, GrantError, LeaseError, ReadError, RegisterError,
+    ReportError, StatementRefused,
 };
 use courier_protocol::{ErrorKind, StatementError, VerifyError, WireError};
 
@@ -17,6 +19,11 @@ pub(super) trait ToWire: std::fmt::Display {
     fn to_wire(&self) -> WireError {
         WireError::new(self.kind(), self.to_string())
     }
+}
+
+/// The refusal of a request an authenticated key may not make.
+pub(super) fn forbidden(what: &str) -> WireError {
+    WireError::new(ErrorKind::Forbidden, what)
 }
 
 /// The refusal of a request that needs an authenticated connection.
@@ -59,6 +66,8 @@ impl ToWire for RegisterError {
             RegisterError::Catalog(CatalogError::NotOwner { .. }) => ErrorKind::NotOwner,
             RegisterError::Catalog(CatalogError::Interface(_)) => ErrorKind::BadManifest,
             RegisterError::Key(e) => e.kind(),
+            RegisterError::Banned { .. } => ErrorKind::Banned,
+            RegisterError::Draining { .. } => ErrorKind::Draining,
             RegisterError::Store(_) => ErrorKind::Internal,
         }
     }
@@ -84,6 +93,8 @@ impl ToWire for LeaseError {
         match self {
             LeaseError::Unknown(_) => ErrorKind::UnknownLease,
             LeaseError::NotOwner(_) => ErrorKind::NotOwner,
+            LeaseError::Revoked { .. } => ErrorKind::LeaseRevoked,
+            LeaseError::Draining { .. } => ErrorKind::Draining,
             LeaseError::NoHeadroom => ErrorKind::Busy,
             LeaseError::Store(_) => ErrorKind::Internal,
         }
@@ -112,6 +123,7 @@ impl ToWire for ReportError {
     fn kind(&self) -> ErrorKind {
         match self {
             ReportError::Invalid(_) => ErrorKind::BadQuery,
+            ReportError::UnknownClient(_) => ErrorKind::UnknownClient,
             ReportError::Store(_) => ErrorKind::Internal,
         }
     }
@@ -122,6 +134,29 @@ impl ToWire for GrantError {
         match self {
             GrantError::Name(_) => ErrorKind::BadQuery,
             GrantError::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl ToWire for AdminError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AdminError::UnknownLease(_) => ErrorKind::UnknownLease,
+            AdminError::Name(_) | AdminError::Reason(_) => ErrorKind::BadQuery,
+            AdminError::Statement(_) => ErrorKind::BadSignature,
+            AdminError::NotTheSigner { .. } => ErrorKind::Forbidden,
+            AdminError::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl ToWire for ClientRequestError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ClientRequestError::Client(ClientError::Unknown(_)) => ErrorKind::UnknownClient,
+            ClientRequestError::Client(ClientError::TooLarge(_)) => ErrorKind::BadQuery,
+            ClientRequestError::Forbidden(_) => ErrorKind::Forbidden,
+            ClientRequestError::Store(_) => ErrorKind::Internal,
         }
     }
 }

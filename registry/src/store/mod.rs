@@ -14,7 +14,8 @@ pub use self::redb::RedbStore;
 pub use blobs::BlobSweep;
 
 use courier_protocol::{
-    ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest, VendorKey,
+    AuditEntry, ClientInfo, ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest,
+    SignedOperatorStatement, VendorKey,
 };
 
 /// Durable storage of a registry. Every commit is durable when it returns, and a reader
@@ -53,6 +54,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// The newest history entry of `client`, if any.
+    fn last_history(&self, client: &str) -> Result<Option<HistoryEntry>, StoreError>;
+
+    /// Audit entries from number `from_seq` on, oldest first, at most `limit`.
+    fn audit(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Stores component bytes under their hash, atomically and durably (nothing happens if
     /// they are there already). A component lives as long as a committed registration
@@ -128,6 +135,19 @@ pub struct StoredMeta {
     pub rotations: Vec<(VendorKey, SignedKeyStatement)>,
     /// Key revocations: the key and its own statement (`None`: by the operator).
     pub revocations: Vec<(VendorKey, Option<SignedKeyStatement>)>,
+    /// Operators' signed revocations: the key revoked and the statement.
+    pub operator_statements: Vec<(VendorKey, SignedOperatorStatement)>,
+    /// Every registered client.
+    pub clients: Vec<ClientInfo>,
+    /// Bans: service name, vendor key, reason.
+    pub bans: Vec<(String, VendorKey, String)>,
+    /// Drained services and why.
+    pub drains: Vec<(String, String)>,
+    /// Leases an operator revoked: the lease, why, and until when (wall-clock ms) it is
+    /// remembered.
+    pub lease_revocations: Vec<(LeaseId, String, u64)>,
+    /// The highest audit entry number used.
+    pub audit_seq: u64,
 }
 
 /// What a write transaction changes. Everything in it commits together, durably.
@@ -153,6 +173,24 @@ pub struct Batch {
     pub revocations: Vec<(VendorKey, Option<SignedKeyStatement>)>,
     /// Names owned by, and grants to, the first key pass to the second (a rotation).
     pub transfers: Vec<(VendorKey, VendorKey)>,
+    /// Operators' signed revocations to keep.
+    pub operator_statements: Vec<(VendorKey, SignedOperatorStatement)>,
+    /// Client records to write (whole).
+    pub clients: Vec<ClientInfo>,
+    /// Operators' actions to log.
+    pub audit: Vec<AuditEntry>,
+    /// Bans to add: name, key, reason.
+    pub bans: Vec<(String, VendorKey, String)>,
+    /// Bans to lift.
+    pub unbans: Vec<(String, VendorKey)>,
+    /// Drains to start: name, reason.
+    pub drains: Vec<(String, String)>,
+    /// Drains to end.
+    pub undrains: Vec<String>,
+    /// Revoked leases to remember: lease, reason, until (wall-clock ms).
+    pub lease_revocations: Vec<(LeaseId, String, u64)>,
+    /// Revoked leases to forget.
+    pub forget_lease_revocations: Vec<LeaseId>,
 }
 
 impl Batch {
@@ -168,5 +206,14 @@ impl Batch {
             && self.rotations.is_empty()
             && self.revocations.is_empty()
             && self.transfers.is_empty()
+            && self.operator_statements.is_empty()
+            && self.clients.is_empty()
+            && self.audit.is_empty()
+            && self.bans.is_empty()
+            && self.unbans.is_empty()
+            && self.drains.is_empty()
+            && self.undrains.is_empty()
+            && self.lease_revocations.is_empty()
+            && self.forget_lease_revocations.is_empty()
     }
 }

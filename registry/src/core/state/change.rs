@@ -3,7 +3,7 @@
 //! applies it once the batch is durable. Reserving event numbers is part of every plan's
 //! batch and of applying it, in one place ([`RegistryState::apply`]).
 
-use super::{RegistryState, Retire};
+use super::{RegistryState, Retire, is_service_name};
 use crate::core::catalog::CatalogError;
 use crate::core::lease_table::{LeaseOp, Millis};
 use crate::errors::{GrantError, LeaseError, RegisterError, StatementRefused};
@@ -69,6 +69,7 @@ impl RegistryState {
         ttl_ms: u64,
     ) -> Result<Planned<Register>, RegisterError> {
         self.keys.check_active(key)?;
+        self.check_controls(&manifest.name, key)?;
         let admission = self.catalog.admit(&manifest.name, key)?;
         self.catalog.check_exports(&manifest)?;
         let ttl_ms = self.config.policy.clamp(ttl_ms);
@@ -176,7 +177,15 @@ impl RegistryState {
     pub fn plan_flush(&mut self, now: Millis, stale_after_ms: u64) -> Option<Planned<Flush>> {
         let reserve = self.reservation_needed(1);
         let stale = now.since(self.last_flush) >= stale_after_ms;
-        if self.dirty.is_empty() && self.deleted.is_empty() && reserve.is_none() && !stale {
+        let clients = self.clients.take_dirty();
+        let forget = self.controls.forget_revoked(self.wall_ms(now));
+        if self.dirty.is_empty()
+            && self.deleted.is_empty()
+            && reserve.is_none()
+            && !stale
+            && clients.is_empty()
+            && forget.is_empty()
+        {
             return None;
         }
         let dirty = std::mem::take(&mut self.dirty);
@@ -199,6 +208,8 @@ impl RegistryState {
             delete: std::mem::take(&mut self.deleted),
             seq_reserved: reserve,
             last_alive_ms: Some(self.wall_ms(now)),
+            clients,
+            forget_lease_revocations: forget,
             ..Default::default()
         };
         Some(Planned {
@@ -252,6 +263,24 @@ impl RegistryState {
         })
     }
 
+    /// Refuses a registration of `name` by `key` that an operator stopped.
+    fn check_controls(&self, name: &str, key: &VendorKey) -> Result<(), RegisterError> {
+        if let Some(reason) = self.controls.banned(name, key) {
+            return Err(RegisterError::Banned {
+                name: name.to_string(),
+                key: *key,
+                reason: reason.to_string(),
+            });
+        }
+        if let Some(reason) = self.controls.draining(name) {
+            return Err(RegisterError::Draining {
+                name: name.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// The stored row of a lease granted now for `ttl_ms`.
     fn new_row(&self, now: Millis, ttl_ms: u64) -> LeaseRow {
         LeaseRow {
@@ -286,15 +315,6 @@ impl RegistryState {
             }
         }
     }
-}
-
-/// Whether `name` can be a service name (the manifest's rule, for names an operator types).
-fn is_service_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= courier_protocol::limits::manifest::NAME_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
 }
 
 /// A new registration.
@@ -418,13 +438,16 @@ impl Change for Flush {
     }
 
     fn abandon(self, st: &mut RegistryState, batch: Batch) {
-        // Kept for the next flush.
+        // Kept for the next flush (forgotten lease revocations are forgotten again, from
+        // memory, by a later flush; their rows stay until then).
         for (id, _) in batch.leases {
             if st.table.get(&id).is_some() {
                 st.dirty.insert(id, ());
             }
         }
         st.deleted.extend(batch.delete);
+        st.clients
+            .mark_dirty(batch.clients.into_iter().map(|c| c.key));
     }
 }
 

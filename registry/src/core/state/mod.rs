@@ -18,7 +18,9 @@
 //! in-memory ones refuse with [`NoHeadroom`] rather than number an event that a restart
 //! could number again.
 
+mod admin;
 mod change;
+mod clients;
 mod restart;
 mod views;
 
@@ -27,6 +29,8 @@ pub use restart::{Restart, RestartCounts, Restorer};
 pub use views::{LeasePageRows, PageRow, candidates};
 
 use crate::core::catalog::{Catalog, Registration};
+use crate::core::clients::ClientBook;
+use crate::core::controls::Controls;
 use crate::core::events::EventRing;
 use crate::core::keys::KeyBook;
 use crate::core::lease_table::{LeaseChange, LeaseMap, LeaseOp, LeasePolicy, LeaseTable, Millis};
@@ -68,6 +72,12 @@ pub struct RegistryState {
     deleted: Vec<LeaseId>,
     /// When the last flush was committed.
     last_flush: Millis,
+    /// The clients the registry knows.
+    clients: ClientBook,
+    /// What operators set: revoked leases, bans, drains.
+    controls: Controls,
+    /// The last audit entry number used.
+    audit_seq: u64,
 }
 
 /// How a registration leaves the catalog. Every way out goes through one path, so each
@@ -109,6 +119,9 @@ impl RegistryState {
             dirty: LeaseMap::default(),
             deleted: Vec::new(),
             last_flush: Millis(0),
+            clients: ClientBook::default(),
+            controls: Controls::default(),
+            audit_seq: 0,
         }
     }
 
@@ -130,7 +143,20 @@ impl RegistryState {
         lease: LeaseId,
         ttl_ms: u64,
     ) -> Result<LeaseGrant, LeaseError> {
+        if let Some(reason) = self.controls.revoked(&lease) {
+            return Err(LeaseError::Revoked {
+                lease,
+                reason: reason.to_string(),
+            });
+        }
         let reg = self.live_registration_of(now, key, lease)?.clone();
+        if let Some(reason) = self.controls.draining(&reg.name) {
+            return Err(LeaseError::Draining {
+                lease,
+                name: reg.name.to_string(),
+                reason: reason.to_string(),
+            });
+        }
         if self.events.headroom() == 0 {
             return Err(LeaseError::NoHeadroom);
         }
@@ -265,6 +291,15 @@ impl RegistryState {
             ..Default::default()
         }
     }
+}
+
+/// Whether `name` can be a service name (the manifest's rule, for names an operator types).
+pub(super) fn is_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= courier_protocol::limits::manifest::NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
 }
 
 #[cfg(test)]

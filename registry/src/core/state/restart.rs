@@ -17,6 +17,7 @@
 
 use super::{Change, Planned, RegistryState, StateConfig};
 use crate::core::catalog::Admission;
+use crate::core::clients::ClientRecord;
 use crate::core::keys::{KeyBook, StoredStatementError};
 use crate::core::lease_table::{LeaseOp, Millis, Restore};
 use crate::store::{Batch, LeaseRow, StoredLease, StoredMeta};
@@ -65,7 +66,22 @@ impl Restorer {
         for (name, key) in &meta.grants {
             state.catalog.grant(name, key);
         }
-        state.keys = KeyBook::from_stored(meta.rotations, meta.revocations)?;
+        state.keys =
+            KeyBook::from_stored(meta.rotations, meta.revocations, meta.operator_statements)?;
+        for info in meta.clients {
+            let (key, record) = ClientRecord::from_info(info);
+            state.clients.put(key, record);
+        }
+        for (name, key, reason) in meta.bans {
+            state.controls.ban(&name, key, reason);
+        }
+        for (name, reason) in meta.drains {
+            state.controls.drain(&name, reason);
+        }
+        for (lease, reason, until) in meta.lease_revocations {
+            state.controls.revoke_lease(lease, reason, until);
+        }
+        state.audit_seq = meta.audit_seq;
         Ok(Self {
             state,
             wall_now_ms,

@@ -28,11 +28,13 @@
 //! a registration.
 
 mod history;
+mod operations;
 
 use super::blobs::{BlobDir, BlobSweep};
 use super::{Batch, LeaseRow, Storage, StoreError, StoredLease, StoredMeta};
 use courier_protocol::{
-    ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest, VendorKey, codec,
+    AuditEntry, ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest, VendorKey,
+    codec,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -189,6 +191,7 @@ impl RedbStore {
             txn.open_table(REVOCATIONS)?;
             txn.open_table(BLOB_REFS)?;
             txn.open_table(HISTORY_ORDER)?;
+            operations::create(&txn)?;
             if meta.get("registry_id")?.is_none() {
                 let id = hex::encode(rand::random::<[u8; 16]>());
                 meta.insert("registry_id", id.as_bytes())?;
@@ -365,7 +368,7 @@ impl Storage for RedbStore {
             .unwrap_or_default();
         let (names, grants) = self.load_names()?;
         let (rotations, revocations) = self.load_keys()?;
-        Ok(StoredMeta {
+        let mut stored = StoredMeta {
             registry_id,
             seq_reserved: meta_u64(&meta, "seq_reserved")?,
             last_alive_ms: meta_u64(&meta, "last_alive_ms")?,
@@ -374,7 +377,10 @@ impl Storage for RedbStore {
             grants,
             rotations,
             revocations,
-        })
+            ..Default::default()
+        };
+        operations::load(&txn, &mut stored)?;
+        Ok(stored)
     }
 
     fn load_leases(&self, each: &mut dyn FnMut(StoredLease)) -> Result<Vec<LeaseId>, StoreError> {
@@ -490,6 +496,7 @@ impl Storage for RedbStore {
                     grants.insert((name.as_str(), &to.0), ())?;
                 }
             }
+            operations::commit(&txn, batch)?;
             if batch.seq_reserved.is_some() || batch.last_alive_ms.is_some() {
                 let mut meta = txn.open_table(META)?;
                 if let Some(s) = batch.seq_reserved {
@@ -539,6 +546,14 @@ impl Storage for RedbStore {
         max_bytes: usize,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
         history::newest(&self.db, client, limit, max_bytes)
+    }
+
+    fn last_history(&self, client: &str) -> Result<Option<HistoryEntry>, StoreError> {
+        Ok(history::newest(&self.db, client, 1, usize::MAX)?.pop())
+    }
+
+    fn audit(&self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        operations::audit(&self.db.begin_read()?, from_seq, limit)
     }
 
     fn put_component(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), StoreError> {

@@ -50,6 +50,8 @@ pub struct RegistryClient {
     addr: SocketAddr,
     keep_alive: Arc<tokio::sync::Mutex<Option<KeepAliveStream>>>,
     streams: Arc<StreamPool>,
+    /// The key the connection authenticated as, once it has.
+    authenticated: Arc<std::sync::OnceLock<VendorKey>>,
 }
 
 /// The connection's keep-alive stream ([`Request::KeepAlive`]).
@@ -72,6 +74,9 @@ macro_rules! expect {
         }
     };
 }
+
+// After the macro, which the module uses.
+mod people;
 
 impl RegistryClient {
     /// Connects to the registry at `addr` whose TLS key hashes to `pin`, and says Hello.
@@ -104,12 +109,18 @@ impl RegistryClient {
             addr,
             keep_alive: Arc::default(),
             streams: Arc::default(),
+            authenticated: Arc::default(),
         })
     }
 
     /// The registry's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The pin the registry's TLS key was checked against.
+    pub fn pin(&self) -> SpkiPin {
+        self.pin
     }
 
     /// The underlying QUIC connection.
@@ -145,14 +156,30 @@ impl RegistryClient {
             .map_err(|_| TransportError::Timeout(timeout))??)
     }
 
-    /// Proves possession of `key`: the connection then acts for that vendor.
+    /// Proves possession of `key`: the connection then acts for that key (a vendor, a
+    /// client or an operator). A connection authenticates as one key only.
     pub async fn authenticate(&self, key: &SigningKey) -> Result<(), ClientError> {
         let signature = sign(key, AUTH_DOMAIN, &auth_message(&self.challenge, &self.pin));
         let req = Request::Authenticate {
             vendor: VendorKey::of(key),
             signature,
         };
-        expect!(self.request(&req).await?, Response::Authenticated => (), "expected Authenticated")
+        expect!(self.request(&req).await?, Response::Authenticated => (), "expected Authenticated")?;
+        let _ = self.authenticated.set(VendorKey::of(key));
+        Ok(())
+    }
+
+    /// Authenticates as `key` unless the connection already has.
+    pub async fn ensure_authenticated(&self, key: &SigningKey) -> Result<(), ClientError> {
+        if self.authenticated.get() == Some(&VendorKey::of(key)) {
+            return Ok(());
+        }
+        self.authenticate(key).await
+    }
+
+    /// The key the connection authenticated as, if it has.
+    pub fn authenticated_as(&self) -> Option<VendorKey> {
+        self.authenticated.get().copied()
     }
 
     /// Registers a proxy.

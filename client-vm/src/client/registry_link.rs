@@ -1,0 +1,99 @@
+//! The client's link to the registry: the current connection (replaced when it was lost,
+//! by a new one to the same address and pin) and the watched lookup cache in front of the
+//! registry's `find`.
+
+use crate::lookup_cache::LookupCache;
+use courier_protocol::{Candidate, ServiceQuery, SigningKey, SpkiPin};
+use courier_transport::{ClientError, RegistryClient};
+use std::net::SocketAddr;
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// A registry connection with reconnection and the lookup cache.
+pub(super) struct RegistryLink {
+    current: RwLock<RegistryClient>,
+    /// Where to connect again (the first connection's address and pin) and the agent
+    /// named in the Hello.
+    reconnect: (SocketAddr, SpkiPin, String),
+    lookups: LookupCache,
+    /// Longest a query's candidates are reused (zero: ask on every call).
+    lookup_ttl: Duration,
+    /// The client's key, with which a new connection authenticates.
+    key: Option<SigningKey>,
+}
+
+impl RegistryLink {
+    /// A link on `registry`, connecting again as `agent` when it is lost, reusing a
+    /// query's candidates for up to `lookup_ttl`.
+    pub(super) fn new(
+        registry: RegistryClient,
+        agent: String,
+        lookup_ttl: Duration,
+        key: Option<SigningKey>,
+    ) -> Self {
+        Self {
+            reconnect: (registry.addr(), registry.pin(), agent),
+            current: RwLock::new(registry),
+            lookups: LookupCache::new(),
+            lookup_ttl,
+            key,
+        }
+    }
+
+    /// The current connection (a cheap handle).
+    pub(super) fn current(&self) -> RegistryClient {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Queries whose candidates the lookup cache keeps now.
+    pub(super) fn cached_lookups(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// Candidates from the lookup cache, or from the registry (then remembered while the
+    /// interface's event feed shows no change), with the connection that answered.
+    pub(super) async fn find(
+        &self,
+        query: ServiceQuery,
+    ) -> Result<(RegistryClient, Vec<Candidate>), ClientError> {
+        if self.lookup_ttl.is_zero() {
+            return self.find_remote(query).await;
+        }
+        if let Some(candidates) = self.lookups.get(&query, self.lookup_ttl) {
+            return Ok((self.current(), candidates));
+        }
+        let fill = self.lookups.begin(&self.current(), &query).await;
+        let (registry, candidates) = self.find_remote(query).await?;
+        if let Some(fill) = fill {
+            self.lookups.put(fill, &candidates);
+        }
+        Ok((registry, candidates))
+    }
+
+    /// Finds candidates at the registry; if the connection was lost, reconnects once and
+    /// asks again.
+    pub(super) async fn find_remote(
+        &self,
+        query: ServiceQuery,
+    ) -> Result<(RegistryClient, Vec<Candidate>), ClientError> {
+        let registry = self.current();
+        match registry.find(query.clone()).await {
+            Ok(c) => Ok((registry, c)),
+            Err(ClientError::Transport(e)) if registry.connection().close_reason().is_some() => {
+                let (addr, pin, agent) = &self.reconnect;
+                tracing::info!("registry connection lost ({e}); reconnecting");
+                let fresh = RegistryClient::connect(*addr, *pin, agent).await?;
+                if let Some(key) = &self.key {
+                    fresh.authenticate(key).await?;
+                }
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                let candidates = fresh.find(query).await?;
+                Ok((fresh, candidates))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

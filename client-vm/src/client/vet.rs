@@ -1,0 +1,205 @@
+//! The check order: everything a candidate must pass before a byte of it is compiled, and
+//! the component it is then compiled to. Cheapest first, so that a forged, untrusted or
+//! stale manifest is refused before anything is downloaded:
+//!
+//! 1. the manifest's signature (`SignedManifest::verify`);
+//! 2. its vendor key is trusted and not revoked (rotations followed);
+//! 3. it is within its validity window;
+//! 4. its version is not below the highest accepted from the vendor, or is exactly the
+//!    pinned one;
+//! 5. it claims the interface and function called;
+//! 6. the imports it declares are granted by the policy;
+//! 7. the size it declares is within the policy's cap;
+//! 8. the component is fetched by hash, reading no more than that declared size (or taken
+//!    compiled from the cache, which holds only components that passed 8–10 before);
+//! 9. its bytes have the declared hash and size;
+//! 10. its real imports are granted (read from the component before compiling) and its real
+//!     exports include the function called.
+//!
+//! A candidate failing a check gets a [`RejectReason`] and the next one is tried.
+
+use super::timings::{PhaseTimer, timed};
+use super::{Client, PhaseTimings, RejectReason};
+use crate::invoke::{CallSpec, lookup};
+use crate::policy::Policy;
+use crate::sandbox::{CompileError, Compiled};
+use courier_protocol::{Candidate, ContentHash, Manifest, Verified, VerifyError};
+use courier_transport::RegistryClient;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A candidate that passed every check, and its compiled component.
+pub(super) struct Vetted {
+    /// The verified manifest.
+    pub(super) manifest: Manifest,
+    /// The component, compiled by this client (or from its cache).
+    pub(super) compiled: Arc<Compiled>,
+}
+
+impl Client {
+    /// Runs every check on `candidate` for the call `spec`, in order, and returns it
+    /// compiled; `registry` is the connection that offered it (and serves its component).
+    /// Time spent is added to `timings` by phase.
+    pub(super) async fn vet(
+        &self,
+        registry: &RegistryClient,
+        candidate: &Candidate,
+        spec: &CallSpec,
+        timings: &mut PhaseTimings,
+    ) -> Result<Vetted, RejectReason> {
+        let policy = self.sandbox.policy();
+
+        // 1-7: what the signed manifest says, checked before anything is downloaded.
+        let verifying = PhaseTimer::start(&mut timings.verify);
+        let manifest = self.verified.verify(candidate)?; // 1. signature
+        self.trust.check(&manifest.vendor_key)?; // 2. trusted vendor
+        manifest.check_times(now_ms())?; // 3. validity window
+        self.versions.check(&manifest, &self.trust.read())?; // 4. version, rollback
+        check_claims(&manifest, spec)?; // 5. claims
+        policy.check_imports(&manifest.imports)?; // 6. declared capabilities
+        check_declared_size(&manifest, policy)?; // 7. declared size
+        drop(verifying);
+
+        // 8-10: the component, compiled before, or fetched, checked against the manifest
+        // and compiled (its real imports are checked against the policy first).
+        let hash = manifest.component_hash;
+        let cached = {
+            let _compiling = PhaseTimer::start(&mut timings.compile);
+            self.sandbox.cached(&hash)
+        };
+        let compiled = match cached {
+            Some(compiled) => {
+                timings.cache_hit = true;
+                compiled
+            }
+            None => {
+                let size = manifest.component_size;
+                let fetch = registry.fetch(hash, size, policy.limits.fetch_timeout);
+                let bytes = timed(&mut timings.fetch, fetch) // 8. fetch, at most `size`
+                    .await
+                    .map_err(RejectReason::Fetch)?;
+                let checking = check_hash_and_size(bytes, &manifest); // 9. hash and size
+                let bytes = timed(&mut timings.verify, checking).await?;
+                let compiling = self.sandbox.compile_hashed(bytes, hash); // 10. real imports
+                let (compiled, hit) = timed(&mut timings.compile, compiling)
+                    .await
+                    .map_err(compile_refusal)?;
+                timings.cache_hit = hit;
+                compiled
+            }
+        };
+        // 10. the component itself exports what the manifest claims and the call needs.
+        lookup(compiled.component(), &compiled.interfaces().exports, spec)
+            .map_err(RejectReason::MissingExport)?;
+        Ok(Vetted { manifest, compiled })
+    }
+}
+
+/// Most verified manifests remembered (a verification is valid as long as the bytes are
+/// the same; times and trust are checked on every call anyway).
+const VERIFIED_CACHE: usize = 256;
+
+/// Signature checks remembered by (hash of the signed bytes, signature), so that a warm
+/// call does not verify the same manifest again. Off for a client that keeps nothing
+/// between calls (strict discard).
+pub(super) struct VerifiedManifests {
+    remember: bool,
+    cache: Mutex<HashMap<SignedBytes, Verified<Manifest>>>,
+}
+
+/// What identifies a signed manifest: the hash of its bytes and its signature.
+type SignedBytes = (ContentHash, [u8; 64]);
+
+impl VerifiedManifests {
+    /// A cache, if `remember`; otherwise every manifest is verified every time.
+    pub(super) fn new(remember: bool) -> Self {
+        Self {
+            remember,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// Verifies `candidate`'s manifest, or finds it verified before for identical bytes.
+    fn verify(&self, candidate: &Candidate) -> Result<Manifest, VerifyError> {
+        let key = (
+            ContentHash::of(&candidate.manifest.bytes),
+            candidate.manifest.signature,
+        );
+        if self.remember {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(v) = cache.get(&key) {
+                return Ok(v.get().clone());
+            }
+        }
+        let verified = candidate.manifest.verify()?;
+        let manifest = verified.get().clone();
+        if self.remember {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= VERIFIED_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, verified);
+        }
+        Ok(manifest)
+    }
+}
+
+/// Check 5: the manifest claims the interface and the function called.
+fn check_claims(manifest: &Manifest, spec: &CallSpec) -> Result<(), RejectReason> {
+    let claimed = manifest
+        .exports
+        .iter()
+        .find(|e| spec.matches_export(&e.interface))
+        .ok_or_else(|| RejectReason::NotClaimed(spec.interface.to_string()))?;
+    if !claimed.functions.contains(&spec.function) {
+        return Err(RejectReason::NotClaimed(format!(
+            "{}.{}",
+            claimed.interface, spec.function
+        )));
+    }
+    Ok(())
+}
+
+/// Check 7: the declared component size is within the policy's cap.
+fn check_declared_size(manifest: &Manifest, policy: &Policy) -> Result<(), RejectReason> {
+    let limit = policy.limits.component_bytes;
+    if manifest.component_size > limit {
+        return Err(RejectReason::TooLarge {
+            size: manifest.component_size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Check 9: the fetched bytes have the manifest's hash and size
+/// (`Manifest::check_component`), computed off the async threads like compiling.
+async fn check_hash_and_size(
+    bytes: Vec<u8>,
+    manifest: &Manifest,
+) -> Result<Arc<[u8]>, RejectReason> {
+    let bytes: Arc<[u8]> = Arc::from(bytes);
+    let (checking, expected) = (bytes.clone(), manifest.clone());
+    tokio::task::spawn_blocking(move || expected.check_component(&checking))
+        .await
+        .map_err(|e| RejectReason::Compile(CompileError::Task(e.to_string())))??;
+    Ok(bytes)
+}
+
+/// Why compiling refused a candidate: its real imports are not granted, or it could not be
+/// read or compiled.
+fn compile_refusal(error: CompileError) -> RejectReason {
+    match error {
+        CompileError::NotGranted(missing) => RejectReason::Capabilities(missing),
+        other => RejectReason::Compile(other),
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch (for the validity window).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

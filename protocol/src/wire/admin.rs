@@ -1,0 +1,95 @@
+//! Operators' actions on a running registry, and the audit log each of them leaves.
+
+use super::LeaseId;
+use crate::operator::SignedOperatorStatement;
+use crate::signing::VendorKey;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An operator's action. Each needs a connection authenticated with an operator key and
+/// leaves an [`AuditEntry`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminAction {
+    /// Revokes one lease: its proxy stops matching at once, and its vendor is told why on
+    /// its next renewal.
+    RevokeLease {
+        /// The lease.
+        lease: LeaseId,
+        /// Why, for the vendor and the audit log.
+        reason: String,
+    },
+    /// Bans a vendor key from a service name: its registration of the name goes, and it
+    /// may not register it again until allowed.
+    Ban {
+        /// The service name.
+        name: String,
+        /// The vendor key.
+        key: VendorKey,
+        /// Why.
+        reason: String,
+    },
+    /// Lifts a ban.
+    Allow {
+        /// The service name.
+        name: String,
+        /// The vendor key.
+        key: VendorKey,
+    },
+    /// Lets a key register (and so replace, renew, cancel its own registrations of) a name;
+    /// an unowned name becomes the key's.
+    Grant {
+        /// The service name.
+        name: String,
+        /// The vendor key.
+        key: VendorKey,
+    },
+    /// Drains a service: no new registrations or renewals of the name, so its leases run
+    /// out.
+    Drain {
+        /// The service name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Ends a drain.
+    Undrain {
+        /// The service name.
+        name: String,
+    },
+    /// Revokes a vendor key with a statement the operator signs, which clients that trust
+    /// the operator key follow too.
+    RevokeKey(SignedOperatorStatement),
+}
+
+impl fmt::Display for AdminAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminAction::RevokeLease { lease, reason } => {
+                write!(f, "revoke lease {lease} ({reason})")
+            }
+            AdminAction::Ban { name, key, reason } => write!(f, "ban {key} from {name} ({reason})"),
+            AdminAction::Allow { name, key } => write!(f, "allow {key} for {name}"),
+            AdminAction::Grant { name, key } => write!(f, "grant {name} to {key}"),
+            AdminAction::Drain { name, reason } => write!(f, "drain {name} ({reason})"),
+            AdminAction::Undrain { name } => write!(f, "undrain {name}"),
+            AdminAction::RevokeKey(s) => match s.peek() {
+                Ok(st) => write!(f, "revoke key {}", st.subject),
+                Err(_) => f.write_str("revoke key <unreadable statement>"),
+            },
+        }
+    }
+}
+
+/// One operator action, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Its number: strictly increasing over the registry's life.
+    pub seq: u64,
+    /// When it was done, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The operator key that did it; `None` for the owner of the data directory, acting
+    /// while the registry was stopped.
+    pub operator: Option<VendorKey>,
+    /// What was done.
+    pub action: AdminAction,
+}

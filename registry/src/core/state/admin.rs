@@ -1,0 +1,202 @@
+//! Operators' actions on the state: each is planned with its audit entry in the same batch,
+//! so an action and its log commit together or not at all.
+
+use super::{Change, Planned, RegistryState, Retire, is_service_name};
+use crate::core::controls::remember_until;
+use crate::core::lease_table::Millis;
+use crate::errors::AdminError;
+use crate::store::Batch;
+use courier_protocol::limits::MAX_REASON_LEN;
+use courier_protocol::{AdminAction, AuditEntry, LeaseId, VendorKey};
+
+impl RegistryState {
+    /// Plans an operator's action. `operator` is the key the connection authenticated as
+    /// (`None`: the data directory's owner, offline). A lease revocation or a ban retires
+    /// the registrations it stops (event `revoked`) and remembers why, so that their
+    /// vendors learn it on their next renewal.
+    pub fn plan_admin(
+        &self,
+        now: Millis,
+        operator: Option<VendorKey>,
+        action: AdminAction,
+    ) -> Result<Planned<Admin>, AdminError> {
+        let mut retire = Vec::new();
+        let mut batch = Batch::default();
+        let until = remember_until(now, self.wall_base_ms, self.config.policy.max_ttl_ms);
+        match &action {
+            AdminAction::RevokeLease { lease, reason } => {
+                check_reason(reason)?;
+                if self.table.remaining(lease, now).is_none() || self.catalog.get(lease).is_none() {
+                    return Err(AdminError::UnknownLease(*lease));
+                }
+                retire.push((*lease, reason.clone()));
+            }
+            AdminAction::Ban { name, key, reason } => {
+                check_name(name)?;
+                check_reason(reason)?;
+                batch.bans.push((name.clone(), *key, reason.clone()));
+                let why = format!("{key} is banned from {name}: {reason}");
+                retire.extend(
+                    self.catalog
+                        .iter()
+                        .filter(|r| *r.name == **name && *r.vendor == *key)
+                        .map(|r| (r.lease, why.clone())),
+                );
+            }
+            AdminAction::Allow { name, key } => {
+                check_name(name)?;
+                batch.unbans.push((name.clone(), *key));
+            }
+            AdminAction::Grant { name, key } => {
+                check_name(name)?;
+                if self.catalog.owner(name).is_some() {
+                    batch.grants.push((name.clone(), *key));
+                } else {
+                    batch.names.push((name.clone(), *key));
+                }
+            }
+            AdminAction::Drain { name, reason } => {
+                check_name(name)?;
+                check_reason(reason)?;
+                batch.drains.push((name.clone(), reason.clone()));
+            }
+            AdminAction::Undrain { name } => {
+                check_name(name)?;
+                batch.undrains.push(name.clone());
+            }
+            AdminAction::RevokeKey(signed) => {
+                let statement = signed.verify()?.into_inner();
+                if let Some(operator) = operator
+                    && operator != statement.operator
+                {
+                    return Err(AdminError::NotTheSigner {
+                        signer: statement.operator,
+                        operator,
+                    });
+                }
+                check_reason(&statement.reason)?;
+                batch
+                    .operator_statements
+                    .push((statement.subject, signed.clone()));
+                if !self.keys.is_revoked(&statement.subject) {
+                    batch.revocations.push((statement.subject, None));
+                }
+                let why = format!("vendor key {} revoked by an operator", statement.subject);
+                retire.extend(
+                    self.catalog
+                        .iter()
+                        .filter(|r| *r.vendor == statement.subject)
+                        .map(|r| (r.lease, why.clone())),
+                );
+            }
+        }
+        let reserve = self.batch_reserving(retire.len() as u64);
+        batch.seq_reserved = reserve.seq_reserved;
+        for (lease, reason) in &retire {
+            batch.delete.push(*lease);
+            batch
+                .lease_revocations
+                .push((*lease, reason.clone(), until));
+        }
+        let entry = AuditEntry {
+            seq: self.audit_seq + 1,
+            at_ms: self.wall_ms(now),
+            operator,
+            action,
+        };
+        batch.audit.push(entry.clone());
+        Ok(Planned {
+            batch,
+            change: Admin {
+                entry,
+                retire,
+                until,
+            },
+        })
+    }
+
+    /// The operators' signed revocations of `keys`.
+    pub fn operator_statements(
+        &self,
+        keys: &[VendorKey],
+    ) -> Vec<courier_protocol::SignedOperatorStatement> {
+        self.keys.operator_statements_for(keys)
+    }
+
+    /// The last audit entry number used.
+    pub fn audit_seq(&self) -> u64 {
+        self.audit_seq
+    }
+
+    /// Every ban, as (name, key, reason), and every drained service, as (name, reason).
+    #[allow(clippy::type_complexity)]
+    pub fn controls(&self) -> (Vec<(String, VendorKey, String)>, Vec<(String, String)>) {
+        let bans = self
+            .controls
+            .bans()
+            .map(|(n, k, r)| (n.to_string(), *k, r.to_string()))
+            .collect();
+        let drains = self
+            .controls
+            .drains()
+            .map(|(n, r)| (n.to_string(), r.to_string()))
+            .collect();
+        (bans, drains)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), AdminError> {
+    if is_service_name(name) {
+        Ok(())
+    } else {
+        Err(AdminError::Name(name.to_string()))
+    }
+}
+
+fn check_reason(reason: &str) -> Result<(), AdminError> {
+    if reason.len() > MAX_REASON_LEN {
+        Err(AdminError::Reason(reason.len()))
+    } else {
+        Ok(())
+    }
+}
+
+/// An operator's action, with its audit entry.
+#[derive(Debug)]
+pub struct Admin {
+    entry: AuditEntry,
+    /// Leases it stops, and why their vendors are told.
+    retire: Vec<(LeaseId, String)>,
+    /// Until when (wall-clock ms) the stopped leases are remembered.
+    until: u64,
+}
+
+impl Change for Admin {
+    type Applied = AuditEntry;
+
+    fn apply(self, st: &mut RegistryState, now: Millis, _batch: Batch) -> AuditEntry {
+        match &self.entry.action {
+            AdminAction::Ban { name, key, reason } => st.controls.ban(name, *key, reason.clone()),
+            AdminAction::Allow { name, key } => {
+                st.controls.allow(name, key);
+            }
+            AdminAction::Grant { name, key } => st.catalog.grant(name, key),
+            AdminAction::Drain { name, reason } => st.controls.drain(name, reason.clone()),
+            AdminAction::Undrain { name } => {
+                st.controls.undrain(name);
+            }
+            AdminAction::RevokeKey(signed) => {
+                if let Ok(statement) = signed.peek() {
+                    st.keys.apply_operator(statement.subject, signed.clone());
+                }
+            }
+            AdminAction::RevokeLease { .. } => {}
+        }
+        for (lease, reason) in self.retire {
+            st.retire(now, lease, Retire::Revoked);
+            st.controls.revoke_lease(lease, reason, self.until);
+        }
+        st.audit_seq = self.entry.seq;
+        self.entry
+    }
+}

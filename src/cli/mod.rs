@@ -1,0 +1,158 @@
+//! The command-line grammar (clap).
+
+mod client;
+mod registry;
+mod vendor;
+
+pub use client::*;
+pub use registry::*;
+pub use vendor::*;
+
+use crate::connect::RegistryArgs;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// courier: a registry of signed WebAssembly service proxies under leases, run once in a
+/// sandbox at the client.
+#[derive(Debug, Parser)]
+#[command(name = "courier", version, about, long_about = None)]
+pub struct Cli {
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The default log filter for the verbosity.
+    pub fn log_level(&self) -> &'static str {
+        match self.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    }
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run or administer a registry.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Vendor signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Register a signed proxy component and hold its lease until stopped (Ctrl-C cancels it).
+    Publish(PublishArgs),
+    /// Find the proxies that match an interface.
+    Find(FindArgs),
+    /// Show the lease table, or stream registry events with --watch.
+    Leases(LeasesArgs),
+    /// Find, verify and run a proxy once in the sandbox: `courier call 'courier:echo/echo.say("hi")'`.
+    Call(CallArgs),
+    /// Show a client's service history kept by the registry.
+    History(HistoryArgs),
+    /// This client's key and registration: init, register, share, show.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// The clients the registry knows (operator).
+    Clients(ClientsArgs),
+    /// Act on a running registry as its operator: revoke, ban, drain, audit.
+    Admin(AdminArgs),
+    /// Run the whole flow in one process on loopback: registry, providers, proxies, client.
+    Demo(DemoArgs),
+    /// Serve an example provider (echo, key-value) to publish a first proxy with.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `courier man | man -l -`; --dir writes one page per command.
+    Man(ManArgs),
+}
+
+/// A library default duration as `--help` shows it (`5s`, `5m`); made once per flag while
+/// the command line is parsed.
+pub(crate) fn humantime_of(d: Duration) -> &'static str {
+    Box::leak(humantime::format_duration(d).to_string().into_boxed_str())
+}
+
+/// Parses durations like `30s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Parses `key=value`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+/// `courier leases`
+#[derive(Debug, Args)]
+pub struct LeasesArgs {
+    /// Print JSON instead of a table (one object per line with --watch).
+    #[arg(long)]
+    pub json: bool,
+    /// Stream events as they happen.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: first sequence number wanted (default: only new events).
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// With --watch: only events of this interface (`namespace:package/interface`).
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// The registry.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `courier demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's temporary directory instead of deleting it.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `courier completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `courier man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write courier.1 and a page per subcommand (courier-publish.1, ...) into this
+    /// directory instead of printing courier.1.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pins_parse() {
+        let (name, v) = parse_pin("acme/echo@1.2.3-rc.1").unwrap();
+        assert_eq!(name, "acme/echo");
+        assert_eq!(v, semver::Version::parse("1.2.3-rc.1").unwrap());
+        assert!(parse_pin("acme/echo").is_err());
+        assert!(parse_pin("@1.0.0").is_err());
+        assert!(parse_pin("acme/echo@one").is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! The grammar of an operator's commands: serving a registry, acting on it, reading it.
+
+use super::{humantime_of, parse_duration};
+use crate::connect::RegistryArgs;
+use clap::{Args, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `courier registry ...`
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Serve a registry over QUIC. Prints its address and TLS pin.
+    Serve(ServeArgs),
+    /// Let another vendor key register, renew and cancel a service name (registry stopped).
+    Grant(GrantArgs),
+    /// Revoke a vendor key as the operator (registry stopped): its proxies stop matching
+    /// and it cannot register again. Clients learn only of revocations the key signed
+    /// itself (`courier keys revoke`).
+    Revoke(OperatorRevokeArgs),
+}
+
+/// `courier registry serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory of the registry's database, components and TLS identity.
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "courier-registry")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value_t = courier_registry::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Shortest lease the registry grants.
+    #[arg(long, value_parser = parse_duration, default_value = humantime_of(courier_registry::DEFAULT_MIN_TTL))]
+    pub min_ttl: Duration,
+    /// Longest lease the registry grants.
+    #[arg(long, value_parser = parse_duration, default_value = humantime_of(courier_registry::DEFAULT_MAX_TTL))]
+    pub max_ttl: Duration,
+    /// After a restart, how long a lease that ran out while the registry was down has to
+    /// renew (once: a lease still in grace at the next restart keeps only what is left).
+    #[arg(long, value_parser = parse_duration, default_value = humantime_of(courier_registry::DEFAULT_GRACE))]
+    pub grace: Duration,
+    /// Most concurrent connections (64 per peer address).
+    #[arg(long, default_value_t = courier_registry::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// A further operator key (ed25519:...); repeat for several. The data directory's own
+    /// operator key (operator.key, made on first start) is always one.
+    #[arg(long = "operator")]
+    pub operators: Vec<String>,
+}
+
+/// `courier registry grant`
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// Directory of the registry's database.
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "courier-registry")]
+    pub data_dir: PathBuf,
+    /// The service name.
+    pub name: String,
+    /// The vendor key to grant (ed25519:...).
+    pub key: String,
+}
+
+/// `courier registry revoke`
+#[derive(Debug, Args)]
+pub struct OperatorRevokeArgs {
+    /// Directory of the registry's database.
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "courier-registry")]
+    pub data_dir: PathBuf,
+    /// The vendor key to revoke (ed25519:...).
+    pub key: String,
+}
+
+/// The file the registry's own operator key is kept in, inside its data directory.
+pub const OPERATOR_KEY_FILE: &str = "operator.key";
+
+/// How an operator reaches the registry: its key and the registry's address and pin.
+#[derive(Debug, Clone, Args)]
+pub struct OperatorArgs {
+    /// The operator key file (made by `courier registry serve` in its data directory).
+    #[arg(
+        long,
+        global = true,
+        env = "COURIER_OPERATOR_KEY",
+        default_value = "courier-registry/operator.key"
+    )]
+    pub operator_key: PathBuf,
+    /// The registry.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `courier clients`
+#[derive(Debug, Args)]
+pub struct ClientsArgs {
+    /// Show one client.
+    #[command(subcommand)]
+    pub command: Option<ClientsCommand>,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The operator.
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+}
+
+/// `courier clients show`
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// What the registry knows of one client: attributes, system data, last outcome.
+    Show {
+        /// The client's key (ed25519:...).
+        key: String,
+    },
+}
+
+/// `courier admin ...`: an operator's actions on a running registry, each logged.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The action.
+    #[command(subcommand)]
+    pub action: AdminCommand,
+    /// The operator.
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+}
+
+/// The actions of `courier admin`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Revoke one lease: its proxy stops matching at once; its vendor is told why on its
+    /// next renewal.
+    RevokeLease {
+        /// The lease (hex, as `courier leases` shows it).
+        lease: String,
+        /// Why (the vendor sees it).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Ban a vendor key from a service name: its registration goes and cannot come back.
+    Ban {
+        /// The service name.
+        name: String,
+        /// The vendor key (ed25519:...).
+        key: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a ban.
+    Allow {
+        /// The service name.
+        name: String,
+        /// The vendor key (ed25519:...).
+        key: String,
+    },
+    /// Let another vendor key use a service name.
+    Grant {
+        /// The service name.
+        name: String,
+        /// The vendor key (ed25519:...).
+        key: String,
+    },
+    /// Drain a service: no new registrations or renewals, its leases run out.
+    Drain {
+        /// The service name.
+        name: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// End a drain.
+    Undrain {
+        /// The service name.
+        name: String,
+    },
+    /// Revoke a vendor key with a statement the operator key signs: its proxies stop
+    /// matching, and clients that trust the operator key refuse them too. Cannot be undone.
+    RevokeKey {
+        /// The vendor key (ed25519:...).
+        key: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Confirm: a revocation cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The audit log of operators' actions, oldest first.
+    Audit {
+        /// First entry number shown.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,80 @@
+//! The requests of clients and operators: registering as a client, sharing system data,
+//! reading what the registry knows of clients, operators' actions and the audit log.
+
+use super::{ClientError, RegistryClient};
+use courier_protocol::limits::{MAX_AUDIT_PAGE, MAX_CLIENT_PAGE};
+use courier_protocol::{
+    AdminAction, AuditEntry, ClientInfo, ClientProfile, Request, Response, SignedOperatorStatement,
+    SystemData, VendorKey,
+};
+
+impl RegistryClient {
+    /// Registers the connection's key (see [`RegistryClient::authenticate`]) as a client
+    /// with `profile`.
+    pub async fn register_client(&self, profile: ClientProfile) -> Result<(), ClientError> {
+        let resp = self.request(&Request::RegisterClient(profile)).await?;
+        expect!(resp, Response::ClientRegistered => (), "expected ClientRegistered")
+    }
+
+    /// Shares system data as the connection's (registered) client.
+    pub async fn share_system_data(&self, data: SystemData) -> Result<(), ClientError> {
+        let resp = self.request(&Request::ShareSystemData(data)).await?;
+        expect!(resp, Response::SystemDataStored => (), "expected SystemDataStored")
+    }
+
+    /// What the registry knows of client `key` (the client itself, or an operator).
+    pub async fn client(&self, key: VendorKey) -> Result<ClientInfo, ClientError> {
+        let resp = self.request(&Request::Client { key }).await?;
+        expect!(resp, Response::Client(c) => c, "expected Client")
+    }
+
+    /// Every registered client, sorted by key, read a page at a time (operators only).
+    pub async fn clients(&self) -> Result<Vec<ClientInfo>, ClientError> {
+        let mut out = Vec::new();
+        let mut after: Option<VendorKey> = None;
+        loop {
+            let req = Request::Clients {
+                after,
+                limit: MAX_CLIENT_PAGE,
+            };
+            let page =
+                expect!(self.request(&req).await?, Response::Clients(p) => p, "expected Clients")?;
+            out.extend(page.clients);
+            match page.next {
+                Some(next) if after.is_none_or(|a| next > a) => after = Some(next),
+                Some(_) => {
+                    return Err(ClientError::Unexpected(
+                        "client page cursor does not move on",
+                    ));
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Does an operator's action (operators only); answers its audit entry.
+    pub async fn admin(&self, action: AdminAction) -> Result<AuditEntry, ClientError> {
+        let resp = self.request(&Request::Admin(action)).await?;
+        expect!(resp, Response::AdminDone(e) => e, "expected AdminDone")
+    }
+
+    /// The audit log from entry `from_seq` on, oldest first (operators only).
+    pub async fn audit(&self, from_seq: u64) -> Result<Vec<AuditEntry>, ClientError> {
+        let req = Request::Audit {
+            from_seq,
+            limit: MAX_AUDIT_PAGE,
+        };
+        let resp = self.request(&req).await?;
+        expect!(resp, Response::Audit(a) => a, "expected Audit")
+    }
+
+    /// The operators' signed revocations of `keys`. Nothing here is verified: the caller
+    /// checks each against the operator keys it trusts.
+    pub async fn operator_statements(
+        &self,
+        keys: Vec<VendorKey>,
+    ) -> Result<Vec<SignedOperatorStatement>, ClientError> {
+        let resp = self.request(&Request::OperatorStatements { keys }).await?;
+        expect!(resp, Response::OperatorStatements(s) => s, "expected OperatorStatements")
+    }
+}
