@@ -48,6 +48,26 @@ fn upgrades_for_this_machine_are_what_apt_lists() {
         "apt shows but the provider misses: {missing:#?}\nthe provider shows but apt does not: {extra:#?}"
     );
     eprintln!("{} upgrades, the same as apt list --upgradable", got.len());
+
+    // A client whose `packages` fact has no architectures (`name<TAB>version` lines) gets
+    // the same names and versions, its `arch` fact standing for dpkg's native one.
+    let mut bare = inventory.clone();
+    bare.packages.iter_mut().for_each(|p| p.arch.clear());
+    let foreign = inventory
+        .packages
+        .iter()
+        .any(|p| !["all", "amd64"].contains(&p.arch.as_str()));
+    if bare.arch == "x86_64" && !foreign {
+        let versions = |upgrades: Vec<courier_patch_api::UpgradeOffer>| -> BTreeSet<_> {
+            upgrades
+                .into_iter()
+                .map(|u| (u.name, u.candidate, u.installed))
+                .collect()
+        };
+        let without = versions(provider.recommend(&bare, 2).unwrap().upgrades);
+        let expected: BTreeSet<_> = got.into_iter().map(|(n, c, _, i)| (n, c, i)).collect();
+        assert_eq!(without, expected);
+    }
 }
 
 #[test]
