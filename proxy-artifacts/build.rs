@@ -141,6 +141,9 @@ fn emit_rerun_if_changed(root: &Path, proxies: &Path, members: &[String]) -> Res
         root.join("wit"),
         proxies.join("Cargo.toml"),
         proxies.join("Cargo.lock"),
+        // Host crates the guests depend on by path.
+        root.join("examples/patch-api/src"),
+        root.join("examples/patch-api/Cargo.toml"),
     ];
     for member in members {
         let dir = proxies.join(member);

@@ -8,8 +8,11 @@ mod common;
 
 use common::{ServedRegistry, courier, generate_key, interrupt, lines_of, run_ok, wait_for};
 use courier_example_services::kv;
+use courier_patch_api::messages::decode;
+use courier_patch_api::{GatherList, methods};
 use courier_protocol::SpkiPin;
 use courier_provider::ProviderClient;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -27,19 +30,33 @@ struct Provider {
     publish: Vec<String>,
     /// Whether it said it made a new TLS identity.
     new_identity: bool,
+    /// What it printed before it listened.
+    before: Vec<String>,
 }
 
 impl Provider {
     fn start(service: &str, data_dir: &Path) -> Self {
+        Self::start_with(service, data_dir, &[])
+    }
+
+    fn start_with(service: &str, data_dir: &Path, extra: &[&OsStr]) -> Self {
         let mut child = courier()
             .args(["provider", "run", service, "--listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn courier provider run");
         let lines = lines_of(&mut child);
-        let listening = wait_for(&lines, "provider listening on ");
+        let mut before = Vec::new();
+        let listening = loop {
+            let line = wait_for(&lines, "");
+            if line.contains("provider listening on ") {
+                break line;
+            }
+            before.push(line);
+        };
         let addr = listening.rsplit(' ').next().unwrap().parse().unwrap();
         let identity = wait_for(&lines, "TLS identity in ");
         let pin = wait_for(&lines, "provider pin: ");
@@ -62,6 +79,7 @@ impl Provider {
             proxy,
             publish,
             new_identity: identity.starts_with("new "),
+            before,
         }
     }
 }
@@ -169,4 +187,69 @@ async fn the_kv_provider_keeps_state_across_connections_until_killed() {
     let status = provider.child.wait().unwrap();
     assert_eq!(status.signal(), Some(9), "{status}");
     std::net::UdpSocket::bind(provider.addr).expect("the provider's port is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_patch_provider_serves_the_catalog_and_indexes_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let indexes = dir.path().join("indexes");
+    std::fs::create_dir(&indexes).unwrap();
+    let fixtures = root.join("debian/tests/fixtures");
+    std::fs::copy(
+        fixtures.join("Packages.gz"),
+        indexes.join("good_Packages.gz"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("corrupt.gz"),
+        indexes.join("broken_Packages.gz"),
+    )
+    .unwrap();
+    let catalog = root.join("examples/patch-catalog");
+    let data_dir = dir.path().join("patch-provider");
+    let args = [
+        OsStr::new("--catalog"),
+        catalog.as_os_str(),
+        OsStr::new("--indexes"),
+        indexes.as_os_str(),
+    ];
+    let provider = Provider::start_with("patch", &data_dir, &args);
+    let summary = "patch catalog: 2 patches, 1 package indexes";
+    assert!(
+        provider.before.iter().any(|l| l.starts_with(summary)),
+        "{:?}",
+        provider.before
+    );
+    let warned = |l: &String| l.contains("warning") && l.contains("broken_Packages.gz");
+    assert!(provider.before.iter().any(warned), "{:?}", provider.before);
+    assert_eq!(
+        std::fs::read(&provider.proxy).unwrap(),
+        courier_proxy_artifacts::PATCH
+    );
+    assert!(provider.addr.port() > 0);
+
+    let client = ProviderClient::connect(provider.addr, provider.pin)
+        .await
+        .unwrap();
+    let reply = client.call(methods::FINGERPRINTS, vec![]).await.unwrap();
+    let list: GatherList = decode("gather list", &reply).unwrap();
+    assert!(
+        list.paths.contains(&"app/bin/hello.sh".to_owned()),
+        "{list:?}"
+    );
+    assert!(data_dir.join("patch.redb").is_file());
+    client.close();
+
+    let refused = courier()
+        .args(["provider", "run", "echo", "--catalog"])
+        .arg(&catalog)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--catalog and --indexes are for the patch provider"),
+        "{stderr}"
+    );
 }

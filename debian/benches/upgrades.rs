@@ -5,9 +5,9 @@
 //! The targets (issue 10): (a) faster than apt, (b) under 10 ms.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use courier_debian::apt_list::{self, median};
 use courier_debian::{Catalog, Inventory, Upgrade, sources, status};
 use criterion::Criterion;
 
@@ -28,27 +28,6 @@ fn first_answer() -> Vec<Upgrade> {
     };
     let (catalog, _) = Catalog::load(&lists);
     catalog.upgrades(&inventory)
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn apt_list_upgradable() -> Option<Duration> {
-    let mut samples = Vec::new();
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let status = Command::new("apt")
-            .args(["list", "--upgradable"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        samples.push(start.elapsed());
-        status.success().then_some(())?;
-    }
-    Some(median(samples))
 }
 
 fn bench(c: &mut Criterion) {
@@ -85,7 +64,7 @@ fn bench(c: &mut Criterion) {
     );
     eprintln!("(a) first answer, loading included: median {first:.1?} of {RUNS}");
     eprintln!("(b) later answer, indexes loaded once: median {later:.1?} of 100 (target < 10 ms)");
-    match apt_list_upgradable() {
+    match apt_list::time_upgradable(RUNS) {
         Some(apt) => eprintln!(
             "apt list --upgradable: median {apt:.1?} of {RUNS}; apt / (a) = {:.1}x",
             apt.as_secs_f64() / first.as_secs_f64()

@@ -1,11 +1,13 @@
 //! Debian package data for courier: dpkg's version order ([`version`]), deb822 control-file
 //! paragraphs ([`deb822`]), the installed inventory from dpkg's status file ([`status`]),
 //! apt's `Packages` indexes as apt keeps them ([`index`]), which lists apt reads
-//! ([`sources`]), and the upgrades apt would choose ([`candidates`]).
+//! ([`sources`]), the upgrades apt would choose ([`candidates`]), and apt's own list of them
+//! read back ([`apt_list`]).
 //!
 //! No network and no package manager is needed: everything is read from the files dpkg and
 //! apt keep, so a provider can answer for a client from the client's inventory alone.
 
+pub mod apt_list;
 pub mod candidates;
 pub mod deb822;
 pub mod index;

@@ -10,21 +10,7 @@ use courier_debian::Catalog;
 use courier_debian::sources;
 use courier_debian::status;
 
-/// An upgrade as `apt list --upgradable` prints it: name, candidate, arch, installed.
-type Line = (String, String, String, String);
-
-/// Parses `name/suite[,suite] candidate arch [upgradable from: installed]` lines.
-fn parse_apt_list(text: &str) -> BTreeSet<Line> {
-    text.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.split_once('/')?;
-            let mut words = rest.split_ascii_whitespace();
-            let (_suites, candidate, arch) = (words.next()?, words.next()?, words.next()?);
-            let installed = rest.split_once("[upgradable from: ")?.1.strip_suffix(']')?;
-            Some((name.into(), candidate.into(), arch.into(), installed.into()))
-        })
-        .collect()
-}
+use courier_debian::apt_list::{Listed as Line, parse_upgradable as parse_apt_list};
 
 /// The upgrades this crate chooses for the machine under `root`.
 fn chosen(root: &Path) -> BTreeSet<Line> {

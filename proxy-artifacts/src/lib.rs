@@ -35,6 +35,12 @@ pub const KV: &[u8] = component!("kv");
 /// `courier:proxy/{provider, host-info, operator}@0.1.0`.
 pub const ECHO_OPERATOR: &[u8] = component!("echo_operator");
 
+/// `patch`: exports `courier:patch/delivery@0.1.0` (inventory, recommend, apply, remove):
+/// inventories the machine, asks its provider what applies, confirms with the operator,
+/// installs with rollback into the managed directory the policy preopens, reports.
+/// Imports `courier:proxy/{provider, host-info, operator, commands}@0.1.0`.
+pub const PATCH: &[u8] = component!("patch");
+
 /// `hostile-loop`: exports echo; `say` never returns (only an epoch deadline or fuel stops it).
 pub const HOSTILE_LOOP: &[u8] = component!("hostile_loop");
 
@@ -68,6 +74,7 @@ pub const ALL: &[(&str, &[u8])] = &[
     ("echo-digest", ECHO_DIGEST),
     ("kv", KV),
     ("echo-operator", ECHO_OPERATOR),
+    ("patch", PATCH),
     ("hostile-loop", HOSTILE_LOOP),
     ("hostile-alloc", HOSTILE_ALLOC),
     ("hostile-recurse", HOSTILE_RECURSE),
@@ -197,6 +204,18 @@ mod tests {
                     assert_eq!(
                         own,
                         [
+                            "courier:proxy/host-info@0.1.0",
+                            "courier:proxy/operator@0.1.0",
+                            provider,
+                        ]
+                    );
+                }
+                "patch" => {
+                    assert_eq!(exports, ["courier:patch/delivery@0.1.0"]);
+                    assert_eq!(
+                        own,
+                        [
+                            "courier:proxy/commands@0.1.0",
                             "courier:proxy/host-info@0.1.0",
                             "courier:proxy/operator@0.1.0",
                             provider,

@@ -123,12 +123,20 @@ pub enum ProviderCommand {
 pub struct ProviderRunArgs {
     /// The example service.
     pub service: ExampleService,
-    /// Address to listen on (default 127.0.0.1:7901 for echo, 127.0.0.1:7902 for kv).
+    /// Address to listen on (default 127.0.0.1:7901 for echo, :7902 for kv, :7903 for patch).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// Where the provider's TLS identity and its proxy are kept (default ./<service>-provider).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// patch: the vendor's catalog folder (patches/*.json, payloads/<id>/...), e.g.
+    /// examples/patch-catalog; without it, package upgrades only.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// patch: a folder of apt Packages indexes (plain, .gz, .xz, .lz4) to use instead of
+    /// this machine's own apt lists.
+    #[arg(long)]
+    pub indexes: Option<PathBuf>,
 }
 
 /// The example services `courier provider run` serves.
@@ -138,4 +146,6 @@ pub enum ExampleService {
     Echo,
     /// `courier:kv/store`: get, set, delete and keys over an in-memory store.
     Kv,
+    /// `courier:patch/delivery`: upgrades from apt indexes and vendor patches from a catalog.
+    Patch,
 }

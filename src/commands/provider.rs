@@ -1,10 +1,11 @@
-//! `courier provider run`: serve an example provider (echo, key-value) over QUIC until
-//! Ctrl-C, with its TLS identity and the proxy component that calls it kept in a data
+//! `courier provider run`: serve an example provider (echo, key-value, patch) over QUIC
+//! until Ctrl-C, with its TLS identity and the proxy component that calls it kept in a data
 //! directory, so that the printed `courier publish` line works as it is.
 
 use crate::cli::{ExampleService, ProviderCommand, ProviderRunArgs};
 use anyhow::Context;
 use courier_example_services::Example;
+use courier_example_services::patch::{IndexSource, PatchConfig, PatchProvider};
 use courier_transport::Identity;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,8 +21,12 @@ async fn serve(args: ProviderRunArgs) -> anyhow::Result<()> {
     let example = match args.service {
         ExampleService::Echo => Example::Echo,
         ExampleService::Kv => Example::Kv,
+        ExampleService::Patch => Example::Patch,
     };
     let name = example.name();
+    if example != Example::Patch && (args.catalog.is_some() || args.indexes.is_some()) {
+        anyhow::bail!("--catalog and --indexes are for the patch provider");
+    }
     let listen = args.listen.unwrap_or_else(|| default_listen(example));
     let data_dir = args
         .data_dir
@@ -29,8 +34,11 @@ async fn serve(args: ProviderRunArgs) -> anyhow::Result<()> {
     let (identity, created) = Identity::load_or_generate(&data_dir)
         .with_context(|| format!("TLS identity in {}", data_dir.display()))?;
     let proxy = keep_proxy(&data_dir, example)?;
-    let handle = example
-        .service()
+    let service = match example {
+        Example::Patch => patch_service(&args.catalog, &args.indexes, &data_dir)?,
+        _ => example.service(),
+    };
+    let handle = service
         .serve(listen, &identity)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -64,6 +72,7 @@ fn default_listen(example: Example) -> SocketAddr {
     let port = match example {
         Example::Echo => 7901,
         Example::Kv => 7902,
+        Example::Patch => 7903,
     };
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -85,4 +94,37 @@ fn keep_proxy(data_dir: &Path, example: Example) -> anyhow::Result<PathBuf> {
     };
     write().with_context(|| format!("cannot write the proxy to {}", path.display()))?;
     Ok(path)
+}
+
+/// Loads the patch provider's catalog and indexes, with its store in the data directory,
+/// and says what it holds.
+fn patch_service(
+    catalog: &Option<PathBuf>,
+    indexes: &Option<PathBuf>,
+    data_dir: &Path,
+) -> anyhow::Result<courier_provider::ServiceBuilder> {
+    let config = PatchConfig {
+        catalog: catalog.clone(),
+        indexes: indexes.clone().map_or(
+            IndexSource::Machine(PathBuf::from("/")),
+            IndexSource::Folder,
+        ),
+        store: Some(data_dir.join("patch.redb")),
+        ..PatchConfig::default()
+    };
+    let provider = PatchProvider::open(&config).context("cannot start the patch provider")?;
+    let (lists, packages) = provider.packages().size();
+    println!(
+        "patch catalog: {} patches, {lists} package indexes ({packages} packages)",
+        provider.catalog().records().len()
+    );
+    for note in provider
+        .catalog()
+        .notes()
+        .iter()
+        .chain(provider.packages().notes())
+    {
+        println!("  warning: {note}");
+    }
+    Ok(std::sync::Arc::new(provider).service())
 }

@@ -1,9 +1,11 @@
 //! courier's example services, written as a vendor would write its own with
-//! [`courier_provider`]: the provider side of `courier:echo/echo` ([`echo`]) and of
-//! `courier:kv/store` ([`kv`]), each a [`ServiceBuilder`] with one handler per method, and
-//! the proxy component that calls each one ([`Example::proxy`], built from `proxies/`).
+//! [`courier_provider`]: the provider side of `courier:echo/echo` ([`echo`]), of
+//! `courier:kv/store` ([`kv`]) and of `courier:patch/delivery` ([`patch`]), each a
+//! [`ServiceBuilder`] with one handler per method, and the proxy component that calls each
+//! one ([`Example::proxy`], built from `proxies/`).
 //!
-//! `courier provider run echo` (or `kv`) serves one with a TLS identity kept on disk;
+//! `courier provider run echo` (or `kv`, or `patch`) serves one with a TLS identity kept on
+//! disk;
 //! `courier demo` serves both in one process. Serving one yourself takes an identity, whose
 //! pin goes into the signed manifest, and an address:
 //!
@@ -25,6 +27,7 @@
 
 pub mod echo;
 pub mod kv;
+pub mod patch;
 
 pub use echo::echo_service;
 pub use kv::{KvStore, kv_service, kv_service_with};
@@ -38,25 +41,31 @@ pub enum Example {
     Echo,
     /// The key-value service ([`kv_service`]) and the `kv` proxy.
     Kv,
+    /// The patch service ([`patch::PatchProvider`]) and the `patch` proxy.
+    Patch,
 }
 
 impl Example {
     /// Every example service.
-    pub const ALL: [Example; 2] = [Example::Echo, Example::Kv];
+    pub const ALL: [Example; 3] = [Example::Echo, Example::Kv, Example::Patch];
 
-    /// Its name: `echo` or `kv` (also the name of its proxy).
+    /// Its name: `echo`, `kv` or `patch` (also the name of its proxy).
     pub fn name(self) -> &'static str {
         match self {
             Example::Echo => "echo",
             Example::Kv => "kv",
+            Example::Patch => "patch",
         }
     }
 
-    /// The service, ready to serve (a key-value service starts with an empty store).
+    /// The service, ready to serve (a key-value service starts with an empty store; the
+    /// patch service is [`patch::service_or_error`] with [`patch::PatchConfig::default`]:
+    /// this machine's apt lists, no vendor patches, a store in memory).
     pub fn service(self) -> ServiceBuilder {
         match self {
             Example::Echo => echo_service(),
             Example::Kv => kv_service(),
+            Example::Patch => patch::service_or_error(&patch::PatchConfig::default()),
         }
     }
 
@@ -66,6 +75,7 @@ impl Example {
         match self {
             Example::Echo => courier_proxy_artifacts::ECHO,
             Example::Kv => courier_proxy_artifacts::KV,
+            Example::Patch => courier_proxy_artifacts::PATCH,
         }
     }
 }

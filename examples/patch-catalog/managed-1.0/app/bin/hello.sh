@@ -1,0 +1,10 @@
+#!/bin/sh
+# hello: the example app courier's patch service keeps up to date.
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/conf/defaults.conf"
+if [ "$1" = "--self-test" ]; then
+    [ -n "$GREETING" ] || { echo "self-test failed: GREETING is empty" >&2; exit 1; }
+    echo "self-test passed (hello $(cat "$here/VERSION"))"
+    exit 0
+fi
+echo "$GREETING, wrold"

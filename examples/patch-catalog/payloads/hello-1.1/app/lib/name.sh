@@ -1,0 +1,4 @@
+# Who hello greets (new in 1.1).
+name() {
+    echo "${HELLO_NAME:-world}"
+}
