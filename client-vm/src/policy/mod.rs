@@ -5,14 +5,17 @@
 //! [`Policy::check_imports`] compares a proxy's imports (from its manifest, then from the
 //! component itself) with what the policy grants, and lists everything that is missing.
 //!
-//! Rooms: `commands` (lent commands and the arguments a proxy may add).
+//! Rooms: `commands` (lent commands and the arguments a proxy may add), `file` (the policy
+//! file, `policy.toml`).
 
 mod commands;
+mod file;
 
 pub(crate) use commands::validate_all as validate_commands;
 pub use commands::{
     ArgRefusal, ExtraArgs, LentCommand, LentCommandError, MAX_EXTRA_ARGS, is_package_name,
 };
+pub use file::{POLICY_FILE, PolicyFile, PolicyFileError};
 
 use courier_protocol::InterfaceName;
 use std::collections::BTreeSet;
