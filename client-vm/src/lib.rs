@@ -51,7 +51,7 @@ pub use sandbox::{
     Sandbox, SandboxConfig, SandboxError, TypedOutput,
 };
 pub use state::{KEYS_FILE, StateError, VERSIONS_FILE};
-pub use trust::{LearnError, TrustError, TrustRefusal, TrustStore};
+pub use trust::{LearnError, OperatorLearnError, TrustError, TrustRefusal, TrustStore};
 
 /// Re-exported so applications can build arguments and read results of typed calls.
 pub use wasmtime::component::Val;
