@@ -3,6 +3,7 @@
 mod call;
 mod client;
 mod completions;
+mod console;
 mod demo;
 mod find;
 mod history;
@@ -10,6 +11,7 @@ mod keys;
 mod leases;
 mod man;
 mod operator;
+mod policy;
 mod provider;
 mod publish;
 mod registry;
