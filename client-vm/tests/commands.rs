@@ -180,11 +180,13 @@ async fn a_command_needing_confirmation_runs_only_when_the_operator_agrees() {
     assert!(marker.exists());
 }
 
-/// A person at a terminal who takes `delay` to say yes to every question.
-#[derive(Debug)]
+/// A person at a terminal who takes `delay` to say yes to every question, and what the
+/// console showed them.
+#[derive(Debug, Default)]
 struct SlowPerson {
     delay: Duration,
     asked: Mutex<Vec<String>>,
+    notes: Mutex<Vec<String>>,
 }
 
 impl OperatorConsole for SlowPerson {
@@ -198,13 +200,16 @@ impl OperatorConsole for SlowPerson {
     }
     fn display(&self, _: &str) {}
     fn progress(&self, _: u32, _: u32, _: &str) {}
+    fn note(&self, line: &str) {
+        self.notes.lock().unwrap().push(line.to_string());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_is_asked_through_the_console_and_their_time_is_not_the_runs() {
     let person = Arc::new(SlowPerson {
         delay: Duration::from_millis(700),
-        asked: Mutex::default(),
+        ..SlowPerson::default()
     });
     let mut lent = sh("fixed", "true", ExtraArgs::None, Duration::from_secs(5));
     lent.confirm = true;
@@ -229,6 +234,45 @@ async fn a_person_is_asked_through_the_console_and_their_time_is_not_the_runs() 
     );
     assert_eq!(*person.asked.lock().unwrap(), ["run fixed: sh -c true sh?"]);
     assert!(out.logs.transcript[0].ends_with("-> yes (operator)"));
+    // The console was shown the answer and the command as they happened.
+    let notes = person.notes.lock().unwrap().clone();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[1].starts_with("command: sh -c true sh -> exit 0"),
+        "{notes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_commands_shows_no_more_than_the_transcript_keeps() {
+    let person = Arc::new(SlowPerson::default());
+    let mut policy = lending(
+        vec![sh("fixed", "true", ExtraArgs::None, Duration::from_secs(5))],
+        OperatorAnswer::DenyAll,
+    );
+    policy.limits.transcript_lines = 3;
+    let config = SandboxConfig {
+        console: person.clone(),
+        ..SandboxConfig::default()
+    };
+    let sb = Sandbox::new(policy, config).unwrap();
+    let out = run(
+        &sb,
+        artifacts::COMMANDS_PROBE,
+        nowhere(),
+        &say("repeat:20:fixed"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.answer,
+        Answer::Ok(format!("ok({:?})", vec!["0"; 20].join(",")))
+    );
+    assert_eq!(
+        (out.logs.transcript.len(), out.logs.dropped_transcript),
+        (3, 17)
+    );
+    assert_eq!(person.notes.lock().unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

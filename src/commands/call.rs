@@ -43,11 +43,13 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
         );
     }
     let report = result?;
-    // Messages and progress were shown as they came; the answers and commands are told now.
-    for line in &report.logs.transcript {
-        if !line.starts_with("display: ") && !line.starts_with("progress: ") {
-            eprintln!("[operator] {line}");
-        }
+    // The operator's record was shown as it came (the console); only what did not fit is
+    // told now.
+    if report.logs.dropped_transcript > 0 {
+        eprintln!(
+            "[operator] {} more lines not shown (the transcript is full)",
+            report.logs.dropped_transcript
+        );
     }
     for rejected in &report.rejected {
         eprintln!("skipped {rejected}");

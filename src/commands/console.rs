@@ -1,5 +1,6 @@
-//! The operator console of `courier call`: the proxy's messages as `[operator]` lines, its
-//! yes/no questions on the terminal, and its progress as a bar (indicatif) on stderr, or as
+//! The operator console of `courier call`: the proxy's messages, the answers to its
+//! questions and the commands it ran as `[operator]` lines as they happen, its yes/no
+//! questions on the terminal, and its progress as a bar (indicatif) on stderr, or as
 //! plain lines (at most one per tenth of the way, and one per new message) when stderr is
 //! not a terminal, so a log stays short. Everything goes to stderr: stdout carries only the
 //! proxy's answer.
@@ -82,6 +83,10 @@ impl OperatorConsole for CliConsole {
 
     fn display(&self, message: &str) {
         self.above_bar(|| eprintln!("[operator] {message}"));
+    }
+
+    fn note(&self, line: &str) {
+        self.above_bar(|| eprintln!("[operator] {line}"));
     }
 
     fn progress(&self, done: u32, total: u32, message: &str) {

@@ -88,7 +88,7 @@ impl commands::Host for HostCtx {
             }),
             Err(refusal) => {
                 let text = refusal.to_string();
-                self.record(format!("command refused: {text}"));
+                self.note(format!("command refused: {text}"));
                 tracing::warn!(target: "courier::operator", "{text}");
                 Err(text)
             }
@@ -126,7 +126,7 @@ impl HostCtx {
         } else {
             format!("exit {}", out.status)
         };
-        self.record(format!("command: {line} -> {ended} in {took:.1?}"));
+        self.note(format!("command: {line} -> {ended} in {took:.1?}"));
         Ok(out)
     }
 }

@@ -56,9 +56,31 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// Printable form of guest text: control characters escaped, length clipped.
+/// Printable form of guest text on one line: control and bidirectional-formatting
+/// characters escaped (so a proxy cannot move the cursor, recolour or reorder what a
+/// person reads), length clipped.
 pub(crate) fn printable(s: &str) -> String {
-    clip(&s.escape_debug().to_string(), MAX_MESSAGE)
+    clip(&escape_controls(s, false), MAX_MESSAGE)
+}
+
+/// Like [`printable`], keeping line breaks (a message of several lines).
+pub(crate) fn displayable(s: &str) -> String {
+    clip(&escape_controls(s, true), MAX_MESSAGE)
+}
+
+fn escape_controls(s: &str, keep_newlines: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c == '\n' && keep_newlines {
+            out.push(c);
+        } else if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The host state of one run: everything the `courier:proxy` imports can touch.
@@ -110,12 +132,23 @@ impl HostCtx {
         }
     }
 
-    fn record(&mut self, line: String) {
+    /// Adds a line to the transcript; false when the transcript is full (the line is
+    /// counted, not kept, and should not be shown either).
+    fn record(&mut self, line: String) -> bool {
         tracing::info!(target: "courier::operator", "{line}");
         if self.transcript.len() < self.policy.limits.transcript_lines {
             self.transcript.push(line);
+            true
         } else {
             self.dropped_lines += 1;
+            false
+        }
+    }
+
+    /// Records a line and shows it on the console (a question answered, a command run).
+    fn note(&mut self, line: String) {
+        if self.record(line.clone()) {
+            self.console.note(&line);
         }
     }
 
@@ -204,6 +237,8 @@ mod tests {
     #[test]
     fn guest_text_is_escaped_and_clipped() {
         assert_eq!(printable("a\nb\u{1b}"), "a\\nb\\u{1b}");
+        assert_eq!(printable("it's \"ok\" \u{202e}x"), "it's \"ok\" \\u{202e}x");
+        assert_eq!(displayable("two\nlines\r\u{7}"), "two\nlines\\r\\u{7}");
         assert!(printable(&"é".repeat(2000)).len() <= MAX_MESSAGE + 4);
     }
 }

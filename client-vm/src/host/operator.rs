@@ -6,7 +6,7 @@
 //! of the run: the run's shared deadline is lifted while the question is open (for at most
 //! [`PERSON_WAIT`]) and moved later by the time it took once answered.
 
-use super::{HostCtx, printable};
+use super::{HostCtx, displayable, printable};
 use crate::policy::{OperatorAnswer, OperatorMode};
 use std::fmt;
 use std::io::IsTerminal;
@@ -28,6 +28,9 @@ pub trait OperatorConsole: Send + Sync + fmt::Debug {
     fn display(&self, message: &str);
     /// Shows progress of a long task (`total` 0 when unknown).
     fn progress(&self, done: u32, total: u32, message: &str);
+    /// Shows a line of the run's record as it happens: a question and who answered it, a
+    /// lent command and how it ended, or why it was refused. Nothing by default.
+    fn note(&self, _line: &str) {}
 }
 
 /// The default console: questions on the process's terminal (stderr, then a line of
@@ -83,7 +86,7 @@ impl HostCtx {
     /// through the console. Recorded in the transcript with who answered.
     pub(super) async fn ask(&mut self, question: &str) -> bool {
         if let Some(a) = self.fixed_answer() {
-            self.record(format!("confirm: {question} -> {} (policy)", yes_no(a)));
+            self.note(format!("confirm: {question} -> {} (policy)", yes_no(a)));
             return a;
         }
         let started = Instant::now();
@@ -97,16 +100,17 @@ impl HostCtx {
         self.host_time += waited;
         self.wall_deadline += waited;
         self.set_shared_deadline(self.wall_deadline);
-        self.record(format!("confirm: {question} -> {} (operator)", yes_no(a)));
+        self.note(format!("confirm: {question} -> {} (operator)", yes_no(a)));
         a
     }
 }
 
 impl super::bindings::courier::proxy::operator::Host for HostCtx {
     fn display(&mut self, message: String) {
-        let message = printable(&message);
-        self.console.display(&message);
-        self.record(format!("display: {message}"));
+        let message = displayable(&message);
+        if self.record(format!("display: {message}")) {
+            self.console.display(&message);
+        }
     }
 
     async fn confirm(&mut self, question: String) -> bool {
@@ -116,6 +120,8 @@ impl super::bindings::courier::proxy::operator::Host for HostCtx {
 
     fn progress(&mut self, done: u32, total: u32, message: String) {
         let message = printable(&message);
+        // The console shows progress however often it comes (a bar, or a few lines); the
+        // transcript keeps what fits.
         self.console.progress(done, total, &message);
         self.record(format!("progress: {done}/{total} {message}"));
     }
