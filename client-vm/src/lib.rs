@@ -11,8 +11,9 @@
 //!   `state`: the state directory's files and their atomic writes.
 //! - `sandbox`: the engine, compilation (with a size cap and a cache), one fresh store
 //!   per run, limits and deadlines, typed failures ([`Sandbox`]).
-//! - `host`: the `courier:proxy/host` world (provider, host-info, operator) and the
-//!   bounded stdio capture; `provider`: the pinned QUIC client of the provider protocol.
+//! - `host`: the `courier:proxy/host` world (provider, host-info, operator, commands),
+//!   host facts and the bounded stdio capture; `provider`: the pinned QUIC client of the
+//!   provider protocol.
 //! - `invoke`: dynamic calls in WAVE (`courier:echo/echo.say("hi")`).
 //!
 //! The `bench` feature adds entry points only the benchmarks use
@@ -34,11 +35,15 @@ pub use client::{
     CallError, CallReport, Chosen, Client, ClientConfig, DEFAULT_LOOKUP_TTL, PhaseTimings,
     RejectReason, Rejection, ReportMode, SetupError, TypedReport, VersionMemory,
 };
-pub use host::HostFacts;
+pub use host::{
+    CommandOutput, CommandRefusal, FACT_NAMES, FactSources, HostFacts, MINIMAL_PATH,
+    OperatorConsole, PERSON_WAIT, TerminalConsole, ask_terminal,
+};
 pub use invoke::{Answer, CallSpec, Invocation, InvokeError, values_size};
 pub use policy::{
-    Limits, MissingCapabilities, MissingImport, MissingReason, OperatorAnswer, OperatorMode,
-    Policy, Preopen,
+    ArgRefusal, ExtraArgs, LentCommand, LentCommandError, Limits, MAX_EXTRA_ARGS,
+    MissingCapabilities, MissingImport, MissingReason, OperatorAnswer, OperatorMode, POLICY_FILE,
+    Policy, PolicyFile, PolicyFileError, Preopen, is_package_name,
 };
 pub use provider::{ProviderError, ProviderPool, ProviderTarget};
 pub use sandbox::{
@@ -46,7 +51,7 @@ pub use sandbox::{
     Sandbox, SandboxConfig, SandboxError, TypedOutput,
 };
 pub use state::{KEYS_FILE, StateError, VERSIONS_FILE};
-pub use trust::{LearnError, TrustError, TrustRefusal, TrustStore};
+pub use trust::{LearnError, OperatorLearnError, TrustError, TrustRefusal, TrustStore};
 
 /// Re-exported so applications can build arguments and read results of typed calls.
 pub use wasmtime::component::Val;

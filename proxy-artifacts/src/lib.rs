@@ -68,6 +68,12 @@ pub const HOSTILE_SOCKETS: &[u8] = component!("hostile_sockets");
 /// provides: the client must refuse to instantiate it.
 pub const HOSTILE_IMPORT: &[u8] = component!("hostile_import");
 
+/// `commands-probe`: exports echo and imports `courier:proxy/commands@0.1.0` only; `say`
+/// runs the lent command its message names (`NAME|ARG|...`, or `names`, or
+/// `repeat:N:NAME`) and answers `status=<n>\nstdout=<text>\nstderr=<text>` or the host's
+/// refusal as its error. For the client's tests of lent commands.
+pub const COMMANDS_PROBE: &[u8] = component!("commands_probe");
+
 /// Every proxy by name (the crate directory under `proxies/`), in this order.
 pub const ALL: &[(&str, &[u8])] = &[
     ("echo", ECHO),
@@ -83,6 +89,7 @@ pub const ALL: &[(&str, &[u8])] = &[
     ("hostile-files", HOSTILE_FILES),
     ("hostile-sockets", HOSTILE_SOCKETS),
     ("hostile-import", HOSTILE_IMPORT),
+    ("commands-probe", COMMANDS_PROBE),
 ];
 
 /// The directory the guest build writes the components to:
@@ -221,6 +228,10 @@ mod tests {
                             provider,
                         ]
                     );
+                }
+                "commands-probe" => {
+                    assert_eq!(exports, echo);
+                    assert_eq!(own, ["courier:proxy/commands@0.1.0"]);
                 }
                 "hostile-import" => {
                     assert_eq!(exports, echo);

@@ -2,6 +2,7 @@
 
 use crate::connect::RegistryArgs;
 use clap::{Args, Subcommand};
+use courier_client::{ExtraArgs, LentCommand};
 use std::path::PathBuf;
 
 /// `courier find`
@@ -37,16 +38,47 @@ pub struct CallArgs {
     /// A file of trusted vendor keys, one `ed25519:...` per line.
     #[arg(long)]
     pub trust_file: Option<PathBuf>,
-    /// Host facts the proxy may read: os, arch, family, hostname, kernel, os-release, cpus,
-    /// package-manager, packages (the installed packages); none by default.
+    /// An operator key to follow (ed25519:...): vendor keys it revoked are refused; repeat
+    /// for several.
+    #[arg(
+        long = "trust-operator",
+        env = "COURIER_TRUST_OPERATOR",
+        value_delimiter = ','
+    )]
+    pub trust_operators: Vec<String>,
+    /// The client policy file (what proxies may read, the directory and commands lent,
+    /// limits, how questions are answered; see examples/policy.toml). Default:
+    /// <state-dir>/policy.toml when it exists. The flags below override or extend it.
+    #[arg(long, env = "COURIER_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Host facts the proxy may read (added to the policy's): os, arch, family, hostname,
+    /// kernel, os-release, os-id, os-version, os-codename, cpus, package-manager, packages
+    /// (the installed packages), managed-dir.
     #[arg(long = "allow-fact", value_delimiter = ',')]
     pub allow_facts: Vec<String>,
-    /// Answer the proxy's confirmation questions with yes (when no terminal is attached).
-    #[arg(long, conflicts_with = "deny")]
-    pub approve: bool,
-    /// Answer the proxy's confirmation questions with no (when no terminal is attached).
+    /// Answer every question of the proxy (confirmations, commands to confirm) with yes,
+    /// without asking: for unattended runs.
+    #[arg(long, short = 'y', alias = "approve", conflicts_with = "deny")]
+    pub yes: bool,
+    /// Answer every question of the proxy with no, without asking.
     #[arg(long)]
     pub deny: bool,
+    /// Lend this directory to the proxy, at /managed inside the sandbox (or the policy's
+    /// guest path): `PATH` read-write, `PATH:ro` read-only.
+    #[arg(long = "dir", value_parser = parse_dir)]
+    pub dir: Option<(PathBuf, bool)>,
+    /// Lend a command by name: `NAME=PROGRAM ARG...` (split on spaces, no shell). A last
+    /// argument `{packages}` lets the proxy append package names. Asked before each run
+    /// (unless --yes); repeat for several; replaces a policy command of the same name.
+    #[arg(long = "command", value_parser = parse_command)]
+    pub commands: Vec<LentCommand>,
+    /// The longest a lent command may run (each run).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub command_timeout: std::time::Duration,
+    /// The wall-clock time the proxy's run may take, host calls and commands included
+    /// (overrides the policy's).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub wall_time: Option<std::time::Duration>,
     /// Attribute constraint on the proxy: `key=value`, `key` or `!key`.
     #[arg(long = "attr")]
     pub attributes: Vec<String>,
@@ -70,6 +102,44 @@ pub struct CallArgs {
     /// The registry.
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// Parses `PATH` or `PATH:ro` / `PATH:rw` into the path and whether it is writable.
+pub fn parse_dir(s: &str) -> Result<(PathBuf, bool), String> {
+    let (path, writable) = match s.rsplit_once(':') {
+        Some((p, "ro")) => (p, false),
+        Some((p, "rw")) => (p, true),
+        _ => (s, true),
+    };
+    if path.is_empty() {
+        return Err("expected PATH, PATH:ro or PATH:rw".into());
+    }
+    Ok((PathBuf::from(path), writable))
+}
+
+/// Parses `NAME=PROGRAM ARG...` into a lent command: asked before each run, package names
+/// allowed when the last argument is `{packages}`. Its timeout is set from
+/// `--command-timeout` afterwards.
+pub fn parse_command(s: &str) -> Result<LentCommand, String> {
+    let (name, line) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=PROGRAM ARG..., got {s:?}"))?;
+    let mut argv: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    let extra_args = if argv.last().is_some_and(|a| a == "{packages}") {
+        argv.pop();
+        ExtraArgs::PackageNames
+    } else {
+        ExtraArgs::None
+    };
+    let command = LentCommand {
+        name: name.trim().to_owned(),
+        argv,
+        extra_args,
+        timeout: std::time::Duration::from_secs(600),
+        confirm: true,
+    };
+    command.validate().map_err(|e| e.to_string())?;
+    Ok(command)
 }
 
 /// Parses `name@version`.
@@ -132,17 +202,18 @@ pub enum ClientCommand {
     Show(ClientShowArgs),
 }
 
-/// What a client shares: the facts named (by default the OS, architecture and kernel).
+/// What a client shares: the facts named, or the policy file's `[facts] share` list, or
+/// the OS, architecture and kernel.
 #[derive(Debug, Args)]
 pub struct ShareArgs {
-    /// System facts to share: os, arch, family, hostname, kernel, os-release, cpus,
-    /// package-manager, packages.
-    #[arg(
-        long = "share",
-        value_delimiter = ',',
-        default_value = "os,arch,kernel"
-    )]
+    /// System facts to share: os, arch, family, hostname, kernel, os-release, os-id,
+    /// os-version, os-codename, cpus, package-manager, packages. Default: the policy
+    /// file's share list, or os,arch,kernel.
+    #[arg(long = "share", value_delimiter = ',')]
     pub facts: Vec<String>,
+    /// The client policy file. Default: <state-dir>/policy.toml when it exists.
+    #[arg(long, env = "COURIER_POLICY")]
+    pub policy: Option<PathBuf>,
 }
 
 /// `courier client register`
@@ -188,4 +259,28 @@ pub struct ClientShowArgs {
     /// The registry.
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_and_command_flags_parse() {
+        assert_eq!(parse_dir("/srv/m"), Ok(("/srv/m".into(), true)));
+        assert_eq!(parse_dir("/srv/m:ro"), Ok(("/srv/m".into(), false)));
+        assert_eq!(parse_dir("rel:rw"), Ok(("rel".into(), true)));
+        assert!(parse_dir(":ro").is_err());
+        let c = parse_command("apt-upgrade=apt-get install --only-upgrade -y {packages}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.name, "apt-upgrade");
+        assert_eq!(c.argv, ["apt-get", "install", "--only-upgrade", "-y"]);
+        assert_eq!(c.extra_args, ExtraArgs::PackageNames);
+        assert!(c.confirm);
+        let c = parse_command("health=sh /srv/app/check.sh").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.extra_args, ExtraArgs::None);
+        assert!(parse_command("no-program=").is_err());
+        assert!(parse_command("Bad Name=true").is_err());
+        assert!(parse_command("true").is_err());
+    }
 }

@@ -70,16 +70,19 @@ pub async fn connect_as_client(
     Ok(client)
 }
 
-/// The facts named in `share`, read from this machine.
-fn system_data(share: &ShareArgs) -> SystemData {
-    let allowed = share.facts.iter().cloned().collect();
-    SystemData {
+/// The facts to share (`--share`, or the policy file's list, or the default), read from
+/// this machine.
+fn system_data(share: &ShareArgs, state_dir: &Path) -> anyhow::Result<SystemData> {
+    let allowed = super::policy::shared_facts(share, state_dir)?
+        .into_iter()
+        .collect();
+    Ok(SystemData {
         facts: HostFacts::gather_allowed(&allowed)
             .all()
             .iter()
             .cloned()
             .collect(),
-    }
+    })
 }
 
 async fn register(args: ClientRegisterArgs) -> anyhow::Result<()> {
@@ -88,8 +91,8 @@ async fn register(args: ClientRegisterArgs) -> anyhow::Result<()> {
     let profile = ClientProfile {
         attributes: args.attributes.into_iter().collect(),
     };
+    let data = system_data(&args.share, &args.state_dir)?;
     client.register_client(profile).await?;
-    let data = system_data(&args.share);
     let shared: Vec<&str> = data.facts.keys().map(String::as_str).collect();
     client.share_system_data(data.clone()).await?;
     client.close();
@@ -103,8 +106,8 @@ async fn register(args: ClientRegisterArgs) -> anyhow::Result<()> {
 
 async fn share(args: ClientShareArgs) -> anyhow::Result<()> {
     let key = required_key(&args.state_dir)?;
+    let data = system_data(&args.share, &args.state_dir)?;
     let client = connect_as_client(&args.registry, &key).await?;
-    let data = system_data(&args.share);
     let shared: Vec<String> = data.facts.keys().cloned().collect();
     client.share_system_data(data).await?;
     client.close();

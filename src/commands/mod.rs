@@ -3,6 +3,7 @@
 mod call;
 mod client;
 mod completions;
+mod console;
 mod demo;
 mod find;
 mod history;
@@ -11,6 +12,7 @@ mod leases;
 mod man;
 mod notify;
 mod operator;
+mod policy;
 mod provider;
 mod publish;
 mod registry;

@@ -45,6 +45,17 @@ pub enum RejectReason {
     /// The vendor key's revocation, signed by that key, was learned.
     #[error("vendor key {0} is revoked")]
     Revoked(VendorKey),
+    /// An operator this client follows revoked the vendor key (its signed statement was
+    /// learned from the registry and verified).
+    #[error("vendor key {vendor} is revoked by operator {operator}: {reason}")]
+    RevokedByOperator {
+        /// The vendor key.
+        vendor: VendorKey,
+        /// The operator key that signed the revocation.
+        operator: VendorKey,
+        /// The operator's reason.
+        reason: String,
+    },
     /// The proxy is older than the highest version of this service (and vendor) the
     /// client has accepted: a replayed old proxy.
     #[error("rollback refused: version {offered} is older than {have}, already accepted")]
@@ -106,6 +117,15 @@ impl From<TrustRefusal> for RejectReason {
         match refusal {
             TrustRefusal::Untrusted(key) => Self::Untrusted(key),
             TrustRefusal::Revoked(key) => Self::Revoked(key),
+            TrustRefusal::RevokedByOperator {
+                key,
+                operator,
+                reason,
+            } => Self::RevokedByOperator {
+                vendor: key,
+                operator,
+                reason,
+            },
         }
     }
 }

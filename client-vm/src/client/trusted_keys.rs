@@ -1,8 +1,9 @@
 //! The vendor keys a client trusts, kept up to date with the key statements (rotations,
-//! revocations) the registry serves. Every statement is verified here before it counts,
-//! and only statements about keys the client follows are looked at, so a registry can
-//! neither make the client trust or distrust a key nor make it verify without end. What is
-//! learned is kept in `<state dir>/learned-keys` and verified again when loaded.
+//! revocations) the registry serves, and with the revocations signed by the operators the
+//! client follows. Every statement is verified here before it counts, and only statements
+//! about keys the client follows (by operators it follows) are looked at, so a registry
+//! can neither make the client trust or distrust a key nor make it verify without end.
+//! What is learned is kept in `<state dir>/learned-keys` and verified again when loaded.
 
 use super::SetupError;
 use crate::state::KEYS_FILE;
@@ -119,6 +120,7 @@ impl TrustedKeys {
                 break;
             }
         }
+        learned += self.sync_operators(registry).await?;
         *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         if learned > 0
             && let Some(path) = &self.file
@@ -129,6 +131,44 @@ impl TrustedKeys {
             }
         }
         Ok(learned)
+    }
+
+    /// Asks `registry` for the operator statements about the keys followed (when the client
+    /// follows an operator) and learns those of followed operators that verify. Returns how
+    /// many were new.
+    async fn sync_operators(&self, registry: &RegistryClient) -> Result<usize, ClientError> {
+        let keys = {
+            let trust = self.read();
+            if trust.operators().next().is_none() {
+                return Ok(0);
+            }
+            trust.followed_keys()
+        };
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let keys = keys[..keys.len().min(MAX_STATEMENT_KEYS)].to_vec();
+        let statements = registry.operator_statements(keys).await?;
+        let mut new = 0;
+        let mut trust = self.store.write().unwrap_or_else(|p| p.into_inner());
+        for s in statements.iter().take(MAX_SYNC_STATEMENTS) {
+            // Only about keys followed, by operators followed: nothing else is verified.
+            let relevant = s.peek().is_ok_and(|st| {
+                trust.follows(&st.subject) && trust.operators().any(|o| *o == st.operator)
+            });
+            if !relevant {
+                continue;
+            }
+            match trust.learn_operator(s) {
+                Ok(true) => {
+                    tracing::info!(statement = ?s, "learned operator statement");
+                    new += 1;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("operator statement from the registry refused: {e}"),
+            }
+        }
+        Ok(new)
     }
 
     /// Syncs if the last sync is older than the refresh interval (a failure is logged).

@@ -26,6 +26,9 @@ pub enum SandboxError {
     /// The epoch ticker thread could not be started.
     #[error("epoch ticker: {0}")]
     Ticker(std::io::Error),
+    /// The policy lends a command that cannot be lent.
+    #[error("policy: {0}")]
+    Policy(#[from] crate::policy::LentCommandError),
 }
 
 /// Projects a run's store data to its resource table for the `wasi:io` bindings.
@@ -74,13 +77,16 @@ pub(super) fn build_linker(engine: &Engine, policy: &Policy) -> wasmtime::Result
         RunState::filesystem,
     )?;
 
-    use bindings::courier::proxy::{host_info, operator, provider};
+    use bindings::courier::proxy::{commands, host_info, operator, provider};
     provider::add_to_linker::<RunState, HostData>(&mut l, |s| &mut s.host)?;
     if policy.grant_host_info {
         host_info::add_to_linker::<RunState, HostData>(&mut l, |s| &mut s.host)?;
     }
     if policy.grant_operator {
         operator::add_to_linker::<RunState, HostData>(&mut l, |s| &mut s.host)?;
+    }
+    if !policy.commands.is_empty() {
+        commands::add_to_linker::<RunState, HostData>(&mut l, |s| &mut s.host)?;
     }
     Ok(l)
 }

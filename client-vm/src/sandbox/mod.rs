@@ -26,7 +26,7 @@ pub use engine::SandboxError;
 pub use failure::RunError;
 pub use run::{RunFailure, RunLogs, RunOutput, RunTimings, TypedOutput};
 
-use crate::host::HostFacts;
+use crate::host::{HostFacts, OperatorConsole, TerminalConsole};
 use crate::policy::Policy;
 use crate::provider::ProviderPool;
 use compile::ComponentCache;
@@ -86,6 +86,9 @@ pub struct SandboxConfig {
     /// instead of being returned to the kernel (fewer page faults and `madvise` calls per
     /// run, at the price of that much resident memory per slot). 0 returns everything.
     pub keep_resident_bytes: usize,
+    /// Where the operator's messages, questions and progress go when a person may answer
+    /// ([`TerminalConsole`] by default: questions on the process's terminal).
+    pub console: Arc<dyn OperatorConsole>,
 }
 
 impl Default for SandboxConfig {
@@ -99,6 +102,7 @@ impl Default for SandboxConfig {
             max_wasm_stack: 512 << 10,
             reuse_provider_connections: true,
             keep_resident_bytes: 32 << 10,
+            console: Arc::new(TerminalConsole),
         }
     }
 }
@@ -133,12 +137,17 @@ impl Sandbox {
         Self::with_facts(policy, config, facts)
     }
 
-    /// Like [`Sandbox::new`] with explicit host facts (filtered by the policy).
+    /// Like [`Sandbox::new`] with explicit host facts (filtered by the policy). When the
+    /// policy lends a directory, `managed-dir` is where the proxy finds it.
     pub fn with_facts(
         policy: Policy,
         config: SandboxConfig,
-        facts: HostFacts,
+        mut facts: HostFacts,
     ) -> Result<Self, SandboxError> {
+        crate::policy::validate_commands(&policy.commands)?;
+        if let Some(p) = &policy.preopen {
+            facts.set("managed-dir", p.guest.clone());
+        }
         let engine = Engine::new(&engine_config(&config, &policy)?)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let linker =

@@ -5,7 +5,7 @@
 use super::Sandbox;
 use super::engine::{CORE_INSTANCES_PER_COMPONENT, MEMORIES_PER_COMPONENT, TABLES_PER_COMPONENT};
 use super::run::RunLogs;
-use crate::host::{HostCtx, HostLimits, LogPipe};
+use crate::host::{HostCtx, LogPipe};
 use crate::provider::ProviderTarget;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -115,17 +115,15 @@ impl Sandbox {
             }
         }
         let wall_deadline = started + limits.wall_time;
+        let deadline = Arc::new(Mutex::new(wall_deadline));
         let host = HostCtx::new(
             self.pool.clone(),
             target,
             self.facts.clone(),
-            self.policy.operator,
-            HostLimits {
-                provider_timeout: limits.provider_timeout,
-                provider_reply_bytes: limits.provider_reply_bytes,
-                transcript_lines: limits.transcript_lines,
-            },
+            self.policy.clone(),
+            self.config.console.clone(),
             wall_deadline,
+            deadline.clone(),
         );
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)
@@ -152,7 +150,7 @@ impl Sandbox {
             wall_limit: limits.wall_time,
             tick: self.config.epoch_tick.max(Duration::from_millis(1)),
             stop: None,
-            deadline: Arc::new(Mutex::new(wall_deadline)),
+            deadline,
             _live: LiveGuard::new(&self.live),
         }
     }

@@ -1,9 +1,21 @@
 //! The client's policy: which host interfaces a proxy may import, which host facts it may
-//! see, who answers the operator's questions, an optional preopened directory, and the
-//! limits of every run.
+//! see, who answers the operator's questions, an optional preopened directory, the commands
+//! it lends by name, and the limits of every run.
 //!
 //! [`Policy::check_imports`] compares a proxy's imports (from its manifest, then from the
 //! component itself) with what the policy grants, and lists everything that is missing.
+//!
+//! Rooms: `commands` (lent commands and the arguments a proxy may add), `file` (the policy
+//! file, `policy.toml`).
+
+mod commands;
+mod file;
+
+pub(crate) use commands::validate_all as validate_commands;
+pub use commands::{
+    ArgRefusal, ExtraArgs, LentCommand, LentCommandError, MAX_EXTRA_ARGS, is_package_name,
+};
+pub use file::{POLICY_FILE, PolicyFile, PolicyFileError};
 
 use courier_protocol::InterfaceName;
 use std::collections::BTreeSet;
@@ -23,6 +35,8 @@ pub const PROVIDER: &str = "courier:proxy/provider";
 pub const HOST_INFO: &str = "courier:proxy/host-info";
 /// `courier:proxy/operator`: messages, confirmations and progress for the operator.
 pub const OPERATOR: &str = "courier:proxy/operator";
+/// `courier:proxy/commands`: the commands the policy lends by name.
+pub const COMMANDS: &str = "courier:proxy/commands";
 
 /// The WASI interfaces every run gets, harmlessly implemented: stdio into a bounded log,
 /// clocks, random, an empty environment and argument list, no preopened directories
@@ -108,6 +122,9 @@ pub struct Limits {
     pub transcript_lines: usize,
     /// Longest fetch of a component from the registry.
     pub fetch_timeout: Duration,
+    /// Bytes of a lent command's stdout and of its stderr kept (the end; the rest is
+    /// dropped).
+    pub command_output_bytes: usize,
 }
 
 impl Default for Limits {
@@ -124,6 +141,7 @@ impl Default for Limits {
             stdio_bytes: 64 << 10,
             transcript_lines: 256,
             fetch_timeout: Duration::from_secs(10),
+            command_output_bytes: 64 << 10,
         }
     }
 }
@@ -141,13 +159,16 @@ pub struct Policy {
     pub operator: OperatorMode,
     /// A directory lent to proxies, if any.
     pub preopen: Option<Preopen>,
+    /// Commands lent to proxies by name (`courier:proxy/commands` is granted when there is
+    /// at least one); names are unique.
+    pub commands: Vec<LentCommand>,
     /// Limits of every run.
     pub limits: Limits,
 }
 
 impl Default for Policy {
     /// Provider only; host-info and operator not granted; unattended, deny all; no
-    /// directory; default limits.
+    /// directory; no commands; default limits.
     fn default() -> Self {
         Self {
             grant_host_info: false,
@@ -155,6 +176,7 @@ impl Default for Policy {
             allowed_facts: BTreeSet::new(),
             operator: OperatorMode::Unattended(OperatorAnswer::DenyAll),
             preopen: None,
+            commands: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -260,7 +282,15 @@ impl Policy {
         if self.grant_operator {
             out.push(OPERATOR);
         }
+        if !self.commands.is_empty() {
+            out.push(COMMANDS);
+        }
         out
+    }
+
+    /// The lent command called `name`, if any.
+    pub fn command(&self, name: &str) -> Option<&LentCommand> {
+        self.commands.iter().find(|c| c.name == name)
     }
 
     /// Whether an import (full name, version optional) is granted.
@@ -277,7 +307,7 @@ impl Policy {
                 Err(MissingReason::Unknown)
             };
         }
-        if [PROVIDER, HOST_INFO, OPERATOR].contains(&unversioned.as_str()) {
+        if [PROVIDER, HOST_INFO, OPERATOR, COMMANDS].contains(&unversioned.as_str()) {
             if !compatible(version, &COURIER_PROXY_VERSION) {
                 return Err(MissingReason::Unknown);
             }

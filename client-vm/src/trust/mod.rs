@@ -10,12 +10,23 @@
 //! so trust that reached a key only through it is lost. Statements are verified when
 //! learned and again when loaded; the registry that serves them is not trusted for them.
 //!
-//! On disk the store is a text file of `ed25519:<64 hex digits>` lines (trusted keys) and
-//! `statement:<hex>` lines (learned statements); blank lines and lines starting with `#`
-//! are ignored.
+//! A client may also follow operator keys (room `operators`): a vendor key such an operator
+//! revoked, by a statement the operator signed, is refused the same way.
+//!
+//! On disk the store is a text file of `ed25519:<64 hex digits>` lines (trusted keys),
+//! `statement:<hex>` lines (learned statements), `operator:ed25519:<hex>` lines (followed
+//! operator keys) and `operator-statement:<hex>.<hex>` lines (learned operator
+//! statements); blank lines and lines starting with `#` are ignored.
+
+mod operators;
+
+pub use operators::OperatorLearnError;
 
 use courier_protocol::limits::MAX_CHAIN;
-use courier_protocol::{KeyAction, SignedKeyStatement, StatementError, VendorKey};
+use courier_protocol::{
+    KeyAction, OperatorStatement, SignedKeyStatement, SignedOperatorStatement, StatementError,
+    VendorKey,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +43,11 @@ pub struct TrustStore {
     revoked: BTreeSet<VendorKey>,
     /// Listed keys and every key their rotation chains lead to (not past a revoked key).
     effective: BTreeSet<VendorKey>,
+    /// Operator keys followed.
+    operators: BTreeSet<VendorKey>,
+    /// Learned, verified operator statements by (subject, operator); only those of
+    /// followed operators count.
+    by_operators: BTreeMap<(VendorKey, VendorKey), (OperatorStatement, SignedOperatorStatement)>,
 }
 
 /// Why a trust store could not be read or written, or a key was refused.
@@ -102,6 +118,16 @@ pub enum TrustRefusal {
     /// The key's own revocation was learned.
     #[error("vendor key {0} is revoked")]
     Revoked(VendorKey),
+    /// An operator this client follows revoked the key.
+    #[error("vendor key {key} is revoked by operator {operator}: {reason}")]
+    RevokedByOperator {
+        /// The vendor key.
+        key: VendorKey,
+        /// The operator who revoked it.
+        operator: VendorKey,
+        /// The operator's reason.
+        reason: String,
+    },
 }
 
 impl TrustStore {
@@ -124,6 +150,8 @@ impl TrustStore {
     pub fn parse(text: &str) -> Result<Self, TrustError> {
         let mut keys = BTreeSet::new();
         let mut statements = Vec::new();
+        let mut operators = BTreeSet::new();
+        let mut operator_statements = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -131,6 +159,19 @@ impl TrustStore {
             }
             // Allow a trailing comment after the key.
             let token = line.split_whitespace().next().unwrap_or(line);
+            if let Some(hex) = token.strip_prefix(operators::STATEMENT_PREFIX) {
+                let statement =
+                    operators::parse_statement(hex).map_err(|reason| TrustError::Statement {
+                        line: i + 1,
+                        reason,
+                    })?;
+                operator_statements.push(statement);
+                continue;
+            }
+            let (token, set) = match token.strip_prefix(operators::OPERATOR_PREFIX) {
+                Some(key) => (key, &mut operators),
+                None => (token, &mut keys),
+            };
             if let Some(hex) = token.strip_prefix("statement:") {
                 let bad = |reason: String| TrustError::Statement {
                     line: i + 1,
@@ -154,9 +195,13 @@ impl TrustStore {
             if key.verifying_key().is_err() {
                 return Err(TrustError::BadKey { line: i + 1, key });
             }
-            keys.insert(key);
+            set.insert(key);
         }
         let mut store = Self::from_keys(keys);
+        store.operators = operators;
+        for (statement, signed) in operator_statements {
+            store.keep_operator_statement(statement, signed);
+        }
         for (line, signed) in statements {
             store.learn(&signed).map_err(|e| TrustError::Statement {
                 line,
@@ -197,6 +242,19 @@ impl TrustStore {
         for s in self.statements.values() {
             out.push_str("statement:");
             out.push_str(&s.to_hex());
+            out.push('\n');
+        }
+        if !self.operators.is_empty() {
+            out.push_str("# followed operator keys\n");
+        }
+        for key in &self.operators {
+            out.push_str(&format!("{}{key}\n", operators::OPERATOR_PREFIX));
+        }
+        if !self.by_operators.is_empty() {
+            out.push_str("# learned operator statements, verified on load\n");
+        }
+        for (_, signed) in self.by_operators.values() {
+            out.push_str(&operators::to_text(signed));
             out.push('\n');
         }
         out
@@ -270,7 +328,7 @@ impl TrustStore {
             // Follow rotations, but none out of a revoked key.
             for k in self.chain(key) {
                 effective.insert(k);
-                if self.revoked.contains(&k) {
+                if self.revoked.contains(&k) || self.revoked_by_operator(&k) {
                     break;
                 }
             }
@@ -295,6 +353,9 @@ impl TrustStore {
         for s in other.statements() {
             new += usize::from(self.learn(s)?);
         }
+        for (statement, signed) in other.by_operators.values() {
+            new += usize::from(self.keep_operator_statement(statement.clone(), signed.clone()));
+        }
         Ok(new)
     }
 
@@ -304,6 +365,7 @@ impl TrustStore {
         out.statements = self.statements.clone();
         out.successor = self.successor.clone();
         out.revoked = self.revoked.clone();
+        out.by_operators = self.by_operators.clone();
         out
     }
 
@@ -346,6 +408,12 @@ impl TrustStore {
     pub fn check(&self, key: &VendorKey) -> Result<(), TrustRefusal> {
         if self.revoked.contains(key) {
             Err(TrustRefusal::Revoked(*key))
+        } else if let Some(s) = self.operator_revocation(key) {
+            Err(TrustRefusal::RevokedByOperator {
+                key: *key,
+                operator: s.operator,
+                reason: s.reason.clone(),
+            })
         } else if self.effective.contains(key) {
             Ok(())
         } else {
