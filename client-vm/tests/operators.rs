@@ -2,7 +2,8 @@
 //! that follows an operator key learns the operator's signed revocation of a vendor from
 //! the registry, keeps it in its state directory, and refuses that vendor's proxies even
 //! where another registry still offers them, naming the operator and its reason. A client
-//! that does not follow the operator is not affected.
+//! that does not follow the operator is not affected. A client with a key is metered as
+//! itself: the operator's usage names it for what it was handed and what it called.
 #![allow(clippy::unwrap_used)]
 
 use courier_client::{
@@ -11,7 +12,8 @@ use courier_client::{
 };
 use courier_example_services as examples;
 use courier_protocol::{
-    AdminAction, OperatorStatement, SignedOperatorStatement, SigningKey, VendorKey,
+    AdminAction, ClientProfile, OperatorStatement, SignedOperatorStatement, SigningKey, UsageBy,
+    UsageQuery, UsageRow, VendorKey,
 };
 use courier_provider::{BundleBuilder, ServiceHandle};
 use courier_proxy_artifacts as artifacts;
@@ -157,4 +159,60 @@ async fn a_vendor_revoked_by_a_followed_operator_is_refused_everywhere_after() {
     .unwrap();
     stranger.sync_keys().await.unwrap();
     assert!(stranger.trust_store().is_trusted(&VendorKey::of(&vendor)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_a_key_is_metered_as_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (vendor, operator, me) = (key(1), key(50), key(60));
+    let id = Identity::generate().unwrap();
+    let provider = examples::echo_service()
+        .serve("127.0.0.1:0".parse().unwrap(), &id)
+        .await
+        .unwrap();
+    let h = registry(dir.path(), Some(&operator)).await;
+    publish(&h, &vendor, &provider).await;
+
+    // A registered client: the registry keeps the outcomes of registered clients only.
+    connect(&h, Some(&me))
+        .await
+        .register_client(ClientProfile::default())
+        .await
+        .unwrap();
+    let mut config = config(&vendor, None, state.path());
+    config.key = Some(me.clone());
+    config.report = ReportMode::Inline;
+    let client = Client::new(connect(&h, None).await, config).unwrap();
+    for _ in 0..3 {
+        client.call_str(SAY).await.unwrap();
+    }
+
+    // The usage is written behind by the flush; wait for it (bounded).
+    let admin = connect(&h, Some(&operator)).await;
+    let query = UsageQuery {
+        since_ms: 0,
+        by: UsageBy::ClientService,
+    };
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = admin.usage(query.clone()).await.unwrap();
+        if rows.iter().map(|r| r.calls).sum::<u64>() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let component = artifacts::ECHO.len() as u64;
+    assert_eq!(
+        rows,
+        [UsageRow {
+            client: Some(VendorKey::of(&me)),
+            service: Some("acme/echo".into()),
+            handed_out: 1,
+            bytes: component,
+            calls: 3,
+            failed: 0,
+        }],
+        "the compiled proxy is kept, so it is fetched once; every call is reported"
+    );
 }

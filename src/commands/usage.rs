@@ -3,7 +3,7 @@
 
 use super::operator::connect_as_operator;
 use crate::cli::{UsageArgs, UsageGroup};
-use crate::output::table;
+use crate::output::{short, table};
 use courier_protocol::{UsageBy, UsageQuery, UsageRow};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -50,7 +50,7 @@ pub async fn run(args: UsageArgs) -> anyhow::Result<()> {
 
 fn client_of(r: &UsageRow) -> String {
     r.client
-        .map_or_else(|| "(anonymous)".to_string(), |k| k.to_string())
+        .map_or_else(|| "(anonymous)".to_string(), |k| short(&k.to_string(), 16))
 }
 
 fn row_json(r: &UsageRow) -> serde_json::Value {

@@ -48,6 +48,18 @@ impl RegistryLink {
             .clone()
     }
 
+    /// Authenticates `registry` as the client's key, if it has one and the connection has
+    /// not yet, so that what it fetches is metered as this client's. Best effort: a
+    /// connection that cannot authenticate still fetches, anonymously, and says why in
+    /// the log.
+    pub(super) async fn identify(&self, registry: &RegistryClient) {
+        if let Some(key) = &self.key
+            && let Err(e) = registry.ensure_authenticated(key).await
+        {
+            tracing::warn!("fetching anonymously: could not authenticate as the client ({e})");
+        }
+    }
+
     /// Queries whose candidates the lookup cache keeps now.
     pub(super) fn cached_lookups(&self) -> usize {
         self.lookups.len()

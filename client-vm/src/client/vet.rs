@@ -76,7 +76,12 @@ impl Client {
             None => {
                 let size = manifest.component_size;
                 let deadline = policy.limits.fetch_timeout;
-                let fetch = registry.fetch_for(Some(candidate.lease), hash, size, deadline);
+                let fetch = async {
+                    self.link.identify(registry).await; // metered as this client's
+                    registry
+                        .fetch_for(Some(candidate.lease), hash, size, deadline)
+                        .await
+                };
                 let bytes = timed(&mut timings.fetch, fetch) // 8. fetch, at most `size`
                     .await
                     .map_err(RejectReason::Fetch)?;
