@@ -266,7 +266,9 @@ fn classify(e: &ClientError) -> Failure {
             | ErrorKind::BadComponent
             | ErrorKind::NotOwner
             | ErrorKind::Revoked
-            | ErrorKind::Rotated => Failure::Permanent(text),
+            | ErrorKind::Rotated
+            | ErrorKind::LeaseRevoked
+            | ErrorKind::Banned => Failure::Permanent(text),
             ErrorKind::NotAuthenticated | ErrorKind::BadHandshake | ErrorKind::BadFrame => {
                 Failure::Connection(text)
             }

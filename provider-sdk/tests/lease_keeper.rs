@@ -1,9 +1,10 @@
 //! The lease keeper against a real registry on loopback with short leases: it registers,
 //! renews, registers again when the registry forgets the lease, reconnects after a registry
-//! restart, reports a refused bundle, and cancels on shutdown.
+//! restart, reports a refused bundle, stops when an operator revokes its lease, and cancels
+//! on shutdown.
 #![allow(clippy::unwrap_used)]
 
-use courier_protocol::{LeaseId, SigningKey, SpkiPin, VendorKey};
+use courier_protocol::{AdminAction, LeaseId, SigningKey, SpkiPin, VendorKey};
 use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState, WaitError};
 use courier_registry::{Registry, RegistryHandle, ServerConfig};
 use courier_transport::RegistryClient;
@@ -219,6 +220,45 @@ async fn a_refused_bundle_fails_for_good() {
         other => panic!("expected a failure, got {other:?}"),
     }
     assert!(live_leases(&h).await.is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lease_an_operator_revoked_stops_the_keeper_with_the_reason() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let operator = courier_provider::generate_key();
+    let mut config = courier_test_support::short_leases(dir.path());
+    config.operators = vec![VendorKey::of(&operator)];
+    let h = courier_registry::serve(
+        Arc::new(Registry::open(config).unwrap()),
+        courier_test_support::loopback(),
+    )
+    .await
+    .unwrap();
+    let key = courier_provider::generate_key();
+    let keeper = start_keeper(&h, &key, Duration::from_millis(400));
+    let lease = keeper.wait_active().await.unwrap();
+
+    let admin = RegistryClient::connect(h.local_addr(), h.pin(), "test")
+        .await
+        .unwrap();
+    admin.authenticate(&operator).await.unwrap();
+    let reason = "serves stale data".to_string();
+    admin
+        .admin(AdminAction::RevokeLease { lease, reason })
+        .await
+        .unwrap();
+
+    // Told why on its next renewal, the keeper stops instead of registering again.
+    let mut rx = keeper.state();
+    let state = state_where(&mut rx, |s| matches!(s, LeaseState::Failed { .. })).await;
+    let LeaseState::Failed { error } = state else {
+        unreachable!()
+    };
+    assert!(error.contains("serves stale data"), "{error}");
+    assert!(live_leases(&h).await.is_empty());
+    assert_eq!(keeper.shutdown().await.unwrap(), None);
     h.shutdown().await;
 }
 
