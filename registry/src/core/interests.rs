@@ -13,6 +13,7 @@ use courier_protocol::{
     VendorKey,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Most event registrations of one key.
 pub const MAX_INTERESTS_PER_KEY: usize = 20_000;
@@ -135,30 +136,44 @@ pub struct InterestMatcher {
 }
 
 impl InterestMatcher {
-    /// What this registration is told of `rec`, if anything: its template's transitions,
-    /// or, for a new registration, a recommendation that fits its client's system data.
-    pub fn notify(&self, rec: &EventRecord) -> Option<Notification> {
+    /// Whether this registration is told of `rec`: `Some(false)` by its template,
+    /// `Some(true)` as a recommendation (a new registration that fits its client's system
+    /// data), `None` not at all.
+    pub fn told(&self, rec: &EventRecord) -> Option<bool> {
         let t = transition(rec.kind)?;
-        let templated = self.template.transitions & bit(t) != 0 && self.template.matches(rec);
-        let recommended = !templated
-            && t == Transition::Appeared
-            && self.recommend_for.as_ref().is_some_and(|f| fits(rec, f));
-        (templated || recommended).then(|| Notification {
-            seq: rec.seq,
-            transition: t,
-            recommended,
-            lease: rec.reg.lease,
-            name: rec.reg.name.to_string(),
-            interfaces: rec.reg.interface_names(),
-            at_ms: rec.at_ms,
-        })
+        if self.template.transitions & bit(t) != 0 && self.template.matches(rec) {
+            return Some(false);
+        }
+        let recommended =
+            t == Transition::Appeared && self.recommend_for.as_ref().is_some_and(|f| fits(rec, f));
+        recommended.then_some(true)
     }
+
+    /// What this registration is told of `rec`, if anything.
+    pub fn notify(&self, rec: &EventRecord) -> Option<Notification> {
+        self.told(rec)
+            .and_then(|recommended| notification(rec, recommended))
+    }
+}
+
+/// The notification of `rec` (`None` for a renewal, which is no transition).
+pub fn notification(rec: &EventRecord, recommended: bool) -> Option<Notification> {
+    Some(Notification {
+        seq: rec.seq,
+        transition: transition(rec.kind)?,
+        recommended,
+        lease: rec.reg.lease,
+        name: rec.reg.name.to_string(),
+        interfaces: rec.reg.interface_names(),
+        at_ms: rec.at_ms,
+    })
 }
 
 /// One registration of interest.
 #[derive(Debug)]
 struct Entry {
-    matcher: InterestMatcher,
+    /// Shared with the registration's listener, so that it costs one copy.
+    matcher: Arc<InterestMatcher>,
     owner: VendorKey,
     deadline: Millis,
 }
@@ -213,10 +228,10 @@ impl InterestBook {
         self.entries.insert(
             id,
             Entry {
-                matcher: InterestMatcher {
+                matcher: Arc::new(InterestMatcher {
                     template,
                     recommend_for,
-                },
+                }),
                 owner,
                 deadline,
             },
@@ -239,8 +254,10 @@ impl InterestBook {
             .get_mut(&id)
             .filter(|e| e.owner == *owner && e.deadline > now)
             .ok_or(InterestError::Unknown(id))?;
-        if let (Some(f), Some(old)) = (facts, entry.matcher.recommend_for.as_mut()) {
-            *old = f;
+        if let Some(f) = facts
+            && entry.matcher.recommend_for.is_some()
+        {
+            Arc::make_mut(&mut entry.matcher).recommend_for = Some(f);
         }
         let ttl = self.policy.clamp(ttl_ms);
         self.by_deadline.remove(&(entry.deadline, id));
@@ -276,7 +293,7 @@ impl InterestBook {
         now: Millis,
         id: &InterestId,
         owner: &VendorKey,
-    ) -> Option<InterestMatcher> {
+    ) -> Option<Arc<InterestMatcher>> {
         self.entries
             .get(id)
             .filter(|e| e.owner == *owner && e.deadline > now)
@@ -301,16 +318,16 @@ impl InterestBook {
         self.entries.len()
     }
 
-    /// Every registration told of `rec`, with what it is told.
-    pub fn notifications<'a>(
+    /// Every registration told of `rec`, and whether as a recommendation.
+    pub fn told<'a>(
         &'a self,
         rec: &'a EventRecord,
-    ) -> impl Iterator<Item = (InterestId, Notification)> + 'a {
+    ) -> impl Iterator<Item = (InterestId, bool)> + 'a {
         let relevant = transition(rec.kind).is_some();
         self.entries
             .iter()
             .filter(move |_| relevant)
-            .filter_map(move |(id, e)| e.matcher.notify(rec).map(|n| (*id, n)))
+            .filter_map(move |(id, e)| e.matcher.told(rec).map(|r| (*id, r)))
     }
 }
 

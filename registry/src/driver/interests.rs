@@ -6,7 +6,7 @@
 
 use super::Registry;
 use crate::core::events::EventRecord;
-use crate::core::interests::{InterestError, InterestMatcher};
+use crate::core::interests::{InterestError, InterestMatcher, notification};
 use courier_protocol::{
     Interest, InterestGrant, InterestId, Notification, NotificationBatch, VendorKey,
 };
@@ -21,18 +21,19 @@ pub const LISTENER_QUEUE: usize = 256;
 /// (then it reads the ring from where it is).
 #[derive(Debug)]
 pub struct ListenerFeed {
-    /// Live notifications, in order; ends when the registration does.
-    pub rx: mpsc::Receiver<Notification>,
+    /// Live notifications, in order, each shared by every listener told of it; ends when
+    /// the registration does.
+    pub rx: mpsc::Receiver<Arc<Notification>>,
     /// Set when a notification could not be queued.
     pub behind: Arc<AtomicBool>,
     /// What the registration is told of.
-    pub matcher: InterestMatcher,
+    pub matcher: Arc<InterestMatcher>,
 }
 
 /// The registry's side of a listener.
 #[derive(Debug)]
 pub(super) struct Listener {
-    tx: mpsc::Sender<Notification>,
+    tx: mpsc::Sender<Arc<Notification>>,
     behind: Arc<AtomicBool>,
 }
 
@@ -126,8 +127,21 @@ impl Registry {
         if listeners.is_empty() {
             return;
         }
-        for (id, n) in interests.notifications(rec) {
+        // One notification per kind for all the listeners told of it.
+        let (mut templated, mut recommended) = (None, None);
+        for (id, as_recommendation) in interests.told(rec) {
             let Some(l) = listeners.get(&id) else {
+                continue;
+            };
+            let shared = if as_recommendation {
+                &mut recommended
+            } else {
+                &mut templated
+            };
+            if shared.is_none() {
+                *shared = notification(rec, as_recommendation).map(Arc::new);
+            }
+            let Some(n) = shared.clone() else {
                 continue;
             };
             match l.tx.try_send(n) {

@@ -10,6 +10,7 @@ use super::wire_errors::{ToWire, not_authenticated};
 use crate::core::interests::InterestMatcher;
 use courier_protocol::limits::MAX_EVENT_BATCH;
 use courier_protocol::{InterestId, NotificationBatch, Response};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Serves `Listen { id, from_seq }` on a stream it takes over.
@@ -52,7 +53,7 @@ pub(super) async fn listen(
         while let Some(n) = pending.take().or_else(|| feed.rx.try_recv().ok()) {
             if n.seq >= next {
                 next = n.seq + 1;
-                notifications.push(n);
+                notifications.push(Arc::unwrap_or_clone(n));
             }
             if notifications.len() >= MAX_EVENT_BATCH {
                 break;
