@@ -1,6 +1,7 @@
 //! `courier registry serve --http` and `courier admin token`, as an operator uses them:
 //! the banner names `/metrics` and the dashboard address with its token, a token the
-//! operator key signs opens the dashboard's API, none is refused.
+//! operator key signs opens the dashboard's API, none is refused; a bad webhook URL is one
+//! clear line.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -63,4 +64,18 @@ fn serve_prints_the_http_addresses_and_admin_token_opens_the_dashboard() {
     let overview = get(addr, "/api/overview", Some(token));
     assert_eq!(status(&overview), 200, "{overview}");
     assert!(overview.contains("\"leases\":0"), "{overview}");
+}
+
+#[test]
+fn a_bad_webhook_url_is_one_clear_line() {
+    let out = courier()
+        .args(["registry", "serve", "--webhook", "ftp://hooks.example/x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("webhook URLs are http or https, not ftp"),
+        "{err}"
+    );
 }

@@ -8,8 +8,9 @@
 //! - durable storage behind the [`Storage`] trait ([`RedbStore`] for a single registry);
 //! - [`Registry`], the driver: locks, clocks, random ids, commits, fan-out of events;
 //! - [`serve`], the QUIC server around it, configured by [`ServerConfig`];
-//! - for operators, started with the server when configured: counters (`observe`) and an
-//!   HTTP listener with `/metrics` and the dashboard ([`HttpConfig`]);
+//! - for operators, started with the server when configured: counters (`observe`), an HTTP
+//!   listener with `/metrics` and the dashboard ([`HttpConfig`]), webhooks
+//!   ([`NotifyConfig`]);
 //! - [`OfflineRegistry`], an operator's commands while the registry is stopped.
 
 mod config;
@@ -17,6 +18,7 @@ mod core;
 mod driver;
 mod errors;
 mod http;
+mod notify;
 mod observe;
 mod offline;
 mod ops;
@@ -46,6 +48,9 @@ pub use errors::{
 };
 pub use http::{
     DASHBOARD_TOKEN_DOMAIN, DEFAULT_HTTP_LISTEN, DashboardToken, HttpConfig, TokenError,
+};
+pub use notify::{
+    AlertKind, NotifyConfig, NotifyError, UnknownAlertKind, WebhookTarget, WebhookUrlError,
 };
 pub use offline::OfflineRegistry;
 pub use ops::OpsError;

@@ -1,25 +1,39 @@
 //! The operators' side of `courier registry serve` (the HTTP listener with `/metrics` and
-//! the dashboard), and `courier admin token`.
+//! the dashboard, webhooks), and `courier admin token`.
 
 use crate::cli::{OperatorArgs, OpsArgs, TokenArgs};
 use anyhow::Context;
 use courier_provider::load_key;
-use courier_registry::{DashboardToken, HttpConfig, RegistryHandle, ServerConfig};
+use courier_registry::{DashboardToken, HttpConfig, NotifyConfig, RegistryHandle, ServerConfig};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Sets the HTTP listener the flags ask for.
+/// Sets the HTTP listener and the webhooks the flags ask for.
 pub fn configure(args: &OpsArgs, server: &mut ServerConfig) {
     server.http = args.http.map(HttpConfig::new);
+    if !args.webhooks.is_empty() {
+        let mut n = NotifyConfig::new(args.webhooks.clone());
+        n.on = args.webhook_on.clone();
+        n.watch_services = args.watch_services.clone();
+        n.failure_spike = args.failure_spike.count;
+        n.failure_window = args.failure_spike.window;
+        n.refusal_rate = args.refusal_rate;
+        server.notify = Some(n);
+    }
 }
 
-/// The lines of the start banner about the HTTP listener.
-pub fn print_banner(handle: &RegistryHandle) {
+/// The lines of the start banner about the HTTP listener and the webhooks.
+pub fn print_banner(handle: &RegistryHandle, args: &OpsArgs) {
     if let (Some(addr), Some(token)) = (handle.http_addr(), handle.dashboard_token()) {
         println!("  metrics:  http://{addr}/metrics");
         println!("  dashboard: http://{addr}/?token={token}");
         println!(
             "            (this token lasts until the registry stops; `courier admin token` signs others)"
         );
+    }
+    if !args.webhooks.is_empty() {
+        let targets: Vec<String> = args.webhooks.iter().map(ToString::to_string).collect();
+        let on: Vec<&str> = args.webhook_on.iter().map(|k| k.name()).collect();
+        println!("  webhooks: {} ({})", targets.join(", "), on.join(", "));
     }
 }
 

@@ -56,7 +56,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if made { ", made now" } else { "" }
     );
     println!("  leases:   {live} live after start");
-    super::ops::print_banner(&handle);
+    super::ops::print_banner(&handle, &args.ops);
     println!();
     println!("Point clients and vendors at it:");
     println!(

@@ -1,5 +1,5 @@
 //! `/api/events`: the registry's transitions ([`crate::Registry::transitions`], the feed
-//! event registrations read too) as server-sent events, for the dashboard to
+//! event registrations and webhooks read too) as server-sent events, for the dashboard to
 //! update without reloading. Renewals are not in it (a busy registry renews tens of
 //! thousands of times a second; the page's periodic snapshot shows the time left); every
 //! transition is sent as a `lease` event with the event as JSON. A stream too slow for the feed is told with a `gap` event (how many it

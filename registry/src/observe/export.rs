@@ -204,6 +204,28 @@ impl Collector for Families {
             "HTTP requests refused for a wrong or missing token",
             m.http_unauthorized.get(),
         )?;
+        counter(
+            &mut enc,
+            "webhook_deliveries",
+            "Webhook posts a target accepted",
+            m.webhook_delivered.get(),
+        )?;
+        counter(
+            &mut enc,
+            "webhook_retries",
+            "Webhook posts that failed and were tried again",
+            m.webhook_retried.get(),
+        )?;
+        labelled_counters(
+            &mut enc,
+            "webhook_dropped",
+            "Alerts dropped, by reason (queue full: the oldest went; failed: every retry failed)",
+            "reason",
+            &[
+                ("queue_full", m.webhook_dropped_full.get()),
+                ("failed", m.webhook_dropped_failed.get()),
+            ],
+        )?;
         Ok(())
     }
 }

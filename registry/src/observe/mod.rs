@@ -1,12 +1,13 @@
 //! What the server counts for operators: [`Observer`] holds the counters the hot paths
 //! increment (renewals, lookups with their latency, fetches, registrations, outcomes,
-//! admission refusals by cause) and hands failed outcomes to whoever listens for them. The gauges (leases, registrations, interfaces) are read from the registry when
+//! admission refusals by cause, webhook deliveries) and hands failed outcomes to the
+//! notifier. The gauges (leases, registrations, interfaces) are read from the registry when
 //! `/metrics` is scraped (`export`), never kept here.
 //!
 //! Cost on the hot paths: one relaxed atomic add per counter, each counter on a cache line
 //! of its own, no lock and no allocation. A lookup also reads the monotonic clock twice for
 //! its latency histogram (fixed buckets, one add for the bucket and one for the sum).
-//! Nothing here is touched when the server runs without an HTTP listener
+//! Nothing here is touched when the server runs without an HTTP listener or webhooks
 //! (`Shared::observer` is `None`).
 
 mod export;
@@ -165,6 +166,14 @@ pub(crate) struct Metrics {
     refusals: [Counter; Refusal::ALL.len()],
     /// HTTP requests refused for a wrong or missing token.
     pub http_unauthorized: Counter,
+    /// Webhook posts delivered.
+    pub webhook_delivered: Counter,
+    /// Webhook posts that failed and were tried again.
+    pub webhook_retried: Counter,
+    /// Alerts dropped because a webhook's queue was full (the oldest go).
+    pub webhook_dropped_full: Counter,
+    /// Alerts dropped after the last retry failed.
+    pub webhook_dropped_failed: Counter,
 }
 
 impl Metrics {
@@ -204,7 +213,7 @@ pub(crate) enum Probe {
     Other,
 }
 
-/// The counters, and where failed outcomes go (if anything listens for them).
+/// The counters, and where failed outcomes go (the notifier, if webhooks watch them).
 #[derive(Debug, Default)]
 pub(crate) struct Observer {
     /// The counters.

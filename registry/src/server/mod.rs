@@ -27,6 +27,7 @@ mod wire_errors;
 
 use crate::driver::Registry;
 use crate::http::HttpConfig;
+use crate::notify::NotifyConfig;
 use crate::observe::Observer;
 use crate::ops::OpsError;
 use admission::RateLimit;
@@ -94,6 +95,8 @@ pub struct ServerConfig {
     /// The HTTP listener for operators (`/metrics`, the dashboard); `None`: none, and
     /// nothing is counted.
     pub http: Option<HttpConfig>,
+    /// Webhooks to alert; `None`: none.
+    pub notify: Option<NotifyConfig>,
 }
 
 impl Default for ServerConfig {
@@ -101,7 +104,7 @@ impl Default for ServerConfig {
     /// 4,096 requests in flight; 25,000 requests/s per connection and 100,000/s in all
     /// (about half and twice what a registry serves on two cores); 30 s to send a request
     /// or take an answer; 64 MiB for large requests and for large answers (32 MiB per peer
-    /// address); no HTTP listener.
+    /// address); no HTTP listener and no webhooks.
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN,
@@ -120,6 +123,7 @@ impl Default for ServerConfig {
             large_response_budget_per_peer: 32 * 1024 * 1024,
             large_response_wait: Duration::from_secs(5),
             http: None,
+            notify: None,
         }
     }
 }
@@ -133,7 +137,7 @@ pub enum ServeError {
     /// The endpoint has no local address.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    /// The HTTP listener could not start.
+    /// The HTTP listener or the webhooks could not start.
     #[error(transparent)]
     Ops(#[from] OpsError),
 }
@@ -247,7 +251,7 @@ struct Shared {
     in_flight: Arc<Semaphore>,
     /// The registry-wide request rate.
     rate: RateLimit,
-    /// The counters operators read (`None`: no HTTP listener).
+    /// The counters operators read (`None`: no HTTP listener and no webhooks).
     observer: Option<Arc<Observer>>,
     /// Dropped by every task when it ends, so shutdown can wait for them all.
     done: mpsc::Sender<()>,
@@ -286,7 +290,14 @@ pub async fn serve(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel(1);
-    let ops = crate::ops::start(config.http.as_ref(), &registry, pin, &shutdown_rx).await?;
+    let ops = crate::ops::start(
+        config.http.as_ref(),
+        config.notify.as_ref(),
+        &registry,
+        pin,
+        &shutdown_rx,
+    )
+    .await?;
     let shared = Arc::new(Shared {
         registry: registry.clone(),
         pin,
