@@ -5,7 +5,7 @@
 
 mod support;
 
-use courier_protocol::{AttributeConstraint, ServiceQuery};
+use courier_protocol::ServiceQuery;
 use courier_registry::PreparedQuery;
 use courier_transport::RegistryClient;
 use criterion::Criterion;
@@ -13,36 +13,6 @@ use std::time::{Duration, Instant};
 use support::*;
 
 const INTERFACES: u32 = 1_000;
-
-/// A deterministic mix of queries: plain, with a version requirement, with a function,
-/// with attribute constraints.
-fn queries(n: usize) -> Vec<ServiceQuery> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..n)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let mut q = ServiceQuery {
-                interface: format!("bench:pkg{}/api", x % INTERFACES as u64),
-                limit: 10,
-                ..Default::default()
-            };
-            match i % 4 {
-                1 => q.version_req = Some("^0.2".into()),
-                2 => q.functions = vec!["call".into()],
-                3 => {
-                    q.attributes = vec![
-                        AttributeConstraint::Equals("region".into(), "eu".into()),
-                        AttributeConstraint::Present("tier".into()),
-                    ]
-                }
-                _ => {}
-            }
-            q
-        })
-        .collect()
-}
 
 fn main() {
     let rt = runtime();
@@ -62,7 +32,7 @@ fn main() {
         );
         let h = rt.block_on(serve(registry));
         let reg = h.registry().clone();
-        let qs = queries(20_000);
+        let qs = queries(20_000, INTERFACES);
         let prepared: Vec<PreparedQuery> = qs
             .iter()
             .map(|q| PreparedQuery::new(q, 100).unwrap())

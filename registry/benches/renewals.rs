@@ -6,10 +6,7 @@
 
 mod support;
 
-use courier_protocol::{
-    ContentHash, Export, Manifest, Register, SignedManifest, SpkiPin, VendorKey,
-};
-use courier_transport::{RegistryClient, client_endpoint};
+use courier_transport::RegistryClient;
 use criterion::Criterion;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,79 +15,9 @@ use support::*;
 const VENDORS: usize = 64;
 const RUN: Duration = Duration::from_secs(4);
 
-async fn vendors(
-    h: &courier_registry::RegistryHandle,
-    n: usize,
-    shared_endpoint: bool,
-    first: u32,
-) -> Vec<(RegistryClient, courier_protocol::LeaseId)> {
-    let ep = client_endpoint(h.local_addr()).unwrap();
-    let mut out = Vec::new();
-    for i in 0..n {
-        let key = key(first + i as u32);
-        let c = if shared_endpoint {
-            RegistryClient::connect_with(ep.clone(), h.local_addr(), h.pin(), "bench")
-                .await
-                .unwrap()
-        } else {
-            RegistryClient::connect(h.local_addr(), h.pin(), "bench")
-                .await
-                .unwrap()
-        };
-        c.authenticate(&key).await.unwrap();
-        let echo = courier_proxy_artifacts::ECHO;
-        let now = wall_now();
-        let m = Manifest {
-            name: format!("bench{}/echo", first + i as u32),
-            version: "1.0.0".into(),
-            exports: vec![Export {
-                interface: "courier:echo/echo@0.1.0".into(),
-                functions: vec!["say".into()],
-            }],
-            imports: vec![],
-            attributes: Default::default(),
-            endpoints: vec!["127.0.0.1:1".into()],
-            provider_pin: SpkiPin([1; 32]),
-            issued_at_ms: now - 1000,
-            not_after_ms: now + 3_600_000,
-            component_hash: ContentHash::of(echo),
-            component_size: echo.len() as u64,
-            vendor_key: VendorKey::of(&key),
-        };
-        let grant = c
-            .register(Register {
-                manifest: SignedManifest::sign(&m, &key),
-                component: echo.to_vec(),
-                ttl_ms: 600_000,
-            })
-            .await
-            .unwrap();
-        out.push((c, grant.lease));
-    }
-    out
-}
-
 /// Every vendor renews in a loop for `RUN`; returns (renewals/s, latencies in ns).
 async fn run(vs: &[(RegistryClient, courier_protocol::LeaseId)]) -> (f64, Vec<u64>) {
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for (c, lease) in vs.iter().cloned() {
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(200_000);
-            while start.elapsed() < RUN {
-                let t = Instant::now();
-                c.renew(lease, 600_000).await.unwrap();
-                lat.push(t.elapsed().as_nanos() as u64);
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let secs = start.elapsed().as_secs_f64();
-    (all.len() as f64 / secs, all)
+    renew_for(vs, RUN).await
 }
 
 fn report(label: &str, rate: f64, lat: Vec<u64>) {

@@ -8,13 +8,20 @@
 //! - durable storage behind the [`Storage`] trait ([`RedbStore`] for a single registry);
 //! - [`Registry`], the driver: locks, clocks, random ids, commits, fan-out of events;
 //! - [`serve`], the QUIC server around it, configured by [`ServerConfig`];
+//! - for operators, started with the server when configured: counters (`observe`), an HTTP
+//!   listener with `/metrics` and the dashboard ([`HttpConfig`]), webhooks
+//!   ([`NotifyConfig`]);
 //! - [`OfflineRegistry`], an operator's commands while the registry is stopped.
 
 mod config;
 mod core;
 mod driver;
 mod errors;
+mod http;
+mod notify;
+mod observe;
 mod offline;
+mod ops;
 mod server;
 mod store;
 
@@ -39,7 +46,14 @@ pub use errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, OpenError, ReadError,
     RegisterError, ReportError, StatementRefused,
 };
+pub use http::{
+    DASHBOARD_TOKEN_DOMAIN, DEFAULT_HTTP_LISTEN, DashboardToken, HttpConfig, TokenError,
+};
+pub use notify::{
+    AlertKind, NotifyConfig, NotifyError, UnknownAlertKind, WebhookTarget, WebhookUrlError,
+};
 pub use offline::OfflineRegistry;
+pub use ops::OpsError;
 pub use server::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, RegistryHandle, ServeError, ServerConfig, serve,
 };

@@ -2,11 +2,13 @@
 
 mod client;
 mod operate;
+mod ops;
 mod registry;
 mod vendor;
 
 pub use client::*;
 pub use operate::*;
+pub use ops::*;
 pub use registry::*;
 pub use vendor::*;
 

@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// operator key (operator.key, made on first start) is always one.
     #[arg(long = "operator")]
     pub operators: Vec<String>,
+    /// The HTTP listener and webhooks.
+    #[command(flatten)]
+    pub ops: super::OpsArgs,
 }
 
 /// `courier registry grant`
@@ -185,6 +188,9 @@ pub enum AdminCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Issue a dashboard token signed by the operator key, for the registry of
+    /// --registry-pin (no connection needed).
+    Token(super::TokenArgs),
     /// The audit log of operators' actions, oldest first.
     Audit {
         /// First entry number shown.

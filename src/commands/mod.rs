@@ -12,6 +12,7 @@ mod leases;
 mod man;
 mod notify;
 mod operator;
+mod ops;
 mod policy;
 mod provider;
 mod publish;

@@ -76,6 +76,9 @@ pub async fn clients(args: ClientsArgs) -> anyhow::Result<()> {
 }
 
 pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    if let AdminCommand::Token(token) = &args.action {
+        return super::ops::token(token, &args.operator);
+    }
     let (registry, key) = connect_as_operator(&args.operator).await?;
     let action = match args.action {
         AdminCommand::Audit { from, json } => {
@@ -101,6 +104,8 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             key: vendor(&key)?,
         },
         AdminCommand::Drain { name, reason } => AdminAction::Drain { name, reason },
+        // Issued above, without a connection.
+        AdminCommand::Token(_) => anyhow::bail!("a token is issued without connecting"),
         AdminCommand::Undrain { name } => AdminAction::Undrain { name },
         AdminCommand::RevokeKey {
             key: subject,

@@ -33,11 +33,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .operators
             .push(k.parse().with_context(|| format!("--operator {k}"))?);
     }
-    let server = ServerConfig {
+    let mut server = ServerConfig {
         listen: args.listen,
         max_connections: args.max_connections,
         ..ServerConfig::default()
     };
+    super::ops::configure(&args.ops, &mut server);
     let data_dir = args.data_dir.clone();
     let registry = tokio::task::spawn_blocking(move || Registry::open(config))
         .await?
@@ -55,6 +56,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if made { ", made now" } else { "" }
     );
     println!("  leases:   {live} live after start");
+    super::ops::print_banner(&handle, &args.ops);
     println!();
     println!("Point clients and vendors at it:");
     println!(

@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use courier_protocol::{
-    ContentHash, Export, Manifest, SignedManifest, SigningKey, SpkiPin, VendorKey,
+    AttributeConstraint, ContentHash, Export, LeaseId, Manifest, Register, ServiceQuery,
+    SignedManifest, SigningKey, SpkiPin, VendorKey,
 };
 use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
-use std::time::Duration;
+use courier_transport::{RegistryClient, client_endpoint};
+use std::time::{Duration, Instant};
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -31,6 +33,14 @@ pub fn config(dir: &std::path::Path) -> RegistryConfig {
 
 /// Serves `registry` on a loopback port with the default caps, except two.
 pub async fn serve(registry: Registry) -> RegistryHandle {
+    serve_with(registry, |_| {}).await
+}
+
+/// [`serve`], with `tweak` applied to the server's configuration last.
+pub async fn serve_with(
+    registry: Registry,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> RegistryHandle {
     let mut c = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..ServerConfig::default()
@@ -40,6 +50,7 @@ pub async fn serve(registry: Registry) -> RegistryHandle {
     // One vendor renewing back to back can pass the per-connection cap (25,000 requests/s)
     // on a fast hour of this machine: measure the path, not the cap (the total cap stays).
     c.request_rate_per_connection = c.request_rate;
+    tweak(&mut c);
     courier_registry::serve(std::sync::Arc::new(registry), c)
         .await
         .unwrap()
@@ -122,4 +133,112 @@ pub fn rss_bytes() -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// `n` vendors, each with its own key (seeds from `first`), its own authenticated
+/// connection (on one client UDP socket if `shared_endpoint`) and one lease of 10 min.
+pub async fn vendors(
+    h: &RegistryHandle,
+    n: usize,
+    shared_endpoint: bool,
+    first: u32,
+) -> Vec<(RegistryClient, LeaseId)> {
+    let ep = client_endpoint(h.local_addr()).unwrap();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let key = key(first + i as u32);
+        let c = if shared_endpoint {
+            RegistryClient::connect_with(ep.clone(), h.local_addr(), h.pin(), "bench")
+                .await
+                .unwrap()
+        } else {
+            RegistryClient::connect(h.local_addr(), h.pin(), "bench")
+                .await
+                .unwrap()
+        };
+        c.authenticate(&key).await.unwrap();
+        let echo = courier_proxy_artifacts::ECHO;
+        let now = wall_now();
+        let m = Manifest {
+            name: format!("bench{}/echo", first + i as u32),
+            version: "1.0.0".into(),
+            exports: vec![Export {
+                interface: "courier:echo/echo@0.1.0".into(),
+                functions: vec!["say".into()],
+            }],
+            imports: vec![],
+            attributes: Default::default(),
+            endpoints: vec!["127.0.0.1:1".into()],
+            provider_pin: SpkiPin([1; 32]),
+            issued_at_ms: now - 1000,
+            not_after_ms: now + 3_600_000,
+            component_hash: ContentHash::of(echo),
+            component_size: echo.len() as u64,
+            vendor_key: VendorKey::of(&key),
+        };
+        let grant = c
+            .register(Register {
+                manifest: SignedManifest::sign(&m, &key),
+                component: echo.to_vec(),
+                ttl_ms: 600_000,
+            })
+            .await
+            .unwrap();
+        out.push((c, grant.lease));
+    }
+    out
+}
+
+/// Every vendor renews in a loop (one renewal in flight each) for `run`; returns
+/// (renewals/s, latencies in ns).
+pub async fn renew_for(vs: &[(RegistryClient, LeaseId)], run: Duration) -> (f64, Vec<u64>) {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, lease) in vs.iter().cloned() {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(200_000);
+            while start.elapsed() < run {
+                let t = Instant::now();
+                c.renew(lease, 600_000).await.unwrap();
+                lat.push(t.elapsed().as_nanos() as u64);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (all.len() as f64 / secs, all)
+}
+
+/// A deterministic mix of `n` queries over `interfaces` synthetic interfaces: plain, with
+/// a version requirement, with a function, with attribute constraints.
+pub fn queries(n: usize, interfaces: u32) -> Vec<ServiceQuery> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut q = ServiceQuery {
+                interface: format!("bench:pkg{}/api", x % interfaces as u64),
+                limit: 10,
+                ..Default::default()
+            };
+            match i % 4 {
+                1 => q.version_req = Some("^0.2".into()),
+                2 => q.functions = vec!["call".into()],
+                3 => {
+                    q.attributes = vec![
+                        AttributeConstraint::Equals("region".into(), "eu".into()),
+                        AttributeConstraint::Present("tier".into()),
+                    ]
+                }
+                _ => {}
+            }
+            q
+        })
+        .collect()
 }

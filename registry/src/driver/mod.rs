@@ -43,7 +43,7 @@ pub struct Registry {
     history_seq: AtomicU64,
     deadline_changed: Notify,
     live: broadcast::Sender<EventRecord>,
-    /// Transitions only (no renewals), for the notification task.
+    /// Transitions only (no renewals): event registrations, the dashboard, webhooks.
     transitions: broadcast::Sender<EventRecord>,
     interests: Mutex<InterestBook>,
     listeners: Mutex<std::collections::HashMap<courier_protocol::InterestId, interests::Listener>>,
@@ -348,7 +348,7 @@ impl Registry {
     }
 
     /// A feed of transitions (registrations appearing, replaced, gone; no renewals), in
-    /// order, for the notification task.
+    /// order: what event registrations, the dashboard's live updates and webhooks follow.
     pub fn transitions(&self) -> broadcast::Receiver<EventRecord> {
         self.transitions.subscribe()
     }

@@ -6,6 +6,7 @@ use super::admission::PeerConnections;
 use super::connection;
 use super::respond::close_with;
 use super::{Shared, close};
+use crate::observe::Refusal;
 use courier_protocol::limits::MAX_SMALL_FRAME;
 use courier_protocol::{ErrorKind, Request, Response, WireError};
 use courier_transport::FrameBuffer;
@@ -34,9 +35,15 @@ pub(super) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) 
         };
         let peer = incoming.remote_address();
         let admitted = match connections.clone().try_acquire_owned() {
-            Err(_) => Err("registry is at its connection cap; try later"),
+            Err(_) => {
+                shared.refused(Refusal::ConnectionCap);
+                Err("registry is at its connection cap; try later")
+            }
             Ok(permit) => match peers.admit(peer.ip()) {
-                None => Err("too many connections from your address; try later"),
+                None => {
+                    shared.refused(Refusal::PeerCap);
+                    Err("too many connections from your address; try later")
+                }
                 Some(slot) => Ok((permit, slot)),
             },
         };

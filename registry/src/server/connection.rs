@@ -6,6 +6,7 @@
 use super::admission::RateLimit;
 use super::respond::{close_with, write_msg, write_response};
 use super::{Shared, close, dispatch, kept, listen};
+use crate::observe::Refusal;
 use courier_protocol::limits::{MAX_FRAME_LEN, MAX_SMALL_FRAME};
 use courier_protocol::{
     ErrorKind, PROTOCOL_VERSION, Request, Response, VendorKey, Welcome, WireError,
@@ -40,9 +41,11 @@ impl Session {
     /// Admits one request: the connection's rate, then the registry's.
     pub fn admit(&self) -> Result<(), &'static str> {
         if !self.rate.admit() {
+            self.shared.refused(Refusal::ConnectionRate);
             return Err("request rate of this connection exceeded; slow down");
         }
         if !self.shared.rate.admit() {
+            self.shared.refused(Refusal::RegistryRate);
             return Err("registry request rate exceeded; try later");
         }
         Ok(())
@@ -56,7 +59,10 @@ impl Session {
             .in_flight
             .clone()
             .try_acquire_owned()
-            .map_err(|_| "registry has too many requests in flight; try later")
+            .map_err(|_| {
+                self.shared.refused(Refusal::InFlight);
+                "registry has too many requests in flight; try later"
+            })
     }
 }
 

@@ -58,6 +58,8 @@ async fn build(req: Request, session: &Session) -> Response {
     let (registry, peer) = (&session.shared.registry, session.peer);
     let key = session.auth.get().copied();
     let what = request_name(&req);
+    let observer = session.shared.observer.as_deref();
+    let probe = observer.map(|o| o.before(&req));
     if let Some(key) = &key
         && !matches!(req, Request::Renew { .. })
     {
@@ -150,6 +152,9 @@ async fn build(req: Request, session: &Session) -> Response {
             WireError::new(ErrorKind::Internal, "long-lived request not taken over"),
         ),
     };
+    if let (Some(o), Some(p)) = (observer, probe) {
+        o.after(p, &answer);
+    }
     answer.unwrap_or_else(|e| refusal(e, peer, what))
 }
 

@@ -41,7 +41,12 @@ pub(super) async fn keep_alive(
                         .map_err(|e| e.to_wire()),
                 };
                 match renewed {
-                    Ok(grant) => Response::Renewed(grant),
+                    Ok(grant) => {
+                        if let Some(o) = &session.shared.observer {
+                            o.renewed();
+                        }
+                        Response::Renewed(grant)
+                    }
                     Err(e) if e.kind == ErrorKind::Busy => Response::Error(e),
                     Err(e) => refusal(e, peer, "renew"),
                 }
@@ -80,6 +85,11 @@ pub(super) async fn subscribe(
     let registry = &session.shared.registry;
     let (peer, timeout) = (session.peer, session.shared.config.response_timeout);
     let filter = interface.as_deref();
+    let _live = session
+        .shared
+        .observer
+        .as_ref()
+        .map(|o| o.metrics.subscribers.hold());
     let (batch, mut next, mut rx) = registry.subscribe(from_seq, filter);
     if write_msg(&mut send, &Response::Events(batch), timeout, peer)
         .await

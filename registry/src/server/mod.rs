@@ -26,6 +26,10 @@ mod tasks;
 mod wire_errors;
 
 use crate::driver::Registry;
+use crate::http::HttpConfig;
+use crate::notify::NotifyConfig;
+use crate::observe::Observer;
+use crate::ops::OpsError;
 use admission::RateLimit;
 use courier_protocol::SpkiPin;
 use courier_protocol::limits::REQUEST_TIMEOUT;
@@ -88,6 +92,11 @@ pub struct ServerConfig {
     /// Longest a large answer waits for room before it is answered `Busy` (or a quarter of
     /// the response timeout, if shorter).
     pub large_response_wait: Duration,
+    /// The HTTP listener for operators (`/metrics`, the dashboard); `None`: none, and
+    /// nothing is counted.
+    pub http: Option<HttpConfig>,
+    /// Webhooks to alert; `None`: none.
+    pub notify: Option<NotifyConfig>,
 }
 
 impl Default for ServerConfig {
@@ -95,7 +104,7 @@ impl Default for ServerConfig {
     /// 4,096 requests in flight; 25,000 requests/s per connection and 100,000/s in all
     /// (about half and twice what a registry serves on two cores); 30 s to send a request
     /// or take an answer; 64 MiB for large requests and for large answers (32 MiB per peer
-    /// address).
+    /// address); no HTTP listener and no webhooks.
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN,
@@ -113,6 +122,8 @@ impl Default for ServerConfig {
             large_response_budget: 64 * 1024 * 1024,
             large_response_budget_per_peer: 32 * 1024 * 1024,
             large_response_wait: Duration::from_secs(5),
+            http: None,
+            notify: None,
         }
     }
 }
@@ -126,6 +137,9 @@ pub enum ServeError {
     /// The endpoint has no local address.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The HTTP listener or the webhooks could not start.
+    #[error(transparent)]
+    Ops(#[from] OpsError),
 }
 
 /// QUIC application close codes of the registry.
@@ -148,6 +162,8 @@ pub struct RegistryHandle {
     tasks: Vec<JoinHandle<()>>,
     done_tx: mpsc::Sender<()>,
     done_rx: mpsc::Receiver<()>,
+    /// The HTTP listener's address and the dashboard token of this start.
+    http: Option<(SocketAddr, String)>,
 }
 
 impl std::fmt::Debug for RegistryHandle {
@@ -173,6 +189,17 @@ impl RegistryHandle {
     /// The registry behind the server (for in-process operator actions and benchmarks).
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The address of the HTTP listener (`/metrics`, the dashboard), if there is one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The dashboard token made at this start (valid until the server stops), if there is
+    /// an HTTP listener.
+    pub fn dashboard_token(&self) -> Option<&str> {
+        self.http.as_ref().map(|(_, token)| token.as_str())
     }
 
     /// Stops gracefully: stops accepting, closes connections, waits for the handlers, and
@@ -224,8 +251,19 @@ struct Shared {
     in_flight: Arc<Semaphore>,
     /// The registry-wide request rate.
     rate: RateLimit,
+    /// The counters operators read (`None`: no HTTP listener and no webhooks).
+    observer: Option<Arc<Observer>>,
     /// Dropped by every task when it ends, so shutdown can wait for them all.
     done: mpsc::Sender<()>,
+}
+
+impl Shared {
+    /// Counts an admission refusal, if anything reads the counts.
+    fn refused(&self, cause: crate::observe::Refusal) {
+        if let Some(o) = &self.observer {
+            o.refused(cause);
+        }
+    }
 }
 
 /// Serves `registry` on `config.listen` with the TLS identity kept in the registry's data
@@ -252,6 +290,14 @@ pub async fn serve(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel(1);
+    let ops = crate::ops::start(
+        config.http.as_ref(),
+        config.notify.as_ref(),
+        &registry,
+        pin,
+        &shutdown_rx,
+    )
+    .await?;
     let shared = Arc::new(Shared {
         registry: registry.clone(),
         pin,
@@ -260,15 +306,21 @@ pub async fn serve(
         large_responses: Arc::new(Semaphore::new(config.large_response_budget)),
         in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight.max(1))),
         rate: RateLimit::new(config.request_rate),
+        observer: ops.observer.clone(),
         done: done_tx.clone(),
         config,
     });
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(accept::accept_loop(endpoint.clone(), shared)),
-        tokio::spawn(tasks::expiry(registry.clone(), shutdown_rx.clone())),
+        tokio::spawn(tasks::expiry(
+            registry.clone(),
+            ops.observer,
+            shutdown_rx.clone(),
+        )),
         tokio::spawn(tasks::flush(registry.clone(), shutdown_rx.clone())),
         tokio::spawn(tasks::notifications(registry.clone(), shutdown_rx)),
     ];
+    tasks.extend(ops.tasks);
     Ok(RegistryHandle {
         local_addr,
         pin,
@@ -278,5 +330,6 @@ pub async fn serve(
         tasks,
         done_tx,
         done_rx,
+        http: ops.http,
     })
 }

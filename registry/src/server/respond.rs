@@ -5,6 +5,7 @@
 use super::admission::{AnswerRoom, NoRoom};
 use super::close;
 use super::connection::Session;
+use crate::observe::Refusal;
 use courier_protocol::limits::MAX_SMALL_FRAME;
 use courier_protocol::{ErrorKind, Response, WireError, codec};
 use std::net::SocketAddr;
@@ -16,8 +17,9 @@ pub(super) fn refusal(err: WireError, peer: SocketAddr, what: &str) -> Response 
     Response::Error(err)
 }
 
-/// The refusal of a large answer that found no room in time.
-fn sending_too_much() -> WireError {
+/// The refusal of a large answer that found no room in time (counted).
+fn sending_too_much(session: &Session) -> WireError {
+    session.shared.refused(Refusal::LargeAnswer);
     WireError::new(ErrorKind::Busy, "registry is sending too much; try later")
 }
 
@@ -29,7 +31,7 @@ pub(super) async fn reserve(session: &Session, bytes: usize) -> Result<AnswerRoo
     let config = &shared.config;
     let refused = |why: NoRoom| {
         let e = match why {
-            NoRoom::Busy => sending_too_much(),
+            NoRoom::Busy => sending_too_much(session),
             NoRoom::TooLarge => WireError::new(
                 ErrorKind::Internal,
                 format!(
@@ -78,7 +80,7 @@ pub(super) async fn write_response(
                 Some(r)
             } else {
                 drop(r);
-                frame = codec::encode_frame(&refusal(sending_too_much(), peer, "answer"));
+                frame = codec::encode_frame(&refusal(sending_too_much(session), peer, "answer"));
                 None
             }
         }

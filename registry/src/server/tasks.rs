@@ -3,12 +3,17 @@
 //! registrations. Whatever commits runs on the blocking pool.
 
 use crate::driver::Registry;
+use crate::observe::Observer;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Expires leases as their deadlines pass, until shutdown.
-pub(super) async fn expiry(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+/// Expires leases as their deadlines pass (counted in `observer`), until shutdown.
+pub(super) async fn expiry(
+    registry: Arc<Registry>,
+    observer: Option<Arc<Observer>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let notified = registry.deadline_changed().notified();
         let wake = match registry.next_deadline() {
@@ -19,7 +24,11 @@ pub(super) async fn expiry(registry: Arc<Registry>, mut shutdown: watch::Receive
             _ = shutdown.changed() => break,
             _ = notified => {}
             _ = tokio::time::sleep_until(wake) => {
-                if registry.expire(registry.now()).is_err() {
+                let expired = registry.expire(registry.now());
+                if let (Ok(n), Some(o)) = (&expired, &observer) {
+                    o.expired(*n);
+                }
+                if expired.is_err() {
                     // Out of event numbers: reserve more (a commit), then expire.
                     let reg = registry.clone();
                     match tokio::task::spawn_blocking(move || reg.reserve_events(1)).await {
