@@ -249,12 +249,7 @@ fn release_priority(lists_dir: &Path, base: &str, suite: &str) -> i32 {
     let Some(text) = release else {
         return DEFAULT_PRIORITY;
     };
-    // A clear-signed InRelease: the signed text starts after the armor's first blank line.
-    let body = match text.strip_prefix("-----BEGIN PGP SIGNED MESSAGE-----") {
-        Some(signed) => signed.split_once("\n\n").map_or("", |(_, body)| body),
-        None => &text,
-    };
-    let mut reader = deb822::Reader::new("Release", body.as_bytes());
+    let mut reader = deb822::Reader::new("Release", signed_text(&text).as_bytes());
     let Ok(Some(fields)) = reader.next_paragraph() else {
         return DEFAULT_PRIORITY;
     };
@@ -264,6 +259,18 @@ fn release_priority(lists_dir: &Path, base: &str, suite: &str) -> i32 {
         (true, false) => 1,
         _ => DEFAULT_PRIORITY,
     }
+}
+
+/// The fields of a `Release` file; of a clear-signed `InRelease`, the signed text: after
+/// the armor's header (up to its first blank line), up to the signature, which follows the
+/// last field without a blank line between them.
+fn signed_text(text: &str) -> &str {
+    let Some(signed) = text.strip_prefix("-----BEGIN PGP SIGNED MESSAGE-----") else {
+        return text;
+    };
+    let body = signed.split_once("\n\n").map_or("", |(_, body)| body);
+    body.split_once("\n-----BEGIN PGP SIGNATURE-----")
+        .map_or(body, |(fields, _)| fields)
 }
 
 fn with_slash(uri: &str) -> String {
@@ -293,6 +300,32 @@ mod tests {
             "deb.nodesource.com_node%5f20.x_dists_nodistro_InRelease"
         );
         assert_eq!(uri_to_file_name("http://h:8080/a~b/"), "h:8080_a%7eb_");
+    }
+
+    #[test]
+    fn a_signed_release_gives_its_priority() {
+        let lists = tempfile::tempdir().unwrap();
+        let fields = "Origin: Debian Backports\nSuite: bookworm-backports\n\
+                      NotAutomatic: yes\nButAutomaticUpgrades: yes\nSHA256:\n 0a1b 12 main/Release";
+        let signed = format!(
+            "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n{fields}\n\
+             -----BEGIN PGP SIGNATURE-----\n\niQIzBAEBCgAdFiEE\n=abcd\n-----END PGP SIGNATURE-----\n"
+        );
+        let name = "deb.debian.org_debian_dists_bookworm-backports_InRelease";
+        std::fs::write(lists.path().join(name), signed).unwrap();
+        let base = "http://deb.debian.org/debian/";
+        assert_eq!(
+            release_priority(lists.path(), base, "bookworm-backports"),
+            100
+        );
+        let plain = "deb.debian.org_debian_dists_experimental_Release";
+        let experimental = "Suite: experimental\nNotAutomatic: yes\n";
+        std::fs::write(lists.path().join(plain), experimental).unwrap();
+        assert_eq!(release_priority(lists.path(), base, "experimental"), 1);
+        assert_eq!(
+            release_priority(lists.path(), base, "bookworm"),
+            DEFAULT_PRIORITY
+        );
     }
 
     #[test]

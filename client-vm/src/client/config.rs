@@ -1,6 +1,7 @@
 //! How a client is set up: [`ClientConfig`], with every default written once in
 //! [`ClientConfig::new`], and [`ReportMode`].
 
+use crate::host::HostFacts;
 use crate::policy::Policy;
 use crate::sandbox::SandboxConfig;
 use crate::trust::TrustStore;
@@ -36,6 +37,10 @@ pub struct ClientConfig {
     pub report_detail: bool,
     /// What the client lends proxies, and the limits.
     pub policy: Policy,
+    /// The host facts proxies may read (still only those the policy allows); `None`
+    /// gathers this system's own. For embedders that know the machine better than its
+    /// files say, and for tests.
+    pub facts: Option<HostFacts>,
     /// Trusted vendor keys.
     pub trust: TrustStore,
     /// The sandbox (compiler, cache, concurrency).
@@ -67,16 +72,17 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// The configuration of a client that trusts `trust`, with every other setting at its
-    /// default: no key (nothing reported), [`Policy::default`], [`SandboxConfig::default`],
-    /// outcomes (once there is a key) reported in the background without the proxy's
-    /// answer, at most 8 candidates per call, the watched lookup cache for up to
-    /// [`DEFAULT_LOOKUP_TTL`], no state directory (memory only), no pins, key statements
-    /// asked for at most every 60 s.
+    /// default: no key (nothing reported), [`Policy::default`], this system's own facts,
+    /// [`SandboxConfig::default`], outcomes (once there is a key) reported in the
+    /// background without the proxy's answer, at most 8 candidates per call, the watched
+    /// lookup cache for up to [`DEFAULT_LOOKUP_TTL`], no state directory (memory only), no
+    /// pins, key statements asked for at most every 60 s.
     pub fn new(trust: TrustStore) -> Self {
         Self {
             key: None,
             report_detail: false,
             policy: Policy::default(),
+            facts: None,
             trust,
             sandbox: SandboxConfig::default(),
             report: ReportMode::Background,

@@ -71,7 +71,10 @@ impl Client {
         let versions = VersionGuard::open(state_dir, config.pins)?;
         let trust = TrustedKeys::open(config.trust, state_dir, config.key_refresh)?;
         let verified = VerifiedManifests::new(config.sandbox.cache_compiled);
-        let sandbox = Sandbox::new(config.policy, config.sandbox)?;
+        let sandbox = match config.facts {
+            Some(facts) => Sandbox::with_facts(config.policy, config.sandbox, facts)?,
+            None => Sandbox::new(config.policy, config.sandbox)?,
+        };
         let agent = format!("courier-client/{}", env!("CARGO_PKG_VERSION"));
         Ok(Self {
             link: RegistryLink::new(registry, agent, config.lookup_ttl, config.key.clone()),

@@ -256,6 +256,82 @@ fn a_patch_failing_too_often_in_the_window_is_withdrawn() {
 }
 
 #[test]
+fn a_patch_that_failed_here_is_not_offered_here_again_until_the_vendor_changes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    copy_tree(&example_catalog(), &catalog);
+    let open = || {
+        PatchProvider::open(&PatchConfig {
+            catalog: Some(catalog.clone()),
+            indexes: IndexSource::None,
+            store: Some(dir.path().join("patch.redb")),
+            ..PatchConfig::default()
+        })
+        .unwrap()
+    };
+    let managed = managed();
+    let provider = open();
+    let here = client_inventory(&provider, managed.path());
+    let elsewhere = Inventory {
+        client: "client-b".into(),
+        ..here.clone()
+    };
+    let report = |provider: &PatchProvider, stage: Stage, at_ms: u64| {
+        let entry = ReportEntry {
+            id: "hello-config-2".into(),
+            stage,
+            detail: "health command example-app-health exited 1".into(),
+        };
+        let report = InstallReport {
+            client: here.client.clone(),
+            entries: vec![entry],
+        };
+        provider.report(&report, at_ms).unwrap();
+    };
+    let offered = |provider: &PatchProvider, inventory: &Inventory| -> Vec<String> {
+        let answer = provider.recommend(inventory, 20).unwrap();
+        answer.patches.into_iter().map(|p| p.id).collect()
+    };
+
+    // Declining or a full disk is not the patch's fault: it is still offered.
+    report(&provider, Stage::Declined, 10);
+    report(&provider, Stage::NotApplied, 11);
+    assert_eq!(offered(&provider, &here), ["hello-1.1", "hello-config-2"]);
+    report(&provider, Stage::Failed, 12);
+    let answer = provider.recommend(&here, 20).unwrap();
+    let ids: Vec<&str> = answer.patches.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["hello-1.1"]);
+    let note = "hello-config-2: failed on this machine (health command example-app-health \
+                exited 1); not offered again until the vendor changes it";
+    assert!(
+        answer.notes.contains(&note.to_owned()),
+        "{:?}",
+        answer.notes
+    );
+    assert_eq!(
+        offered(&provider, &elsewhere),
+        ["hello-1.1", "hello-config-2"]
+    );
+    drop(provider);
+
+    // Across a restart, the same edition is still held back; a new one is offered.
+    assert_eq!(offered(&open(), &here), ["hello-1.1"]);
+    let record = catalog.join("patches/hello-config-2.json");
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace("second edition", "third edition")).unwrap();
+    let provider = open();
+    assert_eq!(offered(&provider, &here), ["hello-1.1", "hello-config-2"]);
+
+    // It fails again, then is installed by other means: a report that it is in place
+    // forgets the failure.
+    report(&provider, Stage::Failed, 13);
+    assert_eq!(offered(&provider, &here), ["hello-1.1"]);
+    report(&provider, Stage::AlreadyApplied, 14);
+    assert_eq!(offered(&provider, &here), ["hello-1.1", "hello-config-2"]);
+}
+
+#[test]
 fn a_corrupt_index_is_named_and_the_others_are_still_used() {
     let dir = tempfile::tempdir().unwrap();
     let copy = |from: &str, to: &str| {
@@ -349,7 +425,9 @@ fn the_store_keeps_inventories_and_reports_across_a_restart() {
     {
         let store = PatchStore::open(&path).unwrap();
         store.put_inventory(&inventory, 5).unwrap();
-        store.add_report(&report, 6).unwrap();
+        store
+            .add_report(&report, 6, &|_| Some(Digest::of(b"edition 1")))
+            .unwrap();
     }
     let store = PatchStore::open(&path).unwrap();
     let kept = store.inventory("client-a").unwrap().unwrap();
@@ -359,6 +437,11 @@ fn the_store_keeps_inventories_and_reports_across_a_restart() {
     assert_eq!((reports[0].at_ms, &reports[0].report), (6, &report));
     assert_eq!(store.failures_since("hello-1.1", 6).unwrap(), 1);
     assert_eq!(store.failures_since("hello-1.1", 7).unwrap(), 0);
+    let failed = store.failed_here("client-a", "hello-1.1").unwrap().unwrap();
+    assert_eq!(
+        (failed.at_ms, failed.edition),
+        (6, Digest::of(b"edition 1"))
+    );
     assert!(store.inventory("client-b").unwrap().is_none());
 }
 

@@ -6,7 +6,9 @@
 //! would choose them, and vendor patch records with their payload files from a catalog
 //! folder ([`VendorCatalog`]). An embedded store ([`PatchStore`]) keeps each client's
 //! latest inventory and every install report; a patch with `failure_threshold` failure
-//! reports within `failure_window` is withdrawn (no longer offered).
+//! reports within `failure_window` is withdrawn (no longer offered to anyone), and a patch
+//! that failed on a client is not offered to that client again until the vendor changes
+//! its record (a new edition: any change to the record, its files or its fingerprint).
 //!
 //! Its methods ([`courier_patch_api::methods`]) take and give postcard messages:
 //! `fingerprints`, `recommend`, `patch`, `chunk`, `report`.
@@ -23,15 +25,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use courier_patch_api::fingerprint::{self, Finding};
 use courier_patch_api::messages::{DecodeError, decode, encode};
 use courier_patch_api::{
-    ChunkRequest, GatherList, InstallReport, Inventory, PatchOffer, PatchRecord, Recommendation,
-    methods,
+    ChunkRequest, Digest, GatherList, InstallReport, Inventory, PatchOffer, PatchRecord,
+    Recommendation, methods,
 };
 use courier_provider::ServiceBuilder;
 
 pub use catalog::{CatalogError, ChunkError, VendorCatalog};
 pub use indexes::{IndexLoadError, IndexSource, PackageIndex};
 pub use machine::machine_inventory;
-pub use store::{PatchStore, StoreError, StoredInventory, StoredReport};
+pub use store::{FailedHere, PatchStore, StoreError, StoredInventory, StoredReport};
 
 /// How a patch provider is set up.
 #[derive(Debug, Clone)]
@@ -192,6 +194,16 @@ impl PatchProvider {
                 answer.notes.push(format!("{id}: already applied"));
                 continue;
             }
+            if let Some(failed) = self.store.failed_here(&inventory.client, id)?
+                && failed.edition == edition(record)
+            {
+                answer.notes.push(format!(
+                    "{id}: failed on this machine ({}); not offered again until the vendor \
+                     changes it",
+                    failed.detail
+                ));
+                continue;
+            }
             match fingerprint::existence_in(&record.fingerprint, inventory) {
                 Finding::Needed { reason } => answer.patches.push(offer(record, reason)),
                 other => answer.notes.push(format!("{id}: {}", other.describe())),
@@ -215,7 +227,8 @@ impl PatchProvider {
     /// `report`: keeps an install report, at time `now_ms`.
     pub fn report(&self, report: &InstallReport, now_ms: u64) -> Result<(), RequestError> {
         check_client(&report.client)?;
-        Ok(self.store.add_report(report, now_ms)?)
+        let edition = |id: &str| self.catalog.record(id).map(edition);
+        Ok(self.store.add_report(report, now_ms, &edition)?)
     }
 
     /// The service, one handler per method.
@@ -301,6 +314,12 @@ fn offer(record: &PatchRecord, reason: String) -> PatchOffer {
         severity: record.severity,
         reason,
     }
+}
+
+/// The edition of a record: the digest of its encoding, so that any change the vendor
+/// makes to it is a new edition.
+fn edition(record: &PatchRecord) -> Digest {
+    Digest::of(&encode(record))
 }
 
 fn check_client(client: &str) -> Result<(), RequestError> {

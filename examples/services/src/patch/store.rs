@@ -1,11 +1,12 @@
 //! The patch provider's store (redb, embedded): each client's latest inventory, every
-//! install report, and the failures of each patch by time, so that a patch failing too
-//! often in the current window stops being offered.
+//! install report, the failures of each patch by time, so that a patch failing too often
+//! in the current window stops being offered, and the edition of each patch that failed on
+//! each client, so that it is not offered to that client again until it changes.
 
 use std::path::Path;
 
 use courier_patch_api::messages::{decode, encode};
-use courier_patch_api::{InstallReport, Inventory};
+use courier_patch_api::{Digest, InstallReport, Inventory, Stage};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,8 @@ const INVENTORIES: TableDefinition<&str, &[u8]> = TableDefinition::new("inventor
 const REPORTS: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("reports");
 /// (patch, time, sequence) → the client that reported the failure.
 const FAILURES: TableDefinition<(&str, u64, u64), &str> = TableDefinition::new("failures");
+/// (client, patch) → the [`FailedHere`] of the patch's last failure on the client.
+const FAILED_HERE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("failed-here");
 /// `seq` → the last sequence number used.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -39,6 +42,17 @@ pub struct StoredReport {
     pub at_ms: u64,
     /// The report.
     pub report: InstallReport,
+}
+
+/// A patch's last failure on one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedHere {
+    /// When it was reported (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// The digest of the patch record the client was served then.
+    pub edition: Digest,
+    /// The report's line about it.
+    pub detail: String,
 }
 
 /// Why the store failed.
@@ -74,6 +88,7 @@ impl PatchStore {
             tx.open_table(INVENTORIES)?;
             tx.open_table(REPORTS)?;
             tx.open_table(FAILURES)?;
+            tx.open_table(FAILED_HERE)?;
             tx.open_table(META)?;
             Ok(tx.commit()?)
         };
@@ -109,8 +124,16 @@ impl PatchStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
-    /// Keeps `report`, and each failure in it under its patch.
-    pub fn add_report(&self, report: &InstallReport, at_ms: u64) -> Result<(), StoreError> {
+    /// Keeps `report`, and each failure in it under its patch. `edition` gives the digest
+    /// of the record a patch id is served as: a failure of a known patch is also kept as
+    /// the patch's [`FailedHere`] on the client, and a later report that it is in place
+    /// (or removed) forgets it.
+    pub fn add_report(
+        &self,
+        report: &InstallReport,
+        at_ms: u64,
+        edition: &dyn Fn(&str) -> Option<Digest>,
+    ) -> Result<(), StoreError> {
         let add = || -> Result<(), redb::Error> {
             let tx = self.db.begin_write()?;
             {
@@ -121,13 +144,40 @@ impl PatchStore {
                 tx.open_table(REPORTS)?
                     .insert((client, at_ms, seq), encode(report).as_slice())?;
                 let mut failures = tx.open_table(FAILURES)?;
-                for entry in report.entries.iter().filter(|e| e.stage.is_failure()) {
-                    failures.insert((entry.id.as_str(), at_ms, seq), client)?;
+                let mut failed_here = tx.open_table(FAILED_HERE)?;
+                for entry in &report.entries {
+                    let key = (client, entry.id.as_str());
+                    if entry.stage.is_failure() {
+                        failures.insert((entry.id.as_str(), at_ms, seq), client)?;
+                        if let Some(edition) = edition(&entry.id) {
+                            let failed = FailedHere {
+                                at_ms,
+                                edition,
+                                detail: entry.detail.clone(),
+                            };
+                            failed_here.insert(key, encode(&failed).as_slice())?;
+                        }
+                    } else if entry.stage.in_place() || entry.stage == Stage::Removed {
+                        failed_here.remove(key)?;
+                    }
                 }
             }
             Ok(tx.commit()?)
         };
         Ok(add()?)
+    }
+
+    /// The last failure of `patch` on `client`, unless a later report said it is in place.
+    pub fn failed_here(&self, client: &str, patch: &str) -> Result<Option<FailedHere>, StoreError> {
+        let get = || -> Result<Option<Vec<u8>>, redb::Error> {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(FAILED_HERE)?;
+            Ok(table.get((client, patch))?.map(|v| v.value().to_vec()))
+        };
+        get()?
+            .map(|bytes| decode("stored failure", &bytes))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     /// The reports of `client`, oldest first.
