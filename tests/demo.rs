@@ -1,6 +1,7 @@
 //! `courier demo`, the README's first command, run as a user runs it: the whole flow on
-//! loopback in one process, each step printed, ending with the expired echo proxy no longer
-//! matching.
+//! loopback in one process, each step printed: the patch flow installs one patch, rolls
+//! back the one that fails its health check and finds nothing to do the second time; the
+//! run ends with the expired echo proxy no longer matching.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,6 +32,13 @@ fn the_demo_runs_the_whole_flow() {
         r#"call courier:kv/store.set("greeting", "hello") → ok"#,
         r#"call courier:kv/store.get("greeting") → ok(some("hello"))"#,
         r#"call courier:kv/store.keys() → ok(["greeting"])"#,
+        "example/patch published",
+        "patch(es) for the app",
+        "patch hello-1.1 (important)",
+        "patch hello-config-2 (low)",
+        "apply → ",
+        "hello-1.1        ok     applied",
+        "hello-config-2   failed check failed, rolled back",
         "lease table:",
         "echo provider stopped; its lease is no longer renewed",
         "expired example/echo (lease ran out)",
@@ -45,6 +53,17 @@ fn the_demo_runs_the_whole_flow() {
             .unwrap_or_else(|| panic!("step {step:?} missing or out of order in:\n{stdout}"));
         rest = &rest[at + step.len()..];
     }
+    // The second run installs nothing: at most the packages line comes back.
+    let again = stdout
+        .split("apply again → ")
+        .nth(1)
+        .expect("a second apply");
+    let again = &again[..again.find("lease table:").unwrap()];
+    assert!(
+        !again.contains("hello-"),
+        "the second apply did something:\n{again}"
+    );
+    assert!(stdout.contains(", 2 patch(es) for the app"), "{stdout}");
     // Every step says how long it took.
     let timed = stdout.lines().filter(|l| l.starts_with("[ ")).count();
     assert!(timed >= 12, "{timed} timed steps in:\n{stdout}");

@@ -3,8 +3,9 @@
 //! An embedded registry in a temporary directory; a vendor key; the echo and key-value
 //! providers; their signed proxies published under short leases; a client that finds,
 //! downloads, verifies and runs each proxy once in the sandbox (the proxy calls its provider
-//! directly over QUIC); then the echo provider stops, its lease runs out, and its proxy no
-//! longer matches.
+//! directly over QUIC); the patch flow (`demo_patch.rs`: upgrades for this machine, one
+//! patch installed, one rolled back, a second run with nothing to do); then the echo
+//! provider stops, its lease runs out, and its proxy no longer matches.
 
 use crate::cli::DemoArgs;
 use crate::output::{millis, short};
@@ -194,13 +195,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("            {}", report.timings);
     }
 
-    // 7. The lease table, as an operator sees it.
+    // 7. Patch delivery, in a temporary copy of the example app.
+    println!();
+    let patch = super::demo_patch::run(
+        (reg_addr, reg_pin),
+        &key,
+        &client_key,
+        dir.path(),
+        step,
+        DEMO_TTL,
+    )
+    .await
+    .context("the patch flow")?;
+
+    // 8. The lease table, as an operator sees it.
     let leases = client.registry().leases().await?;
     println!();
     println!("lease table:");
     for l in &leases {
         println!(
-            "  {:<14} {:<26} left {:>6}  renewals {}",
+            "  {:<14} {:<30} left {:>6}  renewals {}",
             l.name,
             l.interfaces.join(","),
             millis(l.remaining_ms),
@@ -209,7 +223,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!();
 
-    // 8. The echo provider goes away without cancelling: its lease runs out.
+    // 9. The echo provider goes away without cancelling: its lease runs out.
     let mut events = client
         .registry()
         .subscribe(Some("courier:echo/echo".into()), u64::MAX)
@@ -257,7 +271,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Ok(r) => anyhow::bail!("the expired proxy still matched: {}", r.answer),
     }
 
-    // 9. The registry kept the client's service history.
+    // 10. The registry kept the client's service history.
     let me = public_key(&client_key).to_string();
     let history = client.registry().history(&me, 20).await?;
     println!();
@@ -276,9 +290,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
 
-    // 10. Tidy up: cancel the remaining lease, stop everything.
+    // 11. Tidy up: cancel the remaining leases, stop everything.
     for k in keepers {
         let _ = k.shutdown().await;
+    }
+    if let Some(patch) = patch {
+        patch.shutdown().await;
     }
     kv_provider.shutdown().await;
     client.registry().close();

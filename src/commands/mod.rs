@@ -5,6 +5,7 @@ mod client;
 mod completions;
 mod console;
 mod demo;
+mod demo_patch;
 mod find;
 mod history;
 mod keys;
