@@ -62,6 +62,18 @@ pub fn one_line(e: &anyhow::Error) -> String {
     out
 }
 
+/// Says that a feed skipped the sequence numbers `[from, to)` of `what` (events,
+/// notifications), as JSON or as a line.
+pub fn print_missed(missed: Option<(u64, u64)>, json: bool, what: &str) {
+    if let Some((from, to)) = missed {
+        if json {
+            println!("{}", serde_json::json!({"missed": [from, to]}));
+        } else {
+            println!("!! missed {what} {from}..{to} (no longer kept by the registry)");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,13 +247,7 @@ async fn lines(registry: &RegistryClient, args: &LeasesArgs) -> anyhow::Result<(
         let Some(batch) = batch else {
             anyhow::bail!("the registry closed the event stream");
         };
-        if let Some((from, to)) = batch.missed {
-            if args.json {
-                println!("{}", serde_json::json!({"missed": [from, to]}));
-            } else {
-                println!("!! missed events {from}..{to} (no longer kept by the registry)");
-            }
-        }
+        crate::output::print_missed(batch.missed, args.json, "events");
         for e in &batch.events {
             if args.json {
                 println!("{}", event_json(e));

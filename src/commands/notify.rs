@@ -113,13 +113,7 @@ async fn listen(
                 let Some(batch) = batch? else {
                     anyhow::bail!("the registry ended the registration");
                 };
-                if let Some((from, to)) = batch.missed {
-                    if args.json {
-                        println!("{}", serde_json::json!({"missed": [from, to]}));
-                    } else {
-                        println!("!! missed notifications {from}..{to}");
-                    }
-                }
+                crate::output::print_missed(batch.missed, args.json, "notifications");
                 for n in &batch.notifications {
                     print(n, args.json);
                     seen += 1;
