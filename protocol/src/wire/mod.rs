@@ -20,7 +20,7 @@ pub use clients::{ClientInfo, ClientPage, ClientProfile, SystemData, SystemSnaps
 pub use events::{Event, EventBatch, EventKind};
 pub use history::{HistoryEntry, Outcome};
 pub use interest::{
-    Interest, InterestGrant, InterestId, Notification, NotificationBatch, Transition,
+    Interest, InterestGrant, InterestId, ListenFrame, Notification, NotificationBatch, Transition,
 };
 pub use leases::{LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register};
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
@@ -172,8 +172,11 @@ pub enum Request {
         /// Its id.
         id: InterestId,
     },
-    /// Streams a registration's notifications from `from_seq` on (takes the stream over:
-    /// batches of [`Response::Notifications`] follow until either side ends it).
+    /// Listens to a registration's notifications from `from_seq` on. The first `Listen`
+    /// takes its stream over: it becomes the connection's listening stream, which carries
+    /// every registration the client listens to (further `Listen` and `Unlisten` frames
+    /// follow on it), and [`Response::Listening`] frames come back until either side ends
+    /// it, each naming the registrations it is for.
     Listen {
         /// Its id.
         id: InterestId,
@@ -185,6 +188,11 @@ pub enum Request {
     OperatorStatements {
         /// The keys asked about (at most [`MAX_STATEMENT_KEYS`](crate::limits::MAX_STATEMENT_KEYS)).
         keys: Vec<VendorKey>,
+    },
+    /// Stops listening to a registration on a listening stream (the registration lives on).
+    Unlisten {
+        /// Its id.
+        id: InterestId,
     },
 }
 
@@ -239,8 +247,8 @@ pub enum Response {
     InterestGranted(InterestGrant),
     /// The registration of interest is gone.
     InterestCancelled,
-    /// Notifications for a listener.
-    Notifications(NotificationBatch),
+    /// Notifications, or the end, of registrations on a listening stream.
+    Listening(ListenFrame),
 }
 
 /// A typed error sent back to the caller.

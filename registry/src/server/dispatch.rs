@@ -148,6 +148,10 @@ async fn build(req: Request, session: &Session) -> Response {
             registry.operator_statements(&keys),
         )),
         Request::Hello(_) => Err(WireError::new(ErrorKind::BadHandshake, "hello sent twice")),
+        Request::Unlisten { .. } => Err(WireError::new(
+            ErrorKind::BadFrame,
+            "unlisten belongs on a listening stream",
+        )),
         Request::Subscribe { .. } | Request::KeepAlive | Request::Listen { .. } => Err(
             WireError::new(ErrorKind::Internal, "long-lived request not taken over"),
         ),
@@ -187,6 +191,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::RenewInterest { .. } => "event registration renewal",
         Request::CancelInterest { .. } => "event registration cancellation",
         Request::Listen { .. } => "listen",
+        Request::Unlisten { .. } => "unlisten",
     }
 }
 
