@@ -7,6 +7,8 @@
 //!   `client/vet.rs`), rollback memory and pins, trust and key-statement sync, run,
 //!   discard, outcome report.
 //! - `lookup_cache`: candidates kept while the registry's events show no change.
+//! - `discard`: what the sandbox keeps for a lease (compiled component, provider
+//!   connection) goes when the lease ends or its key is revoked.
 //! - `trust` and `policy`: what the client trusts ([`TrustStore`]) and lends ([`Policy`]);
 //!   `state`: the state directory's files and their atomic writes.
 //! - `sandbox`: the engine, compilation (with a size cap and a cache), one fresh store
@@ -22,6 +24,7 @@
 //! This is the only courier crate that depends on wasmtime.
 
 mod client;
+mod discard;
 mod host;
 mod invoke;
 mod lookup_cache;

@@ -130,6 +130,32 @@ impl ProviderPool {
             .count()
     }
 
+    /// Connections kept open to the provider with TLS key `pin`.
+    pub fn open_connections_to(&self, pin: &SpkiPin) -> usize {
+        lock(&self.conns)
+            .iter()
+            .filter(|((_, p), (c, _))| p == pin && c.close_reason().is_none())
+            .count()
+    }
+
+    /// Closes the kept connections to the provider with TLS key `pin` (every address);
+    /// returns how many were open. A call under way on one of them fails; the next call
+    /// opens a new connection.
+    pub fn close_pin(&self, pin: &SpkiPin) -> usize {
+        let mut closed = 0;
+        lock(&self.conns).retain(|(_, p), (c, _)| {
+            if p != pin {
+                return true;
+            }
+            if c.close_reason().is_none() {
+                closed += 1;
+            }
+            c.close(0u32.into(), b"discarded");
+            false
+        });
+        closed
+    }
+
     /// Closes every kept connection.
     pub fn close_all(&self) {
         for (_, (c, _)) in lock(&self.conns).drain() {

@@ -113,7 +113,7 @@ pub struct Sandbox {
     linker: Linker<RunState>,
     policy: Arc<Policy>,
     config: SandboxConfig,
-    cache: ComponentCache,
+    cache: Arc<ComponentCache>,
     live: Arc<AtomicUsize>,
     _ticker: EpochTicker,
     pool: Arc<ProviderPool>,
@@ -160,7 +160,10 @@ impl Sandbox {
             linker,
             policy: Arc::new(policy),
             pool: Arc::new(ProviderPool::new(config.reuse_provider_connections)),
-            cache: ComponentCache::new(config.cache_compiled, config.cache_entries),
+            cache: Arc::new(ComponentCache::new(
+                config.cache_compiled,
+                config.cache_entries,
+            )),
             config,
             live: Arc::new(AtomicUsize::new(0)),
             _ticker: ticker,
@@ -192,5 +195,34 @@ impl Sandbox {
     /// Stores alive right now (0 between runs: discard is real).
     pub fn live_stores(&self) -> usize {
         self.live.load(Ordering::SeqCst)
+    }
+
+    /// Handles on what this sandbox keeps between runs, for discarding it from a task that
+    /// learns that it must go (see `crate::discard`).
+    pub(crate) fn kept(&self) -> Kept {
+        Kept {
+            cache: self.cache.clone(),
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// What a sandbox keeps between runs (compiled components, provider connections), shared
+/// with whoever must discard parts of it.
+#[derive(Clone)]
+pub(crate) struct Kept {
+    cache: Arc<ComponentCache>,
+    pool: Arc<ProviderPool>,
+}
+
+impl Kept {
+    /// Drops the compiled component of `hash`; false if none was kept.
+    pub(crate) fn drop_compiled(&self, hash: &courier_protocol::ContentHash) -> bool {
+        self.cache.remove(hash)
+    }
+
+    /// Closes the kept connections to the provider with TLS key `pin`; returns how many.
+    pub(crate) fn close_provider(&self, pin: &courier_protocol::SpkiPin) -> usize {
+        self.pool.close_pin(pin)
     }
 }
