@@ -48,6 +48,10 @@ pub use policy::{
     MissingCapabilities, MissingImport, MissingReason, OperatorAnswer, OperatorMode, POLICY_FILE,
     Policy, PolicyFile, PolicyFileError, Preopen, is_package_name,
 };
+pub use policy::{EndpointRefusal, EndpointRule, EndpointRules, ProxyOrigin};
+
+/// Re-exported so applications can write address ranges of [`EndpointRules`].
+pub use ipnet::IpNet;
 pub use provider::{ProviderError, ProviderPool, ProviderTarget};
 pub use sandbox::{
     CompileError, Compiled, CompilerChoice, RunError, RunFailure, RunLogs, RunOutput, RunTimings,

@@ -68,7 +68,8 @@ impl Client {
     /// and what earlier runs remembered in the state directory (accepted versions, learned
     /// key statements) is loaded. When the connection is lost, the client connects again
     /// to the same address and pin.
-    pub fn new(registry: RegistryClient, config: ClientConfig) -> Result<Self, SetupError> {
+    pub fn new(registry: RegistryClient, mut config: ClientConfig) -> Result<Self, SetupError> {
+        config.sandbox.proxy_origin = crate::policy::ProxyOrigin::of_registry(registry.addr());
         let state_dir = config.state_dir.as_deref();
         let versions = VersionGuard::open(state_dir, config.pins)?;
         let trust = TrustedKeys::open(config.trust, state_dir, config.key_refresh)?;
