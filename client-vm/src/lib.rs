@@ -16,13 +16,15 @@
 //! - `host`: the `courier:proxy/host` world (provider, host-info, operator, commands),
 //!   host facts and the bounded stdio capture; `provider`: the pinned QUIC client of the
 //!   provider protocol.
-//! - `invoke`: dynamic calls in WAVE (`courier:echo/echo.say("hi")`).
+//! - `invoke`: dynamic calls in WAVE (`courier:echo/echo.say("hi")`); `answer_size`: a
+//!   typed call's answer measured like a dynamic one's, for the same output cap.
 //!
 //! The `bench` feature adds entry points only the benchmarks use
 //! (`Sandbox::instantiate_only`).
 //!
 //! This is the only courier crate that depends on wasmtime.
 
+mod answer_size;
 mod client;
 mod discard;
 mod host;
@@ -34,6 +36,7 @@ mod sandbox;
 mod state;
 mod trust;
 
+pub use answer_size::AnswerSize;
 pub use client::{
     CallError, CallReport, Chosen, Client, ClientConfig, DEFAULT_LOOKUP_TTL, PhaseTimings,
     RejectReason, Rejection, ReportMode, SetupError, TypedReport, VersionMemory,

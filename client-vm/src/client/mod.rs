@@ -234,7 +234,7 @@ impl Client {
     ) -> Result<TypedReport<R>, CallError>
     where
         P: ComponentNamedList + Lower + Send + Sync + 'static,
-        R: ComponentNamedList + Lift + Send + Sync + 'static,
+        R: ComponentNamedList + Lift + crate::AnswerSize + Send + Sync + 'static,
     {
         let interface = parse_interface(&query)?;
         let spec = CallSpec::new(interface, function, "()");
