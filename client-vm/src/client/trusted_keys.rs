@@ -172,14 +172,22 @@ impl TrustedKeys {
     }
 
     /// Syncs if the last sync is older than the refresh interval (a failure is logged).
-    pub(super) async fn sync_if_due(&self, registry: impl FnOnce() -> RegistryClient) {
+    /// Returns how many statements were new.
+    pub(super) async fn sync_if_due(&self, registry: impl FnOnce() -> RegistryClient) -> usize {
         let due = self
             .last_sync
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_none_or(|at| at.elapsed() >= self.refresh);
-        if due && let Err(e) = self.sync(&registry()).await {
-            tracing::warn!("key statements not refreshed: {e}");
+        if !due {
+            return 0;
+        }
+        match self.sync(&registry()).await {
+            Ok(learned) => learned,
+            Err(e) => {
+                tracing::warn!("key statements not refreshed: {e}");
+                0
+            }
         }
     }
 }
