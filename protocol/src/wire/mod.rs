@@ -13,6 +13,7 @@ mod interest;
 mod leases;
 pub mod provider;
 mod query;
+mod roots;
 mod usage;
 
 pub use admin::{AdminAction, AuditEntry};
@@ -24,10 +25,12 @@ pub use interest::{
 };
 pub use leases::{LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register};
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
+pub use roots::{MAX_ROOTS_ASKED, RootBatch, RootSince};
 pub use usage::{UsageBy, UsageQuery, UsageRow};
 
 use crate::hash::ContentHash;
 use crate::operator::SignedOperatorStatement;
+use crate::root::{SignedDelegation, SignedRootStatement};
 use crate::signing::VendorKey;
 use crate::statement::SignedKeyStatement;
 use serde::{Deserialize, Serialize};
@@ -186,6 +189,18 @@ pub enum Request {
         /// The keys asked about (at most [`MAX_STATEMENT_KEYS`](crate::limits::MAX_STATEMENT_KEYS)).
         keys: Vec<VendorKey>,
     },
+    /// Publishes a vendor root's statement (any connection: the root keys' signatures are
+    /// what counts). The registry checks it follows the newest it holds, stores it
+    /// durably, and serves it.
+    RootStatement(SignedRootStatement),
+    /// Publishes a further delegation an online key made under a root.
+    Delegation(SignedDelegation),
+    /// The root statements newer than each version given, and the further delegations
+    /// under those roots. The caller verifies them itself.
+    RootStatements {
+        /// The roots asked about (at most [`MAX_ROOTS_ASKED`]).
+        roots: Vec<RootSince>,
+    },
 }
 
 /// Answers from the registry.
@@ -241,6 +256,8 @@ pub enum Response {
     InterestCancelled,
     /// Notifications for a listener.
     Notifications(NotificationBatch),
+    /// Root statements and delegations, answering [`Request::RootStatements`].
+    RootStatements(RootBatch),
 }
 
 /// A typed error sent back to the caller.

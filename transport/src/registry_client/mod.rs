@@ -77,6 +77,7 @@ macro_rules! expect {
 
 // After the macro, which the module uses.
 mod people;
+mod roots;
 
 pub use people::Listener;
 
