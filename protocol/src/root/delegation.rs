@@ -79,13 +79,11 @@ impl SignedDelegation {
 
     /// The text form: the hex of the postcard encoding (used in files).
     pub fn to_hex(&self) -> String {
-        hex::encode(codec::encode(self))
+        codec::to_hex(self)
     }
 
     /// Parses [`SignedDelegation::to_hex`] (no verification).
     pub fn from_hex(text: &str) -> Result<Self, codec::CodecError> {
-        let bytes = hex::decode(text.trim())
-            .map_err(|e| codec::CodecError::Malformed(format!("hex: {e}")))?;
-        codec::decode(&bytes)
+        codec::from_hex(text)
     }
 }
