@@ -44,7 +44,7 @@ pub use core::state::{
 pub use driver::{Heard, LISTENING_QUEUE, ListeningFeed, Registry, StreamId};
 pub use errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, OpenError, ReadError,
-    RegisterError, ReportError, StatementRefused,
+    RegisterError, ReportError, RootPublishError, StatementRefused,
 };
 pub use http::{
     DASHBOARD_TOKEN_DOMAIN, DEFAULT_HTTP_LISTEN, DashboardToken, HttpConfig, TokenError,

@@ -13,6 +13,7 @@ mod interest;
 mod leases;
 pub mod provider;
 mod query;
+mod roots;
 mod usage;
 
 pub use admin::{AdminAction, AuditEntry};
@@ -24,10 +25,12 @@ pub use interest::{
 };
 pub use leases::{LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register};
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
+pub use roots::{MAX_ROOTS_ASKED, RootBatch, RootSince};
 pub use usage::{UsageBy, UsageQuery, UsageRow};
 
 use crate::hash::ContentHash;
 use crate::operator::SignedOperatorStatement;
+use crate::root::{SignedDelegation, SignedRootStatement};
 use crate::signing::VendorKey;
 use crate::statement::SignedKeyStatement;
 use serde::{Deserialize, Serialize};
@@ -194,6 +197,18 @@ pub enum Request {
         /// Its id.
         id: InterestId,
     },
+    /// Publishes a vendor root's statement (any connection: the root keys' signatures are
+    /// what counts). The registry checks it follows the newest it holds, stores it
+    /// durably, and serves it.
+    RootStatement(SignedRootStatement),
+    /// Publishes a further delegation an online key made under a root.
+    Delegation(SignedDelegation),
+    /// The root statements newer than each version given, and the further delegations
+    /// under those roots. The caller verifies them itself.
+    RootStatements {
+        /// The roots asked about (at most [`MAX_ROOTS_ASKED`]).
+        roots: Vec<RootSince>,
+    },
 }
 
 /// Answers from the registry.
@@ -249,6 +264,8 @@ pub enum Response {
     InterestCancelled,
     /// Notifications, or the end, of registrations on a listening stream.
     Listening(ListenFrame),
+    /// Root statements and delegations, answering [`Request::RootStatements`].
+    RootStatements(RootBatch),
 }
 
 /// A typed error sent back to the caller.

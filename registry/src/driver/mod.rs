@@ -336,6 +336,14 @@ impl Registry {
         self.state().key_statements(keys)
     }
 
+    /// The root statements newer than each version asked, and the delegations under them.
+    pub fn root_statements(
+        &self,
+        asked: &[courier_protocol::RootSince],
+    ) -> courier_protocol::RootBatch {
+        self.state().root_statements(asked)
+    }
+
     /// The key acting for `key` now (the end of its rotation chain), and whether `key` is
     /// revoked.
     pub fn key_status(&self, key: &VendorKey) -> (VendorKey, bool) {

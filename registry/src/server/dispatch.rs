@@ -144,6 +144,23 @@ async fn build(req: Request, session: &Session) -> Response {
         | Request::RenewInterest { .. }
         | Request::CancelInterest { .. }) => people::answer(req, session).await,
         // Inline: memory only.
+        Request::RootStatements { roots } => {
+            Ok(Response::RootStatements(registry.root_statements(&roots)))
+        }
+        // Blocking: verifies m-of-n signatures, commits with fsync.
+        Request::RootStatement(statement) => blocking(registry, move |reg| {
+            reg.root_statement(reg.now(), statement)
+                .map_err(|e| e.to_wire())
+        })
+        .await
+        .map(|_| Response::StatementAccepted),
+        // Blocking: commits with fsync.
+        Request::Delegation(delegation) => blocking(registry, move |reg| {
+            reg.delegation(delegation).map_err(|e| e.to_wire())
+        })
+        .await
+        .map(|_| Response::StatementAccepted),
+        // Inline: memory only.
         Request::OperatorStatements { keys } => Ok(Response::OperatorStatements(
             registry.operator_statements(&keys),
         )),
@@ -192,6 +209,9 @@ fn request_name(req: &Request) -> &'static str {
         Request::CancelInterest { .. } => "event registration cancellation",
         Request::Listen { .. } => "listen",
         Request::Unlisten { .. } => "unlisten",
+        Request::RootStatement(_) => "root statement",
+        Request::Delegation(_) => "delegation",
+        Request::RootStatements { .. } => "root statements",
     }
 }
 

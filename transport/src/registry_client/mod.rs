@@ -80,6 +80,7 @@ macro_rules! expect {
 // After the macro, which the module uses.
 mod listening;
 mod people;
+mod roots;
 
 pub use listening::{LISTENER_BACKLOG, Listener};
 
