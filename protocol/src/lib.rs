@@ -8,6 +8,7 @@ pub mod codec;
 pub mod limits;
 
 mod component;
+mod freshness;
 mod hash;
 mod interface;
 mod manifest;
@@ -26,10 +27,14 @@ pub use signing::{
     SigningKey, VendorKey, VendorKeyParseError, Verified, VerifyError, auth_message, sign,
 };
 pub use statement::{KeyAction, KeyStatement, SignedKeyStatement, StatementError};
+pub use freshness::{
+    FRESHNESS_DOMAIN, FRESHNESS_SKEW_MS, FreshnessError, FreshnessStatement, FreshnessTimeError,
+    MAX_FRESHNESS_SERVICES, MAX_FRESHNESS_VALIDITY_MS, SignedFreshness,
+};
 pub use wire::*;
 
 /// The wire protocol version carried in the first message of every connection.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The ALPN identifier every courier QUIC connection negotiates.
 pub const ALPN: &[u8] = b"courier/1";

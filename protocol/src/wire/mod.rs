@@ -27,6 +27,7 @@ pub use query::{AttributeConstraint, Candidate, ServiceQuery};
 pub use usage::{UsageBy, UsageQuery, UsageRow};
 
 use crate::hash::ContentHash;
+use crate::freshness::SignedFreshness;
 use crate::operator::SignedOperatorStatement;
 use crate::signing::VendorKey;
 use crate::statement::SignedKeyStatement;
@@ -186,6 +187,10 @@ pub enum Request {
         /// The keys asked about (at most [`MAX_STATEMENT_KEYS`](crate::limits::MAX_STATEMENT_KEYS)).
         keys: Vec<VendorKey>,
     },
+    /// Publishes a freshness statement (authenticated as its vendor key, which must own or
+    /// be granted every service it names). The registry keeps the latest per service and
+    /// serves it with every candidate of that service; an older one is refused (`Stale`).
+    Freshness(SignedFreshness),
 }
 
 /// Answers from the registry.
@@ -241,6 +246,8 @@ pub enum Response {
     InterestCancelled,
     /// Notifications for a listener.
     Notifications(NotificationBatch),
+    /// The freshness statement is stored and served from now on.
+    FreshnessAccepted,
 }
 
 /// A typed error sent back to the caller.
@@ -309,6 +316,8 @@ pub enum ErrorKind {
     UnknownClient,
     /// No such registration of interest (never made, cancelled, or its lease ran out).
     UnknownInterest,
+    /// A freshness statement is not newer than the one the registry holds.
+    Stale,
 }
 
 impl fmt::Display for ErrorKind {
@@ -335,6 +344,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Draining => "draining",
             ErrorKind::UnknownClient => "unknown client",
             ErrorKind::UnknownInterest => "unknown event registration",
+            ErrorKind::Stale => "stale statement",
         };
         f.write_str(s)
     }
