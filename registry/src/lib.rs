@@ -41,7 +41,9 @@ pub use core::state::{
     Change, FlushStats, LeasePageRows, NoHeadroom, PageRow, Planned, RegistryState, RestartCounts,
     Restorer, StateConfig,
 };
+pub use core::freshness::FreshnessConflict;
 pub use driver::Registry;
+pub use errors::FreshnessRefused;
 pub use errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, OpenError, ReadError,
     RegisterError, ReportError, StatementRefused,

@@ -5,11 +5,12 @@
 use super::Registry;
 use crate::core::lease_table::Millis;
 use crate::core::state::FlushStats;
-use crate::errors::{GrantError, LeaseError, RegisterError, StatementRefused};
+use crate::errors::{FreshnessRefused, GrantError, LeaseError, RegisterError, StatementRefused};
 use crate::store::{Storage, StoreError};
 use courier_protocol::inspect;
 use courier_protocol::{
-    ContentHash, KeyStatement, LeaseGrant, LeaseId, Register, SignedKeyStatement, VendorKey,
+    ContentHash, FreshnessStatement, KeyStatement, LeaseGrant, LeaseId, MAX_FRESHNESS_VALIDITY_MS,
+    Register, SignedFreshness, SignedKeyStatement, VendorKey,
 };
 
 /// How long after the last flush a flush commits even with nothing to write (so that the
@@ -121,6 +122,36 @@ impl Registry {
         let changed = self.change_keys(now, statement.clone(), Some(signed))?;
         tracing::info!(%statement, changed, "key statement");
         Ok((statement, changed))
+    }
+
+    /// Keeps a freshness statement published by its vendor (`key`, the connection's):
+    /// verifies it, checks that it has not expired, that the key is active and owns (or
+    /// was granted) every service it names, and that it is newer than the one held for
+    /// each, commits it durably, then serves it with those services' candidates. The same
+    /// statement again changes nothing. Blocking.
+    pub fn freshness(
+        &self,
+        now: Millis,
+        key: &VendorKey,
+        signed: SignedFreshness,
+    ) -> Result<FreshnessStatement, FreshnessRefused> {
+        let statement = signed.verify()?.into_inner();
+        if statement.vendor != *key {
+            return Err(FreshnessRefused::WrongKey {
+                auth: *key,
+                vendor: statement.vendor,
+            });
+        }
+        statement.check_time(self.wall_ms(now), MAX_FRESHNESS_VALIDITY_MS)?;
+        let writer = self.writer();
+        let planned = self
+            .state()
+            .plan_freshness(key, statement.clone(), signed)?;
+        if let Some(planned) = planned {
+            self.commit(&writer, now, planned)?;
+            tracing::debug!(%statement, "freshness statement");
+        }
+        Ok(statement)
     }
 
     /// Operator action: revokes `key` without a statement of the key itself (so clients do

@@ -143,6 +143,16 @@ async fn build(req: Request, session: &Session) -> Response {
         | Request::RegisterInterest(_)
         | Request::RenewInterest { .. }
         | Request::CancelInterest { .. }) => people::answer(req, session).await,
+        // Blocking: commits with fsync.
+        Request::Freshness(signed) => match key {
+            None => Err(not_authenticated()),
+            Some(key) => blocking(registry, move |reg| {
+                reg.freshness(reg.now(), &key, signed)
+                    .map_err(|e| e.to_wire())
+            })
+            .await
+            .map(|_| Response::FreshnessAccepted),
+        },
         // Inline: memory only.
         Request::OperatorStatements { keys } => Ok(Response::OperatorStatements(
             registry.operator_statements(&keys),
@@ -187,6 +197,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::RenewInterest { .. } => "event registration renewal",
         Request::CancelInterest { .. } => "event registration cancellation",
         Request::Listen { .. } => "listen",
+        Request::Freshness(_) => "freshness statement",
     }
 }
 

@@ -14,7 +14,8 @@ pub use self::redb::RedbStore;
 pub use blobs::BlobSweep;
 
 use courier_protocol::{
-    AuditEntry, ClientInfo, ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest,
+    AuditEntry, ClientInfo, ContentHash, HistoryEntry, LeaseId, SignedFreshness, SignedKeyStatement,
+    SignedManifest,
     SignedOperatorStatement, VendorKey,
 };
 
@@ -172,6 +173,8 @@ pub struct StoredMeta {
     pub audit_seq: u64,
     /// Every (service, client) pair that was ever handed a proxy.
     pub served: Vec<(String, VendorKey)>,
+    /// The freshness statements held (each the latest of some vendor's service).
+    pub freshness: Vec<SignedFreshness>,
 }
 
 /// What a write transaction changes. Everything in it commits together, durably.
@@ -217,6 +220,8 @@ pub struct Batch {
     pub forget_lease_revocations: Vec<LeaseId>,
     /// Usage counts to add.
     pub usage: Vec<UsageRecord>,
+    /// Freshness statements to hold, each for every service it names.
+    pub freshness: Vec<SignedFreshness>,
 }
 
 impl Batch {
@@ -242,5 +247,6 @@ impl Batch {
             && self.lease_revocations.is_empty()
             && self.forget_lease_revocations.is_empty()
             && self.usage.is_empty()
+            && self.freshness.is_empty()
     }
 }
