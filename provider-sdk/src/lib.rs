@@ -14,7 +14,9 @@ pub mod service;
 
 pub use bundle::{Bundle, BundleBuilder, BundleError, DEFAULT_VALIDITY};
 pub use keys::{LoadKeyError, SaveKeyError, generate_key, load_key, public_key, save_key};
-pub use lease_keeper::{KeeperConfig, LeaseKeeper, LeaseState, ShutdownError, WaitError};
+pub use lease_keeper::{
+    DEFAULT_FRESHNESS_VALIDITY, KeeperConfig, LeaseKeeper, LeaseState, ShutdownError, WaitError,
+};
 pub use service::{
     ClientOptions, HandlerResult, ProviderCallError, ProviderClient, ProviderConnectError,
     ServeError, ServiceBuilder, ServiceConfig, ServiceHandle,
