@@ -42,11 +42,11 @@ pub use core::state::{
     Restorer, StateConfig,
 };
 pub use core::freshness::FreshnessConflict;
-pub use driver::Registry;
+pub use driver::{Heard, LISTENING_QUEUE, ListeningFeed, Registry, StreamId};
 pub use errors::FreshnessRefused;
 pub use errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, OpenError, ReadError,
-    RegisterError, ReportError, StatementRefused,
+    RegisterError, ReportError, RootPublishError, StatementRefused,
 };
 pub use http::{
     DASHBOARD_TOKEN_DOMAIN, DEFAULT_HTTP_LISTEN, DashboardToken, HttpConfig, TokenError,

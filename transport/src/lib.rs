@@ -17,5 +17,7 @@ pub use framing::{FrameBudget, FrameBuffer, Unbudgeted, call, read_one, write_fr
 pub use identity::{Identity, spki_pin};
 pub use pinning::PinnedVerifier;
 pub use provider::{HelloError, close_code, provider_hello};
-pub use registry_client::{CONNECT_TIMEOUT, ClientError, EventStream, Listener, RegistryClient};
+pub use registry_client::{
+    CONNECT_TIMEOUT, ClientError, EventStream, LISTENER_BACKLOG, Listener, RegistryClient,
+};
 pub use stream_pool::{POOL_IDLE, StreamPool};

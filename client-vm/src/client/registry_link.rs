@@ -2,11 +2,12 @@
 //! by a new one to the same address and pin) and the watched lookup cache in front of the
 //! registry's `find`.
 
+use crate::discard::Holdings;
 use crate::lookup_cache::LookupCache;
 use courier_protocol::{Candidate, ServiceQuery, SigningKey, SpkiPin};
 use courier_transport::{ClientError, RegistryClient};
 use std::net::SocketAddr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// A registry connection with reconnection and the lookup cache.
@@ -24,17 +25,18 @@ pub(super) struct RegistryLink {
 
 impl RegistryLink {
     /// A link on `registry`, connecting again as `agent` when it is lost, reusing a
-    /// query's candidates for up to `lookup_ttl`.
+    /// query's candidates for up to `lookup_ttl`; the events it watches end `holdings`.
     pub(super) fn new(
         registry: RegistryClient,
         agent: String,
         lookup_ttl: Duration,
         key: Option<SigningKey>,
+        holdings: Arc<Holdings>,
     ) -> Self {
         Self {
             reconnect: (registry.addr(), registry.pin(), agent),
             current: RwLock::new(registry),
-            lookups: LookupCache::new(),
+            lookups: LookupCache::with_holdings(holdings),
             lookup_ttl,
             key,
         }

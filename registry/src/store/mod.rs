@@ -173,6 +173,10 @@ pub struct StoredMeta {
     pub audit_seq: u64,
     /// Every (service, client) pair that was ever handed a proxy.
     pub served: Vec<(String, VendorKey)>,
+    /// Vendor roots' statements, every version held.
+    pub root_statements: Vec<courier_protocol::SignedRootStatement>,
+    /// Further delegations made under vendor roots.
+    pub delegations: Vec<courier_protocol::SignedDelegation>,
     /// The freshness statements held (each the latest of some vendor's service).
     pub freshness: Vec<SignedFreshness>,
 }
@@ -220,6 +224,10 @@ pub struct Batch {
     pub forget_lease_revocations: Vec<LeaseId>,
     /// Usage counts to add.
     pub usage: Vec<UsageRecord>,
+    /// Vendor roots' statements to keep.
+    pub root_statements: Vec<courier_protocol::SignedRootStatement>,
+    /// Further delegations to keep.
+    pub delegations: Vec<courier_protocol::SignedDelegation>,
     /// Freshness statements to hold, each for every service it names.
     pub freshness: Vec<SignedFreshness>,
 }
@@ -247,6 +255,8 @@ impl Batch {
             && self.lease_revocations.is_empty()
             && self.forget_lease_revocations.is_empty()
             && self.usage.is_empty()
+            && self.root_statements.is_empty()
+            && self.delegations.is_empty()
             && self.freshness.is_empty()
     }
 }

@@ -15,6 +15,8 @@
 //! - `rotations`: old vendor key -> postcard `SignedKeyStatement` (its rotation).
 //! - `revocations`: vendor key -> postcard `SignedKeyStatement` (its own revocation), or
 //!   empty bytes (revoked by the operator).
+//! - `root_statements`, `delegations`: vendor roots' statements and further delegations,
+//!   see [`roots`].
 //! - `freshness`: see [`freshness`].
 //! - `blob_refs`: component hash -> how many stored registrations name it, kept in the
 //!   same transactions as the registrations, so a component file is deleted once (and only
@@ -31,6 +33,7 @@
 mod freshness;
 mod history;
 mod operations;
+mod roots;
 
 use super::blobs::{BlobDir, BlobSweep};
 use super::{Batch, LeaseRow, Storage, StoreError, StoredLease, StoredMeta, UsageRecord};
@@ -194,6 +197,7 @@ impl RedbStore {
             txn.open_table(BLOB_REFS)?;
             txn.open_table(HISTORY_ORDER)?;
             operations::create(&txn)?;
+            roots::create(&txn)?;
             freshness::create(&txn)?;
             if meta.get("registry_id")?.is_none() {
                 let id = hex::encode(rand::random::<[u8; 16]>());
@@ -383,6 +387,7 @@ impl Storage for RedbStore {
             ..Default::default()
         };
         operations::load(&txn, &mut stored)?;
+        roots::load(&txn, &mut stored)?;
         freshness::load(&txn, &mut stored)?;
         Ok(stored)
     }
@@ -501,6 +506,7 @@ impl Storage for RedbStore {
                 }
             }
             operations::commit(&txn, batch)?;
+            roots::commit(&txn, batch)?;
             freshness::commit(&txn, batch)?;
             if batch.seq_reserved.is_some() || batch.last_alive_ms.is_some() {
                 let mut meta = txn.open_table(META)?;
