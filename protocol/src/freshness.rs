@@ -26,8 +26,8 @@ pub const MAX_FRESHNESS_SERVICES: usize = 256;
 /// about minutes; a statement valid for days would be no timestamp at all.
 pub const MAX_FRESHNESS_VALIDITY_MS: u64 = 60 * 60 * 1000;
 
-/// Clock skew allowed between the signer's and the checker's clocks when checking a
-/// statement's times (smaller than a manifest's: the window itself is minutes).
+/// Clock skew allowed by default between the signer's and the checker's clocks when checking
+/// a statement's times (smaller than a manifest's: the window itself is minutes).
 pub const FRESHNESS_SKEW_MS: u64 = 60 * 1000;
 
 /// What a vendor key states about its services, for a short while.
@@ -74,20 +74,26 @@ impl FreshnessStatement {
     }
 
     /// Checks the statement at `now_ms` against its own expiry and a `max_age_ms` the checker
-    /// chooses, each with [`FRESHNESS_SKEW_MS`] of slack.
-    pub fn check_time(&self, now_ms: u64, max_age_ms: u64) -> Result<(), FreshnessTimeError> {
-        if self.issued_at_ms > now_ms.saturating_add(FRESHNESS_SKEW_MS) {
+    /// chooses, each with `skew_ms` of slack for clocks that disagree (usually
+    /// [`FRESHNESS_SKEW_MS`]).
+    pub fn check_time(
+        &self,
+        now_ms: u64,
+        max_age_ms: u64,
+        skew_ms: u64,
+    ) -> Result<(), FreshnessTimeError> {
+        if self.issued_at_ms > now_ms.saturating_add(skew_ms) {
             return Err(FreshnessTimeError::NotYetValid {
                 ahead_ms: self.issued_at_ms - now_ms,
             });
         }
-        if now_ms > self.expires_at_ms.saturating_add(FRESHNESS_SKEW_MS) {
+        if now_ms > self.expires_at_ms.saturating_add(skew_ms) {
             return Err(FreshnessTimeError::Expired {
                 ago_ms: now_ms - self.expires_at_ms,
             });
         }
         let age_ms = self.age_ms(now_ms);
-        if age_ms > max_age_ms.saturating_add(FRESHNESS_SKEW_MS) {
+        if age_ms > max_age_ms.saturating_add(skew_ms) {
             return Err(FreshnessTimeError::TooOld { age_ms, max_age_ms });
         }
         Ok(())
@@ -308,8 +314,7 @@ mod tests {
             SignedFreshness::sign(&empty, &k).verify(),
             Err(FreshnessError::Services(0))
         );
-        let bad_version =
-            FreshnessStatement::new(vendor, [("a".into(), "two".into())], 1, 1000);
+        let bad_version = FreshnessStatement::new(vendor, [("a".into(), "two".into())], 1, 1000);
         assert!(matches!(
             SignedFreshness::sign(&bad_version, &k).verify(),
             Err(FreshnessError::Version(..))
@@ -330,19 +335,26 @@ mod tests {
     fn time_checks_allow_skew_and_nothing_more() {
         let st = statement(&key(1)); // issued 1,000,000, expires 1,600,000
         let skew = FRESHNESS_SKEW_MS;
-        assert_eq!(st.check_time(1_000_000, 600_000), Ok(()));
-        assert_eq!(st.check_time(1_000_000 - skew, 600_000), Ok(()));
+        assert_eq!(st.check_time(1_000_000, 600_000, skew), Ok(()));
+        assert_eq!(st.check_time(1_000_000 - skew, 600_000, skew), Ok(()));
         assert!(matches!(
-            st.check_time(1_000_000 - skew - 1, 600_000),
+            st.check_time(1_000_000 - skew - 1, 600_000, skew),
             Err(FreshnessTimeError::NotYetValid { .. })
         ));
-        assert_eq!(st.check_time(1_600_000 + skew, 600_000 + skew), Ok(()));
+        assert_eq!(
+            st.check_time(1_600_000 + skew, 600_000 + skew, skew),
+            Ok(())
+        );
         assert!(matches!(
-            st.check_time(1_600_000 + skew + 1, u64::MAX),
+            st.check_time(1_600_000 + skew + 1, u64::MAX, skew),
             Err(FreshnessTimeError::Expired { .. })
         ));
+        assert!(matches!(
+            st.check_time(1_600_001, u64::MAX, 0),
+            Err(FreshnessTimeError::Expired { ago_ms: 1 })
+        ));
         assert_eq!(
-            st.check_time(1_300_000, 200_000),
+            st.check_time(1_300_000, 200_000, skew),
             Err(FreshnessTimeError::TooOld {
                 age_ms: 300_000,
                 max_age_ms: 200_000

@@ -19,6 +19,10 @@ mod statement;
 mod wire;
 
 pub use component::{ComponentInterfaces, InspectError, inspect};
+pub use freshness::{
+    FRESHNESS_DOMAIN, FRESHNESS_SKEW_MS, FreshnessError, FreshnessStatement, FreshnessTimeError,
+    MAX_FRESHNESS_SERVICES, MAX_FRESHNESS_VALIDITY_MS, SignedFreshness,
+};
 pub use hash::{ContentHash, DigestParseError, SpkiPin};
 pub use interface::{InterfaceName, InterfaceNameError};
 pub use manifest::{CLOCK_SKEW_MS, Export, Manifest, ManifestError};
@@ -34,10 +38,6 @@ pub use signing::{
 };
 pub use signing::{DELEGATION_DOMAIN, ROOT_STATEMENT_DOMAIN};
 pub use statement::{KeyAction, KeyStatement, SignedKeyStatement, StatementError};
-pub use freshness::{
-    FRESHNESS_DOMAIN, FRESHNESS_SKEW_MS, FreshnessError, FreshnessStatement, FreshnessTimeError,
-    MAX_FRESHNESS_SERVICES, MAX_FRESHNESS_VALIDITY_MS, SignedFreshness,
-};
 pub use wire::*;
 
 /// The wire protocol version carried in the first message of every connection.

@@ -65,7 +65,12 @@ async fn an_older_statement_cannot_replace_a_newer_one_and_the_latest_survives_a
         ErrorKind::NotAuthenticated
     );
     assert_eq!(
-        kind(v_mallory.publish_freshness(newer.clone()).await.unwrap_err()),
+        kind(
+            v_mallory
+                .publish_freshness(newer.clone())
+                .await
+                .unwrap_err()
+        ),
         ErrorKind::NotAuthenticated
     );
     assert_eq!(

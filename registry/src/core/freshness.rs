@@ -10,7 +10,9 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FreshnessConflict {
     /// A service it names has a statement issued at the same time or later.
-    #[error("a freshness statement of {service} issued at {held_ms} is held; this one is of {offered_ms}")]
+    #[error(
+        "a freshness statement of {service} issued at {held_ms} is held; this one is of {offered_ms}"
+    )]
     NotNewer {
         /// The service.
         service: String,
@@ -105,9 +107,7 @@ mod tests {
         let k = SigningKey::from_bytes(&[1; 32]);
         let st = FreshnessStatement::new(
             VendorKey::of(&k),
-            services
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string())),
+            services.iter().map(|(n, v)| (n.to_string(), v.to_string())),
             at,
             60_000,
         );

@@ -31,7 +31,10 @@ impl Registry {
         let (matches, freshness) = {
             let state = self.state();
             let matches = state.find(now, &prepared);
-            let freshness: Vec<_> = matches.iter().map(|m| state.freshness_of(&m.lease)).collect();
+            let freshness: Vec<_> = matches
+                .iter()
+                .map(|m| state.freshness_of(&m.lease))
+                .collect();
             (matches, freshness)
         };
         if matches.is_empty() {

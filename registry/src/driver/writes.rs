@@ -11,9 +11,9 @@ use crate::errors::{
 use crate::store::{Storage, StoreError};
 use courier_protocol::inspect;
 use courier_protocol::{
-    ContentHash, FreshnessStatement, KeyStatement, LeaseGrant, LeaseId, MAX_FRESHNESS_VALIDITY_MS,
-    Register, SignedDelegation, SignedFreshness, SignedKeyStatement, SignedRootStatement,
-    VendorKey,
+    ContentHash, FRESHNESS_SKEW_MS, FreshnessStatement, KeyStatement, LeaseGrant, LeaseId,
+    MAX_FRESHNESS_VALIDITY_MS, Register, SignedDelegation, SignedFreshness, SignedKeyStatement,
+    SignedRootStatement, VendorKey,
 };
 
 /// How long after the last flush a flush commits even with nothing to write (so that the
@@ -175,11 +175,15 @@ impl Registry {
                 vendor: statement.vendor,
             });
         }
-        statement.check_time(self.wall_ms(now), MAX_FRESHNESS_VALIDITY_MS)?;
+        statement.check_time(
+            self.wall_ms(now),
+            MAX_FRESHNESS_VALIDITY_MS,
+            FRESHNESS_SKEW_MS,
+        )?;
         let writer = self.writer();
         let planned = self
             .state()
-            .plan_freshness(key, statement.clone(), signed)?;
+            .plan_freshness(now, key, statement.clone(), signed)?;
         if let Some(planned) = planned {
             self.commit(&writer, now, planned)?;
             tracing::debug!(%statement, "freshness statement");

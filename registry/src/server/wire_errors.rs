@@ -5,11 +5,11 @@ use crate::core::catalog::CatalogError;
 use crate::core::clients::ClientError;
 use crate::core::interests::InterestError;
 use crate::core::keys::KeyError;
+use crate::errors::FreshnessRefused;
 use crate::errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, ReadError, RegisterError,
     ReportError, RootPublishError, StatementRefused,
 };
-use crate::errors::FreshnessRefused;
 use courier_protocol::{ErrorKind, FreshnessError, StatementError, VerifyError, WireError};
 
 /// An error as a peer receives it.

@@ -14,9 +14,8 @@ pub use self::redb::RedbStore;
 pub use blobs::BlobSweep;
 
 use courier_protocol::{
-    AuditEntry, ClientInfo, ContentHash, HistoryEntry, LeaseId, SignedFreshness, SignedKeyStatement,
-    SignedManifest,
-    SignedOperatorStatement, VendorKey,
+    AuditEntry, ClientInfo, ContentHash, HistoryEntry, LeaseId, SignedFreshness,
+    SignedKeyStatement, SignedManifest, SignedOperatorStatement, VendorKey,
 };
 
 /// Durable storage of a registry. Every commit is durable when it returns, and a reader

@@ -11,7 +11,8 @@ use courier_protocol::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
     Candidate, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseCursor, LeaseFilter,
     LeaseGrant, LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION, Register, Request,
-    Response, ServiceQuery, SignedFreshness, SignedKeyStatement, SigningKey, SpkiPin, VendorKey, WireError,
+    Response, ServiceQuery, SignedFreshness, SignedKeyStatement, SigningKey, SpkiPin, VendorKey,
+    WireError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;

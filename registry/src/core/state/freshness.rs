@@ -11,19 +11,24 @@ use courier_protocol::{FreshnessStatement, LeaseId, SignedFreshness, VendorKey};
 
 impl RegistryState {
     /// Plans keeping `signed` (verified as `statement`, whose vendor is `key`, the
-    /// connection's) as the latest statement of every service it names. `key` must be
-    /// active and own, or be granted, each name; the statement must be newer than the one
-    /// held for each. `None`: it is held already (a retry).
+    /// connection's) as the latest statement of every service it names at `now`. `key`
+    /// must be active and own, or be granted, each name (or hold a root's delegation of
+    /// it); the statement must be newer than the one held for each. `None`: it is held
+    /// already (a retry).
     pub fn plan_freshness(
         &self,
+        now: Millis,
         key: &VendorKey,
         statement: FreshnessStatement,
         signed: SignedFreshness,
     ) -> Result<Option<Planned<Freshness>>, FreshnessRefused> {
         self.keys.check_active(key)?;
         for service in statement.services.keys() {
+            // As for a registration: a key a vendor root delegated the name to acts for the
+            // root, which owns it.
+            let owner = self.name_owner_for(now, key, service);
             let owned = self.catalog.owner(service).is_some()
-                && self.catalog.admit(service, key).is_ok();
+                && self.catalog.admit_for(service, &owner, key).is_ok();
             if !owned {
                 return Err(FreshnessRefused::NotOwner(service.clone()));
             }
@@ -56,7 +61,11 @@ impl RegistryState {
     }
 
     /// Holds stored statements again (at open; each verified by the caller).
-    pub(super) fn restore_freshness(&mut self, statement: &FreshnessStatement, signed: SignedFreshness) {
+    pub(super) fn restore_freshness(
+        &mut self,
+        statement: &FreshnessStatement,
+        signed: SignedFreshness,
+    ) {
         self.freshness.apply(statement, signed);
     }
 }
