@@ -40,7 +40,10 @@ impl Bundle {
         key: &SigningKey,
         validity: Duration,
     ) -> Result<SignedFreshness, BundleError> {
-        let manifest = self.manifest.peek().map_err(|_| BundleError::Missing("manifest"))?;
+        let manifest = self
+            .manifest
+            .peek()
+            .map_err(|_| BundleError::Missing("manifest"))?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|_| BundleError::Clock)?;
