@@ -104,8 +104,8 @@ async fn register(
         .await
         .unwrap();
     vendor.authenticate(key).await.unwrap();
-    vendor
-        .register(bundle.register_request(std::time::Duration::from_secs(60)))
+    bundle
+        .register_once(&vendor, key, std::time::Duration::from_secs(60))
         .await
         .unwrap();
     vendor.close();

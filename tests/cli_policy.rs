@@ -38,7 +38,8 @@ async fn publish(
         .await
         .unwrap();
     c.authenticate(vendor).await.unwrap();
-    c.register(bundle.register_request(Duration::from_secs(60)))
+    bundle
+        .register_once(&c, vendor, Duration::from_secs(60))
         .await
         .unwrap();
     c

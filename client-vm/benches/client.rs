@@ -66,8 +66,8 @@ fn world() -> World {
                 .provider_pin(provider.pin())
                 .sign(&key)
                 .unwrap();
-            vendor
-                .register(bundle.register_request(Duration::from_secs(3600)))
+            bundle
+                .register_once(&vendor, &key, Duration::from_secs(3600))
                 .await
                 .unwrap();
         }

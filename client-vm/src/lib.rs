@@ -4,8 +4,8 @@
 //! The crate's public API is what this file re-exports; its modules are private. Inside,
 //! from the outside in:
 //! - `client`: the whole flow of one call ([`Client`]): query, the check order (in
-//!   `client/vet.rs`), rollback memory and pins, trust and key-statement sync, run,
-//!   discard, outcome report.
+//!   `client/vet.rs`), the vendor's freshness statement, rollback memory and pins, trust
+//!   and key-statement sync, run, discard, outcome report.
 //! - `lookup_cache`: candidates kept while the registry's events show no change.
 //! - `discard`: what the sandbox keeps for a lease (compiled component, provider
 //!   connection) goes when the lease ends or its key is revoked.
@@ -38,8 +38,8 @@ mod trust;
 
 pub use answer_size::AnswerSize;
 pub use client::{
-    CallError, CallReport, Chosen, Client, ClientConfig, DEFAULT_LOOKUP_TTL, PhaseTimings,
-    RejectReason, Rejection, ReportMode, SetupError, TypedReport, VersionMemory,
+    CallError, CallReport, Chosen, Client, ClientConfig, DEFAULT_LOOKUP_TTL, FreshnessRefusal,
+    PhaseTimings, RejectReason, Rejection, ReportMode, SetupError, TypedReport, VersionMemory,
 };
 pub use host::{
     CommandOutput, CommandRefusal, FACT_NAMES, FactSources, HostFacts, MINIMAL_PATH,
@@ -51,6 +51,7 @@ pub use policy::{
     MissingCapabilities, MissingImport, MissingReason, OperatorAnswer, OperatorMode, POLICY_FILE,
     Policy, PolicyFile, PolicyFileError, Preopen, is_package_name,
 };
+pub use policy::{DEFAULT_FRESHNESS_MAX_AGE, FreshnessPolicy};
 pub use policy::{EndpointRefusal, EndpointRule, EndpointRules, ProxyOrigin};
 
 /// Re-exported so applications can write address ranges of [`EndpointRules`].

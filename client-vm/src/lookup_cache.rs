@@ -444,6 +444,7 @@ mod tests {
             },
             interface: "t:p/api@0.1.0".into(),
             remaining_ms,
+            freshness: None,
         };
         let stale = cache.begin(&registry, &q).await.unwrap();
         let id = lock(&cache.state).watches["t:p/api"].id;

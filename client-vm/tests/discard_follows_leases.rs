@@ -58,7 +58,7 @@ async fn setup(ttl: Duration) -> (Setup, LeaseId) {
         .await
         .unwrap();
     vendor.authenticate(&acme).await.unwrap();
-    let grant = vendor.register(bundle.register_request(ttl)).await.unwrap();
+    let grant = bundle.register_once(&vendor, &acme, ttl).await.unwrap();
     let setup = Setup {
         registry,
         _provider: provider,

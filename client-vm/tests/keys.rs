@@ -56,8 +56,9 @@ async fn vendor(h: &RegistryHandle, key: &SigningKey) -> RegistryClient {
     v
 }
 
-async fn publish(v: &RegistryClient, b: &Bundle) {
-    v.register(b.register_request(Duration::from_secs(30)))
+/// Registers `b` on `v` (authenticated as `key`) with its freshness statement.
+async fn publish(v: &RegistryClient, key: &SigningKey, b: &Bundle) {
+    b.register_once(v, key, Duration::from_secs(30))
         .await
         .unwrap();
 }
@@ -108,7 +109,7 @@ async fn replayed_older_version_is_refused_unless_pinned_and_the_memory_survives
     let provider = echo_provider().await;
     let acme = key(1);
     let vendor = vendor(&h, &acme).await;
-    publish(&vendor, &bundle(&acme, "1.1.0", &provider)).await;
+    publish(&vendor, &acme, &bundle(&acme, "1.1.0", &provider)).await;
 
     let c = client(&h, config(&[&acme], Some(state.path()))).await;
     let report = c.call_str(SAY).await.unwrap();
@@ -120,7 +121,7 @@ async fn replayed_older_version_is_refused_unless_pinned_and_the_memory_survives
 
     // An older, validly signed proxy of the same service comes back (a replay: the
     // registry accepts it, the signature is good).
-    publish(&vendor, &bundle(&acme, "1.0.0", &provider)).await;
+    publish(&vendor, &acme, &bundle(&acme, "1.0.0", &provider)).await;
     let err = c.call_str(SAY).await.unwrap_err();
     assert!(
         matches!(
@@ -155,7 +156,7 @@ async fn replayed_older_version_is_refused_unless_pinned_and_the_memory_survives
     );
     assert!(c.unpin_version("acme/echo"));
     // A newer version is accepted and raises the mark.
-    publish(&vendor, &bundle(&acme, "1.2.0", &provider)).await;
+    publish(&vendor, &acme, &bundle(&acme, "1.2.0", &provider)).await;
     c.call_str(SAY).await.unwrap();
     assert_eq!(
         c.accepted_version(&VendorKey::of(&acme), "acme/echo"),
@@ -227,7 +228,7 @@ async fn a_client_trusting_only_the_old_key_follows_a_valid_rotation_and_keeps_i
     let provider = echo_provider().await;
     let (old, new) = (key(1), key(2));
     let v_old = vendor(&h, &old).await;
-    publish(&v_old, &bundle(&old, "1.1.0", &provider)).await;
+    publish(&v_old, &old, &bundle(&old, "1.1.0", &provider)).await;
 
     let mut cfg = config(&[&old], Some(state.path()));
     cfg.key_refresh = Duration::from_secs(3600);
@@ -243,7 +244,7 @@ async fn a_client_trusting_only_the_old_key_follows_a_valid_rotation_and_keeps_i
         .await
         .unwrap();
     let v_new = vendor(&h, &new).await;
-    publish(&v_new, &bundle(&new, "1.2.0", &provider)).await;
+    publish(&v_new, &new, &bundle(&new, "1.2.0", &provider)).await;
 
     // Before the client has seen the statement, the new key is just untrusted.
     let err = c.call_str(SAY).await.unwrap_err();
@@ -280,7 +281,7 @@ async fn a_client_trusting_only_the_old_key_follows_a_valid_rotation_and_keeps_i
     // the rotation from the registry and runs the new key's proxy.
     let h = registry(dir.path()).await;
     let v_new = vendor(&h, &new).await;
-    publish(&v_new, &bundle(&new, "1.2.1", &provider)).await;
+    publish(&v_new, &new, &bundle(&new, "1.2.1", &provider)).await;
     let c = client(&h, config(&[&old], None)).await;
     let report = c.call_str(SAY).await.unwrap();
     assert_eq!(report.chosen.vendor, VendorKey::of(&new));
@@ -329,7 +330,7 @@ async fn a_client_that_learned_a_revocation_refuses_the_key_even_if_listed() {
     let acme = key(1);
     let v = vendor(&h, &acme).await;
     let b = bundle(&acme, "1.0.0", &provider);
-    publish(&v, &b).await;
+    publish(&v, &acme, &b).await;
     let mut cfg = config(&[&acme], Some(state.path()));
     cfg.key_refresh = Duration::ZERO;
     let c = client(&h, cfg).await;

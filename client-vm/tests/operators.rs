@@ -50,9 +50,9 @@ async fn publish(h: &RegistryHandle, vendor: &SigningKey, provider: &ServiceHand
         .provider_pin(provider.pin())
         .sign(vendor)
         .unwrap();
-    connect(h, Some(vendor))
-        .await
-        .register(bundle.register_request(Duration::from_secs(30)))
+    let link = connect(h, Some(vendor)).await;
+    bundle
+        .register_once(&link, vendor, Duration::from_secs(30))
         .await
         .unwrap();
 }

@@ -383,7 +383,8 @@ impl Service {
             .await
             .unwrap();
         link.authenticate(&vendor).await.unwrap();
-        link.register(bundle.register_request(Duration::from_secs(60)))
+        bundle
+            .register_once(&link, &vendor, Duration::from_secs(60))
             .await
             .unwrap();
         link.close();

@@ -44,8 +44,8 @@ async fn publish(
         .await
         .unwrap();
     vendor.authenticate(key).await.unwrap();
-    let grant = vendor
-        .register(bundle.register_request(Duration::from_secs(30)))
+    let grant = bundle
+        .register_once(&vendor, key, Duration::from_secs(30))
         .await
         .unwrap();
     vendor.close();

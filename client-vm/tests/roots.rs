@@ -23,7 +23,7 @@ use courier_protocol::{
     AuthorityError, Delegation, ErrorKind, NamePattern, RootKeys, RootStatement,
     SignedRootStatement, SigningKey, VendorKey,
 };
-use courier_provider::{Bundle, BundleBuilder, ServiceHandle};
+use courier_provider::{Bundle, BundleBuilder, RegisterOnceError, ServiceHandle};
 use courier_proxy_artifacts as artifacts;
 use courier_registry::RegistryHandle;
 use courier_transport::{ClientError, Identity, RegistryClient};
@@ -64,9 +64,11 @@ async fn connect(h: &RegistryHandle) -> RegistryClient {
 async fn publish(h: &RegistryHandle, key: &SigningKey, b: &Bundle) -> Result<(), ClientError> {
     let v = connect(h).await;
     v.authenticate(key).await.unwrap();
-    v.register(b.register_request(Duration::from_secs(30)))
-        .await
-        .map(|_| ())
+    match b.register_once(&v, key, Duration::from_secs(30)).await {
+        Ok(_) => Ok(()),
+        Err(RegisterOnceError::Register(e)) => Err(e),
+        Err(e) => panic!("registered, but: {e}"),
+    }
 }
 
 /// The root: keys 1, 2, 3, two of which must sign.

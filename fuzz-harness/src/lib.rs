@@ -16,11 +16,13 @@
 //!   client sandbox's check, compile, instantiate and invoke with its real limits.
 //! - [`roots`]: arbitrary bytes as vendor root statements and delegations; nothing
 //!   unsigned verifies, and authority never grants beyond a grant.
+//! - [`freshness`]: arbitrary bytes as a `SignedFreshness`; nothing unsigned verifies.
 
 pub mod bundles;
 #[cfg(feature = "vm")]
 pub mod client_vm;
 pub mod frames;
+pub mod freshness;
 pub mod lease_table;
 pub mod manifests;
 pub mod registry_state;
@@ -35,6 +37,7 @@ pub const TARGETS: &[&str] = &[
     "registry_state",
     "client_vm",
     "roots",
+    "freshness",
 ];
 
 /// Runs the target `name` on one input; `false` when there is no such target (or it needs
@@ -47,6 +50,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "lease_table" => lease_table::run(data),
         "registry_state" => registry_state::run(data),
         "roots" => roots::run(data),
+        "freshness" => freshness::run(data),
         #[cfg(feature = "vm")]
         "client_vm" => client_vm::run(data),
         _ => return false,

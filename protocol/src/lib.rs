@@ -8,6 +8,7 @@ pub mod codec;
 pub mod limits;
 
 mod component;
+mod freshness;
 mod hash;
 mod interface;
 mod manifest;
@@ -18,6 +19,10 @@ mod statement;
 mod wire;
 
 pub use component::{ComponentInterfaces, InspectError, inspect};
+pub use freshness::{
+    FRESHNESS_DOMAIN, FRESHNESS_SKEW_MS, FreshnessError, FreshnessStatement, FreshnessTimeError,
+    MAX_FRESHNESS_SERVICES, MAX_FRESHNESS_VALIDITY_MS, SignedFreshness,
+};
 pub use hash::{ContentHash, DigestParseError, SpkiPin};
 pub use interface::{InterfaceName, InterfaceNameError};
 pub use manifest::{CLOCK_SKEW_MS, Export, Manifest, ManifestError};
@@ -36,7 +41,7 @@ pub use statement::{KeyAction, KeyStatement, SignedKeyStatement, StatementError}
 pub use wire::*;
 
 /// The wire protocol version carried in the first message of every connection.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The ALPN identifier every courier QUIC connection negotiates.
 pub const ALPN: &[u8] = b"courier/1";

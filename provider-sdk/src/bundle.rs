@@ -2,8 +2,9 @@
 //! information (its real exports and imports), never from what the vendor believes is in it.
 
 use courier_protocol::{
-    ContentHash, InspectError, Manifest, ManifestError, Register, SignedManifest, SigningKey,
-    SpkiPin, VendorKey, Verified, VerifyError, inspect,
+    ContentHash, FreshnessStatement, InspectError, Manifest, ManifestError, Register,
+    SignedFreshness, SignedManifest, SigningKey, SpkiPin, VendorKey, Verified, VerifyError,
+    inspect,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +29,33 @@ impl Bundle {
             component: self.component.clone(),
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// A freshness statement by `key` (the bundle's vendor) that this bundle's version is
+    /// the current one of its service, from now for `validity` (at most an hour). The lease
+    /// keeper publishes one at registration and every few minutes; a client refuses a
+    /// candidate without a fresh one.
+    pub fn freshness(
+        &self,
+        key: &SigningKey,
+        validity: Duration,
+    ) -> Result<SignedFreshness, BundleError> {
+        let manifest = self
+            .manifest
+            .peek()
+            .map_err(|_| BundleError::Missing("manifest"))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| BundleError::Clock)?;
+        let now_ms = u64::try_from(now.as_millis()).map_err(|_| BundleError::Clock)?;
+        let validity_ms = u64::try_from(validity.as_millis()).map_err(|_| BundleError::Clock)?;
+        let statement = FreshnessStatement::new(
+            VendorKey::of(key),
+            [(manifest.name, manifest.version)],
+            now_ms,
+            validity_ms,
+        );
+        Ok(SignedFreshness::sign(&statement, key))
     }
 
     /// Checks the bundle as a registry would, apart from time and ownership: the signature,

@@ -2,6 +2,11 @@
 //! jitter), register again when the registry no longer knows the lease, reconnect with
 //! backoff when the connection drops, and cancel on graceful shutdown.
 //!
+//! At every registration, and every [`KeeperConfig::freshness_interval`] after, it also signs
+//! and publishes a freshness statement (the bundle's version is the current one of its
+//! service, for [`KeeperConfig::freshness_validity`]), which clients require with every
+//! candidate; it is published before the lease is reported active.
+//!
 //! One background task does the work; the vendor's code watches [`LeaseState`] through a
 //! `tokio::sync::watch` channel. All timing is in [`KeeperConfig`], so tests can run with
 //! leases of a few hundred milliseconds.
@@ -16,6 +21,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// How long the freshness statements a keeper signs are valid unless
+/// [`KeeperConfig::freshness_validity`] says otherwise.
+pub const DEFAULT_FRESHNESS_VALIDITY: Duration = Duration::from_secs(10 * 60);
 
 /// Timing and identity of a [`LeaseKeeper`].
 #[derive(Debug, Clone)]
@@ -34,6 +43,12 @@ pub struct KeeperConfig {
     pub request_timeout: Duration,
     /// Agent name sent in the Hello, for the registry's logs.
     pub agent: String,
+    /// How long each freshness statement the keeper signs is valid (default 10 minutes,
+    /// at most an hour).
+    pub freshness_validity: Duration,
+    /// How often the keeper signs and publishes a new freshness statement (default 5
+    /// minutes); also at every registration.
+    pub freshness_interval: Duration,
 }
 
 impl KeeperConfig {
@@ -47,6 +62,8 @@ impl KeeperConfig {
             backoff_max: Duration::from_secs(10),
             request_timeout: Duration::from_secs(15),
             agent: concat!("courier-provider/", env!("CARGO_PKG_VERSION")).to_string(),
+            freshness_validity: DEFAULT_FRESHNESS_VALIDITY,
+            freshness_interval: DEFAULT_FRESHNESS_VALIDITY / 2,
         }
     }
 
@@ -186,6 +203,8 @@ impl LeaseKeeper {
             stop: stop_rx,
             endpoint: None,
             client: None,
+            fresh_due: Instant::now(),
+            fresh_failures: 0,
         };
         Self {
             state,
@@ -290,6 +309,10 @@ struct Worker {
     stop: watch::Receiver<bool>,
     endpoint: Option<quinn::Endpoint>,
     client: Option<RegistryClient>,
+    /// When the next freshness statement is due.
+    fresh_due: Instant,
+    /// Consecutive failures to publish one.
+    fresh_failures: u32,
 }
 
 /// The lease held by the worker.
@@ -310,21 +333,30 @@ impl Worker {
             let step = match held.as_ref().map(|h| (h.lease, h.renew_at, h.renewals)) {
                 None => match self.register().await {
                     Ok(grant) => {
+                        self.publish_freshness().await;
                         held = Some(self.grant(grant, 0));
                         Ok(())
                     }
                     Err(e) => Err(e),
                 },
                 Some((lease, renew_at, renewals)) => {
-                    if until(&self.stop, tokio::time::sleep_until(renew_at))
+                    let wake = renew_at.min(self.fresh_due);
+                    if until(&self.stop, tokio::time::sleep_until(wake))
                         .await
                         .is_err()
                     {
                         break;
                     }
+                    if Instant::now() < renew_at {
+                        self.publish_freshness().await;
+                        continue;
+                    }
                     match self.renew(lease).await {
                         Ok(grant) => {
                             held = Some(self.grant(grant, renewals + 1));
+                            if Instant::now() >= self.fresh_due {
+                                self.publish_freshness().await;
+                            }
                             Ok(())
                         }
                         Err(e)
@@ -474,6 +506,40 @@ impl Worker {
             .map_err(|Stopped| stopped_error())??;
         let ttl_ms = u64::try_from(self.config.requested_ttl.as_millis()).unwrap_or(u64::MAX);
         self.timed(client.renew(lease, ttl_ms)).await
+    }
+
+    /// Signs and publishes a freshness statement for the bundle, and sets when the next is
+    /// due: after the interval, or sooner (with backoff) if this one did not get through. A
+    /// registry that holds a newer statement already (`Stale`) counts as published.
+    async fn publish_freshness(&mut self) {
+        let validity = self.config.freshness_validity;
+        let result = match self.bundle.freshness(&self.key, validity) {
+            Ok(signed) => {
+                let stop = self.stop.clone();
+                match until(&stop, self.client()).await {
+                    Ok(Ok(client)) => self.timed(client.publish_freshness(signed)).await,
+                    Ok(Err(e)) => Err(e),
+                    Err(Stopped) => Err(stopped_error()),
+                }
+            }
+            Err(e) => {
+                tracing::error!("cannot sign a freshness statement: {e}");
+                Err(ClientError::Unexpected("no freshness statement"))
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(ClientError::Registry(w)) if w.kind == ErrorKind::Stale => {}
+            Err(e) => {
+                self.fresh_failures = self.fresh_failures.saturating_add(1);
+                let delay = self.config.backoff(self.fresh_failures);
+                tracing::warn!(error = %e, "freshness statement not published; retrying");
+                self.fresh_due = Instant::now() + delay;
+                return;
+            }
+        }
+        self.fresh_failures = 0;
+        self.fresh_due = Instant::now() + self.config.freshness_interval;
     }
 
     async fn cancel(&mut self, lease: LeaseId) -> Result<(), ShutdownError> {

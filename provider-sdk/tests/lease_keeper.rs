@@ -285,3 +285,62 @@ async fn shutdown_while_the_registry_is_down_stops_promptly() {
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(*rx.borrow(), LeaseState::Cancelled);
 }
+
+/// The freshness statement served with the keeper's candidate, decoded and checked.
+async fn served_statement(h: &RegistryHandle) -> Option<courier_protocol::FreshnessStatement> {
+    let c = RegistryClient::connect(h.local_addr(), h.pin(), "test")
+        .await
+        .unwrap();
+    let found = c
+        .find(courier_protocol::ServiceQuery {
+            interface: "courier:echo/echo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.close();
+    let signed = found.into_iter().next()?.freshness?;
+    Some(signed.verify().unwrap().into_inner())
+}
+
+#[tokio::test]
+async fn the_keeper_publishes_a_fresh_statement_at_registration_and_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_registry(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let key = courier_provider::generate_key();
+    // A lease of a minute (renewed every 30 s) and a statement every 150 ms: the keeper
+    // wakes for statements between renewals.
+    let config = KeeperConfig {
+        freshness_validity: Duration::from_secs(2),
+        freshness_interval: Duration::from_millis(150),
+        ..fast(Duration::from_secs(60))
+    };
+    let keeper =
+        LeaseKeeper::start_with(h.local_addr(), h.pin(), key.clone(), bundle(&key), config);
+    keeper.wait_active().await.unwrap();
+    // Published before the lease was reported active.
+    let first = served_statement(&h)
+        .await
+        .expect("a statement at registration");
+    assert_eq!(first.vendor, VendorKey::of(&key));
+    assert_eq!(
+        first.services.get("acme/echo").map(String::as_str),
+        Some("0.1.0")
+    );
+    assert_eq!(first.expires_at_ms - first.issued_at_ms, 2_000);
+    let mut later = first.clone();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        later = served_statement(&h).await.unwrap();
+        if later.issued_at_ms > first.issued_at_ms {
+            break;
+        }
+    }
+    assert!(later.issued_at_ms > first.issued_at_ms, "no new statement");
+    assert!(matches!(
+        keeper.current(),
+        LeaseState::Active { renewals: 0, .. }
+    ));
+    keeper.shutdown().await.unwrap();
+    h.shutdown().await;
+}

@@ -3,12 +3,14 @@
 
 use crate::core::catalog::CatalogError;
 use crate::core::clients::ClientError;
+use crate::core::freshness::FreshnessConflict;
 use crate::core::keys::{KeyError, StoredStatementError};
 use crate::core::matcher::QueryError;
 use crate::store::StoreError;
 use courier_protocol::InspectError;
 use courier_protocol::{
-    ContentHash, LeaseId, ManifestError, StatementError, VendorKey, VerifyError,
+    ContentHash, FreshnessError, FreshnessTimeError, LeaseId, ManifestError, StatementError,
+    VendorKey, VerifyError,
 };
 
 /// Why the registry could not open.
@@ -132,6 +134,37 @@ pub enum StatementRefused {
     /// The statement conflicts with the key book (revoked, already rotated...).
     #[error("{0}")]
     Key(#[from] KeyError),
+    /// The store failed; nothing was acknowledged.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why a freshness statement was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FreshnessRefused {
+    /// The statement is by another key than the connection's.
+    #[error("connection is authenticated as {auth}, the statement is by {vendor}")]
+    WrongKey {
+        /// The connection's key.
+        auth: VendorKey,
+        /// The statement's key.
+        vendor: VendorKey,
+    },
+    /// The statement does not verify.
+    #[error("{0}")]
+    Verify(#[from] FreshnessError),
+    /// The statement has expired, or is issued in the future.
+    #[error("{0}")]
+    Time(#[from] FreshnessTimeError),
+    /// The key was revoked or rotated away.
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    /// A service it names is not the key's (unowned, or another key's).
+    #[error("service name {0:?} is not the statement key's")]
+    NotOwner(String),
+    /// The registry holds a statement as new or newer for a service it names.
+    #[error("{0}")]
+    NotNewer(#[from] FreshnessConflict),
     /// The store failed; nothing was acknowledged.
     #[error("store: {0}")]
     Store(#[from] StoreError),

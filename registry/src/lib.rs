@@ -32,6 +32,7 @@ pub use config::{
 pub use core::catalog::CatalogError;
 pub use core::clients::ClientError;
 pub use core::events::EventRecord;
+pub use core::freshness::FreshnessConflict;
 pub use core::keys::{KeyError, StoredStatementError};
 pub use core::lease_table::{
     LeaseChange, LeaseEntry, LeaseOp, LeasePolicy, LeaseTable, MAX_GRANTED_TTL_MS, Millis, Restore,
@@ -42,6 +43,7 @@ pub use core::state::{
     Restorer, StateConfig,
 };
 pub use driver::{Heard, LISTENING_QUEUE, ListeningFeed, Registry, StreamId};
+pub use errors::FreshnessRefused;
 pub use errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, OpenError, ReadError,
     RegisterError, ReportError, RootPublishError, StatementRefused,

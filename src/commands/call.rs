@@ -4,7 +4,9 @@
 use super::console::CliConsole;
 use crate::cli::CallArgs;
 use anyhow::Context;
-use courier_client::{Answer, CallSpec, Client, ClientConfig, RejectReason, ReportMode};
+use courier_client::{
+    Answer, CallSpec, Client, ClientConfig, FreshnessRefusal, RejectReason, ReportMode,
+};
 use std::sync::Arc;
 
 pub async fn run(args: CallArgs) -> anyhow::Result<()> {
@@ -34,7 +36,10 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     client.registry().close();
     if let Err(e) = &result
         && let Some((name, offered)) = e.rejections().iter().find_map(|r| match &r.reason {
-            RejectReason::Rollback { offered, .. } => Some((&r.name, offered)),
+            RejectReason::Rollback { offered, .. }
+            | RejectReason::Freshness(FreshnessRefusal::Outdated { offered, .. }) => {
+                Some((&r.name, offered))
+            }
             _ => None,
         })
     {

@@ -1,8 +1,8 @@
 //! Helpers shared by courier's tests and benchmarks, written once: test keys, the wall
-//! clock, logs, and a registry on loopback with short leases. A dev-dependency only.
+//! clock, logs, freshness statements, and a registry on loopback with short leases. A dev-dependency only.
 #![allow(clippy::unwrap_used)]
 
-use courier_protocol::SigningKey;
+use courier_protocol::{FreshnessStatement, SignedFreshness, SigningKey, VendorKey};
 use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +30,31 @@ pub fn wall_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+/// A freshness statement by `key` that each `(service, version)` is current, issued at
+/// `issued_at_ms` for `validity_ms`.
+pub fn freshness_at(
+    key: &SigningKey,
+    services: &[(&str, &str)],
+    issued_at_ms: u64,
+    validity_ms: u64,
+) -> SignedFreshness {
+    let statement = FreshnessStatement::new(
+        VendorKey::of(key),
+        services
+            .iter()
+            .map(|(name, version)| (name.to_string(), version.to_string())),
+        issued_at_ms,
+        validity_ms,
+    );
+    SignedFreshness::sign(&statement, key)
+}
+
+/// A freshness statement by `key` that `service` is current at `version`, issued now for
+/// ten minutes (what a lease keeper publishes).
+pub fn fresh_now(key: &SigningKey, service: &str, version: &str) -> SignedFreshness {
+    freshness_at(key, &[(service, version)], wall_now(), 600_000)
 }
 
 /// A registry configuration for tests: leases of 100 ms to 60 s, flushed every 50 ms.

@@ -1,5 +1,6 @@
 //! Why a client could not be set up, why a candidate was skipped, and why a call failed.
 
+use super::freshness::FreshnessRefusal;
 use super::{Chosen, PhaseTimings};
 use crate::invoke::InvokeError;
 use crate::policy::MissingCapabilities;
@@ -110,6 +111,10 @@ pub enum RejectReason {
         /// Why the delegation does not hold (boxed: it names up to two keys).
         reason: Box<courier_protocol::AuthorityError>,
     },
+    /// The candidate's freshness statement is missing, stale, forged, or names a newer
+    /// version than the one offered.
+    #[error("{0}")]
+    Freshness(#[from] FreshnessRefusal),
 }
 
 /// A skipped candidate and why.

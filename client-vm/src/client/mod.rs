@@ -2,14 +2,16 @@
 //! take the first candidate that passes every check and compile it (or find it compiled),
 //! remember its version, run it once in a fresh store, discard it, and report the outcome.
 //!
-//! Rooms: `vet` (the check order, in one function), `versions` (rollback memory and
-//! pins), `trusted_keys` (trust and key-statement sync), `registry_link` (connection
-//! and lookup cache), `outcome` (service-history reports), `config`, `errors`,
-//! `call_report` and `timings` (what goes in and comes out).
+//! Rooms: `vet` (the check order, in one function), `freshness` (the vendor's freshness
+//! statement), `versions` (rollback memory and pins), `trusted_keys` (trust and
+//! key-statement sync), `registry_link` (connection and lookup cache), `outcome`
+//! (service-history reports), `config`, `errors`, `call_report` and `timings` (what goes in
+//! and comes out).
 
 mod call_report;
 mod config;
 mod errors;
+mod freshness;
 mod outcome;
 mod registry_link;
 mod timings;
@@ -20,6 +22,7 @@ mod vet;
 pub use call_report::{CallReport, Chosen, TypedReport};
 pub use config::{ClientConfig, DEFAULT_LOOKUP_TTL, ReportMode};
 pub use errors::{CallError, RejectReason, Rejection, SetupError};
+pub use freshness::FreshnessRefusal;
 pub use timings::PhaseTimings;
 pub use versions::VersionMemory;
 

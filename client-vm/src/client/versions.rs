@@ -219,11 +219,31 @@ impl VersionGuard {
         manifest: &Manifest,
         current: &VendorKey,
     ) -> Result<(), StateError> {
-        let Some(version) = manifest.semver() else {
-            return Ok(());
-        };
+        match manifest.semver() {
+            Some(version) => self.learn(current, &manifest.name, &version),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `name` is pinned to a version.
+    pub(super) fn is_pinned(&self, name: &str) -> bool {
+        self.pins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
+    }
+
+    /// Raises the mark of `name` under `current` (the key acting for its vendor now) to
+    /// `version`, which the vendor's verified freshness statement says is current;
+    /// durably when there is a state directory and it rose.
+    pub(super) fn learn(
+        &self,
+        current: &VendorKey,
+        name: &str,
+        version: &semver::Version,
+    ) -> Result<(), StateError> {
         let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-        if memory.record(current, &manifest.name, &version)
+        if memory.record(current, name, version)
             && let Some(path) = &self.file
         {
             memory.save(path)?;

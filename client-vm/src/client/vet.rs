@@ -6,19 +6,23 @@
 //! 2. its vendor key is trusted and not revoked (rotations followed), or a trusted root's
 //!    unexpired, unrevoked delegation chain reaches it and covers the service name;
 //! 3. it is within its validity window;
-//! 4. its version is not below the highest accepted from the vendor, or is exactly the
+//! 4. its vendor's freshness statement, served with it, verifies, is fresh by the policy's
+//!    window and does not name a newer version (unless pinned); the version it names
+//!    raises the rollback memory (see `freshness`);
+//! 5. its version is not below the highest accepted from the vendor, or is exactly the
 //!    pinned one;
-//! 5. it claims the interface and function called;
-//! 6. the imports it declares are granted by the policy;
-//! 7. the size it declares is within the policy's cap;
-//! 8. the component is fetched by hash, reading no more than that declared size (or taken
-//!    compiled from the cache, which holds only components that passed 8–10 before);
-//! 9. its bytes have the declared hash and size;
-//! 10. its real imports are granted (read from the component before compiling) and its real
+//! 6. it claims the interface and function called;
+//! 7. the imports it declares are granted by the policy;
+//! 8. the size it declares is within the policy's cap;
+//! 9. the component is fetched by hash, reading no more than that declared size (or taken
+//!    compiled from the cache, which holds only components that passed 9–11 before);
+//! 10. its bytes have the declared hash and size;
+//! 11. its real imports are granted (read from the component before compiling) and its real
 //!     exports include the function called.
 //!
 //! A candidate failing a check gets a [`RejectReason`] and the next one is tried.
 
+use super::freshness::{self, FreshnessRefusal};
 use super::timings::{PhaseTimer, timed};
 use super::{Client, PhaseTimings, RejectReason};
 use crate::invoke::{CallSpec, lookup};
@@ -51,20 +55,27 @@ impl Client {
     ) -> Result<Vetted, RejectReason> {
         let policy = self.sandbox.policy();
 
-        // 1-7: what the signed manifest says, checked before anything is downloaded.
+        // 1-8: what the signed manifest says, checked before anything is downloaded.
         let verifying = PhaseTimer::start(&mut timings.verify);
         let manifest = self.verified.verify(candidate)?; // 1. signature
         let now = now_ms();
         self.trust
             .check_for(&manifest.vendor_key, &manifest.name, now)?; // 2. trusted vendor
         manifest.check_times(now)?; // 3. validity window
-        self.versions.check(&manifest, &self.trust.read())?; // 4. version, rollback
-        check_claims(&manifest, spec)?; // 5. claims
-        policy.check_imports(&manifest.imports)?; // 6. declared capabilities
-        check_declared_size(&manifest, policy)?; // 7. declared size
+        let pinned = self.versions.is_pinned(&manifest.name);
+        let fresh = &policy.freshness;
+        let stated = freshness::check(candidate, &manifest, &self.trust, fresh, pinned, now); // 4.
+        if let Ok(Some(current)) | Err(FreshnessRefusal::Outdated { current, .. }) = &stated {
+            self.learn_version(&manifest, current);
+        }
+        stated?;
+        self.versions.check(&manifest, &self.trust.read())?; // 5. version, rollback
+        check_claims(&manifest, spec)?; // 6. claims
+        policy.check_imports(&manifest.imports)?; // 7. declared capabilities
+        check_declared_size(&manifest, policy)?; // 8. declared size
         drop(verifying);
 
-        // 8-10: the component, compiled before, or fetched, checked against the manifest
+        // 9-11: the component, compiled before, or fetched, checked against the manifest
         // and compiled (its real imports are checked against the policy first).
         let hash = manifest.component_hash;
         let cached = {
@@ -85,12 +96,12 @@ impl Client {
                         .fetch_for(Some(candidate.lease), hash, size, deadline)
                         .await
                 };
-                let bytes = timed(&mut timings.fetch, fetch) // 8. fetch, at most `size`
+                let bytes = timed(&mut timings.fetch, fetch) // 9. fetch, at most `size`
                     .await
                     .map_err(RejectReason::Fetch)?;
-                let checking = check_hash_and_size(bytes, &manifest); // 9. hash and size
+                let checking = check_hash_and_size(bytes, &manifest); // 10. hash and size
                 let bytes = timed(&mut timings.verify, checking).await?;
-                let compiling = self.sandbox.compile_hashed(bytes, hash); // 10. real imports
+                let compiling = self.sandbox.compile_hashed(bytes, hash); // 11. real imports
                 let (compiled, hit) = timed(&mut timings.compile, compiling)
                     .await
                     .map_err(compile_refusal)?;
@@ -98,10 +109,20 @@ impl Client {
                 compiled
             }
         };
-        // 10. the component itself exports what the manifest claims and the call needs.
+        // 11. the component itself exports what the manifest claims and the call needs.
         lookup(compiled.component(), &compiled.interfaces().exports, spec)
             .map_err(RejectReason::MissingExport)?;
         Ok(Vetted { manifest, compiled })
+    }
+
+    /// Raises the rollback memory to the version `manifest`'s vendor states is current, so
+    /// an older one is refused from now on even where no statement comes with it. A mark
+    /// that cannot be written stays in memory, with a warning: nothing runs on it.
+    fn learn_version(&self, manifest: &Manifest, current: &semver::Version) {
+        let vendor = self.trust.current(&manifest.vendor_key);
+        if let Err(e) = self.versions.learn(&vendor, &manifest.name, current) {
+            tracing::warn!(service = %manifest.name, "cannot keep the version its vendor states: {e}");
+        }
     }
 }
 
@@ -154,7 +175,7 @@ impl VerifiedManifests {
     }
 }
 
-/// Check 5: the manifest claims the interface and the function called.
+/// Check 6: the manifest claims the interface and the function called.
 fn check_claims(manifest: &Manifest, spec: &CallSpec) -> Result<(), RejectReason> {
     let claimed = manifest
         .exports
@@ -170,7 +191,7 @@ fn check_claims(manifest: &Manifest, spec: &CallSpec) -> Result<(), RejectReason
     Ok(())
 }
 
-/// Check 7: the declared component size is within the policy's cap.
+/// Check 8: the declared component size is within the policy's cap.
 fn check_declared_size(manifest: &Manifest, policy: &Policy) -> Result<(), RejectReason> {
     let limit = policy.limits.component_bytes;
     if manifest.component_size > limit {
@@ -182,7 +203,7 @@ fn check_declared_size(manifest: &Manifest, policy: &Policy) -> Result<(), Rejec
     Ok(())
 }
 
-/// Check 9: the fetched bytes have the manifest's hash and size
+/// Check 10: the fetched bytes have the manifest's hash and size
 /// (`Manifest::check_component`), computed off the async threads like compiling.
 async fn check_hash_and_size(
     bytes: Vec<u8>,

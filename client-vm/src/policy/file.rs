@@ -9,7 +9,9 @@
 //! or the field when the problem is between fields.
 
 use super::commands::{ExtraArgs, LentCommand, validate_all};
-use super::{EndpointRules, Limits, OperatorAnswer, OperatorMode, Policy, Preopen};
+use super::{
+    EndpointRules, FreshnessPolicy, Limits, OperatorAnswer, OperatorMode, Policy, Preopen,
+};
 use courier_protocol::VendorKey;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeSet;
@@ -129,6 +131,8 @@ struct RawFile {
     limits: RawLimits,
     #[serde(default)]
     provider_endpoints: RawEndpoints,
+    #[serde(default)]
+    freshness: RawFreshness,
 }
 
 /// `[provider-endpoints]`: where proxies may send their provider calls.
@@ -143,6 +147,38 @@ struct RawEndpoints {
     ports: Vec<u16>,
     #[serde(default)]
     local_from_remote: bool,
+}
+
+/// `[freshness]`: what candidates' freshness statements must show.
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawFreshness {
+    required: Option<bool>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    max_age: Option<Duration>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    skew: Option<Duration>,
+}
+
+impl RawFreshness {
+    /// The default freshness policy with what the file sets.
+    fn into_policy(self) -> Result<FreshnessPolicy, (&'static str, String)> {
+        let mut policy = FreshnessPolicy::default();
+        if let Some(required) = self.required {
+            policy.required = required;
+        }
+        if let Some(max_age) = self.max_age {
+            if max_age.is_zero() {
+                return Err(("freshness.max-age", "must be more than zero".into()));
+            }
+            policy.max_age = max_age;
+        }
+        if let Some(skew) = self.skew {
+            policy.skew = skew;
+        }
+        Ok(policy)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -278,6 +314,7 @@ impl RawFile {
             }
         };
         let limits = self.limits.apply(Limits::default())?;
+        let freshness = self.freshness.into_policy()?;
         let operator = match self.operator.answer {
             RawAnswer::Terminal => OperatorMode::Terminal {
                 fallback: OperatorAnswer::DenyAll,
@@ -300,6 +337,7 @@ impl RawFile {
                     ports: self.provider_endpoints.ports,
                     local_from_remote: self.provider_endpoints.local_from_remote,
                 },
+                freshness,
             },
             share: self.facts.share,
             trusted_vendors: self.trust.vendors,

@@ -1,16 +1,19 @@
 //! The client's policy: which host interfaces a proxy may import, which host facts it may
 //! see, who answers the operator's questions, an optional preopened directory, the commands
-//! it lends by name, and the limits of every run.
+//! it lends by name, the limits of every run, and what candidates' freshness statements must
+//! show.
 //!
 //! [`Policy::check_imports`] compares a proxy's imports (from its manifest, then from the
 //! component itself) with what the policy grants, and lists everything that is missing.
 //!
 //! Rooms: `commands` (lent commands and the arguments a proxy may add), `file` (the policy
-//! file, `policy.toml`), `endpoints` (where a proxy may send its provider calls).
+//! file, `policy.toml`), `endpoints` (where a proxy may send its provider calls),
+//! `freshness` (how fresh a vendor's statement of its current versions must be).
 
 mod commands;
 mod endpoints;
 mod file;
+mod freshness;
 
 pub(crate) use commands::validate_all as validate_commands;
 pub use commands::{
@@ -18,6 +21,7 @@ pub use commands::{
 };
 pub use endpoints::{EndpointRefusal, EndpointRule, EndpointRules, ProxyOrigin};
 pub use file::{POLICY_FILE, PolicyFile, PolicyFileError};
+pub use freshness::{DEFAULT_FRESHNESS_MAX_AGE, FreshnessPolicy};
 
 use courier_protocol::InterfaceName;
 use std::collections::BTreeSet;
@@ -170,11 +174,14 @@ pub struct Policy {
     /// anywhere but this machine's loopback and link-local addresses for a proxy from a
     /// remote registry).
     pub provider_endpoints: EndpointRules,
+    /// What candidates' freshness statements must show.
+    pub freshness: FreshnessPolicy,
 }
 
 impl Default for Policy {
     /// Provider only; host-info and operator not granted; unattended, deny all; no
-    /// directory; no commands; default limits.
+    /// directory; no commands; default limits; freshness statements required, at most ten
+    /// minutes old.
     fn default() -> Self {
         Self {
             grant_host_info: false,
@@ -185,6 +192,7 @@ impl Default for Policy {
             commands: Vec::new(),
             limits: Limits::default(),
             provider_endpoints: EndpointRules::default(),
+            freshness: FreshnessPolicy::default(),
         }
     }
 }

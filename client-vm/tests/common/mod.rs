@@ -177,8 +177,8 @@ pub fn rss() -> usize {
 // play a registry that lies (tampered bytes, expired or untrusted manifests, false claims).
 
 use courier_protocol::{
-    Candidate, ContentHash, Export, LeaseId, Manifest, Outcome, Request, Response, SignedManifest,
-    SigningKey, VendorKey, Welcome,
+    Candidate, ContentHash, Export, LeaseId, Manifest, Outcome, Request, Response, SignedFreshness,
+    SignedManifest, SigningKey, VendorKey, Welcome,
 };
 
 #[derive(Default)]
@@ -262,8 +262,27 @@ impl FakeRegistry {
             .unwrap()
     }
 
-    /// Offers `manifest` under a lease numbered `n`, with `payload` as its bytes.
+    /// Offers `manifest` under a lease numbered `n`, with `payload` as its bytes, and the
+    /// freshness statement its vendor would publish now (when the vendor is one of the
+    /// tests' seeded keys: its version is current, for ten minutes).
     pub fn offer(&self, n: u8, manifest: SignedManifest, interface: &str, payload: &[u8]) {
+        let m = manifest.peek().unwrap();
+        let freshness = (0..=u8::MAX)
+            .map(key)
+            .find(|k| VendorKey::of(k) == m.vendor_key)
+            .map(|k| courier_test_support::fresh_now(&k, &m.name, &m.version));
+        self.offer_with(n, manifest, interface, payload, freshness);
+    }
+
+    /// Offers `manifest` like [`FakeRegistry::offer`], with `freshness` as its statement.
+    pub fn offer_with(
+        &self,
+        n: u8,
+        manifest: SignedManifest,
+        interface: &str,
+        payload: &[u8],
+        freshness: Option<SignedFreshness>,
+    ) {
         let hash = manifest.peek().unwrap().component_hash;
         let mut st = self.state.lock().unwrap();
         st.candidates.push(Candidate {
@@ -271,6 +290,7 @@ impl FakeRegistry {
             manifest,
             interface: interface.to_string(),
             remaining_ms: 60_000,
+            freshness,
         });
         st.payloads.insert(hash, payload.to_vec());
     }

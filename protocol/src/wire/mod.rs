@@ -28,6 +28,7 @@ pub use query::{AttributeConstraint, Candidate, ServiceQuery};
 pub use roots::{MAX_ROOTS_ASKED, RootBatch, RootSince};
 pub use usage::{UsageBy, UsageQuery, UsageRow};
 
+use crate::freshness::SignedFreshness;
 use crate::hash::ContentHash;
 use crate::operator::SignedOperatorStatement;
 use crate::root::{SignedDelegation, SignedRootStatement};
@@ -209,6 +210,10 @@ pub enum Request {
         /// The roots asked about (at most [`MAX_ROOTS_ASKED`]).
         roots: Vec<RootSince>,
     },
+    /// Publishes a freshness statement (authenticated as its vendor key, which must own or
+    /// be granted every service it names). The registry keeps the latest per service and
+    /// serves it with every candidate of that service; an older one is refused (`Stale`).
+    Freshness(SignedFreshness),
 }
 
 /// Answers from the registry.
@@ -266,6 +271,8 @@ pub enum Response {
     Listening(ListenFrame),
     /// Root statements and delegations, answering [`Request::RootStatements`].
     RootStatements(RootBatch),
+    /// The freshness statement is stored and served from now on.
+    FreshnessAccepted,
 }
 
 /// A typed error sent back to the caller.
@@ -334,6 +341,8 @@ pub enum ErrorKind {
     UnknownClient,
     /// No such registration of interest (never made, cancelled, or its lease ran out).
     UnknownInterest,
+    /// A freshness statement is not newer than the one the registry holds.
+    Stale,
 }
 
 impl fmt::Display for ErrorKind {
@@ -360,6 +369,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Draining => "draining",
             ErrorKind::UnknownClient => "unknown client",
             ErrorKind::UnknownInterest => "unknown event registration",
+            ErrorKind::Stale => "stale statement",
         };
         f.write_str(s)
     }

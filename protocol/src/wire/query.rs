@@ -1,6 +1,7 @@
 //! What a client asks for, and the candidates the registry answers with.
 
 use super::LeaseId;
+use crate::freshness::SignedFreshness;
 use crate::signing::SignedManifest;
 use serde::{Deserialize, Serialize};
 
@@ -70,4 +71,7 @@ pub struct Candidate {
     pub interface: String,
     /// Milliseconds left on the lease.
     pub remaining_ms: u64,
+    /// The latest freshness statement of the candidate's vendor naming its service, if the
+    /// registry holds one (the client verifies it, and refuses a candidate without one).
+    pub freshness: Option<SignedFreshness>,
 }

@@ -12,12 +12,14 @@
 //!   [`usage`]: usage metering; [`interests`]: leased event registrations.
 //! - [`roots`]: vendor roots' statements and delegations, and the names they own.
 //! - [`events`]: the numbered event ring.
+//! - [`freshness`]: the latest freshness statement of each vendor's service.
 //! - [`state`]: all of them together as one state machine, and the restart rule.
 
 pub mod catalog;
 pub mod clients;
 pub mod controls;
 pub mod events;
+pub mod freshness;
 pub mod interests;
 pub mod keys;
 pub mod lease_table;

@@ -5,11 +5,14 @@
 use super::Registry;
 use crate::core::lease_table::Millis;
 use crate::core::state::FlushStats;
-use crate::errors::{GrantError, LeaseError, RegisterError, RootPublishError, StatementRefused};
+use crate::errors::{
+    FreshnessRefused, GrantError, LeaseError, RegisterError, RootPublishError, StatementRefused,
+};
 use crate::store::{Storage, StoreError};
 use courier_protocol::inspect;
 use courier_protocol::{
-    ContentHash, KeyStatement, LeaseGrant, LeaseId, Register, SignedDelegation, SignedKeyStatement,
+    ContentHash, FRESHNESS_SKEW_MS, FreshnessStatement, KeyStatement, LeaseGrant, LeaseId,
+    MAX_FRESHNESS_VALIDITY_MS, Register, SignedDelegation, SignedFreshness, SignedKeyStatement,
     SignedRootStatement, VendorKey,
 };
 
@@ -152,6 +155,40 @@ impl Registry {
         let statement = self.commit(&writer, self.now(), planned)?;
         tracing::info!(root = %statement.root, parent = %statement.parent, key = %statement.delegation.key, "delegation");
         Ok(true)
+    }
+
+    /// Keeps a freshness statement published by its vendor (`key`, the connection's):
+    /// verifies it, checks that it has not expired, that the key is active and owns (or
+    /// was granted) every service it names, and that it is newer than the one held for
+    /// each, commits it durably, then serves it with those services' candidates. The same
+    /// statement again changes nothing. Blocking.
+    pub fn freshness(
+        &self,
+        now: Millis,
+        key: &VendorKey,
+        signed: SignedFreshness,
+    ) -> Result<FreshnessStatement, FreshnessRefused> {
+        let statement = signed.verify()?.into_inner();
+        if statement.vendor != *key {
+            return Err(FreshnessRefused::WrongKey {
+                auth: *key,
+                vendor: statement.vendor,
+            });
+        }
+        statement.check_time(
+            self.wall_ms(now),
+            MAX_FRESHNESS_VALIDITY_MS,
+            FRESHNESS_SKEW_MS,
+        )?;
+        let writer = self.writer();
+        let planned = self
+            .state()
+            .plan_freshness(now, key, statement.clone(), signed)?;
+        if let Some(planned) = planned {
+            self.commit(&writer, now, planned)?;
+            tracing::debug!(%statement, "freshness statement");
+        }
+        Ok(statement)
     }
 
     /// Operator action: revokes `key` without a statement of the key itself (so clients do

@@ -143,6 +143,16 @@ async fn build(req: Request, session: &Session) -> Response {
         | Request::RegisterInterest(_)
         | Request::RenewInterest { .. }
         | Request::CancelInterest { .. }) => people::answer(req, session).await,
+        // Blocking: commits with fsync.
+        Request::Freshness(signed) => match key {
+            None => Err(not_authenticated()),
+            Some(key) => blocking(registry, move |reg| {
+                reg.freshness(reg.now(), &key, signed)
+                    .map_err(|e| e.to_wire())
+            })
+            .await
+            .map(|_| Response::FreshnessAccepted),
+        },
         // Inline: memory only.
         Request::RootStatements { roots } => {
             Ok(Response::RootStatements(registry.root_statements(&roots)))
@@ -212,6 +222,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::RootStatement(_) => "root statement",
         Request::Delegation(_) => "delegation",
         Request::RootStatements { .. } => "root statements",
+        Request::Freshness(_) => "freshness statement",
     }
 }
 

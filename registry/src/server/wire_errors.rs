@@ -5,11 +5,12 @@ use crate::core::catalog::CatalogError;
 use crate::core::clients::ClientError;
 use crate::core::interests::InterestError;
 use crate::core::keys::KeyError;
+use crate::errors::FreshnessRefused;
 use crate::errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, ReadError, RegisterError,
     ReportError, RootPublishError, StatementRefused,
 };
-use courier_protocol::{ErrorKind, StatementError, VerifyError, WireError};
+use courier_protocol::{ErrorKind, FreshnessError, StatementError, VerifyError, WireError};
 
 /// An error as a peer receives it.
 pub(super) trait ToWire: std::fmt::Display {
@@ -85,6 +86,23 @@ impl ToWire for StatementRefused {
             StatementRefused::Verify(_) => ErrorKind::BadQuery,
             StatementRefused::Key(e) => e.kind(),
             StatementRefused::Store(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl ToWire for FreshnessRefused {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FreshnessRefused::WrongKey { .. } => ErrorKind::NotAuthenticated,
+            FreshnessRefused::Verify(FreshnessError::Verify(e)) => match signature(e) {
+                ErrorKind::BadSignature => ErrorKind::BadSignature,
+                _ => ErrorKind::BadQuery,
+            },
+            FreshnessRefused::Verify(_) | FreshnessRefused::Time(_) => ErrorKind::BadQuery,
+            FreshnessRefused::Key(e) => e.kind(),
+            FreshnessRefused::NotOwner(_) => ErrorKind::NotOwner,
+            FreshnessRefused::NotNewer(_) => ErrorKind::Stale,
+            FreshnessRefused::Store(_) => ErrorKind::Internal,
         }
     }
 }

@@ -14,8 +14,8 @@ pub use self::redb::RedbStore;
 pub use blobs::BlobSweep;
 
 use courier_protocol::{
-    AuditEntry, ClientInfo, ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest,
-    SignedOperatorStatement, VendorKey,
+    AuditEntry, ClientInfo, ContentHash, HistoryEntry, LeaseId, SignedFreshness,
+    SignedKeyStatement, SignedManifest, SignedOperatorStatement, VendorKey,
 };
 
 /// Durable storage of a registry. Every commit is durable when it returns, and a reader
@@ -176,6 +176,8 @@ pub struct StoredMeta {
     pub root_statements: Vec<courier_protocol::SignedRootStatement>,
     /// Further delegations made under vendor roots.
     pub delegations: Vec<courier_protocol::SignedDelegation>,
+    /// The freshness statements held (each the latest of some vendor's service).
+    pub freshness: Vec<SignedFreshness>,
 }
 
 /// What a write transaction changes. Everything in it commits together, durably.
@@ -225,6 +227,8 @@ pub struct Batch {
     pub root_statements: Vec<courier_protocol::SignedRootStatement>,
     /// Further delegations to keep.
     pub delegations: Vec<courier_protocol::SignedDelegation>,
+    /// Freshness statements to hold, each for every service it names.
+    pub freshness: Vec<SignedFreshness>,
 }
 
 impl Batch {
@@ -252,5 +256,6 @@ impl Batch {
             && self.usage.is_empty()
             && self.root_statements.is_empty()
             && self.delegations.is_empty()
+            && self.freshness.is_empty()
     }
 }

@@ -11,7 +11,8 @@ use courier_protocol::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
     Candidate, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseCursor, LeaseFilter,
     LeaseGrant, LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION, Register, Request,
-    Response, ServiceQuery, SignedKeyStatement, SigningKey, SpkiPin, VendorKey, WireError,
+    Response, ServiceQuery, SignedFreshness, SignedKeyStatement, SigningKey, SpkiPin, VendorKey,
+    WireError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -374,6 +375,13 @@ impl RegistryClient {
     ) -> Result<(), ClientError> {
         let resp = self.request(&Request::KeyStatement(statement)).await?;
         expect!(resp, Response::StatementAccepted => (), "expected StatementAccepted")
+    }
+
+    /// Publishes a freshness statement; the connection must be authenticated as its vendor
+    /// key, which must own (or be granted) every service it names.
+    pub async fn publish_freshness(&self, statement: SignedFreshness) -> Result<(), ClientError> {
+        let resp = self.request(&Request::Freshness(statement)).await?;
+        expect!(resp, Response::FreshnessAccepted => (), "expected FreshnessAccepted")
     }
 
     /// The key statements the registry holds about `keys` and the keys they rotated to.

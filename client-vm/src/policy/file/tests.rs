@@ -204,3 +204,27 @@ local-from-remote = true
     assert_eq!(line, 3);
     assert!(message.contains("not an address range"), "{message}");
 }
+
+#[test]
+fn the_freshness_window_is_read_and_a_zero_window_refused() {
+    assert_eq!(
+        parse(EXAMPLE).unwrap().policy.freshness,
+        FreshnessPolicy::default()
+    );
+    let file = parse("[freshness]\nrequired = false\nmax-age = \"3m\"\nskew = \"5s\"\n").unwrap();
+    assert_eq!(
+        file.policy.freshness,
+        FreshnessPolicy {
+            required: false,
+            max_age: Duration::from_secs(180),
+            skew: Duration::from_secs(5),
+        }
+    );
+    assert!(matches!(
+        parse("[freshness]\nmax-age = \"0s\"\n"),
+        Err(PolicyFileError::Invalid {
+            field: "freshness.max-age",
+            ..
+        })
+    ));
+}

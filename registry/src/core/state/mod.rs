@@ -21,6 +21,7 @@
 mod admin;
 mod change;
 mod clients;
+mod freshness;
 mod restart;
 mod roots;
 mod views;
@@ -33,6 +34,7 @@ use crate::core::catalog::{Catalog, Registration};
 use crate::core::clients::ClientBook;
 use crate::core::controls::Controls;
 use crate::core::events::EventRing;
+use crate::core::freshness::FreshnessBook;
 use crate::core::keys::KeyBook;
 use crate::core::lease_table::{LeaseChange, LeaseMap, LeaseOp, LeasePolicy, LeaseTable, Millis};
 use crate::core::matcher::{self, Match, PreparedQuery};
@@ -85,6 +87,8 @@ pub struct RegistryState {
     audit_seq: u64,
     /// Usage not yet written behind, and who was served.
     usage: UsageBook,
+    /// The latest freshness statement per (vendor key, service name).
+    freshness: FreshnessBook,
 }
 
 /// How a registration leaves the catalog. Every way out goes through one path, so each
@@ -131,6 +135,7 @@ impl RegistryState {
             roots: RootBook::new(),
             audit_seq: 0,
             usage: UsageBook::default(),
+            freshness: FreshnessBook::new(),
         }
     }
 

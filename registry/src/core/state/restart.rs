@@ -87,6 +87,14 @@ impl Restorer {
         for (service, client) in meta.served {
             state.usage.served(&service, client);
         }
+        for signed in meta.freshness {
+            match signed.verify() {
+                Ok(st) => state.restore_freshness(st.get(), signed),
+                // Dropping one costs only that clients refuse its candidates until the
+                // vendor's next statement; nothing is trusted that was not before.
+                Err(e) => tracing::warn!("dropping a stored freshness statement: {e}"),
+            }
+        }
         Ok(Self {
             state,
             wall_now_ms,

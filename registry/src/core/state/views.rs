@@ -10,7 +10,7 @@ use crate::core::matcher::Match;
 use courier_protocol::limits::MAX_LEASE_PAGE;
 use courier_protocol::{
     Candidate, LeaseCursor, LeaseFilter, LeaseId, LeaseInfo, LeasePage, NotificationBatch,
-    SignedManifest,
+    SignedFreshness, SignedManifest,
 };
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -92,17 +92,23 @@ impl LeasePageRows {
 }
 
 /// Ranked candidates, given the manifests of the matches in order (a registration gone
-/// since is left out).
-pub fn candidates(matches: Vec<Match>, manifests: Vec<Option<SignedManifest>>) -> Vec<Candidate> {
+/// since is left out) and the freshness statement of each.
+pub fn candidates(
+    matches: Vec<Match>,
+    manifests: Vec<Option<SignedManifest>>,
+    freshness: Vec<Option<SignedFreshness>>,
+) -> Vec<Candidate> {
     matches
         .into_iter()
         .zip(manifests)
-        .filter_map(|(m, manifest)| {
+        .zip(freshness)
+        .filter_map(|((m, manifest), freshness)| {
             manifest.map(|manifest| Candidate {
                 lease: m.lease,
                 manifest,
                 interface: m.interface,
                 remaining_ms: m.remaining_ms,
+                freshness,
             })
         })
         .collect()

@@ -17,6 +17,7 @@
 //!   empty bytes (revoked by the operator).
 //! - `root_statements`, `delegations`: vendor roots' statements and further delegations,
 //!   see [`roots`].
+//! - `freshness`: see [`freshness`].
 //! - `blob_refs`: component hash -> how many stored registrations name it, kept in the
 //!   same transactions as the registrations, so a component file is deleted once (and only
 //!   once) no registration needs it; counted again at every open, so that nothing else can
@@ -29,6 +30,7 @@
 //! commits under one writer lock and stores the component again under it before it commits
 //! a registration.
 
+mod freshness;
 mod history;
 mod operations;
 mod roots;
@@ -196,6 +198,7 @@ impl RedbStore {
             txn.open_table(HISTORY_ORDER)?;
             operations::create(&txn)?;
             roots::create(&txn)?;
+            freshness::create(&txn)?;
             if meta.get("registry_id")?.is_none() {
                 let id = hex::encode(rand::random::<[u8; 16]>());
                 meta.insert("registry_id", id.as_bytes())?;
@@ -385,6 +388,7 @@ impl Storage for RedbStore {
         };
         operations::load(&txn, &mut stored)?;
         roots::load(&txn, &mut stored)?;
+        freshness::load(&txn, &mut stored)?;
         Ok(stored)
     }
 
@@ -503,6 +507,7 @@ impl Storage for RedbStore {
             }
             operations::commit(&txn, batch)?;
             roots::commit(&txn, batch)?;
+            freshness::commit(&txn, batch)?;
             if batch.seq_reserved.is_some() || batch.last_alive_ms.is_some() {
                 let mut meta = txn.open_table(META)?;
                 if let Some(s) = batch.seq_reserved {
