@@ -6,6 +6,7 @@ mod endpoint;
 mod error;
 mod framing;
 mod identity;
+mod pin_book;
 mod pinning;
 mod provider;
 mod registry_client;
@@ -19,6 +20,7 @@ pub use endpoint::{
 pub use error::TransportError;
 pub use framing::{FrameBudget, FrameBuffer, Unbudgeted, call, read_one, write_frame};
 pub use identity::{Identity, IdentityRotation, spki_pin};
+pub use pin_book::{PinBook, PinBookError};
 pub use pinning::{PinnedVerifier, Seen};
 pub use provider::{HelloError, close_code, provider_hello};
 pub use registry_client::{CONNECT_TIMEOUT, ClientError, EventStream, Listener, RegistryClient};
