@@ -8,7 +8,7 @@
 
 use crate::bundle::Bundle;
 use courier_protocol::{ErrorKind, LeaseGrant, LeaseId, SigningKey, SpkiPin};
-use courier_transport::{ClientError, RegistryClient, TransportError, client_endpoint};
+use courier_transport::{ClientError, PinBook, RegistryClient, TransportError, client_endpoint};
 use rand::Rng;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,6 +34,11 @@ pub struct KeeperConfig {
     pub request_timeout: Duration,
     /// Agent name sent in the Hello, for the registry's logs.
     pub agent: String,
+    /// Where the moves of the registry's pin are kept: when the registry presents a new
+    /// key with a rotation signed by the pinned one, the keeper moves its pin and records
+    /// it here, so it keeps reaching the registry after the overlap (default: memory
+    /// only, for the keeper's life).
+    pub registry_pins: PinBook,
 }
 
 impl KeeperConfig {
@@ -47,6 +52,7 @@ impl KeeperConfig {
             backoff_max: Duration::from_secs(10),
             request_timeout: Duration::from_secs(15),
             agent: concat!("courier-provider/", env!("CARGO_PKG_VERSION")).to_string(),
+            registry_pins: PinBook::in_memory(),
         }
     }
 
@@ -257,7 +263,9 @@ enum Failure {
 fn classify(e: &ClientError) -> Failure {
     let text = e.to_string();
     match e {
-        ClientError::Transport(TransportError::PinMismatch { .. }) => Failure::Permanent(text),
+        ClientError::Transport(
+            TransportError::PinMismatch { .. } | TransportError::RotationRefused { .. },
+        ) => Failure::Permanent(text),
         ClientError::Transport(_) | ClientError::Unexpected(_) => Failure::Connection(text),
         ClientError::Registry(w) => match w.kind {
             ErrorKind::UnsupportedVersion
@@ -447,9 +455,11 @@ impl Worker {
             }
         };
         let (addr, pin, agent) = (self.addr, self.pin, self.config.agent.clone());
+        let pins = self.config.registry_pins.clone();
         let client = self
             .timed(async {
-                let client = RegistryClient::connect_with(endpoint, addr, pin, &agent).await?;
+                let client =
+                    RegistryClient::connect_recording(endpoint, addr, pin, &agent, &pins).await?;
                 client.authenticate(&self.key).await?;
                 Ok(client)
             })

@@ -76,8 +76,15 @@ impl Client {
             None => Sandbox::new(config.policy, config.sandbox)?,
         };
         let agent = format!("courier-client/{}", env!("CARGO_PKG_VERSION"));
+        let link = RegistryLink::new(
+            registry,
+            agent,
+            config.lookup_ttl,
+            config.key.clone(),
+            config.registry_pins,
+        );
         Ok(Self {
-            link: RegistryLink::new(registry, agent, config.lookup_ttl, config.key.clone()),
+            link,
             sandbox,
             trust,
             reporter: OutcomeReporter::new(config.key, config.report, config.report_detail),
