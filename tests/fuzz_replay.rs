@@ -103,6 +103,7 @@ fn every_target_is_replayed() {
         "lease_table",
         "registry_state",
         "client_vm",
+        "roots",
     ];
     assert_eq!(courier_fuzz_harness::TARGETS, &here[..]);
 }
@@ -135,4 +136,9 @@ fn registry_state() {
 #[test]
 fn client_vm() {
     replay("client_vm");
+}
+
+#[test]
+fn roots() {
+    replay("roots");
 }

@@ -7,6 +7,8 @@
 //!   `client/vet.rs`), rollback memory and pins, trust and key-statement sync, run,
 //!   discard, outcome report.
 //! - `lookup_cache`: candidates kept while the registry's events show no change.
+//! - `discard`: what the sandbox keeps for a lease (compiled component, provider
+//!   connection) goes when the lease ends or its key is revoked.
 //! - `trust` and `policy`: what the client trusts ([`TrustStore`]) and lends ([`Policy`]);
 //!   `state`: the state directory's files and their atomic writes.
 //! - `sandbox`: the engine, compilation (with a size cap and a cache), one fresh store
@@ -14,14 +16,17 @@
 //! - `host`: the `courier:proxy/host` world (provider, host-info, operator, commands),
 //!   host facts and the bounded stdio capture; `provider`: the pinned QUIC client of the
 //!   provider protocol.
-//! - `invoke`: dynamic calls in WAVE (`courier:echo/echo.say("hi")`).
+//! - `invoke`: dynamic calls in WAVE (`courier:echo/echo.say("hi")`); `answer_size`: a
+//!   typed call's answer measured like a dynamic one's, for the same output cap.
 //!
 //! The `bench` feature adds entry points only the benchmarks use
 //! (`Sandbox::instantiate_only`).
 //!
 //! This is the only courier crate that depends on wasmtime.
 
+mod answer_size;
 mod client;
+mod discard;
 mod host;
 mod invoke;
 mod lookup_cache;
@@ -31,6 +36,7 @@ mod sandbox;
 mod state;
 mod trust;
 
+pub use answer_size::AnswerSize;
 pub use client::{
     CallError, CallReport, Chosen, Client, ClientConfig, DEFAULT_LOOKUP_TTL, PhaseTimings,
     RejectReason, Rejection, ReportMode, SetupError, TypedReport, VersionMemory,
@@ -45,6 +51,10 @@ pub use policy::{
     MissingCapabilities, MissingImport, MissingReason, OperatorAnswer, OperatorMode, POLICY_FILE,
     Policy, PolicyFile, PolicyFileError, Preopen, is_package_name,
 };
+pub use policy::{EndpointRefusal, EndpointRule, EndpointRules, ProxyOrigin};
+
+/// Re-exported so applications can write address ranges of [`EndpointRules`].
+pub use ipnet::IpNet;
 pub use provider::{ProviderError, ProviderPool, ProviderTarget};
 pub use sandbox::{
     CompileError, Compiled, CompilerChoice, RunError, RunFailure, RunLogs, RunOutput, RunTimings,

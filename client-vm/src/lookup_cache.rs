@@ -18,11 +18,16 @@
 //! registry shutting down) is not asked again for [`REFUSAL_BACKOFF`]: meanwhile its
 //! queries go to the registry each time, uncached.
 //!
+//! The same events end what the sandbox keeps for a lease ([`Holdings`]): an expiry,
+//! cancellation or revocation ends that lease's holdings, a gap in the feed every holding
+//! of the interface.
+//!
 //! A fill races with invalidations: each watch has a generation, taken from one counter
 //! that only grows and changed by every invalidation, and a fill is kept only if the same
 //! watch is still there with the same generation as when it asked.
 
-use courier_protocol::{Candidate, EventKind, InterfaceName, ServiceQuery};
+use crate::discard::Holdings;
+use courier_protocol::{Candidate, EventKind, InterfaceName, LeaseId, ServiceQuery};
 use courier_transport::{EventStream, RegistryClient};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -147,6 +152,8 @@ pub struct Fill {
 #[derive(Default)]
 pub struct LookupCache {
     state: Arc<Mutex<State>>,
+    /// What the sandbox keeps for leases, told when one ends.
+    holdings: Option<Arc<Holdings>>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -155,8 +162,17 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl LookupCache {
     /// An empty cache.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty cache that also tells `holdings` of each lease that ends.
+    pub fn with_holdings(holdings: Arc<Holdings>) -> Self {
+        Self {
+            state: Arc::default(),
+            holdings: Some(holdings),
+        }
     }
 
     /// The candidates kept for `query`, if fresh (younger than `max_age` and than the
@@ -222,7 +238,13 @@ impl LookupCache {
             st.unwatch(&old, id);
         }
         let (id, generation) = (st.next(), st.next());
-        let task = follow(Arc::downgrade(&self.state), interface.clone(), id, events);
+        let watch = Watched {
+            state: Arc::downgrade(&self.state),
+            holdings: self.holdings.clone(),
+            interface: interface.clone(),
+            id,
+        };
+        let task = follow(watch, events);
         if let Some(old) = st.watches.insert(
             interface.clone(),
             Watch {
@@ -278,36 +300,66 @@ async fn subscribe(registry: &RegistryClient, interface: &str) -> Option<EventSt
         .ok()?
 }
 
-/// The task of watch `id`: invalidates `interface` on each change, and ends the watch when
-/// the feed ends.
-fn follow(
+/// What the task following one watch updates.
+struct Watched {
     state: Weak<Mutex<State>>,
+    holdings: Option<Arc<Holdings>>,
     interface: String,
     id: u64,
-    mut events: EventStream,
-) -> JoinHandle<()> {
+}
+
+/// The task of a watch: invalidates its interface on each change, tells the holdings of
+/// each lease that ended, and ends the watch when the feed ends.
+fn follow(watch: Watched, mut events: EventStream) -> JoinHandle<()> {
+    let Watched {
+        state,
+        holdings,
+        interface,
+        id,
+    } = watch;
     tokio::spawn(async move {
         loop {
             let next = events.next().await;
             let Some(state) = state.upgrade() else {
                 return;
             };
-            let mut st = lock(&state);
             match next {
                 Ok(Some(batch)) => {
                     let changed = batch.missed.is_some()
                         || batch.events.iter().any(|e| e.kind != EventKind::Renewed);
                     if changed {
-                        st.invalidate(&interface, id);
+                        lock(&state).invalidate(&interface, id);
+                    }
+                    if let Some(holdings) = &holdings {
+                        if batch.missed.is_some() {
+                            holdings.interface_lost(&interface);
+                        }
+                        for lease in ended(&batch.events) {
+                            holdings.lease_ended(&lease);
+                        }
                     }
                 }
                 Ok(None) | Err(_) => {
-                    st.unwatch(&interface, id);
+                    lock(&state).unwatch(&interface, id);
                     return;
                 }
             }
         }
     })
+}
+
+/// The leases `events` report as over: expired, cancelled or revoked. (A replaced lease's
+/// component may be the same as its successor's; it is checked again before any use.)
+fn ended(events: &[courier_protocol::Event]) -> impl Iterator<Item = LeaseId> + '_ {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::Expired | EventKind::Cancelled | EventKind::Revoked
+            )
+        })
+        .map(|e| e.lease)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! connections and their streams are kept per (address, pin), so a warm call costs one frame
 //! each way, not a handshake or a stream set-up.
 
+use crate::policy::{EndpointRefusal, EndpointRules, ProxyOrigin};
 use courier_protocol::SpkiPin;
 use courier_protocol::provider::{Call, Reply};
 use courier_transport::{
@@ -62,6 +63,9 @@ pub enum ProviderError {
     /// The run's time is used up.
     #[error("no time left for a provider call")]
     NoTimeLeft,
+    /// The client's policy does not let proxies reach this endpoint (nothing was sent).
+    #[error("{0}")]
+    Refused(EndpointRefusal),
 }
 
 impl ProviderError {
@@ -87,6 +91,8 @@ pub struct ProviderPool {
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
     conns: Mutex<HashMap<(SocketAddr, SpkiPin), Kept>>,
     reuse: bool,
+    rules: EndpointRules,
+    origin: ProxyOrigin,
 }
 
 /// A provider connection and its idle streams.
@@ -97,12 +103,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ProviderPool {
-    /// A pool; with `reuse` false every call opens (and closes) its own connection.
+    /// A pool; with `reuse` false every call opens (and closes) its own connection. Any
+    /// endpoint may be reached.
     pub fn new(reuse: bool) -> Self {
+        Self::with_rules(reuse, EndpointRules::default(), ProxyOrigin::Local)
+    }
+
+    /// A pool that reaches only the endpoints `rules` allow for proxies from `origin`,
+    /// checked before any packet is sent to them.
+    pub fn with_rules(reuse: bool, rules: EndpointRules, origin: ProxyOrigin) -> Self {
         Self {
             endpoints: Mutex::new((None, None)),
             conns: Mutex::new(HashMap::new()),
             reuse,
+            rules,
+            origin,
         }
     }
 
@@ -128,6 +143,32 @@ impl ProviderPool {
             .values()
             .filter(|(c, _)| c.close_reason().is_none())
             .count()
+    }
+
+    /// Connections kept open to the provider with TLS key `pin`.
+    pub fn open_connections_to(&self, pin: &SpkiPin) -> usize {
+        lock(&self.conns)
+            .iter()
+            .filter(|((_, p), (c, _))| p == pin && c.close_reason().is_none())
+            .count()
+    }
+
+    /// Closes the kept connections to the provider with TLS key `pin` (every address);
+    /// returns how many were open. A call under way on one of them fails; the next call
+    /// opens a new connection.
+    pub fn close_pin(&self, pin: &SpkiPin) -> usize {
+        let mut closed = 0;
+        lock(&self.conns).retain(|(_, p), (c, _)| {
+            if p != pin {
+                return true;
+            }
+            if c.close_reason().is_none() {
+                closed += 1;
+            }
+            c.close(0u32.into(), b"discarded");
+            false
+        });
+        closed
     }
 
     /// Closes every kept connection.
@@ -175,6 +216,10 @@ impl ProviderPool {
             if left.is_zero() {
                 return Err(ProviderError::Timeout(timeout));
             }
+            if let Err(refusal) = self.rules.check_name(name) {
+                last = ProviderError::Refused(refusal);
+                continue;
+            }
             let addr = match tokio::time::timeout(left, resolve(name)).await {
                 Ok(Ok(a)) => a,
                 Ok(Err(e)) => {
@@ -183,6 +228,10 @@ impl ProviderPool {
                 }
                 Err(_) => return Err(ProviderError::Timeout(timeout)),
             };
+            if let Err(refusal) = self.rules.check_addr(name, addr, self.origin) {
+                last = ProviderError::Refused(refusal);
+                continue;
+            }
             if self.reuse {
                 let kept = lock(&self.conns).get(&(addr, target.pin)).cloned();
                 if let Some(k) = kept {

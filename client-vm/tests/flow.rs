@@ -13,7 +13,7 @@ use courier_client::{
 };
 use courier_protocol::{ManifestError, ServiceQuery, SignedManifest, VendorKey, VerifyError};
 use courier_proxy_artifacts as artifacts;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SAY: &str = r#"courier:echo/echo.say("hi")"#;
 
@@ -171,8 +171,10 @@ async fn tampered_bytes_are_refused_before_compiling() {
 async fn oversized_payload_is_cut_at_the_declared_size() {
     let provider = TestProvider::start(Service::Echo).await;
     let registry = FakeRegistry::start().await;
+    // The manifest declares the echo proxy's size; the registry sends 32 MiB more.
+    let declared = artifacts::ECHO.len() as u64;
     let mut longer = artifacts::ECHO.to_vec();
-    longer.extend_from_slice(&vec![0u8; 4096]);
+    longer.extend_from_slice(&vec![0u8; 32 << 20]);
     registry.offer(
         1,
         signed(1, artifacts::ECHO, &provider.target(), |_| {}),
@@ -180,10 +182,20 @@ async fn oversized_payload_is_cut_at_the_declared_size() {
         &longer,
     );
     let client = client_with(&registry, &[1], Policy::default()).await;
+    let received = || client.registry().connection().stats().udp_rx.bytes;
+    let before = received();
     let err = client.call_str(SAY).await.unwrap_err();
     assert!(
         matches!(only_rejection(&err), RejectReason::Fetch(_)),
         "{err}"
+    );
+    // What came over the wire meanwhile: the client stopped reading at the declared size,
+    // so no more than that plus one stream receive window (quinn's 1.25 MB) arrived, not
+    // the 32 MiB offered.
+    let taken = received() - before;
+    assert!(
+        taken < declared + (2 << 20),
+        "{taken} bytes received for a declared {declared}"
     );
 }
 
@@ -198,14 +210,19 @@ async fn an_endless_payload_is_cut_by_the_fetch_deadline() {
         artifacts::ECHO,
     );
     registry.state.lock().unwrap().drip_payloads = true;
+    let deadline = Duration::from_millis(500);
     let mut policy = Policy::default();
-    policy.limits.fetch_timeout = Duration::from_millis(500);
+    policy.limits.fetch_timeout = deadline;
     let client = client_with(&registry, &[1], policy).await;
-    // The guard only keeps a regression from hanging the suite; the deadline is the policy's.
-    let err = tokio::time::timeout(Duration::from_secs(30), client.call_str(SAY))
+    // The call ends with the fetch deadline (the drip would take an hour), not before it,
+    // and not much after: the bound is the deadline plus the rest of a call on loopback.
+    let bound = deadline + Duration::from_millis(1500);
+    let started = Instant::now();
+    let err = tokio::time::timeout(bound, client.call_str(SAY))
         .await
-        .expect("the fetch deadline held")
+        .expect("the call ended within the fetch deadline's bound")
         .unwrap_err();
+    assert!(started.elapsed() >= deadline, "{:?}", started.elapsed());
     assert!(
         matches!(only_rejection(&err), RejectReason::Fetch(_)),
         "{err}"
@@ -479,7 +496,7 @@ async fn a_lost_registry_connection_is_reopened() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lookup_cache_is_opt_in_and_needs_a_watchable_registry() {
+async fn without_a_watch_or_with_a_zero_ttl_every_call_asks_the_registry() {
     let provider = TestProvider::start(Service::Echo).await;
     let registry = FakeRegistry::start().await;
     registry.offer(
@@ -489,13 +506,15 @@ async fn lookup_cache_is_opt_in_and_needs_a_watchable_registry() {
         artifacts::ECHO,
     );
     let finds = || registry.state.lock().unwrap().finds;
-    // Off by default: every call asks.
-    let client = client_with(&registry, &[1], Policy::default()).await;
+    // The cache is off (ttl zero): every call asks.
+    let mut off = config(&[1], Policy::default());
+    off.lookup_ttl = Duration::ZERO;
+    let client = Client::new(registry.connect().await, off).unwrap();
     client.call_str(SAY).await.unwrap();
     client.call_str(SAY).await.unwrap();
     assert_eq!(finds(), 2);
-    // On, but this registry refuses subscriptions: without a watch nothing is cached (a
-    // cache that cannot hear of a cancellation would offer a withdrawn proxy).
+    // On (the default), but this registry refuses subscriptions: without a watch nothing
+    // is cached (a cache that cannot hear of a cancellation would offer a withdrawn proxy).
     let mut watched = config(&[1], Policy::default());
     watched.lookup_ttl = Duration::from_secs(60);
     let client = Client::new(registry.connect().await, watched).unwrap();

@@ -14,6 +14,8 @@
 //!   fail and restarts, against a model of its rules and of what was committed.
 //! - [`client_vm`] (feature `vm`): wasm-smith modules, wrapped in a component, through the
 //!   client sandbox's check, compile, instantiate and invoke with its real limits.
+//! - [`roots`]: arbitrary bytes as vendor root statements and delegations; nothing
+//!   unsigned verifies, and authority never grants beyond a grant.
 
 pub mod bundles;
 #[cfg(feature = "vm")]
@@ -22,6 +24,7 @@ pub mod frames;
 pub mod lease_table;
 pub mod manifests;
 pub mod registry_state;
+pub mod roots;
 
 /// Every fuzz target by name, as the replay test and the fuzz crate know them.
 pub const TARGETS: &[&str] = &[
@@ -31,6 +34,7 @@ pub const TARGETS: &[&str] = &[
     "lease_table",
     "registry_state",
     "client_vm",
+    "roots",
 ];
 
 /// Runs the target `name` on one input; `false` when there is no such target (or it needs
@@ -42,6 +46,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "bundles" => bundles::run(data),
         "lease_table" => lease_table::run(data),
         "registry_state" => registry_state::run(data),
+        "roots" => roots::run(data),
         #[cfg(feature = "vm")]
         "client_vm" => client_vm::run(data),
         _ => return false,

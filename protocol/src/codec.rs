@@ -48,6 +48,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// A value's text form: the hex of its encoding (signed statements kept in files).
+pub fn to_hex<T: Serialize + ?Sized>(value: &T) -> String {
+    hex::encode(encode(value))
+}
+
+/// Parses [`to_hex`]: hex (surrounding whitespace ignored), then exactly one value.
+pub fn from_hex<T: DeserializeOwned>(text: &str) -> Result<T, CodecError> {
+    let bytes =
+        hex::decode(text.trim()).map_err(|e| CodecError::Malformed(format!("hex: {e}")))?;
+    decode(&bytes)
+}
+
 /// Encodes a value as one frame: header then body, in one buffer (the body is written after
 /// a placeholder header, which then gets the body's length).
 pub fn encode_frame<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {

@@ -12,6 +12,7 @@ mod hash;
 mod interface;
 mod manifest;
 mod operator;
+mod root;
 mod signing;
 mod statement;
 mod wire;
@@ -21,10 +22,16 @@ pub use hash::{ContentHash, DigestParseError, SpkiPin};
 pub use interface::{InterfaceName, InterfaceNameError};
 pub use manifest::{CLOCK_SKEW_MS, Export, Manifest, ManifestError};
 pub use operator::{OperatorStatement, SignedOperatorStatement};
+pub use root::{
+    Authority, AuthorityError, Delegation, DelegationError, DelegationStatement, MAX_DELEGATIONS,
+    MAX_PATTERN_LEN, MAX_PATTERNS, MAX_ROOT_KEYS, NamePattern, NamePatternError, RootError, RootId,
+    RootKeys, RootSignature, RootStatement, SignedDelegation, SignedRootStatement,
+};
 pub use signing::{
     AUTH_DOMAIN, KEY_STATEMENT_DOMAIN, MANIFEST_DOMAIN, OPERATOR_STATEMENT_DOMAIN, SignedManifest,
     SigningKey, VendorKey, VendorKeyParseError, Verified, VerifyError, auth_message, sign,
 };
+pub use signing::{DELEGATION_DOMAIN, ROOT_STATEMENT_DOMAIN};
 pub use statement::{KeyAction, KeyStatement, SignedKeyStatement, StatementError};
 pub use wire::*;
 

@@ -46,6 +46,10 @@ pub const MAX_REASON_LEN: usize = 512;
 /// Most events in one batch sent to a subscriber.
 pub const MAX_EVENT_BATCH: usize = 1024;
 
+/// Most registrations one listening frame names; a transition told to more registrations
+/// of one listening stream goes out in several frames.
+pub const MAX_LISTEN_IDS: usize = 1024;
+
 /// Most history entries one answer holds.
 pub const MAX_HISTORY: usize = 1000;
 

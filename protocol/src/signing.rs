@@ -22,6 +22,10 @@ pub const AUTH_DOMAIN: &[u8] = b"courier/auth/v1\0";
 pub const KEY_STATEMENT_DOMAIN: &[u8] = b"courier/key-statement/v1\0";
 /// Domain of an operator's statement about a vendor key, see [`crate::operator`].
 pub const OPERATOR_STATEMENT_DOMAIN: &[u8] = b"courier/operator-statement/v1\0";
+/// Domain of a vendor root's statement, see [`crate::root`].
+pub const ROOT_STATEMENT_DOMAIN: &[u8] = b"courier/root-statement/v1\0";
+/// Domain of an online key's further delegation, see [`crate::root`].
+pub const DELEGATION_DOMAIN: &[u8] = b"courier/delegation/v1\0";
 
 /// A vendor's ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -138,14 +138,12 @@ impl SignedKeyStatement {
 
     /// The text form: the hex of the postcard encoding (used in files).
     pub fn to_hex(&self) -> String {
-        hex::encode(codec::encode(self))
+        codec::to_hex(self)
     }
 
     /// Parses [`SignedKeyStatement::to_hex`] (no verification).
     pub fn from_hex(text: &str) -> Result<Self, codec::CodecError> {
-        let bytes = hex::decode(text.trim())
-            .map_err(|e| codec::CodecError::Malformed(format!("hex: {e}")))?;
-        codec::decode(&bytes)
+        codec::from_hex(text)
     }
 }
 

@@ -225,3 +225,14 @@ pub enum ClientRequestError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
+
+/// Why a vendor root's statement or further delegation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RootPublishError {
+    /// It does not verify, does not follow the newest statement held, or widens a grant.
+    #[error("{0}")]
+    Refused(#[from] crate::core::roots::RootRefused),
+    /// The store failed; nothing was acknowledged.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}

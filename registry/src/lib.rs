@@ -41,10 +41,10 @@ pub use core::state::{
     Change, FlushStats, LeasePageRows, NoHeadroom, PageRow, Planned, RegistryState, RestartCounts,
     Restorer, StateConfig,
 };
-pub use driver::Registry;
+pub use driver::{Heard, LISTENING_QUEUE, ListeningFeed, Registry, StreamId};
 pub use errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, OpenError, ReadError,
-    RegisterError, ReportError, StatementRefused,
+    RegisterError, ReportError, RootPublishError, StatementRefused,
 };
 pub use http::{
     DASHBOARD_TOKEN_DOMAIN, DEFAULT_HTTP_LISTEN, DashboardToken, HttpConfig, TokenError,

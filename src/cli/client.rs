@@ -35,7 +35,11 @@ pub struct CallArgs {
     /// A trusted vendor key (ed25519:...); repeat for several.
     #[arg(long = "trust", env = "COURIER_TRUST", value_delimiter = ',')]
     pub trust: Vec<String>,
-    /// A file of trusted vendor keys, one `ed25519:...` per line.
+    /// A trusted vendor root, as `courier root init` prints it: `<m>:ed25519:...,ed25519:...`
+    /// (its first keys and threshold); repeat for several.
+    #[arg(long = "trust-root", env = "COURIER_TRUST_ROOT")]
+    pub trust_roots: Vec<String>,
+    /// A file of trusted vendor keys, one `ed25519:...` per line (or `root:<m>:<keys>`).
     #[arg(long)]
     pub trust_file: Option<PathBuf>,
     /// An operator key to follow (ed25519:...): vendor keys it revoked are refused; repeat

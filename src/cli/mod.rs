@@ -4,12 +4,14 @@ mod client;
 mod operate;
 mod ops;
 mod registry;
+mod root;
 mod vendor;
 
 pub use client::*;
 pub use operate::*;
 pub use ops::*;
 pub use registry::*;
+pub use root::*;
 pub use vendor::*;
 
 use clap::{Args, Parser, Subcommand};
@@ -49,6 +51,9 @@ pub enum Command {
     /// Vendor signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A vendor root: m of n offline keys delegating service names to online keys.
+    #[command(subcommand)]
+    Root(RootCommand),
     /// Register a signed proxy component and hold its lease until stopped (Ctrl-C cancels it).
     Publish(PublishArgs),
     /// Find the proxies that match an interface.

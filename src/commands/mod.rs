@@ -18,6 +18,7 @@ mod policy;
 mod provider;
 mod publish;
 mod registry;
+mod root;
 mod usage;
 
 use crate::cli::{Cli, Command};
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Registry(cmd) => registry::run(cmd).await,
         Command::Keys(cmd) => keys::run(cmd).await,
+        Command::Root(cmd) => root::run(cmd).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Find(args) => find::run(args).await,
         Command::Leases(args) => leases::run(args).await,

@@ -137,6 +137,13 @@ fn trust_store(args: &CallArgs, file: Option<&PolicyFile>) -> anyhow::Result<Tru
         let key: VendorKey = k.parse().with_context(|| format!("--trust {k}"))?;
         store.add(key).with_context(|| format!("--trust {k}"))?;
     }
+    for r in &args.trust_roots {
+        let keys = courier_protocol::RootKeys::from_text(r)
+            .with_context(|| format!("--trust-root {r}"))?;
+        store
+            .add_root(keys)
+            .with_context(|| format!("--trust-root {r}"))?;
+    }
     for key in file
         .map(|f| f.trusted_operators.as_slice())
         .unwrap_or_default()
@@ -151,7 +158,7 @@ fn trust_store(args: &CallArgs, file: Option<&PolicyFile>) -> anyhow::Result<Tru
     }
     anyhow::ensure!(
         !store.is_empty(),
-        "no trusted vendor keys: pass --trust ed25519:... (the vendor's public key from courier keys generate), or list them in the policy file's [trust] vendors"
+        "no trusted vendor keys: pass --trust ed25519:... (the vendor's public key from courier keys generate) or --trust-root, or list them in the policy file's [trust] vendors"
     );
     Ok(store)
 }

@@ -18,6 +18,7 @@ pub fn courier() -> Command {
         .env_remove("COURIER_KEY")
         .env_remove("COURIER_TRUST")
         .env_remove("COURIER_TRUST_OPERATOR")
+        .env_remove("COURIER_TRUST_ROOT")
         .env_remove("COURIER_POLICY")
         .env_remove("RUST_LOG")
         // The client's state (accepted versions, learned keys) goes to a scratch directory

@@ -23,6 +23,8 @@ pub use identity::{Identity, IdentityRotation, spki_pin};
 pub use pin_book::{PinBook, PinBookError};
 pub use pinning::{PinnedVerifier, Seen};
 pub use provider::{HelloError, close_code, provider_hello};
-pub use registry_client::{CONNECT_TIMEOUT, ClientError, EventStream, Listener, RegistryClient};
+pub use registry_client::{
+    CONNECT_TIMEOUT, ClientError, EventStream, LISTENER_BACKLOG, Listener, RegistryClient,
+};
 pub use rotation::{PinMove, RotationRefused, rotation_statement};
 pub use stream_pool::{POOL_IDLE, StreamPool};

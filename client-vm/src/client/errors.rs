@@ -99,6 +99,17 @@ pub enum RejectReason {
     /// The component does not export what was matched.
     #[error("component does not export it: {0}")]
     MissingExport(InvokeError),
+    /// A trusted root knows the vendor key, but its delegation does not let the key sign
+    /// for this service now (expired, revoked, not covering the name, or widening).
+    #[error("vendor key {vendor} refused by {root}: {reason}")]
+    Delegation {
+        /// The online key that signed the manifest.
+        vendor: VendorKey,
+        /// The trusted root.
+        root: courier_protocol::RootId,
+        /// Why the delegation does not hold (boxed: it names up to two keys).
+        reason: Box<courier_protocol::AuthorityError>,
+    },
 }
 
 /// A skipped candidate and why.
@@ -124,6 +135,11 @@ impl From<TrustRefusal> for RejectReason {
             } => Self::RevokedByOperator {
                 vendor: key,
                 operator,
+                reason,
+            },
+            TrustRefusal::Delegation { key, root, reason } => Self::Delegation {
+                vendor: key,
+                root,
                 reason,
             },
         }

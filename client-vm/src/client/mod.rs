@@ -23,6 +23,7 @@ pub use errors::{CallError, RejectReason, Rejection, SetupError};
 pub use timings::PhaseTimings;
 pub use versions::VersionMemory;
 
+use crate::discard::Holdings;
 use crate::invoke::{CallSpec, Invocation, InvokeError};
 use crate::provider::ProviderTarget;
 use crate::sandbox::{Compiled, RunFailure, RunTimings, Sandbox};
@@ -44,6 +45,7 @@ use wasmtime::component::{ComponentNamedList, Lift, Lower};
 /// A courier client: a registry connection, a trust store, a policy and a sandbox.
 pub struct Client {
     link: RegistryLink,
+    holdings: Arc<Holdings>,
     sandbox: Sandbox,
     trust: TrustedKeys,
     reporter: OutcomeReporter,
@@ -66,7 +68,8 @@ impl Client {
     /// and what earlier runs remembered in the state directory (accepted versions, learned
     /// key statements) is loaded. When the connection is lost, the client connects again
     /// to the same address and pin.
-    pub fn new(registry: RegistryClient, config: ClientConfig) -> Result<Self, SetupError> {
+    pub fn new(registry: RegistryClient, mut config: ClientConfig) -> Result<Self, SetupError> {
+        config.sandbox.proxy_origin = crate::policy::ProxyOrigin::of_registry(registry.addr());
         let state_dir = config.state_dir.as_deref();
         let versions = VersionGuard::open(state_dir, config.pins)?;
         let trust = TrustedKeys::open(config.trust, state_dir, config.key_refresh)?;
@@ -76,15 +79,18 @@ impl Client {
             None => Sandbox::new(config.policy, config.sandbox)?,
         };
         let agent = format!("courier-client/{}", env!("CARGO_PKG_VERSION"));
+        let holdings = Arc::new(Holdings::new(sandbox.kept()));
         let link = RegistryLink::new(
             registry,
             agent,
             config.lookup_ttl,
             config.key.clone(),
             config.registry_pins,
+            holdings.clone(),
         );
         Ok(Self {
             link,
+            holdings,
             sandbox,
             trust,
             reporter: OutcomeReporter::new(config.key, config.report, config.report_detail),
@@ -119,9 +125,23 @@ impl Client {
         self.trust.add(key)
     }
 
-    /// Stops trusting `key`.
+    /// Stops trusting `key`; what the sandbox kept for its proxies is discarded.
     pub fn untrust(&self, key: &VendorKey) -> bool {
-        self.trust.remove(key)
+        let removed = self.trust.remove(key);
+        self.discard_untrusted();
+        removed
+    }
+
+    /// Leases whose compiled component or provider connection the client may be keeping
+    /// (those it ran a proxy of and has not yet seen end).
+    pub fn held_leases(&self) -> usize {
+        self.holdings.len()
+    }
+
+    /// Discards what the sandbox kept for proxies whose vendor key is no longer trusted.
+    fn discard_untrusted(&self) {
+        let trust = self.trust.read();
+        self.holdings.keep_trusted(|k| trust.check(k).is_ok());
     }
 
     /// A copy of the trust store.
@@ -151,8 +171,13 @@ impl Client {
     /// keys they rotated to), verifies each, and learns the valid ones; persists them in the
     /// state directory when there is one. Returns how many were new. Statements that do not
     /// verify are ignored: a registry cannot make the client trust or distrust a key.
+    /// What the sandbox kept for a key now revoked is discarded.
     pub async fn sync_keys(&self) -> Result<usize, ClientError> {
-        self.trust.sync(&self.registry()).await
+        let learned = self.trust.sync(&self.registry()).await?;
+        if learned > 0 {
+            self.discard_untrusted();
+        }
+        Ok(learned)
     }
 
     /// Calls `courier:echo/echo.say("hi")`-style text: the interface (and version, if
@@ -210,7 +235,7 @@ impl Client {
     ) -> Result<TypedReport<R>, CallError>
     where
         P: ComponentNamedList + Lower + Send + Sync + 'static,
-        R: ComponentNamedList + Lift + Send + Sync + 'static,
+        R: ComponentNamedList + Lift + crate::AnswerSize + Send + Sync + 'static,
     {
         let interface = parse_interface(&query)?;
         let spec = CallSpec::new(interface, function, "()");
@@ -367,7 +392,10 @@ impl Client {
                 self.trust.sync_if_due(|| self.registry())
             )
         };
-        let (found, ()) = timed(&mut timings.lookup, lookup).await;
+        let (found, learned) = timed(&mut timings.lookup, lookup).await;
+        if learned > 0 {
+            self.discard_untrusted();
+        }
         let (registry, candidates) = found.map_err(CallError::Lookup)?;
         if candidates.is_empty() {
             return Err(self.no_candidates(query, spec).await);
@@ -382,6 +410,7 @@ impl Client {
                 .unwrap_or_else(|_| "<undecodable manifest>".into());
             match self.vet(&registry, &candidate, spec, &mut timings).await {
                 Ok(Vetted { manifest, compiled }) => {
+                    self.holdings.hold(lease, &manifest, &candidate.interface);
                     let current = self.trust.current(&manifest.vendor_key);
                     self.versions
                         .remember(&manifest, &current)

@@ -2,11 +2,12 @@
 //! by a new one to the same address and pin, as moved by a rotation of the registry's
 //! identity) and the watched lookup cache in front of the registry's `find`.
 
+use crate::discard::Holdings;
 use crate::lookup_cache::LookupCache;
 use courier_protocol::{Candidate, ServiceQuery, SigningKey, SpkiPin};
 use courier_transport::{ClientError, PinBook, RegistryClient};
 use std::net::SocketAddr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// A registry connection with reconnection and the lookup cache.
@@ -27,13 +28,15 @@ pub(super) struct RegistryLink {
 impl RegistryLink {
     /// A link on `registry`, connecting again as `agent` when it is lost, reusing a
     /// query's candidates for up to `lookup_ttl`, keeping moves of the registry's pin in
-    /// `pins` (the move `registry` saw, if any, is recorded now).
+    /// `pins` (the move `registry` saw, if any, is recorded now); the events it watches end
+    /// `holdings`.
     pub(super) fn new(
         registry: RegistryClient,
         agent: String,
         lookup_ttl: Duration,
         key: Option<SigningKey>,
         pins: PinBook,
+        holdings: Arc<Holdings>,
     ) -> Self {
         if let Some(moved) = registry.moved()
             && let Err(e) = pins.record(&moved)
@@ -43,7 +46,7 @@ impl RegistryLink {
         Self {
             reconnect: (registry.addr(), registry.pin(), agent),
             current: RwLock::new(registry),
-            lookups: LookupCache::new(),
+            lookups: LookupCache::with_holdings(holdings),
             lookup_ttl,
             key,
             pins,

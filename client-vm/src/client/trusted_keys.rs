@@ -8,8 +8,8 @@
 use super::SetupError;
 use crate::state::KEYS_FILE;
 use crate::trust::{TrustError, TrustRefusal, TrustStore};
-use courier_protocol::VendorKey;
 use courier_protocol::limits::{MAX_CHAIN, MAX_STATEMENT_KEYS};
+use courier_protocol::{MAX_ROOTS_ASKED, VendorKey};
 use courier_transport::{ClientError, RegistryClient};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
@@ -57,9 +57,15 @@ impl TrustedKeys {
         self.store.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Ok` if `key` is trusted now; otherwise whether it is unknown or revoked.
-    pub(super) fn check(&self, key: &VendorKey) -> Result<(), TrustRefusal> {
-        self.read().check(key)
+    /// `Ok` if `key` may sign for the service `name` now (trusted, or delegated to by a
+    /// trusted root); otherwise why not.
+    pub(super) fn check_for(
+        &self,
+        key: &VendorKey,
+        name: &str,
+        now_ms: u64,
+    ) -> Result<(), TrustRefusal> {
+        self.read().check_for(key, name, now_ms)
     }
 
     /// The key acting for `key` now: the end of its learned rotation chain.
@@ -121,6 +127,7 @@ impl TrustedKeys {
             }
         }
         learned += self.sync_operators(registry).await?;
+        learned += self.sync_roots(registry).await?;
         *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         if learned > 0
             && let Some(path) = &self.file
@@ -171,15 +178,61 @@ impl TrustedKeys {
         Ok(new)
     }
 
+    /// Asks `registry` for the statements of the trusted roots newer than those held, and
+    /// the further delegations under them; learns those that verify, in version order.
+    /// Returns how many were new.
+    async fn sync_roots(&self, registry: &RegistryClient) -> Result<usize, ClientError> {
+        let mut roots = self.read().root_versions();
+        if roots.is_empty() {
+            return Ok(0);
+        }
+        roots.truncate(MAX_ROOTS_ASKED);
+        let asked: Vec<_> = roots.iter().map(|r| r.root).collect();
+        let batch = registry.root_statements(roots).await?;
+        let mut trust = self.store.write().unwrap_or_else(|p| p.into_inner());
+        // Only statements about roots asked about are verified (a lying registry cannot
+        // make this client keep or check others), and only so many.
+        let mut statements: Vec<_> = batch
+            .statements
+            .iter()
+            .take(MAX_ROOTS_ASKED)
+            .filter_map(|s| s.peek().ok().map(|p| (p, s)))
+            .filter(|(p, _)| asked.contains(&p.root))
+            .map(|(p, s)| (p.version, s))
+            .collect();
+        statements.sort_by_key(|(version, _)| *version);
+        let mut new = 0;
+        let learned = statements.into_iter().map(|(_, s)| trust.learn_root(s));
+        let results: Vec<_> = learned.collect();
+        let delegations = batch.delegations.iter().take(MAX_SYNC_STATEMENTS);
+        let delegations = delegations.filter(|d| d.peek().is_ok_and(|p| asked.contains(&p.root)));
+        let delegations: Vec<_> = delegations.map(|d| trust.learn_delegation(d)).collect();
+        for result in results.into_iter().chain(delegations) {
+            match result {
+                Ok(learned) => new += usize::from(learned),
+                Err(e) => tracing::warn!("root statement from the registry refused: {e}"),
+            }
+        }
+        Ok(new)
+    }
+
     /// Syncs if the last sync is older than the refresh interval (a failure is logged).
-    pub(super) async fn sync_if_due(&self, registry: impl FnOnce() -> RegistryClient) {
+    /// Returns how many statements were new.
+    pub(super) async fn sync_if_due(&self, registry: impl FnOnce() -> RegistryClient) -> usize {
         let due = self
             .last_sync
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_none_or(|at| at.elapsed() >= self.refresh);
-        if due && let Err(e) = self.sync(&registry()).await {
-            tracing::warn!("key statements not refreshed: {e}");
+        if !due {
+            return 0;
+        }
+        match self.sync(&registry()).await {
+            Ok(learned) => learned,
+            Err(e) => {
+                tracing::warn!("key statements not refreshed: {e}");
+                0
+            }
         }
     }
 }

@@ -3,7 +3,8 @@
 //! stale manifest is refused before anything is downloaded:
 //!
 //! 1. the manifest's signature (`SignedManifest::verify`);
-//! 2. its vendor key is trusted and not revoked (rotations followed);
+//! 2. its vendor key is trusted and not revoked (rotations followed), or a trusted root's
+//!    unexpired, unrevoked delegation chain reaches it and covers the service name;
 //! 3. it is within its validity window;
 //! 4. its version is not below the highest accepted from the vendor, or is exactly the
 //!    pinned one;
@@ -53,8 +54,10 @@ impl Client {
         // 1-7: what the signed manifest says, checked before anything is downloaded.
         let verifying = PhaseTimer::start(&mut timings.verify);
         let manifest = self.verified.verify(candidate)?; // 1. signature
-        self.trust.check(&manifest.vendor_key)?; // 2. trusted vendor
-        manifest.check_times(now_ms())?; // 3. validity window
+        let now = now_ms();
+        self.trust
+            .check_for(&manifest.vendor_key, &manifest.name, now)?; // 2. trusted vendor
+        manifest.check_times(now)?; // 3. validity window
         self.versions.check(&manifest, &self.trust.read())?; // 4. version, rollback
         check_claims(&manifest, spec)?; // 5. claims
         policy.check_imports(&manifest.imports)?; // 6. declared capabilities

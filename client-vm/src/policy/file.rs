@@ -9,7 +9,7 @@
 //! or the field when the problem is between fields.
 
 use super::commands::{ExtraArgs, LentCommand, validate_all};
-use super::{Limits, OperatorAnswer, OperatorMode, Policy, Preopen};
+use super::{EndpointRules, Limits, OperatorAnswer, OperatorMode, Policy, Preopen};
 use courier_protocol::VendorKey;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeSet;
@@ -127,6 +127,22 @@ struct RawFile {
     commands: Vec<RawCommand>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    provider_endpoints: RawEndpoints,
+}
+
+/// `[provider-endpoints]`: where proxies may send their provider calls.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawEndpoints {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default, deserialize_with = "networks")]
+    networks: Vec<ipnet::IpNet>,
+    #[serde(default)]
+    ports: Vec<u16>,
+    #[serde(default)]
+    local_from_remote: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -278,6 +294,12 @@ impl RawFile {
                 preopen,
                 commands,
                 limits,
+                provider_endpoints: EndpointRules {
+                    hosts: self.provider_endpoints.hosts,
+                    networks: self.provider_endpoints.networks,
+                    ports: self.provider_endpoints.ports,
+                    local_from_remote: self.provider_endpoints.local_from_remote,
+                },
             },
             share: self.facts.share,
             trusted_vendors: self.trust.vendors,
@@ -356,6 +378,20 @@ fn keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<VendorKey>, D::Error> {
             key.verifying_key()
                 .map_err(|_| serde::de::Error::custom(format!("{s} is not a usable key")))?;
             Ok(key)
+        })
+        .collect()
+}
+
+/// A list of address ranges such as `10.0.0.0/8` or `2001:db8::/32`.
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            s.parse().map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{s:?} is not an address range (e.g. \"10.0.0.0/8\", \"2001:db8::/32\")"
+                ))
+            })
         })
         .collect()
 }

@@ -6,15 +6,17 @@
 //! component itself) with what the policy grants, and lists everything that is missing.
 //!
 //! Rooms: `commands` (lent commands and the arguments a proxy may add), `file` (the policy
-//! file, `policy.toml`).
+//! file, `policy.toml`), `endpoints` (where a proxy may send its provider calls).
 
 mod commands;
+mod endpoints;
 mod file;
 
 pub(crate) use commands::validate_all as validate_commands;
 pub use commands::{
     ArgRefusal, ExtraArgs, LentCommand, LentCommandError, MAX_EXTRA_ARGS, is_package_name,
 };
+pub use endpoints::{EndpointRefusal, EndpointRule, EndpointRules, ProxyOrigin};
 pub use file::{POLICY_FILE, PolicyFile, PolicyFileError};
 
 use courier_protocol::InterfaceName;
@@ -164,6 +166,10 @@ pub struct Policy {
     pub commands: Vec<LentCommand>,
     /// Limits of every run.
     pub limits: Limits,
+    /// Where a proxy may send its provider calls (hosts, address ranges, ports; by default
+    /// anywhere but this machine's loopback and link-local addresses for a proxy from a
+    /// remote registry).
+    pub provider_endpoints: EndpointRules,
 }
 
 impl Default for Policy {
@@ -178,6 +184,7 @@ impl Default for Policy {
             preopen: None,
             commands: Vec::new(),
             limits: Limits::default(),
+            provider_endpoints: EndpointRules::default(),
         }
     }
 }

@@ -101,6 +101,17 @@ impl Sandbox {
         self.cache.get(hash)
     }
 
+    /// Whether the cache holds a compilation of `hash`.
+    pub fn holds_compiled(&self, hash: &ContentHash) -> bool {
+        self.cache.contains(hash)
+    }
+
+    /// Drops the cached compilation of `hash`; false if there was none. A run already
+    /// holding it finishes with it; the next call compiles again.
+    pub fn discard_compiled(&self, hash: &ContentHash) -> bool {
+        self.cache.remove(hash)
+    }
+
     /// What the client checks of bytes before compiling them: the size cap, their type
     /// information (validated, then decoded), and their imports against the policy (every
     /// missing import listed). Returns the component's real imports and exports.
@@ -215,6 +226,20 @@ impl ComponentCache {
 
     fn len(&self) -> usize {
         self.lock().map.len()
+    }
+
+    fn contains(&self, hash: &ContentHash) -> bool {
+        self.lock().map.contains_key(hash)
+    }
+
+    /// Drops the entry of `hash`; false if there was none.
+    pub(super) fn remove(&self, hash: &ContentHash) -> bool {
+        let mut c = self.lock();
+        if c.map.remove(hash).is_none() {
+            return false;
+        }
+        c.order.retain(|h| h != hash);
+        true
     }
 
     fn clear(&self) {

@@ -27,7 +27,7 @@ pub use failure::RunError;
 pub use run::{RunFailure, RunLogs, RunOutput, RunTimings, TypedOutput};
 
 use crate::host::{HostFacts, OperatorConsole, TerminalConsole};
-use crate::policy::Policy;
+use crate::policy::{Policy, ProxyOrigin};
 use crate::provider::ProviderPool;
 use compile::ComponentCache;
 use engine::{EpochTicker, build_linker, engine_config};
@@ -86,6 +86,11 @@ pub struct SandboxConfig {
     /// instead of being returned to the kernel (fewer page faults and `madvise` calls per
     /// run, at the price of that much resident memory per slot). 0 returns everything.
     pub keep_resident_bytes: usize,
+    /// Where the proxies come from, for the policy's endpoint rules: a proxy from a remote
+    /// registry may not reach this machine's loopback or link-local addresses unless the
+    /// policy says so. `Local` by default; [`Client::new`](crate::Client::new) sets it from
+    /// the registry's address.
+    pub proxy_origin: ProxyOrigin,
     /// Where the operator's messages, questions and progress go when a person may answer
     /// ([`TerminalConsole`] by default: questions on the process's terminal).
     pub console: Arc<dyn OperatorConsole>,
@@ -102,6 +107,7 @@ impl Default for SandboxConfig {
             max_wasm_stack: 512 << 10,
             reuse_provider_connections: true,
             keep_resident_bytes: 32 << 10,
+            proxy_origin: ProxyOrigin::Local,
             console: Arc::new(TerminalConsole),
         }
     }
@@ -113,7 +119,7 @@ pub struct Sandbox {
     linker: Linker<RunState>,
     policy: Arc<Policy>,
     config: SandboxConfig,
-    cache: ComponentCache,
+    cache: Arc<ComponentCache>,
     live: Arc<AtomicUsize>,
     _ticker: EpochTicker,
     pool: Arc<ProviderPool>,
@@ -155,12 +161,20 @@ impl Sandbox {
         let ticker = EpochTicker::start(&engine, config.epoch_tick)?;
         let facts = Arc::new(facts.filtered(&policy.allowed_facts));
         let runs = tokio::sync::Semaphore::new(config.max_concurrent_runs.max(1) as usize);
+        let pool = Arc::new(ProviderPool::with_rules(
+            config.reuse_provider_connections,
+            policy.provider_endpoints.clone(),
+            config.proxy_origin,
+        ));
         Ok(Self {
             engine,
             linker,
             policy: Arc::new(policy),
-            pool: Arc::new(ProviderPool::new(config.reuse_provider_connections)),
-            cache: ComponentCache::new(config.cache_compiled, config.cache_entries),
+            pool,
+            cache: Arc::new(ComponentCache::new(
+                config.cache_compiled,
+                config.cache_entries,
+            )),
             config,
             live: Arc::new(AtomicUsize::new(0)),
             _ticker: ticker,
@@ -192,5 +206,34 @@ impl Sandbox {
     /// Stores alive right now (0 between runs: discard is real).
     pub fn live_stores(&self) -> usize {
         self.live.load(Ordering::SeqCst)
+    }
+
+    /// Handles on what this sandbox keeps between runs, for discarding it from a task that
+    /// learns that it must go (see `crate::discard`).
+    pub(crate) fn kept(&self) -> Kept {
+        Kept {
+            cache: self.cache.clone(),
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// What a sandbox keeps between runs (compiled components, provider connections), shared
+/// with whoever must discard parts of it.
+#[derive(Clone)]
+pub(crate) struct Kept {
+    cache: Arc<ComponentCache>,
+    pool: Arc<ProviderPool>,
+}
+
+impl Kept {
+    /// Drops the compiled component of `hash`; false if none was kept.
+    pub(crate) fn drop_compiled(&self, hash: &courier_protocol::ContentHash) -> bool {
+        self.cache.remove(hash)
+    }
+
+    /// Closes the kept connections to the provider with TLS key `pin`; returns how many.
+    pub(crate) fn close_provider(&self, pin: &courier_protocol::SpkiPin) -> usize {
+        self.pool.close_pin(pin)
     }
 }

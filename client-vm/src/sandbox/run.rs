@@ -7,6 +7,7 @@ use super::Sandbox;
 use super::compile::Compiled;
 use super::failure::{RunError, classify};
 use super::store::{RunState, Stop};
+use crate::answer_size::AnswerSize;
 use crate::invoke::{Answer, Invocation, InvokeError, answer, values_size};
 use crate::provider::{ProviderError, ProviderTarget};
 use std::future::Future;
@@ -132,7 +133,7 @@ impl Sandbox {
     ) -> Result<TypedOutput<R>, RunFailure>
     where
         P: ComponentNamedList + Lower + Send + Sync + 'static,
-        R: ComponentNamedList + Lift + Send + Sync + 'static,
+        R: ComponentNamedList + Lift + AnswerSize + Send + Sync + 'static,
     {
         let spec = crate::invoke::CallSpec::new(
             interface
@@ -319,7 +320,7 @@ impl Invoke for Dynamic<'_> {
 impl<P, R> Invoke for Typed<P, R>
 where
     P: ComponentNamedList + Lower + Send + Sync + 'static,
-    R: ComponentNamedList + Lift + Send + Sync + 'static,
+    R: ComponentNamedList + Lift + AnswerSize + Send + Sync + 'static,
 {
     type Output = R;
 
@@ -328,8 +329,8 @@ where
         f.call_async(&mut *store, self.params).await
     }
 
-    fn size(_: &R, _: usize) -> Option<usize> {
-        None
+    fn size(out: &R, cap: usize) -> Option<usize> {
+        Some(out.answer_size(cap))
     }
 }
 

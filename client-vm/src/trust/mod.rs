@@ -19,6 +19,9 @@
 //! statements); blank lines and lines starting with `#` are ignored.
 
 mod operators;
+#[cfg(test)]
+mod root_tests;
+mod roots;
 
 pub use operators::OperatorLearnError;
 
@@ -48,6 +51,8 @@ pub struct TrustStore {
     /// Learned, verified operator statements by (subject, operator); only those of
     /// followed operators count.
     by_operators: BTreeMap<(VendorKey, VendorKey), (OperatorStatement, SignedOperatorStatement)>,
+    /// Trusted vendor roots and what was learned about them.
+    roots: roots::Roots,
 }
 
 /// Why a trust store could not be read or written, or a key was refused.
@@ -107,6 +112,10 @@ pub enum LearnError {
     /// Following the rotation would lead back to the key (a loop).
     #[error("rotation of {0} would make a loop")]
     Loop(VendorKey),
+    /// A root statement or delegation does not verify, or does not follow what is known
+    /// (a rollback, too few signatures, a widening delegation).
+    #[error("root: {0}")]
+    Root(String),
 }
 
 /// Why the trust store refuses a vendor key.
@@ -127,6 +136,17 @@ pub enum TrustRefusal {
         operator: VendorKey,
         /// The operator's reason.
         reason: String,
+    },
+    /// A trusted root knows the key but its delegation does not let it sign for the name
+    /// now (expired, revoked, not covering it, or widening its parent's grant).
+    #[error("vendor key {key} refused by {root}: {reason}")]
+    Delegation {
+        /// The online key.
+        key: VendorKey,
+        /// The root whose delegation it is.
+        root: courier_protocol::RootId,
+        /// Why (boxed: it names up to two keys).
+        reason: Box<courier_protocol::AuthorityError>,
     },
 }
 
@@ -152,6 +172,7 @@ impl TrustStore {
         let mut statements = Vec::new();
         let mut operators = BTreeSet::new();
         let mut operator_statements = Vec::new();
+        let mut root_lines = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -166,6 +187,14 @@ impl TrustStore {
                         reason,
                     })?;
                 operator_statements.push(statement);
+                continue;
+            }
+            if let Some(root_line) = roots::parse_line(token) {
+                let root_line = root_line.map_err(|reason| TrustError::Statement {
+                    line: i + 1,
+                    reason,
+                })?;
+                root_lines.push((i + 1, root_line));
                 continue;
             }
             let (token, set) = match token.strip_prefix(operators::OPERATOR_PREFIX) {
@@ -208,6 +237,9 @@ impl TrustStore {
                 reason: e.to_string(),
             })?;
         }
+        store
+            .load_root_lines(root_lines)
+            .map_err(|(line, reason)| TrustError::Statement { line, reason })?;
         Ok(store)
     }
 
@@ -257,6 +289,7 @@ impl TrustStore {
             out.push_str(&operators::to_text(signed));
             out.push('\n');
         }
+        self.roots_text(&mut out);
         out
     }
 
@@ -317,8 +350,15 @@ impl TrustStore {
         .take(MAX_CHAIN)
     }
 
-    /// The key acting for `key` now: the end of its learned rotation chain.
+    /// The key acting for `key` now: the end of its learned rotation chain. For an online
+    /// key a trusted root delegated to, the root itself (its id's bytes stand for it), so
+    /// that what is remembered per vendor survives the root replacing its online key.
     pub fn current(&self, key: &VendorKey) -> VendorKey {
+        if !self.successor.contains_key(key)
+            && let Some(root) = self.root_of(key)
+        {
+            return VendorKey(root.0);
+        }
         self.chain(key).last().unwrap_or(*key)
     }
 
@@ -356,6 +396,7 @@ impl TrustStore {
         for (statement, signed) in other.by_operators.values() {
             new += usize::from(self.keep_operator_statement(statement.clone(), signed.clone()));
         }
+        new += self.absorb_roots(other);
         Ok(new)
     }
 
@@ -366,6 +407,7 @@ impl TrustStore {
         out.successor = self.successor.clone();
         out.revoked = self.revoked.clone();
         out.by_operators = self.by_operators.clone();
+        out.roots = self.roots_learned_only();
         out
     }
 
@@ -421,6 +463,19 @@ impl TrustStore {
         }
     }
 
+    /// `Ok` if `key` may sign a manifest for the service `name` at `now_ms`: it is trusted
+    /// (listed, or reached by rotation), or a trusted root's unexpired, unrevoked
+    /// delegation chain reaches it and covers the name.
+    pub fn check_for(&self, key: &VendorKey, name: &str, now_ms: u64) -> Result<(), TrustRefusal> {
+        match self.check(key) {
+            Err(TrustRefusal::Untrusted(_)) => match self.root_check(key, name, now_ms)? {
+                Some(_) => Ok(()),
+                None => Err(TrustRefusal::Untrusted(*key)),
+            },
+            other => other,
+        }
+    }
+
     /// The listed trusted keys, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &VendorKey> {
         self.keys.iter()
@@ -431,9 +486,9 @@ impl TrustStore {
         self.keys.len()
     }
 
-    /// Whether nothing is trusted.
+    /// Whether nothing is trusted (no key, no root).
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.roots().next().is_none()
     }
 }
 

@@ -111,3 +111,33 @@ pub struct NotificationBatch {
     /// it read too slowly: the range `[from, to)` of sequence numbers it missed.
     pub missed: Option<(u64, u64)>,
 }
+
+/// What a listening stream carries: one stream per connection serves every registration
+/// the client listens to, so a transition told to many of them is written once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListenFrame {
+    /// The answer to a `Listen`: what the registry kept for `id` from where it asked (it
+    /// may be empty). Batches for `id` written before it belong to an earlier listen.
+    Started {
+        /// The registration.
+        id: InterestId,
+        /// Its first notifications.
+        batch: NotificationBatch,
+    },
+    /// The same batch for each of `ids` (at most
+    /// [`MAX_LISTEN_IDS`](crate::limits::MAX_LISTEN_IDS)).
+    Batch {
+        /// The registrations it is for.
+        ids: Vec<InterestId>,
+        /// Their notifications.
+        batch: NotificationBatch,
+    },
+    /// Listening to `id` ended: its registration was cancelled or lapsed, another listener
+    /// took it over, or (`error`) the `Listen` was refused.
+    Ended {
+        /// The registration.
+        id: InterestId,
+        /// Why it was refused, if it was.
+        error: Option<super::WireError>,
+    },
+}

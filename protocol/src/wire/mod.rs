@@ -13,6 +13,7 @@ mod interest;
 mod leases;
 pub mod provider;
 mod query;
+mod roots;
 mod usage;
 
 pub use admin::{AdminAction, AuditEntry};
@@ -20,14 +21,16 @@ pub use clients::{ClientInfo, ClientPage, ClientProfile, SystemData, SystemSnaps
 pub use events::{Event, EventBatch, EventKind};
 pub use history::{HistoryEntry, Outcome};
 pub use interest::{
-    Interest, InterestGrant, InterestId, Notification, NotificationBatch, Transition,
+    Interest, InterestGrant, InterestId, ListenFrame, Notification, NotificationBatch, Transition,
 };
 pub use leases::{LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register};
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
+pub use roots::{MAX_ROOTS_ASKED, RootBatch, RootSince};
 pub use usage::{UsageBy, UsageQuery, UsageRow};
 
 use crate::hash::ContentHash;
 use crate::operator::SignedOperatorStatement;
+use crate::root::{SignedDelegation, SignedRootStatement};
 use crate::signing::VendorKey;
 use crate::statement::SignedKeyStatement;
 use serde::{Deserialize, Serialize};
@@ -172,8 +175,11 @@ pub enum Request {
         /// Its id.
         id: InterestId,
     },
-    /// Streams a registration's notifications from `from_seq` on (takes the stream over:
-    /// batches of [`Response::Notifications`] follow until either side ends it).
+    /// Listens to a registration's notifications from `from_seq` on. The first `Listen`
+    /// takes its stream over: it becomes the connection's listening stream, which carries
+    /// every registration the client listens to (further `Listen` and `Unlisten` frames
+    /// follow on it), and [`Response::Listening`] frames come back until either side ends
+    /// it, each naming the registrations it is for.
     Listen {
         /// Its id.
         id: InterestId,
@@ -185,6 +191,23 @@ pub enum Request {
     OperatorStatements {
         /// The keys asked about (at most [`MAX_STATEMENT_KEYS`](crate::limits::MAX_STATEMENT_KEYS)).
         keys: Vec<VendorKey>,
+    },
+    /// Stops listening to a registration on a listening stream (the registration lives on).
+    Unlisten {
+        /// Its id.
+        id: InterestId,
+    },
+    /// Publishes a vendor root's statement (any connection: the root keys' signatures are
+    /// what counts). The registry checks it follows the newest it holds, stores it
+    /// durably, and serves it.
+    RootStatement(SignedRootStatement),
+    /// Publishes a further delegation an online key made under a root.
+    Delegation(SignedDelegation),
+    /// The root statements newer than each version given, and the further delegations
+    /// under those roots. The caller verifies them itself.
+    RootStatements {
+        /// The roots asked about (at most [`MAX_ROOTS_ASKED`]).
+        roots: Vec<RootSince>,
     },
 }
 
@@ -239,8 +262,10 @@ pub enum Response {
     InterestGranted(InterestGrant),
     /// The registration of interest is gone.
     InterestCancelled,
-    /// Notifications for a listener.
-    Notifications(NotificationBatch),
+    /// Notifications, or the end, of registrations on a listening stream.
+    Listening(ListenFrame),
+    /// Root statements and delegations, answering [`Request::RootStatements`].
+    RootStatements(RootBatch),
 }
 
 /// A typed error sent back to the caller.

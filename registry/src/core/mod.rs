@@ -10,6 +10,7 @@
 //! - [`keys`]: key rotations and revocations in force, operators' revocations included.
 //! - [`clients`]: the clients the registry knows; [`controls`]: what operators set;
 //!   [`usage`]: usage metering; [`interests`]: leased event registrations.
+//! - [`roots`]: vendor roots' statements and delegations, and the names they own.
 //! - [`events`]: the numbered event ring.
 //! - [`state`]: all of them together as one state machine, and the restart rule.
 
@@ -21,5 +22,6 @@ pub mod interests;
 pub mod keys;
 pub mod lease_table;
 pub mod matcher;
+pub mod roots;
 pub mod state;
 pub mod usage;

@@ -1,41 +1,14 @@
 //! Leased event registrations through the driver: the book of registrations under a lock
-//! of its own (matching never holds the state's lock that renewals take), the listeners'
-//! bounded queues, and the fan-out of each transition to the listeners it concerns. A
-//! listener too slow for its queue is marked behind and catches up from the event ring
-//! (or is told of the gap), so it never slows the registry.
+//! of its own (matching never holds the state's lock that renewals take), and the fan-out
+//! of each transition to the listening streams it concerns (see `listening.rs`).
 
 use super::Registry;
+use super::listening::{ListeningFeed, StreamId};
 use crate::core::events::EventRecord;
 use crate::core::interests::{InterestError, InterestMatcher, notification};
-use courier_protocol::{
-    Interest, InterestGrant, InterestId, Notification, NotificationBatch, VendorKey,
-};
+use courier_protocol::{Interest, InterestGrant, InterestId, NotificationBatch, VendorKey};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::mpsc;
-
-/// Notifications one listener may have waiting before it is marked behind.
-pub const LISTENER_QUEUE: usize = 256;
-
-/// A listener's side of its registration: live notifications, and whether it fell behind
-/// (then it reads the ring from where it is).
-#[derive(Debug)]
-pub struct ListenerFeed {
-    /// Live notifications, in order, each shared by every listener told of it; ends when
-    /// the registration does.
-    pub rx: mpsc::Receiver<Arc<Notification>>,
-    /// Set when a notification could not be queued.
-    pub behind: Arc<AtomicBool>,
-    /// What the registration is told of.
-    pub matcher: Arc<InterestMatcher>,
-}
-
-/// The registry's side of a listener.
-#[derive(Debug)]
-pub(super) struct Listener {
-    tx: mpsc::Sender<Arc<Notification>>,
-    behind: Arc<AtomicBool>,
-}
 
 impl Registry {
     fn facts_of(&self, key: &VendorKey) -> Option<std::collections::BTreeMap<String, String>> {
@@ -81,31 +54,46 @@ impl Registry {
     /// Ends `owner`'s registration `id`, and its listener. Memory only.
     pub fn cancel_interest(&self, owner: VendorKey, id: InterestId) -> Result<(), InterestError> {
         self.interests().cancel(id, &owner)?;
-        self.listeners().remove(&id);
+        self.listeners().ended(&id);
         Ok(())
     }
 
-    /// Starts listening to `owner`'s registration `id` (a listener already there is
-    /// replaced: its feed ends).
-    pub fn listen(&self, owner: VendorKey, id: InterestId) -> Result<ListenerFeed, InterestError> {
+    /// A new listening stream, on which a client listens to any of its registrations.
+    pub fn open_listening(&self) -> ListeningFeed {
+        self.listeners().open()
+    }
+
+    /// Lets a listening stream go, with what it listened to.
+    pub fn close_listening(&self, stream: StreamId) {
+        self.listeners().close(stream);
+    }
+
+    /// `stream` listens to `owner`'s registration `id` from now on (a stream that listened
+    /// to it before is told it ended): what the registration is told of, and the number of
+    /// this listen (see [`Heard::Ended`](super::Heard::Ended)).
+    pub fn listen(
+        &self,
+        owner: VendorKey,
+        id: InterestId,
+        stream: StreamId,
+    ) -> Result<(Arc<InterestMatcher>, u64), InterestError> {
         let matcher = self
             .interests()
             .matcher(self.now(), &id, &owner)
             .ok_or(InterestError::Unknown(id))?;
-        let (tx, rx) = mpsc::channel(LISTENER_QUEUE);
-        let behind = Arc::new(AtomicBool::new(false));
-        self.listeners().insert(
-            id,
-            Listener {
-                tx,
-                behind: behind.clone(),
-            },
-        );
-        Ok(ListenerFeed {
-            rx,
-            behind,
-            matcher,
-        })
+        let generation = self.listeners().listen(id, stream);
+        Ok((matcher, generation))
+    }
+
+    /// `stream` stops listening to `id` (the registration lives on).
+    pub fn unlisten(&self, id: InterestId, stream: StreamId) {
+        self.listeners().unlisten(id, stream);
+    }
+
+    /// Whether `stream` still listens to `id` (for a stream that fell behind and may have
+    /// missed being told it ended).
+    pub fn listens(&self, id: &InterestId, stream: StreamId) -> bool {
+        self.listeners().listens(id, stream)
     }
 
     /// What `matcher` is told of the events the ring keeps from `from_seq` on (at most
@@ -119,54 +107,47 @@ impl Registry {
         self.state().notifications_since(matcher, from_seq, max)
     }
 
-    /// Tells every listener a transition concerns of it; one whose queue is full is marked
-    /// behind. Called by the server's notification task for each transition.
+    /// Tells every listening stream a transition concerns of it, once per stream with the
+    /// registrations it is for; a stream whose queue is full is marked behind. Called by
+    /// the server's notification task for each transition.
     pub fn dispatch(&self, rec: &EventRecord) {
         let interests = self.interests();
         let mut listeners = self.listeners();
         if listeners.is_empty() {
             return;
         }
-        // One notification per kind for all the listeners told of it.
-        let (mut templated, mut recommended) = (None, None);
+        // Per stream, the registrations told of it as a template match and as a
+        // recommendation; one notification of each kind shared by every stream.
+        let mut per_stream: HashMap<StreamId, [Vec<InterestId>; 2]> = HashMap::new();
         for (id, as_recommendation) in interests.told(rec) {
-            let Some(l) = listeners.get(&id) else {
-                continue;
-            };
-            let shared = if as_recommendation {
-                &mut recommended
-            } else {
-                &mut templated
-            };
-            if shared.is_none() {
-                *shared = notification(rec, as_recommendation).map(Arc::new);
+            if let Some(stream) = listeners.stream_of(&id) {
+                per_stream.entry(stream).or_default()[usize::from(as_recommendation)].push(id);
             }
-            let Some(n) = shared.clone() else {
-                continue;
-            };
-            match l.tx.try_send(n) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => l.behind.store(true, Ordering::Relaxed),
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    listeners.remove(&id);
+        }
+        drop(interests);
+        let shared = [false, true].map(|r| notification(rec, r).map(Arc::new));
+        for (stream, kinds) in per_stream {
+            for (ids, n) in kinds.into_iter().zip(&shared) {
+                if let (false, Some(n)) = (ids.is_empty(), n) {
+                    listeners.tell(stream, ids, n.clone());
                 }
             }
         }
     }
 
-    /// Marks every listener behind (the notification task itself fell behind the feed).
+    /// Marks every listening stream behind (the notification task itself fell behind the
+    /// feed).
     pub fn all_listeners_behind(&self) {
-        for l in self.listeners().values() {
-            l.behind.store(true, Ordering::Relaxed);
-        }
+        self.listeners().all_behind();
     }
 
-    /// Ends the registrations whose lease ran out, and their listeners; returns how many.
+    /// Ends the registrations whose lease ran out, telling their listening streams; returns
+    /// how many.
     pub fn expire_interests(&self) -> usize {
         let gone = self.interests().expire(self.now());
         let mut listeners = self.listeners();
         for id in &gone {
-            listeners.remove(id);
+            listeners.ended(id);
         }
         gone.len()
     }

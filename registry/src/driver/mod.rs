@@ -13,9 +13,12 @@
 //! manifest read of a lookup ([`Registry::find`]). The methods here work in memory only.
 
 mod interests;
+mod listening;
 mod people;
 mod reads;
 mod writes;
+
+pub use listening::{Heard, LISTENING_QUEUE, ListeningFeed, StreamId};
 
 use crate::config::RegistryConfig;
 use crate::core::events::EventRecord;
@@ -46,7 +49,7 @@ pub struct Registry {
     /// Transitions only (no renewals): event registrations, the dashboard, webhooks.
     transitions: broadcast::Sender<EventRecord>,
     interests: Mutex<InterestBook>,
-    listeners: Mutex<std::collections::HashMap<courier_protocol::InterestId, interests::Listener>>,
+    listeners: Mutex<listening::ListeningBook>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -183,10 +186,7 @@ impl Registry {
         self.interests.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn listeners(
-        &self,
-    ) -> MutexGuard<'_, std::collections::HashMap<courier_protocol::InterestId, interests::Listener>>
-    {
+    fn listeners(&self) -> MutexGuard<'_, listening::ListeningBook> {
         self.listeners.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -334,6 +334,14 @@ impl Registry {
     pub fn key_statements(&self, keys: &[VendorKey]) -> Vec<SignedKeyStatement> {
         let keys = &keys[..keys.len().min(courier_protocol::limits::MAX_STATEMENT_KEYS)];
         self.state().key_statements(keys)
+    }
+
+    /// The root statements newer than each version asked, and the delegations under them.
+    pub fn root_statements(
+        &self,
+        asked: &[courier_protocol::RootSince],
+    ) -> courier_protocol::RootBatch {
+        self.state().root_statements(asked)
     }
 
     /// The key acting for `key` now (the end of its rotation chain), and whether `key` is

@@ -5,11 +5,12 @@
 use super::Registry;
 use crate::core::lease_table::Millis;
 use crate::core::state::FlushStats;
-use crate::errors::{GrantError, LeaseError, RegisterError, StatementRefused};
+use crate::errors::{GrantError, LeaseError, RegisterError, RootPublishError, StatementRefused};
 use crate::store::{Storage, StoreError};
 use courier_protocol::inspect;
 use courier_protocol::{
-    ContentHash, KeyStatement, LeaseGrant, LeaseId, Register, SignedKeyStatement, VendorKey,
+    ContentHash, KeyStatement, LeaseGrant, LeaseId, Register, SignedDelegation, SignedKeyStatement,
+    SignedRootStatement, VendorKey,
 };
 
 /// How long after the last flush a flush commits even with nothing to write (so that the
@@ -121,6 +122,36 @@ impl Registry {
         let changed = self.change_keys(now, statement.clone(), Some(signed))?;
         tracing::info!(%statement, changed, "key statement");
         Ok((statement, changed))
+    }
+
+    /// Keeps a vendor root's statement: verifies it follows the newest held for its root
+    /// (or is a root's first), commits it durably, then serves it. Registrations of the
+    /// root's names by keys it no longer delegates them to are removed at once (event
+    /// `revoked`). Returns whether it was new. Blocking.
+    pub fn root_statement(
+        &self,
+        now: Millis,
+        signed: SignedRootStatement,
+    ) -> Result<bool, RootPublishError> {
+        let writer = self.writer();
+        let Some(planned) = self.state().plan_root_statement(now, signed)? else {
+            return Ok(false);
+        };
+        let statement = self.commit(&writer, now, planned)?;
+        tracing::info!(root = %statement.root, version = statement.version, "root statement");
+        Ok(true)
+    }
+
+    /// Keeps a further delegation an online key made under a root, if it stays within
+    /// what the key holds. Returns whether it was new. Blocking.
+    pub fn delegation(&self, signed: SignedDelegation) -> Result<bool, RootPublishError> {
+        let writer = self.writer();
+        let Some(planned) = self.state().plan_delegation(signed)? else {
+            return Ok(false);
+        };
+        let statement = self.commit(&writer, self.now(), planned)?;
+        tracing::info!(root = %statement.root, parent = %statement.parent, key = %statement.delegation.key, "delegation");
+        Ok(true)
     }
 
     /// Operator action: revokes `key` without a statement of the key itself (so clients do

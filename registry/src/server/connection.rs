@@ -322,7 +322,7 @@ async fn serve_stream(
             }
             Request::Listen { id, from_seq } => {
                 drop(in_flight);
-                return listen::listen(send, session, id, from_seq).await;
+                return listen::listen(send, recv, frames, session, id, from_seq).await;
             }
             req => {
                 let (resp, room) = dispatch::answer(req, session).await;

@@ -144,10 +144,31 @@ async fn build(req: Request, session: &Session) -> Response {
         | Request::RenewInterest { .. }
         | Request::CancelInterest { .. }) => people::answer(req, session).await,
         // Inline: memory only.
+        Request::RootStatements { roots } => {
+            Ok(Response::RootStatements(registry.root_statements(&roots)))
+        }
+        // Blocking: verifies m-of-n signatures, commits with fsync.
+        Request::RootStatement(statement) => blocking(registry, move |reg| {
+            reg.root_statement(reg.now(), statement)
+                .map_err(|e| e.to_wire())
+        })
+        .await
+        .map(|_| Response::StatementAccepted),
+        // Blocking: commits with fsync.
+        Request::Delegation(delegation) => blocking(registry, move |reg| {
+            reg.delegation(delegation).map_err(|e| e.to_wire())
+        })
+        .await
+        .map(|_| Response::StatementAccepted),
+        // Inline: memory only.
         Request::OperatorStatements { keys } => Ok(Response::OperatorStatements(
             registry.operator_statements(&keys),
         )),
         Request::Hello(_) => Err(WireError::new(ErrorKind::BadHandshake, "hello sent twice")),
+        Request::Unlisten { .. } => Err(WireError::new(
+            ErrorKind::BadFrame,
+            "unlisten belongs on a listening stream",
+        )),
         Request::Subscribe { .. } | Request::KeepAlive | Request::Listen { .. } => Err(
             WireError::new(ErrorKind::Internal, "long-lived request not taken over"),
         ),
@@ -187,6 +208,10 @@ fn request_name(req: &Request) -> &'static str {
         Request::RenewInterest { .. } => "event registration renewal",
         Request::CancelInterest { .. } => "event registration cancellation",
         Request::Listen { .. } => "listen",
+        Request::Unlisten { .. } => "unlisten",
+        Request::RootStatement(_) => "root statement",
+        Request::Delegation(_) => "delegation",
+        Request::RootStatements { .. } => "root statements",
     }
 }
 

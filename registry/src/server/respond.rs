@@ -108,7 +108,7 @@ pub(super) async fn write_msg(
 
 /// Writes an encoded frame within `timeout`; a peer too slow to take it gets the stream
 /// reset, and the frame is let go.
-async fn write_timed(
+pub(super) async fn write_timed(
     send: &mut quinn::SendStream,
     frame: Vec<u8>,
     timeout: Duration,

@@ -7,7 +7,7 @@ use crate::core::interests::InterestError;
 use crate::core::keys::KeyError;
 use crate::errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, ReadError, RegisterError,
-    ReportError, StatementRefused,
+    ReportError, RootPublishError, StatementRefused,
 };
 use courier_protocol::{ErrorKind, StatementError, VerifyError, WireError};
 
@@ -169,6 +169,23 @@ impl ToWire for InterestError {
             InterestError::Unknown(_) => ErrorKind::UnknownInterest,
             InterestError::NotAClient => ErrorKind::UnknownClient,
             InterestError::TooMany(_) => ErrorKind::Busy,
+        }
+    }
+}
+
+impl ToWire for RootPublishError {
+    fn kind(&self) -> ErrorKind {
+        use crate::core::roots::RootRefused;
+        match self {
+            RootPublishError::Refused(RootRefused::Root(
+                courier_protocol::RootError::PreviousThreshold { .. }
+                | courier_protocol::RootError::OwnThreshold { .. },
+            )) => ErrorKind::BadSignature,
+            RootPublishError::Refused(RootRefused::Delegation(
+                courier_protocol::DelegationError::Verify(VerifyError::BadSignature),
+            )) => ErrorKind::BadSignature,
+            RootPublishError::Refused(_) => ErrorKind::BadQuery,
+            RootPublishError::Store(_) => ErrorKind::Internal,
         }
     }
 }

@@ -172,6 +172,10 @@ pub struct StoredMeta {
     pub audit_seq: u64,
     /// Every (service, client) pair that was ever handed a proxy.
     pub served: Vec<(String, VendorKey)>,
+    /// Vendor roots' statements, every version held.
+    pub root_statements: Vec<courier_protocol::SignedRootStatement>,
+    /// Further delegations made under vendor roots.
+    pub delegations: Vec<courier_protocol::SignedDelegation>,
 }
 
 /// What a write transaction changes. Everything in it commits together, durably.
@@ -217,6 +221,10 @@ pub struct Batch {
     pub forget_lease_revocations: Vec<LeaseId>,
     /// Usage counts to add.
     pub usage: Vec<UsageRecord>,
+    /// Vendor roots' statements to keep.
+    pub root_statements: Vec<courier_protocol::SignedRootStatement>,
+    /// Further delegations to keep.
+    pub delegations: Vec<courier_protocol::SignedDelegation>,
 }
 
 impl Batch {
@@ -242,5 +250,7 @@ impl Batch {
             && self.lease_revocations.is_empty()
             && self.forget_lease_revocations.is_empty()
             && self.usage.is_empty()
+            && self.root_statements.is_empty()
+            && self.delegations.is_empty()
     }
 }

@@ -55,6 +55,8 @@ pub struct RegistryClient {
     moved: Option<PinMove>,
     addr: SocketAddr,
     keep_alive: Arc<tokio::sync::Mutex<Option<KeepAliveStream>>>,
+    /// The connection's listening stream, once something listens.
+    listening: Arc<tokio::sync::Mutex<Option<Arc<listening::Shared>>>>,
     streams: Arc<StreamPool>,
     /// The key the connection authenticated as, once it has.
     authenticated: Arc<std::sync::OnceLock<VendorKey>>,
@@ -82,9 +84,11 @@ macro_rules! expect {
 }
 
 // After the macro, which the module uses.
+mod listening;
 mod people;
+mod roots;
 
-pub use people::Listener;
+pub use listening::{LISTENER_BACKLOG, Listener};
 
 impl RegistryClient {
     /// Connects to the registry at `addr` whose TLS key hashes to `pin`, and says Hello.
@@ -141,6 +145,7 @@ impl RegistryClient {
             moved,
             addr,
             keep_alive: Arc::default(),
+            listening: Arc::default(),
             streams: Arc::default(),
             authenticated: Arc::default(),
         })

@@ -2,12 +2,10 @@
 //! reading what the registry knows of clients, operators' actions and the audit log.
 
 use super::{ClientError, RegistryClient};
-use crate::{FrameBuffer, TransportError, write_frame};
 use courier_protocol::limits::{MAX_AUDIT_PAGE, MAX_CLIENT_PAGE};
 use courier_protocol::{
     AdminAction, AuditEntry, ClientInfo, ClientProfile, Interest, InterestGrant, InterestId,
-    NotificationBatch, Request, Response, SignedOperatorStatement, SystemData, UsageQuery,
-    UsageRow, VendorKey,
+    Request, Response, SignedOperatorStatement, SystemData, UsageQuery, UsageRow, VendorKey,
 };
 
 impl RegistryClient {
@@ -109,41 +107,5 @@ impl RegistryClient {
     pub async fn cancel_interest(&self, id: InterestId) -> Result<(), ClientError> {
         let resp = self.request(&Request::CancelInterest { id }).await?;
         expect!(resp, Response::InterestCancelled => (), "expected InterestCancelled")
-    }
-
-    /// Listens to a registration of interest from `from_seq` (`u64::MAX`: new ones only):
-    /// the first batch holds what the registry kept since then (it may be empty).
-    pub async fn listen(&self, id: InterestId, from_seq: u64) -> Result<Listener, ClientError> {
-        let (mut send, recv) = self.conn.open_bi().await.map_err(TransportError::from)?;
-        write_frame(&mut send, &Request::Listen { id, from_seq }).await?;
-        Ok(Listener {
-            _send: send,
-            recv,
-            frames: FrameBuffer::new(),
-        })
-    }
-}
-
-/// A listener of a registration of interest.
-#[derive(Debug)]
-pub struct Listener {
-    _send: quinn::SendStream,
-    recv: quinn::RecvStream,
-    frames: FrameBuffer,
-}
-
-impl Listener {
-    /// The next batch of notifications; `None` when the registration ended.
-    pub async fn next(&mut self) -> Result<Option<NotificationBatch>, ClientError> {
-        match self
-            .frames
-            .read::<Response>(&mut self.recv, super::MAX_RESPONSE)
-            .await?
-        {
-            None => Ok(None),
-            Some(Response::Notifications(b)) => Ok(Some(b)),
-            Some(Response::Error(e)) => Err(ClientError::Registry(e)),
-            Some(_) => Err(ClientError::Unexpected("expected Notifications")),
-        }
     }
 }

@@ -177,3 +177,30 @@ fn a_missing_file_is_none_and_an_unreadable_one_an_error() {
     std::fs::write(&path, EXAMPLE).unwrap();
     assert!(PolicyFile::load_if_present(&path).unwrap().is_some());
 }
+
+#[test]
+fn provider_endpoints_are_read_and_a_bad_range_names_its_line() {
+    let file = parse(
+        r#"
+[provider-endpoints]
+hosts = ["provider.example", "*.example.net"]
+networks = ["192.0.2.0/24", "2001:db8::/32"]
+ports = [4433]
+local-from-remote = true
+"#,
+    )
+    .unwrap();
+    let rules = &file.policy.provider_endpoints;
+    assert_eq!(rules.hosts, ["provider.example", "*.example.net"]);
+    assert_eq!(rules.networks.len(), 2);
+    assert_eq!(rules.ports, [4433]);
+    assert!(rules.local_from_remote);
+    // Without the table: any endpoint, but not this machine's for a remote registry.
+    assert_eq!(
+        parse("").unwrap().policy.provider_endpoints,
+        EndpointRules::default()
+    );
+    let (line, message) = syntax_line("[provider-endpoints]\n\nnetworks = [\"10.0.0.0/33\"]\n");
+    assert_eq!(line, 3);
+    assert!(message.contains("not an address range"), "{message}");
+}

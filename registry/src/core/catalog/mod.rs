@@ -258,6 +258,18 @@ impl Catalog {
 
     /// Checks whether `key` may register `name`, and what it would replace.
     pub fn admit(&self, name: &str, key: &VendorKey) -> Result<Admission, CatalogError> {
+        self.admit_for(name, key, key)
+    }
+
+    /// Checks whether `key`, acting for `owner` (itself, or a vendor root that delegated
+    /// the name to it), may register `name`, and what it would replace: `key`'s own
+    /// earlier registration of it.
+    pub fn admit_for(
+        &self,
+        name: &str,
+        owner: &VendorKey,
+        key: &VendorKey,
+    ) -> Result<Admission, CatalogError> {
         match self.names.get(name) {
             None => Ok(Admission {
                 claims_name: true,
@@ -267,7 +279,7 @@ impl Catalog {
                 claims_name: false,
                 replaces: entry.owner_reg.as_ref().map(|r| r.lease),
             }),
-            Some(entry) if entry.granted(key) => Ok(Admission {
+            Some(entry) if *entry.owner == *owner || entry.granted(key) => Ok(Admission {
                 claims_name: false,
                 replaces: entry
                     .extra

@@ -71,7 +71,8 @@ impl RegistryState {
     ) -> Result<Planned<Register>, RegisterError> {
         self.keys.check_active(key)?;
         self.check_controls(&manifest.name, key)?;
-        let admission = self.catalog.admit(&manifest.name, key)?;
+        let owner = self.name_owner_for(now, key, &manifest.name);
+        let admission = self.catalog.admit_for(&manifest.name, &owner, key)?;
         self.catalog.check_exports(&manifest)?;
         let ttl_ms = self.config.policy.clamp(ttl_ms);
         let mut batch = self.batch_reserving(2);
@@ -79,7 +80,7 @@ impl RegistryState {
         batch.leases.push((lease, self.new_row(now, ttl_ms)));
         batch.delete.extend(admission.replaces);
         if admission.claims_name {
-            batch.names.push((manifest.name.clone(), *key));
+            batch.names.push((manifest.name.clone(), owner));
         }
         Ok(Planned {
             batch,
@@ -88,6 +89,7 @@ impl RegistryState {
                 manifest,
                 ttl_ms,
                 replaces: admission.replaces,
+                owner,
             },
         })
     }
@@ -341,6 +343,8 @@ pub struct Register {
     manifest: Manifest,
     ttl_ms: u64,
     replaces: Option<LeaseId>,
+    /// Who owns the name if it is new: the key, or the root that delegated it.
+    owner: VendorKey,
 }
 
 impl Change for Register {
@@ -350,6 +354,7 @@ impl Change for Register {
         if let Some(old) = self.replaces {
             st.retire(now, old, Retire::Replaced);
         }
+        st.catalog.claim(&self.manifest.name, &self.owner);
         st.enter(now, self.lease, &self.manifest, self.ttl_ms)?;
         Ok(LeaseGrant {
             lease: self.lease,

@@ -22,6 +22,7 @@ mod admin;
 mod change;
 mod clients;
 mod restart;
+mod roots;
 mod views;
 
 pub use change::{Change, FlushStats, Planned};
@@ -35,6 +36,7 @@ use crate::core::events::EventRing;
 use crate::core::keys::KeyBook;
 use crate::core::lease_table::{LeaseChange, LeaseMap, LeaseOp, LeasePolicy, LeaseTable, Millis};
 use crate::core::matcher::{self, Match, PreparedQuery};
+use crate::core::roots::RootBook;
 use crate::core::usage::UsageBook;
 use crate::errors::LeaseError;
 use crate::store::Batch;
@@ -77,6 +79,8 @@ pub struct RegistryState {
     clients: ClientBook,
     /// What operators set: revoked leases, bans, drains.
     controls: Controls,
+    /// Vendor roots' statements and delegations.
+    roots: RootBook,
     /// The last audit entry number used.
     audit_seq: u64,
     /// Usage not yet written behind, and who was served.
@@ -124,6 +128,7 @@ impl RegistryState {
             last_flush: Millis(0),
             clients: ClientBook::default(),
             controls: Controls::default(),
+            roots: RootBook::new(),
             audit_seq: 0,
             usage: UsageBook::default(),
         }
@@ -154,6 +159,8 @@ impl RegistryState {
             });
         }
         let reg = self.live_registration_of(now, key, lease)?.clone();
+        self.check_root_grant(now, key, &reg.name)
+            .map_err(|_| LeaseError::NotOwner(lease))?;
         if let Some(reason) = self.controls.draining(&reg.name) {
             return Err(LeaseError::Draining {
                 lease,

@@ -20,6 +20,7 @@ use crate::core::catalog::Admission;
 use crate::core::clients::ClientRecord;
 use crate::core::keys::{KeyBook, StoredStatementError};
 use crate::core::lease_table::{LeaseOp, Millis, Restore};
+use crate::core::roots::RootBook;
 use crate::store::{Batch, LeaseRow, StoredLease, StoredMeta};
 use courier_protocol::LeaseId;
 
@@ -68,6 +69,7 @@ impl Restorer {
         }
         state.keys =
             KeyBook::from_stored(meta.rotations, meta.revocations, meta.operator_statements)?;
+        state.roots = RootBook::from_stored(meta.root_statements, meta.delegations)?;
         for info in meta.clients {
             let (key, record) = ClientRecord::from_info(info);
             state.clients.put(key, record);

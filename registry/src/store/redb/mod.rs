@@ -15,6 +15,8 @@
 //! - `rotations`: old vendor key -> postcard `SignedKeyStatement` (its rotation).
 //! - `revocations`: vendor key -> postcard `SignedKeyStatement` (its own revocation), or
 //!   empty bytes (revoked by the operator).
+//! - `root_statements`, `delegations`: vendor roots' statements and further delegations,
+//!   see [`roots`].
 //! - `blob_refs`: component hash -> how many stored registrations name it, kept in the
 //!   same transactions as the registrations, so a component file is deleted once (and only
 //!   once) no registration needs it; counted again at every open, so that nothing else can
@@ -29,6 +31,7 @@
 
 mod history;
 mod operations;
+mod roots;
 
 use super::blobs::{BlobDir, BlobSweep};
 use super::{Batch, LeaseRow, Storage, StoreError, StoredLease, StoredMeta, UsageRecord};
@@ -192,6 +195,7 @@ impl RedbStore {
             txn.open_table(BLOB_REFS)?;
             txn.open_table(HISTORY_ORDER)?;
             operations::create(&txn)?;
+            roots::create(&txn)?;
             if meta.get("registry_id")?.is_none() {
                 let id = hex::encode(rand::random::<[u8; 16]>());
                 meta.insert("registry_id", id.as_bytes())?;
@@ -380,6 +384,7 @@ impl Storage for RedbStore {
             ..Default::default()
         };
         operations::load(&txn, &mut stored)?;
+        roots::load(&txn, &mut stored)?;
         Ok(stored)
     }
 
@@ -497,6 +502,7 @@ impl Storage for RedbStore {
                 }
             }
             operations::commit(&txn, batch)?;
+            roots::commit(&txn, batch)?;
             if batch.seq_reserved.is_some() || batch.last_alive_ms.is_some() {
                 let mut meta = txn.open_table(META)?;
                 if let Some(s) = batch.seq_reserved {

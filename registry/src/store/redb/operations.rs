@@ -32,7 +32,10 @@ const USAGE: TableDefinition<UsageKey, UsageCounts> = TableDefinition::new("usag
 /// The client key column of an anonymous usage row.
 const NO_CLIENT: [u8; 32] = [0; 32];
 
-fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     codec::decode(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
