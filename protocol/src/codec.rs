@@ -55,8 +55,7 @@ pub fn to_hex<T: Serialize + ?Sized>(value: &T) -> String {
 
 /// Parses [`to_hex`]: hex (surrounding whitespace ignored), then exactly one value.
 pub fn from_hex<T: DeserializeOwned>(text: &str) -> Result<T, CodecError> {
-    let bytes =
-        hex::decode(text.trim()).map_err(|e| CodecError::Malformed(format!("hex: {e}")))?;
+    let bytes = hex::decode(text.trim()).map_err(|e| CodecError::Malformed(format!("hex: {e}")))?;
     decode(&bytes)
 }
 
