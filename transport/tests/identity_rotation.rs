@@ -170,3 +170,28 @@ fn a_rotation_interrupted_before_its_statement_is_dropped() {
     assert_eq!((id.pin(), id.rotations()), (old, 0));
     assert!(!dir.path().join("tls-next-cert.der").exists());
 }
+
+#[tokio::test]
+async fn a_rotation_interrupted_after_its_statement_completes_at_the_next_start() {
+    // Interrupted with the new key still beside the old one, or already in its place.
+    for key_moved in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, old_key) = identity_in(dir.path());
+        let old_cert = std::fs::read(dir.path().join("tls-cert.der")).unwrap();
+        let rotation = Identity::rotate(dir.path(), HOUR).unwrap();
+        let file = |name: &str| dir.path().join(name);
+        std::fs::rename(file("tls-cert.der"), file("tls-next-cert.der")).unwrap();
+        std::fs::write(file("tls-cert.der"), &old_cert).unwrap();
+        if !key_moved {
+            std::fs::rename(file("tls-key.der"), file("tls-next-key.der")).unwrap();
+            std::fs::write(file("tls-key.der"), &old_key).unwrap();
+        }
+        let (id, created) = Identity::load_or_generate(dir.path()).unwrap();
+        assert!(!created);
+        assert_eq!((id.pin(), id.rotations()), (rotation.to, 1), "{key_moved}");
+        assert!(!file("tls-next-cert.der").exists() && !file("tls-next-key.der").exists());
+        let (_server, addr) = serve(dir.path());
+        let moved = follow(addr, old).await.unwrap().unwrap();
+        assert_eq!((moved.from, moved.to), (old, rotation.to));
+    }
+}
