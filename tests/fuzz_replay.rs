@@ -104,6 +104,7 @@ fn every_target_is_replayed() {
         "registry_state",
         "client_vm",
         "roots",
+        "identity_rotations",
     ];
     assert_eq!(courier_fuzz_harness::TARGETS, &here[..]);
 }
@@ -141,4 +142,9 @@ fn client_vm() {
 #[test]
 fn roots() {
     replay("roots");
+}
+
+#[test]
+fn identity_rotations() {
+    replay("identity_rotations");
 }

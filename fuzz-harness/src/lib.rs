@@ -16,11 +16,14 @@
 //!   client sandbox's check, compile, instantiate and invoke with its real limits.
 //! - [`roots`]: arbitrary bytes as vendor root statements and delegations; nothing
 //!   unsigned verifies, and authority never grants beyond a grant.
+//! - [`identity_rotations`]: arbitrary certificate chains through the pin verifier that
+//!   follows rotations of the registry's TLS identity; nothing moves a pin unsigned.
 
 pub mod bundles;
 #[cfg(feature = "vm")]
 pub mod client_vm;
 pub mod frames;
+pub mod identity_rotations;
 pub mod lease_table;
 pub mod manifests;
 pub mod registry_state;
@@ -35,6 +38,7 @@ pub const TARGETS: &[&str] = &[
     "registry_state",
     "client_vm",
     "roots",
+    "identity_rotations",
 ];
 
 /// Runs the target `name` on one input; `false` when there is no such target (or it needs
@@ -49,6 +53,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "roots" => roots::run(data),
         #[cfg(feature = "vm")]
         "client_vm" => client_vm::run(data),
+        "identity_rotations" => identity_rotations::run(data),
         _ => return false,
     }
     true

@@ -26,5 +26,5 @@ pub use provider::{HelloError, close_code, provider_hello};
 pub use registry_client::{
     CONNECT_TIMEOUT, ClientError, EventStream, LISTENER_BACKLOG, Listener, RegistryClient,
 };
-pub use rotation::{PinMove, RotationRefused, rotation_statement};
+pub use rotation::{PinMove, RotationRefused, rotation_statement, rotation_statement_between};
 pub use stream_pool::{POOL_IDLE, StreamPool};

@@ -79,6 +79,25 @@ pub fn rotation_statement(
     new_key_pkcs8: &[u8],
     overlap_end: SystemTime,
 ) -> Result<Vec<u8>, TransportError> {
+    let now = SystemTime::now();
+    let start = now.checked_sub(Duration::from_secs(60)).unwrap_or(now);
+    rotation_statement_between(
+        old_key_pkcs8,
+        new_key_pkcs8,
+        start.min(overlap_end),
+        overlap_end,
+    )
+}
+
+/// Like [`rotation_statement`], valid from `not_before` to `not_after` (whole seconds).
+/// With Ed25519 keys the statement's bytes depend on nothing else, which is what the
+/// `identity_rotations` fuzz target needs.
+pub fn rotation_statement_between(
+    old_key_pkcs8: &[u8],
+    new_key_pkcs8: &[u8],
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<Vec<u8>, TransportError> {
     let cert_err = |e: rcgen::Error| TransportError::Certificate(e.to_string());
     let old = rcgen::KeyPair::try_from(old_key_pkcs8).map_err(cert_err)?;
     let new = rcgen::KeyPair::try_from(new_key_pkcs8).map_err(cert_err)?;
@@ -86,10 +105,8 @@ pub fn rotation_statement(
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, STATEMENT_NAME);
-    let now = SystemTime::now();
-    let start = now.checked_sub(Duration::from_secs(60)).unwrap_or(now);
-    params.not_before = offset_time(start.min(overlap_end))?;
-    params.not_after = offset_time(overlap_end)?;
+    params.not_before = offset_time(not_before)?;
+    params.not_after = offset_time(not_after)?;
     let issuer_params =
         rcgen::CertificateParams::new(vec!["courier".to_string()]).map_err(cert_err)?;
     let issuer = rcgen::Issuer::new(issuer_params, old);
