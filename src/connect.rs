@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use courier_protocol::SpkiPin;
-use courier_transport::RegistryClient;
+use courier_transport::{PinBook, RegistryClient};
+use std::path::PathBuf;
 
 /// Where the registry is and which key it must present.
 #[derive(Debug, Clone, clap::Args)]
@@ -18,6 +19,15 @@ pub struct RegistryArgs {
     /// Required: courier never trusts a registry on first use.
     #[arg(long = "registry-pin", env = "COURIER_REGISTRY_PIN")]
     pub pin: Option<String>,
+    /// Where moves of the registry's pin are kept: when the registry rotates its TLS
+    /// identity, a pin it proves moved (by a statement the pinned key signed) is recorded
+    /// here, so --registry-pin keeps working after the rotation's overlap.
+    #[arg(
+        long = "registry-pins",
+        env = "COURIER_REGISTRY_PINS",
+        default_value = "courier-registry-pins"
+    )]
+    pub pins_file: PathBuf,
 }
 
 impl RegistryArgs {
@@ -32,13 +42,28 @@ impl RegistryArgs {
         pin.parse().context("--registry-pin")
     }
 
-    /// Connects and says Hello.
+    /// The moves of registry pins kept so far.
+    pub fn pins(&self) -> anyhow::Result<PinBook> {
+        PinBook::open(&self.pins_file).context("--registry-pins")
+    }
+
+    /// Connects and says Hello, following (and recording) the registry's pin moves.
     pub async fn connect(&self, agent: &str) -> anyhow::Result<RegistryClient> {
+        self.connect_with(agent, &self.pins()?).await
+    }
+
+    /// Like [`RegistryArgs::connect`], with the pin moves kept in `pins`.
+    pub async fn connect_with(
+        &self,
+        agent: &str,
+        pins: &PinBook,
+    ) -> anyhow::Result<RegistryClient> {
         let pin = self.pin()?;
         let addr = courier_transport::resolve(&self.addr)
             .await
             .with_context(|| format!("registry address {}", self.addr))?;
-        RegistryClient::connect(addr, pin, agent)
+        let endpoint = courier_transport::client_endpoint(addr)?;
+        RegistryClient::connect_recording(endpoint, addr, pin, agent, pins)
             .await
             .with_context(|| format!("cannot reach the registry at {addr}"))
     }

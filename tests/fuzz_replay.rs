@@ -105,6 +105,7 @@ fn every_target_is_replayed() {
         "client_vm",
         "roots",
         "freshness",
+        "identity_rotations",
     ];
     assert_eq!(courier_fuzz_harness::TARGETS, &here[..]);
 }
@@ -147,4 +148,9 @@ fn roots() {
 #[test]
 fn freshness() {
     replay("freshness");
+}
+
+#[test]
+fn identity_rotations() {
+    replay("identity_rotations");
 }

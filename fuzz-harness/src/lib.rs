@@ -17,12 +17,15 @@
 //! - [`roots`]: arbitrary bytes as vendor root statements and delegations; nothing
 //!   unsigned verifies, and authority never grants beyond a grant.
 //! - [`freshness`]: arbitrary bytes as a `SignedFreshness`; nothing unsigned verifies.
+//! - [`identity_rotations`]: arbitrary certificate chains through the pin verifier that
+//!   follows rotations of the registry's TLS identity; nothing moves a pin unsigned.
 
 pub mod bundles;
 #[cfg(feature = "vm")]
 pub mod client_vm;
 pub mod frames;
 pub mod freshness;
+pub mod identity_rotations;
 pub mod lease_table;
 pub mod manifests;
 pub mod registry_state;
@@ -38,6 +41,7 @@ pub const TARGETS: &[&str] = &[
     "client_vm",
     "roots",
     "freshness",
+    "identity_rotations",
 ];
 
 /// Runs the target `name` on one input; `false` when there is no such target (or it needs
@@ -53,6 +57,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "freshness" => freshness::run(data),
         #[cfg(feature = "vm")]
         "client_vm" => client_vm::run(data),
+        "identity_rotations" => identity_rotations::run(data),
         _ => return false,
     }
     true

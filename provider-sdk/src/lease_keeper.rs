@@ -13,7 +13,7 @@
 
 use crate::bundle::Bundle;
 use courier_protocol::{ErrorKind, LeaseGrant, LeaseId, SigningKey, SpkiPin};
-use courier_transport::{ClientError, RegistryClient, TransportError, client_endpoint};
+use courier_transport::{ClientError, PinBook, RegistryClient, TransportError, client_endpoint};
 use rand::Rng;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,6 +49,11 @@ pub struct KeeperConfig {
     /// How often the keeper signs and publishes a new freshness statement (default 5
     /// minutes); also at every registration.
     pub freshness_interval: Duration,
+    /// Where the moves of the registry's pin are kept: when the registry presents a new
+    /// key with a rotation signed by the pinned one, the keeper moves its pin and records
+    /// it here, so it keeps reaching the registry after the overlap (default: memory
+    /// only, for the keeper's life).
+    pub registry_pins: PinBook,
 }
 
 impl KeeperConfig {
@@ -64,6 +69,7 @@ impl KeeperConfig {
             agent: concat!("courier-provider/", env!("CARGO_PKG_VERSION")).to_string(),
             freshness_validity: DEFAULT_FRESHNESS_VALIDITY,
             freshness_interval: DEFAULT_FRESHNESS_VALIDITY / 2,
+            registry_pins: PinBook::in_memory(),
         }
     }
 
@@ -276,7 +282,9 @@ enum Failure {
 fn classify(e: &ClientError) -> Failure {
     let text = e.to_string();
     match e {
-        ClientError::Transport(TransportError::PinMismatch { .. }) => Failure::Permanent(text),
+        ClientError::Transport(
+            TransportError::PinMismatch { .. } | TransportError::RotationRefused { .. },
+        ) => Failure::Permanent(text),
         ClientError::Transport(_) | ClientError::Unexpected(_) => Failure::Connection(text),
         ClientError::Registry(w) => match w.kind {
             ErrorKind::UnsupportedVersion
@@ -479,9 +487,11 @@ impl Worker {
             }
         };
         let (addr, pin, agent) = (self.addr, self.pin, self.config.agent.clone());
+        let pins = self.config.registry_pins.clone();
         let client = self
             .timed(async {
-                let client = RegistryClient::connect_with(endpoint, addr, pin, &agent).await?;
+                let client =
+                    RegistryClient::connect_recording(endpoint, addr, pin, &agent, &pins).await?;
                 client.authenticate(&self.key).await?;
                 Ok(client)
             })

@@ -1,13 +1,16 @@
 //! The lease keeper against a real registry on loopback with short leases: it registers,
 //! renews, registers again when the registry forgets the lease, reconnects after a registry
-//! restart, reports a refused bundle, stops when an operator revokes its lease, and cancels
-//! on shutdown.
+//! restart, reports a refused bundle, stops when an operator revokes its lease, cancels
+//! on shutdown, and follows a rotation of the registry's TLS identity (as a client does).
 #![allow(clippy::unwrap_used)]
 
 use courier_protocol::{AdminAction, LeaseId, SigningKey, SpkiPin, VendorKey};
 use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState, WaitError};
 use courier_registry::{Registry, RegistryHandle, ServerConfig};
-use courier_transport::RegistryClient;
+use courier_transport::{
+    ClientError, Identity, PinBook, RegistryClient, RotationRefused, TransportError,
+    client_endpoint, rotation_statement,
+};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -342,5 +345,98 @@ async fn the_keeper_publishes_a_fresh_statement_at_registration_and_after() {
         LeaseState::Active { renewals: 0, .. }
     ));
     keeper.shutdown().await.unwrap();
+    h.shutdown().await;
+}
+
+/// Connects as a client pinned to `pin`, with its pin moves kept in `pins`.
+async fn client_with(
+    h: &RegistryHandle,
+    pin: SpkiPin,
+    pins: &PinBook,
+) -> Result<RegistryClient, ClientError> {
+    let endpoint = client_endpoint(h.local_addr()).unwrap();
+    RegistryClient::connect_recording(endpoint, h.local_addr(), pin, "client", pins).await
+}
+
+#[tokio::test]
+async fn a_client_and_a_vendor_move_their_pin_during_the_overlap_and_keep_working_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let pins = tempfile::tempdir().unwrap();
+    let h = start_registry(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let (addr, old) = (h.local_addr(), h.pin());
+    let old_key = std::fs::read(dir.path().join("tls-key.der")).unwrap();
+    h.shutdown().await;
+    let new = Identity::rotate(dir.path(), Duration::from_secs(3600))
+        .unwrap()
+        .to;
+
+    // During the overlap: both are pinned to the old key and move to the new one.
+    let h = start_registry(dir.path(), addr).await;
+    assert_eq!(h.pin(), new);
+    let vendor_pins = pins.path().join("vendor-pins");
+    let config = KeeperConfig {
+        registry_pins: PinBook::open(&vendor_pins).unwrap(),
+        ..fast(Duration::from_millis(300))
+    };
+    let key = courier_provider::generate_key();
+    let keeper = LeaseKeeper::start_with(addr, old, key.clone(), bundle(&key), config);
+    let lease = keeper.wait_active().await.unwrap();
+    let client_pins = pins.path().join("client-pins");
+    let client = client_with(&h, old, &PinBook::open(&client_pins).unwrap())
+        .await
+        .unwrap();
+    let moved = client.moved().unwrap();
+    assert_eq!((moved.from, moved.to, client.pin()), (old, new, new));
+    // Authentication signs over the key presented, which the registry checks.
+    client
+        .authenticate(&courier_provider::generate_key())
+        .await
+        .unwrap();
+    assert_eq!(live_leases(&h).await, [lease]);
+    for path in [&vendor_pins, &client_pins] {
+        assert_eq!(PinBook::open(path).unwrap().follow(old), new, "{path:?}");
+    }
+    client.close();
+    h.shutdown().await;
+    let mut rx = keeper.state();
+    state_where(&mut rx, |s| matches!(s, LeaseState::Retrying { .. })).await;
+
+    // After the overlap: the registry's statement has ended.
+    let new_key = std::fs::read(dir.path().join("tls-key.der")).unwrap();
+    let ended = rotation_statement(
+        &old_key,
+        &new_key,
+        SystemTime::now() - Duration::from_secs(60),
+    );
+    std::fs::write(
+        dir.path().join("tls-rotations/0001.statement.der"),
+        ended.unwrap(),
+    )
+    .unwrap();
+    let h = start_registry(dir.path(), addr).await;
+    let renewed = state_where(&mut rx, |s| matches!(s, LeaseState::Active { .. })).await;
+    assert_eq!(renewed.lease(), Some(lease));
+    assert_eq!(live_leases(&h).await, [lease]);
+    // The client, started again with the old pin and its kept moves, reaches the registry.
+    let again = client_with(&h, old, &PinBook::open(&client_pins).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((again.pin(), again.moved()), (new, None));
+    again.close();
+    // A client that never saw the rotation is refused, with both pins named.
+    match client_with(&h, old, &PinBook::in_memory()).await {
+        Err(ClientError::Transport(TransportError::RotationRefused {
+            pinned,
+            presented,
+            reason,
+        })) => {
+            assert_eq!((pinned, presented), (old, new));
+            assert!(
+                matches!(*reason, RotationRefused::Expired { from, to, .. } if (from, to) == (old, new))
+            );
+        }
+        other => panic!("expected an expired rotation, got {other:?}"),
+    }
+    assert_eq!(keeper.shutdown().await.unwrap(), Some(lease));
     h.shutdown().await;
 }

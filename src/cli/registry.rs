@@ -18,6 +18,22 @@ pub enum RegistryCommand {
     /// and it cannot register again. Clients learn only of revocations the key signed
     /// itself (`courier keys revoke`).
     Revoke(OperatorRevokeArgs),
+    /// Replace the registry's TLS key (registry stopped). The old key signs a statement
+    /// naming the new one: for the overlap, clients and vendors pinned to the old key
+    /// reach the registry, move their pin and keep the move; after it the old pin is
+    /// refused. Takes effect at the next start.
+    RotateIdentity(RotateIdentityArgs),
+}
+
+/// `courier registry rotate-identity`
+#[derive(Debug, Args)]
+pub struct RotateIdentityArgs {
+    /// Directory of the registry's database and TLS identity.
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "courier-registry")]
+    pub data_dir: PathBuf,
+    /// How long the old pin keeps working, from now.
+    #[arg(long, value_parser = parse_duration, default_value = "7days")]
+    pub overlap: Duration,
 }
 
 /// `courier registry serve`

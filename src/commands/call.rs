@@ -24,7 +24,11 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     config.lookup_ttl = std::time::Duration::ZERO;
     config.state_dir = Some(args.state_dir.clone());
     config.pins = args.pins.iter().cloned().collect();
-    let registry = args.registry.connect("courier-cli/call").await?;
+    config.registry_pins = args.registry.pins()?;
+    let registry = args
+        .registry
+        .connect_with("courier-cli/call", &config.registry_pins)
+        .await?;
     let client = Client::new(registry, config).context("cannot set up the client")?;
     let attributes = args
         .attributes

@@ -46,7 +46,8 @@ pub fn token(args: &TokenArgs, operator: &OperatorArgs) -> anyhow::Result<()> {
             operator.operator_key.display()
         )
     })?;
-    let pin = operator.registry.pin()?;
+    // Bound to the registry's current key: the given pin, as moved by a rotation seen.
+    let pin = operator.registry.pins()?.follow(operator.registry.pin()?);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);

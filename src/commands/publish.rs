@@ -3,7 +3,9 @@
 use crate::cli::PublishArgs;
 use anyhow::Context;
 use courier_protocol::SpkiPin;
-use courier_provider::{BundleBuilder, LeaseKeeper, LeaseState, load_key, public_key};
+use courier_provider::{
+    BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState, load_key, public_key,
+};
 
 pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     let key = load_key(&args.key).with_context(|| {
@@ -50,7 +52,11 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
         "  component {} ({} bytes)",
         manifest.component_hash, manifest.component_size
     );
-    let keeper = LeaseKeeper::start(addr, registry_pin, key, bundle, args.ttl);
+    let config = KeeperConfig {
+        registry_pins: args.registry.pins()?,
+        ..KeeperConfig::new(args.ttl)
+    };
+    let keeper = LeaseKeeper::start_with(addr, registry_pin, key, bundle, config);
     let mut state = keeper.state();
     let mut last_lease = None;
     loop {

@@ -1,6 +1,9 @@
-//! `courier registry serve`, `courier registry grant` and `courier registry revoke`.
+//! `courier registry serve`, `grant`, `revoke` and `rotate-identity`.
 
-use crate::cli::{GrantArgs, OPERATOR_KEY_FILE, OperatorRevokeArgs, RegistryCommand, ServeArgs};
+use crate::cli::{
+    GrantArgs, OPERATOR_KEY_FILE, OperatorRevokeArgs, RegistryCommand, RotateIdentityArgs,
+    ServeArgs,
+};
 use anyhow::Context;
 use courier_protocol::VendorKey;
 use courier_provider::{generate_key, load_key, public_key, save_key};
@@ -12,6 +15,7 @@ pub async fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
         RegistryCommand::Serve(args) => serve(args).await,
         RegistryCommand::Grant(args) => grant(args),
         RegistryCommand::Revoke(args) => revoke(args),
+        RegistryCommand::RotateIdentity(args) => rotate_identity(args),
     }
 }
 
@@ -91,6 +95,22 @@ fn revoke(args: OperatorRevokeArgs) -> anyhow::Result<()> {
     } else {
         println!("{key} was already revoked");
     }
+    Ok(())
+}
+
+fn rotate_identity(args: RotateIdentityArgs) -> anyhow::Result<()> {
+    // Held open only to be sure the registry is stopped: the overlap counts from now.
+    let registry = open_offline(&args.data_dir, "rotate-identity")?;
+    let rotation = courier_transport::Identity::rotate(&args.data_dir, args.overlap)
+        .with_context(|| format!("cannot rotate the identity in {}", args.data_dir.display()))?;
+    drop(registry);
+    let ends = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(rotation.overlap_ends),
+    );
+    println!("rotated the registry's TLS identity (takes effect at the next start)");
+    println!("  old pin: {}", rotation.from);
+    println!("  new pin: {}", rotation.to);
+    println!("  overlap: until {ends}; clients and vendors pinned to the old key move on contact");
     Ok(())
 }
 

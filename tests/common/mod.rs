@@ -27,6 +27,12 @@ pub fn courier() -> Command {
             "COURIER_STATE_DIR",
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
                 .join(format!("courier-client-state-{}", std::process::id())),
+        )
+        // Likewise the registry pins it moved (`--registry-pins`).
+        .env(
+            "COURIER_REGISTRY_PINS",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("courier-registry-pins-{}", std::process::id())),
         );
     c
 }

@@ -1,7 +1,7 @@
 //! QUIC endpoints: servers with their identity and caps, clients that pin their peer.
 
 use crate::pinning::PinnedVerifier;
-use crate::{Identity, TransportError};
+use crate::{Identity, PinMove, TransportError};
 use courier_protocol::{ALPN, SpkiPin};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -106,6 +106,35 @@ pub async fn connect(
 ) -> Result<quinn::Connection, TransportError> {
     let provider = provider();
     let verifier = PinnedVerifier::new(pin, &provider);
+    Ok(
+        connect_verified(endpoint, peer, provider, verifier, timeout)
+            .await?
+            .0,
+    )
+}
+
+/// Connects to `peer`, accepting a server whose key hashes to `pin` or one that valid,
+/// unexpired rotation statements signed by the pinned key lead to (a registry in the
+/// overlap of its identity's rotation); returns the pin's move in that case.
+pub async fn connect_following(
+    endpoint: &quinn::Endpoint,
+    peer: SocketAddr,
+    pin: SpkiPin,
+    timeout: Duration,
+) -> Result<(quinn::Connection, Option<PinMove>), TransportError> {
+    let provider = provider();
+    let verifier = PinnedVerifier::following_rotations(pin, &provider);
+    connect_verified(endpoint, peer, provider, verifier, timeout).await
+}
+
+async fn connect_verified(
+    endpoint: &quinn::Endpoint,
+    peer: SocketAddr,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<PinnedVerifier>,
+    timeout: Duration,
+) -> Result<(quinn::Connection, Option<PinMove>), TransportError> {
+    let pin = verifier.pinned();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -121,11 +150,21 @@ pub async fn connect(
     let connecting = endpoint.connect_with(config, peer, SERVER_NAME)?;
     match tokio::time::timeout(timeout, connecting).await {
         Err(_) => Err(TransportError::Timeout(timeout)),
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => match verifier.seen() {
-            Some(got) if got != pin => Err(TransportError::PinMismatch { expected: pin, got }),
-            _ => Err(e.into()),
-        },
+        Ok(Ok(conn)) => Ok((conn, verifier.outcome().moved)),
+        Ok(Err(e)) => {
+            let seen = verifier.outcome();
+            match (seen.presented, seen.refused) {
+                (Some(presented), Some(reason)) => Err(TransportError::RotationRefused {
+                    pinned: pin,
+                    presented,
+                    reason: Box::new(reason),
+                }),
+                (Some(got), None) if got != pin => {
+                    Err(TransportError::PinMismatch { expected: pin, got })
+                }
+                _ => Err(e.into()),
+            }
+        }
     }
 }
 

@@ -50,6 +50,17 @@ pub enum TransportError {
     /// The operation took longer than its deadline.
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// The peer presented a key other than the pinned one with a rotation out of the
+    /// pinned key that does not hold (expired: the overlap is over; or forged).
+    #[error("peer presented TLS key {presented}, but {pinned} is pinned and {reason}")]
+    RotationRefused {
+        /// The pinned key.
+        pinned: SpkiPin,
+        /// The key the peer presented.
+        presented: SpkiPin,
+        /// Why the rotation does not hold.
+        reason: Box<crate::RotationRefused>,
+    },
 }
 
 impl From<quinn::ReadExactError> for TransportError {

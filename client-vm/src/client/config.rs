@@ -6,6 +6,7 @@ use crate::policy::Policy;
 use crate::sandbox::SandboxConfig;
 use crate::trust::TrustStore;
 use courier_protocol::SigningKey;
+use courier_transport::PinBook;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,6 +69,11 @@ pub struct ClientConfig {
     /// How often key statements are asked of the registry (with the next query). Zero
     /// asks on every call.
     pub key_refresh: Duration,
+    /// Where moves of the registry's pin are kept: a registry that presents a new key
+    /// with a rotation signed by the pinned one is followed, and the move recorded here
+    /// (by the first connection and by every reconnection), so the pin the client was
+    /// given keeps working after the overlap. Memory only by default.
+    pub registry_pins: PinBook,
 }
 
 impl ClientConfig {
@@ -76,7 +82,8 @@ impl ClientConfig {
     /// [`SandboxConfig::default`], outcomes (once there is a key) reported in the
     /// background without the proxy's answer, at most 8 candidates per call, the watched
     /// lookup cache for up to [`DEFAULT_LOOKUP_TTL`], no state directory (memory only), no
-    /// pins, key statements asked for at most every 60 s.
+    /// pins, key statements asked for at most every 60 s, registry pin moves kept in
+    /// memory.
     pub fn new(trust: TrustStore) -> Self {
         Self {
             key: None,
@@ -91,6 +98,7 @@ impl ClientConfig {
             state_dir: None,
             pins: BTreeMap::new(),
             key_refresh: Duration::from_secs(60),
+            registry_pins: PinBook::in_memory(),
         }
     }
 }

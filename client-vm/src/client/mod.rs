@@ -88,6 +88,7 @@ impl Client {
             agent,
             config.lookup_ttl,
             config.key.clone(),
+            config.registry_pins,
             holdings.clone(),
         );
         Ok(Self {

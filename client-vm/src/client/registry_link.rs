@@ -1,11 +1,11 @@
 //! The client's link to the registry: the current connection (replaced when it was lost,
-//! by a new one to the same address and pin) and the watched lookup cache in front of the
-//! registry's `find`.
+//! by a new one to the same address and pin, as moved by a rotation of the registry's
+//! identity) and the watched lookup cache in front of the registry's `find`.
 
 use crate::discard::Holdings;
 use crate::lookup_cache::LookupCache;
 use courier_protocol::{Candidate, ServiceQuery, SigningKey, SpkiPin};
-use courier_transport::{ClientError, RegistryClient};
+use courier_transport::{ClientError, PinBook, RegistryClient};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -21,24 +21,35 @@ pub(super) struct RegistryLink {
     lookup_ttl: Duration,
     /// The client's key, with which a new connection authenticates.
     key: Option<SigningKey>,
+    /// Where moves of the registry's pin are kept.
+    pins: PinBook,
 }
 
 impl RegistryLink {
     /// A link on `registry`, connecting again as `agent` when it is lost, reusing a
-    /// query's candidates for up to `lookup_ttl`; the events it watches end `holdings`.
+    /// query's candidates for up to `lookup_ttl`, keeping moves of the registry's pin in
+    /// `pins` (the move `registry` saw, if any, is recorded now); the events it watches end
+    /// `holdings`.
     pub(super) fn new(
         registry: RegistryClient,
         agent: String,
         lookup_ttl: Duration,
         key: Option<SigningKey>,
+        pins: PinBook,
         holdings: Arc<Holdings>,
     ) -> Self {
+        if let Some(moved) = registry.moved()
+            && let Err(e) = pins.record(&moved)
+        {
+            tracing::error!("cannot keep the registry's new pin: {e}");
+        }
         Self {
             reconnect: (registry.addr(), registry.pin(), agent),
             current: RwLock::new(registry),
             lookups: LookupCache::with_holdings(holdings),
             lookup_ttl,
             key,
+            pins,
         }
     }
 
@@ -99,7 +110,10 @@ impl RegistryLink {
             Err(ClientError::Transport(e)) if registry.connection().close_reason().is_some() => {
                 let (addr, pin, agent) = &self.reconnect;
                 tracing::info!("registry connection lost ({e}); reconnecting");
-                let fresh = RegistryClient::connect(*addr, *pin, agent).await?;
+                let endpoint = courier_transport::client_endpoint(*addr)?;
+                let fresh =
+                    RegistryClient::connect_recording(endpoint, *addr, *pin, agent, &self.pins)
+                        .await?;
                 if let Some(key) = &self.key {
                     fresh.authenticate(key).await?;
                 }

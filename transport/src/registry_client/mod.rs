@@ -5,7 +5,10 @@
 //! one after the other, so a request costs no stream set-up once the client is warm);
 //! renewals share one long-lived keep-alive stream per connection.
 
-use crate::{FrameBuffer, StreamPool, TransportError, call, client_endpoint, connect, write_frame};
+use crate::{
+    FrameBuffer, PinBook, PinMove, StreamPool, TransportError, call, client_endpoint,
+    connect_following, write_frame,
+};
 use courier_protocol::limits::{MAX_FRAME_LEN, MAX_LEASE_PAGE, REQUEST_TIMEOUT};
 use courier_protocol::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
@@ -47,7 +50,10 @@ pub struct RegistryClient {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     challenge: [u8; 32],
+    /// The pin of the key the registry presented.
     pin: SpkiPin,
+    /// The move of the given pin a rotation proved on connecting, if any.
+    moved: Option<PinMove>,
     addr: SocketAddr,
     keep_alive: Arc<tokio::sync::Mutex<Option<KeepAliveStream>>>,
     /// The connection's listening stream, once something listens.
@@ -87,9 +93,32 @@ pub use listening::{LISTENER_BACKLOG, Listener};
 
 impl RegistryClient {
     /// Connects to the registry at `addr` whose TLS key hashes to `pin`, and says Hello.
+    /// A registry in the overlap of a rotation its pinned key signed is reached too (see
+    /// [`RegistryClient::moved`]).
     pub async fn connect(addr: SocketAddr, pin: SpkiPin, agent: &str) -> Result<Self, ClientError> {
         let endpoint = client_endpoint(addr)?;
         Self::connect_with(endpoint, addr, pin, agent).await
+    }
+
+    /// Connects with `pin` as moved by the rotations recorded in `book`, and records in
+    /// `book` a move this connection proves (logged; a book that cannot be written is
+    /// logged too, and the connection kept).
+    pub async fn connect_recording(
+        endpoint: quinn::Endpoint,
+        addr: SocketAddr,
+        pin: SpkiPin,
+        agent: &str,
+        book: &PinBook,
+    ) -> Result<Self, ClientError> {
+        let client = Self::connect_with(endpoint, addr, book.follow(pin), agent).await?;
+        if let Some(moved) = client.moved {
+            tracing::warn!(from = %moved.from, to = %moved.to, overlap_ends = moved.overlap_ends,
+                "the registry rotated its TLS identity: moving its pin");
+            if let Err(e) = book.record(&moved) {
+                tracing::error!("cannot keep the registry's new pin: {e}");
+            }
+        }
+        Ok(client)
     }
 
     /// Like [`RegistryClient::connect`], reusing a client endpoint.
@@ -99,7 +128,8 @@ impl RegistryClient {
         pin: SpkiPin,
         agent: &str,
     ) -> Result<Self, ClientError> {
-        let conn = connect(&endpoint, addr, pin, CONNECT_TIMEOUT).await?;
+        let (conn, moved) = connect_following(&endpoint, addr, pin, CONNECT_TIMEOUT).await?;
+        let pin = moved.map_or(pin, |m| m.to);
         let hello = Request::Hello(Hello {
             version: PROTOCOL_VERSION,
             agent: agent.to_string(),
@@ -113,6 +143,7 @@ impl RegistryClient {
             conn,
             challenge: welcome.challenge,
             pin,
+            moved,
             addr,
             keep_alive: Arc::default(),
             listening: Arc::default(),
@@ -126,9 +157,16 @@ impl RegistryClient {
         self.addr
     }
 
-    /// The pin the registry's TLS key was checked against.
+    /// The pin of the TLS key the registry presented: the pin given, or the one a
+    /// rotation signed by it moved it to. Authentication signs over this pin.
     pub fn pin(&self) -> SpkiPin {
         self.pin
+    }
+
+    /// The move of the given pin that a rotation proved on connecting: the registry
+    /// presented a new key and a statement, signed by the pinned key, naming it.
+    pub fn moved(&self) -> Option<PinMove> {
+        self.moved
     }
 
     /// The underlying QUIC connection.
