@@ -10,9 +10,11 @@
 //! age too.
 
 use super::trusted_keys::TrustedKeys;
+use super::verified::VerifiedCache;
 use crate::policy::FreshnessPolicy;
 use courier_protocol::{
     Candidate, FreshnessError, FreshnessStatement, FreshnessTimeError, Manifest, VendorKey,
+    Verified,
 };
 use std::fmt;
 use std::time::Duration;
@@ -106,11 +108,13 @@ impl fmt::Display for Age {
 /// trusted, within its validity) at `now_ms` under `policy`. Returns the version the vendor
 /// states is current, if a statement came with it (the caller raises its rollback memory
 /// with it), or `None` when none came and the policy lets that through. A service that is
-/// `pinned` may be offered below the stated version.
+/// `pinned` may be offered below the stated version. The statement's signature is checked
+/// once per statement (`verified`); its times on every call.
 pub(super) fn check(
     candidate: &Candidate,
     manifest: &Manifest,
     trust: &TrustedKeys,
+    verified: &VerifiedCache<FreshnessStatement>,
     policy: &FreshnessPolicy,
     pinned: bool,
     now_ms: u64,
@@ -123,13 +127,14 @@ pub(super) fn check(
             Ok(None)
         };
     };
-    let statement = signed
-        .verify()
+    let statement = verified
+        .verify(&signed.bytes, &signed.signature, || {
+            signed.verify().map(Verified::into_inner)
+        })
         .map_err(|reason| FreshnessRefusal::Invalid {
             service: service(),
             reason,
-        })?
-        .into_inner();
+        })?;
     if !acts_for(&statement, manifest, trust, now_ms) {
         return Err(FreshnessRefusal::Foreign {
             service: service(),

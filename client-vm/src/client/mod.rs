@@ -16,6 +16,7 @@ mod outcome;
 mod registry_link;
 mod timings;
 mod trusted_keys;
+mod verified;
 mod versions;
 mod vet;
 
@@ -41,8 +42,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use timings::timed;
 use trusted_keys::TrustedKeys;
+use verified::Verifications;
 use versions::VersionGuard;
-use vet::{VerifiedManifests, Vetted};
+use vet::Vetted;
 use wasmtime::component::{ComponentNamedList, Lift, Lower};
 
 /// A courier client: a registry connection, a trust store, a policy and a sandbox.
@@ -53,7 +55,7 @@ pub struct Client {
     trust: TrustedKeys,
     reporter: OutcomeReporter,
     max_candidates: u32,
-    verified: VerifiedManifests,
+    verified: Verifications,
     versions: VersionGuard,
 }
 
@@ -76,7 +78,7 @@ impl Client {
         let state_dir = config.state_dir.as_deref();
         let versions = VersionGuard::open(state_dir, config.pins)?;
         let trust = TrustedKeys::open(config.trust, state_dir, config.key_refresh)?;
-        let verified = VerifiedManifests::new(config.sandbox.cache_compiled);
+        let verified = Verifications::new(config.sandbox.cache_compiled);
         let sandbox = match config.facts {
             Some(facts) => Sandbox::with_facts(config.policy, config.sandbox, facts)?,
             None => Sandbox::new(config.policy, config.sandbox)?,

@@ -28,10 +28,9 @@ use super::{Client, PhaseTimings, RejectReason};
 use crate::invoke::{CallSpec, lookup};
 use crate::policy::Policy;
 use crate::sandbox::{CompileError, Compiled};
-use courier_protocol::{Candidate, ContentHash, Manifest, Verified, VerifyError};
+use courier_protocol::{Candidate, Manifest, Verified};
 use courier_transport::RegistryClient;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A candidate that passed every check, and its compiled component.
@@ -57,14 +56,29 @@ impl Client {
 
         // 1-8: what the signed manifest says, checked before anything is downloaded.
         let verifying = PhaseTimer::start(&mut timings.verify);
-        let manifest = self.verified.verify(candidate)?; // 1. signature
+        let signed = &candidate.manifest;
+        let manifest = self
+            .verified
+            .manifests
+            .verify(&signed.bytes, &signed.signature, || {
+                signed.verify().map(Verified::into_inner)
+            })?; // 1. signature
         let now = now_ms();
         self.trust
             .check_for(&manifest.vendor_key, &manifest.name, now)?; // 2. trusted vendor
         manifest.check_times(now)?; // 3. validity window
         let pinned = self.versions.is_pinned(&manifest.name);
         let fresh = &policy.freshness;
-        let stated = freshness::check(candidate, &manifest, &self.trust, fresh, pinned, now); // 4.
+        let statements = &self.verified.freshness;
+        let stated = freshness::check(
+            candidate,
+            &manifest,
+            &self.trust,
+            statements,
+            fresh,
+            pinned,
+            now,
+        ); // 4.
         if let Ok(Some(current)) | Err(FreshnessRefusal::Outdated { current, .. }) = &stated {
             self.learn_version(&manifest, current);
         }
@@ -123,55 +137,6 @@ impl Client {
         if let Err(e) = self.versions.learn(&vendor, &manifest.name, current) {
             tracing::warn!(service = %manifest.name, "cannot keep the version its vendor states: {e}");
         }
-    }
-}
-
-/// Most verified manifests remembered (a verification is valid as long as the bytes are
-/// the same; times and trust are checked on every call anyway).
-const VERIFIED_CACHE: usize = 256;
-
-/// Signature checks remembered by (hash of the signed bytes, signature), so that a warm
-/// call does not verify the same manifest again. Off for a client that keeps nothing
-/// between calls (strict discard).
-pub(super) struct VerifiedManifests {
-    remember: bool,
-    cache: Mutex<HashMap<SignedBytes, Verified<Manifest>>>,
-}
-
-/// What identifies a signed manifest: the hash of its bytes and its signature.
-type SignedBytes = (ContentHash, [u8; 64]);
-
-impl VerifiedManifests {
-    /// A cache, if `remember`; otherwise every manifest is verified every time.
-    pub(super) fn new(remember: bool) -> Self {
-        Self {
-            remember,
-            cache: Mutex::default(),
-        }
-    }
-
-    /// Verifies `candidate`'s manifest, or finds it verified before for identical bytes.
-    fn verify(&self, candidate: &Candidate) -> Result<Manifest, VerifyError> {
-        let key = (
-            ContentHash::of(&candidate.manifest.bytes),
-            candidate.manifest.signature,
-        );
-        if self.remember {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(v) = cache.get(&key) {
-                return Ok(v.get().clone());
-            }
-        }
-        let verified = candidate.manifest.verify()?;
-        let manifest = verified.get().clone();
-        if self.remember {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= VERIFIED_CACHE {
-                cache.clear();
-            }
-            cache.insert(key, verified);
-        }
-        Ok(manifest)
     }
 }
 
