@@ -15,12 +15,14 @@
 
 mod common;
 
-use common::{ECHO_IFACE, FakeRegistry, Service, TestProvider, key, manifest_for, wall_now};
+use common::{
+    ECHO_IFACE, FakeRegistry, Service, TestProvider, echo_provider, key, manifest_for, registry,
+    wall_now,
+};
 use courier_client::{
     Answer, CallError, Client, ClientConfig, FreshnessPolicy, FreshnessRefusal, Policy,
     RejectReason, ReportMode, TrustStore,
 };
-use courier_example_services as examples;
 use courier_protocol::{
     FreshnessError, FreshnessTimeError, SignedFreshness, SignedManifest, SigningKey, VendorKey,
     VerifyError,
@@ -29,24 +31,12 @@ use courier_provider::{Bundle, BundleBuilder, ServiceHandle};
 use courier_proxy_artifacts as artifacts;
 use courier_registry::RegistryHandle;
 use courier_test_support::{fresh_now, freshness_at};
-use courier_transport::{Identity, RegistryClient};
+use courier_transport::RegistryClient;
 use std::path::Path;
 use std::time::Duration;
 
 const SAY: &str = r#"courier:echo/echo.say("hi")"#;
 const ECHO: &str = "acme/echo";
-
-async fn registry(dir: &Path) -> RegistryHandle {
-    courier_test_support::start_registry(courier_test_support::short_leases(dir)).await
-}
-
-async fn echo_provider() -> ServiceHandle {
-    let id = Identity::generate().unwrap();
-    examples::echo_service()
-        .serve("127.0.0.1:0".parse().unwrap(), &id)
-        .await
-        .unwrap()
-}
 
 fn bundle(key: &SigningKey, version: &str, provider: &ServiceHandle) -> Bundle {
     BundleBuilder::new(artifacts::ECHO)

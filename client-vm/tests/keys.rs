@@ -10,33 +10,20 @@
 
 mod common;
 
-use common::{FakeRegistry, key};
+use common::{FakeRegistry, echo_provider, key, registry};
 use courier_client::{
     Answer, CallError, Client, ClientConfig, Policy, RejectReason, ReportMode, SetupError,
     StateError, TrustStore,
 };
-use courier_example_services as examples;
 use courier_protocol::{KeyStatement, SignedKeyStatement, SigningKey, VendorKey};
 use courier_provider::{Bundle, BundleBuilder, ServiceHandle};
 use courier_proxy_artifacts as artifacts;
 use courier_registry::RegistryHandle;
-use courier_transport::{Identity, RegistryClient};
+use courier_transport::RegistryClient;
 use std::path::Path;
 use std::time::Duration;
 
 const SAY: &str = r#"courier:echo/echo.say("hi")"#;
-
-async fn registry(dir: &Path) -> RegistryHandle {
-    courier_test_support::start_registry(courier_test_support::short_leases(dir)).await
-}
-
-async fn echo_provider() -> ServiceHandle {
-    let id = Identity::generate().unwrap();
-    examples::echo_service()
-        .serve("127.0.0.1:0".parse().unwrap(), &id)
-        .await
-        .unwrap()
-}
 
 fn bundle(key: &SigningKey, version: &str, provider: &ServiceHandle) -> Bundle {
     BundleBuilder::new(artifacts::ECHO)

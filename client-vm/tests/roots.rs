@@ -13,12 +13,11 @@
 
 mod common;
 
-use common::{key, wall_now};
+use common::{echo_provider, key, registry, wall_now};
 use courier_client::{
     Answer, CallError, Client, ClientConfig, Policy, RejectReason, ReportMode, TrustRefusal,
     TrustStore,
 };
-use courier_example_services as examples;
 use courier_protocol::{
     AuthorityError, Delegation, ErrorKind, NamePattern, RootKeys, RootStatement,
     SignedRootStatement, SigningKey, VendorKey,
@@ -26,24 +25,11 @@ use courier_protocol::{
 use courier_provider::{Bundle, BundleBuilder, RegisterOnceError, ServiceHandle};
 use courier_proxy_artifacts as artifacts;
 use courier_registry::RegistryHandle;
-use courier_transport::{ClientError, Identity, RegistryClient};
-use std::path::Path;
+use courier_transport::{ClientError, RegistryClient};
 use std::time::Duration;
 
 const SAY: &str = r#"courier:echo/echo.say("hi")"#;
 const HOUR_MS: u64 = 3_600_000;
-
-async fn registry(dir: &Path) -> RegistryHandle {
-    courier_test_support::start_registry(courier_test_support::short_leases(dir)).await
-}
-
-async fn echo_provider() -> ServiceHandle {
-    let id = Identity::generate().unwrap();
-    examples::echo_service()
-        .serve("127.0.0.1:0".parse().unwrap(), &id)
-        .await
-        .unwrap()
-}
 
 fn bundle(key: &SigningKey, provider: &ServiceHandle) -> Bundle {
     BundleBuilder::new(artifacts::ECHO)

@@ -391,3 +391,17 @@ pub fn export(interface: &str, functions: &[&str]) -> Export {
         functions: functions.iter().map(|f| f.to_string()).collect(),
     }
 }
+
+/// A registry on loopback with short leases, keeping its data in `dir`.
+pub async fn registry(dir: &std::path::Path) -> courier_registry::RegistryHandle {
+    courier_test_support::start_registry(courier_test_support::short_leases(dir)).await
+}
+
+/// The example echo provider on a loopback port, under an identity of its own.
+pub async fn echo_provider() -> courier_provider::ServiceHandle {
+    let id = Identity::generate().unwrap();
+    courier_example_services::echo_service()
+        .serve("127.0.0.1:0".parse().unwrap(), &id)
+        .await
+        .unwrap()
+}
