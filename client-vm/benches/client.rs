@@ -8,158 +8,17 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use courier_client::{
-    CallSpec, Client, ClientConfig, CompilerChoice, DEFAULT_LOOKUP_TTL, Invocation, PhaseTimings,
-    Policy, ProviderTarget, ReportMode, Sandbox, SandboxConfig, TrustStore,
+    CallSpec, CompilerChoice, DEFAULT_LOOKUP_TTL, Invocation, PhaseTimings, Policy, ProviderTarget,
+    Sandbox, SandboxConfig,
 };
-use courier_example_services as examples;
-use courier_protocol::provider::{Call, ProviderHello, Reply};
-use courier_protocol::{AttributeConstraint, PROTOCOL_VERSION, SigningKey, VendorKey};
-use courier_provider::{BundleBuilder, ServiceHandle};
 use courier_proxy_artifacts as artifacts;
-use courier_registry::{RegistryConfig, RegistryHandle};
-use courier_transport::{Identity, RegistryClient, StreamPool};
+use courier_transport::StreamPool;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const SAY: &str = r#"courier:echo/echo.say("hi")"#;
-
-struct World {
-    rt: tokio::runtime::Runtime,
-    registry: RegistryHandle,
-    provider: ServiceHandle,
-    key: SigningKey,
-    _dir: tempfile::TempDir,
-}
-
-fn world() -> World {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let (registry, provider) = rt.block_on(async {
-        let mut c = RegistryConfig::new(dir.path());
-        c.max_ttl = Duration::from_secs(3600);
-        let registry = courier_test_support::start_registry(c).await;
-        let id = Identity::generate().unwrap();
-        let provider = examples::echo_service()
-            .serve("127.0.0.1:0".parse().unwrap(), &id)
-            .await
-            .unwrap();
-        let vendor = RegistryClient::connect(registry.local_addr(), registry.pin(), "bench")
-            .await
-            .unwrap();
-        vendor.authenticate(&key).await.unwrap();
-        for (name, bytes) in [
-            ("acme/echo", artifacts::ECHO),
-            ("acme/files", artifacts::HOSTILE_FILES),
-            ("acme/digest", artifacts::ECHO_DIGEST),
-        ] {
-            let bundle = BundleBuilder::new(bytes)
-                .name(name)
-                .version("1.0.0")
-                .attribute("proxy", name)
-                .endpoint(provider.local_addr().to_string())
-                .provider_pin(provider.pin())
-                .sign(&key)
-                .unwrap();
-            bundle
-                .register_once(&vendor, &key, Duration::from_secs(3600))
-                .await
-                .unwrap();
-        }
-        (registry, provider)
-    });
-    World {
-        rt,
-        registry,
-        provider,
-        key,
-        _dir: dir,
-    }
-}
-
-fn client(w: &World, compiler: CompilerChoice, cache: bool) -> Client {
-    client_with(w, compiler, cache, Duration::ZERO)
-}
-
-fn client_with(w: &World, compiler: CompilerChoice, cache: bool, lookup_ttl: Duration) -> Client {
-    let mut config = ClientConfig::new(TrustStore::from_keys([VendorKey::of(&w.key)]));
-    config.report = ReportMode::Off;
-    config.lookup_ttl = lookup_ttl;
-    config.sandbox = SandboxConfig {
-        compiler,
-        cache_compiled: cache,
-        ..SandboxConfig::default()
-    };
-    let registry = w.rt.block_on(RegistryClient::connect(
-        w.registry.local_addr(),
-        w.registry.pin(),
-        "bench",
-    ));
-    Client::new(registry.unwrap(), config).unwrap()
-}
-
-fn only(name: &str) -> Vec<AttributeConstraint> {
-    vec![AttributeConstraint::Equals("proxy".into(), name.into())]
-}
-
-async fn call(c: &Client, proxy: &str) -> PhaseTimings {
-    call_full(c, proxy).await.0
-}
-
-async fn call_full(c: &Client, proxy: &str) -> (PhaseTimings, Duration) {
-    let spec: CallSpec = SAY.parse().unwrap();
-    let report = c.call_spec(&spec, only(proxy)).await.unwrap();
-    assert!(report.answer.text().len() > 2);
-    (report.timings, report.logs.provider_time)
-}
-
-/// A direct provider connection, handshake done.
-async fn native(provider: &ServiceHandle) -> quinn::Connection {
-    let addr = provider.local_addr();
-    let ep = courier_transport::client_endpoint(addr).unwrap();
-    let conn = courier_transport::connect(&ep, addr, provider.pin(), Duration::from_secs(5))
-        .await
-        .unwrap();
-    let hello: ProviderHello = courier_transport::call(
-        &conn,
-        &ProviderHello {
-            version: PROTOCOL_VERSION,
-        },
-        1024,
-    )
-    .await
-    .unwrap();
-    assert_eq!(hello.version, PROTOCOL_VERSION);
-    conn
-}
-
-async fn native_call(conn: &quinn::Connection) {
-    let call = Call {
-        method: "say".into(),
-        payload: b"hi".to_vec(),
-    };
-    let reply: Reply = courier_transport::call(conn, &call, 1 << 20).await.unwrap();
-    assert!(matches!(reply, Reply::Ok(_)));
-}
-
-/// The same request on a stream kept from the previous one (as courier's provider pool
-/// does), the floor for the provider round trip inside a warm call.
-async fn native_kept_call(conn: &quinn::Connection, streams: &StreamPool) {
-    let call = Call {
-        method: "say".into(),
-        payload: b"hi".to_vec(),
-    };
-    let reply: Reply = streams
-        .request(conn, &call, 1 << 20, |_: &Reply| true)
-        .await
-        .unwrap();
-    assert!(matches!(reply, Reply::Ok(_)));
-}
+mod support;
+use support::*;
 
 /// Criterion's custom timing: `iters` awaits of `f` inside one `block_on`.
 fn timed<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, mut f: F) -> Duration
