@@ -157,36 +157,39 @@ pub async fn vendors(
                 .unwrap()
         };
         c.authenticate(&key).await.unwrap();
-        let echo = courier_proxy_artifacts::ECHO;
-        let now = wall_now();
-        let m = Manifest {
-            name: format!("bench{}/echo", first + i as u32),
-            version: "1.0.0".into(),
-            exports: vec![Export {
-                interface: "courier:echo/echo@0.1.0".into(),
-                functions: vec!["say".into()],
-            }],
-            imports: vec![],
-            attributes: Default::default(),
-            endpoints: vec!["127.0.0.1:1".into()],
-            provider_pin: SpkiPin([1; 32]),
-            issued_at_ms: now - 1000,
-            not_after_ms: now + 3_600_000,
-            component_hash: ContentHash::of(echo),
-            component_size: echo.len() as u64,
-            vendor_key: VendorKey::of(&key),
-        };
-        let grant = c
-            .register(Register {
-                manifest: SignedManifest::sign(&m, &key),
-                component: echo.to_vec(),
-                ttl_ms: 600_000,
-            })
-            .await
-            .unwrap();
+        let name = format!("bench{}/echo", first + i as u32);
+        let grant = c.register(echo_registration(&key, &name)).await.unwrap();
         out.push((c, grant.lease));
     }
     out
+}
+
+/// A registration of the echo proxy under `name` by `key`, component included, for 10 min.
+pub fn echo_registration(key: &SigningKey, name: &str) -> Register {
+    let echo = courier_proxy_artifacts::ECHO;
+    let now = wall_now();
+    let m = Manifest {
+        name: name.into(),
+        version: "1.0.0".into(),
+        exports: vec![Export {
+            interface: "courier:echo/echo@0.1.0".into(),
+            functions: vec!["say".into()],
+        }],
+        imports: vec![],
+        attributes: Default::default(),
+        endpoints: vec!["127.0.0.1:1".into()],
+        provider_pin: SpkiPin([1; 32]),
+        issued_at_ms: now - 1000,
+        not_after_ms: now + 3_600_000,
+        component_hash: ContentHash::of(echo),
+        component_size: echo.len() as u64,
+        vendor_key: VendorKey::of(key),
+    };
+    Register {
+        manifest: SignedManifest::sign(&m, key),
+        component: echo.to_vec(),
+        ttl_ms: 600_000,
+    }
 }
 
 /// Every vendor renews in a loop (one renewal in flight each) for `run`; returns
