@@ -1,6 +1,8 @@
 //! Helpers shared by courier's tests and benchmarks, written once: test keys, the wall
-//! clock, logs, freshness statements, and a registry on loopback with short leases. A dev-dependency only.
+//! clock, logs, freshness statements, a registry on loopback with short leases, and a real etcd member. A dev-dependency only.
 #![allow(clippy::unwrap_used)]
+
+pub mod etcd;
 
 use courier_protocol::{FreshnessStatement, SignedFreshness, SigningKey, VendorKey};
 use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
