@@ -1,6 +1,8 @@
-//! Benchmarks of the client: one call's phases cold and with the compiled cache, instances
-//! per second with the pooling allocator, Cranelift vs Winch compile time, and a direct
-//! native QUIC request to the same provider on an established connection for comparison.
+//! Benchmarks of the client: one call's phases cold, cold from a fresh client with the
+//! compiled-code directory warm (what a repeated `courier call` does), and with the
+//! compiled cache, instances per second with the pooling allocator, Cranelift vs Winch
+//! compile time, and a direct native QUIC request to the same provider on an established
+//! connection for comparison.
 //!
 //! `cargo bench -p courier-client`. Everything runs on loopback against a real registry and
 //! the example echo provider. Before the criterion groups, a phase table (medians over many
@@ -8,8 +10,9 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use courier_client::{
-    CallSpec, Client, ClientConfig, CompilerChoice, DEFAULT_LOOKUP_TTL, Invocation, PhaseTimings,
-    Policy, ProviderTarget, ReportMode, Sandbox, SandboxConfig, TrustStore,
+    CallSpec, Client, ClientConfig, CompiledCodeKey, CompilerChoice, DEFAULT_DISK_CACHE_BYTES,
+    DEFAULT_LOOKUP_TTL, DiskCacheConfig, Invocation, PhaseTimings, Policy, ProviderTarget,
+    ReportMode, Sandbox, SandboxConfig, TrustStore,
 };
 use courier_example_services as examples;
 use courier_protocol::provider::{Call, ProviderHello, Reply};
@@ -29,7 +32,7 @@ struct World {
     registry: RegistryHandle,
     provider: ServiceHandle,
     key: SigningKey,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn world() -> World {
@@ -78,7 +81,7 @@ fn world() -> World {
         registry,
         provider,
         key,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -87,12 +90,34 @@ fn client(w: &World, compiler: CompilerChoice, cache: bool) -> Client {
 }
 
 fn client_with(w: &World, compiler: CompilerChoice, cache: bool, lookup_ttl: Duration) -> Client {
+    client_built(w, compiler, cache, lookup_ttl, None)
+}
+
+/// A fresh client (as a new `courier call` process has: nothing compiled in memory) that
+/// keeps compiled code in the world's compiled-code directory.
+fn client_from_disk(w: &World, compiler: CompilerChoice) -> Client {
+    let disk = DiskCacheConfig {
+        dir: w.dir.path().join("client-compiled"),
+        key: CompiledCodeKey::from_bytes([3; 32]),
+        max_bytes: DEFAULT_DISK_CACHE_BYTES,
+    };
+    client_built(w, compiler, true, Duration::ZERO, Some(disk))
+}
+
+fn client_built(
+    w: &World,
+    compiler: CompilerChoice,
+    cache: bool,
+    lookup_ttl: Duration,
+    disk_cache: Option<DiskCacheConfig>,
+) -> Client {
     let mut config = ClientConfig::new(TrustStore::from_keys([VendorKey::of(&w.key)]));
     config.report = ReportMode::Off;
     config.lookup_ttl = lookup_ttl;
     config.sandbox = SandboxConfig {
         compiler,
         cache_compiled: cache,
+        disk_cache,
         ..SandboxConfig::default()
     };
     let registry = w.rt.block_on(RegistryClient::connect(
@@ -195,6 +220,29 @@ where
     .unwrap()
 }
 
+/// `runs` calls of `proxy`, each by a fresh client with the compiled-code directory warm
+/// (one call beforehand writes it): the phases of a repeated `courier call`, process
+/// start and client setup excepted.
+fn from_disk_calls(
+    w: &World,
+    compiler: CompilerChoice,
+    proxy: &'static str,
+    runs: usize,
+) -> Vec<(PhaseTimings, Duration)> {
+    let fresh_call = |c: Client| {
+        w.rt.block_on(w.rt.spawn(async move { call_full(&c, proxy).await }))
+            .unwrap()
+    };
+    fresh_call(client_from_disk(w, compiler));
+    (0..runs)
+        .map(|_| {
+            let (t, provider) = fresh_call(client_from_disk(w, compiler));
+            assert!(t.from_disk, "{t}");
+            (t, provider)
+        })
+        .collect()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -278,6 +326,15 @@ fn phase_table(w: &World) {
             }))
             .unwrap();
         rows.push((label.to_string(), t));
+    }
+    for (label, compiler) in [
+        ("digest 126 KB from disk (cranelift)", cranelift),
+        ("digest 126 KB from disk (winch)", winch),
+    ] {
+        rows.push((
+            label.to_string(),
+            from_disk_calls(w, compiler, "acme/digest", 30),
+        ));
     }
     eprintln!(
         "\nphase medians in µs (lookup, fetch, verify, compile, instantiate, invoke (of which provider), drop, total):"
@@ -397,6 +454,16 @@ fn benches(c: &mut Criterion) {
                 b.iter_custom(|n| timed(&w.rt, n, || call(&cold, proxy)))
             });
         }
+        // A fresh client each call, the compiled-code directory warm: only the calls are
+        // timed, not the clients' setup.
+        g.bench_function(format!("{label}_from_disk/acme/digest"), |b| {
+            b.iter_custom(|n| {
+                from_disk_calls(&w, compiler, "acme/digest", n as usize)
+                    .iter()
+                    .map(|(t, _)| t.total)
+                    .sum()
+            })
+        });
     }
     g.finish();
 
