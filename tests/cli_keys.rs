@@ -1,5 +1,6 @@
 //! `courier keys rotate`, `courier keys revoke` and `courier registry revoke` as a vendor and
-//! an operator run them against a `courier registry serve` process.
+//! an operator run them against a `courier registry serve` process; the keys a client keeps
+//! across `courier call` processes (its version memory, its compiled code's key).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -149,4 +150,48 @@ async fn call_refuses_a_replayed_older_version_across_processes_unless_pinned() 
     std::fs::write(state.join("versions"), "garbage\n").unwrap();
     let err = fails(&mut call(&[]));
     assert!(err.contains("versions line 1"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_call_loads_the_code_the_first_compiled_from_the_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("client-state");
+    let registry = ServedRegistry::start(&dir.path().join("registry"), &[]);
+    let provider = courier_example_services::echo_service()
+        .serve(
+            "127.0.0.1:0".parse().unwrap(),
+            &courier_transport::Identity::generate().unwrap(),
+        )
+        .await
+        .unwrap();
+    let key = courier_protocol::SigningKey::from_bytes(&[6; 32]);
+    let trust = courier_protocol::VendorKey::of(&key).to_string();
+    register(&registry, &key, "1.0.0", &provider).await;
+    let call = || {
+        let mut c = courier();
+        registry.env(&mut c);
+        c.args(["call", "--timings", "--trust", &trust, "--state-dir"])
+            .arg(&state)
+            .arg(r#"courier:echo/echo.say("hi")"#);
+        let out = run(&mut c);
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("echo: hi"));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let first = call();
+    assert!(
+        first.contains("compile") && !first.contains("(from disk)"),
+        "{first}"
+    );
+    // A new process: the code the first compiled is loaded, not compiled again.
+    let second = call();
+    assert!(second.contains("(from disk)"), "{second}");
+    // Without a client key, the compiled code's key was made for it, readable by it only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state.join("compiled.key")), 0o600);
+        assert_eq!(mode(&state.join("compiled")), 0o700);
+    }
 }

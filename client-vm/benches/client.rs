@@ -1,6 +1,8 @@
-//! Benchmarks of the client: one call's phases cold and with the compiled cache, instances
-//! per second with the pooling allocator, Cranelift vs Winch compile time, and a direct
-//! native QUIC request to the same provider on an established connection for comparison.
+//! Benchmarks of the client: one call's phases cold, cold from a fresh client with the
+//! compiled-code directory warm (what a repeated `courier call` does), and with the
+//! compiled cache, instances per second with the pooling allocator, Cranelift vs Winch
+//! compile time, and a direct native QUIC request to the same provider on an established
+//! connection for comparison.
 //!
 //! `cargo bench -p courier-client`. Everything runs on loopback against a real registry and
 //! the example echo provider. Before the criterion groups, a phase table (medians over many
@@ -8,8 +10,8 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use courier_client::{
-    CallSpec, CompilerChoice, DEFAULT_LOOKUP_TTL, Invocation, PhaseTimings, Policy, ProviderTarget,
-    Sandbox, SandboxConfig,
+    CallSpec, Client, CompilerChoice, DEFAULT_LOOKUP_TTL, Invocation, PhaseTimings, Policy,
+    ProviderTarget, Sandbox, SandboxConfig,
 };
 use courier_proxy_artifacts as artifacts;
 use courier_transport::StreamPool;
@@ -52,6 +54,29 @@ where
         start.elapsed()
     }))
     .unwrap()
+}
+
+/// `runs` calls of `proxy`, each by a fresh client with the compiled-code directory warm
+/// (one call beforehand writes it): the phases of a repeated `courier call`, process
+/// start and client setup excepted.
+fn from_disk_calls(
+    w: &World,
+    compiler: CompilerChoice,
+    proxy: &'static str,
+    runs: usize,
+) -> Vec<(PhaseTimings, Duration)> {
+    let fresh_call = |c: Client| {
+        w.rt.block_on(w.rt.spawn(async move { call_full(&c, proxy).await }))
+            .unwrap()
+    };
+    fresh_call(client_from_disk(w, compiler));
+    (0..runs)
+        .map(|_| {
+            let (t, provider) = fresh_call(client_from_disk(w, compiler));
+            assert!(t.from_disk, "{t}");
+            (t, provider)
+        })
+        .collect()
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -137,6 +162,15 @@ fn phase_table(w: &World) {
             }))
             .unwrap();
         rows.push((label.to_string(), t));
+    }
+    for (label, compiler) in [
+        ("digest 126 KB from disk (cranelift)", cranelift),
+        ("digest 126 KB from disk (winch)", winch),
+    ] {
+        rows.push((
+            label.to_string(),
+            from_disk_calls(w, compiler, "acme/digest", 30),
+        ));
     }
     eprintln!(
         "\nphase medians in µs (lookup, fetch, verify, compile, instantiate, invoke (of which provider), drop, total):"
@@ -256,6 +290,16 @@ fn benches(c: &mut Criterion) {
                 b.iter_custom(|n| timed(&w.rt, n, || call(&cold, proxy)))
             });
         }
+        // A fresh client each call, the compiled-code directory warm: only the calls are
+        // timed, not the clients' setup.
+        g.bench_function(format!("{label}_from_disk/acme/digest"), |b| {
+            b.iter_custom(|n| {
+                from_disk_calls(&w, compiler, "acme/digest", n as usize)
+                    .iter()
+                    .map(|(t, _)| t.total)
+                    .sum()
+            })
+        });
     }
     g.finish();
 

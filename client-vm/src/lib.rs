@@ -58,8 +58,9 @@ pub use policy::{EndpointRefusal, EndpointRule, EndpointRules, ProxyOrigin};
 pub use ipnet::IpNet;
 pub use provider::{ProviderError, ProviderPool, ProviderTarget};
 pub use sandbox::{
-    CompileError, Compiled, CompilerChoice, RunError, RunFailure, RunLogs, RunOutput, RunTimings,
-    Sandbox, SandboxConfig, SandboxError, TypedOutput,
+    COMPILED_DIR, COMPILED_KEY_FILE, CompileError, Compiled, CompiledCodeKey, CompilerChoice,
+    DEFAULT_DISK_CACHE_BYTES, DiskCacheConfig, DiskCacheError, DiskCacheStats, RunError,
+    RunFailure, RunLogs, RunOutput, RunTimings, Sandbox, SandboxConfig, SandboxError, TypedOutput,
 };
 pub use state::{KEYS_FILE, StateError, VERSIONS_FILE};
 pub use trust::{LearnError, OperatorLearnError, TrustError, TrustRefusal, TrustStore};

@@ -99,8 +99,10 @@ pub struct CallArgs {
     #[arg(long = "pin-version", value_parser = parse_pin)]
     pub pins: Vec<(String, semver::Version)>,
     /// Where this client keeps its key (`courier client init`), the highest proxy versions
-    /// it accepted and the key rotations and revocations it learned. With a key there,
-    /// outcomes are reported to the registry's service history under it.
+    /// it accepted, the key rotations and revocations it learned, and the code it compiled
+    /// (`compiled/`, authenticated with a key derived from the client's, or `compiled.key`,
+    /// so the next call loads it instead of compiling again). With a key there, outcomes
+    /// are reported to the registry's service history under it.
     #[arg(long, env = "COURIER_STATE_DIR", default_value = "courier-client")]
     pub state_dir: PathBuf,
     /// The registry.

@@ -5,7 +5,8 @@ use super::console::CliConsole;
 use crate::cli::CallArgs;
 use anyhow::Context;
 use courier_client::{
-    Answer, CallSpec, Client, ClientConfig, FreshnessRefusal, RejectReason, ReportMode,
+    Answer, CallSpec, Client, ClientConfig, DiskCacheConfig, FreshnessRefusal, RejectReason,
+    ReportMode,
 };
 use std::sync::Arc;
 
@@ -23,6 +24,12 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     // One call per process: a watched lookup cache would cost a subscription, save nothing.
     config.lookup_ttl = std::time::Duration::ZERO;
     config.state_dir = Some(args.state_dir.clone());
+    // Every call is a new process: keep the code it compiles for the next one, in the state
+    // directory, authenticated with a key derived from the client's (or one made for it).
+    match DiskCacheConfig::in_state_dir(&args.state_dir, config.key.as_ref()) {
+        Ok(disk) => config.sandbox.disk_cache = Some(disk),
+        Err(e) => tracing::warn!("compiled code is not kept between calls: {e}"),
+    }
     config.pins = args.pins.iter().cloned().collect();
     config.registry_pins = args.registry.pins()?;
     let registry = args

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, dead_code, missing_docs)]
 
 use courier_client::{
-    CallSpec, Client, ClientConfig, CompilerChoice, PhaseTimings, ReportMode, SandboxConfig,
-    TrustStore,
+    CallSpec, Client, ClientConfig, CompiledCodeKey, CompilerChoice, DEFAULT_DISK_CACHE_BYTES,
+    DiskCacheConfig, PhaseTimings, ReportMode, SandboxConfig, TrustStore,
 };
 use courier_example_services as examples;
 use courier_protocol::provider::{Call, ProviderHello, Reply};
@@ -23,7 +23,7 @@ pub struct World {
     pub registry: RegistryHandle,
     pub provider: ServiceHandle,
     pub key: SigningKey,
-    pub _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 pub fn world() -> World {
@@ -72,7 +72,7 @@ pub fn world() -> World {
         registry,
         provider,
         key,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -86,12 +86,34 @@ pub fn client_with(
     cache: bool,
     lookup_ttl: Duration,
 ) -> Client {
+    client_built(w, compiler, cache, lookup_ttl, None)
+}
+
+/// A fresh client (as a new `courier call` process has: nothing compiled in memory) that
+/// keeps compiled code in the world's compiled-code directory.
+pub fn client_from_disk(w: &World, compiler: CompilerChoice) -> Client {
+    let disk = DiskCacheConfig {
+        dir: w.dir.path().join("client-compiled"),
+        key: CompiledCodeKey::from_bytes([3; 32]),
+        max_bytes: DEFAULT_DISK_CACHE_BYTES,
+    };
+    client_built(w, compiler, true, Duration::ZERO, Some(disk))
+}
+
+pub fn client_built(
+    w: &World,
+    compiler: CompilerChoice,
+    cache: bool,
+    lookup_ttl: Duration,
+    disk_cache: Option<DiskCacheConfig>,
+) -> Client {
     let mut config = ClientConfig::new(TrustStore::from_keys([VendorKey::of(&w.key)]));
     config.report = ReportMode::Off;
     config.lookup_ttl = lookup_ttl;
     config.sandbox = SandboxConfig {
         compiler,
         cache_compiled: cache,
+        disk_cache,
         ..SandboxConfig::default()
     };
     let registry = w.rt.block_on(RegistryClient::connect(

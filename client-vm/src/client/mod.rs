@@ -143,10 +143,22 @@ impl Client {
         self.holdings.len()
     }
 
-    /// Discards what the sandbox kept for proxies whose vendor key is no longer trusted.
+    /// Discards what the sandbox kept for proxies whose vendor key is no longer trusted:
+    /// in memory, for the leases this client ran; in its compiled-code directory, for every
+    /// file whose vendor may no longer sign for its service (whichever process wrote it).
     fn discard_untrusted(&self) {
         let trust = self.trust.read();
         self.holdings.keep_trusted(|k| trust.check(k).is_ok());
+        let now = vet::now_ms();
+        let gone = self
+            .sandbox
+            .evict_stored(|k, service| trust.check_for(k, service, now).is_ok());
+        if gone > 0 {
+            tracing::info!(
+                files = gone,
+                "compiled code discarded: its vendor is no longer trusted"
+            );
+        }
     }
 
     /// A copy of the trust store.

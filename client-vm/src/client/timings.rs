@@ -15,10 +15,14 @@ pub struct PhaseTimings {
     pub fetch: Duration,
     /// Signature, trust, times, hash and capability checks.
     pub verify: Duration,
-    /// Compilation, or the cache lookup on a hit.
+    /// Compilation, or the cache lookup on a hit, or loading from the compiled-code
+    /// directory.
     pub compile: Duration,
-    /// Whether the compiled component came from the cache.
+    /// Whether the compiled component came from the in-memory cache.
     pub cache_hit: bool,
+    /// Whether it was loaded from the client's compiled-code directory (no fetch, no
+    /// compilation).
+    pub from_disk: bool,
     /// Fresh store and instantiation.
     pub instantiate: Duration,
     /// The call, provider round trips included.
@@ -50,7 +54,13 @@ impl fmt::Display for PhaseTimings {
             us(self.fetch),
             us(self.verify),
             us(self.compile),
-            if self.cache_hit { " (cached)" } else { "" },
+            if self.cache_hit {
+                " (cached)"
+            } else if self.from_disk {
+                " (from disk)"
+            } else {
+                ""
+            },
             us(self.instantiate),
             us(self.invoke),
             us(self.drop),

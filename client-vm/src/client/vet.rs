@@ -15,7 +15,9 @@
 //! 7. the imports it declares are granted by the policy;
 //! 8. the size it declares is within the policy's cap;
 //! 9. the component is fetched by hash, reading no more than that declared size (or taken
-//!    compiled from the cache, which holds only components that passed 9–11 before);
+//!    compiled from the cache, which holds only components that passed 9–11 before, or
+//!    loaded from the client's compiled-code directory, whose files it wrote after 9–11 and
+//!    authenticates before deserializing; their real imports are checked again);
 //! 10. its bytes have the declared hash and size;
 //! 11. its real imports are granted (read from the component before compiling) and its real
 //!     exports include the function called.
@@ -27,7 +29,7 @@ use super::timings::{PhaseTimer, timed};
 use super::{Client, PhaseTimings, RejectReason};
 use crate::invoke::{CallSpec, lookup};
 use crate::policy::Policy;
-use crate::sandbox::{CompileError, Compiled};
+use crate::sandbox::{CompileError, Compiled, Provenance};
 use courier_protocol::{Candidate, Manifest, Verified};
 use courier_transport::RegistryClient;
 use std::sync::Arc;
@@ -96,11 +98,20 @@ impl Client {
             let _compiling = PhaseTimer::start(&mut timings.compile);
             self.sandbox.cached(&hash)
         };
-        let compiled = match cached {
+        let cached = match cached {
             Some(compiled) => {
                 timings.cache_hit = true;
-                compiled
+                Some(compiled)
             }
+            None => {
+                let loading = self.sandbox.load_compiled(hash, now);
+                let loaded = timed(&mut timings.compile, loading).await;
+                timings.from_disk = loaded.is_some();
+                loaded
+            }
+        };
+        let compiled = match cached {
+            Some(compiled) => compiled,
             None => {
                 let size = manifest.component_size;
                 let deadline = policy.limits.fetch_timeout;
@@ -115,7 +126,12 @@ impl Client {
                     .map_err(RejectReason::Fetch)?;
                 let checking = check_hash_and_size(bytes, &manifest); // 10. hash and size
                 let bytes = timed(&mut timings.verify, checking).await?;
-                let compiling = self.sandbox.compile_hashed(bytes, hash); // 11. real imports
+                let provenance = Provenance {
+                    vendor: manifest.vendor_key,
+                    service: manifest.name.clone(),
+                    not_after_ms: manifest.not_after_ms,
+                };
+                let compiling = self.sandbox.compile_hashed(bytes, hash, Some(provenance)); // 11.
                 let (compiled, hit) = timed(&mut timings.compile, compiling)
                     .await
                     .map_err(compile_refusal)?;
@@ -192,7 +208,7 @@ fn compile_refusal(error: CompileError) -> RejectReason {
 }
 
 /// Now, in milliseconds since the Unix epoch (for the validity window).
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

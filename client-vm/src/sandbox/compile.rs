@@ -1,14 +1,18 @@
-//! Compiling and its cache: the size cap, the component's real interfaces read and its
+//! Compiling and its caches: the size cap, the component's real interfaces read and its
 //! imports checked against the policy before a byte is compiled, compilation on the
-//! blocking pool, and the in-memory cache of compiled components keyed by content hash.
+//! blocking pool, the in-memory cache of compiled components keyed by content hash, and
+//! the way to and from the client's own compiled-code directory (`disk_cache`).
 //!
-//! Compiled code is only ever produced here from bytes whose hash the caller checked; this
-//! module never calls `Component::deserialize`.
+//! Compiled code is only ever produced here from bytes whose hash the caller checked, or
+//! loaded from a file this client wrote (its tag checked by `disk_cache` first); a loaded
+//! component's stored imports are checked against the current policy and linked like a
+//! compiled one's.
 
 use super::Sandbox;
+use super::disk_cache::{DiskCache, StoredHeader};
 use super::store::RunState;
 use crate::policy::{MissingCapabilities, Policy};
-use courier_protocol::{ComponentInterfaces, ContentHash, InspectError};
+use courier_protocol::{ComponentInterfaces, ContentHash, InspectError, VendorKey};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -42,7 +46,8 @@ pub enum CompileError {
     Task(String),
 }
 
-/// A component compiled by this sandbox (never deserialized from outside).
+/// A component compiled by this sandbox, or loaded from a file it wrote (never
+/// deserialized from anything else).
 pub struct Compiled {
     hash: ContentHash,
     size: usize,
@@ -50,6 +55,19 @@ pub struct Compiled {
     component: Component,
     pub(super) pre: InstancePre<RunState>,
     compile_time: Duration,
+    from_disk: bool,
+}
+
+/// The manifest a component is compiled for, as its compiled-code file records it (for
+/// eviction across processes: revocation, trust, expiry).
+#[derive(Debug, Clone)]
+pub(crate) struct Provenance {
+    /// The manifest's vendor key.
+    pub(crate) vendor: VendorKey,
+    /// Its service name.
+    pub(crate) service: String,
+    /// The end of its validity (ms since the Unix epoch).
+    pub(crate) not_after_ms: u64,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -58,6 +76,7 @@ impl std::fmt::Debug for Compiled {
             .field("hash", &self.hash)
             .field("size", &self.size)
             .field("compile_time", &self.compile_time)
+            .field("from_disk", &self.from_disk)
             .finish_non_exhaustive()
     }
 }
@@ -79,9 +98,13 @@ impl Compiled {
     pub fn component(&self) -> &Component {
         &self.component
     }
-    /// How long compiling took.
+    /// How long compiling took (or loading, when loaded from the compiled-code directory).
     pub fn compile_time(&self) -> Duration {
         self.compile_time
+    }
+    /// Whether it was loaded from the client's compiled-code directory instead of compiled.
+    pub fn from_disk(&self) -> bool {
+        self.from_disk
     }
 }
 
@@ -91,7 +114,8 @@ impl Sandbox {
         self.cache.len()
     }
 
-    /// Drops every cached compiled component.
+    /// Drops every compiled component cached in memory (the compiled-code directory keeps
+    /// its files).
     pub fn clear_cache(&self) {
         self.cache.clear();
     }
@@ -106,10 +130,11 @@ impl Sandbox {
         self.cache.contains(hash)
     }
 
-    /// Drops the cached compilation of `hash`; false if there was none. A run already
-    /// holding it finishes with it; the next call compiles again.
+    /// Drops the cached compilation of `hash`, in memory and in the compiled-code
+    /// directory; false if there was none. A run already holding it finishes with it; the
+    /// next call compiles again.
     pub fn discard_compiled(&self, hash: &ContentHash) -> bool {
-        self.cache.remove(hash)
+        self.kept().drop_compiled(hash)
     }
 
     /// What the client checks of bytes before compiling them: the size cap, their type
@@ -129,16 +154,19 @@ impl Sandbox {
         let hash = tokio::task::spawn_blocking(move || ContentHash::of(&hashing))
             .await
             .map_err(|e| CompileError::Task(e.to_string()))?;
-        self.compile_hashed(bytes, hash).await
+        self.compile_hashed(bytes, hash, None).await
     }
 
     /// [`Sandbox::compile`] of bytes whose hash the caller has just checked to be `hash`
     /// (so they are not hashed again; a wrong hash would file them under another
-    /// component's name in the cache, so only this crate may say so).
+    /// component's name in the cache, so only this crate may say so). With `provenance`
+    /// (the manifest it is compiled for), the code is also written to the compiled-code
+    /// directory, if the sandbox has one.
     pub(crate) async fn compile_hashed(
         &self,
         bytes: Arc<[u8]>,
         hash: ContentHash,
+        provenance: Option<Provenance>,
     ) -> Result<(Arc<Compiled>, bool), CompileError> {
         if let Some(c) = self.cache.get(&hash) {
             return Ok((c, true));
@@ -146,6 +174,7 @@ impl Sandbox {
         let policy = self.policy.clone();
         let engine = self.engine.clone();
         let linker = self.linker.clone();
+        let disk = self.disk.clone().zip(provenance);
         let compiled = tokio::task::spawn_blocking(move || {
             let interfaces = inspect_within_policy(&policy, &bytes)?;
             let started = Instant::now();
@@ -154,20 +183,105 @@ impl Sandbox {
             let pre = linker
                 .instantiate_pre(&component)
                 .map_err(|e| CompileError::Link(format!("{e:#}")))?;
-            Ok::<_, CompileError>(Compiled {
+            let compiled = Compiled {
                 hash,
                 size: bytes.len(),
                 interfaces,
                 component,
                 pre,
                 compile_time: started.elapsed(),
-            })
+                from_disk: false,
+            };
+            if let Some((disk, provenance)) = disk {
+                store(&disk, &compiled, provenance);
+            }
+            Ok::<_, CompileError>(compiled)
         })
         .await
         .map_err(|e| CompileError::Task(e.to_string()))??;
         let compiled = Arc::new(compiled);
         self.cache.insert(hash, compiled.clone());
         Ok((compiled, false))
+    }
+
+    /// The component of `hash` from the compiled-code directory, if this client wrote it
+    /// there (its tag checked before it is deserialized), its manifest's validity has not
+    /// ended at `now_ms`, its imports are still granted by the policy and it links; then
+    /// also kept in memory. `None` otherwise (compile it). Runs on the blocking pool.
+    pub(crate) async fn load_compiled(
+        &self,
+        hash: ContentHash,
+        now_ms: u64,
+    ) -> Option<Arc<Compiled>> {
+        let disk = self.disk.clone()?;
+        let policy = self.policy.clone();
+        let engine = self.engine.clone();
+        let linker = self.linker.clone();
+        let loading = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let (component, header) = disk.load(&engine, &hash, now_ms)?;
+            let StoredHeader {
+                size,
+                exports,
+                imports,
+                ..
+            } = header;
+            let interfaces = ComponentInterfaces { exports, imports };
+            let size = usize::try_from(size).ok()?;
+            if let Err(e) = check_size_cap(&policy, size)
+                .and_then(|()| Ok(policy.check_imports(&interfaces.imports)?))
+            {
+                tracing::debug!(component = %hash, "compiled code not used: {e}");
+                return None;
+            }
+            let pre = match linker.instantiate_pre(&component) {
+                Ok(pre) => pre,
+                Err(e) => {
+                    tracing::debug!(component = %hash, "compiled code not used: link: {e:#}");
+                    return None;
+                }
+            };
+            Some(Compiled {
+                hash,
+                size,
+                interfaces,
+                component,
+                pre,
+                compile_time: started.elapsed(),
+                from_disk: true,
+            })
+        });
+        let compiled = Arc::new(loading.await.ok()??);
+        self.cache.insert(hash, compiled.clone());
+        Some(compiled)
+    }
+
+    /// What the compiled-code directory did so far; `None` when the sandbox has none.
+    pub fn disk_cache_stats(&self) -> Option<super::DiskCacheStats> {
+        self.disk.as_ref().map(|d| d.stats())
+    }
+
+    /// Deletes from the compiled-code directory the files of components whose manifest's
+    /// vendor `keep` no longer accepts for its service; returns how many went.
+    pub(crate) fn evict_stored(&self, keep: impl Fn(&VendorKey, &str) -> bool) -> usize {
+        self.disk.as_ref().map_or(0, |d| d.retain(keep))
+    }
+}
+
+/// Writes `compiled` to the compiled-code directory; a failure is logged (the next process
+/// compiles again).
+fn store(disk: &DiskCache, compiled: &Compiled, provenance: Provenance) {
+    let header = StoredHeader {
+        hash: compiled.hash,
+        size: compiled.size as u64,
+        exports: compiled.interfaces.exports.clone(),
+        imports: compiled.interfaces.imports.clone(),
+        vendor: provenance.vendor,
+        service: provenance.service,
+        not_after_ms: provenance.not_after_ms,
+    };
+    if let Err(e) = disk.store(&compiled.component, &header) {
+        tracing::debug!(component = %compiled.hash, "compiled code not kept on disk: {e}");
     }
 }
 

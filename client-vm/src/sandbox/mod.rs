@@ -11,17 +11,26 @@
 //! [`RunOutput`].
 //!
 //! Rooms: `engine` (engine configuration, linker, epoch ticker), `compile` (size cap,
-//! inspection, compilation, the compiled-component cache), `store` (one run's store data
-//! and limits), `run` (instantiate, call, discard), `failure` (what a wasmtime error
-//! stands for).
+//! inspection, compilation, the compiled-component cache), `disk_cache` and `disk_key`
+//! (the client's own compiled code kept across processes, authenticated), `store` (one
+//! run's store data and limits), `run` (instantiate, call, discard), `failure` (what a
+//! wasmtime error stands for).
 
 mod compile;
+mod disk_cache;
+mod disk_key;
 mod engine;
 mod failure;
 mod run;
 mod store;
 
+pub(crate) use compile::Provenance;
 pub use compile::{CompileError, Compiled};
+pub use disk_cache::DiskCacheStats;
+pub use disk_key::{
+    COMPILED_DIR, COMPILED_KEY_FILE, CompiledCodeKey, DEFAULT_DISK_CACHE_BYTES, DiskCacheConfig,
+    DiskCacheError,
+};
 pub use engine::SandboxError;
 pub use failure::RunError;
 pub use run::{RunFailure, RunLogs, RunOutput, RunTimings, TypedOutput};
@@ -30,6 +39,7 @@ use crate::host::{HostFacts, OperatorConsole, TerminalConsole};
 use crate::policy::{Policy, ProxyOrigin};
 use crate::provider::ProviderPool;
 use compile::ComponentCache;
+use disk_cache::DiskCache;
 use engine::{EpochTicker, build_linker, engine_config};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,6 +86,10 @@ pub struct SandboxConfig {
     pub cache_compiled: bool,
     /// Most compiled components kept.
     pub cache_entries: usize,
+    /// Keep compiled code on disk too, for the next process (only with `cache_compiled`):
+    /// a one-shot client then loads what it compiled before instead of compiling it again.
+    /// `None` (the default) keeps nothing on disk.
+    pub disk_cache: Option<DiskCacheConfig>,
     /// Period of the epoch ticker (the granularity of the CPU deadline).
     pub epoch_tick: Duration,
     /// Largest wasm stack of a run.
@@ -103,6 +117,7 @@ impl Default for SandboxConfig {
             max_concurrent_runs: 8,
             cache_compiled: true,
             cache_entries: 64,
+            disk_cache: None,
             epoch_tick: Duration::from_millis(10),
             max_wasm_stack: 512 << 10,
             reuse_provider_connections: true,
@@ -120,6 +135,7 @@ pub struct Sandbox {
     policy: Arc<Policy>,
     config: SandboxConfig,
     cache: Arc<ComponentCache>,
+    disk: Option<Arc<DiskCache>>,
     live: Arc<AtomicUsize>,
     _ticker: EpochTicker,
     pool: Arc<ProviderPool>,
@@ -159,6 +175,17 @@ impl Sandbox {
         let linker =
             build_linker(&engine, &policy).map_err(|e| SandboxError::Linker(format!("{e:#}")))?;
         let ticker = EpochTicker::start(&engine, config.epoch_tick)?;
+        let disk = config
+            .disk_cache
+            .as_ref()
+            .filter(|_| config.cache_compiled)
+            .and_then(|dc| match DiskCache::open(dc, &engine, config.compiler) {
+                Ok(disk) => Some(Arc::new(disk)),
+                Err(e) => {
+                    tracing::warn!(dir = %dc.dir.display(), "compiled code not kept on disk: {e}");
+                    None
+                }
+            });
         let facts = Arc::new(facts.filtered(&policy.allowed_facts));
         let runs = tokio::sync::Semaphore::new(config.max_concurrent_runs.max(1) as usize);
         let pool = Arc::new(ProviderPool::with_rules(
@@ -175,6 +202,7 @@ impl Sandbox {
                 config.cache_compiled,
                 config.cache_entries,
             )),
+            disk,
             config,
             live: Arc::new(AtomicUsize::new(0)),
             _ticker: ticker,
@@ -213,6 +241,7 @@ impl Sandbox {
     pub(crate) fn kept(&self) -> Kept {
         Kept {
             cache: self.cache.clone(),
+            disk: self.disk.clone(),
             pool: self.pool.clone(),
         }
     }
@@ -223,13 +252,17 @@ impl Sandbox {
 #[derive(Clone)]
 pub(crate) struct Kept {
     cache: Arc<ComponentCache>,
+    disk: Option<Arc<DiskCache>>,
     pool: Arc<ProviderPool>,
 }
 
 impl Kept {
-    /// Drops the compiled component of `hash`; false if none was kept.
+    /// Drops the compiled component of `hash`, in memory and in the compiled-code
+    /// directory; false if none was kept.
     pub(crate) fn drop_compiled(&self, hash: &courier_protocol::ContentHash) -> bool {
-        self.cache.remove(hash)
+        let in_memory = self.cache.remove(hash);
+        let on_disk = self.disk.as_ref().is_some_and(|d| d.remove(hash));
+        in_memory || on_disk
     }
 
     /// Closes the kept connections to the provider with TLS key `pin`; returns how many.
