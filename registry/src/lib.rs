@@ -42,7 +42,7 @@ pub use core::state::{
     Change, FlushStats, LeasePageRows, NoHeadroom, PageRow, Planned, RegistryState, RestartCounts,
     Restorer, StateConfig,
 };
-pub use driver::{Heard, LISTENING_QUEUE, ListeningFeed, Registry, StreamId};
+pub use driver::{EXPIRY_SLICE, Heard, LISTENING_QUEUE, ListeningFeed, Registry, StreamId};
 pub use errors::FreshnessRefused;
 pub use errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, OpenError, ReadError,

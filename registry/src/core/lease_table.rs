@@ -6,7 +6,9 @@
 //! [`LeaseTable::expire`] collects it and reports it expired.
 //!
 //! Deadlines are kept in an ordered set of `(deadline, id)`, so grant, renew, cancel and the
-//! expiry of one lease are O(log n), and [`LeaseTable::next_deadline`] is O(log n).
+//! expiry of one lease are O(log n), and [`LeaseTable::next_deadline`] is O(log n). A storm
+//! of leases due at once can be collected in slices ([`LeaseTable::expire_at_most`]): each
+//! slice takes the next due leases off the front of that set, never rescanning the rest.
 //!
 //! Restart: [`LeaseTable::restore`] brings back a lease with the time it had left
 //! ([`Restore::Remaining`]), or, when it ran out while the registry was down
@@ -312,9 +314,16 @@ impl LeaseTable {
     /// Removes every lease whose deadline is at or before `now` and returns their ids,
     /// earliest deadline first.
     pub fn expire(&mut self, now: Millis) -> Vec<LeaseId> {
+        self.expire_at_most(now, usize::MAX)
+    }
+
+    /// [`LeaseTable::expire`], but at most `max` leases: the earliest due ones, earliest
+    /// deadline first. The rest stay for a later call, which finds them at the front of the
+    /// deadline index (O(log n) each, whatever is left).
+    pub fn expire_at_most(&mut self, now: Millis, max: usize) -> Vec<LeaseId> {
         let mut out = Vec::new();
         while let Some(&(deadline, id)) = self.by_deadline.first() {
-            if deadline > now {
+            if deadline > now || out.len() >= max {
                 break;
             }
             self.by_deadline.pop_first();
@@ -365,6 +374,9 @@ impl LeaseTable {
         self.leases.insert(id, state);
     }
 }
+
+#[cfg(test)]
+mod slicing;
 
 #[cfg(test)]
 mod tests {

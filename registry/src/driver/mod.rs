@@ -12,19 +12,21 @@
 //! and say so in their docs; the server runs them on the blocking pool, except the bounded
 //! manifest read of a lookup ([`Registry::find`]). The methods here work in memory only.
 
+mod expiry;
 mod interests;
 mod listening;
 mod people;
 mod reads;
 mod writes;
 
+pub use expiry::EXPIRY_SLICE;
 pub use listening::{Heard, LISTENING_QUEUE, ListeningFeed, StreamId};
 
 use crate::config::RegistryConfig;
 use crate::core::events::EventRecord;
 use crate::core::interests::InterestBook;
 use crate::core::lease_table::Millis;
-use crate::core::state::{Change, NoHeadroom, Planned, RegistryState, Restorer};
+use crate::core::state::{Change, Planned, RegistryState, Restorer};
 use crate::errors::{LeaseError, OpenError};
 use crate::store::{RedbStore, Storage, StoreError};
 use courier_protocol::limits::MAX_EVENT_BATCH;
@@ -280,22 +282,6 @@ impl Registry {
         ttl_ms: u64,
     ) -> Result<LeaseGrant, LeaseError> {
         self.with_state(|st| st.renew(now, key, lease, ttl_ms))
-    }
-
-    /// Collects every lease whose deadline is at or before `now`: they leave the catalog,
-    /// get an `Expired` event, and are deleted from the store by the next flush. Memory
-    /// only; [`NoHeadroom`] asks for [`Registry::reserve_events`] first. Returns how many
-    /// expired.
-    pub fn expire(&self, now: Millis) -> Result<usize, NoHeadroom> {
-        let ids = self.with_state(|st| st.expire(now))?;
-        if ids.len() < 16 {
-            for id in &ids {
-                tracing::info!(lease = %id, "expired");
-            }
-        } else {
-            tracing::info!(count = ids.len(), "leases expired");
-        }
-        Ok(ids.len())
     }
 
     /// The earliest lease deadline.

@@ -1,6 +1,7 @@
 //! The server's background tasks: expiry (sleeps until the next lease deadline, woken early
-//! when an earlier one appears), the write-behind flush, and the notifications of event
-//! registrations. Whatever commits runs on the blocking pool.
+//! when an earlier one appears, then collects what is due in slices), the write-behind
+//! flush, and the notifications of event registrations. Whatever commits runs on the
+//! blocking pool.
 
 use crate::driver::Registry;
 use crate::observe::Observer;
@@ -24,7 +25,8 @@ pub(super) async fn expiry(
             _ = shutdown.changed() => break,
             _ = notified => {}
             _ = tokio::time::sleep_until(wake) => {
-                let expired = registry.expire(registry.now());
+                // In slices, yielding between them: a storm never holds lookups long.
+                let expired = registry.expire_due().await;
                 if let (Ok(n), Some(o)) = (&expired, &observer) {
                     o.expired(*n);
                 }

@@ -197,13 +197,20 @@ impl RegistryState {
     /// with an `Expired` event and is deleted from the store by the next flush. Returns the
     /// expired leases, earliest deadline first.
     pub fn expire(&mut self, now: Millis) -> Result<Vec<LeaseId>, NoHeadroom> {
-        if self.table.next_deadline().is_none_or(|d| d > now) {
+        self.expire_at_most(now, usize::MAX)
+    }
+
+    /// [`RegistryState::expire`] for at most `max` leases, the earliest due: one slice of
+    /// an expiry storm. The rest stay due (dead to every operation already) for the next
+    /// slice; [`RegistryState::is_due`] says whether any are left.
+    pub fn expire_at_most(&mut self, now: Millis, max: usize) -> Result<Vec<LeaseId>, NoHeadroom> {
+        if !self.is_due(now) {
             return Ok(Vec::new());
         }
         if self.events.headroom() < self.table.len() as u64 {
             return Err(NoHeadroom);
         }
-        let ids = self.table.expire(now);
+        let ids = self.table.expire_at_most(now, max);
         for id in &ids {
             self.retire(now, *id, Retire::Expired);
             self.deleted.push(*id);
@@ -243,6 +250,11 @@ impl RegistryState {
     /// The earliest lease deadline.
     pub fn next_deadline(&self) -> Option<Millis> {
         self.table.next_deadline()
+    }
+
+    /// Whether a lease is due at `now` (its deadline passed, not collected yet).
+    pub fn is_due(&self, now: Millis) -> bool {
+        self.table.next_deadline().is_some_and(|d| d <= now)
     }
 
     /// The registrations matching `query` at `now`, ranked.

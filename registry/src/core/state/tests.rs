@@ -215,6 +215,61 @@ fn expiry_collects_due_leases_and_queues_their_deletion() {
 }
 
 #[test]
+fn expiry_in_slices_gives_each_lease_its_event_in_order_and_spares_a_renewal() {
+    let mut st = started();
+    let (key, vendor) = signing(1);
+    for n in 1..=5 {
+        register(&mut st, 0, n, &key, &format!("acme/s{n}"), 100);
+    }
+    register(&mut st, 0, 6, &key, "acme/late", 300);
+    let seq = st.events().next_seq();
+    assert_eq!(
+        st.expire_at_most(Millis(100), 2).unwrap(),
+        vec![lease(1), lease(2)]
+    );
+    assert!(st.is_due(Millis(100)));
+    // Between slices: the lease due later is renewed; the due ones are dead to renewals.
+    st.renew(Millis(150), &vendor, lease(6), 1_000).unwrap();
+    assert!(matches!(
+        st.renew(Millis(150), &vendor, lease(3), 1_000),
+        Err(LeaseError::Unknown(_))
+    ));
+    assert_eq!(found(&st, 150), vec![lease(6)]);
+    // The next slices (at 300, past the renewed lease's old deadline) take the rest.
+    assert_eq!(
+        st.expire_at_most(Millis(300), 2).unwrap(),
+        vec![lease(3), lease(4)]
+    );
+    assert_eq!(st.expire_at_most(Millis(300), 2).unwrap(), vec![lease(5)]);
+    assert!(!st.is_due(Millis(300)));
+    assert_eq!(
+        st.expire_at_most(Millis(300), 2).unwrap(),
+        Vec::<LeaseId>::new()
+    );
+    assert_eq!(found(&st, 300), vec![lease(6)]);
+    // One event each, in deadline order, with the renewal where it happened.
+    let events: Vec<_> = st
+        .events()
+        .records_from(seq)
+        .map(|r| (r.kind, r.reg.lease))
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            (EventKind::Expired, lease(1)),
+            (EventKind::Expired, lease(2)),
+            (EventKind::Renewed, lease(6)),
+            (EventKind::Expired, lease(3)),
+            (EventKind::Expired, lease(4)),
+            (EventKind::Expired, lease(5)),
+        ]
+    );
+    // One flush deletes every slice's leases.
+    let flush = st.plan_flush(Millis(301), 5_000).unwrap();
+    assert_eq!(flush.batch().delete, (1..=5).map(lease).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_cancellation_that_finds_its_lease_expired_reports_it_gone() {
     let mut st = started();
     let (key, vendor) = signing(1);
