@@ -163,16 +163,11 @@ fn expiry_rows(
     eprintln!("courier: {n} leases due in the same millisecond");
     let dir = tempfile::tempdir()?;
     let c = rt.block_on(courier_side::storm(dir.path(), n))?;
+    // The longest wait is what a stall shows: the storm's fast lookups would hide it in p99.
     rows.push(Row::new(
-        "lookup p99 during the expiry storm (anchor: the same lookups in the 2 s before it)",
-        (
-            c.during.p99().as_secs_f64(),
-            format!("{}, max {}", c.during.describe(), human(c.during.max())),
-        ),
-        (
-            c.calm.p99().as_secs_f64(),
-            format!("{}, max {}", c.calm.describe(), human(c.calm.max())),
-        ),
+        "longest lookup wait during the expiry storm (anchor: the same lookups in the 2 s before it)",
+        (c.during.max().as_secs_f64(), format!("max {}, {}", human(c.during.max()), c.during.describe())),
+        (c.calm.max().as_secs_f64(), format!("max {}, {}", human(c.calm.max()), c.calm.describe())),
         Better::Lower,
     ));
     let Some(etcd_dir) = etcd_dir else {
