@@ -343,6 +343,10 @@ pub enum ErrorKind {
     UnknownInterest,
     /// A freshness statement is not newer than the one the registry holds.
     Stale,
+    /// The registry cannot commit now (a cluster node whose store has lost its quorum, or
+    /// that is no longer the cluster's writer); nothing was acknowledged. Retry later or at
+    /// another node; reads still work.
+    Unavailable,
 }
 
 impl fmt::Display for ErrorKind {
@@ -370,6 +374,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::UnknownClient => "unknown client",
             ErrorKind::UnknownInterest => "unknown event registration",
             ErrorKind::Stale => "stale statement",
+            ErrorKind::Unavailable => "unavailable for writes",
         };
         f.write_str(s)
     }

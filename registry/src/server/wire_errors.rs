@@ -70,7 +70,7 @@ impl ToWire for RegisterError {
             RegisterError::Key(e) => e.kind(),
             RegisterError::Banned { .. } => ErrorKind::Banned,
             RegisterError::Draining { .. } => ErrorKind::Draining,
-            RegisterError::Store(_) => ErrorKind::Internal,
+            RegisterError::Store(e) => store(e),
         }
     }
 }
@@ -85,7 +85,7 @@ impl ToWire for StatementRefused {
             },
             StatementRefused::Verify(_) => ErrorKind::BadQuery,
             StatementRefused::Key(e) => e.kind(),
-            StatementRefused::Store(_) => ErrorKind::Internal,
+            StatementRefused::Store(e) => store(e),
         }
     }
 }
@@ -102,7 +102,7 @@ impl ToWire for FreshnessRefused {
             FreshnessRefused::Key(e) => e.kind(),
             FreshnessRefused::NotOwner(_) => ErrorKind::NotOwner,
             FreshnessRefused::NotNewer(_) => ErrorKind::Stale,
-            FreshnessRefused::Store(_) => ErrorKind::Internal,
+            FreshnessRefused::Store(e) => store(e),
         }
     }
 }
@@ -115,7 +115,7 @@ impl ToWire for LeaseError {
             LeaseError::Revoked { .. } => ErrorKind::LeaseRevoked,
             LeaseError::Draining { .. } => ErrorKind::Draining,
             LeaseError::NoHeadroom => ErrorKind::Busy,
-            LeaseError::Store(_) => ErrorKind::Internal,
+            LeaseError::Store(e) => store(e),
         }
     }
 }
@@ -124,7 +124,7 @@ impl ToWire for FindError {
     fn kind(&self) -> ErrorKind {
         match self {
             FindError::Query(_) => ErrorKind::BadQuery,
-            FindError::Store(_) => ErrorKind::Internal,
+            FindError::Store(e) => store(e),
         }
     }
 }
@@ -133,7 +133,7 @@ impl ToWire for ReadError {
     fn kind(&self) -> ErrorKind {
         match self {
             ReadError::NotFound(_) => ErrorKind::NotFound,
-            ReadError::Store(_) => ErrorKind::Internal,
+            ReadError::Store(e) => store(e),
         }
     }
 }
@@ -143,7 +143,7 @@ impl ToWire for ReportError {
         match self {
             ReportError::Invalid(_) => ErrorKind::BadQuery,
             ReportError::UnknownClient(_) => ErrorKind::UnknownClient,
-            ReportError::Store(_) => ErrorKind::Internal,
+            ReportError::Store(e) => store(e),
         }
     }
 }
@@ -152,7 +152,7 @@ impl ToWire for GrantError {
     fn kind(&self) -> ErrorKind {
         match self {
             GrantError::Name(_) => ErrorKind::BadQuery,
-            GrantError::Store(_) => ErrorKind::Internal,
+            GrantError::Store(e) => store(e),
         }
     }
 }
@@ -164,7 +164,7 @@ impl ToWire for AdminError {
             AdminError::Name(_) | AdminError::Reason(_) => ErrorKind::BadQuery,
             AdminError::Statement(_) => ErrorKind::BadSignature,
             AdminError::NotTheSigner { .. } => ErrorKind::Forbidden,
-            AdminError::Store(_) => ErrorKind::Internal,
+            AdminError::Store(e) => store(e),
         }
     }
 }
@@ -175,7 +175,7 @@ impl ToWire for ClientRequestError {
             ClientRequestError::Client(ClientError::Unknown(_)) => ErrorKind::UnknownClient,
             ClientRequestError::Client(ClientError::TooLarge(_)) => ErrorKind::BadQuery,
             ClientRequestError::Forbidden(_) => ErrorKind::Forbidden,
-            ClientRequestError::Store(_) => ErrorKind::Internal,
+            ClientRequestError::Store(e) => store(e),
         }
     }
 }
@@ -203,7 +203,16 @@ impl ToWire for RootPublishError {
                 courier_protocol::DelegationError::Verify(VerifyError::BadSignature),
             )) => ErrorKind::BadSignature,
             RootPublishError::Refused(_) => ErrorKind::BadQuery,
-            RootPublishError::Store(_) => ErrorKind::Internal,
+            RootPublishError::Store(e) => store(e),
         }
+    }
+}
+
+/// A storage failure: `Unavailable` when the store cannot commit now (a cluster store
+/// without quorum), `Internal` otherwise. Nothing was acknowledged either way.
+fn store(e: &crate::store::StoreError) -> ErrorKind {
+    match e {
+        crate::store::StoreError::Unavailable(_) => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
     }
 }

@@ -112,6 +112,10 @@ pub enum StoreError {
     /// Stored bytes do not decode.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The store cannot commit now (a cluster store without quorum, or a node that is no
+    /// longer the writer); nothing was written. Reads from memory go on.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A lease's durable row.
