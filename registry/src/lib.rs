@@ -59,6 +59,8 @@ pub use ops::OpsError;
 pub use server::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, RegistryHandle, ServeError, ServerConfig, serve,
 };
+pub use store::records as store_records;
 pub use store::{
-    Batch, BlobSweep, LeaseRow, RedbStore, Storage, StoreError, StoredLease, StoredMeta,
+    Batch, BlobDir, BlobSweep, LeaseRow, RedbStore, Storage, StoreError, StoredLease, StoredMeta,
+    UsageRecord,
 };

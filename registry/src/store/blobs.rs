@@ -16,13 +16,13 @@ pub struct BlobSweep {
 
 /// The directory of component files.
 #[derive(Debug)]
-pub(super) struct BlobDir {
+pub struct BlobDir {
     dir: PathBuf,
 }
 
 impl BlobDir {
     /// The directory `dir`, created if needed.
-    pub(super) fn open(dir: PathBuf) -> std::io::Result<Self> {
+    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         Ok(Self { dir })
     }
@@ -32,7 +32,7 @@ impl BlobDir {
     }
 
     /// Stores `bytes` under `hash`; nothing happens if a file of that hash and size is there.
-    pub(super) fn put(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), StoreError> {
+    pub fn put(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.path(hash);
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
             return Ok(());
@@ -41,7 +41,7 @@ impl BlobDir {
     }
 
     /// The size of the file of `hash`, if there is one.
-    pub(super) fn size(&self, hash: &ContentHash) -> Result<Option<u64>, StoreError> {
+    pub fn size(&self, hash: &ContentHash) -> Result<Option<u64>, StoreError> {
         match std::fs::metadata(self.path(hash)) {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -50,7 +50,7 @@ impl BlobDir {
     }
 
     /// The bytes stored under `hash`, checked against it.
-    pub(super) fn read(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn read(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
         match std::fs::read(self.path(hash)) {
             Ok(bytes) if ContentHash::of(&bytes) == *hash => Ok(Some(bytes)),
             Ok(_) => Err(StoreError::Corrupt(format!(
@@ -62,7 +62,7 @@ impl BlobDir {
     }
 
     /// Deletes the file of `hash`; one that is not there is no error.
-    pub(super) fn remove(&self, hash: &ContentHash) -> std::io::Result<()> {
+    pub fn remove(&self, hash: &ContentHash) -> std::io::Result<()> {
         match std::fs::remove_file(self.path(hash)) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             other => other,
@@ -73,7 +73,7 @@ impl BlobDir {
     /// this store writes are touched (64 lowercase hex digits, or the temporary prefix);
     /// anything else an operator put there is left alone. A file that cannot be deleted now
     /// is only space: it is logged, and the next open tries again.
-    pub(super) fn sweep(
+    pub fn sweep(
         &self,
         mut needed: impl FnMut(&ContentHash) -> Result<bool, StoreError>,
     ) -> Result<BlobSweep, StoreError> {

@@ -11,7 +11,13 @@ mod blobs;
 mod redb;
 
 pub use self::redb::RedbStore;
-pub use blobs::BlobSweep;
+/// How registrations and lease rows are kept as bytes, for every backend.
+pub mod records {
+    pub use super::redb::{
+        component_of, decode_manifest, encode_manifest, row_from_stored, row_to_stored,
+    };
+}
+pub use blobs::{BlobDir, BlobSweep};
 
 use courier_protocol::{
     AuditEntry, ClientInfo, ContentHash, HistoryEntry, LeaseId, SignedFreshness,

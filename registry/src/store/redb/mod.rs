@@ -84,7 +84,7 @@ const ROW_GRACE_BIT: u64 = 1 << 63;
 
 /// A lease row as the `leases` table keeps it (the grace flag in the top bit of the
 /// renewal count, so the row keeps its shape).
-fn row_to_stored(row: LeaseRow) -> (u64, u64, u64) {
+pub fn row_to_stored(row: LeaseRow) -> (u64, u64, u64) {
     let grace = if row.in_grace { ROW_GRACE_BIT } else { 0 };
     (
         row.expires_at_ms,
@@ -93,7 +93,8 @@ fn row_to_stored(row: LeaseRow) -> (u64, u64, u64) {
     )
 }
 
-fn row_from_stored((expires_at_ms, ttl_ms, renewals): (u64, u64, u64)) -> LeaseRow {
+/// Reads what [`row_to_stored`] wrote.
+pub fn row_from_stored((expires_at_ms, ttl_ms, renewals): (u64, u64, u64)) -> LeaseRow {
     LeaseRow {
         expires_at_ms,
         ttl_ms,
@@ -102,14 +103,16 @@ fn row_from_stored((expires_at_ms, ttl_ms, renewals): (u64, u64, u64)) -> LeaseR
     }
 }
 
-fn encode_manifest(m: &SignedManifest) -> Vec<u8> {
+/// A registration's stored record: the signature (64 bytes), then the canonical manifest.
+pub fn encode_manifest(m: &SignedManifest) -> Vec<u8> {
     let mut v = Vec::with_capacity(64 + m.bytes.len());
     v.extend_from_slice(&m.signature);
     v.extend_from_slice(&m.bytes);
     v
 }
 
-fn decode_manifest(v: &[u8]) -> Result<SignedManifest, StoreError> {
+/// Reads a record [`encode_manifest`] wrote.
+pub fn decode_manifest(v: &[u8]) -> Result<SignedManifest, StoreError> {
     if v.len() < 64 {
         return Err(StoreError::Corrupt("registration record too short".into()));
     }
@@ -123,7 +126,7 @@ fn decode_manifest(v: &[u8]) -> Result<SignedManifest, StoreError> {
 
 /// The component hash a stored registration record names (`None` if it does not decode:
 /// such a record is reported when the registrations are loaded).
-fn component_of(record: &[u8]) -> Option<ContentHash> {
+pub fn component_of(record: &[u8]) -> Option<ContentHash> {
     decode_manifest(record)
         .ok()?
         .peek()
