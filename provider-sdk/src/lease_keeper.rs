@@ -54,6 +54,10 @@ pub struct KeeperConfig {
     /// it here, so it keeps reaching the registry after the overlap (default: memory
     /// only, for the keeper's life).
     pub registry_pins: PinBook,
+    /// Further nodes of a registry cluster (address and pin each), tried in turn after the
+    /// registry given cannot be reached: when the cluster's writer goes, the keeper
+    /// renews the same lease at the node that took over (default: none).
+    pub other_nodes: Vec<(SocketAddr, SpkiPin)>,
 }
 
 impl KeeperConfig {
@@ -70,6 +74,7 @@ impl KeeperConfig {
             freshness_validity: DEFAULT_FRESHNESS_VALIDITY,
             freshness_interval: DEFAULT_FRESHNESS_VALIDITY / 2,
             registry_pins: PinBook::in_memory(),
+            other_nodes: Vec::new(),
         }
     }
 
@@ -199,9 +204,13 @@ impl LeaseKeeper {
     ) -> Self {
         let (state_tx, state) = watch::channel(LeaseState::Registering);
         let (stop, stop_rx) = watch::channel(false);
+        let mut nodes = vec![(registry_addr, registry_pin)];
+        nodes.extend(config.other_nodes.iter().copied());
         let worker = Worker {
             addr: registry_addr,
             pin: registry_pin,
+            nodes,
+            node: 0,
             key,
             bundle,
             config,
@@ -310,6 +319,10 @@ struct Stopped;
 struct Worker {
     addr: SocketAddr,
     pin: SpkiPin,
+    /// The registry given, then `other_nodes`; `addr` and `pin` are the one tried now.
+    nodes: Vec<(SocketAddr, SpkiPin)>,
+    /// Which of `nodes` is tried now.
+    node: usize,
     key: SigningKey,
     bundle: Bundle,
     config: KeeperConfig,
@@ -495,9 +508,26 @@ impl Worker {
                 client.authenticate(&self.key).await?;
                 Ok(client)
             })
-            .await?;
+            .await;
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                self.next_node();
+                return Err(e);
+            }
+        };
         self.client = Some(client.clone());
         Ok(client)
+    }
+
+    /// After a failed connection, the next node of the cluster is tried (if there are
+    /// several).
+    fn next_node(&mut self) {
+        if self.nodes.len() > 1 {
+            self.node = (self.node + 1) % self.nodes.len();
+            (self.addr, self.pin) = self.nodes[self.node];
+            tracing::info!(addr = %self.addr, "trying another node of the registry");
+        }
     }
 
     async fn register(&mut self) -> Result<LeaseGrant, ClientError> {
