@@ -1,0 +1,262 @@
+//! Cluster nodes on a real etcd, in one process: a vendor's registration at the writer is
+//! served, after the writer goes, by the standby that takes over (same lease, same
+//! component bytes, copied beforehand), and the vendor's keeper renews it there; a second
+//! node with a live node's name is refused; another cluster's data directory is refused;
+//! etcd unreachable at start is an error naming the URLs.
+#![allow(clippy::unwrap_used)]
+
+use courier_cluster::{Advert, ClusterError, Node, NodeConfig, mirror};
+use courier_protocol::{ServiceQuery, SigningKey, SpkiPin};
+use courier_provider::{BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
+use courier_registry::{BlobDir, Registry, RegistryHandle, ServerConfig};
+use courier_test_support::etcd::{EtcdMember, SKIP_LINE, etcd_binary};
+use courier_test_support::{init_logs, key, short_leases, wall_now};
+use courier_transport::{Identity, RegistryClient};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn node_config(urls: &[String], cluster: &str, name: &str) -> NodeConfig {
+    NodeConfig {
+        session_ttl: Duration::from_secs(2),
+        ..NodeConfig::new(urls.to_vec(), cluster, name)
+    }
+}
+
+async fn join(urls: &[String], name: &str) -> Result<Arc<Node>, ClusterError> {
+    let config = node_config(urls, "t", name);
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(move || Node::join(config))
+            .await
+            .unwrap()?,
+    ))
+}
+
+/// A free UDP port on loopback, and the pin of the identity made in `dir`.
+fn address_and_pin(dir: &Path) -> (SocketAddr, SpkiPin) {
+    let addr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (identity, _) = Identity::load_or_generate(dir).unwrap();
+    (addr, identity.pin())
+}
+
+/// Waits to be elected, then opens the registry on etcd and serves it at `listen`.
+async fn lead_and_serve(node: Arc<Node>, dir: PathBuf, listen: SocketAddr) -> RegistryHandle {
+    let fence = node.lead().await.unwrap();
+    let store = {
+        let (node, dir) = (node.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || node.store(&dir, Some(fence)))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let registry = tokio::task::spawn_blocking(move || {
+        Registry::open_with(short_leases(&dir), Box::new(store), wall_now())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let server = ServerConfig {
+        listen,
+        ..courier_test_support::loopback()
+    };
+    let handle = courier_registry::serve(Arc::new(registry), server)
+        .await
+        .unwrap();
+    let advert = Advert {
+        addr: handle.local_addr(),
+        pin: handle.pin(),
+    };
+    tokio::task::spawn_blocking(move || node.advertise(&advert))
+        .await
+        .unwrap()
+        .unwrap();
+    handle
+}
+
+fn echo_bundle(key: &SigningKey) -> courier_provider::Bundle {
+    BundleBuilder::new(courier_proxy_artifacts::ECHO)
+        .name("acme/echo")
+        .version("0.1.0")
+        .endpoint("127.0.0.1:7901")
+        .provider_pin(SpkiPin([7; 32]))
+        .sign(key)
+        .unwrap()
+}
+
+async fn echo_at(addr: SocketAddr, pin: SpkiPin) -> Vec<courier_protocol::Candidate> {
+    let c = RegistryClient::connect(addr, pin, "test").await.unwrap();
+    let found = c
+        .find(ServiceQuery {
+            interface: "courier:echo/echo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.close();
+    found
+}
+
+fn etcd(dir: &Path) -> Option<EtcdMember> {
+    if etcd_binary().is_none() {
+        eprintln!("{SKIP_LINE}");
+        return None;
+    }
+    init_logs();
+    Some(EtcdMember::start(&dir.join("etcd")).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(member) = etcd(dir.path()) else {
+        return;
+    };
+    let urls = vec![member.client_url()];
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (addr_a, pin_a) = address_and_pin(&dir_a);
+    let (addr_b, pin_b) = address_and_pin(&dir_b);
+
+    let a = join(&urls, "a").await.unwrap();
+    let handle_a = lead_and_serve(a.clone(), dir_a.clone(), addr_a).await;
+    assert_eq!(handle_a.pin(), pin_a);
+
+    // B waits as a standby, copying the writer's components.
+    let b = join(&urls, "b").await.unwrap();
+    let blobs_b = Arc::new(BlobDir::open(dir_b.join("blobs")).unwrap());
+    let copier = tokio::spawn(mirror::follow(
+        b.etcd().client(),
+        b.layout().clone(),
+        blobs_b.clone(),
+    ));
+    let b_serving = tokio::spawn(lead_and_serve(b.clone(), dir_b.clone(), addr_b));
+    let leader = {
+        let b = b.clone();
+        tokio::task::spawn_blocking(move || b.leader())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(leader.as_deref(), Some("a"));
+
+    let vendor = key(1);
+    let keeper = LeaseKeeper::start_with(
+        addr_a,
+        pin_a,
+        vendor.clone(),
+        echo_bundle(&vendor),
+        KeeperConfig {
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(300),
+            request_timeout: Duration::from_millis(800),
+            other_nodes: vec![(addr_b, pin_b)],
+            ..KeeperConfig::new(Duration::from_secs(2))
+        },
+    );
+    let lease = tokio::time::timeout(Duration::from_secs(10), keeper.wait_active())
+        .await
+        .expect("registered at the writer in time")
+        .unwrap();
+    let found = echo_at(addr_a, pin_a).await;
+    assert_eq!(found.len(), 1);
+    let hash = found[0].manifest.peek().unwrap().component_hash;
+    let size = courier_proxy_artifacts::ECHO.len() as u64;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while blobs_b.size(&hash).unwrap() != Some(size) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the standby copied the component");
+
+    // The writer goes: its session ends, its server stops without a word to anyone.
+    a.leave();
+    drop(handle_a);
+    let handle_b = tokio::time::timeout(Duration::from_secs(15), b_serving)
+        .await
+        .expect("the standby took over")
+        .unwrap();
+    copier.abort();
+    let found = echo_at(addr_b, pin_b).await;
+    assert_eq!(
+        found.len(),
+        1,
+        "the registration is served by the new writer"
+    );
+    assert_eq!(found[0].lease, lease, "under the same lease");
+    let c = RegistryClient::connect(addr_b, pin_b, "test")
+        .await
+        .unwrap();
+    let bytes = c.fetch(hash, size, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(bytes, courier_proxy_artifacts::ECHO);
+    // The keeper renews the same lease at the new writer, well past the lease's end.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let found = echo_at(addr_b, pin_b).await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].lease, lease,
+        "renewed at the new writer, not registered again"
+    );
+    assert!(matches!(*keeper.state().borrow(), LeaseState::Active { lease: l, .. } if l == lease));
+    keeper.shutdown().await.unwrap();
+    handle_b.shutdown().await;
+    b.leave();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_clusters_and_unreachable_etcd_are_refused_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(member) = etcd(dir.path()) else {
+        return;
+    };
+    let urls = vec![member.client_url()];
+    let a = join(&urls, "a").await.unwrap();
+    let err = join(&urls, "a").await.unwrap_err();
+    assert!(
+        matches!(err, ClusterError::NameTaken(ref n) if n == "a"),
+        "{err}"
+    );
+    // Once the first is gone, its name is free.
+    a.leave();
+    let a = join(&urls, "a").await.unwrap();
+
+    // A directory that holds another cluster's data.
+    let node_dir = dir.path().join("node");
+    let other = {
+        let config = node_config(&urls, "other", "x");
+        tokio::task::spawn_blocking(move || Node::join(config))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let d = node_dir.clone();
+    tokio::task::spawn_blocking(move || other.store(&d, None).map(drop))
+        .await
+        .unwrap()
+        .unwrap();
+    let d = node_dir.clone();
+    let a2 = a.clone();
+    let err = tokio::task::spawn_blocking(move || a2.store(&d, None).map(drop))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, ClusterError::OtherCluster { .. }), "{err}");
+
+    // Bad names, and no etcd at all.
+    let err = join(&urls, "no/slash").await.unwrap_err();
+    assert!(matches!(err, ClusterError::BadName { .. }), "{err}");
+    let dead = vec!["http://127.0.0.1:9".to_string()];
+    let config = NodeConfig {
+        deadline: Duration::from_secs(1),
+        ..node_config(&dead, "t", "z")
+    };
+    let err = tokio::task::spawn_blocking(move || Node::join(config))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("http://127.0.0.1:9"), "{err}");
+    a.leave();
+}
