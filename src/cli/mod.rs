@@ -75,6 +75,9 @@ pub enum Command {
     Clients(ClientsArgs),
     /// Act on a running registry as its operator: revoke, ban, drain, audit.
     Admin(AdminArgs),
+    /// A cluster of registry nodes on etcd (cluster mode).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Run the whole flow in one process on loopback: registry, providers, proxies, client.
     Demo(DemoArgs),
     /// Serve an example provider (echo, key-value) to publish a first proxy with.

@@ -11,7 +11,7 @@ use std::time::Duration;
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
     /// Serve a registry over QUIC. Prints its address and TLS pin.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Let another vendor key register, renew and cancel a service name (registry stopped).
     Grant(GrantArgs),
     /// Revoke a vendor key as the operator (registry stopped): its proxies stop matching
@@ -65,6 +65,54 @@ pub struct ServeArgs {
     /// The HTTP listener and webhooks.
     #[command(flatten)]
     pub ops: super::OpsArgs,
+    /// Cluster mode: the registry's state in etcd.
+    #[command(flatten)]
+    pub cluster: ClusterNodeArgs,
+}
+
+/// `courier registry serve --etcd ...`: a node of a cluster.
+#[derive(Debug, Args)]
+pub struct ClusterNodeArgs {
+    /// Serve as a node of a cluster whose state is in etcd, at these client URLs
+    /// (comma-separated). One node writes at a time; the others wait as standbys and take
+    /// over when it goes. Needs a courier built with `--features cluster`.
+    #[arg(long, env = "COURIER_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// The cluster's name: its keys live under /courier/<cluster>/ in etcd.
+    #[arg(long, default_value = "courier")]
+    pub cluster: String,
+    /// This node's name, unique among the cluster's live nodes.
+    #[arg(long, default_value = "node")]
+    pub node: String,
+    /// The address other nodes reach this one at (default: --listen).
+    #[arg(long)]
+    pub advertise: Option<SocketAddr>,
+    /// How long this node's etcd session outlives its last keep-alive: after a crash,
+    /// a standby takes over within about this long.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub session_ttl: Duration,
+}
+
+/// `courier cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// A cluster as etcd sees it: its nodes, which one writes, their sessions, and etcd's
+    /// members.
+    Status(ClusterStatusArgs),
+}
+
+/// `courier cluster status`
+#[derive(Debug, Args)]
+pub struct ClusterStatusArgs {
+    /// etcd's client URLs (comma-separated).
+    #[arg(long, env = "COURIER_ETCD", value_delimiter = ',', required = true)]
+    pub etcd: Vec<String>,
+    /// The cluster's name.
+    #[arg(long, default_value = "courier")]
+    pub cluster: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `courier registry grant`

@@ -2,6 +2,7 @@
 
 mod call;
 mod client;
+mod cluster;
 mod completions;
 mod console;
 mod demo;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => client::run(cmd).await,
         Command::Clients(args) => operator::clients(args).await,
         Command::Admin(args) => operator::admin(args).await,
+        Command::Cluster(cmd) => cluster::run(cmd).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Provider(cmd) => provider::run(cmd).await,
         Command::Completions(args) => completions::run(args),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 pub async fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
     match cmd {
-        RegistryCommand::Serve(args) => serve(args).await,
+        RegistryCommand::Serve(args) => serve(*args).await,
         RegistryCommand::Grant(args) => grant(args),
         RegistryCommand::Revoke(args) => revoke(args),
         RegistryCommand::RotateIdentity(args) => rotate_identity(args),
@@ -43,6 +43,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     super::ops::configure(&args.ops, &mut server);
+    if !args.cluster.etcd.is_empty() {
+        return super::cluster::serve_node(args, config, server, (operator, made)).await;
+    }
     let data_dir = args.data_dir.clone();
     let registry = tokio::task::spawn_blocking(move || Registry::open(config))
         .await?
@@ -50,6 +53,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let handle = courier_registry::serve(Arc::new(registry), server)
         .await
         .with_context(|| format!("cannot serve on {}", args.listen))?;
+    print_banner(&handle, &args, (operator, made));
+    println!("Ctrl-C stops it.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    eprintln!("stopping: closing connections and flushing leases");
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// What a started registry prints: where it listens, its pin, its operator key, and the
+/// line that points clients and vendors at it.
+pub(super) fn print_banner(
+    handle: &courier_registry::RegistryHandle,
+    args: &ServeArgs,
+    (operator, made): (VendorKey, bool),
+) {
     let (live, ..) = handle.registry().counts();
     println!("courier registry listening on {}", handle.local_addr());
     println!("  data dir: {}", args.data_dir.display());
@@ -60,7 +80,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if made { ", made now" } else { "" }
     );
     println!("  leases:   {live} live after start");
-    super::ops::print_banner(&handle, &args.ops);
+    super::ops::print_banner(handle, &args.ops);
     println!();
     println!("Point clients and vendors at it:");
     println!(
@@ -69,13 +89,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         handle.pin()
     );
     println!();
-    println!("Ctrl-C stops it.");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    eprintln!("stopping: closing connections and flushing leases");
-    handle.shutdown().await;
-    Ok(())
 }
 
 fn grant(args: GrantArgs) -> anyhow::Result<()> {

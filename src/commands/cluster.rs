@@ -1,0 +1,243 @@
+//! Cluster mode: `courier registry serve --etcd ...` (a registry node whose state is in
+//! etcd) and `courier cluster status`. Built with `--features cluster`; without it both
+//! say in one line how to build it.
+
+use crate::cli::{ClusterCommand, ClusterStatusArgs, ServeArgs};
+use courier_protocol::VendorKey;
+use courier_registry::{RegistryConfig, ServerConfig};
+
+/// What a build without cluster mode says.
+#[cfg(not(feature = "cluster"))]
+const NOT_BUILT: &str = "this courier was built without cluster mode: install protoc \
+    (`apt-get install protobuf-compiler`) and build with `cargo build --release --features cluster`";
+
+pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCommand::Status(args) => status(args).await,
+    }
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn status(_: ClusterStatusArgs) -> anyhow::Result<()> {
+    anyhow::bail!(NOT_BUILT)
+}
+
+#[cfg(not(feature = "cluster"))]
+pub async fn serve_node(
+    _: ServeArgs,
+    _: RegistryConfig,
+    _: ServerConfig,
+    _: (VendorKey, bool),
+) -> anyhow::Result<()> {
+    anyhow::bail!(NOT_BUILT)
+}
+
+#[cfg(feature = "cluster")]
+pub use built::{serve_node, status};
+
+#[cfg(feature = "cluster")]
+mod built {
+    use super::*;
+    use anyhow::Context;
+    use courier_cluster::{Advert, Node, NodeConfig, Session};
+    use courier_registry::{BlobDir, Registry};
+    use std::sync::Arc;
+
+    pub async fn status(args: ClusterStatusArgs) -> anyhow::Result<()> {
+        let cluster = args.cluster.clone();
+        let st = tokio::task::spawn_blocking(move || courier_cluster::status(&args.etcd, &cluster))
+            .await??;
+        if args.json {
+            let nodes: Vec<_> = st
+                .nodes
+                .iter()
+                .map(|n| {
+                    serde_json::json!({
+                        "name": n.name,
+                        "writer": n.writer,
+                        "addr": n.advert.as_ref().map(|a| a.addr.to_string()),
+                        "pin": n.advert.as_ref().map(|a| a.pin.to_string()),
+                        "session_ttl_s": n.session_ttl_s,
+                    })
+                })
+                .collect();
+            let members: Vec<_> = st
+                .members
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "name": m.name,
+                        "id": format!("{:x}", m.id),
+                        "client_urls": m.client_urls,
+                        "leader": m.leader,
+                        "healthy": m.healthy,
+                    })
+                })
+                .collect();
+            let out = serde_json::json!({
+                "cluster": st.cluster,
+                "revision": st.revision,
+                "writer": st.writer,
+                "registrations": st.registrations,
+                "nodes": nodes,
+                "etcd_members": members,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        println!(
+            "cluster {}: {} registrations, etcd revision {}",
+            st.cluster, st.registrations, st.revision
+        );
+        println!("writer: {}", st.writer.as_deref().unwrap_or("none elected"));
+        println!("\nnodes:");
+        println!(
+            "  {:<16} {:<8} {:<22} {:>11}",
+            "NAME", "ROLE", "ADDRESS", "SESSION"
+        );
+        for n in &st.nodes {
+            let role = if n.writer { "writer" } else { "standby" };
+            let addr = n
+                .advert
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |a| a.addr.to_string());
+            println!(
+                "  {:<16} {:<8} {:<22} {:>10}s",
+                n.name, role, addr, n.session_ttl_s
+            );
+        }
+        println!("\netcd members:");
+        for m in &st.members {
+            println!(
+                "  {:<12} {:<28} {}{}",
+                m.name,
+                m.client_urls.join(","),
+                if m.healthy {
+                    "healthy"
+                } else {
+                    "NOT ANSWERING"
+                },
+                if m.leader { ", leader" } else { "" }
+            );
+        }
+        Ok(())
+    }
+
+    /// Joins the cluster, waits (as a standby copying the writer's components) until this
+    /// node is elected the writer, then opens the registry on etcd through the restart
+    /// rule and serves it until Ctrl-C or until its etcd session ends.
+    pub async fn serve_node(
+        args: ServeArgs,
+        config: RegistryConfig,
+        server: ServerConfig,
+        operator: (VendorKey, bool),
+    ) -> anyhow::Result<()> {
+        let c = &args.cluster;
+        let node_config = NodeConfig {
+            session_ttl: c.session_ttl,
+            ..NodeConfig::new(c.etcd.clone(), &c.cluster, &c.node)
+        };
+        let node = tokio::task::spawn_blocking(move || Node::join(node_config))
+            .await?
+            .with_context(|| format!("node {} cannot join cluster {}", c.node, c.cluster))?;
+        let node = Arc::new(node);
+        let writer = {
+            let node = node.clone();
+            tokio::task::spawn_blocking(move || node.leader()).await??
+        };
+        println!(
+            "node {} joined cluster {} on etcd {}",
+            c.node,
+            c.cluster,
+            c.etcd.join(",")
+        );
+        let blobs = Arc::new(BlobDir::open(args.data_dir.join("blobs"))?);
+        let mirror = node.etcd().handle().spawn(courier_cluster::mirror::follow(
+            node.etcd().client(),
+            node.layout().clone(),
+            blobs,
+        ));
+        let dir = args.data_dir.clone();
+        let (identity, _) = tokio::task::spawn_blocking(move || {
+            courier_transport::Identity::load_or_generate(&dir)
+        })
+        .await?
+        .context("the node's TLS identity")?;
+        println!(
+            "  serves at {} with pin {} while it is the writer",
+            c.advertise.unwrap_or(args.listen),
+            identity.pin()
+        );
+        if let Some(w) = writer {
+            println!(
+                "  standby: {w} writes; this node copies its components and takes over when it goes"
+            );
+        }
+        let fence = tokio::select! {
+            f = node.lead() => f?,
+            _ = tokio::signal::ctrl_c() => {
+                mirror.abort();
+                node.leave();
+                return Ok(());
+            }
+        };
+        mirror.abort();
+        println!("  elected the cluster's writer: loading its state from etcd");
+        let (dir, n) = (args.data_dir.clone(), node.clone());
+        let store = tokio::task::spawn_blocking(move || n.store(&dir, Some(fence)))
+            .await?
+            .context("cannot open the cluster's store")?;
+        let wall_now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let registry = tokio::task::spawn_blocking(move || {
+            Registry::open_with(config, Box::new(store), wall_now_ms)
+        })
+        .await?
+        .context("cannot open the registry on etcd")?;
+        let handle = courier_registry::serve(Arc::new(registry), server)
+            .await
+            .with_context(|| format!("cannot serve on {}", args.listen))?;
+        let advert = Advert {
+            addr: c.advertise.unwrap_or(handle.local_addr()),
+            pin: handle.pin(),
+        };
+        {
+            let node = node.clone();
+            tokio::task::spawn_blocking(move || node.advertise(&advert))
+                .await?
+                .context("cannot advertise the node in etcd")?;
+        }
+        super::super::registry::print_banner(&handle, &args, operator);
+        println!(
+            "Node {} of cluster {} (the writer). Ctrl-C stops it.",
+            c.node, c.cluster
+        );
+        let mut session = node.session();
+        let lost = async {
+            while session.changed().await.is_ok() {
+                if *session.borrow() == Session::Lost {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                r.context("waiting for Ctrl-C")?;
+                eprintln!("stopping: closing connections and flushing leases");
+                handle.shutdown().await;
+                let n = node.clone();
+                tokio::task::spawn_blocking(move || n.leave()).await?;
+                Ok(())
+            }
+            () = lost => {
+                handle.shutdown().await;
+                anyhow::bail!(
+                    "node {} lost its etcd session: another node may write now, so this one \
+                     stepped down; start it again to rejoin as a standby",
+                    c.node
+                )
+            }
+        }
+    }
+}
