@@ -2,14 +2,16 @@
 //! etcd: Debian's `etcd-server` binary started in a directory of the caller's, on free
 //! ports, killed when dropped. Callers skip with one line when [`etcd_binary`] is `None`.
 //!
-//! How an etcd process is started and watched lives in the private `process` module, so
-//! that members of a cluster can be started the same way.
+//! How an etcd process is started and watched lives in the private `process` module,
+//! shared with [`EtcdCluster`](crate::etcd_cluster::EtcdCluster).
 
 pub(crate) mod process;
 
-use process::{ClusterState, Member, MemberSpec, READY_WITHIN, free_addrs, wait_healthy};
+use process::{ClusterState, Member, MemberSpec, READY_WITHIN, free_addrs, http, wait_healthy};
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The `etcd` binary on `PATH` (or Debian's `/usr/bin/etcd`), if installed.
 pub fn etcd_binary() -> Option<PathBuf> {
@@ -24,6 +26,29 @@ pub fn etcd_binary() -> Option<PathBuf> {
 /// The line a caller prints when it skips for want of etcd.
 pub const SKIP_LINE: &str =
     "etcd is not installed: skipped (install it with `apt-get install etcd-server`)";
+
+/// Sends one JSON `POST` to the v3 JSON gateway of the member at `client_url`
+/// (`http://127.0.0.1:PORT`), e.g. `/v3/kv/put` with `{"key":"Zm9v","value":"YmFy"}`
+/// (keys and values in base64), and returns the HTTP status and body. `timeout` bounds
+/// the connection and each read and write: a member without a quorum may hold a write for
+/// several seconds before failing it.
+pub fn gateway_post(
+    client_url: &str,
+    path: &str,
+    json: &str,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
+    let addr: SocketAddr = client_url
+        .strip_prefix("http://")
+        .and_then(|a| a.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not an http://IP:PORT URL: {client_url}"),
+            )
+        })?;
+    http(addr, "POST", path, Some(json), timeout)
+}
 
 /// One single-member etcd cluster, running until dropped.
 pub struct EtcdMember {

@@ -1,5 +1,5 @@
-//! The etcd processes behind [`EtcdMember`](super::EtcdMember), and behind any member of
-//! a cluster of several, started one way: a [`MemberSpec`]
+//! The etcd processes behind [`EtcdMember`](super::EtcdMember) and
+//! [`EtcdCluster`](crate::etcd_cluster::EtcdCluster), started one way: a [`MemberSpec`]
 //! (name, directory, ports, initial cluster and its state, cluster token) spawned as a
 //! [`Member`], waited for until healthy, and asked over plain HTTP on loopback.
 
