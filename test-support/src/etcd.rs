@@ -1,15 +1,17 @@
 //! A real etcd member on loopback, for benchmarks and tests that compare with or run on
 //! etcd: Debian's `etcd-server` binary started in a directory of the caller's, on free
 //! ports, killed when dropped. Callers skip with one line when [`etcd_binary`] is `None`.
+//!
+//! How an etcd process is started and watched lives in the private `process` module,
+//! shared with [`EtcdCluster`](crate::etcd_cluster::EtcdCluster).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+pub(crate) mod process;
+
+use process::{ClusterState, Member, MemberSpec, READY_WITHIN, free_addrs, http, wait_healthy};
+use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long a member may take to answer `/health` after it starts.
-const READY_WITHIN: Duration = Duration::from_secs(30);
+use std::time::Duration;
 
 /// The `etcd` binary on `PATH` (or Debian's `/usr/bin/etcd`), if installed.
 pub fn etcd_binary() -> Option<PathBuf> {
@@ -25,114 +27,91 @@ pub fn etcd_binary() -> Option<PathBuf> {
 pub const SKIP_LINE: &str =
     "etcd is not installed: skipped (install it with `apt-get install etcd-server`)";
 
-/// A free TCP port on 127.0.0.1 (bound, read and released; etcd binds it right after).
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Starts etcd with its data in `dir/data`, appending its log to `dir/etcd.log`.
-fn spawn(dir: &Path, client: SocketAddr, peer: &str) -> std::io::Result<Child> {
-    let binary = etcd_binary().ok_or_else(|| std::io::Error::other(SKIP_LINE))?;
-    let client_url = format!("http://{client}");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("etcd.log"))?;
-    Command::new(binary)
-        .args(["--name", "bench", "--data-dir"])
-        .arg(dir.join("data"))
-        .args(["--listen-client-urls", &client_url])
-        .args(["--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", peer])
-        .args(["--initial-advertise-peer-urls", peer])
-        .args(["--initial-cluster", &format!("bench={peer}")])
-        .args(["--logger", "zap", "--log-level", "warn"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
+/// Sends one JSON `POST` to the v3 JSON gateway of the member at `client_url`
+/// (`http://127.0.0.1:PORT`), e.g. `/v3/kv/put` with `{"key":"Zm9v","value":"YmFy"}`
+/// (keys and values in base64), and returns the HTTP status and body. `timeout` bounds
+/// the connection and each read and write: a member without a quorum may hold a write for
+/// several seconds before failing it.
+pub fn gateway_post(
+    client_url: &str,
+    path: &str,
+    json: &str,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
+    let addr: SocketAddr = client_url
+        .strip_prefix("http://")
+        .and_then(|a| a.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not an http://IP:PORT URL: {client_url}"),
+            )
+        })?;
+    http(addr, "POST", path, Some(json), timeout)
 }
 
 /// One single-member etcd cluster, running until dropped.
 pub struct EtcdMember {
-    child: Child,
-    client: SocketAddr,
-    peer: String,
-    dir: PathBuf,
+    member: Member,
 }
 
 impl EtcdMember {
     /// Starts a single-member cluster with its data in `dir/data` and its log in
     /// `dir/etcd.log`, and waits until it reports itself healthy.
-    pub fn start(dir: &Path) -> std::io::Result<EtcdMember> {
-        let client: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let peer = format!("http://127.0.0.1:{}", free_port()?);
-        std::fs::create_dir_all(dir)?;
-        let child = spawn(dir, client, &peer)?;
-        let mut member = EtcdMember {
-            child,
+    pub fn start(dir: &Path) -> io::Result<EtcdMember> {
+        match EtcdMember::try_start(dir) {
+            // One of the free ports was taken before etcd bound it: once more, on others.
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => EtcdMember::try_start(dir),
+            started => started,
+        }
+    }
+
+    fn try_start(dir: &Path) -> io::Result<EtcdMember> {
+        let addrs = free_addrs(2)?;
+        let (client, peer) = (addrs[0], addrs[1]);
+        let mut member = Member::new(MemberSpec {
+            name: "bench".into(),
+            dir: dir.to_path_buf(),
             client,
             peer,
-            dir: dir.to_path_buf(),
-        };
+            initial_cluster: format!("bench=http://{peer}"),
+            token: "etcd-cluster".into(),
+            extra: &[],
+        });
+        member.spawn(ClusterState::New)?;
+        let mut member = EtcdMember { member };
         member.wait_healthy()?;
         Ok(member)
     }
 
     /// Kills the member (SIGKILL) and starts it again on the same data and ports, then
     /// waits until it is healthy: what a crash and a restart do.
-    pub fn restart(&mut self) -> std::io::Result<()> {
-        let _ = self.child.kill();
-        self.child.wait()?;
-        self.child = spawn(&self.dir, self.client, &self.peer)?;
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.member.kill()?;
+        self.member.spawn(ClusterState::Existing)?;
         self.wait_healthy()
     }
 
-    fn wait_healthy(&mut self) -> std::io::Result<()> {
-        let start = Instant::now();
-        while start.elapsed() < READY_WITHIN {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(std::io::Error::other(format!(
-                    "etcd exited at start ({status}); its log: {}",
-                    self.dir.join("etcd.log").display()
-                )));
-            }
-            if self.healthy() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(std::io::Error::other(format!(
-            "etcd did not become healthy within {READY_WITHIN:?}; its log: {}",
-            self.dir.join("etcd.log").display()
-        )))
+    fn wait_healthy(&mut self) -> io::Result<()> {
+        wait_healthy(std::slice::from_mut(&mut self.member), READY_WITHIN)
     }
 
     /// Whether the member answers `GET /health` with `"health":"true"`.
     pub fn healthy(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect_timeout(&self.client, Duration::from_millis(200)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let request = format!(
-            "GET /health HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.client
-        );
-        let mut body = String::new();
-        s.write_all(request.as_bytes()).is_ok()
-            && s.read_to_string(&mut body).is_ok()
-            && body.contains("\"health\":\"true\"")
+        self.member.healthy()
     }
 
     /// The URL clients connect to (`http://127.0.0.1:PORT`).
     pub fn client_url(&self) -> String {
-        format!("http://{}", self.client)
+        format!("http://{}", self.member.spec.client)
     }
 
-    /// The etcd process's resident memory in bytes, from `/proc/PID/statm`.
+    /// The etcd process's resident memory in bytes, from `/proc/PID/statm` (0 if unknown).
     pub fn rss_bytes(&self) -> u64 {
-        let statm =
-            std::fs::read_to_string(format!("/proc/{}/statm", self.child.id())).unwrap_or_default();
+        let Some(pid) = self.member.pid() else {
+            return 0;
+        };
+        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
         let pages: u64 = statm
             .split_whitespace()
             .nth(1)
@@ -142,9 +121,25 @@ impl EtcdMember {
     }
 }
 
-impl Drop for EtcdMember {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+#[cfg(test)]
+mod tests {
+    use super::{EtcdMember, SKIP_LINE, etcd_binary};
+
+    #[test]
+    fn a_member_starts_restarts_and_reports_its_memory() {
+        if etcd_binary().is_none() {
+            println!("{SKIP_LINE}");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut member = EtcdMember::start(dir.path()).expect("etcd starts");
+        let url = member.client_url();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(member.healthy());
+        assert!(member.rss_bytes() > 0);
+        member.restart().expect("etcd restarts");
+        assert!(member.healthy());
+        assert_eq!(member.client_url(), url, "a restart keeps the ports");
+        assert!(dir.path().join("etcd.log").is_file());
     }
 }

@@ -1,8 +1,10 @@
 //! Helpers shared by courier's tests and benchmarks, written once: test keys, the wall
-//! clock, logs, freshness statements, a registry on loopback with short leases, and a real etcd member. A dev-dependency only.
+//! clock, logs, freshness statements, a registry on loopback with short leases, a real etcd
+//! member, and a real etcd cluster of several members. A dev-dependency only.
 #![allow(clippy::unwrap_used)]
 
 pub mod etcd;
+pub mod etcd_cluster;
 
 use courier_protocol::{FreshnessStatement, SignedFreshness, SigningKey, VendorKey};
 use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
