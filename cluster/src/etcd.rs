@@ -91,22 +91,26 @@ impl Etcd {
     }
 
     /// Runs `call` on the client and waits for it, from a thread that is not an async
-    /// worker, for at most the deadline. `what` names the request in errors.
-    pub fn run<T, F>(&self, what: &str, call: impl FnOnce(Client) -> F) -> Result<T, StoreError>
+    /// worker, for at most the deadline. `what` names the request in errors. A transient
+    /// failure (etcd electing a leader, a member that does not answer while others do) is
+    /// tried again within the deadline: every request made here is idempotent (reads, and
+    /// transactions that put and delete given values under a fence).
+    pub fn run<T, F, C>(&self, what: &str, call: C) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+        C: FnOnce(Client) -> F + Clone + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let deadline = self.deadline;
-        let fut = call(self.client.clone());
+        let client = self.client.clone();
         self.handle().spawn(async move {
-            let _ = tx.send(tokio::time::timeout(deadline, fut).await);
+            let _ = tx.send(retried(deadline, client, call).await);
         });
         match rx.recv() {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => Err(unavailable(what, &e)),
-            Ok(Err(_)) => Err(StoreError::Unavailable(format!(
+            Ok(Err(Elapsed)) => Err(StoreError::Unavailable(format!(
                 "etcd did not answer {what} within {deadline:?} (no quorum, or no member reachable at {})",
                 self.endpoints.join(",")
             ))),
@@ -115,27 +119,47 @@ impl Etcd {
             ))),
         }
     }
+}
 
-    /// [`Etcd::run`] from async code: the same deadline, on the caller's runtime.
-    pub async fn run_async<T, F>(
-        &self,
-        what: &str,
-        call: impl FnOnce(Client) -> F,
-    ) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
-    {
-        let join = self.handle().spawn(call(self.client.clone()));
-        match tokio::time::timeout(self.deadline, join).await {
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(unavailable(what, &e)),
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!("{what}: {e}"))),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "etcd did not answer {what} within {:?}",
-                self.deadline
-            ))),
+/// The deadline passed.
+struct Elapsed;
+
+/// Pause between tries of a request that failed transiently.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Runs `call` until it succeeds, fails for good, or `deadline` passes.
+async fn retried<T, F, C>(
+    deadline: Duration,
+    client: Client,
+    call: C,
+) -> Result<Result<T, etcd_client::Error>, Elapsed>
+where
+    F: Future<Output = Result<T, etcd_client::Error>>,
+    C: FnOnce(Client) -> F + Clone,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, (call.clone())(client.clone())).await {
+            Err(_) => return Err(Elapsed),
+            Ok(Err(e)) if transient(&e) && start.elapsed() + RETRY_PAUSE < deadline => {
+                tracing::debug!("etcd request failed, trying again: {e}");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Ok(done) => return Ok(done),
         }
+    }
+}
+
+/// Whether trying again may succeed: etcd without a leader for now, a request that timed
+/// out inside etcd, a member that cannot be reached.
+fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        // gRPC's UNAVAILABLE (14: no leader, leader changed, request timed out, connection
+        // refused) and DEADLINE_EXCEEDED (4).
+        etcd_client::Error::GRpcStatus(s) => matches!(s.code() as i32, 4 | 14),
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
     }
 }
 
