@@ -39,7 +39,9 @@ pub struct KeeperConfig {
     pub backoff_initial: Duration,
     /// Longest retry delay (default 10 s).
     pub backoff_max: Duration,
-    /// Deadline of one connect, register, renew or cancel (default 15 s).
+    /// Deadline of one connect, register, renew or cancel (default 15 s; with
+    /// `other_nodes`, at most 2 s for a connection and 3 s for a renewal, so that a node
+    /// that died gives way to the next soon).
     pub request_timeout: Duration,
     /// Agent name sent in the Hello, for the registry's logs.
     pub agent: String,
@@ -59,6 +61,12 @@ pub struct KeeperConfig {
     /// renews the same lease at the node that took over (default: none).
     pub other_nodes: Vec<(SocketAddr, SpkiPin)>,
 }
+
+/// How long connecting to one node of a cluster may take before the next is tried.
+const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a renewal may take when the registry is a cluster of several nodes.
+const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl KeeperConfig {
     /// Defaults for a lease of `requested_ttl`.
@@ -470,7 +478,15 @@ impl Worker {
         &self,
         fut: impl Future<Output = Result<T, ClientError>>,
     ) -> Result<T, ClientError> {
-        let limit = self.config.request_timeout;
+        self.timed_within(self.config.request_timeout, fut).await
+    }
+
+    /// [`Worker::timed`] with the deadline `limit`.
+    async fn timed_within<T>(
+        &self,
+        limit: Duration,
+        fut: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
         tokio::time::timeout(limit, fut)
             .await
             .map_err(|_| ClientError::Transport(TransportError::Timeout(limit)))?
@@ -501,14 +517,20 @@ impl Worker {
         };
         let (addr, pin, agent) = (self.addr, self.pin, self.config.agent.clone());
         let pins = self.config.registry_pins.clone();
-        let client = self
-            .timed(async {
-                let client =
-                    RegistryClient::connect_recording(endpoint, addr, pin, &agent, &pins).await?;
-                client.authenticate(&self.key).await?;
-                Ok(client)
-            })
-            .await;
+        // With several nodes, a node that does not answer (crashed, or a standby that
+        // does not listen) must not hold the keeper for a whole request timeout.
+        let limit = if self.nodes.len() > 1 {
+            self.config.request_timeout.min(NODE_CONNECT_TIMEOUT)
+        } else {
+            self.config.request_timeout
+        };
+        let connect = async {
+            let client =
+                RegistryClient::connect_recording(endpoint, addr, pin, &agent, &pins).await?;
+            client.authenticate(&self.key).await?;
+            Ok(client)
+        };
+        let client = self.timed_within(limit, connect).await;
         let client = match client {
             Ok(c) => c,
             Err(e) => {
@@ -545,7 +567,14 @@ impl Worker {
             .await
             .map_err(|Stopped| stopped_error())??;
         let ttl_ms = u64::try_from(self.config.requested_ttl.as_millis()).unwrap_or(u64::MAX);
-        self.timed(client.renew(lease, ttl_ms)).await
+        // With several nodes, a renewal sent to a node that died (no answer, the connection
+        // not timed out yet) gives way to the next node soon.
+        let limit = if self.nodes.len() > 1 {
+            self.config.request_timeout.min(NODE_REQUEST_TIMEOUT)
+        } else {
+            self.config.request_timeout
+        };
+        self.timed_within(limit, client.renew(lease, ttl_ms)).await
     }
 
     /// Signs and publishes a freshness statement for the bundle, and sets when the next is
