@@ -107,6 +107,10 @@ pub struct PublishArgs {
     /// The registry.
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Another node of a registry cluster, `address=pin`: when the registry cannot be
+    /// reached the lease is renewed there (repeat for several).
+    #[arg(long = "other-node", value_parser = parse_key_value)]
+    pub other_nodes: Vec<(String, String)>,
 }
 
 /// `courier provider ...`
