@@ -58,7 +58,9 @@ pub enum ClusterError {
         name: String,
     },
     /// Another live node holds the name.
-    #[error("a live node of this cluster is already named {0:?}: give this one another --node")]
+    #[error(
+        "a live node of this cluster is already named {0:?} (its session is still renewed): give this one another --node"
+    )]
     NameTaken(String),
     /// The data directory holds another cluster's data.
     #[error(

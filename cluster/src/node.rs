@@ -66,7 +66,8 @@ pub enum Session {
     Lost,
 }
 
-/// A node's advertisement to the others: where its registry listens, and its pin.
+/// A node's advertisement to the others: where its registry listens (a standby: will
+/// listen once elected), and its pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advert {
     /// The registry's address.
@@ -132,13 +133,14 @@ impl Node {
         }
         let etcd = Arc::new(Etcd::connect(&config.endpoints, config.deadline)?);
         let layout = Layout::new(&config.cluster);
+        let key = layout.key(&format!("nodes/{}", config.name));
+        wait_for_name(&etcd, &key, &config.name)?;
         let ttl = i64::try_from(config.session_ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let session_id = etcd
             .run("grant the session", move |mut c| async move {
                 c.lease_grant(ttl, None).await
             })?
             .id();
-        let key = layout.key(&format!("nodes/{}", config.name));
         let claim = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -312,48 +314,88 @@ impl Node {
     }
 }
 
+/// Waits until no session holds the node name `key`: a node restarted after a crash
+/// finds its old session still there until its TTL runs out. Still held after that TTL
+/// (and a second), it belongs to a live node: refused.
+fn wait_for_name(etcd: &Etcd, key: &[u8], name: &str) -> Result<(), ClusterError> {
+    let get = |key: Vec<u8>| {
+        etcd.run("read the node's name", move |mut c| async move {
+            c.get(key, None).await
+        })
+    };
+    let Some(lease) = get(key.to_vec())?.kvs().first().map(|kv| kv.lease()) else {
+        return Ok(());
+    };
+    let granted = etcd
+        .run("read the holder's session", move |mut c| async move {
+            c.lease_time_to_live(lease, None).await
+        })?
+        .granted_ttl();
+    let wait = Duration::from_secs(u64::try_from(granted).unwrap_or(0) + 1);
+    tracing::info!(
+        node = name,
+        "a session holds this node's name: waiting up to {wait:?} for it to end"
+    );
+    let until = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+        if get(key.to_vec())?.kvs().is_empty() {
+            return Ok(());
+        }
+    }
+    Err(ClusterError::NameTaken(name.to_string()))
+}
+
 /// Keeps the session alive at a third of its TTL, saying how it goes.
 async fn keep_alive(etcd: Arc<Etcd>, id: i64, ttl: Duration, tx: watch::Sender<Session>) {
     let every = (ttl / 3).max(Duration::from_millis(100));
+    let answer_within = every.max(Duration::from_secs(1));
+    let set = |state: Session| {
+        tx.send_if_modified(|s| std::mem::replace(s, state) != state);
+    };
     loop {
         let mut client = etcd.client();
-        let attempt = tokio::time::timeout(every.max(Duration::from_secs(1)), async {
-            let (mut keeper, mut stream) = client.lease_keep_alive(id).await?;
-            loop {
+        let opened = tokio::time::timeout(answer_within, client.lease_keep_alive(id)).await;
+        let Ok(Ok((mut keeper, mut stream))) = opened else {
+            unreachable_now(&tx);
+            tokio::time::sleep(every).await;
+            continue;
+        };
+        loop {
+            let round = tokio::time::timeout(answer_within, async {
                 keeper.keep_alive().await?;
-                match stream.message().await? {
-                    Some(r) if r.ttl() > 0 => {
-                        let _ = tx.send_if_modified(|s| {
-                            std::mem::replace(s, Session::Live) != Session::Live
-                        });
-                    }
-                    _ => return Ok::<bool, etcd_client::Error>(false),
-                }
-                tokio::time::sleep(every).await;
-            }
-        })
-        .await;
-        match attempt {
-            Ok(Ok(false)) => {
-                tracing::error!(
-                    "the etcd session ended: this node no longer holds its name or its election"
-                );
-                let _ = tx.send(Session::Lost);
-                return;
-            }
-            _ => {
-                if *tx.borrow() == Session::Live {
-                    tracing::warn!(
-                        "etcd does not answer the session's keep-alive: writes are refused until it does"
+                stream.message().await
+            })
+            .await;
+            match round {
+                Ok(Ok(Some(r))) if r.ttl() > 0 => set(Session::Live),
+                Ok(Ok(Some(_))) => {
+                    tracing::error!(
+                        "the etcd session ended: this node no longer holds its name or its election"
                     );
+                    set(Session::Lost);
+                    return;
                 }
-                let _ = tx.send_if_modified(|s| {
-                    std::mem::replace(s, Session::Unreachable) != Session::Unreachable
-                });
-                tokio::time::sleep(every).await;
+                // The stream broke or etcd did not answer: open another.
+                _ => {
+                    unreachable_now(&tx);
+                    break;
+                }
             }
+            tokio::time::sleep(every).await;
         }
+        tokio::time::sleep(every).await;
     }
+}
+
+/// Notes that etcd did not answer a keep-alive (said once per outage).
+fn unreachable_now(tx: &watch::Sender<Session>) {
+    if *tx.borrow() == Session::Live {
+        tracing::warn!(
+            "etcd does not answer the session's keep-alive: writes are refused until it does"
+        );
+    }
+    tx.send_if_modified(|s| std::mem::replace(s, Session::Unreachable) != Session::Unreachable);
 }
 
 /// The other live nodes, as a source of component bytes.

@@ -14,7 +14,7 @@ use std::time::Duration;
 pub struct NodeStatus {
     /// Its name.
     pub name: String,
-    /// Where it serves (`None`: a standby, or not serving yet).
+    /// Where it serves, or will once elected (`None`: not said yet).
     pub advert: Option<Advert>,
     /// Seconds its session has left before it ends without a keep-alive.
     pub session_ttl_s: i64,
