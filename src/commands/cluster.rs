@@ -92,18 +92,18 @@ mod built {
         println!("writer: {}", st.writer.as_deref().unwrap_or("none elected"));
         println!("\nnodes:");
         println!(
-            "  {:<16} {:<8} {:<22} {:>11}",
-            "NAME", "ROLE", "ADDRESS", "SESSION"
+            "  {:<12} {:<8} {:>8}  {:<22} PIN",
+            "NAME", "ROLE", "SESSION", "ADDRESS"
         );
         for n in &st.nodes {
             let role = if n.writer { "writer" } else { "standby" };
-            let addr = n
-                .advert
-                .as_ref()
-                .map_or_else(|| "-".to_string(), |a| a.addr.to_string());
+            let (addr, pin) = n.advert.as_ref().map_or_else(
+                || ("-".to_string(), "-".to_string()),
+                |a| (a.addr.to_string(), a.pin.to_string()),
+            );
             println!(
-                "  {:<16} {:<8} {:<22} {:>10}s",
-                n.name, role, addr, n.session_ttl_s
+                "  {:<12} {:<8} {:>7}s  {:<22} {pin}",
+                n.name, role, n.session_ttl_s, addr
             );
         }
         println!("\netcd members:");
@@ -168,6 +168,16 @@ mod built {
             c.advertise.unwrap_or(args.listen),
             identity.pin()
         );
+        let advert = Advert {
+            addr: c.advertise.unwrap_or(args.listen),
+            pin: identity.pin(),
+        };
+        {
+            let node = node.clone();
+            tokio::task::spawn_blocking(move || node.advertise(&advert))
+                .await?
+                .context("cannot advertise the node in etcd")?;
+        }
         if let Some(w) = writer {
             println!(
                 "  standby: {w} writes; this node copies its components and takes over when it goes"
