@@ -1,0 +1,219 @@
+//! Cluster mode as a user runs it: `courier registry serve --etcd` processes on a real
+//! three-member etcd cluster. The writer is killed with -9 while vendors renew: the standby
+//! takes over within the session's time, every acknowledged registration is there under
+//! its lease, and every vendor's keeper renews it at the new writer. Then one etcd member
+//! stops (service goes on), and a majority stops: writes are refused with a clear error
+//! while lookups go on from memory, and resume when etcd is back.
+//!
+//! Built with `--features cluster` (`cargo test --features cluster --test cluster_nodes`);
+//! skips with one line when etcd is not installed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{courier, lines_of, wait_for};
+use courier_protocol::{ErrorKind, ServiceQuery, SigningKey, SpkiPin};
+use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
+use courier_test_support::etcd::{SKIP_LINE, etcd_binary};
+use courier_test_support::etcd_cluster::EtcdCluster;
+use courier_transport::{ClientError, RegistryClient};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Vendors renewing while the writer is killed.
+const VENDORS: usize = 16;
+
+/// A node process and where it will serve.
+struct NodeProc {
+    child: Child,
+    addr: SocketAddr,
+    pin: SpkiPin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(name: &str, dir: &Path, urls: &[String]) -> NodeProc {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut child = courier()
+        .args(["registry", "serve", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", &addr.to_string()])
+        .args(["--min-ttl", "100ms", "--etcd", &urls.join(",")])
+        .args(["--cluster", "t", "--node", name, "--session-ttl", "2s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn courier registry serve --etcd");
+    let lines = lines_of(&mut child);
+    let line = wait_for(&lines, "while it is the writer");
+    let pin = line
+        .split_whitespace()
+        .skip_while(|w| *w != "pin")
+        .nth(1)
+        .expect("the pin printed")
+        .parse()
+        .unwrap();
+    NodeProc {
+        child,
+        addr,
+        pin,
+        lines,
+    }
+}
+
+fn bundle(key: &SigningKey, i: usize) -> Bundle {
+    BundleBuilder::new(courier_proxy_artifacts::ECHO)
+        .name(format!("acme/echo-{i}"))
+        .version("0.1.0")
+        .endpoint("127.0.0.1:7901")
+        .provider_pin(SpkiPin([7; 32]))
+        .sign(key)
+        .unwrap()
+}
+
+async fn find_echo(
+    addr: SocketAddr,
+    pin: SpkiPin,
+) -> Result<Vec<courier_protocol::Candidate>, ClientError> {
+    let c = RegistryClient::connect(addr, pin, "test").await?;
+    let found = c
+        .find(ServiceQuery {
+            interface: "courier:echo/echo".into(),
+            limit: 1_000,
+            ..Default::default()
+        })
+        .await;
+    c.close();
+    found
+}
+
+/// A registration of a new vendor at `node`: its answer.
+async fn register_new(node: &NodeProc, seed: u8) -> Result<(), ClientError> {
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let c = RegistryClient::connect(node.addr, node.pin, "test").await?;
+    c.authenticate(&key).await?;
+    let r = c
+        .register(bundle(&key, 1000 + seed as usize).register_request(Duration::from_secs(30)))
+        .await
+        .map(drop);
+    c.close();
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
+    if etcd_binary().is_none() {
+        eprintln!("{SKIP_LINE}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 3).unwrap();
+    let urls = etcd.client_urls();
+    let a = start_node("a", &dir.path().join("a"), &urls);
+    wait_for(&a.lines, "(the writer)");
+    let b = start_node("b", &dir.path().join("b"), &urls);
+    wait_for(&b.lines, "standby: a writes");
+
+    // Vendors register at the writer, each knowing the standby too.
+    let keepers: Vec<LeaseKeeper> = (0..VENDORS)
+        .map(|i| {
+            let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);
+            LeaseKeeper::start_with(
+                a.addr,
+                a.pin,
+                key.clone(),
+                bundle(&key, i),
+                KeeperConfig {
+                    backoff_initial: Duration::from_millis(50),
+                    backoff_max: Duration::from_millis(300),
+                    request_timeout: Duration::from_millis(800),
+                    other_nodes: vec![(b.addr, b.pin)],
+                    ..KeeperConfig::new(Duration::from_secs(2))
+                },
+            )
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for k in &keepers {
+        let lease = tokio::time::timeout(Duration::from_secs(20), k.wait_active())
+            .await
+            .expect("registered in time")
+            .unwrap();
+        acknowledged.push(lease);
+    }
+    assert_eq!(find_echo(a.addr, a.pin).await.unwrap().len(), VENDORS);
+    // Long enough for the standby to copy the components.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // kill -9 of the writer while the vendors renew.
+    let killed = Instant::now();
+    drop(a);
+    wait_for(&b.lines, "(the writer)");
+    let took_over = killed.elapsed();
+    let found = find_echo(b.addr, b.pin).await.unwrap();
+    let mut leases: Vec<_> = found.iter().map(|c| c.lease).collect();
+    leases.sort();
+    acknowledged.sort();
+    assert_eq!(
+        leases, acknowledged,
+        "every acknowledged registration, under its lease"
+    );
+    // Every keeper renews its lease at the new writer within two renewal intervals.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (k, lease) in keepers.iter().zip(&acknowledged) {
+        let state = k.state().borrow().clone();
+        assert!(
+            matches!(state, LeaseState::Active { lease: l, renewals, .. } if acknowledged.contains(&l) && renewals > 0),
+            "keeper of {lease}: {state:?}"
+        );
+    }
+    eprintln!("the standby served {VENDORS} registrations {took_over:?} after the kill");
+
+    // One etcd member stops: writes go on.
+    etcd.stop(0).unwrap();
+    register_new(&b, 101)
+        .await
+        .expect("a write with one etcd member down");
+    etcd.start_member(0).unwrap();
+
+    // A majority stops: writes are refused, lookups go on from memory.
+    etcd.stop(1).unwrap();
+    etcd.stop(2).unwrap();
+    let refused = register_new(&b, 102).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Registry(w) if w.kind == ErrorKind::Unavailable),
+        "{refused}"
+    );
+    assert_eq!(find_echo(b.addr, b.pin).await.unwrap().len(), VENDORS + 1);
+    etcd.start_member(1).unwrap();
+    etcd.start_member(2).unwrap();
+    let back = Instant::now();
+    loop {
+        match register_new(&b, 103).await {
+            Ok(()) => break,
+            Err(e) if back.elapsed() < Duration::from_secs(30) => {
+                tracing::debug!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("writes did not resume after etcd came back: {e}"),
+        }
+    }
+    assert_eq!(find_echo(b.addr, b.pin).await.unwrap().len(), VENDORS + 2);
+    for k in keepers {
+        k.shutdown().await.unwrap();
+    }
+}
