@@ -11,11 +11,14 @@
 //! - The other nodes are standbys: they copy the writer's components ([`mirror`]) and
 //!   wait in the election; when the writer's session ends, one of them loads the state
 //!   through the registry's restart rule (time left, one grace) and serves.
+//! - [`takeover_wall_ms`] is the time a new writer opens at: the last writer's clock
+//!   carried on, never another machine's clock compared with it.
 //! - [`status()`] is what `courier cluster status` prints.
 //!
 //! The state machine is the registry's own: a cluster node runs the same
 //! [`courier_registry::Registry`] on another store.
 
+mod clock;
 mod etcd;
 pub mod layout;
 pub mod mirror;
@@ -26,6 +29,7 @@ mod status;
 mod store;
 mod write;
 
+pub use clock::takeover_wall_ms;
 pub use etcd::{DEFAULT_DEADLINE, Etcd};
 pub use node::{Advert, DEFAULT_SESSION_TTL, Node, NodeConfig, Session};
 pub use status::{ClusterStatus, MemberStatus, NodeStatus, status};

@@ -115,6 +115,11 @@ impl EtcdStore {
             .map(Option::unwrap_or_default)
     }
 
+    /// The last writer's wall-clock time at its last flush (0: never written).
+    pub fn last_alive_ms(&self) -> Result<u64, StoreError> {
+        read::meta_u64(&self.etcd, &self.layout, "last_alive_ms")
+    }
+
     fn ensure_id(&self) -> Result<(), StoreError> {
         use etcd_client::{Compare, CompareOp, Txn, TxnOp};
         let key = self.layout.key("meta/registry_id");

@@ -2,10 +2,11 @@
 //! served, after the writer goes, by the standby that takes over (same lease, same
 //! component bytes, copied beforehand), and the vendor's keeper renews it there; a second
 //! node with a live node's name is refused; another cluster's data directory is refused;
-//! etcd unreachable at start is an error naming the URLs.
+//! etcd unreachable at start is an error naming the URLs. The standby's clock runs a minute
+//! ahead of the writer's: the leases it takes over keep their time all the same.
 #![allow(clippy::unwrap_used)]
 
-use courier_cluster::{Advert, ClusterError, Node, NodeConfig, mirror};
+use courier_cluster::{Advert, ClusterError, Node, NodeConfig, mirror, takeover_wall_ms};
 use courier_protocol::{ServiceQuery, SigningKey, SpkiPin};
 use courier_provider::{BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
 use courier_registry::{BlobDir, Registry, RegistryHandle, ServerConfig};
@@ -44,7 +45,13 @@ fn address_and_pin(dir: &Path) -> (SocketAddr, SpkiPin) {
 }
 
 /// Waits to be elected, then opens the registry on etcd and serves it at `listen`.
-async fn lead_and_serve(node: Arc<Node>, dir: PathBuf, listen: SocketAddr) -> RegistryHandle {
+/// `skew_ms`: how far this node's clock is ahead of the others'.
+async fn lead_and_serve(
+    node: Arc<Node>,
+    dir: PathBuf,
+    listen: SocketAddr,
+    skew_ms: u64,
+) -> RegistryHandle {
     let fence = node.lead().await.unwrap();
     let store = {
         let (node, dir) = (node.clone(), dir.clone());
@@ -54,7 +61,14 @@ async fn lead_and_serve(node: Arc<Node>, dir: PathBuf, listen: SocketAddr) -> Re
             .unwrap()
     };
     let registry = tokio::task::spawn_blocking(move || {
-        Registry::open_with(short_leases(&dir), Box::new(store), wall_now())
+        let config = short_leases(&dir);
+        let at = takeover_wall_ms(
+            store.last_alive_ms().unwrap(),
+            wall_now() + skew_ms,
+            Duration::from_secs(2),
+            config.flush_interval,
+        );
+        Registry::open_with(config, Box::new(store), at)
     })
     .await
     .unwrap()
@@ -77,9 +91,9 @@ async fn lead_and_serve(node: Arc<Node>, dir: PathBuf, listen: SocketAddr) -> Re
     handle
 }
 
-fn echo_bundle(key: &SigningKey) -> courier_provider::Bundle {
+fn echo_bundle(key: &SigningKey, name: &str) -> courier_provider::Bundle {
     BundleBuilder::new(courier_proxy_artifacts::ECHO)
-        .name("acme/echo")
+        .name(name)
         .version("0.1.0")
         .endpoint("127.0.0.1:7901")
         .provider_pin(SpkiPin([7; 32]))
@@ -121,7 +135,7 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
     let (addr_b, pin_b) = address_and_pin(&dir_b);
 
     let a = join(&urls, "a").await.unwrap();
-    let handle_a = lead_and_serve(a.clone(), dir_a.clone(), addr_a).await;
+    let handle_a = lead_and_serve(a.clone(), dir_a.clone(), addr_a, 0).await;
     assert_eq!(handle_a.pin(), pin_a);
 
     // B waits as a standby, copying the writer's components.
@@ -132,7 +146,8 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
         b.layout().clone(),
         blobs_b.clone(),
     ));
-    let b_serving = tokio::spawn(lead_and_serve(b.clone(), dir_b.clone(), addr_b));
+    // B's clock runs 60 s ahead of A's: the leases it takes over must not lose 60 s.
+    let b_serving = tokio::spawn(lead_and_serve(b.clone(), dir_b.clone(), addr_b, 60_000));
     let leader = {
         let b = b.clone();
         tokio::task::spawn_blocking(move || b.leader())
@@ -147,7 +162,7 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
         addr_a,
         pin_a,
         vendor.clone(),
-        echo_bundle(&vendor),
+        echo_bundle(&vendor, "acme/echo"),
         KeeperConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_millis(300),
@@ -160,8 +175,20 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
         .await
         .expect("registered at the writer in time")
         .unwrap();
+    // A second vendor's 30 s lease, not renewed after the takeover.
+    let quiet = key(2);
+    let c = RegistryClient::connect(addr_a, pin_a, "test")
+        .await
+        .unwrap();
+    c.authenticate(&quiet).await.unwrap();
+    let quiet_lease = c
+        .register(echo_bundle(&quiet, "other/echo").register_request(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .lease;
+    c.close();
     let found = echo_at(addr_a, pin_a).await;
-    assert_eq!(found.len(), 1);
+    assert_eq!(found.len(), 2);
     let hash = found[0].manifest.peek().unwrap().component_hash;
     let size = courier_proxy_artifacts::ECHO.len() as u64;
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -180,13 +207,25 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
         .expect("the standby took over")
         .unwrap();
     copier.abort();
-    let found = echo_at(addr_b, pin_b).await;
+    let c = RegistryClient::connect(addr_b, pin_b, "test")
+        .await
+        .unwrap();
+    let leases = c.leases().await.unwrap();
+    c.close();
     assert_eq!(
-        found.len(),
-        1,
-        "the registration is served by the new writer"
+        leases.len(),
+        2,
+        "both registrations are served by the new writer"
     );
-    assert_eq!(found[0].lease, lease, "under the same lease");
+    assert!(
+        leases.iter().any(|l| l.lease == lease),
+        "under the same lease"
+    );
+    let q = leases.iter().find(|l| l.lease == quiet_lease).unwrap();
+    assert!(
+        !q.in_grace && q.remaining_ms > 20_000,
+        "a standby whose clock is a minute ahead keeps the lease's time: {q:?}"
+    );
     let c = RegistryClient::connect(addr_b, pin_b, "test")
         .await
         .unwrap();
@@ -195,9 +234,9 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
     // The keeper renews the same lease at the new writer, well past the lease's end.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let found = echo_at(addr_b, pin_b).await;
-    assert_eq!(found.len(), 1);
-    assert_eq!(
-        found[0].lease, lease,
+    assert_eq!(found.len(), 2);
+    assert!(
+        found.iter().any(|c| c.lease == lease),
         "renewed at the new writer, not registered again"
     );
     assert!(matches!(*keeper.state().borrow(), LeaseState::Active { lease: l, .. } if l == lease));

@@ -194,12 +194,23 @@ mod built {
         mirror.abort();
         println!("  elected the cluster's writer: loading its state from etcd");
         let (dir, n) = (args.data_dir.clone(), node.clone());
-        let store = tokio::task::spawn_blocking(move || n.store(&dir, Some(fence)))
-            .await?
-            .context("cannot open the cluster's store")?;
-        let wall_now_ms = std::time::SystemTime::now()
+        let (store, last_alive_ms) = tokio::task::spawn_blocking(move || {
+            let store = n.store(&dir, Some(fence))?;
+            let last_alive_ms = store.last_alive_ms()?;
+            Ok::<_, courier_cluster::ClusterError>((store, last_alive_ms))
+        })
+        .await?
+        .context("cannot open the cluster's store")?;
+        let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        // The last writer's clock carried on: this node's never compared with it.
+        let wall_now_ms = courier_cluster::takeover_wall_ms(
+            last_alive_ms,
+            now_ms,
+            c.session_ttl,
+            config.flush_interval,
+        );
         let registry = tokio::task::spawn_blocking(move || {
             Registry::open_with(config, Box::new(store), wall_now_ms)
         })
