@@ -7,35 +7,13 @@
 
 use courier_cluster::{Etcd, EtcdStore, Fence, layout::Layout};
 use courier_protocol::{
-    AdminAction, AuditEntry, ContentHash, HistoryEntry, LeaseId, Outcome, SignedManifest, VendorKey,
+    AdminAction, AuditEntry, ContentHash, HistoryEntry, LeaseId, Outcome, VendorKey,
 };
 use courier_registry::{Batch, LeaseRow, Storage, StoreError, UsageRecord};
 use courier_test_support::etcd::{EtcdMember, SKIP_LINE, etcd_binary};
+use courier_test_support::signed_manifest_for;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A real signed manifest naming `component`.
-fn signed_for(component: &[u8], seed: u8) -> SignedManifest {
-    let key = courier_protocol::SigningKey::from_bytes(&[seed; 32]);
-    let m = courier_protocol::Manifest {
-        name: format!("acme/svc{seed}"),
-        version: "1.0.0".into(),
-        exports: vec![courier_protocol::Export {
-            interface: "courier:echo/echo@0.1.0".into(),
-            functions: vec!["say".into()],
-        }],
-        imports: vec![],
-        attributes: Default::default(),
-        endpoints: vec!["127.0.0.1:1".into()],
-        provider_pin: courier_protocol::SpkiPin([1; 32]),
-        issued_at_ms: 0,
-        not_after_ms: u64::MAX / 2,
-        component_hash: ContentHash::of(component),
-        component_size: component.len() as u64,
-        vendor_key: VendorKey::of(&key),
-    };
-    SignedManifest::sign(&m, &key)
-}
 
 fn row(expires_at_ms: u64) -> LeaseRow {
     LeaseRow {
@@ -102,7 +80,7 @@ fn round_trip_through_a_reopen() {
     let store = open(&s, None);
     let fresh = store.load_meta().unwrap();
     assert_eq!(fresh.registry_id.len(), 32, "made on first use");
-    let m = signed_for(b"component", 1);
+    let m = signed_manifest_for(b"component", 1);
     let hash = ContentHash::of(b"component");
     store.put_component(&hash, b"component").unwrap();
     let (a, b) = (LeaseId([1; 16]), LeaseId([2; 16]));
@@ -242,7 +220,7 @@ fn round_trip_through_a_reopen() {
 fn a_batch_larger_than_a_transaction_commits_whole() {
     let Some(s) = setup() else { return };
     let store = open(&s, None);
-    let m = signed_for(b"many", 2);
+    let m = signed_manifest_for(b"many", 2);
     let n = courier_cluster::MAX_TXN_OPS * 5 + 7;
     let leases: Vec<LeaseId> = (0..n)
         .map(|i| {

@@ -92,3 +92,28 @@ pub async fn start_registry_with(config: RegistryConfig, server: ServerConfig) -
         .await
         .unwrap()
 }
+
+/// A real signed manifest of service `acme/svc<seed>` (an echo export), naming
+/// `component`, signed by [`key`]`(seed)`: for stores' tests, which keep manifests without
+/// running anything.
+pub fn signed_manifest_for(component: &[u8], seed: u8) -> courier_protocol::SignedManifest {
+    let key = key(seed);
+    let m = courier_protocol::Manifest {
+        name: format!("acme/svc{seed}"),
+        version: "1.0.0".into(),
+        exports: vec![courier_protocol::Export {
+            interface: "courier:echo/echo@0.1.0".into(),
+            functions: vec!["say".into()],
+        }],
+        imports: vec![],
+        attributes: Default::default(),
+        endpoints: vec!["127.0.0.1:1".into()],
+        provider_pin: courier_protocol::SpkiPin([1; 32]),
+        issued_at_ms: 0,
+        not_after_ms: u64::MAX / 2,
+        component_hash: courier_protocol::ContentHash::of(component),
+        component_size: component.len() as u64,
+        vendor_key: VendorKey::of(&key),
+    };
+    courier_protocol::SignedManifest::sign(&m, &key)
+}

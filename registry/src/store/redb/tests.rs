@@ -11,7 +11,7 @@ fn round_trip_and_reopen() {
     let fresh = store.load_meta().unwrap();
     assert_eq!(fresh.registry_id.len(), 32, "made at creation");
     assert_eq!((fresh.seq_reserved, fresh.names.len()), (0, 0));
-    let m = signed_for(b"component", 1);
+    let m = courier_test_support::signed_manifest_for(b"component", 1);
     let row = LeaseRow {
         expires_at_ms: 123,
         ttl_ms: 10,
@@ -112,29 +112,6 @@ fn round_trip_and_reopen() {
     assert_eq!(names, vec![std::ffi::OsString::from(hash.to_hex())]);
 }
 
-/// A real signed manifest naming `component`.
-fn signed_for(component: &[u8], seed: u8) -> SignedManifest {
-    let key = courier_protocol::SigningKey::from_bytes(&[seed; 32]);
-    let m = courier_protocol::Manifest {
-        name: format!("acme/svc{seed}"),
-        version: "1.0.0".into(),
-        exports: vec![courier_protocol::Export {
-            interface: "courier:echo/echo@0.1.0".into(),
-            functions: vec!["say".into()],
-        }],
-        imports: vec![],
-        attributes: Default::default(),
-        endpoints: vec!["127.0.0.1:1".into()],
-        provider_pin: courier_protocol::SpkiPin([1; 32]),
-        issued_at_ms: 0,
-        not_after_ms: u64::MAX / 2,
-        component_hash: ContentHash::of(component),
-        component_size: component.len() as u64,
-        vendor_key: VendorKey::of(&key),
-    };
-    SignedManifest::sign(&m, &key)
-}
-
 #[test]
 fn wrong_reference_counts_are_counted_again_before_anything_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,8 +127,14 @@ fn wrong_reference_counts_are_counted_again_before_anything_is_deleted() {
     store
         .commit(&Batch {
             registrations: vec![
-                (LeaseId([1; 16]), signed_for(b"shared", 1)),
-                (LeaseId([2; 16]), signed_for(b"shared", 2)),
+                (
+                    LeaseId([1; 16]),
+                    courier_test_support::signed_manifest_for(b"shared", 1),
+                ),
+                (
+                    LeaseId([2; 16]),
+                    courier_test_support::signed_manifest_for(b"shared", 2),
+                ),
             ],
             leases: vec![(LeaseId([1; 16]), row), (LeaseId([2; 16]), row)],
             ..Default::default()
