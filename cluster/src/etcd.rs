@@ -157,7 +157,10 @@ fn transient(e: &etcd_client::Error) -> bool {
     match e {
         // gRPC's UNAVAILABLE (14: no leader, leader changed, request timed out, connection
         // refused) and DEADLINE_EXCEEDED (4).
-        etcd_client::Error::GRpcStatus(s) => matches!(s.code() as i32, 4 | 14),
+        // A connection to a member that went away surfaces as UNKNOWN "transport error".
+        etcd_client::Error::GRpcStatus(s) => {
+            matches!(s.code() as i32, 4 | 14) || s.message().contains("transport error")
+        }
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         _ => false,
     }
