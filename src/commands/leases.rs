@@ -44,7 +44,14 @@ impl Selection {
     }
 
     async fn read(&self, registry: &RegistryClient) -> anyhow::Result<Vec<LeaseInfo>> {
-        let mut leases = registry.leases_where(&self.filter).await?;
+        let (mut leases, unwritable_ms) = registry.leases_and_store(&self.filter).await?;
+        if let Some(ms) = unwritable_ms {
+            eprintln!(
+                "stale: the registry's store has refused writes for {:.1}s (a cluster without \
+                 quorum?); these leases are served from memory",
+                ms as f64 / 1000.0
+            );
+        }
         if let Some(prefix) = &self.vendor_prefix {
             leases.retain(|l| l.vendor.to_string().starts_with(prefix.as_str()));
         }

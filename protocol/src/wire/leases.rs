@@ -118,4 +118,8 @@ pub struct LeasePage {
     pub leases: Vec<LeaseInfo>,
     /// Where the next page starts, if there are more rows.
     pub next: Option<LeaseCursor>,
+    /// How long the registry's store has refused writes, in milliseconds (`None`: it
+    /// accepts them). While it refuses (a cluster node whose etcd lost its quorum), the
+    /// rows are served from memory: renewals count, but nothing new is durable.
+    pub store_unwritable_ms: Option<u64>,
 }

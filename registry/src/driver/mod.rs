@@ -31,7 +31,7 @@ use crate::errors::{LeaseError, OpenError};
 use crate::store::{RedbStore, Storage, StoreError};
 use courier_protocol::limits::MAX_EVENT_BATCH;
 use courier_protocol::{EventBatch, LeaseGrant, LeaseId, SignedKeyStatement, VendorKey};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
@@ -46,6 +46,9 @@ pub struct Registry {
     clock: Clock,
     registry_id: String,
     history_seq: AtomicU64,
+    /// Monotonic ms (plus one) of the first commit the store refused as unavailable since
+    /// the last that succeeded; 0 while commits succeed.
+    unwritable_since: AtomicU64,
     deadline_changed: Notify,
     live: broadcast::Sender<EventRecord>,
     /// Transitions only (no renewals): event registrations, the dashboard, webhooks.
@@ -170,6 +173,7 @@ impl Registry {
             },
             registry_id,
             history_seq: AtomicU64::new(history_seq),
+            unwritable_since: AtomicU64::new(0),
             deadline_changed: Notify::new(),
             live,
             transitions,
@@ -233,11 +237,37 @@ impl Registry {
         planned: Planned<C>,
     ) -> Result<C::Applied, StoreError> {
         match self.store.commit(planned.batch()) {
-            Ok(()) => Ok(self.with_state(|st| st.apply(now, planned))),
+            Ok(()) => {
+                let since = self.unwritable_since.swap(0, Ordering::Relaxed);
+                if since != 0 {
+                    let after = now.0.saturating_sub(since - 1);
+                    tracing::warn!(after_ms = after, "the store accepts writes again");
+                }
+                Ok(self.with_state(|st| st.apply(now, planned)))
+            }
             Err(e) => {
                 self.state().abandon(planned);
+                if matches!(e, StoreError::Unavailable(_))
+                    && self
+                        .unwritable_since
+                        .compare_exchange(0, now.0 + 1, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    tracing::error!(
+                        "the store refuses writes ({e}): lookups and renewals go on from \
+                         memory, registrations and other writes are refused until it is back"
+                    );
+                }
                 Err(e)
             }
+        }
+    }
+
+    /// How long the store has refused writes at `now` (`None`: the last commit succeeded).
+    pub fn unwritable_for(&self, now: Millis) -> Option<Duration> {
+        match self.unwritable_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(now.0.saturating_sub(since - 1))),
         }
     }
 

@@ -57,7 +57,11 @@ impl Registry {
     ) -> Result<LeasePage, ReadError> {
         let rows = self.state().leases_page(now, filter, after, limit);
         let manifests = self.store.manifests(&rows.leases())?;
-        Ok(rows.into_page(manifests))
+        let mut page = rows.into_page(manifests);
+        page.store_unwritable_ms = self
+            .unwritable_for(now)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Ok(page)
     }
 
     /// The live leases at `now`, sorted by service name then lease (every page of

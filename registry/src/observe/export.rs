@@ -80,6 +80,16 @@ impl Collector for Families {
         let m: &Metrics = &self.observer.metrics;
         let (leases, registrations, interfaces) = self.registry.counts();
         gauge(&mut enc, "leases_active", "Live leases", leases as i64)?;
+        let unwritable = self
+            .registry
+            .unwritable_for(self.registry.now())
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        gauge(
+            &mut enc,
+            "store_unwritable_seconds",
+            "How long the store has refused writes (0: it accepts them); meanwhile leases are served from memory",
+            unwritable,
+        )?;
         gauge(
             &mut enc,
             "catalog_registrations",

@@ -58,6 +58,10 @@ pub(super) async fn flush(registry: Arc<Registry>, mut shutdown: watch::Receiver
                 let reg = registry.clone();
                 match tokio::task::spawn_blocking(move || reg.flush(reg.now())).await {
                     Ok(Ok(_)) => {}
+                    // The registry logs when the store starts and stops refusing writes.
+                    Ok(Err(crate::store::StoreError::Unavailable(e))) => {
+                        tracing::debug!("flush refused (will retry): {e}");
+                    }
                     Ok(Err(e)) => tracing::error!("flush failed (will retry): {e}"),
                     Err(e) => tracing::error!("flush task failed: {e}"),
                 }

@@ -323,6 +323,15 @@ impl RegistryClient {
     /// The leases that pass `filter`, sorted by service name then lease, read a page at a
     /// time.
     pub async fn leases_where(&self, filter: &LeaseFilter) -> Result<Vec<LeaseInfo>, ClientError> {
+        Ok(self.leases_and_store(filter).await?.0)
+    }
+
+    /// [`RegistryClient::leases_where`], with how long the registry's store has refused
+    /// writes (milliseconds, as of the last page; `None`: it accepts them).
+    pub async fn leases_and_store(
+        &self,
+        filter: &LeaseFilter,
+    ) -> Result<(Vec<LeaseInfo>, Option<u64>), ClientError> {
         let mut out = Vec::new();
         let mut after: Option<LeaseCursor> = None;
         loop {
@@ -331,7 +340,7 @@ impl RegistryClient {
                 .await?;
             out.extend(page.leases);
             let Some(next) = page.next else {
-                return Ok(out);
+                return Ok((out, page.store_unwritable_ms));
             };
             // A cursor that does not move on would loop for ever: the registry is broken
             // or lying.

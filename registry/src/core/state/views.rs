@@ -87,6 +87,7 @@ impl LeasePageRows {
         LeasePage {
             leases,
             next: self.next,
+            store_unwritable_ms: None,
         }
     }
 }
