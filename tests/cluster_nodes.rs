@@ -41,7 +41,8 @@ impl Drop for NodeProc {
     }
 }
 
-fn start_node(name: &str, dir: &Path, urls: &[String]) -> NodeProc {
+/// Starts node `name` whose etcd session outlives its last keep-alive by `session_ttl`.
+fn start_node(name: &str, dir: &Path, urls: &[String], session_ttl: &str) -> NodeProc {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -53,7 +54,14 @@ fn start_node(name: &str, dir: &Path, urls: &[String]) -> NodeProc {
         .arg(dir)
         .args(["--listen", &addr.to_string()])
         .args(["--min-ttl", "100ms", "--etcd", &urls.join(",")])
-        .args(["--cluster", "t", "--node", name, "--session-ttl", "2s"])
+        .args([
+            "--cluster",
+            "t",
+            "--node",
+            name,
+            "--session-ttl",
+            session_ttl,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -123,9 +131,14 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 3).unwrap();
     let urls = etcd.client_urls();
-    let a = start_node("a", &dir.path().join("a"), &urls);
+    // The writer's session is short, so that the standby takes over soon after the kill.
+    // The standby's is longer than the majority loss below: etcd ends a session whose
+    // keep-alives stopped for longer than its TTL once its quorum is back (the revocation
+    // its leader proposed meanwhile commits then), and a node whose session ended must
+    // step down.
+    let a = start_node("a", &dir.path().join("a"), &urls, "2s");
     wait_for(&a.lines, "(the writer)");
-    let b = start_node("b", &dir.path().join("b"), &urls);
+    let b = start_node("b", &dir.path().join("b"), &urls, "20s");
     wait_for(&b.lines, "standby: a writes");
 
     // Vendors register at the writer, each knowing the standby too.

@@ -59,8 +59,8 @@ impl NodeConfig {
 pub enum Session {
     /// Kept alive.
     Live,
-    /// etcd did not answer the last keep-alive: the session may still be alive (etcd
-    /// extends every lease when it elects a new leader), but nothing can be written.
+    /// etcd did not answer the last keep-alive: the session is alive if etcd answers again
+    /// within its TTL, but nothing can be written meanwhile.
     Unreachable,
     /// etcd says the session ended: another node may lead. This node must step down.
     Lost,
