@@ -96,14 +96,7 @@ pub fn first(
 ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     let start = layout.key(prefix);
     let end = prefix_end(&start);
-    let limit = i64::try_from(n).unwrap_or(i64::MAX);
-    let resp = etcd.run("range", move |mut c| async move {
-        c.get(
-            start,
-            Some(GetOptions::new().with_range(end).with_limit(limit)),
-        )
-        .await
-    })?;
+    let resp = limited(etcd, "range", start, end, n)?;
     Ok(resp
         .kvs()
         .iter()
@@ -114,6 +107,24 @@ pub fn first(
             ))
         })
         .collect())
+}
+
+/// At most `n` keys of `[start, end)`, in key order.
+fn limited(
+    etcd: &Etcd,
+    what: &str,
+    start: Vec<u8>,
+    end: Vec<u8>,
+    n: u64,
+) -> Result<etcd_client::GetResponse, StoreError> {
+    let limit = i64::try_from(n).unwrap_or(i64::MAX);
+    etcd.run(what, move |mut c| async move {
+        c.get(
+            start,
+            Some(GetOptions::new().with_range(end).with_limit(limit)),
+        )
+        .await
+    })
 }
 
 /// One key's value.
@@ -332,14 +343,7 @@ pub fn audit(
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let start = layout.key(&format!("audit/{}", layout::num(from_seq)));
     let end = prefix_end(&layout.key("audit/"));
-    let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
-    let resp = etcd.run("audit", move |mut c| async move {
-        c.get(
-            start,
-            Some(GetOptions::new().with_range(end).with_limit(limit_i)),
-        )
-        .await
-    })?;
+    let resp = limited(etcd, "audit", start, end, limit as u64)?;
     resp.kvs()
         .iter()
         .take(limit)
