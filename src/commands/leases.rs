@@ -4,7 +4,7 @@
 use crate::cli::{LeaseSort, LeasesArgs};
 use crate::output::{millis, short, table};
 use anyhow::Context;
-use courier_protocol::{Event, LeaseFilter, LeaseInfo, VendorKey};
+use courier_protocol::{ClusterNodes, Event, LeaseFilter, LeaseInfo, VendorKey};
 use courier_transport::RegistryClient;
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,9 +43,11 @@ impl Selection {
         })
     }
 
-    async fn read(&self, registry: &RegistryClient) -> anyhow::Result<Vec<LeaseInfo>> {
-        let (mut leases, unwritable_ms) = registry.leases_and_store(&self.filter).await?;
-        if let Some(ms) = unwritable_ms {
+    /// The rows, and the node that holds them in a cluster (the writer).
+    async fn read(&self, registry: &RegistryClient) -> anyhow::Result<(Vec<LeaseInfo>, Holder)> {
+        let table = registry.lease_table(&self.filter).await?;
+        let mut leases = table.leases;
+        if let Some(ms) = table.store_unwritable_ms {
             eprintln!(
                 "stale: the registry's store has refused writes for {:.1}s (a cluster without \
                  quorum?); these leases are served from memory",
@@ -56,7 +58,40 @@ impl Selection {
             leases.retain(|l| l.vendor.to_string().starts_with(prefix.as_str()));
         }
         sort(&mut leases, self.sort, wall_now());
-        Ok(leases)
+        Ok((leases, Holder::of(table.cluster)))
+    }
+}
+
+/// In a cluster, which node holds the leases (the writer), and which answered.
+#[derive(Default)]
+struct Holder(Option<ClusterNodes>);
+
+impl Holder {
+    fn of(cluster: Option<ClusterNodes>) -> Self {
+        Self(cluster)
+    }
+
+    /// The name of the node that holds the leases ("-" while none is elected).
+    fn node(&self) -> Option<&str> {
+        self.0.as_ref().map(|c| c.writer.as_deref().unwrap_or("-"))
+    }
+
+    /// One line saying which node answered and which holds the leases.
+    fn line(&self) -> Option<String> {
+        let c = self.0.as_ref()?;
+        Some(match c.writer.as_deref() {
+            Some(w) if w == c.answered_by => {
+                format!("node {w} (the cluster's writer) holds these leases")
+            }
+            Some(w) => format!(
+                "node {} (a standby) answered; the cluster's writer {w} holds these leases",
+                c.answered_by
+            ),
+            None => format!(
+                "node {} (a standby) answered; the cluster has no writer elected now",
+                c.answered_by
+            ),
+        })
     }
 }
 
@@ -78,8 +113,9 @@ fn sort(leases: &mut [LeaseInfo], by: LeaseSort, now: u64) {
     }
 }
 
-fn lease_json(l: &LeaseInfo) -> serde_json::Value {
+fn lease_json(l: &LeaseInfo, node: Option<&str>) -> serde_json::Value {
     serde_json::json!({
+        "node": node,
         "lease": l.lease.to_string(),
         "name": l.name,
         "version": l.version,
@@ -116,8 +152,9 @@ fn endpoint(l: &LeaseInfo) -> String {
     }
 }
 
-/// The lease table as text, `now` being the wall clock in ms.
-fn render(leases: &[LeaseInfo], now: u64) -> String {
+/// The lease table as text, `now` being the wall clock in ms; in a cluster, a NODE column
+/// names the node holding each lease.
+fn render(leases: &[LeaseInfo], now: u64, holder: &Holder) -> String {
     let rows: Vec<Vec<String>> = leases
         .iter()
         .map(|l| {
@@ -131,7 +168,7 @@ fn render(leases: &[LeaseInfo], now: u64) -> String {
             } else {
                 format!("{} ago", millis(now.saturating_sub(l.last_renewal_ms)))
             };
-            vec![
+            let mut row = vec![
                 l.name.clone(),
                 l.version.clone(),
                 short(&l.vendor.to_string(), 16),
@@ -142,24 +179,29 @@ fn render(leases: &[LeaseInfo], now: u64) -> String {
                 last,
                 l.clients_served.to_string(),
                 l.lease.to_string(),
-            ]
+            ];
+            if let Some(node) = holder.node() {
+                row.push(node.to_string());
+            }
+            row
         })
         .collect();
-    table(
-        &[
-            "SERVICE",
-            "VERSION",
-            "VENDOR",
-            "ENDPOINT",
-            "GRANTED",
-            "LEFT",
-            "RENEWALS",
-            "LAST RENEWAL",
-            "CLIENTS",
-            "LEASE",
-        ],
-        &rows,
-    )
+    let mut header = vec![
+        "SERVICE",
+        "VERSION",
+        "VENDOR",
+        "ENDPOINT",
+        "GRANTED",
+        "LEFT",
+        "RENEWALS",
+        "LAST RENEWAL",
+        "CLIENTS",
+        "LEASE",
+    ];
+    if holder.node().is_some() {
+        header.push("NODE");
+    }
+    table(&header, &rows)
 }
 
 pub async fn run(args: LeasesArgs) -> anyhow::Result<()> {
@@ -174,15 +216,21 @@ pub async fn run(args: LeasesArgs) -> anyhow::Result<()> {
         registry.close();
         return result;
     }
-    let leases = selection.read(&registry).await?;
+    let (leases, holder) = selection.read(&registry).await?;
     registry.close();
+    if let Some(line) = holder.line() {
+        eprintln!("{line}");
+    }
     if args.json {
-        let rows: Vec<_> = leases.iter().map(lease_json).collect();
+        let rows: Vec<_> = leases
+            .iter()
+            .map(|l| lease_json(l, holder.node()))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if leases.is_empty() {
         println!("no live leases");
     } else {
-        print!("{}", render(&leases, wall_now()));
+        print!("{}", render(&leases, wall_now(), &holder));
     }
     Ok(())
 }
@@ -201,9 +249,9 @@ async fn top(
     term.hide_cursor().ok();
     let result = async {
         loop {
-            let leases = selection.read(registry).await?;
+            let (leases, holder) = selection.read(registry).await?;
             let (height, _) = term.size();
-            let mut body = render(&leases, wall_now());
+            let mut body = render(&leases, wall_now(), &holder);
             let room = usize::from(height).saturating_sub(4).max(1);
             let lines: Vec<&str> = body.lines().collect();
             if lines.len() > room + 1 {
@@ -318,11 +366,45 @@ mod tests {
 
     #[test]
     fn the_table_shows_endpoint_last_renewal_and_clients() {
-        let text = render(&[lease("acme/echo", 4_000, 2, 3, 8_500)], 10_000);
+        let text = render(
+            &[lease("acme/echo", 4_000, 2, 3, 8_500)],
+            10_000,
+            &Holder::default(),
+        );
         let row = text.lines().nth(1).unwrap();
         assert!(row.contains("127.0.0.1:7901 +1"), "{row}");
         assert!(row.contains("1.5s ago"), "{row}");
         assert!(row.contains("30.0s"), "{row}");
         assert!(text.lines().next().unwrap().contains("LAST RENEWAL"));
+        assert!(
+            !text.contains("NODE"),
+            "a single registry has no node column"
+        );
+    }
+
+    #[test]
+    fn in_a_cluster_the_table_names_the_node_holding_each_lease() {
+        let holder = Holder::of(Some(ClusterNodes {
+            answered_by: "n2".into(),
+            writer: Some("n3".into()),
+        }));
+        let text = render(&[lease("acme/echo", 4_000, 2, 3, 8_500)], 10_000, &holder);
+        assert!(
+            text.lines().next().unwrap().trim_end().ends_with("NODE"),
+            "{text}"
+        );
+        assert!(
+            text.lines().nth(1).unwrap().trim_end().ends_with("n3"),
+            "{text}"
+        );
+        assert_eq!(
+            holder.line().unwrap(),
+            "node n2 (a standby) answered; the cluster's writer n3 holds these leases"
+        );
+        let none = Holder::of(Some(ClusterNodes {
+            answered_by: "n2".into(),
+            writer: None,
+        }));
+        assert!(none.line().unwrap().contains("no writer elected"));
     }
 }

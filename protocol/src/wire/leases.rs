@@ -122,4 +122,17 @@ pub struct LeasePage {
     /// accepts them). While it refuses (a cluster node whose etcd lost its quorum), the
     /// rows are served from memory: renewals count, but nothing new is durable.
     pub store_unwritable_ms: Option<u64>,
+    /// In a cluster: the node that answered, and the writer that holds every lease (`None`
+    /// for a single registry).
+    pub cluster: Option<ClusterNodes>,
+}
+
+/// Which node of a registry cluster answered, and which holds the leases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNodes {
+    /// The node that answered.
+    pub answered_by: String,
+    /// The cluster's writer, which holds (renews and expires) every lease; `None` while
+    /// none is elected.
+    pub writer: Option<String>,
 }

@@ -23,7 +23,9 @@ pub use history::{HistoryEntry, Outcome};
 pub use interest::{
     Interest, InterestGrant, InterestId, ListenFrame, Notification, NotificationBatch, Transition,
 };
-pub use leases::{LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register};
+pub use leases::{
+    ClusterNodes, LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register,
+};
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
 pub use roots::{MAX_ROOTS_ASKED, RootBatch, RootSince};
 pub use usage::{UsageBy, UsageQuery, UsageRow};

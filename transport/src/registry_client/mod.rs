@@ -12,10 +12,10 @@ use crate::{
 use courier_protocol::limits::{MAX_FRAME_LEN, MAX_LEASE_PAGE, REQUEST_TIMEOUT};
 use courier_protocol::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
-    Candidate, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseCursor, LeaseFilter,
-    LeaseGrant, LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION, Register, Request,
-    Response, ServiceQuery, SignedFreshness, SignedKeyStatement, SigningKey, SpkiPin, VendorKey,
-    WireError,
+    Candidate, ClusterNodes, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseCursor,
+    LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION, Register,
+    Request, Response, ServiceQuery, SignedFreshness, SignedKeyStatement, SigningKey, SpkiPin,
+    VendorKey, WireError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +39,18 @@ pub enum ClientError {
     /// The registry answered with a message that does not fit the request.
     #[error("unexpected answer from the registry: {0}")]
     Unexpected(&'static str),
+}
+
+/// The lease table read page by page ([`RegistryClient::lease_table`]).
+#[derive(Debug, Clone, Default)]
+pub struct LeaseTable {
+    /// The rows, sorted by service name then lease.
+    pub leases: Vec<LeaseInfo>,
+    /// How long the registry's store has refused writes, as of the last page (ms; `None`:
+    /// it accepts them).
+    pub store_unwritable_ms: Option<u64>,
+    /// In a cluster: the node that answered and the writer that holds the leases.
+    pub cluster: Option<ClusterNodes>,
 }
 
 /// Cap on one keep-alive answer (a grant or an error).
@@ -323,15 +335,13 @@ impl RegistryClient {
     /// The leases that pass `filter`, sorted by service name then lease, read a page at a
     /// time.
     pub async fn leases_where(&self, filter: &LeaseFilter) -> Result<Vec<LeaseInfo>, ClientError> {
-        Ok(self.leases_and_store(filter).await?.0)
+        Ok(self.lease_table(filter).await?.leases)
     }
 
-    /// [`RegistryClient::leases_where`], with how long the registry's store has refused
-    /// writes (milliseconds, as of the last page; `None`: it accepts them).
-    pub async fn leases_and_store(
-        &self,
-        filter: &LeaseFilter,
-    ) -> Result<(Vec<LeaseInfo>, Option<u64>), ClientError> {
+    /// [`RegistryClient::leases_where`], with what the last page said of the registry:
+    /// how long its store has refused writes, and, in a cluster, which node answered and
+    /// which holds the leases.
+    pub async fn lease_table(&self, filter: &LeaseFilter) -> Result<LeaseTable, ClientError> {
         let mut out = Vec::new();
         let mut after: Option<LeaseCursor> = None;
         loop {
@@ -340,7 +350,11 @@ impl RegistryClient {
                 .await?;
             out.extend(page.leases);
             let Some(next) = page.next else {
-                return Ok((out, page.store_unwritable_ms));
+                return Ok(LeaseTable {
+                    leases: out,
+                    store_unwritable_ms: page.store_unwritable_ms,
+                    cluster: page.cluster,
+                });
             };
             // A cursor that does not move on would loop for ever: the registry is broken
             // or lying.

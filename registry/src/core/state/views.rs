@@ -88,6 +88,7 @@ impl LeasePageRows {
             leases,
             next: self.next,
             store_unwritable_ms: None,
+            cluster: None,
         }
     }
 }
