@@ -42,7 +42,9 @@ pub use core::state::{
     Change, FlushStats, LeasePageRows, NoHeadroom, PageRow, Planned, RegistryState, RestartCounts,
     Restorer, StateConfig,
 };
-pub use driver::{EXPIRY_SLICE, Heard, LISTENING_QUEUE, ListeningFeed, Registry, StreamId};
+pub use driver::{
+    EXPIRY_SLICE, Followed, Heard, LISTENING_QUEUE, ListeningFeed, Registry, StreamId,
+};
 pub use errors::FreshnessRefused;
 pub use errors::{
     AdminError, ClientRequestError, FindError, GrantError, LeaseError, OpenError, ReadError,

@@ -17,10 +17,12 @@ mod interests;
 mod listening;
 mod people;
 mod reads;
+mod standby;
 mod writes;
 
 pub use expiry::EXPIRY_SLICE;
 pub use listening::{Heard, LISTENING_QUEUE, ListeningFeed, StreamId};
+pub use standby::Followed;
 
 use crate::config::RegistryConfig;
 use crate::core::events::EventRecord;
@@ -31,7 +33,7 @@ use crate::errors::{LeaseError, OpenError};
 use crate::store::{RedbStore, Storage, StoreError};
 use courier_protocol::limits::MAX_EVENT_BATCH;
 use courier_protocol::{EventBatch, LeaseGrant, LeaseId, SignedKeyStatement, VendorKey};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
@@ -49,6 +51,10 @@ pub struct Registry {
     /// Monotonic ms (plus one) of the first commit the store refused as unavailable since
     /// the last that succeeded; 0 while commits succeed.
     unwritable_since: AtomicU64,
+    /// A cluster's standby: reads only (see `standby.rs`).
+    standby: AtomicBool,
+    /// In a cluster: this node's name and the writer's, for lease pages.
+    cluster: Mutex<Option<courier_protocol::ClusterNodes>>,
     deadline_changed: Notify,
     live: broadcast::Sender<EventRecord>,
     /// Transitions only (no renewals): event registrations, the dashboard, webhooks.
@@ -174,6 +180,8 @@ impl Registry {
             registry_id,
             history_seq: AtomicU64::new(history_seq),
             unwritable_since: AtomicU64::new(0),
+            standby: AtomicBool::new(false),
+            cluster: Mutex::new(None),
             deadline_changed: Notify::new(),
             live,
             transitions,

@@ -61,6 +61,7 @@ impl Registry {
         page.store_unwritable_ms = self
             .unwritable_for(now)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        page.cluster = self.cluster();
         Ok(page)
     }
 

@@ -308,6 +308,16 @@ async fn serve_stream(
                 continue;
             }
         };
+        if session.shared.registry.is_standby() && !dispatch::standby_answers(&req) {
+            let resp = Response::Error(dispatch::standby_refusal());
+            if write_msg(&mut send, &resp, config.response_timeout, peer)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
         match req {
             Request::Subscribe {
                 interface,

@@ -189,6 +189,36 @@ async fn build(req: Request, session: &Session) -> Response {
     answer.unwrap_or_else(|e| refusal(e, peer, what))
 }
 
+/// Whether a cluster's standby answers `req`: reads, yes; anything that writes or
+/// renews, or an event stream (whose events the writer numbers), goes to the writer.
+pub(super) fn standby_answers(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Hello(_)
+            | Request::Authenticate { .. }
+            | Request::Find(_)
+            | Request::Fetch { .. }
+            | Request::Leases { .. }
+            | Request::KeyStatements { .. }
+            | Request::RootStatements { .. }
+            | Request::OperatorStatements { .. }
+            | Request::History { .. }
+            | Request::Clients { .. }
+            | Request::Client { .. }
+            | Request::Audit { .. }
+            | Request::Usage(_)
+    )
+}
+
+/// A standby's answer to what only the writer does.
+pub(super) fn standby_refusal() -> WireError {
+    WireError::new(
+        ErrorKind::Unavailable,
+        "this node is a standby of its cluster: writes, renewals and event streams go to \
+         the cluster's writer (`courier cluster status` names it); lookups and fetches work here",
+    )
+}
+
 /// What a request is, for the log line of its refusal.
 fn request_name(req: &Request) -> &'static str {
     match req {

@@ -227,6 +227,10 @@ impl RegistryHandle {
             tracing::warn!("connection handlers did not finish in 10 s");
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        if registry.is_standby() {
+            tracing::info!("standby stopped");
+            return;
+        }
         match tokio::task::spawn_blocking(move || registry.flush(registry.now())).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!("final flush failed: {e}"),
@@ -310,16 +314,23 @@ pub async fn serve(
         done: done_tx.clone(),
         config,
     });
-    let mut tasks = vec![
-        tokio::spawn(accept::accept_loop(endpoint.clone(), shared)),
-        tokio::spawn(tasks::expiry(
+    let mut tasks = vec![tokio::spawn(accept::accept_loop(endpoint.clone(), shared))];
+    // A standby neither expires nor writes: the cluster's writer does both.
+    if !registry.is_standby() {
+        tasks.push(tokio::spawn(tasks::expiry(
             registry.clone(),
             ops.observer,
             shutdown_rx.clone(),
-        )),
-        tokio::spawn(tasks::flush(registry.clone(), shutdown_rx.clone())),
-        tokio::spawn(tasks::notifications(registry.clone(), shutdown_rx)),
-    ];
+        )));
+        tasks.push(tokio::spawn(tasks::flush(
+            registry.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(tasks::notifications(
+        registry.clone(),
+        shutdown_rx,
+    )));
     tasks.extend(ops.tasks);
     Ok(RegistryHandle {
         local_addr,

@@ -21,6 +21,7 @@
 mod admin;
 mod change;
 mod clients;
+mod follow;
 mod freshness;
 mod restart;
 mod roots;

@@ -43,6 +43,8 @@ pub struct RestartCounts {
 #[derive(Debug)]
 pub struct Restorer {
     state: RegistryState,
+    /// The monotonic time of the start (0, or later for a standby that loads again).
+    now: Millis,
     wall_now_ms: u64,
     last_alive_ms: u64,
     graced: Vec<(LeaseId, LeaseRow)>,
@@ -59,8 +61,20 @@ impl Restorer {
         wall_now_ms: u64,
         meta: StoredMeta,
     ) -> Result<Self, StoredStatementError> {
+        Self::new_at(config, wall_now_ms, Millis(0), meta)
+    }
+
+    /// [`Restorer::new`] at monotonic time `now` (a registry that loads its store again
+    /// while its clock runs: a cluster's standby).
+    pub fn new_at(
+        config: StateConfig,
+        wall_now_ms: u64,
+        now: Millis,
+        meta: StoredMeta,
+    ) -> Result<Self, StoredStatementError> {
         let start_seq = meta.seq_reserved.max(1);
-        let mut state = RegistryState::new(config, wall_now_ms, start_seq);
+        let wall_base_ms = wall_now_ms.saturating_sub(now.0);
+        let mut state = RegistryState::new(config, wall_base_ms, start_seq);
         for (name, key) in &meta.names {
             state.catalog.claim(name, key);
         }
@@ -97,6 +111,7 @@ impl Restorer {
         }
         Ok(Self {
             state,
+            now,
             wall_now_ms,
             last_alive_ms: meta.last_alive_ms,
             graced: Vec::new(),
@@ -110,7 +125,7 @@ impl Restorer {
 
     /// Brings back one stored registration, or drops it, by the rule.
     pub fn restore(&mut self, stored: StoredLease) {
-        let now = Millis(0);
+        let now = self.now;
         let lease = stored.lease;
         let manifest = match stored.manifest.peek() {
             Ok(m) => m,

@@ -465,3 +465,50 @@ fn pages_of_the_lease_table_follow_name_then_lease() {
         "a registration gone since is not listed"
     );
 }
+
+fn stored(id: u8, key: &SigningKey, name: &str) -> StoredLease {
+    StoredLease {
+        lease: lease(id),
+        manifest: echo(key, name).0,
+        row: LeaseRow {
+            expires_at_ms: 0,
+            ttl_ms: 10_000,
+            renewals: 0,
+            in_grace: false,
+        },
+    }
+}
+
+#[test]
+fn a_standby_applies_the_writers_changes_and_a_replay_changes_nothing() {
+    let mut st = started();
+    let (k, _) = signing(1);
+    assert!(st.follow_put(Millis(0), stored(1, &k, "acme/a"), 5_000));
+    assert!(st.follow_put(Millis(100), stored(1, &k, "acme/a"), 4_900));
+    assert_eq!(found(&st, 200), [lease(1)]);
+    assert_eq!(
+        st.counts().1,
+        1,
+        "a registration applied twice is there once"
+    );
+    // Its time runs out by the writer's clock: it stops matching, and a standby never
+    // expires it itself.
+    assert!(found(&st, 5_000).is_empty());
+    assert!(st.table.get(&lease(1)).is_some());
+    // A flushed renewal moves its end.
+    let row = stored(1, &k, "acme/a").row;
+    assert!(st.follow_row(Millis(5_100), lease(1), &row, 10_000));
+    assert_eq!(found(&st, 14_000), [lease(1)]);
+    // The same key registers the name again: the new registration replaces the old one
+    // even before the writer's removal of the old one arrives.
+    assert!(st.follow_put(Millis(14_000), stored(2, &k, "acme/a"), 10_000));
+    assert_eq!(found(&st, 14_001), [lease(2)]);
+    assert!(!st.follow_delete(&lease(1)), "already gone");
+    assert!(st.follow_delete(&lease(2)));
+    assert!(found(&st, 14_002).is_empty());
+    assert!(
+        !st.follow_row(Millis(14_003), lease(3), &row, 10_000),
+        "unknown lease"
+    );
+    assert_eq!(st.counts(), (0, 0, st.counts().2));
+}

@@ -1,0 +1,111 @@
+//! A standby: a registry opened on a cluster's store without writing anything, which
+//! answers lookups, fetches and reads while another node (the cluster's writer) decides.
+//! The caller feeds it what the writer commits ([`Registry::follow`]) and has it read the
+//! store again ([`Registry::reload`]) when something other than registrations changed
+//! (keys, names, operators' controls). The server refuses a standby's writes
+//! (`Unavailable`: "retry at the writer") and runs neither expiry nor flushes for it. A
+//! cluster's node, standby or writer, names itself and the writer on lease pages
+//! ([`Registry::set_cluster`]).
+
+use super::Registry;
+use crate::RegistryConfig;
+use crate::core::state::{RestartCounts, Restorer};
+use crate::errors::OpenError;
+use crate::store::{LeaseRow, Storage, StoredLease};
+use courier_protocol::{ClusterNodes, LeaseId};
+use std::sync::atomic::Ordering;
+
+/// One change the cluster's writer committed, as a standby applies it. `remaining_ms` is
+/// the time the lease has left by the writer's clock when the change is applied.
+#[derive(Debug, Clone)]
+pub enum Followed {
+    /// A registration (new, or seen again).
+    Put {
+        /// The registration and its lease row.
+        stored: StoredLease,
+        /// Its time left.
+        remaining_ms: u64,
+    },
+    /// A lease row a flush wrote (a renewal).
+    Row {
+        /// The lease.
+        lease: LeaseId,
+        /// Its row.
+        row: LeaseRow,
+        /// Its time left.
+        remaining_ms: u64,
+    },
+    /// A registration removed.
+    Delete(LeaseId),
+}
+
+impl Registry {
+    /// Opens a standby on `store` (a cluster's), taking wall-clock time `wall_now_ms` to be
+    /// the writer's time now. Reads the store through the restart rule and writes nothing.
+    pub fn open_standby(
+        config: RegistryConfig,
+        store: Box<dyn Storage>,
+        wall_now_ms: u64,
+    ) -> Result<Self, OpenError> {
+        let (registry, _restart) = Self::restore(config, store, wall_now_ms)?;
+        registry.standby.store(true, Ordering::Relaxed);
+        Ok(registry)
+    }
+
+    /// Names this node and the cluster's writer (the node that holds every lease) on
+    /// every lease page from now on.
+    pub fn set_cluster(&self, nodes: ClusterNodes) {
+        *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(nodes);
+    }
+
+    /// This node and the cluster's writer, if this registry is a cluster's node.
+    pub fn cluster(&self) -> Option<ClusterNodes> {
+        self.cluster
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether this registry is a standby (answers reads, refuses writes).
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::Relaxed)
+    }
+
+    /// Applies what the writer committed, in order. Memory only. Returns how many changed
+    /// the catalog.
+    pub fn follow(&self, changes: impl IntoIterator<Item = Followed>) -> usize {
+        let now = self.now();
+        let mut st = self.state();
+        let mut changed = 0;
+        for change in changes {
+            let did = match change {
+                Followed::Put {
+                    stored,
+                    remaining_ms,
+                } => st.follow_put(now, stored, remaining_ms),
+                Followed::Row {
+                    lease,
+                    row,
+                    remaining_ms,
+                } => st.follow_row(now, lease, &row, remaining_ms),
+                Followed::Delete(lease) => st.follow_delete(&lease),
+            };
+            changed += usize::from(did);
+        }
+        changed
+    }
+
+    /// Reads the whole store again (keys, names, controls and registrations), taking
+    /// `wall_now_ms` to be the writer's time now, and replaces the state with it. Blocking
+    /// (store reads).
+    pub fn reload(&self, wall_now_ms: u64) -> Result<RestartCounts, OpenError> {
+        let meta = self.store.load_meta()?;
+        let mut restorer = Restorer::new_at(self.config.state(), wall_now_ms, self.now(), meta)?;
+        let unreadable = self
+            .store
+            .load_leases(&mut |stored| restorer.restore(stored))?;
+        let (state, _restart, counts) = restorer.finish(unreadable);
+        *self.state() = state;
+        Ok(counts)
+    }
+}
