@@ -294,6 +294,9 @@ enum Failure {
     Connection(String),
     /// The registry refused for now: retry on the same connection.
     Refused(String),
+    /// This node cannot write now (a cluster's standby, or a node without its store's
+    /// quorum): retry, at the next node if there are several.
+    Elsewhere(String),
 }
 
 fn classify(e: &ClientError) -> Failure {
@@ -316,6 +319,7 @@ fn classify(e: &ClientError) -> Failure {
             ErrorKind::NotAuthenticated | ErrorKind::BadHandshake | ErrorKind::BadFrame => {
                 Failure::Connection(text)
             }
+            ErrorKind::Unavailable => Failure::Elsewhere(text),
             _ => Failure::Refused(text),
         },
     }
@@ -422,6 +426,13 @@ impl Worker {
                     message
                 }
                 Failure::Refused(message) => message,
+                Failure::Elsewhere(message) => {
+                    if self.nodes.len() > 1 {
+                        self.drop_client();
+                        self.next_node();
+                    }
+                    message
+                }
             };
             attempt = attempt.saturating_add(1);
             let lease = held.as_ref().map(|h| h.lease);
