@@ -8,9 +8,11 @@
 //! - [`Node`] is a node's membership: its etcd session, its unique name, its advert, and
 //!   etcd's election of the one node that writes. Every write carries the writer's
 //!   [`Fence`], so a node whose session ended cannot write after another took over.
-//! - The other nodes are standbys: they copy the writer's components ([`mirror`]) and
-//!   wait in the election; when the writer's session ends, one of them loads the state
-//!   through the registry's restart rule (time left, one grace) and serves.
+//! - The other nodes are standbys ([`Standby`]): each follows the writer's commits with an
+//!   etcd watch into a registry of its own that answers lookups, fetches and reads
+//!   (writes go to the writer), copies the writer's components, and waits in the
+//!   election; when the writer's session ends, one of them loads the state through the
+//!   registry's restart rule (time left, one grace) and writes.
 //! - [`takeover_wall_ms`] is the time a new writer opens at: the last writer's clock
 //!   carried on, never another machine's clock compared with it.
 //! - [`status()`] is what `courier cluster status` prints.
@@ -21,10 +23,11 @@
 mod clock;
 mod etcd;
 pub mod layout;
-pub mod mirror;
+mod mirror;
 mod node;
 mod peer;
 mod read;
+mod standby;
 mod status;
 mod store;
 mod write;
@@ -32,8 +35,9 @@ mod write;
 pub use clock::takeover_wall_ms;
 pub use etcd::{DEFAULT_DEADLINE, Etcd};
 pub use node::{Advert, DEFAULT_SESSION_TTL, Node, NodeConfig, Session};
+pub use standby::Standby;
 pub use status::{ClusterStatus, MemberStatus, NodeStatus, status};
-pub use store::{ComponentSource, EtcdStore};
+pub use store::{ComponentSource, EtcdStore, HeldManifests};
 pub use write::{Fence, MAX_TXN_OPS};
 
 use courier_registry::StoreError;
@@ -87,6 +91,9 @@ pub enum ClusterError {
     /// A file of the data directory.
     #[error("io: {0}")]
     Io(std::io::Error),
+    /// The standby's registry could not be opened on the store.
+    #[error("cannot open the standby's registry: {0}")]
+    Standby(courier_registry::OpenError),
     /// etcd failed a request.
     #[error(transparent)]
     Etcd(#[from] StoreError),

@@ -1,122 +1,103 @@
-//! A standby's copy of the writer's component files: every registration's component, on
-//! this node's disk before it is needed, so that a standby elected after the writer's
-//! crash serves every registration it loads. Reads the registrations in etcd once, then
-//! follows them with a watch from that revision; on any error it starts over.
+//! A standby's copy of the writer's component files: the component of every registration
+//! the standby learns of is on this node's disk before a client asks for it here, and
+//! before this node could be elected and serve it as the writer. Fetched from the writer
+//! over courier's own protocol, pinned to its advertised key, checked against the hash,
+//! on one connection kept open while the writer stays the same.
 
 use crate::layout::Layout;
 use crate::node::Advert;
-use crate::read::prefix_end;
+use crate::peer;
+use courier_protocol::SignedManifest;
 use courier_registry::BlobDir;
-use courier_registry::store_records::decode_manifest;
-use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use courier_transport::RegistryClient;
+use etcd_client::Client;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Keeps `blobs` holding the component of every registration of the cluster, until the
-/// task is aborted (when this node is elected).
-pub async fn follow(client: Client, layout: Layout, blobs: Arc<BlobDir>) {
-    loop {
-        if let Err(e) = follow_once(client.clone(), &layout, &blobs).await {
-            tracing::debug!("standby copy of components starts over: {e}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+/// Copies components from the writer into this node's blob directory.
+pub(crate) struct Copier {
+    etcd: Client,
+    layout: Layout,
+    blobs: Arc<BlobDir>,
+    /// The writer's advert and a connection to it, kept between copies.
+    writer: Option<(Advert, RegistryClient)>,
 }
 
-async fn follow_once(
-    mut client: Client,
-    layout: &Layout,
-    blobs: &Arc<BlobDir>,
-) -> Result<(), String> {
-    let prefix = layout.key("reg/");
-    let end = prefix_end(&prefix);
-    let mut from = prefix.clone();
-    let mut revision = 0i64;
-    loop {
-        let resp = client
-            .get(
-                from.clone(),
-                Some(
-                    GetOptions::new()
-                        .with_range(end.clone())
-                        .with_limit(1_000)
-                        .with_revision(revision),
-                ),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        if revision == 0 {
-            revision = resp.header().map_or(0, |h| h.revision());
-        }
-        for kv in resp.kvs() {
-            keep(&mut client, layout, blobs, kv.value()).await;
-        }
-        match resp.kvs().last() {
-            Some(last) if resp.more() => {
-                from = last.key().to_vec();
-                from.push(0);
-            }
-            _ => break,
+impl Copier {
+    pub(crate) fn new(etcd: Client, layout: Layout, blobs: Arc<BlobDir>) -> Self {
+        Self {
+            etcd,
+            layout,
+            blobs,
+            writer: None,
         }
     }
-    let mut stream = client
-        .watch(
-            prefix,
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(revision + 1),
-            ),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    while let Some(resp) = stream.message().await.map_err(|e| e.to_string())? {
-        if resp.canceled() {
-            return Err(format!("watch cancelled: {}", resp.cancel_reason()));
-        }
-        for event in resp.events() {
-            if event.event_type() == EventType::Put
-                && let Some(kv) = event.kv()
-            {
-                keep(&mut client, layout, blobs, kv.value()).await;
-            }
-        }
-    }
-    Err("watch ended".into())
-}
 
-/// Fetches the component of the registration `record` from the writer unless it is here.
-async fn keep(client: &mut Client, layout: &Layout, blobs: &Arc<BlobDir>, record: &[u8]) {
-    let Some(m) = decode_manifest(record).ok().and_then(|m| m.peek().ok()) else {
-        return;
-    };
-    let (hash, size) = (m.component_hash, m.component_size);
-    if matches!(blobs.size(&hash), Ok(Some(n)) if n == size) {
-        return;
+    /// The writer may have changed: the next copy asks etcd again.
+    pub(crate) fn forget_writer(&mut self) {
+        if let Some((_, c)) = self.writer.take() {
+            c.close();
+        }
     }
-    let Some(advert) = writer(client, layout).await else {
-        tracing::debug!("no writer to copy {hash} from");
-        return;
-    };
-    let Some(bytes) = crate::peer::fetch(&advert, hash, size).await else {
-        return;
-    };
-    let blobs = blobs.clone();
-    let stored = tokio::task::spawn_blocking(move || blobs.put(&hash, &bytes)).await;
-    match stored {
-        Ok(Ok(())) => tracing::debug!(%hash, "copied a component from the writer"),
-        Ok(Err(e)) => tracing::warn!(%hash, "cannot keep a copied component: {e}"),
-        Err(e) => tracing::warn!(%hash, "cannot keep a copied component: {e}"),
+
+    /// Fetches the component of the registration `manifest` from the writer unless it is
+    /// here (one more try on a new connection if the kept one fails).
+    pub(crate) async fn keep(&mut self, manifest: &SignedManifest) {
+        let Ok(m) = manifest.peek() else {
+            return;
+        };
+        let (hash, size) = (m.component_hash, m.component_size);
+        if matches!(self.blobs.size(&hash), Ok(Some(n)) if n == size) {
+            return;
+        }
+        let mut bytes = None;
+        for _ in 0..2 {
+            let Some(client) = self.writer_client().await else {
+                tracing::debug!("no writer to copy {hash} from");
+                return;
+            };
+            bytes = peer::fetch_from(&client, hash, size).await;
+            if bytes.is_some() {
+                break;
+            }
+            self.forget_writer();
+        }
+        let Some(bytes) = bytes else { return };
+        let blobs = self.blobs.clone();
+        let stored = tokio::task::spawn_blocking(move || blobs.put(&hash, &bytes)).await;
+        match stored {
+            Ok(Ok(())) => tracing::debug!(%hash, "copied a component from the writer"),
+            Ok(Err(e)) => tracing::warn!(%hash, "cannot keep a copied component: {e}"),
+            Err(e) => tracing::warn!(%hash, "cannot keep a copied component: {e}"),
+        }
+    }
+
+    /// The kept connection to the writer, or a new one.
+    async fn writer_client(&mut self) -> Option<RegistryClient> {
+        if let Some((_, c)) = &self.writer
+            && c.connection().close_reason().is_none()
+        {
+            return Some(c.clone());
+        }
+        let advert = writer(&mut self.etcd, &self.layout).await?;
+        let client = peer::connect(&advert).await?;
+        self.writer = Some((advert, client.clone()));
+        Some(client)
     }
 }
 
 /// The writer's advert.
 async fn writer(client: &mut Client, layout: &Layout) -> Option<Advert> {
-    let leader = client.leader(layout.election()).await.ok()?;
-    let name = String::from_utf8(leader.kv()?.value().to_vec()).ok()?;
+    let name = writer_name(client, layout).await?;
     let resp = client
         .get(layout.key(&format!("nodes/{name}")), None)
         .await
         .ok()?;
     Advert::decode(resp.kvs().first()?.value())
+}
+
+/// The name of the node etcd's election made the writer (`None`: none, or etcd did not
+/// answer).
+pub(crate) async fn writer_name(client: &mut Client, layout: &Layout) -> Option<String> {
+    let leader = client.leader(layout.election()).await.ok()?;
+    String::from_utf8(leader.kv()?.value().to_vec()).ok()
 }

@@ -10,25 +10,37 @@ use std::time::Duration;
 /// How long one fetch from a peer may take.
 const FETCH_DEADLINE: Duration = Duration::from_secs(10);
 
-/// The component `hash` (`size` bytes) from the node at `advert`, if it has it.
+/// The component `hash` (`size` bytes) from the node at `advert`, if it has it, over a
+/// connection of its own.
 pub async fn fetch(advert: &Advert, hash: ContentHash, size: u64) -> Option<Vec<u8>> {
-    let client = match RegistryClient::connect(advert.addr, advert.pin, "courier-node").await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(addr = %advert.addr, "cannot reach a peer for {hash}: {e}");
-            return None;
-        }
-    };
-    let bytes = client.fetch(hash, size, FETCH_DEADLINE).await;
+    let client = connect(advert).await?;
+    let bytes = fetch_from(&client, hash, size).await;
     client.close();
-    match bytes {
+    bytes
+}
+
+/// A connection to the node at `advert`, pinned to its key.
+pub async fn connect(advert: &Advert) -> Option<RegistryClient> {
+    match RegistryClient::connect(advert.addr, advert.pin, "courier-node").await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::debug!(addr = %advert.addr, "cannot reach a peer: {e}");
+            None
+        }
+    }
+}
+
+/// The component `hash` (`size` bytes) over `client`, if the node has it and its bytes
+/// match the hash.
+pub async fn fetch_from(client: &RegistryClient, hash: ContentHash, size: u64) -> Option<Vec<u8>> {
+    match client.fetch(hash, size, FETCH_DEADLINE).await {
         Ok(b) if ContentHash::of(&b) == hash => Some(b),
         Ok(_) => {
-            tracing::warn!(addr = %advert.addr, "a peer sent bytes that do not match {hash}; dropped");
+            tracing::warn!(addr = %client.addr(), "a peer sent bytes that do not match {hash}; dropped");
             None
         }
         Err(e) => {
-            tracing::debug!(addr = %advert.addr, "a peer did not give {hash}: {e}");
+            tracing::debug!(addr = %client.addr(), "a peer did not give {hash}: {e}");
             None
         }
     }

@@ -29,15 +29,16 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
 /// Calls `each` with every key and value in `[from, end)`, in key order, a page at a time,
-/// all at the revision of the first page.
+/// all at revision `at` (0: the revision of the first page). Returns the revision read.
 pub fn scan(
     etcd: &Etcd,
     from: Vec<u8>,
     end: Vec<u8>,
+    at: i64,
     each: &mut Visit<'_>,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let mut from = from;
-    let mut revision = 0i64;
+    let mut revision = at;
     loop {
         let (key, range_end, rev) = (from.clone(), end.clone(), revision);
         let resp = etcd.run("range", move |mut c| async move {
@@ -63,27 +64,36 @@ pub fn scan(
                 from = last.key().to_vec();
                 from.push(0);
             }
-            _ => return Ok(()),
+            _ => return Ok(revision),
         }
     }
 }
 
+/// Records as (the key after their prefix, value).
+pub type Records = Vec<(String, Vec<u8>)>;
+
 /// Every record under `prefix`, as (the key after the prefix, value).
-pub fn all(
+pub fn all(etcd: &Etcd, layout: &Layout, prefix: &str) -> Result<Records, StoreError> {
+    Ok(all_at(etcd, layout, prefix, 0)?.0)
+}
+
+/// Every record under `prefix` at revision `at` (0: now), and the revision read.
+pub fn all_at(
     etcd: &Etcd,
     layout: &Layout,
     prefix: &str,
-) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    at: i64,
+) -> Result<(Records, i64), StoreError> {
     let start = layout.key(prefix);
     let end = prefix_end(&start);
     let mut out = Vec::new();
-    scan(etcd, start, end, &mut |k, v| {
+    let revision = scan(etcd, start, end, at, &mut |k, v| {
         if let Some(rest) = layout.strip(k, prefix) {
             out.push((rest.to_string(), v.to_vec()));
         }
         Ok(())
     })?;
-    Ok(out)
+    Ok((out, revision))
 }
 
 /// The first `n` records under `prefix`, by key order, as (the key after the prefix,
@@ -303,7 +313,7 @@ pub fn usage_since(
     let start = layout.key(&format!("usage/{}/", layout::num(since)));
     let end = prefix_end(&layout.key("usage/"));
     let mut out = Vec::new();
-    scan(etcd, start, end, &mut |k, v| {
+    scan(etcd, start, end, 0, &mut |k, v| {
         let rest = layout.strip(k, "usage/").unwrap_or_default();
         out.push(usage_record(rest, v).ok_or_else(|| corrupt("usage", rest))?);
         Ok(())

@@ -67,9 +67,40 @@ pub struct EtcdStore {
     etcd: Arc<Etcd>,
     layout: Layout,
     fence: Option<Fence>,
-    blobs: BlobDir,
-    held: Mutex<Held>,
+    /// A standby's store: reads only, every write refused.
+    read_only: bool,
+    blobs: Arc<BlobDir>,
+    held: Arc<Mutex<Held>>,
     source: Option<Box<dyn ComponentSource>>,
+}
+
+/// A standby's handle on its store's manifests and components, for what the writer
+/// commits after the store was loaded (see [`crate::Standby`]).
+#[derive(Clone)]
+pub struct HeldManifests {
+    held: Arc<Mutex<Held>>,
+    blobs: Arc<BlobDir>,
+}
+
+impl HeldManifests {
+    /// A registration the writer committed: lookups read its manifest from here.
+    pub fn put(&self, lease: LeaseId, manifest: SignedManifest) {
+        lock(&self.held).add(lease, manifest);
+    }
+
+    /// A registration the writer removed; its component goes when nothing names it.
+    pub fn remove(&self, lease: &LeaseId) {
+        let gone = lock(&self.held).remove(lease);
+        if let Some(hash) = gone
+            && let Err(e) = self.blobs.remove(&hash)
+        {
+            tracing::warn!(%hash, "cannot delete unregistered component: {e}");
+        }
+    }
+}
+
+fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
+    held.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -92,18 +123,43 @@ impl EtcdStore {
         dir: &Path,
         source: Option<Box<dyn ComponentSource>>,
     ) -> Result<Self, StoreError> {
-        let blobs = BlobDir::open(dir.join("blobs"))?;
+        let blobs = Arc::new(BlobDir::open(dir.join("blobs"))?);
         let store = Self {
             etcd,
             layout,
             fence,
+            read_only: false,
             blobs,
-            held: Mutex::new(Held::default()),
+            held: Arc::default(),
             source,
         };
         store.ensure_id()?;
         store.held().history_len = read::count(&store.etcd, &store.layout, "hist/")?;
         Ok(store)
+    }
+
+    /// This store for a standby: every write is refused (`Unavailable`).
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// The handle a standby keeps its manifests current with.
+    pub fn held_manifests(&self) -> HeldManifests {
+        HeldManifests {
+            held: self.held.clone(),
+            blobs: self.blobs.clone(),
+        }
+    }
+
+    /// Refuses a standby's writes.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::Unavailable(
+                "a standby does not write: the cluster's writer does".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The cluster's id, made once by whichever node comes first.
@@ -135,7 +191,7 @@ impl EtcdStore {
     }
 
     fn held(&self) -> MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.held)
     }
 
     /// Makes sure the component of `m` is on this disk, from another node if need be.
@@ -165,8 +221,11 @@ impl Storage for EtcdStore {
     /// unreadable (the restart rule deletes them; their vendors' keepers register again,
     /// bytes included, at their next renewal).
     fn load_leases(&self, each: &mut dyn FnMut(StoredLease)) -> Result<Vec<LeaseId>, StoreError> {
+        // Rows and registrations at one revision: a registration committed between two
+        // reads would otherwise be found without its row.
         let mut rows = HashMap::new();
-        for (k, v) in read::all(&self.etcd, &self.layout, "lease/")? {
+        let (lease_rows, revision) = read::all_at(&self.etcd, &self.layout, "lease/", 0)?;
+        for (k, v) in lease_rows {
             match (layout::parse_lease(&k), layout::be_n::<3>(&v)) {
                 (Some(lease), Some([a, b, c])) => {
                     rows.insert(lease, row_from_stored((a, b, c)));
@@ -176,7 +235,7 @@ impl Storage for EtcdStore {
         }
         let mut bad = Vec::new();
         let mut held = Held::default();
-        for (k, v) in read::all(&self.etcd, &self.layout, "reg/")? {
+        for (k, v) in read::all_at(&self.etcd, &self.layout, "reg/", revision)?.0 {
             let Some(lease) = layout::parse_lease(&k) else {
                 tracing::warn!(key = %k, "skipping a registration under an unreadable key");
                 continue;
@@ -217,6 +276,7 @@ impl Storage for EtcdStore {
     }
 
     fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.writable()?;
         let writes = write::plan(&self.etcd, &self.layout, batch)?;
         if !writes.is_empty() {
             writes.commit(&self.etcd, self.fence.as_ref())?;
@@ -254,6 +314,7 @@ impl Storage for EtcdStore {
         entry: &HistoryEntry,
         keep: u64,
     ) -> Result<(), StoreError> {
+        self.writable()?;
         let l = &self.layout;
         let client_hex = hex::encode(client);
         let mut w = write::Writes::default();

@@ -6,13 +6,13 @@
 //! ahead of the writer's: the leases it takes over keep their time all the same.
 #![allow(clippy::unwrap_used)]
 
-use courier_cluster::{Advert, ClusterError, Node, NodeConfig, mirror, takeover_wall_ms};
-use courier_protocol::{ServiceQuery, SigningKey, SpkiPin};
+use courier_cluster::{Advert, ClusterError, Node, NodeConfig, Standby, takeover_wall_ms};
+use courier_protocol::{ClusterNodes, ErrorKind, ServiceQuery, SigningKey, SpkiPin};
 use courier_provider::{BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
-use courier_registry::{BlobDir, Registry, RegistryHandle, ServerConfig};
+use courier_registry::{Registry, RegistryHandle, ServerConfig};
 use courier_test_support::etcd::{EtcdMember, SKIP_LINE, etcd_binary};
 use courier_test_support::{init_logs, key, short_leases, wall_now};
-use courier_transport::{Identity, RegistryClient};
+use courier_transport::{ClientError, Identity, RegistryClient};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,15 +44,21 @@ fn address_and_pin(dir: &Path) -> (SocketAddr, SpkiPin) {
     (addr, identity.pin())
 }
 
-/// Waits to be elected, then opens the registry on etcd and serves it at `listen`.
-/// `skew_ms`: how far this node's clock is ahead of the others'.
+/// Waits to be elected, stops serving as a standby (if it did), then opens the registry on
+/// etcd and serves it at `listen`. `skew_ms`: how far this node's clock is ahead of the
+/// others'.
 async fn lead_and_serve(
     node: Arc<Node>,
     dir: PathBuf,
     listen: SocketAddr,
     skew_ms: u64,
+    standby: Option<(Standby, RegistryHandle)>,
 ) -> RegistryHandle {
     let fence = node.lead().await.unwrap();
+    if let Some((standby, handle)) = standby {
+        handle.shutdown().await;
+        drop(standby);
+    }
     let store = {
         let (node, dir) = (node.clone(), dir.clone());
         tokio::task::spawn_blocking(move || node.store(&dir, Some(fence)))
@@ -135,19 +141,37 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
     let (addr_b, pin_b) = address_and_pin(&dir_b);
 
     let a = join(&urls, "a").await.unwrap();
-    let handle_a = lead_and_serve(a.clone(), dir_a.clone(), addr_a, 0).await;
+    let handle_a = lead_and_serve(a.clone(), dir_a.clone(), addr_a, 0, None).await;
     assert_eq!(handle_a.pin(), pin_a);
 
-    // B waits as a standby, copying the writer's components.
+    // B is a standby: it follows the writer's commits, answers lookups and fetches, and
+    // copies the writer's components.
     let b = join(&urls, "b").await.unwrap();
-    let blobs_b = Arc::new(BlobDir::open(dir_b.join("blobs")).unwrap());
-    let copier = tokio::spawn(mirror::follow(
-        b.etcd().client(),
-        b.layout().clone(),
-        blobs_b.clone(),
-    ));
+    let standby = {
+        let (b, dir_b) = (b.clone(), dir_b.clone());
+        tokio::task::spawn_blocking(move || Standby::open(&b, &dir_b, short_leases(&dir_b)))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let standby_handle = courier_registry::serve(
+        standby.registry().clone(),
+        ServerConfig {
+            listen: addr_b,
+            ..courier_test_support::loopback()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(standby_handle.pin(), pin_b);
     // B's clock runs 60 s ahead of A's: the leases it takes over must not lose 60 s.
-    let b_serving = tokio::spawn(lead_and_serve(b.clone(), dir_b.clone(), addr_b, 60_000));
+    let b_serving = tokio::spawn(lead_and_serve(
+        b.clone(),
+        dir_b.clone(),
+        addr_b,
+        60_000,
+        Some((standby, standby_handle)),
+    ));
     let leader = {
         let b = b.clone();
         tokio::task::spawn_blocking(move || b.leader())
@@ -191,13 +215,87 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
     assert_eq!(found.len(), 2);
     let hash = found[0].manifest.peek().unwrap().component_hash;
     let size = courier_proxy_artifacts::ECHO.len() as u64;
+    // The standby finds both, and gives the component it copied.
     tokio::time::timeout(Duration::from_secs(10), async {
-        while blobs_b.size(&hash).unwrap() != Some(size) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        while echo_at(addr_b, pin_b).await.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
-    .expect("the standby copied the component");
+    .expect("the standby answers lookups for the writer's registrations");
+    let c = RegistryClient::connect(addr_b, pin_b, "test")
+        .await
+        .unwrap();
+    let bytes = c.fetch(hash, size, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(bytes, courier_proxy_artifacts::ECHO);
+    // Its lease pages say who answered and who holds the leases.
+    let table = c.lease_table(&Default::default()).await.unwrap();
+    assert_eq!(table.leases.len(), 2);
+    assert_eq!(
+        table.cluster,
+        Some(ClusterNodes {
+            answered_by: "b".into(),
+            writer: Some("a".into()),
+        })
+    );
+    // Writes go to the writer.
+    c.authenticate(&quiet).await.unwrap();
+    let refused = c
+        .register(echo_bundle(&quiet, "third/echo").register_request(Duration::from_secs(30)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Registry(w) if w.kind == ErrorKind::Unavailable),
+        "{refused}"
+    );
+    c.close();
+    // A keeper given the standby first is sent on to the writer.
+    let misdirected = key(4);
+    let elsewhere = LeaseKeeper::start_with(
+        addr_b,
+        pin_b,
+        misdirected.clone(),
+        echo_bundle(&misdirected, "misdirected/echo"),
+        KeeperConfig {
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(300),
+            request_timeout: Duration::from_millis(800),
+            other_nodes: vec![(addr_a, pin_a)],
+            ..KeeperConfig::new(Duration::from_secs(30))
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(10), elsewhere.wait_active())
+        .await
+        .expect("registered at the writer after the standby's refusal")
+        .unwrap();
+    elsewhere.shutdown().await.unwrap();
+    // A cancellation at the writer reaches the standby.
+    let gone = key(3);
+    let c = RegistryClient::connect(addr_a, pin_a, "test")
+        .await
+        .unwrap();
+    c.authenticate(&gone).await.unwrap();
+    let gone_lease = c
+        .register(echo_bundle(&gone, "gone/echo").register_request(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .lease;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while echo_at(addr_b, pin_b).await.len() < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a third registration reaches the standby");
+    c.cancel(gone_lease).await.unwrap();
+    c.close();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while echo_at(addr_b, pin_b).await.len() > 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the cancellation reaches the standby");
 
     // The writer goes: its session ends, its server stops without a word to anyone.
     a.leave();
@@ -206,7 +304,6 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
         .await
         .expect("the standby took over")
         .unwrap();
-    copier.abort();
     let c = RegistryClient::connect(addr_b, pin_b, "test")
         .await
         .unwrap();

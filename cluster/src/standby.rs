@@ -1,0 +1,339 @@
+//! A standby node's registry: the cluster's state read from etcd and kept current with a
+//! watch, so that a standby answers lookups and fetches (and the operators' reads) for
+//! every registration the writer acknowledged, shortly after it did, while the writer
+//! alone writes, renews and expires.
+//!
+//! Opening reads the store at or after revision `r` (a read of `reg/` and `lease/`, the
+//! keys and controls); the watch then replays every change from `r + 1` in order, so what
+//! the read already saw is applied again, harmlessly, and nothing between is missed.
+//! Per watch answer (one or more of etcd's revisions):
+//! - `reg/<lease>` put, with the `lease/<lease>` row of the same transaction: a
+//!   registration; its component is copied from the writer first (pinned, hash-checked),
+//!   so a client that finds it here can fetch it here;
+//! - `lease/<lease>` put alone: a flush's renewal (the lease's new end);
+//! - `reg/<lease>` delete: gone (expired, cancelled, replaced, revoked);
+//! - `meta/last_alive_ms`: the writer's clock at its flush (see below);
+//! - names, grants, keys, controls, roots and freshness statements: rarer, and what they
+//!   change reaches into the whole state, so the standby reads the store again;
+//! - the election (`leader/`): the writer its lease pages name.
+//!
+//! Time left on a lease is worked out on the writer's clock, never this machine's: the
+//! writer's `last_alive_ms` at its latest flush, carried on by this node's monotonic clock
+//! since it was seen.
+
+use crate::ClusterError;
+use crate::layout::{self, Layout};
+use crate::mirror::{self, Copier};
+use crate::node::Node;
+use crate::store::HeldManifests;
+use courier_protocol::{ClusterNodes, LeaseId, SignedManifest};
+use courier_registry::store_records::{decode_manifest, row_from_stored};
+use courier_registry::{BlobDir, Followed, LeaseRow, Registry, RegistryConfig, StoredLease};
+use etcd_client::{Client, EventType, WatchOptions};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Prefixes whose changes make a standby read the store again.
+const RELOAD_ON: [&str; 11] = [
+    "name/", "grant/", "rot/", "revoc/", "ban/", "drain/", "lrev/", "opst/", "root/", "deleg/",
+    "fresh/",
+];
+
+/// A standby's registry and the task that keeps it current. Dropping it stops the task.
+pub struct Standby {
+    registry: Arc<Registry>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for Standby {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Standby").finish_non_exhaustive()
+    }
+}
+
+impl Standby {
+    /// Opens `node`'s standby registry on the cluster's store (components in
+    /// `dir/blobs`), and follows the writer's commits from then on. Blocking (etcd reads).
+    pub fn open(node: &Node, dir: &Path, config: RegistryConfig) -> Result<Self, ClusterError> {
+        let store = node.store(dir, None)?.read_only();
+        let held = store.held_manifests();
+        let blobs = Arc::new(BlobDir::open(dir.join("blobs")).map_err(ClusterError::Io)?);
+        let layout = node.layout().clone();
+        let key = layout.key("meta/registry_id");
+        let revision = node
+            .etcd()
+            .run("read the revision", move |mut c| async move {
+                c.get(key, None).await
+            })?
+            .header()
+            .map_or(0, |h| h.revision());
+        let clock = WriterClock::start(store.last_alive_ms()?);
+        let registry = Registry::open_standby(config, Box::new(store), clock.now_ms())
+            .map_err(ClusterError::Standby)?;
+        registry.set_cluster(ClusterNodes {
+            answered_by: node.name().to_string(),
+            writer: node.leader()?,
+        });
+        let registry = Arc::new(registry);
+        let follower = Follower {
+            name: node.name().to_string(),
+            client: node.etcd().client(),
+            copier: tokio::sync::Mutex::new(Copier::new(
+                node.etcd().client(),
+                layout.clone(),
+                blobs,
+            )),
+            layout,
+            held,
+            registry: registry.clone(),
+            clock: Arc::new(Mutex::new(clock)),
+        };
+        let task = node.etcd().handle().spawn(follower.run(revision));
+        Ok(Self { registry, task })
+    }
+
+    /// The registry to serve.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+}
+
+/// The writer's wall clock as this node knows it: its value at the writer's latest flush,
+/// and this node's monotonic time when that was seen.
+#[derive(Debug, Clone, Copy)]
+struct WriterClock {
+    at_flush_ms: u64,
+    seen: Instant,
+}
+
+impl WriterClock {
+    /// From the store's `last_alive_ms` (0, a cluster never flushed: this node's clock).
+    fn start(last_alive_ms: u64) -> Self {
+        let at_flush_ms = if last_alive_ms == 0 {
+            wall_ms()
+        } else {
+            last_alive_ms
+        };
+        Self {
+            at_flush_ms,
+            seen: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        let since = u64::try_from(self.seen.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.at_flush_ms.saturating_add(since)
+    }
+
+    /// The time left on a lease that ends at `expires_at_ms` by the writer's clock.
+    fn remaining(&self, expires_at_ms: u64) -> u64 {
+        expires_at_ms.saturating_sub(self.now_ms())
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+struct Follower {
+    /// This node's name.
+    name: String,
+    client: Client,
+    /// Copies components from the writer, on a connection it keeps.
+    copier: tokio::sync::Mutex<Copier>,
+    layout: Layout,
+    held: HeldManifests,
+    registry: Arc<Registry>,
+    clock: Arc<Mutex<WriterClock>>,
+}
+
+/// What one watch answer holds, in etcd's order.
+enum Seen {
+    Reg(LeaseId, SignedManifest),
+    Row(LeaseId, LeaseRow),
+    Gone(LeaseId),
+}
+
+impl Follower {
+    /// Follows from `revision + 1`; when the watch fails (etcd lost, history compacted
+    /// away) reads the whole store again and follows from there.
+    async fn run(self, mut revision: i64) {
+        loop {
+            match self.watch(revision).await {
+                Ok(()) => tracing::debug!("the standby's watch ended: reading the store again"),
+                Err(e) => {
+                    tracing::warn!("the standby's watch failed ({e}): reading the store again")
+                }
+            }
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                match self.reload().await {
+                    Ok(r) => {
+                        revision = r;
+                        break;
+                    }
+                    Err(e) => tracing::debug!("the standby cannot read the store yet: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Reads the whole store again; returns a revision at or before what it read.
+    async fn reload(&self) -> Result<i64, String> {
+        let mut client = self.client.clone();
+        let revision = client
+            .get(self.layout.key("meta/registry_id"), None)
+            .await
+            .map_err(|e| e.to_string())?
+            .header()
+            .map_or(0, |h| h.revision());
+        let (registry, wall) = (self.registry.clone(), self.writer_now());
+        let counts = tokio::task::spawn_blocking(move || registry.reload(wall))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        tracing::debug!(kept = counts.kept, "the standby read the store again");
+        Ok(revision)
+    }
+
+    fn writer_now(&self) -> u64 {
+        self.clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .now_ms()
+    }
+
+    async fn watch(&self, revision: i64) -> Result<(), String> {
+        let mut client = self.client.clone();
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let mut stream = client
+            .watch(self.layout.key(""), Some(options))
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(resp) = stream.message().await.map_err(|e| e.to_string())? {
+            if resp.canceled() {
+                return Err(format!(
+                    "watch cancelled (compacted: {}): {}",
+                    resp.compact_revision(),
+                    resp.cancel_reason()
+                ));
+            }
+            let mut seen = Vec::new();
+            let (mut reload, mut elected) = (false, false);
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                let put = event.event_type() == EventType::Put;
+                let l = &self.layout;
+                if let Some(hex) = l.strip(kv.key(), "reg/") {
+                    let Some(lease) = layout::parse_lease(hex) else {
+                        continue;
+                    };
+                    if !put {
+                        seen.push(Seen::Gone(lease));
+                    } else if let Ok(m) = decode_manifest(kv.value()) {
+                        seen.push(Seen::Reg(lease, m));
+                    }
+                } else if let Some(hex) = l.strip(kv.key(), "lease/") {
+                    if let (true, Some(lease), Some([a, b, c])) =
+                        (put, layout::parse_lease(hex), layout::be_n::<3>(kv.value()))
+                    {
+                        seen.push(Seen::Row(lease, row_from_stored((a, b, c))));
+                    }
+                } else if l.strip(kv.key(), "meta/last_alive_ms").is_some() {
+                    if let (true, Some([ms])) = (put, layout::be_n::<1>(kv.value())) {
+                        *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = WriterClock {
+                            at_flush_ms: ms,
+                            seen: Instant::now(),
+                        };
+                    }
+                } else if RELOAD_ON.iter().any(|p| l.strip(kv.key(), p).is_some()) {
+                    reload = true;
+                } else if l.strip(kv.key(), "leader/").is_some() {
+                    elected = true;
+                }
+            }
+            self.apply(seen).await;
+            if elected {
+                self.copier.lock().await.forget_writer();
+                let writer = mirror::writer_name(&mut client, &self.layout).await;
+                self.registry.set_cluster(ClusterNodes {
+                    answered_by: self.name.clone(),
+                    writer,
+                });
+            }
+            if reload {
+                self.reload().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one watch answer: components first, then manifests, then the registry.
+    async fn apply(&self, seen: Vec<Seen>) {
+        if seen.is_empty() {
+            return;
+        }
+        let mut rows: HashMap<LeaseId, LeaseRow> = HashMap::new();
+        for s in &seen {
+            if let Seen::Row(lease, row) = s {
+                rows.insert(*lease, *row);
+            }
+        }
+        let mut registered = std::collections::HashSet::new();
+        let mut copier = self.copier.lock().await;
+        for s in &seen {
+            if let Seen::Reg(lease, m) = s {
+                copier.keep(m).await;
+                self.held.put(*lease, m.clone());
+                registered.insert(*lease);
+            }
+        }
+        let clock = *self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut changes = Vec::with_capacity(seen.len());
+        let mut gone = Vec::new();
+        for s in seen {
+            changes.push(match s {
+                Seen::Reg(lease, manifest) => {
+                    let Some(row) = rows.get(&lease).copied() else {
+                        tracing::warn!(%lease, "a registration came without its lease row");
+                        continue;
+                    };
+                    Followed::Put {
+                        remaining_ms: clock.remaining(row.expires_at_ms),
+                        stored: StoredLease {
+                            lease,
+                            manifest,
+                            row,
+                        },
+                    }
+                }
+                Seen::Row(lease, _) if registered.contains(&lease) => continue,
+                Seen::Row(lease, row) => Followed::Row {
+                    lease,
+                    row,
+                    remaining_ms: clock.remaining(row.expires_at_ms),
+                },
+                Seen::Gone(lease) => {
+                    gone.push(lease);
+                    Followed::Delete(lease)
+                }
+            });
+        }
+        self.registry.follow(changes);
+        for lease in gone {
+            self.held.remove(&lease);
+        }
+    }
+}
