@@ -67,7 +67,7 @@ fn start_node(name: &str, dir: &Path, urls: &[String], session_ttl: &str) -> Nod
         .spawn()
         .expect("spawn courier registry serve --etcd");
     let lines = lines_of(&mut child);
-    let line = wait_for(&lines, "while it is the writer");
+    let line = wait_for(&lines, "serves at");
     let pin = line
         .split_whitespace()
         .skip_while(|w| *w != "pin")
@@ -169,8 +169,25 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
         acknowledged.push(lease);
     }
     assert_eq!(find_echo(a.addr, a.pin).await.unwrap().len(), VENDORS);
-    // Long enough for the standby to copy the components.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The standby answers lookups for what the writer acknowledged, from its own memory,
+    // and refuses writes, which go to the writer.
+    let seen = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while find_echo(b.addr, b.pin).await.map_or(0, |f| f.len()) < VENDORS {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the standby answers lookups for every acknowledged registration");
+    eprintln!(
+        "the standby found all {VENDORS} registrations {:?} after the writer",
+        seen.elapsed()
+    );
+    let refused = register_new(&b, 99).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Registry(w) if w.kind == ErrorKind::Unavailable),
+        "a standby refuses writes: {refused}"
+    );
 
     // kill -9 of the writer while the vendors renew.
     let killed = Instant::now();
@@ -215,7 +232,8 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
     let c = RegistryClient::connect(b.addr, b.pin, "test")
         .await
         .unwrap();
-    let (leases, unwritable) = c.leases_and_store(&Default::default()).await.unwrap();
+    let table = c.lease_table(&Default::default()).await.unwrap();
+    let (leases, unwritable) = (table.leases, table.store_unwritable_ms);
     assert_eq!(leases.len(), VENDORS + 1, "leases served from memory");
     assert!(unwritable.is_some(), "and marked stale");
     etcd.start_member(1).unwrap();
@@ -232,7 +250,11 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
         }
     }
     assert_eq!(find_echo(b.addr, b.pin).await.unwrap().len(), VENDORS + 2);
-    let (_, unwritable) = c.leases_and_store(&Default::default()).await.unwrap();
+    let unwritable = c
+        .lease_table(&Default::default())
+        .await
+        .unwrap()
+        .store_unwritable_ms;
     assert_eq!(unwritable, None, "no longer stale");
     c.close();
     // A cancel sent right after etcd's return may outlast the keepers' 800 ms deadline;

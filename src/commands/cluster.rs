@@ -39,8 +39,8 @@ pub use built::{serve_node, status};
 mod built {
     use super::*;
     use anyhow::Context;
-    use courier_cluster::{Advert, Node, NodeConfig, Session};
-    use courier_registry::{BlobDir, Registry};
+    use courier_cluster::{Advert, Node, NodeConfig, Session, Standby};
+    use courier_registry::Registry;
     use std::sync::Arc;
 
     pub async fn status(args: ClusterStatusArgs) -> anyhow::Result<()> {
@@ -123,9 +123,10 @@ mod built {
         Ok(())
     }
 
-    /// Joins the cluster, waits (as a standby copying the writer's components) until this
-    /// node is elected the writer, then opens the registry on etcd through the restart
-    /// rule and serves it until Ctrl-C or until its etcd session ends.
+    /// Joins the cluster and serves as a standby (lookups, fetches and reads from the
+    /// writer's commits, followed through etcd) until this node is elected the writer,
+    /// then opens the registry on etcd through the restart rule and serves it until Ctrl-C
+    /// or until its etcd session ends.
     pub async fn serve_node(
         args: ServeArgs,
         config: RegistryConfig,
@@ -151,23 +152,12 @@ mod built {
             c.cluster,
             c.etcd.join(",")
         );
-        let blobs = Arc::new(BlobDir::open(args.data_dir.join("blobs"))?);
-        let mirror = node.etcd().handle().spawn(courier_cluster::mirror::follow(
-            node.etcd().client(),
-            node.layout().clone(),
-            blobs,
-        ));
         let dir = args.data_dir.clone();
         let (identity, _) = tokio::task::spawn_blocking(move || {
             courier_transport::Identity::load_or_generate(&dir)
         })
         .await?
         .context("the node's TLS identity")?;
-        println!(
-            "  serves at {} with pin {} while it is the writer",
-            c.advertise.unwrap_or(args.listen),
-            identity.pin()
-        );
         let advert = Advert {
             addr: c.advertise.unwrap_or(args.listen),
             pin: identity.pin(),
@@ -178,20 +168,53 @@ mod built {
                 .await?
                 .context("cannot advertise the node in etcd")?;
         }
+        // Until elected, a standby: it follows the writer's commits and answers lookups,
+        // fetches and reads; writes and renewals go to the writer.
+        let (n, dir, standby_config) = (node.clone(), args.data_dir.clone(), config.clone());
+        let standby = tokio::task::spawn_blocking(move || Standby::open(&n, &dir, standby_config))
+            .await?
+            .context("cannot open the standby's registry on etcd")?;
+        let standby_handle = courier_registry::serve(standby.registry().clone(), server.clone())
+            .await
+            .with_context(|| format!("cannot serve on {}", args.listen))?;
+        println!(
+            "  serves at {} with pin {}",
+            c.advertise.unwrap_or(standby_handle.local_addr()),
+            identity.pin()
+        );
         if let Some(w) = writer {
             println!(
-                "  standby: {w} writes; this node copies its components and takes over when it goes"
+                "  standby: {w} writes; this node answers lookups and fetches, copies the \
+                 writer's components and takes over when it goes"
             );
         }
-        let fence = tokio::select! {
-            f = node.lead() => f?,
-            _ = tokio::signal::ctrl_c() => {
-                mirror.abort();
-                node.leave();
-                return Ok(());
+        let mut session = node.session();
+        let lost = async move {
+            while session.changed().await.is_ok() {
+                if *session.borrow() == Session::Lost {
+                    return;
+                }
             }
         };
-        mirror.abort();
+        let fence = tokio::select! {
+            f = node.lead() => f?,
+            r = tokio::signal::ctrl_c() => {
+                r.context("waiting for Ctrl-C")?;
+                standby_handle.shutdown().await;
+                let n = node.clone();
+                tokio::task::spawn_blocking(move || n.leave()).await?;
+                return Ok(());
+            }
+            () = lost => {
+                standby_handle.shutdown().await;
+                anyhow::bail!(
+                    "node {} lost its etcd session; start it again to rejoin as a standby",
+                    c.node
+                )
+            }
+        };
+        standby_handle.shutdown().await;
+        drop(standby);
         println!("  elected the cluster's writer: loading its state from etcd");
         let (dir, n) = (args.data_dir.clone(), node.clone());
         let (store, last_alive_ms) = tokio::task::spawn_blocking(move || {
@@ -216,6 +239,10 @@ mod built {
         })
         .await?
         .context("cannot open the registry on etcd")?;
+        registry.set_cluster(courier_protocol::ClusterNodes {
+            answered_by: c.node.clone(),
+            writer: Some(c.node.clone()),
+        });
         let handle = courier_registry::serve(Arc::new(registry), server)
             .await
             .with_context(|| format!("cannot serve on {}", args.listen))?;
