@@ -3,7 +3,9 @@
 use anyhow::Context;
 use courier_protocol::SpkiPin;
 use courier_transport::{PinBook, RegistryClient};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the registry is and which key it must present.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,7 +30,20 @@ pub struct RegistryArgs {
         default_value = "courier-registry-pins"
     )]
     pub pins_file: PathBuf,
+    /// Another node of a registry cluster, `address=pin` (repeat, or comma-separate in
+    /// the environment): tried in turn when the registry cannot be reached, and where a
+    /// vendor's lease is renewed when its node goes.
+    #[arg(
+        long = "other-node",
+        env = "COURIER_OTHER_NODES",
+        value_delimiter = ',',
+        value_parser = crate::cli::parse_key_value
+    )]
+    pub other_nodes: Vec<(String, String)>,
 }
+
+/// How long a node may take to answer when there are others to try.
+const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl RegistryArgs {
     /// The parsed pin, or a one-line explanation of how to get it.
@@ -52,7 +67,23 @@ impl RegistryArgs {
         self.connect_with(agent, &self.pins()?).await
     }
 
-    /// Like [`RegistryArgs::connect`], with the pin moves kept in `pins`.
+    /// The other nodes of the registry's cluster, resolved.
+    pub async fn other_nodes(&self) -> anyhow::Result<Vec<(SocketAddr, SpkiPin)>> {
+        let mut out = Vec::with_capacity(self.other_nodes.len());
+        for (node, pin) in &self.other_nodes {
+            let addr = courier_transport::resolve(node)
+                .await
+                .with_context(|| format!("--other-node address {node}"))?;
+            let pin = pin
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--other-node {node}: pin {pin}: {e}"))?;
+            out.push((addr, pin));
+        }
+        Ok(out)
+    }
+
+    /// Like [`RegistryArgs::connect`], with the pin moves kept in `pins`. With other nodes,
+    /// each is tried in turn (the registry first) until one answers.
     pub async fn connect_with(
         &self,
         agent: &str,
@@ -62,9 +93,26 @@ impl RegistryArgs {
         let addr = courier_transport::resolve(&self.addr)
             .await
             .with_context(|| format!("registry address {}", self.addr))?;
-        let endpoint = courier_transport::client_endpoint(addr)?;
-        RegistryClient::connect_recording(endpoint, addr, pin, agent, pins)
-            .await
-            .with_context(|| format!("cannot reach the registry at {addr}"))
+        let others = self.other_nodes().await?;
+        if others.is_empty() {
+            let endpoint = courier_transport::client_endpoint(addr)?;
+            return RegistryClient::connect_recording(endpoint, addr, pin, agent, pins)
+                .await
+                .with_context(|| format!("cannot reach the registry at {addr}"));
+        }
+        let mut failures = Vec::new();
+        for (addr, pin) in std::iter::once((addr, pin)).chain(others) {
+            let endpoint = courier_transport::client_endpoint(addr)?;
+            let connect = RegistryClient::connect_recording(endpoint, addr, pin, agent, pins);
+            match tokio::time::timeout(NODE_CONNECT_TIMEOUT, connect).await {
+                Ok(Ok(client)) => return Ok(client),
+                Ok(Err(e)) => failures.push(format!("{addr}: {e}")),
+                Err(_) => failures.push(format!("{addr}: no answer in {NODE_CONNECT_TIMEOUT:?}")),
+            }
+        }
+        anyhow::bail!(
+            "cannot reach any node of the registry ({})",
+            failures.join("; ")
+        )
     }
 }

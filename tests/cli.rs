@@ -131,6 +131,33 @@ async fn publish_find_call_leases_watch_and_cancel() {
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(rows[0]["lease"], lease.as_str());
     assert_eq!(rows[0]["name"], "acme/echo");
+    // The registry named first does not answer (a socket that never replies): the command
+    // goes on at the other node it was given, as with a cluster whose node is down.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for args in [
+        &["leases", "--json"][..],
+        &[
+            "call",
+            "--trust",
+            &vendor,
+            r#"courier:echo/echo.say("elsewhere")"#,
+        ][..],
+    ] {
+        let out = run_ok(
+            courier()
+                .env("COURIER_REGISTRY", silent.local_addr().unwrap().to_string())
+                .env("COURIER_REGISTRY_PIN", registry.pin.to_string())
+                .env(
+                    "COURIER_OTHER_NODES",
+                    format!("{}={}", registry.addr, registry.pin),
+                )
+                .args(args),
+        );
+        assert!(
+            out.contains("acme/echo") || out.contains("echo: elsewhere"),
+            "{out}"
+        );
+    }
 
     // history: the call was reported, under the client's key.
     let mut history = courier();

@@ -104,13 +104,10 @@ pub struct PublishArgs {
     /// The vendor key file.
     #[arg(long, env = "COURIER_KEY", default_value = "vendor.key")]
     pub key: PathBuf,
-    /// The registry.
+    /// The registry (and the other nodes of its cluster, where the lease is renewed when
+    /// the registry cannot be reached).
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// Another node of a registry cluster, `address=pin`: when the registry cannot be
-    /// reached the lease is renewed there (repeat for several).
-    #[arg(long = "other-node", value_parser = parse_key_value)]
-    pub other_nodes: Vec<(String, String)>,
 }
 
 /// `courier provider ...`

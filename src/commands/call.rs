@@ -32,6 +32,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     }
     config.pins = args.pins.iter().cloned().collect();
     config.registry_pins = args.registry.pins()?;
+    config.other_nodes = args.registry.other_nodes().await?;
     let registry = args
         .registry
         .connect_with("courier-cli/call", &config.registry_pins)

@@ -52,16 +52,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
         "  component {} ({} bytes)",
         manifest.component_hash, manifest.component_size
     );
-    let mut other_nodes = Vec::new();
-    for (node, pin) in &args.other_nodes {
-        let addr = courier_transport::resolve(node)
-            .await
-            .with_context(|| format!("--other-node address {node}"))?;
-        let pin = pin
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--other-node {node}: pin {pin}: {e}"))?;
-        other_nodes.push((addr, pin));
-    }
+    let other_nodes = args.registry.other_nodes().await?;
     let config = KeeperConfig {
         registry_pins: args.registry.pins()?,
         other_nodes,

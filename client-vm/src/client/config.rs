@@ -5,9 +5,10 @@ use crate::host::HostFacts;
 use crate::policy::Policy;
 use crate::sandbox::SandboxConfig;
 use crate::trust::TrustStore;
-use courier_protocol::SigningKey;
+use courier_protocol::{SigningKey, SpkiPin};
 use courier_transport::PinBook;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -74,6 +75,9 @@ pub struct ClientConfig {
     /// (by the first connection and by every reconnection), so the pin the client was
     /// given keeps working after the overlap. Memory only by default.
     pub registry_pins: PinBook,
+    /// The other nodes of the registry's cluster (address and pin): when the connection is
+    /// lost and its node does not answer again, the client connects to the next of these.
+    pub other_nodes: Vec<(SocketAddr, SpkiPin)>,
 }
 
 impl ClientConfig {
@@ -83,7 +87,7 @@ impl ClientConfig {
     /// background without the proxy's answer, at most 8 candidates per call, the watched
     /// lookup cache for up to [`DEFAULT_LOOKUP_TTL`], no state directory (memory only), no
     /// pins, key statements asked for at most every 60 s, registry pin moves kept in
-    /// memory.
+    /// memory, no other nodes.
     pub fn new(trust: TrustStore) -> Self {
         Self {
             key: None,
@@ -99,6 +103,7 @@ impl ClientConfig {
             pins: BTreeMap::new(),
             key_refresh: Duration::from_secs(60),
             registry_pins: PinBook::in_memory(),
+            other_nodes: Vec::new(),
         }
     }
 }

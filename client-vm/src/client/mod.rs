@@ -92,6 +92,7 @@ impl Client {
             config.key.clone(),
             config.registry_pins,
             holdings.clone(),
+            config.other_nodes,
         );
         Ok(Self {
             link,

@@ -1,6 +1,7 @@
 //! The client's link to the registry: the current connection (replaced when it was lost,
 //! by a new one to the same address and pin, as moved by a rotation of the registry's
-//! identity) and the watched lookup cache in front of the registry's `find`.
+//! identity, or else to the next node of the registry's cluster) and the watched lookup
+//! cache in front of the registry's `find`.
 
 use crate::discard::Holdings;
 use crate::lookup_cache::LookupCache;
@@ -10,12 +11,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// How long a node may take to answer when there are others to try.
+const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A registry connection with reconnection and the lookup cache.
 pub(super) struct RegistryLink {
     current: RwLock<RegistryClient>,
-    /// Where to connect again (the first connection's address and pin) and the agent
-    /// named in the Hello.
-    reconnect: (SocketAddr, SpkiPin, String),
+    /// Where to connect again: the first connection's address and pin, then the other
+    /// nodes of the registry's cluster.
+    nodes: Vec<(SocketAddr, SpkiPin)>,
+    /// The agent named in the Hello.
+    agent: String,
     lookups: LookupCache,
     /// Longest a query's candidates are reused (zero: ask on every call).
     lookup_ttl: Duration,
@@ -37,6 +43,7 @@ impl RegistryLink {
         key: Option<SigningKey>,
         pins: PinBook,
         holdings: Arc<Holdings>,
+        other_nodes: Vec<(SocketAddr, SpkiPin)>,
     ) -> Self {
         if let Some(moved) = registry.moved()
             && let Err(e) = pins.record(&moved)
@@ -44,7 +51,10 @@ impl RegistryLink {
             tracing::error!("cannot keep the registry's new pin: {e}");
         }
         Self {
-            reconnect: (registry.addr(), registry.pin(), agent),
+            nodes: std::iter::once((registry.addr(), registry.pin()))
+                .chain(other_nodes)
+                .collect(),
+            agent,
             current: RwLock::new(registry),
             lookups: LookupCache::with_holdings(holdings),
             lookup_ttl,
@@ -108,12 +118,8 @@ impl RegistryLink {
         match registry.find(query.clone()).await {
             Ok(c) => Ok((registry, c)),
             Err(ClientError::Transport(e)) if registry.connection().close_reason().is_some() => {
-                let (addr, pin, agent) = &self.reconnect;
                 tracing::info!("registry connection lost ({e}); reconnecting");
-                let endpoint = courier_transport::client_endpoint(*addr)?;
-                let fresh =
-                    RegistryClient::connect_recording(endpoint, *addr, *pin, agent, &self.pins)
-                        .await?;
+                let fresh = self.reconnect(registry.addr()).await?;
                 if let Some(key) = &self.key {
                     fresh.authenticate(key).await?;
                 }
@@ -123,5 +129,41 @@ impl RegistryLink {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A new connection: to the node that was lost, then to each other node in turn (each
+    /// given [`NODE_CONNECT_TIMEOUT`] when there are several). The last failure if none
+    /// answers.
+    async fn reconnect(&self, lost: SocketAddr) -> Result<RegistryClient, ClientError> {
+        let start = self.nodes.iter().position(|(a, _)| *a == lost).unwrap_or(0);
+        let several = self.nodes.len() > 1;
+        let mut last = None;
+        for i in 0..self.nodes.len() {
+            let (addr, pin) = self.nodes[(start + i) % self.nodes.len()];
+            let endpoint = courier_transport::client_endpoint(addr)?;
+            let connect =
+                RegistryClient::connect_recording(endpoint, addr, pin, &self.agent, &self.pins);
+            let result = if several {
+                tokio::time::timeout(NODE_CONNECT_TIMEOUT, connect)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ClientError::Transport(
+                            courier_transport::TransportError::Timeout(NODE_CONNECT_TIMEOUT),
+                        ))
+                    })
+            } else {
+                connect.await
+            };
+            match result {
+                Ok(c) => {
+                    if addr != lost {
+                        tracing::info!(%addr, "connected to another node of the registry");
+                    }
+                    return Ok(c);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Unexpected("no registry node to connect to")))
     }
 }
