@@ -68,6 +68,9 @@ const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a renewal may take when the registry is a cluster of several nodes.
 const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a node whose connection failed is passed over for the others.
+const NODE_DOWN_FOR: Duration = Duration::from_secs(10);
+
 impl KeeperConfig {
     /// Defaults for a lease of `requested_ttl`.
     pub fn new(requested_ttl: Duration) -> Self {
@@ -217,6 +220,7 @@ impl LeaseKeeper {
         let worker = Worker {
             addr: registry_addr,
             pin: registry_pin,
+            down_until: vec![None; nodes.len()],
             nodes,
             node: 0,
             key,
@@ -335,6 +339,10 @@ struct Worker {
     nodes: Vec<(SocketAddr, SpkiPin)>,
     /// Which of `nodes` is tried now.
     node: usize,
+    /// Until when each node is passed over: its last connection failed (it may be down),
+    /// so a node that answers `Unavailable` (a standby) is not left for one that does not
+    /// answer at all.
+    down_until: Vec<Option<Instant>>,
     key: SigningKey,
     bundle: Bundle,
     config: KeeperConfig,
@@ -545,19 +553,31 @@ impl Worker {
         let client = match client {
             Ok(c) => c,
             Err(e) => {
+                self.down_until[self.node] = Some(Instant::now() + NODE_DOWN_FOR);
                 self.next_node();
                 return Err(e);
             }
         };
+        self.down_until[self.node] = None;
         self.client = Some(client.clone());
         Ok(client)
     }
 
-    /// After a failed connection, the next node of the cluster is tried (if there are
-    /// several).
+    /// The next node of the cluster to try (if there are several): the next one not
+    /// passed over for a failed connection, or the next one if all are.
     fn next_node(&mut self) {
-        if self.nodes.len() > 1 {
-            self.node = (self.node + 1) % self.nodes.len();
+        let n = self.nodes.len();
+        if n < 2 {
+            return;
+        }
+        let now = Instant::now();
+        let up = |i: usize| self.down_until[i].is_none_or(|t| t <= now);
+        let next = (1..=n)
+            .map(|k| (self.node + k) % n)
+            .find(|&i| up(i))
+            .unwrap_or((self.node + 1) % n);
+        if next != self.node {
+            self.node = next;
             (self.addr, self.pin) = self.nodes[self.node];
             tracing::info!(addr = %self.addr, "trying another node of the registry");
         }
