@@ -9,7 +9,7 @@
 use courier_cluster::{Advert, ClusterError, Node, NodeConfig, Standby, takeover_wall_ms};
 use courier_protocol::{ClusterNodes, ErrorKind, ServiceQuery, SigningKey, SpkiPin};
 use courier_provider::{BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
-use courier_registry::{Registry, RegistryHandle, ServerConfig};
+use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
 use courier_test_support::etcd::{EtcdMember, SKIP_LINE, etcd_binary};
 use courier_test_support::{init_logs, key, short_leases, wall_now};
 use courier_transport::{ClientError, Identity, RegistryClient};
@@ -67,14 +67,19 @@ async fn lead_and_serve(
             .unwrap()
     };
     let registry = tokio::task::spawn_blocking(move || {
-        let config = short_leases(&dir);
+        // A grace shorter than the quiet lease's 30 s, so that the takeover keeps its time
+        // (a lease with less than a grace left would get the grace).
+        let config = RegistryConfig {
+            grace: Duration::from_secs(5),
+            ..short_leases(&dir)
+        };
         let at = takeover_wall_ms(
             store.last_alive_ms().unwrap(),
             wall_now() + skew_ms,
             Duration::from_secs(2),
             config.flush_interval,
         );
-        Registry::open_with(config, Box::new(store), at)
+        Registry::open_takeover(config, Box::new(store), at)
     })
     .await
     .unwrap()

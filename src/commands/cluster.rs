@@ -235,7 +235,7 @@ mod built {
             config.flush_interval,
         );
         let registry = tokio::task::spawn_blocking(move || {
-            Registry::open_with(config, Box::new(store), wall_now_ms)
+            Registry::open_takeover(config, Box::new(store), wall_now_ms)
         })
         .await?
         .context("cannot open the registry on etcd")?;

@@ -128,7 +128,28 @@ impl Registry {
         store: Box<dyn Storage>,
         wall_now_ms: u64,
     ) -> Result<Self, OpenError> {
-        let (registry, restart) = Self::restore(config, store, wall_now_ms)?;
+        Self::open_committed(config, store, wall_now_ms, false)
+    }
+
+    /// Opens a cluster's store as its new writer, at the last writer's clock carried on
+    /// (`wall_now_ms`): the restart rule of a takeover, where a lease with less than a
+    /// grace period left gets the grace, so that its vendor has the time to find this node
+    /// (see [`Restorer::takeover`]).
+    pub fn open_takeover(
+        config: RegistryConfig,
+        store: Box<dyn Storage>,
+        wall_now_ms: u64,
+    ) -> Result<Self, OpenError> {
+        Self::open_committed(config, store, wall_now_ms, true)
+    }
+
+    fn open_committed(
+        config: RegistryConfig,
+        store: Box<dyn Storage>,
+        wall_now_ms: u64,
+        takeover: bool,
+    ) -> Result<Self, OpenError> {
+        let (registry, restart) = Self::restore(config, store, wall_now_ms, takeover)?;
         registry.store.commit(restart.batch())?;
         registry.state().apply(Millis(0), restart);
         Ok(registry)
@@ -141,7 +162,7 @@ impl Registry {
         wall_now_ms: u64,
     ) -> Result<Self, OpenError> {
         let store = Self::open_redb(&config)?;
-        let (registry, _restart) = Self::restore(config, store, wall_now_ms)?;
+        let (registry, _restart) = Self::restore(config, store, wall_now_ms, false)?;
         tracing::debug!("opened offline: the restart rule is left to the next start");
         Ok(registry)
     }
@@ -151,11 +172,15 @@ impl Registry {
         config: RegistryConfig,
         store: Box<dyn Storage>,
         wall_now_ms: u64,
+        takeover: bool,
     ) -> Result<(Self, Planned<crate::core::state::Restart>), OpenError> {
         config.check().map_err(OpenError::Config)?;
         let meta = store.load_meta()?;
         let (registry_id, history_seq) = (meta.registry_id.clone(), meta.history_seq);
         let mut restorer = Restorer::new(config.state(), wall_now_ms, meta)?;
+        if takeover {
+            restorer = restorer.takeover();
+        }
         let unreadable = store.load_leases(&mut |stored| restorer.restore(stored))?;
         let (state, restart, counts) = restorer.finish(unreadable);
         tracing::info!(

@@ -47,7 +47,7 @@ impl Registry {
         store: Box<dyn Storage>,
         wall_now_ms: u64,
     ) -> Result<Self, OpenError> {
-        let (registry, _restart) = Self::restore(config, store, wall_now_ms)?;
+        let (registry, _restart) = Self::restore(config, store, wall_now_ms, false)?;
         registry.standby.store(true, Ordering::Relaxed);
         Ok(registry)
     }

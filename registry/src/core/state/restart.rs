@@ -50,6 +50,8 @@ pub struct Restorer {
     graced: Vec<(LeaseId, LeaseRow)>,
     dropped: Vec<LeaseId>,
     counts: RestartCounts,
+    /// A takeover: a lease with less than a grace left gets the grace.
+    takeover: bool,
 }
 
 impl Restorer {
@@ -116,11 +118,22 @@ impl Restorer {
             last_alive_ms: meta.last_alive_ms,
             graced: Vec::new(),
             dropped: Vec::new(),
+            takeover: false,
             counts: RestartCounts {
                 start_seq,
                 ..Default::default()
             },
         })
+    }
+
+    /// The rule of a cluster's takeover: as a start, except that a lease with less than a
+    /// grace period left gets the grace (written down as one), because its vendor has to
+    /// notice that the last writer is gone and reach this node first, which a restart of
+    /// the one registry it knows does not ask of it. Leases whose vendors are gone still run
+    /// out after one grace.
+    pub fn takeover(mut self) -> Self {
+        self.takeover = true;
+        self
     }
 
     /// Brings back one stored registration, or drops it, by the rule.
@@ -144,7 +157,9 @@ impl Restorer {
             .expires_at_ms
             .checked_sub(self.wall_now_ms)
             .filter(|&ms| ms > 0);
+        let grace_ms = self.state.config.policy.grace_ms;
         let how = match (ahead, row.in_grace) {
+            (Some(ms), false) if self.takeover && ms < grace_ms => Restore::Lapsed,
             (Some(ms), false) => Restore::Remaining(ms),
             (Some(ms), true) => Restore::InGrace(ms),
             // Alive at the last write (its grace included): it ran out while the registry

@@ -512,3 +512,34 @@ fn a_standby_applies_the_writers_changes_and_a_replay_changes_nothing() {
     );
     assert_eq!(st.counts(), (0, 0, st.counts().2));
 }
+
+#[test]
+fn a_takeover_gives_a_lease_with_less_than_a_grace_left_the_grace() {
+    let (key, _) = signing(1);
+    let row = |expires_at_ms| LeaseRow {
+        expires_at_ms,
+        ttl_ms: 10_000,
+        renewals: 1,
+        in_grace: false,
+    };
+    let meta = StoredMeta {
+        last_alive_ms: WALL - 100,
+        ..Default::default()
+    };
+    let mut restorer = Restorer::new(config(), WALL, meta).unwrap().takeover();
+    // 300 ms left (the grace is 2 s): the grace, written down. 4 s left: kept as it is.
+    restorer.restore(StoredLease {
+        lease: lease(1),
+        manifest: echo(&key, "acme/a").0,
+        row: row(WALL + 300),
+    });
+    restorer.restore(StoredLease {
+        lease: lease(2),
+        manifest: echo(&key, "acme/b").0,
+        row: row(WALL + 4_000),
+    });
+    let (_, restart, counts) = restorer.finish(Vec::new());
+    assert_eq!((counts.kept, counts.graced), (1, 1));
+    assert_eq!(restart.batch().leases[0].0, lease(1));
+    assert_eq!(restart.batch().leases[0].1.expires_at_ms, WALL + 2_000);
+}
