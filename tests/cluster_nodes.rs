@@ -14,7 +14,7 @@ mod common;
 use common::{courier, lines_of, wait_for};
 use courier_protocol::{ErrorKind, ServiceQuery, SigningKey, SpkiPin};
 use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
-use courier_test_support::etcd::{SKIP_LINE, etcd_binary};
+use courier_test_support::etcd::{SKIP_LINE, etcd_binary, revoke_lease_of};
 use courier_test_support::etcd_cluster::EtcdCluster;
 use courier_transport::{ClientError, RegistryClient};
 use std::net::SocketAddr;
@@ -257,9 +257,35 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
         .store_unwritable_ms;
     assert_eq!(unwritable, None, "no longer stale");
     c.close();
+
     // A cancel sent right after etcd's return may outlast the keepers' 800 ms deadline;
     // such a lease just runs out, which is not what this test is about.
     for k in keepers {
         let _ = k.shutdown().await;
     }
+
+    // A standby whose etcd session ends (as a partition longer than its TTL ends it) stops
+    // serving, joins again by itself, and follows the writer again.
+    let c = start_node("c", &dir.path().join("c"), &urls, "5s");
+    wait_for(&c.lines, "standby: b writes");
+    let url = etcd.client_urls()[0].clone();
+    tokio::task::spawn_blocking(move || {
+        revoke_lease_of(&url, "/courier/t/nodes/c", Duration::from_secs(5))
+    })
+    .await
+    .unwrap()
+    .expect("end node c's session");
+    wait_for(&c.lines, "standby: b writes");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let at_writer = find_echo(b.addr, b.pin).await.map(|f| f.len());
+            let here = find_echo(c.addr, c.pin).await.map(|f| f.len());
+            if matches!((at_writer, here), (Ok(w), Ok(h)) if w == h && w > 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the standby that joined again answers for every registration");
 }

@@ -177,6 +177,11 @@ impl Node {
         &self.config.name
     }
 
+    /// How long the node's session outlives its last keep-alive.
+    pub fn session_ttl(&self) -> Duration {
+        self.config.session_ttl
+    }
+
     /// The etcd connection.
     pub fn etcd(&self) -> &Arc<Etcd> {
         &self.etcd

@@ -75,7 +75,14 @@ impl Standby {
             })?
             .header()
             .map_or(0, |h| h.revision());
-        let clock = WriterClock::start(store.last_alive_ms()?);
+        // The writer's clock at its last flush, carried on by this one within the bounds a
+        // takeover uses (the flush may be seconds old).
+        let clock = WriterClock::start(crate::takeover_wall_ms(
+            store.last_alive_ms()?,
+            wall_ms(),
+            node.session_ttl(),
+            config.flush_interval,
+        ));
         let registry = Registry::open_standby(config, Box::new(store), clock.now_ms())
             .map_err(ClusterError::Standby)?;
         registry.set_cluster(ClusterNodes {
@@ -115,15 +122,10 @@ struct WriterClock {
 }
 
 impl WriterClock {
-    /// From the store's `last_alive_ms` (0, a cluster never flushed: this node's clock).
-    fn start(last_alive_ms: u64) -> Self {
-        let at_flush_ms = if last_alive_ms == 0 {
-            wall_ms()
-        } else {
-            last_alive_ms
-        };
+    /// The writer's clock reads `writer_now_ms` now.
+    fn start(writer_now_ms: u64) -> Self {
         Self {
-            at_flush_ms,
+            at_flush_ms: writer_now_ms,
             seen: Instant::now(),
         }
     }

@@ -123,16 +123,68 @@ mod built {
         Ok(())
     }
 
-    /// Joins the cluster and serves as a standby (lookups, fetches and reads from the
-    /// writer's commits, followed through etcd) until this node is elected the writer,
-    /// then opens the registry on etcd through the restart rule and serves it until Ctrl-C
-    /// or until its etcd session ends.
+    /// How a node's time in the cluster ended.
+    enum Ended {
+        /// Ctrl-C: it left the cluster.
+        Stopped,
+        /// Its etcd session ended (etcd unreachable for longer than the session's TTL):
+        /// it no longer holds its name or its election.
+        SessionLost {
+            /// Whether it was the writer (and so stepped down).
+            was_writer: bool,
+        },
+    }
+
+    /// How long a node whose session ended waits between tries to join again.
+    const REJOIN_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// Joins the cluster and serves: as a standby (lookups, fetches and reads from the
+    /// writer's commits, followed through etcd) until this node is elected the writer, then
+    /// as the writer (the registry opened on etcd through the restart rule), until Ctrl-C.
+    /// A node whose etcd session ends steps down and joins again by itself, as a standby,
+    /// once etcd answers. Errors at the first join (etcd unreachable, a name taken, another
+    /// cluster's directory) end the command.
     pub async fn serve_node(
         args: ServeArgs,
         config: RegistryConfig,
         server: ServerConfig,
         operator: (VendorKey, bool),
     ) -> anyhow::Result<()> {
+        let mut first = true;
+        loop {
+            let ended = serve_once(&args, config.clone(), server.clone(), operator).await;
+            let node = &args.cluster.node;
+            match ended {
+                Ok(Ended::Stopped) => return Ok(()),
+                Ok(Ended::SessionLost { was_writer }) => eprintln!(
+                    "node {node} lost its etcd session{}: joining the cluster again as a standby",
+                    if was_writer {
+                        " and stepped down (another node may write now)"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(e) if first => return Err(e),
+                Err(e) => eprintln!(
+                    "node {node} cannot join the cluster again yet ({e:#}); trying again in {}s",
+                    REJOIN_PAUSE.as_secs()
+                ),
+            }
+            first = false;
+            tokio::select! {
+                () = tokio::time::sleep(REJOIN_PAUSE) => {}
+                r = tokio::signal::ctrl_c() => return r.context("waiting for Ctrl-C"),
+            }
+        }
+    }
+
+    /// One membership of the cluster, from joining to Ctrl-C or the session's end.
+    async fn serve_once(
+        args: &ServeArgs,
+        config: RegistryConfig,
+        server: ServerConfig,
+        operator: (VendorKey, bool),
+    ) -> anyhow::Result<Ended> {
         let c = &args.cluster;
         let node_config = NodeConfig {
             session_ttl: c.session_ttl,
@@ -203,14 +255,11 @@ mod built {
                 standby_handle.shutdown().await;
                 let n = node.clone();
                 tokio::task::spawn_blocking(move || n.leave()).await?;
-                return Ok(());
+                return Ok(Ended::Stopped);
             }
             () = lost => {
                 standby_handle.shutdown().await;
-                anyhow::bail!(
-                    "node {} lost its etcd session; start it again to rejoin as a standby",
-                    c.node
-                )
+                return Ok(Ended::SessionLost { was_writer: false });
             }
         };
         standby_handle.shutdown().await;
@@ -256,7 +305,7 @@ mod built {
                 .await?
                 .context("cannot advertise the node in etcd")?;
         }
-        super::super::registry::print_banner(&handle, &args, operator);
+        super::super::registry::print_banner(&handle, args, operator);
         println!(
             "Node {} of cluster {} (the writer). Ctrl-C stops it.",
             c.node, c.cluster
@@ -276,15 +325,11 @@ mod built {
                 handle.shutdown().await;
                 let n = node.clone();
                 tokio::task::spawn_blocking(move || n.leave()).await?;
-                Ok(())
+                Ok(Ended::Stopped)
             }
             () = lost => {
                 handle.shutdown().await;
-                anyhow::bail!(
-                    "node {} lost its etcd session: another node may write now, so this one \
-                     stepped down; start it again to rejoin as a standby",
-                    c.node
-                )
+                Ok(Ended::SessionLost { was_writer: true })
             }
         }
     }

@@ -50,6 +50,38 @@ pub fn gateway_post(
     http(addr, "POST", path, Some(json), timeout)
 }
 
+/// Revokes the etcd lease `key` is attached to, at the member at `client_url`: what etcd
+/// does to a node's session when the node has been cut off for longer than its TTL.
+pub fn revoke_lease_of(client_url: &str, key: &str, timeout: Duration) -> io::Result<()> {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode(key);
+    let (status, body) = gateway_post(
+        client_url,
+        "/v3/kv/range",
+        &format!(r#"{{"key":"{key}"}}"#),
+        timeout,
+    )?;
+    // The gateway writes 64-bit numbers as strings: `"lease":"7587884650443215373"`.
+    let lease = body
+        .split_once(r#""lease":""#)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(id, _)| id.to_string())
+        .filter(|_| status == 200)
+        .ok_or_else(|| io::Error::other(format!("no lease on that key ({status}): {body}")))?;
+    let (status, body) = gateway_post(
+        client_url,
+        "/v3/lease/revoke",
+        &format!(r#"{{"ID":"{lease}"}}"#),
+        timeout,
+    )?;
+    if status != 200 {
+        return Err(io::Error::other(format!(
+            "revoke refused ({status}): {body}"
+        )));
+    }
+    Ok(())
+}
+
 /// One single-member etcd cluster, running until dropped.
 pub struct EtcdMember {
     member: Member,
