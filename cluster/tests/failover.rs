@@ -6,32 +6,22 @@
 //! ahead of the writer's: the leases it takes over keep their time all the same.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{etcd, node_config, open_standby};
 use courier_cluster::{Advert, ClusterError, Node, NodeConfig, Standby, takeover_wall_ms};
 use courier_protocol::{ClusterNodes, ErrorKind, ServiceQuery, SigningKey, SpkiPin};
 use courier_provider::{BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
 use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
-use courier_test_support::etcd::{EtcdMember, SKIP_LINE, etcd_binary};
-use courier_test_support::{init_logs, key, short_leases, wall_now};
+use courier_test_support::{key, short_leases, wall_now};
 use courier_transport::{ClientError, Identity, RegistryClient};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn node_config(urls: &[String], cluster: &str, name: &str) -> NodeConfig {
-    NodeConfig {
-        session_ttl: Duration::from_secs(2),
-        ..NodeConfig::new(urls.to_vec(), cluster, name)
-    }
-}
-
 async fn join(urls: &[String], name: &str) -> Result<Arc<Node>, ClusterError> {
-    let config = node_config(urls, "t", name);
-    Ok(Arc::new(
-        tokio::task::spawn_blocking(move || Node::join(config))
-            .await
-            .unwrap()?,
-    ))
+    common::join(urls, "t", name).await
 }
 
 /// A free UDP port on loopback, and the pin of the identity made in `dir`.
@@ -125,15 +115,6 @@ async fn echo_at(addr: SocketAddr, pin: SpkiPin) -> Vec<courier_protocol::Candid
     found
 }
 
-fn etcd(dir: &Path) -> Option<EtcdMember> {
-    if etcd_binary().is_none() {
-        eprintln!("{SKIP_LINE}");
-        return None;
-    }
-    init_logs();
-    Some(EtcdMember::start(&dir.join("etcd")).unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows() {
     let dir = tempfile::tempdir().unwrap();
@@ -152,13 +133,7 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
     // B is a standby: it follows the writer's commits, answers lookups and fetches, and
     // copies the writer's components.
     let b = join(&urls, "b").await.unwrap();
-    let standby = {
-        let (b, dir_b) = (b.clone(), dir_b.clone());
-        tokio::task::spawn_blocking(move || Standby::open(&b, &dir_b, short_leases(&dir_b)))
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let standby = open_standby(&b, &dir_b).await;
     let standby_handle = courier_registry::serve(
         standby.registry().clone(),
         ServerConfig {

@@ -5,29 +5,21 @@
 //! registration of the revoked key away.
 #![allow(clippy::unwrap_used)]
 
-use courier_cluster::{Advert, Node, NodeConfig, Standby};
+mod common;
+
+use common::{etcd, open_standby};
+use courier_cluster::{Advert, Node};
 use courier_protocol::{
     KeyStatement, ServiceQuery, SignedKeyStatement, SigningKey, SpkiPin, VendorKey,
 };
 use courier_provider::BundleBuilder;
 use courier_registry::{Registry, ServerConfig};
-use courier_test_support::etcd::{EtcdMember, SKIP_LINE, etcd_binary};
-use courier_test_support::{init_logs, key, short_leases, wall_now};
-use std::path::Path;
+use courier_test_support::{key, short_leases, wall_now};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn join(urls: &[String], name: &str) -> Arc<Node> {
-    let config = NodeConfig {
-        session_ttl: Duration::from_secs(2),
-        ..NodeConfig::new(urls.to_vec(), "s", name)
-    };
-    Arc::new(
-        tokio::task::spawn_blocking(move || Node::join(config))
-            .await
-            .unwrap()
-            .unwrap(),
-    )
+    common::join(urls, "s", name).await.unwrap()
 }
 
 fn register(writer: &Registry, vendor: &SigningKey, name: &str, ttl: Duration) {
@@ -74,15 +66,6 @@ async fn until_found(registry: &Registry, names: &[&str], what: &str) -> Duratio
     .await
     .unwrap_or_else(|_| panic!("{what}: the standby finds {:?}", found(registry)));
     started.elapsed()
-}
-
-fn etcd(dir: &Path) -> Option<EtcdMember> {
-    if etcd_binary().is_none() {
-        eprintln!("{SKIP_LINE}");
-        return None;
-    }
-    init_logs();
-    Some(EtcdMember::start(&dir.join("etcd")).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,13 +115,7 @@ async fn a_standby_follows_registrations_renewals_expiries_and_revocations() {
 
     // The standby loads what is there, then follows.
     let b = join(&urls, "b").await;
-    let standby = {
-        let (b, dir_b) = (b.clone(), dir_b.clone());
-        tokio::task::spawn_blocking(move || Standby::open(&b, &dir_b, short_leases(&dir_b)))
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let standby = open_standby(&b, &dir_b).await;
     let sb = standby.registry().clone();
     assert!(sb.is_standby());
     until_found(&sb, &["acme/renewed"], "loaded").await;
