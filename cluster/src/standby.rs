@@ -13,8 +13,9 @@
 //! - `lease/<lease>` put alone: a flush's renewal (the lease's new end);
 //! - `reg/<lease>` delete: gone (expired, cancelled, replaced, revoked);
 //! - `meta/last_alive_ms`: the writer's clock at its flush (see below);
-//! - names, grants, keys, controls, roots and freshness statements: rarer, and what they
-//!   change reaches into the whole state, so the standby reads the store again;
+//! - `fresh/`: a vendor's freshness statement, checked again and kept (lookups hand it out);
+//! - names, grants, keys, controls and roots: rarer, and what they change reaches into the
+//!   whole state, so the standby reads the store again;
 //! - the election (`leader/`): the writer its lease pages name.
 //!
 //! Time left on a lease is worked out on the writer's clock, never this machine's: the
@@ -26,7 +27,7 @@ use crate::layout::{self, Layout};
 use crate::mirror::{self, Copier};
 use crate::node::Node;
 use crate::store::HeldManifests;
-use courier_protocol::{ClusterNodes, LeaseId, SignedManifest};
+use courier_protocol::{ClusterNodes, LeaseId, SignedFreshness, SignedManifest, codec};
 use courier_registry::store_records::{decode_manifest, row_from_stored};
 use courier_registry::{BlobDir, Followed, LeaseRow, Registry, RegistryConfig, StoredLease};
 use etcd_client::{Client, EventType, WatchOptions};
@@ -36,9 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Prefixes whose changes make a standby read the store again.
-const RELOAD_ON: [&str; 11] = [
+const RELOAD_ON: [&str; 10] = [
     "name/", "grant/", "rot/", "revoc/", "ban/", "drain/", "lrev/", "opst/", "root/", "deleg/",
-    "fresh/",
 ];
 
 /// A standby's registry and the task that keeps it current. Dropping it stops the task.
@@ -164,6 +164,7 @@ enum Seen {
     Reg(LeaseId, SignedManifest),
     Row(LeaseId, LeaseRow),
     Gone(LeaseId),
+    Fresh(SignedFreshness),
 }
 
 impl Follower {
@@ -253,6 +254,12 @@ impl Follower {
                     {
                         seen.push(Seen::Row(lease, row_from_stored((a, b, c))));
                     }
+                } else if l.strip(kv.key(), "fresh/").is_some() {
+                    match codec::decode::<SignedFreshness>(kv.value()) {
+                        Ok(signed) if put => seen.push(Seen::Fresh(signed)),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("a standby skips a freshness record: {e}"),
+                    }
                 } else if l.strip(kv.key(), "meta/last_alive_ms").is_some() {
                     if let (true, Some([ms])) = (put, layout::be_n::<1>(kv.value())) {
                         *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = WriterClock {
@@ -331,6 +338,7 @@ impl Follower {
                     gone.push(lease);
                     Followed::Delete(lease)
                 }
+                Seen::Fresh(signed) => Followed::Freshness(signed),
             });
         }
         self.registry.follow(changes);

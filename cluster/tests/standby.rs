@@ -1,7 +1,8 @@
 //! A standby follows the writer's commits through etcd, in one process on a real etcd: a
 //! registration appears at the standby with its component copied, renewals the writer
 //! flushes keep it matching past its first lease's end, the writer's expiry removes it,
-//! and a key revocation (a change the standby answers by reading the store again) takes a
+//! a vendor's freshness statement is handed out by the standby's lookups, and a key
+//! revocation (a change the standby answers by reading the store again) takes a
 //! registration of the revoked key away.
 #![allow(clippy::unwrap_used)]
 
@@ -12,7 +13,7 @@ use courier_cluster::{Advert, Node};
 use courier_protocol::{
     KeyStatement, ServiceQuery, SignedKeyStatement, SigningKey, SpkiPin, VendorKey,
 };
-use courier_provider::BundleBuilder;
+use courier_provider::{Bundle, BundleBuilder};
 use courier_registry::{Registry, ServerConfig};
 use courier_test_support::{key, short_leases, wall_now};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ async fn join(urls: &[String], name: &str) -> Arc<Node> {
     common::join(urls, "s", name).await.unwrap()
 }
 
-fn register(writer: &Registry, vendor: &SigningKey, name: &str, ttl: Duration) {
+fn register(writer: &Registry, vendor: &SigningKey, name: &str, ttl: Duration) -> Bundle {
     let bundle = BundleBuilder::new(courier_proxy_artifacts::ECHO)
         .name(name)
         .version("0.1.0")
@@ -37,6 +38,7 @@ fn register(writer: &Registry, vendor: &SigningKey, name: &str, ttl: Duration) {
             bundle.register_request(ttl),
         )
         .unwrap();
+    bundle
 }
 
 fn found(registry: &Registry) -> Vec<String> {
@@ -122,9 +124,34 @@ async fn a_standby_follows_registrations_renewals_expiries_and_revocations() {
 
     // A registration after the standby opened reaches it, its component with it.
     let revoked = key(2);
-    register(&writer, &revoked, "acme/revoked", Duration::from_secs(30));
+    let bundle = register(&writer, &revoked, "acme/revoked", Duration::from_secs(30));
     let took = until_found(&sb, &["acme/renewed", "acme/revoked"], "followed").await;
     eprintln!("a registration reached the standby {took:?} after the writer acknowledged it");
+    // Its vendor's freshness statement reaches the standby's lookups too.
+    let fresh = bundle
+        .freshness(&revoked, Duration::from_secs(600))
+        .unwrap();
+    writer
+        .freshness(writer.now(), &VendorKey::of(&revoked), fresh.clone())
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let query = ServiceQuery {
+                interface: "courier:echo/echo".into(),
+                ..Default::default()
+            };
+            let candidates = sb.find(sb.now(), &query).unwrap();
+            if candidates
+                .iter()
+                .any(|c| c.freshness.as_ref() == Some(&fresh))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the standby hands out the vendor's freshness statement");
 
     // Renewed at the writer for three times its 2 s lease: the flushed rows keep it
     // matching at the standby.

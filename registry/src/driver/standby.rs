@@ -12,7 +12,7 @@ use crate::RegistryConfig;
 use crate::core::state::{RestartCounts, Restorer};
 use crate::errors::OpenError;
 use crate::store::{LeaseRow, Storage, StoredLease};
-use courier_protocol::{ClusterNodes, LeaseId};
+use courier_protocol::{ClusterNodes, LeaseId, SignedFreshness};
 use std::sync::atomic::Ordering;
 
 /// One change the cluster's writer committed, as a standby applies it. `remaining_ms` is
@@ -37,6 +37,8 @@ pub enum Followed {
     },
     /// A registration removed.
     Delete(LeaseId),
+    /// A freshness statement the writer accepted (checked again here).
+    Freshness(SignedFreshness),
 }
 
 impl Registry {
@@ -89,6 +91,10 @@ impl Registry {
                     remaining_ms,
                 } => st.follow_row(now, lease, &row, remaining_ms),
                 Followed::Delete(lease) => st.follow_delete(&lease),
+                Followed::Freshness(signed) => {
+                    st.follow_freshness(signed);
+                    false
+                }
             };
             changed += usize::from(did);
         }

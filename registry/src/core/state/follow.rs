@@ -1,5 +1,5 @@
 //! A standby's copy of what the cluster's writer committed: registrations, the lease rows
-//! its flushes write, and removals, applied without deciding anything (the writer alone
+//! its flushes write, removals and freshness statements, applied without deciding anything (the writer alone
 //! renews, expires, replaces and numbers events). Applying one change twice, or an older
 //! one again after a newer, converges once the newer is applied again: a standby replays
 //! the store's changes in order from a point at or before what it loaded.
@@ -14,7 +14,7 @@ use super::RegistryState;
 use crate::core::catalog::Admission;
 use crate::core::lease_table::{Millis, Restore};
 use crate::store::{LeaseRow, StoredLease};
-use courier_protocol::LeaseId;
+use courier_protocol::{LeaseId, SignedFreshness};
 
 impl RegistryState {
     /// A registration the writer committed, with `remaining_ms` left on its lease. Returns
@@ -74,6 +74,21 @@ impl RegistryState {
             }
             None => {
                 self.catalog.remove(&lease);
+                false
+            }
+        }
+    }
+
+    /// A freshness statement the writer accepted (an older one than held changes nothing).
+    /// Returns whether its signature holds.
+    pub fn follow_freshness(&mut self, signed: SignedFreshness) -> bool {
+        match signed.verify() {
+            Ok(st) => {
+                self.restore_freshness(st.get(), signed);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("a standby skips a freshness statement: {e}");
                 false
             }
         }
