@@ -288,4 +288,39 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
     })
     .await
     .expect("the standby that joined again answers for every registration");
+
+    // `courier cluster status` shows the writer, and the standby's lag behind etcd once
+    // it has said how far it is (every 5 s).
+    let said = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let out = courier()
+                .args(["cluster", "status", "--json", "--cluster", "t", "--etcd"])
+                .arg(urls.join(","))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(st["writer"], "b", "{st}");
+            let c = st["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["name"] == "c")
+                .cloned();
+            if let Some(lag) = c.and_then(|c| c["lag_revisions"].as_i64()) {
+                return lag;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await
+    .expect("the standby says how far it has applied");
+    assert!(
+        said < 50,
+        "a standby that keeps up is a few revisions behind at most: {said}"
+    );
 }

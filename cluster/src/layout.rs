@@ -20,6 +20,7 @@
 //! | `fresh/<vendor>/<service>` | postcard `SignedFreshness` |
 //! | `hist/<seq>` | the client's name, hex; `histc/<client hex>/<seq>`: postcard `HistoryEntry` |
 //! | `nodes/<node>` | the node's advertisement, under its session lease |
+//! | `progress/<node>` | a standby's applied revision and the time it said so, 2 × u64 BE, under its session lease |
 //! | `leader/` | etcd's election of the one node that writes |
 
 use courier_protocol::{LeaseId, VendorKey};

@@ -177,6 +177,11 @@ impl Node {
         &self.config.name
     }
 
+    /// The etcd lease of the node's session (what it puts under its name).
+    pub(crate) fn session_id(&self) -> i64 {
+        self.session_id
+    }
+
     /// How long the node's session outlives its last keep-alive.
     pub fn session_ttl(&self) -> Duration {
         self.config.session_ttl

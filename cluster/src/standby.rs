@@ -33,6 +33,7 @@ use courier_registry::{BlobDir, Followed, LeaseRow, Registry, RegistryConfig, St
 use etcd_client::{Client, EventType, WatchOptions};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,15 +42,21 @@ const RELOAD_ON: [&str; 10] = [
     "name/", "grant/", "rot/", "revoc/", "ban/", "drain/", "lrev/", "opst/", "root/", "deleg/",
 ];
 
-/// A standby's registry and the task that keeps it current. Dropping it stops the task.
+/// How often a standby says in etcd how far it has applied the writer's commits.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// A standby's registry and the tasks that keep it current and report how far it is.
+/// Dropping it stops them.
 pub struct Standby {
     registry: Arc<Registry>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl Drop for Standby {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -90,7 +97,15 @@ impl Standby {
             writer: node.leader()?,
         });
         let registry = Arc::new(registry);
+        let applied = Arc::new(AtomicI64::new(revision));
+        let progress = report_progress(
+            node.etcd().client(),
+            node.layout().key(&format!("progress/{}", node.name())),
+            node.session_id(),
+            applied.clone(),
+        );
         let follower = Follower {
+            applied,
             name: node.name().to_string(),
             client: node.etcd().client(),
             copier: tokio::sync::Mutex::new(Copier::new(
@@ -103,8 +118,9 @@ impl Standby {
             registry: registry.clone(),
             clock: Arc::new(Mutex::new(clock)),
         };
-        let task = node.etcd().handle().spawn(follower.run(revision));
-        Ok(Self { registry, task })
+        let handle = node.etcd().handle();
+        let tasks = [handle.spawn(follower.run(revision)), handle.spawn(progress)];
+        Ok(Self { registry, tasks })
     }
 
     /// The registry to serve.
@@ -148,6 +164,8 @@ fn wall_ms() -> u64 {
 }
 
 struct Follower {
+    /// The etcd revision this standby has applied everything up to.
+    applied: Arc<AtomicI64>,
     /// This node's name.
     name: String,
     client: Client,
@@ -183,6 +201,7 @@ impl Follower {
                 match self.reload().await {
                     Ok(r) => {
                         revision = r;
+                        self.applied.store(r, Ordering::Relaxed);
                         break;
                     }
                     Err(e) => tracing::debug!("the standby cannot read the store yet: {e}"),
@@ -285,6 +304,9 @@ impl Follower {
             if reload {
                 self.reload().await?;
             }
+            if let Some(h) = resp.header() {
+                self.applied.store(h.revision(), Ordering::Relaxed);
+            }
         }
         Ok(())
     }
@@ -344,6 +366,26 @@ impl Follower {
         self.registry.follow(changes);
         for lease in gone {
             self.held.remove(&lease);
+        }
+    }
+}
+
+/// Every [`PROGRESS_EVERY`], puts the revision this standby has applied and the time under
+/// `key` (`progress/<node>`, under the node's session), for `courier cluster status`.
+async fn report_progress(mut client: Client, key: Vec<u8>, session: i64, applied: Arc<AtomicI64>) {
+    let mut reported = -1;
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let now = applied.load(Ordering::Relaxed);
+        if now == reported {
+            continue;
+        }
+        let mut value = layout::be(u64::try_from(now).unwrap_or(0));
+        value.extend(layout::be(wall_ms()));
+        let options = etcd_client::PutOptions::new().with_lease(session);
+        match client.put(key.clone(), value, Some(options)).await {
+            Ok(_) => reported = now,
+            Err(e) => tracing::debug!("cannot report the standby's progress: {e}"),
         }
     }
 }

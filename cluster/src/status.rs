@@ -1,5 +1,5 @@
 //! `courier cluster status`: what etcd says of a cluster: its nodes (with their sessions'
-//! time left and their adverts), which one writes, how many registrations it holds, and
+//! time left, their adverts and the standbys' lag behind etcd's revision), which one writes, how many registrations it holds, and
 //! etcd's own members (which one leads etcd, which answer).
 
 use crate::ClusterError;
@@ -20,6 +20,9 @@ pub struct NodeStatus {
     pub session_ttl_s: i64,
     /// Whether it is the cluster's writer.
     pub writer: bool,
+    /// A standby's lag behind etcd when it last said (every 5 s): revisions it had not yet
+    /// applied, and how many seconds ago that was (`None`: it has not said yet).
+    pub lag: Option<(i64, u64)>,
 }
 
 /// One etcd member.
@@ -74,6 +77,25 @@ pub fn status(endpoints: &[String], cluster: &str) -> Result<ClusterStatus, Clus
             .await
     })?;
     let revision = kvs.header().map_or(0, |h| h.revision());
+    let progress = layout.key("progress/");
+    let progress = etcd.run("read the standbys' progress", move |mut c| async move {
+        c.get(progress, Some(etcd_client::GetOptions::new().with_prefix()))
+            .await
+    })?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    // The put that said it is itself a revision: everything before it had to be applied.
+    let lags: std::collections::HashMap<String, (i64, u64)> = progress
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let name = layout.strip(kv.key(), "progress/")?.to_string();
+            let [applied, at_ms] = crate::layout::be_n::<2>(kv.value())?;
+            let behind = (kv.mod_revision() - 1 - i64::try_from(applied).ok()?).max(0);
+            Some((name, (behind, now_ms.saturating_sub(at_ms) / 1000)))
+        })
+        .collect();
     let mut nodes = Vec::new();
     for kv in kvs.kvs() {
         let Some(name) = layout.strip(kv.key(), "nodes/") else {
@@ -90,6 +112,7 @@ pub fn status(endpoints: &[String], cluster: &str) -> Result<ClusterStatus, Clus
             advert: Advert::decode(kv.value()),
             session_ttl_s: ttl,
             writer: writer.as_deref() == Some(name),
+            lag: lags.get(name).copied(),
         });
     }
     let registrations = read::count(&etcd, &layout, "reg/")?;

@@ -58,6 +58,8 @@ mod built {
                         "addr": n.advert.as_ref().map(|a| a.addr.to_string()),
                         "pin": n.advert.as_ref().map(|a| a.pin.to_string()),
                         "session_ttl_s": n.session_ttl_s,
+                        "lag_revisions": n.lag.map(|(behind, _)| behind),
+                        "lag_said_s_ago": n.lag.map(|(_, ago)| ago),
                     })
                 })
                 .collect();
@@ -92,8 +94,8 @@ mod built {
         println!("writer: {}", st.writer.as_deref().unwrap_or("none elected"));
         println!("\nnodes:");
         println!(
-            "  {:<12} {:<8} {:>8}  {:<22} PIN",
-            "NAME", "ROLE", "SESSION", "ADDRESS"
+            "  {:<12} {:<8} {:>8}  {:<14} {:<22} PIN",
+            "NAME", "ROLE", "SESSION", "LAG", "ADDRESS"
         );
         for n in &st.nodes {
             let role = if n.writer { "writer" } else { "standby" };
@@ -101,9 +103,15 @@ mod built {
                 || ("-".to_string(), "-".to_string()),
                 |a| (a.addr.to_string(), a.pin.to_string()),
             );
+            // Revisions of etcd a standby had not applied when it last said, and when.
+            let lag = match (n.writer, n.lag) {
+                (true, _) => "-".to_string(),
+                (false, Some((behind, ago))) => format!("{behind} ({ago}s ago)"),
+                (false, None) => "not said yet".to_string(),
+            };
             println!(
-                "  {:<12} {:<8} {:>7}s  {:<22} {pin}",
-                n.name, role, n.session_ttl_s, addr
+                "  {:<12} {:<8} {:>7}s  {:<14} {:<22} {pin}",
+                n.name, role, n.session_ttl_s, lag, addr
             );
         }
         println!("\netcd members:");
