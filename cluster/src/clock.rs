@@ -11,6 +11,13 @@
 
 use std::time::Duration;
 
+/// This machine's wall clock, in ms since the Unix epoch.
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The wall-clock time (ms since the Unix epoch) to open the registry at after a
 /// takeover: `now_ms` (this node's clock) clamped to `[last_alive_ms, last_alive_ms +
 /// session_ttl + flush_interval]`. A cluster never written to yet (`last_alive_ms` 0)

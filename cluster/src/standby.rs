@@ -23,18 +23,19 @@
 //! since it was seen.
 
 use crate::ClusterError;
+use crate::clock::wall_ms;
 use crate::layout::{self, Layout};
 use crate::mirror::{self, Copier};
 use crate::node::Node;
-use crate::store::HeldManifests;
+use crate::store::{HeldManifests, lease_row};
 use courier_protocol::{ClusterNodes, LeaseId, SignedFreshness, SignedManifest, codec};
-use courier_registry::store_records::{decode_manifest, row_from_stored};
-use courier_registry::{BlobDir, Followed, LeaseRow, Registry, RegistryConfig, StoredLease};
+use courier_registry::store_records::decode_manifest;
+use courier_registry::{Followed, LeaseRow, Registry, RegistryConfig, StoredLease};
 use etcd_client::{Client, EventType, WatchOptions};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Prefixes whose changes make a standby read the store again.
@@ -71,17 +72,12 @@ impl Standby {
     /// `dir/blobs`), and follows the writer's commits from then on. Blocking (etcd reads).
     pub fn open(node: &Node, dir: &Path, config: RegistryConfig) -> Result<Self, ClusterError> {
         let store = node.store(dir, None)?.read_only();
-        let held = store.held_manifests();
-        let blobs = Arc::new(BlobDir::open(dir.join("blobs")).map_err(ClusterError::Io)?);
+        let (held, blobs) = (store.held_manifests(), store.blobs());
         let layout = node.layout().clone();
         let key = layout.key("meta/registry_id");
         let revision = node
             .etcd()
-            .run("read the revision", move |mut c| async move {
-                c.get(key, None).await
-            })?
-            .header()
-            .map_or(0, |h| h.revision());
+            .run("read the revision", move |c| revision_now(c, key))?;
         // The writer's clock at its last flush, carried on by this one within the bounds a
         // takeover uses (the flush may be seconds old).
         let clock = WriterClock::start(crate::takeover_wall_ms(
@@ -108,15 +104,11 @@ impl Standby {
             applied,
             name: node.name().to_string(),
             client: node.etcd().client(),
-            copier: tokio::sync::Mutex::new(Copier::new(
-                node.etcd().client(),
-                layout.clone(),
-                blobs,
-            )),
+            copier: Copier::new(node.etcd().client(), layout.clone(), blobs),
             layout,
             held,
             registry: registry.clone(),
-            clock: Arc::new(Mutex::new(clock)),
+            clock,
         };
         let handle = node.etcd().handle();
         let tasks = [handle.spawn(follower.run(revision)), handle.spawn(progress)];
@@ -157,10 +149,13 @@ impl WriterClock {
     }
 }
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// etcd's revision now (read with the header of a one-key get).
+async fn revision_now(mut client: Client, key: Vec<u8>) -> Result<i64, etcd_client::Error> {
+    Ok(client
+        .get(key, None)
+        .await?
+        .header()
+        .map_or(0, |h| h.revision()))
 }
 
 struct Follower {
@@ -170,11 +165,11 @@ struct Follower {
     name: String,
     client: Client,
     /// Copies components from the writer, on a connection it keeps.
-    copier: tokio::sync::Mutex<Copier>,
+    copier: Copier,
     layout: Layout,
     held: HeldManifests,
     registry: Arc<Registry>,
-    clock: Arc<Mutex<WriterClock>>,
+    clock: WriterClock,
 }
 
 /// What one watch answer holds, in etcd's order.
@@ -188,7 +183,7 @@ enum Seen {
 impl Follower {
     /// Follows from `revision + 1`; when the watch fails (etcd lost, history compacted
     /// away) reads the whole store again and follows from there.
-    async fn run(self, mut revision: i64) {
+    async fn run(mut self, mut revision: i64) {
         loop {
             match self.watch(revision).await {
                 Ok(()) => tracing::debug!("the standby's watch ended: reading the store again"),
@@ -212,14 +207,11 @@ impl Follower {
 
     /// Reads the whole store again; returns a revision at or before what it read.
     async fn reload(&self) -> Result<i64, String> {
-        let mut client = self.client.clone();
-        let revision = client
-            .get(self.layout.key("meta/registry_id"), None)
+        let key = self.layout.key("meta/registry_id");
+        let revision = revision_now(self.client.clone(), key)
             .await
-            .map_err(|e| e.to_string())?
-            .header()
-            .map_or(0, |h| h.revision());
-        let (registry, wall) = (self.registry.clone(), self.writer_now());
+            .map_err(|e| e.to_string())?;
+        let (registry, wall) = (self.registry.clone(), self.clock.now_ms());
         let counts = tokio::task::spawn_blocking(move || registry.reload(wall))
             .await
             .map_err(|e| e.to_string())?
@@ -228,14 +220,7 @@ impl Follower {
         Ok(revision)
     }
 
-    fn writer_now(&self) -> u64 {
-        self.clock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .now_ms()
-    }
-
-    async fn watch(&self, revision: i64) -> Result<(), String> {
+    async fn watch(&mut self, revision: i64) -> Result<(), String> {
         let mut client = self.client.clone();
         let options = WatchOptions::new()
             .with_prefix()
@@ -268,10 +253,10 @@ impl Follower {
                         seen.push(Seen::Reg(lease, m));
                     }
                 } else if let Some(hex) = l.strip(kv.key(), "lease/") {
-                    if let (true, Some(lease), Some([a, b, c])) =
-                        (put, layout::parse_lease(hex), layout::be_n::<3>(kv.value()))
+                    if let (true, Some(lease), Some(row)) =
+                        (put, layout::parse_lease(hex), lease_row(kv.value()))
                     {
-                        seen.push(Seen::Row(lease, row_from_stored((a, b, c))));
+                        seen.push(Seen::Row(lease, row));
                     }
                 } else if l.strip(kv.key(), "fresh/").is_some() {
                     match codec::decode::<SignedFreshness>(kv.value()) {
@@ -281,10 +266,7 @@ impl Follower {
                     }
                 } else if l.strip(kv.key(), "meta/last_alive_ms").is_some() {
                     if let (true, Some([ms])) = (put, layout::be_n::<1>(kv.value())) {
-                        *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = WriterClock {
-                            at_flush_ms: ms,
-                            seen: Instant::now(),
-                        };
+                        self.clock = WriterClock::start(ms);
                     }
                 } else if RELOAD_ON.iter().any(|p| l.strip(kv.key(), p).is_some()) {
                     reload = true;
@@ -294,7 +276,7 @@ impl Follower {
             }
             self.apply(seen).await;
             if elected {
-                self.copier.lock().await.forget_writer();
+                self.copier.forget_writer();
                 let writer = mirror::writer_name(&mut client, &self.layout).await;
                 self.registry.set_cluster(ClusterNodes {
                     answered_by: self.name.clone(),
@@ -312,7 +294,7 @@ impl Follower {
     }
 
     /// Applies one watch answer: components first, then manifests, then the registry.
-    async fn apply(&self, seen: Vec<Seen>) {
+    async fn apply(&mut self, seen: Vec<Seen>) {
         if seen.is_empty() {
             return;
         }
@@ -323,15 +305,14 @@ impl Follower {
             }
         }
         let mut registered = std::collections::HashSet::new();
-        let mut copier = self.copier.lock().await;
         for s in &seen {
             if let Seen::Reg(lease, m) = s {
-                copier.keep(m).await;
+                self.copier.keep(m).await;
                 self.held.put(*lease, m.clone());
                 registered.insert(*lease);
             }
         }
-        let clock = *self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        let clock = self.clock;
         let mut changes = Vec::with_capacity(seen.len());
         let mut gone = Vec::new();
         for s in seen {

@@ -82,9 +82,7 @@ pub fn status(endpoints: &[String], cluster: &str) -> Result<ClusterStatus, Clus
         c.get(progress, Some(etcd_client::GetOptions::new().with_prefix()))
             .await
     })?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now_ms = crate::clock::wall_ms();
     // The put that said it is itself a revision: everything before it had to be applied.
     let lags: std::collections::HashMap<String, (i64, u64)> = progress
         .kvs()

@@ -99,6 +99,12 @@ impl HeldManifests {
     }
 }
 
+/// A `lease/<lease>` value: expiry, duration, renewals (grace in the top bit).
+pub(crate) fn lease_row(v: &[u8]) -> Option<courier_registry::LeaseRow> {
+    let [a, b, c] = layout::be_n::<3>(v)?;
+    Some(row_from_stored((a, b, c)))
+}
+
 fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
     held.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -142,6 +148,11 @@ impl EtcdStore {
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
         self
+    }
+
+    /// The directory of this node's components.
+    pub(crate) fn blobs(&self) -> Arc<BlobDir> {
+        self.blobs.clone()
     }
 
     /// The handle a standby keeps its manifests current with.
@@ -226,9 +237,9 @@ impl Storage for EtcdStore {
         let mut rows = HashMap::new();
         let (lease_rows, revision) = read::all_at(&self.etcd, &self.layout, "lease/", 0)?;
         for (k, v) in lease_rows {
-            match (layout::parse_lease(&k), layout::be_n::<3>(&v)) {
-                (Some(lease), Some([a, b, c])) => {
-                    rows.insert(lease, row_from_stored((a, b, c)));
+            match (layout::parse_lease(&k), lease_row(&v)) {
+                (Some(lease), Some(row)) => {
+                    rows.insert(lease, row);
                 }
                 _ => tracing::warn!(key = %k, "skipping an unreadable lease row"),
             }
