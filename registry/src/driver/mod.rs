@@ -33,7 +33,7 @@ use crate::errors::{LeaseError, OpenError};
 use crate::store::{RedbStore, Storage, StoreError};
 use courier_protocol::limits::MAX_EVENT_BATCH;
 use courier_protocol::{EventBatch, LeaseGrant, LeaseId, SignedKeyStatement, VendorKey};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
@@ -52,7 +52,7 @@ pub struct Registry {
     /// the last that succeeded; 0 while commits succeed.
     unwritable_since: AtomicU64,
     /// A cluster's standby: reads only (see `standby.rs`).
-    standby: AtomicBool,
+    standby: bool,
     /// In a cluster: this node's name and the writer's, for lease pages.
     cluster: Mutex<Option<courier_protocol::ClusterNodes>>,
     deadline_changed: Notify,
@@ -77,6 +77,52 @@ impl std::fmt::Debug for Registry {
 struct Clock {
     origin: tokio::time::Instant,
     wall_base_ms: u64,
+}
+
+/// How a registry opens on its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenAs {
+    /// A start (or an operator's offline command): the restart rule.
+    Start,
+    /// A cluster node elected writer: the restart rule of a takeover.
+    Takeover,
+    /// A cluster's standby: the restart rule's view, and reads only.
+    Standby,
+}
+
+/// The store read through the restart rule.
+struct Loaded {
+    registry_id: String,
+    history_seq: u64,
+    state: RegistryState,
+    restart: Planned<crate::core::state::Restart>,
+    counts: crate::core::state::RestartCounts,
+}
+
+/// Reads `store` through the restart rule at wall-clock `wall_now_ms`, which is monotonic
+/// time `now` (a takeover's rule if `takeover`). Blocking (store reads).
+fn load(
+    store: &dyn Storage,
+    config: crate::core::state::StateConfig,
+    wall_now_ms: u64,
+    now: Millis,
+    takeover: bool,
+) -> Result<Loaded, OpenError> {
+    let meta = store.load_meta()?;
+    let (registry_id, history_seq) = (meta.registry_id.clone(), meta.history_seq);
+    let mut restorer = Restorer::new_at(config, wall_now_ms, now, meta)?;
+    if takeover {
+        restorer = restorer.takeover();
+    }
+    let unreadable = store.load_leases(&mut |stored| restorer.restore(stored))?;
+    let (state, restart, counts) = restorer.finish(unreadable);
+    Ok(Loaded {
+        registry_id,
+        history_seq,
+        state,
+        restart,
+        counts,
+    })
 }
 
 /// Proof that the writer lock is held.
@@ -128,7 +174,7 @@ impl Registry {
         store: Box<dyn Storage>,
         wall_now_ms: u64,
     ) -> Result<Self, OpenError> {
-        Self::open_committed(config, store, wall_now_ms, false)
+        Self::open_committed(config, store, wall_now_ms, OpenAs::Start)
     }
 
     /// Opens a cluster's store as its new writer, at the last writer's clock carried on
@@ -140,16 +186,16 @@ impl Registry {
         store: Box<dyn Storage>,
         wall_now_ms: u64,
     ) -> Result<Self, OpenError> {
-        Self::open_committed(config, store, wall_now_ms, true)
+        Self::open_committed(config, store, wall_now_ms, OpenAs::Takeover)
     }
 
     fn open_committed(
         config: RegistryConfig,
         store: Box<dyn Storage>,
         wall_now_ms: u64,
-        takeover: bool,
+        open_as: OpenAs,
     ) -> Result<Self, OpenError> {
-        let (registry, restart) = Self::restore(config, store, wall_now_ms, takeover)?;
+        let (registry, restart) = Self::restore(config, store, wall_now_ms, open_as)?;
         registry.store.commit(restart.batch())?;
         registry.state().apply(Millis(0), restart);
         Ok(registry)
@@ -162,7 +208,7 @@ impl Registry {
         wall_now_ms: u64,
     ) -> Result<Self, OpenError> {
         let store = Self::open_redb(&config)?;
-        let (registry, _restart) = Self::restore(config, store, wall_now_ms, false)?;
+        let (registry, _restart) = Self::restore(config, store, wall_now_ms, OpenAs::Start)?;
         tracing::debug!("opened offline: the restart rule is left to the next start");
         Ok(registry)
     }
@@ -172,17 +218,22 @@ impl Registry {
         config: RegistryConfig,
         store: Box<dyn Storage>,
         wall_now_ms: u64,
-        takeover: bool,
+        open_as: OpenAs,
     ) -> Result<(Self, Planned<crate::core::state::Restart>), OpenError> {
         config.check().map_err(OpenError::Config)?;
-        let meta = store.load_meta()?;
-        let (registry_id, history_seq) = (meta.registry_id.clone(), meta.history_seq);
-        let mut restorer = Restorer::new(config.state(), wall_now_ms, meta)?;
-        if takeover {
-            restorer = restorer.takeover();
-        }
-        let unreadable = store.load_leases(&mut |stored| restorer.restore(stored))?;
-        let (state, restart, counts) = restorer.finish(unreadable);
+        let Loaded {
+            registry_id,
+            history_seq,
+            state,
+            restart,
+            counts,
+        } = load(
+            &*store,
+            config.state(),
+            wall_now_ms,
+            Millis(0),
+            open_as == OpenAs::Takeover,
+        )?;
         tracing::info!(
             %registry_id,
             kept = counts.kept,
@@ -205,7 +256,7 @@ impl Registry {
             registry_id,
             history_seq: AtomicU64::new(history_seq),
             unwritable_since: AtomicU64::new(0),
-            standby: AtomicBool::new(false),
+            standby: open_as == OpenAs::Standby,
             cluster: Mutex::new(None),
             deadline_changed: Notify::new(),
             live,

@@ -7,13 +7,12 @@
 //! cluster's node, standby or writer, names itself and the writer on lease pages
 //! ([`Registry::set_cluster`]).
 
-use super::Registry;
+use super::{OpenAs, Registry, load};
 use crate::RegistryConfig;
-use crate::core::state::{RestartCounts, Restorer};
+use crate::core::state::RestartCounts;
 use crate::errors::OpenError;
 use crate::store::{LeaseRow, Storage, StoredLease};
 use courier_protocol::{ClusterNodes, LeaseId, SignedFreshness};
-use std::sync::atomic::Ordering;
 
 /// One change the cluster's writer committed, as a standby applies it. `remaining_ms` is
 /// the time the lease has left by the writer's clock when the change is applied.
@@ -49,8 +48,7 @@ impl Registry {
         store: Box<dyn Storage>,
         wall_now_ms: u64,
     ) -> Result<Self, OpenError> {
-        let (registry, _restart) = Self::restore(config, store, wall_now_ms, false)?;
-        registry.standby.store(true, Ordering::Relaxed);
+        let (registry, _restart) = Self::restore(config, store, wall_now_ms, OpenAs::Standby)?;
         Ok(registry)
     }
 
@@ -70,7 +68,7 @@ impl Registry {
 
     /// Whether this registry is a standby (answers reads, refuses writes).
     pub fn is_standby(&self) -> bool {
-        self.standby.load(Ordering::Relaxed)
+        self.standby
     }
 
     /// Applies what the writer committed, in order. Memory only. Returns how many changed
@@ -105,13 +103,14 @@ impl Registry {
     /// `wall_now_ms` to be the writer's time now, and replaces the state with it. Blocking
     /// (store reads).
     pub fn reload(&self, wall_now_ms: u64) -> Result<RestartCounts, OpenError> {
-        let meta = self.store.load_meta()?;
-        let mut restorer = Restorer::new_at(self.config.state(), wall_now_ms, self.now(), meta)?;
-        let unreadable = self
-            .store
-            .load_leases(&mut |stored| restorer.restore(stored))?;
-        let (state, _restart, counts) = restorer.finish(unreadable);
-        *self.state() = state;
-        Ok(counts)
+        let loaded = load(
+            &*self.store,
+            self.config.state(),
+            wall_now_ms,
+            self.now(),
+            false,
+        )?;
+        *self.state() = loaded.state;
+        Ok(loaded.counts)
     }
 }
