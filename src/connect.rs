@@ -5,7 +5,6 @@ use courier_protocol::SpkiPin;
 use courier_transport::{PinBook, RegistryClient};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Where the registry is and which key it must present.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,9 +40,6 @@ pub struct RegistryArgs {
     )]
     pub other_nodes: Vec<(String, String)>,
 }
-
-/// How long a node may take to answer when there are others to try.
-const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl RegistryArgs {
     /// The parsed pin, or a one-line explanation of how to get it.
@@ -93,26 +89,19 @@ impl RegistryArgs {
         let addr = courier_transport::resolve(&self.addr)
             .await
             .with_context(|| format!("registry address {}", self.addr))?;
-        let others = self.other_nodes().await?;
-        if others.is_empty() {
-            let endpoint = courier_transport::client_endpoint(addr)?;
-            return RegistryClient::connect_recording(endpoint, addr, pin, agent, pins)
-                .await
-                .with_context(|| format!("cannot reach the registry at {addr}"));
-        }
-        let mut failures = Vec::new();
-        for (addr, pin) in std::iter::once((addr, pin)).chain(others) {
-            let endpoint = courier_transport::client_endpoint(addr)?;
-            let connect = RegistryClient::connect_recording(endpoint, addr, pin, agent, pins);
-            match tokio::time::timeout(NODE_CONNECT_TIMEOUT, connect).await {
-                Ok(Ok(client)) => return Ok(client),
-                Ok(Err(e)) => failures.push(format!("{addr}: {e}")),
-                Err(_) => failures.push(format!("{addr}: no answer in {NODE_CONNECT_TIMEOUT:?}")),
+        let nodes: Vec<_> = std::iter::once((addr, pin))
+            .chain(self.other_nodes().await?)
+            .collect();
+        match RegistryClient::connect_first(&nodes, agent, pins).await {
+            Ok(client) => Ok(client),
+            Err(mut failures) if failures.len() == 1 => {
+                let (_, e) = failures.remove(0);
+                Err(anyhow::Error::new(e).context(format!("cannot reach the registry at {addr}")))
+            }
+            Err(failures) => {
+                let why: Vec<String> = failures.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+                anyhow::bail!("cannot reach any node of the registry ({})", why.join("; "))
             }
         }
-        anyhow::bail!(
-            "cannot reach any node of the registry ({})",
-            failures.join("; ")
-        )
     }
 }

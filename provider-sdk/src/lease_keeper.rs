@@ -13,7 +13,9 @@
 
 use crate::bundle::Bundle;
 use courier_protocol::{ErrorKind, LeaseGrant, LeaseId, SigningKey, SpkiPin};
-use courier_transport::{ClientError, PinBook, RegistryClient, TransportError, client_endpoint};
+use courier_transport::{
+    ClientError, NODE_CONNECT_TIMEOUT, PinBook, RegistryClient, TransportError, client_endpoint,
+};
 use rand::Rng;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,9 +63,6 @@ pub struct KeeperConfig {
     /// renews the same lease at the node that took over (default: none).
     pub other_nodes: Vec<(SocketAddr, SpkiPin)>,
 }
-
-/// How long connecting to one node of a cluster may take before the next is tried.
-const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a renewal may take when the registry is a cluster of several nodes.
 const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);

@@ -11,9 +11,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// How long a node may take to answer when there are others to try.
-const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// A registry connection with reconnection and the lookup cache.
 pub(super) struct RegistryLink {
     current: RwLock<RegistryClient>,
@@ -132,38 +129,23 @@ impl RegistryLink {
     }
 
     /// A new connection: to the node that was lost, then to each other node in turn (each
-    /// given [`NODE_CONNECT_TIMEOUT`] when there are several). The last failure if none
+    /// given [`courier_transport::NODE_CONNECT_TIMEOUT`] when there are several). The last failure if none
     /// answers.
     async fn reconnect(&self, lost: SocketAddr) -> Result<RegistryClient, ClientError> {
         let start = self.nodes.iter().position(|(a, _)| *a == lost).unwrap_or(0);
-        let several = self.nodes.len() > 1;
-        let mut last = None;
-        for i in 0..self.nodes.len() {
-            let (addr, pin) = self.nodes[(start + i) % self.nodes.len()];
-            let endpoint = courier_transport::client_endpoint(addr)?;
-            let connect =
-                RegistryClient::connect_recording(endpoint, addr, pin, &self.agent, &self.pins);
-            let result = if several {
-                tokio::time::timeout(NODE_CONNECT_TIMEOUT, connect)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(ClientError::Transport(
-                            courier_transport::TransportError::Timeout(NODE_CONNECT_TIMEOUT),
-                        ))
-                    })
-            } else {
-                connect.await
-            };
-            match result {
-                Ok(c) => {
-                    if addr != lost {
-                        tracing::info!(%addr, "connected to another node of the registry");
-                    }
-                    return Ok(c);
+        let mut order = self.nodes.clone();
+        order.rotate_left(start);
+        match RegistryClient::connect_first(&order, &self.agent, &self.pins).await {
+            Ok(c) => {
+                if c.addr() != lost {
+                    tracing::info!(addr = %c.addr(), "connected to another node of the registry");
                 }
-                Err(e) => last = Some(e),
+                Ok(c)
             }
+            Err(mut failures) => Err(failures.pop().map_or(
+                ClientError::Unexpected("no registry node to connect to"),
+                |(_, e)| e,
+            )),
         }
-        Err(last.unwrap_or_else(|| ClientError::Unexpected("no registry node to connect to")))
     }
 }

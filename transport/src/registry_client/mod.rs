@@ -24,6 +24,10 @@ use std::time::Duration;
 /// How long connecting (QUIC + TLS + Hello) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long one node of a registry cluster may take to answer when there are others to
+/// try.
+pub const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Cap on ordinary responses (candidate lists, lease tables, history).
 pub(crate) const MAX_RESPONSE: usize = 8 * 1024 * 1024;
 
@@ -131,6 +135,38 @@ impl RegistryClient {
             }
         }
         Ok(client)
+    }
+
+    /// Connects to the first of `nodes` (a registry and the other nodes of its cluster)
+    /// that answers, in order, following and recording pin moves in `book`. With several
+    /// nodes each may take [`NODE_CONNECT_TIMEOUT`]; with one, the ordinary connect
+    /// timeout holds. If none answers: why each failed.
+    pub async fn connect_first(
+        nodes: &[(SocketAddr, SpkiPin)],
+        agent: &str,
+        book: &PinBook,
+    ) -> Result<Self, Vec<(SocketAddr, ClientError)>> {
+        let mut failures = Vec::new();
+        for &(addr, pin) in nodes {
+            let connect = async {
+                let endpoint = client_endpoint(addr)?;
+                Self::connect_recording(endpoint, addr, pin, agent, book).await
+            };
+            let result = if nodes.len() > 1 {
+                tokio::time::timeout(NODE_CONNECT_TIMEOUT, connect)
+                    .await
+                    .unwrap_or(Err(ClientError::Transport(TransportError::Timeout(
+                        NODE_CONNECT_TIMEOUT,
+                    ))))
+            } else {
+                connect.await
+            };
+            match result {
+                Ok(client) => return Ok(client),
+                Err(e) => failures.push((addr, e)),
+            }
+        }
+        Err(failures)
     }
 
     /// Like [`RegistryClient::connect`], reusing a client endpoint.
