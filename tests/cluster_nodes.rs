@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{courier, lines_of, wait_for};
+use common::{courier, lines_of, run_ok, wait_for};
 use courier_protocol::{ErrorKind, ServiceQuery, SigningKey, SpkiPin};
 use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
 use courier_test_support::etcd::{SKIP_LINE, etcd_binary, revoke_lease_of};
@@ -293,17 +293,12 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
     // it has said how far it is (every 5 s).
     let said = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            let out = courier()
-                .args(["cluster", "status", "--json", "--cluster", "t", "--etcd"])
-                .arg(urls.join(","))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+            let out = run_ok(
+                courier()
+                    .args(["cluster", "status", "--json", "--cluster", "t", "--etcd"])
+                    .arg(urls.join(",")),
             );
-            let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let st: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(st["writer"], "b", "{st}");
             let c = st["nodes"]
                 .as_array()
