@@ -146,9 +146,17 @@ async fn replace_ownership_and_grant() {
     let a = vendor(&h, &acme).await;
     let b = vendor(&h, &evil).await;
 
-    let first = a.register(echo(&acme, "acme/echo", 10_000)).await.unwrap();
-    // Same name, same key: replaces.
-    let second = a.register(echo(&acme, "acme/echo", 10_000)).await.unwrap();
+    let request = echo(&acme, "acme/echo", 10_000);
+    let first = a.register(request.clone()).await.unwrap();
+    // The very same signed manifest again (a vendor's retry whose first answer was lost):
+    // the same lease, renewed.
+    let again = a.register(request).await.unwrap();
+    assert_eq!((again.lease, again.replaced), (first.lease, None));
+    // Same name, same key, another manifest (a new version): replaces.
+    let mut newer = echo_manifest(&acme, "acme/echo");
+    newer.version = "1.0.1".into();
+    let newer = signed(&newer, &acme, courier_proxy_artifacts::ECHO, 10_000);
+    let second = a.register(newer).await.unwrap();
     assert_eq!(second.replaced, Some(first.lease));
     assert_eq!(
         kind(a.renew(first.lease, 1_000).await.unwrap_err()),

@@ -13,7 +13,7 @@ use courier_protocol::inspect;
 use courier_protocol::{
     ContentHash, FRESHNESS_SKEW_MS, FreshnessStatement, KeyStatement, LeaseGrant, LeaseId,
     MAX_FRESHNESS_VALIDITY_MS, Register, SignedDelegation, SignedFreshness, SignedKeyStatement,
-    SignedRootStatement, VendorKey,
+    SignedManifest, SignedRootStatement, VendorKey,
 };
 
 /// How long after the last flush a flush commits even with nothing to write (so that the
@@ -74,6 +74,11 @@ impl Registry {
         // reference of a registration that went away.
         self.store.put_component(&hash, &req.component)?;
         let writer = self.writer();
+        if let Some(grant) =
+            self.register_again(now, key, &req.manifest, &manifest.name, req.ttl_ms)
+        {
+            return Ok(grant);
+        }
         self.store.put_component(&hash, &req.component)?;
         let mut unclaimed = UnclaimedComponent {
             store: &*self.store,
@@ -92,6 +97,30 @@ impl Registry {
         let grant = grant?;
         tracing::info!(%lease, %name, ttl_ms = grant.ttl_ms, replaced = ?grant.replaced, "registered");
         Ok(grant)
+    }
+
+    /// The very manifest `key` has live under `name` (same bytes, same signature),
+    /// registered again: its lease, renewed for `ttl_ms`, instead of a new lease that
+    /// replaces it. A vendor whose registration timed out registers again, and the first
+    /// request may still be committed after the second: without this, the lease the
+    /// vendor holds would be replaced by the one it never heard of. The caller holds the
+    /// writer lock, so two such requests never both pass.
+    fn register_again(
+        &self,
+        now: Millis,
+        key: &VendorKey,
+        signed: &SignedManifest,
+        name: &str,
+        ttl_ms: u64,
+    ) -> Option<LeaseGrant> {
+        let lease = self.state().live_lease_named(now, key, name)?;
+        let held = self.store.manifests(&[lease]).ok()?.pop().flatten()?;
+        if held.bytes != signed.bytes || held.signature != signed.signature {
+            return None;
+        }
+        let grant = self.renew(now, key, lease, ttl_ms).ok()?;
+        tracing::info!(%lease, %name, ttl_ms = grant.ttl_ms, "registered again: the same manifest keeps its lease");
+        Some(grant)
     }
 
     /// Cancels a lease of `key`, durably. Blocking.

@@ -303,6 +303,13 @@ impl RegistryState {
             self.catalog.interfaces(),
         )
     }
+    /// `key`'s live registration of `name`, if it has one.
+    pub fn live_lease_named(&self, now: Millis, key: &VendorKey, name: &str) -> Option<LeaseId> {
+        let lease = self.catalog.admit(name, key).ok()?.replaces?;
+        self.live_registration_of(now, key, lease)
+            .ok()
+            .map(|r| r.lease)
+    }
 
     /// The live registration of `lease`, if `key` may renew or cancel it.
     fn live_registration_of(
