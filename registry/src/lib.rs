@@ -59,7 +59,8 @@ pub use notify::{
 pub use offline::OfflineRegistry;
 pub use ops::OpsError;
 pub use server::{
-    DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, RegistryHandle, ServeError, ServerConfig, serve,
+    DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, Listener, RegistryHandle, ServeError, ServerConfig,
+    serve, serve_after,
 };
 pub use store::records as store_records;
 pub use store::{

@@ -270,7 +270,9 @@ mod built {
                 return Ok(Ended::SessionLost { was_writer: false });
             }
         };
-        standby_handle.shutdown().await;
+        // The standby's socket stays bound: connections that come while the state loads
+        // wait for the writer's server instead of finding nothing at this address.
+        let listener = standby_handle.hand_over().await;
         drop(standby);
         println!("  elected the cluster's writer: loading its state from etcd");
         let (dir, n) = (args.data_dir.clone(), node.clone());
@@ -300,7 +302,7 @@ mod built {
             answered_by: c.node.clone(),
             writer: Some(c.node.clone()),
         });
-        let handle = courier_registry::serve(Arc::new(registry), server)
+        let handle = courier_registry::serve_after(Arc::new(registry), server, listener)
             .await
             .with_context(|| format!("cannot serve on {}", args.listen))?;
         let advert = Advert {

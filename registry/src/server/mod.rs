@@ -205,6 +205,26 @@ impl RegistryHandle {
     /// Stops gracefully: stops accepting, closes connections, waits for the handlers, and
     /// writes a final durable flush. When it returns, the data directory can be reopened.
     pub async fn shutdown(self) {
+        let (registry, endpoint) = self.stop(true).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        final_flush(registry).await;
+    }
+
+    /// Stops serving this registry but keeps its listening socket for the next server
+    /// ([`serve_after`]): a cluster node elected writer stops serving as a standby and
+    /// serves as the writer on the same address without a moment in which nothing listens
+    /// there. Connections are closed one by one (their clients connect again); ones that
+    /// arrive meanwhile wait for the next server. A standby writes nothing at the end; any
+    /// other registry gets its final flush, as at shutdown.
+    pub async fn hand_over(self) -> Listener {
+        let (registry, endpoint) = self.stop(false).await;
+        final_flush(registry).await;
+        Listener(endpoint)
+    }
+
+    /// Tells every task to stop (closing the endpoint too, when `close`) and waits for
+    /// them and every connection's handler.
+    async fn stop(self, close: bool) -> (Arc<Registry>, quinn::Endpoint) {
         let RegistryHandle {
             registry,
             endpoint,
@@ -215,7 +235,9 @@ impl RegistryHandle {
             ..
         } = self;
         let _ = shutdown.send(true);
-        endpoint.close(close::SHUTDOWN.into(), b"registry shutting down");
+        if close {
+            endpoint.close(close::SHUTDOWN.into(), b"registry shutting down");
+        }
         for t in tasks {
             let _ = t.await;
         }
@@ -226,17 +248,33 @@ impl RegistryHandle {
         {
             tracing::warn!("connection handlers did not finish in 10 s");
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
-        if registry.is_standby() {
-            tracing::info!("standby stopped");
-            return;
-        }
-        match tokio::task::spawn_blocking(move || registry.flush(registry.now())).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!("final flush failed: {e}"),
-            Err(e) => tracing::error!("final flush panicked: {e}"),
-        }
-        tracing::info!("registry stopped");
+        (registry, endpoint)
+    }
+}
+
+/// The final durable flush of a registry that stopped serving (none for a standby, which
+/// writes nothing).
+async fn final_flush(registry: Arc<Registry>) {
+    if registry.is_standby() {
+        tracing::info!("standby stopped");
+        return;
+    }
+    match tokio::task::spawn_blocking(move || registry.flush(registry.now())).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!("final flush failed: {e}"),
+        Err(e) => tracing::error!("final flush panicked: {e}"),
+    }
+    tracing::info!("registry stopped");
+}
+
+/// A listening socket one server handed over to the next ([`RegistryHandle::hand_over`]).
+pub struct Listener(quinn::Endpoint);
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Listener")
+            .field(&self.0.local_addr().ok())
+            .finish()
     }
 }
 
@@ -277,6 +315,25 @@ pub async fn serve(
     registry: Arc<Registry>,
     config: ServerConfig,
 ) -> Result<RegistryHandle, ServeError> {
+    serve_on(registry, config, None).await
+}
+
+/// Serves `registry` like [`serve`], on the socket another server handed over (same
+/// address, same TLS identity: the registry's data directory must be the one the other
+/// server's registry kept its identity in).
+pub async fn serve_after(
+    registry: Arc<Registry>,
+    config: ServerConfig,
+    listener: Listener,
+) -> Result<RegistryHandle, ServeError> {
+    serve_on(registry, config, Some(listener.0)).await
+}
+
+async fn serve_on(
+    registry: Arc<Registry>,
+    config: ServerConfig,
+    endpoint: Option<quinn::Endpoint>,
+) -> Result<RegistryHandle, ServeError> {
     let data_dir = registry.config().data_dir.clone();
     let (identity, created) =
         tokio::task::spawn_blocking(move || Identity::load_or_generate(&data_dir))
@@ -288,7 +345,10 @@ pub async fn serve(
         idle_timeout: config.idle_timeout,
         ..ServerLimits::default()
     };
-    let endpoint = server_endpoint(config.listen, &identity, &limits)?;
+    let endpoint = match endpoint {
+        Some(e) => e,
+        None => server_endpoint(config.listen, &identity, &limits)?,
+    };
     let local_addr = endpoint.local_addr()?;
     tracing::info!(%local_addr, %pin, new_identity = created, registry_id = registry.registry_id(), "registry listening");
 
