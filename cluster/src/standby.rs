@@ -101,6 +101,7 @@ impl Standby {
             applied.clone(),
         );
         let follower = Follower {
+            loaded_at: held.loaded_at(),
             applied,
             name: node.name().to_string(),
             client: node.etcd().client(),
@@ -159,6 +160,12 @@ async fn revision_now(mut client: Client, key: Vec<u8>) -> Result<i64, etcd_clie
 }
 
 struct Follower {
+    /// The revision the registrations and lease rows were last read at: the watch may
+    /// deliver changes to them from before it (it starts at or before what was read, and
+    /// runs behind a reload that reads the store as it is now), and applying one of those
+    /// over the newer state would show a lookup the past (a replaced registration back
+    /// until its replacement comes round again), so they are skipped.
+    loaded_at: i64,
     /// The etcd revision this standby has applied everything up to.
     applied: Arc<AtomicI64>,
     /// This node's name.
@@ -206,7 +213,7 @@ impl Follower {
     }
 
     /// Reads the whole store again; returns a revision at or before what it read.
-    async fn reload(&self) -> Result<i64, String> {
+    async fn reload(&mut self) -> Result<i64, String> {
         let key = self.layout.key("meta/registry_id");
         let revision = revision_now(self.client.clone(), key)
             .await
@@ -216,6 +223,7 @@ impl Follower {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        self.loaded_at = self.held.loaded_at();
         tracing::debug!(kept = counts.kept, "the standby read the store again");
         Ok(revision)
     }
@@ -243,18 +251,21 @@ impl Follower {
                 let Some(kv) = event.kv() else { continue };
                 let put = event.event_type() == EventType::Put;
                 let l = &self.layout;
+                let loaded = kv.mod_revision() <= self.loaded_at;
                 if let Some(hex) = l.strip(kv.key(), "reg/") {
                     let Some(lease) = layout::parse_lease(hex) else {
                         continue;
                     };
-                    if !put {
+                    if loaded {
+                        continue;
+                    } else if !put {
                         seen.push(Seen::Gone(lease));
                     } else if let Ok(m) = decode_manifest(kv.value()) {
                         seen.push(Seen::Reg(lease, m));
                     }
                 } else if let Some(hex) = l.strip(kv.key(), "lease/") {
-                    if let (true, Some(lease), Some(row)) =
-                        (put, layout::parse_lease(hex), lease_row(kv.value()))
+                    if let (true, false, Some(lease), Some(row)) =
+                        (put, loaded, layout::parse_lease(hex), lease_row(kv.value()))
                     {
                         seen.push(Seen::Row(lease, row));
                     }

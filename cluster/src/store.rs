@@ -32,6 +32,8 @@ struct Held {
     refs: HashMap<ContentHash, u64>,
     /// History entries in etcd (this node is the only writer while it leads).
     history_len: u64,
+    /// The etcd revision the registrations and lease rows were last loaded at.
+    loaded_at: i64,
 }
 
 impl Held {
@@ -86,6 +88,12 @@ impl HeldManifests {
     /// A registration the writer committed: lookups read its manifest from here.
     pub fn put(&self, lease: LeaseId, manifest: SignedManifest) {
         lock(&self.held).add(lease, manifest);
+    }
+
+    /// The etcd revision the store's registrations and lease rows were last loaded at: a
+    /// change to either at or before it is in what was loaded.
+    pub fn loaded_at(&self) -> i64 {
+        lock(&self.held).loaded_at
     }
 
     /// A registration the writer removed; its component goes when nothing names it.
@@ -282,6 +290,7 @@ impl Storage for EtcdStore {
         }
         let mut mine = self.held();
         held.history_len = mine.history_len;
+        held.loaded_at = revision;
         *mine = held;
         Ok(bad)
     }
