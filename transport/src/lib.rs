@@ -25,7 +25,7 @@ pub use pinning::{PinnedVerifier, Seen};
 pub use provider::{HelloError, close_code, provider_hello};
 pub use registry_client::{
     CONNECT_TIMEOUT, ClientError, EventStream, LISTENER_BACKLOG, LeaseTable, Listener,
-    NODE_CONNECT_TIMEOUT, RegistryClient,
+    NODE_CONNECT_TIMEOUT, NODE_REQUEST_TIMEOUT, RegistryClient,
 };
 pub use rotation::{PinMove, RotationRefused, rotation_statement, rotation_statement_between};
 pub use stream_pool::{POOL_IDLE, StreamPool};

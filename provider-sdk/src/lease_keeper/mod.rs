@@ -11,11 +11,15 @@
 //! `tokio::sync::watch` channel. All timing is in [`KeeperConfig`], so tests can run with
 //! leases of a few hundred milliseconds.
 
+mod nodes;
+
 use crate::bundle::Bundle;
 use courier_protocol::{ErrorKind, LeaseGrant, LeaseId, SigningKey, SpkiPin};
 use courier_transport::{
-    ClientError, NODE_CONNECT_TIMEOUT, PinBook, RegistryClient, TransportError, client_endpoint,
+    ClientError, NODE_CONNECT_TIMEOUT, NODE_REQUEST_TIMEOUT, PinBook, RegistryClient,
+    TransportError, client_endpoint,
 };
+use nodes::Nodes;
 use rand::Rng;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,12 +67,6 @@ pub struct KeeperConfig {
     /// renews the same lease at the node that took over (default: none).
     pub other_nodes: Vec<(SocketAddr, SpkiPin)>,
 }
-
-/// How long a renewal may take when the registry is a cluster of several nodes.
-const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// How long a node whose connection failed is passed over for the others.
-const NODE_DOWN_FOR: Duration = Duration::from_secs(10);
 
 impl KeeperConfig {
     /// Defaults for a lease of `requested_ttl`.
@@ -214,14 +212,8 @@ impl LeaseKeeper {
     ) -> Self {
         let (state_tx, state) = watch::channel(LeaseState::Registering);
         let (stop, stop_rx) = watch::channel(false);
-        let mut nodes = vec![(registry_addr, registry_pin)];
-        nodes.extend(config.other_nodes.iter().copied());
         let worker = Worker {
-            addr: registry_addr,
-            pin: registry_pin,
-            down_until: vec![None; nodes.len()],
-            nodes,
-            node: 0,
+            nodes: Nodes::new((registry_addr, registry_pin), &config.other_nodes),
             key,
             bundle,
             config,
@@ -332,16 +324,8 @@ fn classify(e: &ClientError) -> Failure {
 struct Stopped;
 
 struct Worker {
-    addr: SocketAddr,
-    pin: SpkiPin,
-    /// The registry given, then `other_nodes`; `addr` and `pin` are the one tried now.
-    nodes: Vec<(SocketAddr, SpkiPin)>,
-    /// Which of `nodes` is tried now.
-    node: usize,
-    /// Until when each node is passed over: its last connection failed (it may be down),
-    /// so a node that answers `Unavailable` (a standby) is not left for one that does not
-    /// answer at all.
-    down_until: Vec<Option<Instant>>,
+    /// The registry given, then `other_nodes`.
+    nodes: Nodes,
     key: SigningKey,
     bundle: Bundle,
     config: KeeperConfig,
@@ -434,7 +418,7 @@ impl Worker {
                 }
                 Failure::Refused(message) => message,
                 Failure::Elsewhere(message) => {
-                    if self.nodes.len() > 1 {
+                    if self.nodes.several() {
                         self.drop_client();
                         self.next_node();
                     }
@@ -528,16 +512,16 @@ impl Worker {
         let endpoint = match &self.endpoint {
             Some(e) => e.clone(),
             None => {
-                let e = client_endpoint(self.addr)?;
+                let e = client_endpoint(self.nodes.current().0)?;
                 self.endpoint = Some(e.clone());
                 e
             }
         };
-        let (addr, pin, agent) = (self.addr, self.pin, self.config.agent.clone());
+        let ((addr, pin), agent) = (self.nodes.current(), self.config.agent.clone());
         let pins = self.config.registry_pins.clone();
         // With several nodes, a node that does not answer (crashed, or a standby that
         // does not listen) must not hold the keeper for a whole request timeout.
-        let limit = if self.nodes.len() > 1 {
+        let limit = if self.nodes.several() {
             self.config.request_timeout.min(NODE_CONNECT_TIMEOUT)
         } else {
             self.config.request_timeout
@@ -552,33 +536,27 @@ impl Worker {
         let client = match client {
             Ok(c) => c,
             Err(e) => {
-                self.down_until[self.node] = Some(Instant::now() + NODE_DOWN_FOR);
-                self.next_node();
+                self.nodes.connect_failed(Instant::now());
+                self.log_node();
                 return Err(e);
             }
         };
-        self.down_until[self.node] = None;
+        self.nodes.connected();
         self.client = Some(client.clone());
         Ok(client)
     }
 
-    /// The next node of the cluster to try (if there are several): the next one not
-    /// passed over for a failed connection, or the next one if all are.
+    /// Moves on to the next node of the cluster (if there are several).
     fn next_node(&mut self) {
-        let n = self.nodes.len();
-        if n < 2 {
-            return;
+        if self.nodes.next(Instant::now()) {
+            self.log_node();
         }
-        let now = Instant::now();
-        let up = |i: usize| self.down_until[i].is_none_or(|t| t <= now);
-        let next = (1..=n)
-            .map(|k| (self.node + k) % n)
-            .find(|&i| up(i))
-            .unwrap_or((self.node + 1) % n);
-        if next != self.node {
-            self.node = next;
-            (self.addr, self.pin) = self.nodes[self.node];
-            tracing::info!(addr = %self.addr, "trying another node of the registry");
+    }
+
+    fn log_node(&self) {
+        if self.nodes.several() {
+            let addr = self.nodes.current().0;
+            tracing::info!(%addr, "trying another node of the registry");
         }
     }
 
@@ -599,7 +577,7 @@ impl Worker {
         let ttl_ms = u64::try_from(self.config.requested_ttl.as_millis()).unwrap_or(u64::MAX);
         // With several nodes, a renewal sent to a node that died (no answer, the connection
         // not timed out yet) gives way to the next node soon.
-        let limit = if self.nodes.len() > 1 {
+        let limit = if self.nodes.several() {
             self.config.request_timeout.min(NODE_REQUEST_TIMEOUT)
         } else {
             self.config.request_timeout

@@ -28,6 +28,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// try.
 pub const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a request to one node of a registry cluster may take when there are others to
+/// try: a node killed outright answers nothing, and QUIC notices only at its idle timeout.
+pub const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Cap on ordinary responses (candidate lists, lease tables, history).
 pub(crate) const MAX_RESPONSE: usize = 8 * 1024 * 1024;
 
