@@ -6,7 +6,9 @@
 use crate::discard::Holdings;
 use crate::lookup_cache::LookupCache;
 use courier_protocol::{Candidate, ServiceQuery, SigningKey, SpkiPin};
-use courier_transport::{ClientError, PinBook, RegistryClient};
+use courier_transport::{
+    ClientError, NODE_REQUEST_TIMEOUT, PinBook, RegistryClient, TransportError,
+};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -106,17 +108,33 @@ impl RegistryLink {
     }
 
     /// Finds candidates at the registry; if the connection was lost, reconnects once and
-    /// asks again.
+    /// asks again. With several nodes, a node that does not answer within
+    /// [`NODE_REQUEST_TIMEOUT`] (killed outright: QUIC would notice only at its idle
+    /// timeout) counts as lost, and the next node is asked.
     pub(super) async fn find_remote(
         &self,
         query: ServiceQuery,
     ) -> Result<(RegistryClient, Vec<Candidate>), ClientError> {
         let registry = self.current();
-        match registry.find(query.clone()).await {
+        let several = self.nodes.len() > 1;
+        let asked = if several {
+            tokio::time::timeout(NODE_REQUEST_TIMEOUT, registry.find(query.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    registry.close();
+                    Err(ClientError::Transport(TransportError::Timeout(
+                        NODE_REQUEST_TIMEOUT,
+                    )))
+                })
+        } else {
+            registry.find(query.clone()).await
+        };
+        match asked {
             Ok(c) => Ok((registry, c)),
             Err(ClientError::Transport(e)) if registry.connection().close_reason().is_some() => {
                 tracing::info!("registry connection lost ({e}); reconnecting");
-                let fresh = self.reconnect(registry.addr()).await?;
+                let silent = matches!(e, TransportError::Timeout(_));
+                let fresh = self.reconnect(registry.addr(), silent).await?;
                 if let Some(key) = &self.key {
                     fresh.authenticate(key).await?;
                 }
@@ -128,13 +146,21 @@ impl RegistryLink {
         }
     }
 
-    /// A new connection: to the node that was lost, then to each other node in turn (each
-    /// given [`courier_transport::NODE_CONNECT_TIMEOUT`] when there are several). The last failure if none
-    /// answers.
-    async fn reconnect(&self, lost: SocketAddr) -> Result<RegistryClient, ClientError> {
+    /// A new connection: to the node that was lost (unless it went `silent`: then last),
+    /// then to each other node in turn (each given
+    /// [`courier_transport::NODE_CONNECT_TIMEOUT`] when there are several). The last
+    /// failure if none answers.
+    async fn reconnect(
+        &self,
+        lost: SocketAddr,
+        silent: bool,
+    ) -> Result<RegistryClient, ClientError> {
         let start = self.nodes.iter().position(|(a, _)| *a == lost).unwrap_or(0);
         let mut order = self.nodes.clone();
         order.rotate_left(start);
+        if silent {
+            order.rotate_left(1);
+        }
         match RegistryClient::connect_first(&order, &self.agent, &self.pins).await {
             Ok(c) => {
                 if c.addr() != lost {
