@@ -55,9 +55,13 @@ pub struct ServeArgs {
     /// renew (once: a lease still in grace at the next restart keeps only what is left).
     #[arg(long, value_parser = parse_duration, default_value = humantime_of(courier_registry::DEFAULT_GRACE))]
     pub grace: Duration,
-    /// Most concurrent connections (64 per peer address).
+    /// Most concurrent connections.
     #[arg(long, default_value_t = courier_registry::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Most concurrent connections from one peer address (raise it when many vendors or
+    /// clients reach the registry through one NAT address).
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_peer: usize,
     /// A further operator key (ed25519:...); repeat for several. The data directory's own
     /// operator key (operator.key, made on first start) is always one.
     #[arg(long = "operator")]

@@ -40,6 +40,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut server = ServerConfig {
         listen: args.listen,
         max_connections: args.max_connections,
+        max_connections_per_peer: args.max_connections_per_peer,
         ..ServerConfig::default()
     };
     super::ops::configure(&args.ops, &mut server);
