@@ -11,77 +11,17 @@
 
 mod common;
 
-use common::{courier, lines_of, run_ok, wait_for};
-use courier_protocol::{ErrorKind, ServiceQuery, SigningKey, SpkiPin};
+use common::cluster::{NodeProc, find_echo, start_node};
+use common::{courier, run_ok, wait_for};
+use courier_protocol::{ErrorKind, SigningKey, SpkiPin};
 use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
 use courier_test_support::etcd::{SKIP_LINE, etcd_binary, revoke_lease_of};
 use courier_test_support::etcd_cluster::EtcdCluster;
 use courier_transport::{ClientError, RegistryClient};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Vendors renewing while the writer is killed.
 const VENDORS: usize = 16;
-
-/// A node process and where it will serve.
-struct NodeProc {
-    child: Child,
-    addr: SocketAddr,
-    pin: SpkiPin,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts node `name` whose etcd session outlives its last keep-alive by `session_ttl`.
-fn start_node(name: &str, dir: &Path, urls: &[String], session_ttl: &str) -> NodeProc {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut child = courier()
-        .args(["registry", "serve", "--data-dir"])
-        .arg(dir)
-        .args(["--listen", &addr.to_string()])
-        .args(["--min-ttl", "100ms", "--etcd", &urls.join(",")])
-        .args([
-            "--cluster",
-            "t",
-            "--node",
-            name,
-            "--session-ttl",
-            session_ttl,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn courier registry serve --etcd");
-    let lines = lines_of(&mut child);
-    let line = wait_for(&lines, "serves at");
-    let pin = line
-        .split_whitespace()
-        .skip_while(|w| *w != "pin")
-        .nth(1)
-        .expect("the pin printed")
-        .parse()
-        .unwrap();
-    NodeProc {
-        child,
-        addr,
-        pin,
-        lines,
-    }
-}
 
 fn bundle(key: &SigningKey, i: usize) -> Bundle {
     BundleBuilder::new(courier_proxy_artifacts::ECHO)
@@ -91,22 +31,6 @@ fn bundle(key: &SigningKey, i: usize) -> Bundle {
         .provider_pin(SpkiPin([7; 32]))
         .sign(key)
         .unwrap()
-}
-
-async fn find_echo(
-    addr: SocketAddr,
-    pin: SpkiPin,
-) -> Result<Vec<courier_protocol::Candidate>, ClientError> {
-    let c = RegistryClient::connect(addr, pin, "test").await?;
-    let found = c
-        .find(ServiceQuery {
-            interface: "courier:echo/echo".into(),
-            limit: 1_000,
-            ..Default::default()
-        })
-        .await;
-    c.close();
-    found
 }
 
 /// A registration of a new vendor at `node`: its answer.
@@ -136,9 +60,9 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
     // keep-alives stopped for longer than its TTL once its quorum is back (the revocation
     // its leader proposed meanwhile commits then), and a node whose session ended must
     // step down.
-    let a = start_node("a", &dir.path().join("a"), &urls, "2s");
+    let a = start_node("a", &dir.path().join("a"), &urls, "2s", &[]);
     wait_for(&a.lines, "(the writer)");
-    let b = start_node("b", &dir.path().join("b"), &urls, "20s");
+    let b = start_node("b", &dir.path().join("b"), &urls, "20s", &[]);
     wait_for(&b.lines, "standby: a writes");
 
     // Vendors register at the writer, each knowing the standby too.
@@ -266,7 +190,7 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
 
     // A standby whose etcd session ends (as a partition longer than its TTL ends it) stops
     // serving, joins again by itself, and follows the writer again.
-    let c = start_node("c", &dir.path().join("c"), &urls, "5s");
+    let c = start_node("c", &dir.path().join("c"), &urls, "5s", &[]);
     wait_for(&c.lines, "standby: b writes");
     let url = etcd.client_urls()[0].clone();
     tokio::task::spawn_blocking(move || {

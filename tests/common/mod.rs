@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
+
 use courier_protocol::SpkiPin;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

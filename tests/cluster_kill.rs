@@ -1,0 +1,477 @@
+//! Killing the cluster's writer under load, then checking what everyone saw. Three
+//! `courier registry serve --etcd` nodes on a real three-member etcd cluster; 64 vendors
+//! renew through lease keepers that know every node; 8 more vendors register once and go
+//! away; clients call the echo service through the registry (a real provider, real
+//! proxies run in wasmtime); observers look the service up at every node ten times a
+//! second. The writer is killed with -9 in the middle of it. Afterwards a checker goes over
+//! the recorded history, in the spirit of etcd's robustness tests:
+//!
+//! - every acknowledged registration of a live vendor is served by every node, under the
+//!   lease it was acknowledged with, before the kill and again once the keepers have
+//!   reattached, and every keeper renews at the new writer within two renewal intervals
+//!   of the kill;
+//! - every registration whose vendor went away is served until its lease ends and never
+//!   after the restart rule allows (its end, or the takeover if that came later, plus one
+//!   grace);
+//! - every client's calls succeed before the kill and again after it (they move to another
+//!   node by themselves).
+//!
+//! Built with `--features cluster`; skips with one line when etcd is not installed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::cluster::{NodeProc, find_echo, start_node};
+use common::wait_for;
+use courier_client::{Answer, Client, ClientConfig, Policy, ReportMode, TrustStore};
+use courier_protocol::{LeaseId, SigningKey, SpkiPin, VendorKey};
+use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
+use courier_test_support::etcd::{SKIP_LINE, etcd_binary};
+use courier_test_support::etcd_cluster::EtcdCluster;
+use courier_transport::{Identity, RegistryClient};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Vendors whose keepers renew through the kill.
+const VENDORS: usize = 64;
+/// Vendors that register once and go away (half long before the kill, half just before).
+const GONE: usize = 8;
+/// Clients calling the echo service.
+const CLIENTS: usize = 3;
+/// The keepers' lease: renewed every half of it, which is longer than a takeover takes (the
+/// writer's session, 2 s, and a little more).
+const TTL: Duration = Duration::from_secs(6);
+/// The lease of the vendors that go away.
+const GONE_TTL: Duration = Duration::from_secs(3);
+/// The nodes' grace after a takeover (`--grace`): as long as a lease, so that a vendor
+/// whose last renewal the writer had not yet written to etcd when it died finds the new
+/// writer in time (its next renewal, then a failed attempt at the dead node).
+const GRACE: Duration = Duration::from_secs(6);
+/// How long a change may take to reach every node, and an observation to be taken.
+const SETTLE: Duration = Duration::from_millis(1_000);
+
+/// An acknowledged registration: asked for at `asked`, acknowledged at `at` (its lease
+/// starts in between).
+#[derive(Debug, Clone, Copy)]
+struct Ack {
+    lease: LeaseId,
+    asked: Instant,
+    at: Instant,
+    ttl: Duration,
+}
+
+/// One lookup at one node: sent at `sent`, answered at `got`.
+#[derive(Debug)]
+struct Seen {
+    node: usize,
+    sent: Instant,
+    got: Instant,
+    leases: HashSet<LeaseId>,
+}
+
+/// One call by one client.
+#[derive(Debug)]
+struct Called {
+    client: usize,
+    at: Instant,
+    ok: bool,
+}
+
+/// Everything recorded during the run.
+#[derive(Debug, Default)]
+struct History {
+    live: Vec<Ack>,
+    gone: Vec<Ack>,
+    seen: Vec<Seen>,
+    calls: Vec<Called>,
+}
+
+/// When the faults happened.
+#[derive(Debug)]
+struct Timeline {
+    killed: Instant,
+    took_over: Instant,
+    /// When every keeper had renewed at the new writer.
+    reattached: Instant,
+    end: Instant,
+    /// The node killed.
+    dead: usize,
+}
+
+fn bundle(key: &SigningKey, name: &str, provider: (SocketAddr, SpkiPin)) -> Bundle {
+    BundleBuilder::new(courier_proxy_artifacts::ECHO)
+        .name(name)
+        .version("0.1.0")
+        .endpoint(provider.0.to_string())
+        .provider_pin(provider.1)
+        .sign(key)
+        .unwrap()
+}
+
+fn vendor_key(i: usize) -> SigningKey {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    SigningKey::from_bytes(&seed)
+}
+
+/// A vendor of `name` that registers once at `node` for `ttl` and never renews.
+async fn register_once(node: &NodeProc, i: usize, provider: (SocketAddr, SpkiPin)) -> Ack {
+    let key = vendor_key(i);
+    let asked = Instant::now();
+    let c = RegistryClient::connect(node.addr, node.pin, "gone-vendor")
+        .await
+        .unwrap();
+    c.authenticate(&key).await.unwrap();
+    let grant = bundle(&key, &format!("acme/gone-{i}"), provider)
+        .register_once(&c, &key, GONE_TTL)
+        .await
+        .unwrap();
+    c.close();
+    Ack {
+        lease: grant.lease,
+        asked,
+        at: Instant::now(),
+        ttl: Duration::from_millis(grant.ttl_ms),
+    }
+}
+
+/// Looks the service up at every node until `stop`.
+fn observe(nodes: Vec<(SocketAddr, SpkiPin)>, history: Arc<Mutex<History>>, stop: Arc<AtomicBool>) {
+    for (node, (addr, pin)) in nodes.into_iter().enumerate() {
+        let (history, stop) = (history.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let found =
+                    tokio::time::timeout(Duration::from_secs(1), find_echo(addr, pin)).await;
+                if let Ok(Ok(found)) = found {
+                    history.lock().unwrap().seen.push(Seen {
+                        node,
+                        sent,
+                        got: Instant::now(),
+                        leases: found.iter().map(|c| c.lease).collect(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+}
+
+/// Calls the echo service from `CLIENTS` clients until `stop`, client `i` starting at node
+/// `i % 3` and knowing the others.
+async fn call(
+    nodes: &[(SocketAddr, SpkiPin)],
+    trusted: Vec<VendorKey>,
+    history: Arc<Mutex<History>>,
+    stop: Arc<AtomicBool>,
+) {
+    for i in 0..CLIENTS {
+        let first = nodes[i % nodes.len()];
+        let others = nodes.iter().copied().filter(|n| *n != first).collect();
+        let mut config = ClientConfig::new(TrustStore::from_keys(trusted.clone()));
+        config.policy = Policy::default();
+        config.report = ReportMode::Off;
+        config.lookup_ttl = Duration::from_millis(500);
+        config.other_nodes = others;
+        let registry = RegistryClient::connect(first.0, first.1, "caller")
+            .await
+            .unwrap();
+        let client = Client::new(registry, config).unwrap();
+        let (history, stop) = (history.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let called = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    client.call_str(r#"courier:echo/echo.say("hi")"#),
+                )
+                .await;
+                let ok = matches!(called, Ok(Ok(r)) if r.answer == Answer::Ok(r#"ok("echo: hi")"#.into()));
+                history.lock().unwrap().calls.push(Called {
+                    client: i,
+                    at: Instant::now(),
+                    ok,
+                });
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+}
+
+/// What the history shows against the rules; empty when all hold.
+fn check(h: &History, t: &Timeline) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let live_nodes = |at: Instant, node: usize| node != t.dead || at < t.killed;
+    // Live vendors' registrations: served everywhere before the kill and after the keepers
+    // reattached.
+    for ack in &h.live {
+        for s in &h.seen {
+            let due =
+                (s.sent >= ack.at + SETTLE && s.got < t.killed) || s.sent >= t.reattached + SETTLE;
+            if due && live_nodes(s.got, s.node) && !s.leases.contains(&ack.lease) {
+                wrong.push(format!(
+                    "node {} did not serve live lease {} {:?} after its acknowledgement ({}; it served {} leases)",
+                    s.node,
+                    ack.lease,
+                    s.sent - ack.at,
+                    since_kill(s.sent, t),
+                    s.leases.len()
+                ));
+                let known: HashSet<LeaseId> =
+                    h.live.iter().chain(&h.gone).map(|a| a.lease).collect();
+                let extra: Vec<_> = s.leases.iter().filter(|l| !known.contains(l)).collect();
+                wrong.push(format!("  and served {extra:?}"));
+            }
+        }
+    }
+    // Registrations whose vendors went: served until their end, gone by the rule.
+    for ack in &h.gone {
+        let (earliest_end, end) = (ack.asked + ack.ttl, ack.at + ack.ttl);
+        let latest = end.max(t.took_over) + GRACE + SETTLE / 2;
+        assert!(
+            t.end > latest + SETTLE,
+            "the run lasts past every gone lease"
+        );
+        for s in &h.seen {
+            let present = s.leases.contains(&ack.lease);
+            if present && s.sent > latest {
+                wrong.push(format!(
+                    "node {} served lease {} {:?} past its end, beyond the grace",
+                    s.node,
+                    ack.lease,
+                    s.sent - end
+                ));
+            }
+            let due = s.sent >= ack.at + SETTLE && s.got < earliest_end && s.got < t.killed;
+            if due && !present {
+                wrong.push(format!(
+                    "node {} lost lease {} {:?} before its end",
+                    s.node,
+                    ack.lease,
+                    earliest_end - s.got
+                ));
+            }
+        }
+    }
+    // Calls: every client succeeds before the kill and again after the takeover.
+    for client in 0..CLIENTS {
+        let mine = || h.calls.iter().filter(move |c| c.client == client);
+        if !mine().any(|c| c.ok && c.at < t.killed) {
+            wrong.push(format!("client {client} never called before the kill"));
+        }
+        if !mine().any(|c| c.ok && c.at > t.reattached) {
+            wrong.push(format!("client {client} never called after the takeover"));
+        }
+    }
+    wrong
+}
+
+/// When `at` was, relative to the kill.
+fn since_kill(at: Instant, t: &Timeline) -> String {
+    match at.checked_duration_since(t.killed) {
+        Some(d) => format!("{d:?} after the kill"),
+        None => format!("{:?} before the kill", t.killed - at),
+    }
+}
+
+/// The index of the first of `nodes` (but `skip`) that prints a line with `needle`.
+fn first_saying(nodes: &[&NodeProc], skip: usize, needle: &str, within: Duration) -> usize {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        for (i, n) in nodes.iter().enumerate() {
+            if i == skip {
+                continue;
+            }
+            while let Ok(line) = n.lines.try_recv() {
+                if line.contains(needle) {
+                    return i;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no node said {needle:?} within {within:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_writer_loses_no_acknowledged_lease_and_callers_move_on() {
+    if etcd_binary().is_none() {
+        eprintln!("{SKIP_LINE}");
+        return;
+    }
+    // `COURIER_TEST_NODE_LOG=info` shows what the keepers, the clients and the nodes log.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var(common::cluster::NODE_LOG).unwrap_or_default())
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3).unwrap();
+    let urls = etcd.client_urls();
+    let grace = format!("{}s", GRACE.as_secs());
+    // Every vendor, client and observer of this test comes from 127.0.0.1.
+    let extra = [
+        "--grace",
+        grace.as_str(),
+        "--max-connections-per-peer",
+        "256",
+    ];
+    // The writer's session is short, so that a standby takes over soon after the kill.
+    let a = start_node("a", &dir.path().join("a"), &urls, "2s", &extra);
+    tokio::task::block_in_place(|| wait_for(&a.lines, "(the writer)"));
+    let b = start_node("b", &dir.path().join("b"), &urls, "2s", &extra);
+    let c = start_node("c", &dir.path().join("c"), &urls, "2s", &extra);
+    let nodes: Vec<(SocketAddr, SpkiPin)> = [&a, &b, &c].iter().map(|n| (n.addr, n.pin)).collect();
+
+    let (identity, provider) = {
+        let id = Identity::generate().unwrap();
+        let served = courier_example_services::echo_service()
+            .serve("127.0.0.1:0".parse().unwrap(), &id)
+            .await
+            .unwrap();
+        (id, served)
+    };
+    let echo = (provider.local_addr(), identity.pin());
+    let history = Arc::new(Mutex::new(History::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    observe(nodes.clone(), history.clone(), stop.clone());
+
+    // Half the vendors that go away register now, and their leases run out before the
+    // kill, at the writer.
+    for i in 0..GONE / 2 {
+        let ack = register_once(&a, VENDORS + i, echo).await;
+        history.lock().unwrap().gone.push(ack);
+    }
+    let started = Instant::now();
+    let keepers: Vec<LeaseKeeper> = (0..VENDORS)
+        .map(|i| {
+            let key = vendor_key(i);
+            LeaseKeeper::start_with(
+                a.addr,
+                a.pin,
+                key.clone(),
+                bundle(&key, &format!("acme/echo-{i}"), echo),
+                KeeperConfig {
+                    backoff_initial: Duration::from_millis(50),
+                    backoff_max: Duration::from_millis(300),
+                    request_timeout: Duration::from_millis(800),
+                    other_nodes: nodes[1..].to_vec(),
+                    ..KeeperConfig::new(TTL)
+                },
+            )
+        })
+        .collect();
+    for k in &keepers {
+        let lease = tokio::time::timeout(Duration::from_secs(30), k.wait_active())
+            .await
+            .expect("registered in time")
+            .unwrap();
+        let ttl = match &*k.state().borrow() {
+            LeaseState::Active { ttl, .. } => *ttl,
+            other => panic!("{other:?}"),
+        };
+        history.lock().unwrap().live.push(Ack {
+            lease,
+            asked: started,
+            at: Instant::now(),
+            ttl,
+        });
+    }
+    let trusted = (0..VENDORS + GONE)
+        .map(|i| VendorKey::of(&vendor_key(i)))
+        .collect();
+    call(&nodes, trusted, history.clone(), stop.clone()).await;
+    tokio::time::sleep(GONE_TTL).await;
+
+    // The other half register just before the kill: their leases end during the takeover.
+    for i in GONE / 2..GONE {
+        let ack = register_once(&a, VENDORS + i, echo).await;
+        history.lock().unwrap().gone.push(ack);
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let renewed_before: Vec<u64> = keepers.iter().map(renewals).collect();
+    let killed = Instant::now();
+    let dead = 0;
+    drop(a);
+    let writer = tokio::task::block_in_place(|| {
+        first_saying(
+            &[&b, &c],
+            usize::MAX,
+            "(the writer)",
+            Duration::from_secs(20),
+        )
+    }) + 1;
+    let took_over = Instant::now();
+    // Every keeper renews the lease it had at the new writer.
+    let mut last = killed;
+    for (k, before) in keepers.iter().zip(&renewed_before) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while renewals(k) <= *before {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("every keeper renews after the kill");
+        last = last.max(Instant::now());
+    }
+    let reattached = last;
+    let after = reattached - killed;
+    let renew_every = TTL / 2;
+    eprintln!(
+        "node {writer} took over {:?} after the kill; every keeper had renewed there {after:?} after it",
+        took_over - killed
+    );
+    assert!(
+        after <= 2 * renew_every,
+        "every keeper reattaches within two renewal intervals of the kill: {after:?}"
+    );
+    // Long enough for every gone lease to end by the rule, and the callers to move on.
+    tokio::time::sleep(GONE_TTL.max(GRACE) + 2 * SETTLE).await;
+    stop.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for (k, ack) in keepers.iter().zip(history.lock().unwrap().live.iter()) {
+        let state = k.state().borrow().clone();
+        assert!(
+            matches!(state, LeaseState::Active { lease, .. } if lease == ack.lease),
+            "every live vendor keeps the lease it was acknowledged with: {state:?}"
+        );
+    }
+    let t = Timeline {
+        killed,
+        took_over,
+        reattached,
+        end: Instant::now(),
+        dead,
+    };
+    let wrong = {
+        let h = history.lock().unwrap();
+        let failed = h.calls.iter().filter(|c| !c.ok).count();
+        eprintln!(
+            "{} lookups and {} calls recorded ({failed} failed, around the kill)",
+            h.seen.len(),
+            h.calls.len()
+        );
+        check(&h, &t)
+    };
+    assert!(
+        wrong.is_empty(),
+        "{} violations:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    for k in keepers {
+        let _ = k.shutdown().await;
+    }
+    provider.shutdown().await;
+    drop((b, c, etcd));
+}
+
+fn renewals(k: &LeaseKeeper) -> u64 {
+    match &*k.state().borrow() {
+        LeaseState::Active { renewals, .. } => *renewals,
+        _ => 0,
+    }
+}
