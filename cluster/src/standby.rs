@@ -28,7 +28,7 @@ use crate::layout::{self, Layout};
 use crate::mirror::{self, Copier};
 use crate::node::Node;
 use crate::store::{HeldManifests, lease_row};
-use courier_protocol::{ClusterNodes, LeaseId, SignedFreshness, SignedManifest, codec};
+use courier_protocol::{ClientInfo, ClusterNodes, LeaseId, SignedFreshness, SignedManifest, codec};
 use courier_registry::store_records::decode_manifest;
 use courier_registry::{Followed, LeaseRow, Registry, RegistryConfig, StoredLease};
 use etcd_client::{Client, EventType, WatchOptions};
@@ -185,6 +185,7 @@ enum Seen {
     Row(LeaseId, LeaseRow),
     Gone(LeaseId),
     Fresh(SignedFreshness),
+    Client(Box<ClientInfo>),
 }
 
 impl Follower {
@@ -275,6 +276,12 @@ impl Follower {
                         Ok(_) => {}
                         Err(e) => tracing::warn!("a standby skips a freshness record: {e}"),
                     }
+                } else if l.strip(kv.key(), "client/").is_some() {
+                    match codec::decode::<ClientInfo>(kv.value()) {
+                        Ok(info) if put => seen.push(Seen::Client(Box::new(info))),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("a standby skips a client record: {e}"),
+                    }
                 } else if l.strip(kv.key(), "meta/last_alive_ms").is_some() {
                     if let (true, Some([ms])) = (put, layout::be_n::<1>(kv.value())) {
                         self.clock = WriterClock::start(ms);
@@ -353,6 +360,7 @@ impl Follower {
                     Followed::Delete(lease)
                 }
                 Seen::Fresh(signed) => Followed::Freshness(signed),
+                Seen::Client(info) => Followed::Client(*info),
             });
         }
         self.registry.follow(changes);

@@ -1,7 +1,8 @@
 //! A standby follows the writer's commits through etcd, in one process on a real etcd: a
 //! registration appears at the standby with its component copied, renewals the writer
 //! flushes keep it matching past its first lease's end, the writer's expiry removes it,
-//! a vendor's freshness statement is handed out by the standby's lookups, and a key
+//! a vendor's freshness statement is handed out by the standby's lookups, a client that
+//! registers at the writer is known at the standby with its attributes, and a key
 //! revocation (a change the standby answers by reading the store again) takes a
 //! registration of the revoked key away.
 #![allow(clippy::unwrap_used)]
@@ -11,7 +12,7 @@ mod common;
 use common::{etcd, open_standby};
 use courier_cluster::{Advert, Node};
 use courier_protocol::{
-    KeyStatement, ServiceQuery, SignedKeyStatement, SigningKey, SpkiPin, VendorKey,
+    ClientProfile, KeyStatement, ServiceQuery, SignedKeyStatement, SigningKey, SpkiPin, VendorKey,
 };
 use courier_provider::{Bundle, BundleBuilder};
 use courier_registry::{Registry, ServerConfig};
@@ -152,6 +153,30 @@ async fn a_standby_follows_registrations_renewals_expiries_and_revocations() {
     })
     .await
     .expect("the standby hands out the vendor's freshness statement");
+
+    // A client that registers at the writer is known at the standby (no full read of the
+    // store: its record alone is followed).
+    let client = key(9);
+    writer
+        .register_client(
+            writer.now(),
+            VendorKey::of(&client),
+            ClientProfile {
+                attributes: [("site".to_string(), "lab".to_string())].into(),
+            },
+        )
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let info = sb.client(&VendorKey::of(&client));
+            if info.is_some_and(|i| i.attributes.get("site").map(String::as_str) == Some("lab")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the standby knows the client and its attributes");
 
     // Renewed at the writer for three times its 2 s lease: the flushed rows keep it
     // matching at the standby.

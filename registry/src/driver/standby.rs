@@ -12,7 +12,7 @@ use crate::RegistryConfig;
 use crate::core::state::RestartCounts;
 use crate::errors::OpenError;
 use crate::store::{LeaseRow, Storage, StoredLease};
-use courier_protocol::{ClusterNodes, LeaseId, SignedFreshness};
+use courier_protocol::{ClientInfo, ClusterNodes, LeaseId, SignedFreshness};
 
 /// One change the cluster's writer committed, as a standby applies it. `remaining_ms` is
 /// the time the lease has left by the writer's clock when the change is applied.
@@ -38,6 +38,9 @@ pub enum Followed {
     Delete(LeaseId),
     /// A freshness statement the writer accepted (checked again here).
     Freshness(SignedFreshness),
+    /// A client's record the writer wrote (registered, its data shared, or its last
+    /// contact written behind).
+    Client(ClientInfo),
 }
 
 impl Registry {
@@ -91,6 +94,10 @@ impl Registry {
                 Followed::Delete(lease) => st.follow_delete(&lease),
                 Followed::Freshness(signed) => {
                     st.follow_freshness(signed);
+                    false
+                }
+                Followed::Client(info) => {
+                    st.follow_client(info);
                     false
                 }
             };

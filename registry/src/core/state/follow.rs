@@ -1,5 +1,5 @@
 //! A standby's copy of what the cluster's writer committed: registrations, the lease rows
-//! its flushes write, removals and freshness statements, applied without deciding anything (the writer alone
+//! its flushes write, removals, freshness statements and client records, applied without deciding anything (the writer alone
 //! renews, expires, replaces and numbers events). Applying one change twice, or an older
 //! one again after a newer, converges once the newer is applied again: a standby replays
 //! the store's changes in order from a point at or before what it loaded.
@@ -12,9 +12,10 @@
 
 use super::RegistryState;
 use crate::core::catalog::Admission;
+use crate::core::clients::ClientRecord;
 use crate::core::lease_table::{Millis, Restore};
 use crate::store::{LeaseRow, StoredLease};
-use courier_protocol::{LeaseId, SignedFreshness};
+use courier_protocol::{ClientInfo, LeaseId, SignedFreshness};
 
 impl RegistryState {
     /// A registration the writer committed, with `remaining_ms` left on its lease. Returns
@@ -92,6 +93,12 @@ impl RegistryState {
                 false
             }
         }
+    }
+
+    /// A client's record the writer wrote: it replaces the one held.
+    pub fn follow_client(&mut self, info: ClientInfo) {
+        let (key, record) = ClientRecord::from_info(info);
+        self.clients.put(key, record);
     }
 
     /// A registration the writer deleted (expired, cancelled, replaced, revoked). Returns
