@@ -9,6 +9,11 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if cli.prints_and_exits() {
+        // `courier leases | head`: the reader closing the pipe ends the command as it ends
+        // any Unix tool (SIGPIPE), not with a panic about printing to stdout.
+        sigpipe::reset();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log_level()));
     tracing_subscriber::fmt()

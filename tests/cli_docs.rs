@@ -1,5 +1,6 @@
 //! Shell completions and manual pages, generated from the clap grammar: they name the real
-//! commands, bash's completes them, and `man --dir` writes a page per subcommand.
+//! commands, bash's completes them, and `man --dir` writes a page per subcommand. A reader
+//! that stops early (`courier man | head`) ends the command as it ends any Unix tool.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -86,4 +87,21 @@ fn man_dir_writes_a_page_per_subcommand_with_its_options() {
     // Options with their environment variables.
     assert!(serve.contains("COURIER_DATA_DIR"), "{serve}");
     assert!(page("courier-provider-run.1").contains("\\-\\-data\\-dir"));
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // `courier man | head -0`: the reader has closed the pipe before the command writes.
+    let mut child = courier()
+        .arg("man")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {stderr}");
+    assert!(stderr.is_empty(), "nothing said about the pipe: {stderr}");
 }

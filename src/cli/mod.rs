@@ -32,6 +32,19 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Whether the command prints and exits (its output may go to `head` or `less`, and
+    /// ends quietly when they stop reading), rather than serving until stopped: a server
+    /// must never be killed by a pipe a child or a peer closed.
+    pub fn prints_and_exits(&self) -> bool {
+        !matches!(
+            self.command,
+            Command::Registry(RegistryCommand::Serve(_))
+                | Command::Provider(_)
+                | Command::Demo(_)
+                | Command::Publish(_)
+        )
+    }
+
     /// The default log filter for the verbosity.
     pub fn log_level(&self) -> &'static str {
         match self.verbose {
