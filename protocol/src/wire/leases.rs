@@ -79,7 +79,8 @@ pub struct LeaseInfo {
     pub in_grace: bool,
     /// When it was last granted or renewed, milliseconds since the Unix epoch.
     pub last_renewal_ms: u64,
-    /// How many distinct clients were handed its proxy.
+    /// How many distinct identified clients were handed its proxy (a fetch by a client
+    /// without a key is counted in the usage figures, but cannot be told from another).
     pub clients_served: u64,
 }
 
