@@ -177,10 +177,16 @@ fn restarts_never_extend_a_grace_nor_evict_a_lease_alive_at_the_last_write() {
     // Stopped for a while; an operator grants a name meanwhile (offline): that open
     // neither starts the grace nor writes anything of the restart rule.
     let op = OfflineRegistry::open_at(cfg.clone(), t0 + 10_000).unwrap();
-    let row = op.leases().unwrap().into_iter().find(|x| x.lease == a);
-    assert_eq!(
-        row.map(|x| (x.in_grace, x.remaining_ms)),
-        Some((true, 2_000))
+    // (Read at the real time since that open began: a few ms of the grace may be gone.)
+    let row = op
+        .leases()
+        .unwrap()
+        .into_iter()
+        .find(|x| x.lease == a)
+        .map(|x| (x.in_grace, x.remaining_ms));
+    assert!(
+        matches!(row, Some((true, ms)) if (1_900..=2_000).contains(&ms)),
+        "{row:?}"
     );
     op.grant("acme/other", &VendorKey::of(&key(2))).unwrap();
     drop(op);

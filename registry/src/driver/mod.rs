@@ -221,6 +221,11 @@ impl Registry {
         open_as: OpenAs,
     ) -> Result<(Self, Planned<crate::core::state::Restart>), OpenError> {
         config.check().map_err(OpenError::Config)?;
+        // `wall_now_ms` is the wall clock now, so monotonic time starts now too, not after
+        // the load: a load that reads a large store, or etcd, would otherwise leave this
+        // registry's wall clock behind by as long as it took (lease rows, `last_alive_ms`
+        // and a standby's idea of the writer's time all read it).
+        let origin = tokio::time::Instant::now();
         let Loaded {
             registry_id,
             history_seq,
@@ -250,7 +255,7 @@ impl Registry {
             state: Mutex::new(state),
             writer: Mutex::new(()),
             clock: Clock {
-                origin: tokio::time::Instant::now(),
+                origin,
                 wall_base_ms: wall_now_ms,
             },
             registry_id,
