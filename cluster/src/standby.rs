@@ -4,8 +4,10 @@
 //! alone writes, renews and expires.
 //!
 //! Opening reads the store at or after revision `r` (a read of `reg/` and `lease/`, the
-//! keys and controls); the watch then replays every change from `r + 1` in order, so what
-//! the read already saw is applied again, harmlessly, and nothing between is missed.
+//! keys and controls); the watch then replays every change from `r + 1` in order, so
+//! nothing between is missed. A change to `reg/` or `lease/` at or before the revision
+//! they were read at is skipped (applying it over the newer state would show lookups the
+//! past); other replays are applied again, harmlessly.
 //! Per watch answer (one or more of etcd's revisions):
 //! - `reg/<lease>` put, with the `lease/<lease>` row of the same transaction: a
 //!   registration; its component is copied from the writer first (pinned, hash-checked),
@@ -14,8 +16,11 @@
 //! - `reg/<lease>` delete: gone (expired, cancelled, replaced, revoked);
 //! - `meta/last_alive_ms`: the writer's clock at its flush (see below);
 //! - `fresh/`: a vendor's freshness statement, checked again and kept (lookups hand it out);
-//! - names, grants, keys, controls and roots: rarer, and what they change reaches into the
-//!   whole state, so the standby reads the store again;
+//! - `client/`: a client's record, kept;
+//! - `name/` and `grant/` put: a new name's first owner, a grant (a burst of new vendors
+//!   claims a name each, so these must not cost a read of the whole store);
+//! - keys, controls and roots, a name changing owner, a grant taken away: rarer, and what
+//!   they change reaches into the whole state, so the standby reads the store again;
 //! - the election (`leader/`): the writer its lease pages name.
 //!
 //! Time left on a lease is worked out on the writer's clock, never this machine's: the
@@ -28,7 +33,9 @@ use crate::layout::{self, Layout};
 use crate::mirror::{self, Copier};
 use crate::node::Node;
 use crate::store::{HeldManifests, lease_row};
-use courier_protocol::{ClientInfo, ClusterNodes, LeaseId, SignedFreshness, SignedManifest, codec};
+use courier_protocol::{
+    ClientInfo, ClusterNodes, LeaseId, SignedFreshness, SignedManifest, VendorKey, codec,
+};
 use courier_registry::store_records::decode_manifest;
 use courier_registry::{Followed, LeaseRow, Registry, RegistryConfig, StoredLease};
 use etcd_client::{Client, EventType, WatchOptions};
@@ -38,9 +45,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Prefixes whose changes make a standby read the store again.
-const RELOAD_ON: [&str; 10] = [
-    "name/", "grant/", "rot/", "revoc/", "ban/", "drain/", "lrev/", "opst/", "root/", "deleg/",
+/// Prefixes whose changes make a standby read the store again (rare, and they reach into
+/// the whole state). A new name or grant is applied on its own; a name that changes owner
+/// or a grant taken away (both only with a key rotation) reads the store again too.
+const RELOAD_ON: [&str; 8] = [
+    "rot/", "revoc/", "ban/", "drain/", "lrev/", "opst/", "root/", "deleg/",
 ];
 
 /// How often a standby says in etcd how far it has applied the writer's commits.
@@ -186,6 +195,8 @@ enum Seen {
     Gone(LeaseId),
     Fresh(SignedFreshness),
     Client(Box<ClientInfo>),
+    Name(String, VendorKey),
+    Grant(String, VendorKey),
 }
 
 impl Follower {
@@ -286,6 +297,24 @@ impl Follower {
                     if let (true, Some([ms])) = (put, layout::be_n::<1>(kv.value())) {
                         self.clock = WriterClock::start(ms);
                     }
+                } else if let Some(name) = l.strip(kv.key(), "name/") {
+                    let owner = <[u8; 32]>::try_from(kv.value()).ok().map(VendorKey);
+                    match (put, owner) {
+                        (true, Some(owner))
+                            if self.registry.owner(name).is_none_or(|o| o == owner) =>
+                        {
+                            seen.push(Seen::Name(name.to_string(), owner));
+                        }
+                        _ => reload = true,
+                    }
+                } else if let Some(rest) = l.strip(kv.key(), "grant/") {
+                    let granted = rest
+                        .split_once('/')
+                        .and_then(|(k, name)| Some((layout::parse_vendor(k)?, name)));
+                    match (put, granted) {
+                        (true, Some((key, name))) => seen.push(Seen::Grant(name.to_string(), key)),
+                        _ => reload = true,
+                    }
                 } else if RELOAD_ON.iter().any(|p| l.strip(kv.key(), p).is_some()) {
                     reload = true;
                 } else if l.strip(kv.key(), "leader/").is_some() {
@@ -361,6 +390,8 @@ impl Follower {
                 }
                 Seen::Fresh(signed) => Followed::Freshness(signed),
                 Seen::Client(info) => Followed::Client(*info),
+                Seen::Name(name, owner) => Followed::Name { name, owner },
+                Seen::Grant(name, key) => Followed::Grant { name, key },
             });
         }
         self.registry.follow(changes);

@@ -127,6 +127,15 @@ async fn a_standby_follows_registrations_renewals_expiries_and_revocations() {
     let revoked = key(2);
     let bundle = register(&writer, &revoked, "acme/revoked", Duration::from_secs(30));
     let took = until_found(&sb, &["acme/renewed", "acme/revoked"], "followed").await;
+    // The name's first owner is known there too (applied on its own, not by reading the
+    // whole store again).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while sb.owner("acme/revoked") != Some(VendorKey::of(&revoked)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the standby knows the name's owner");
     eprintln!("a registration reached the standby {took:?} after the writer acknowledged it");
     // Its vendor's freshness statement reaches the standby's lookups too.
     let fresh = bundle

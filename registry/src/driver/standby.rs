@@ -12,7 +12,7 @@ use crate::RegistryConfig;
 use crate::core::state::RestartCounts;
 use crate::errors::OpenError;
 use crate::store::{LeaseRow, Storage, StoredLease};
-use courier_protocol::{ClientInfo, ClusterNodes, LeaseId, SignedFreshness};
+use courier_protocol::{ClientInfo, ClusterNodes, LeaseId, SignedFreshness, VendorKey};
 
 /// One change the cluster's writer committed, as a standby applies it. `remaining_ms` is
 /// the time the lease has left by the writer's clock when the change is applied.
@@ -41,6 +41,21 @@ pub enum Followed {
     /// A client's record the writer wrote (registered, its data shared, or its last
     /// contact written behind).
     Client(ClientInfo),
+    /// A service name the writer gave its first owner (a name owned already keeps its
+    /// owner: a change of owner comes with a key rotation, which reads the store again).
+    Name {
+        /// The name.
+        name: String,
+        /// Its owner.
+        owner: VendorKey,
+    },
+    /// A name the writer granted to a further key.
+    Grant {
+        /// The name.
+        name: String,
+        /// The key it is granted to.
+        key: VendorKey,
+    },
 }
 
 impl Registry {
@@ -98,6 +113,14 @@ impl Registry {
                 }
                 Followed::Client(info) => {
                     st.follow_client(info);
+                    false
+                }
+                Followed::Name { name, owner } => {
+                    st.follow_name(&name, &owner);
+                    false
+                }
+                Followed::Grant { name, key } => {
+                    st.follow_grant(&name, &key);
                     false
                 }
             };

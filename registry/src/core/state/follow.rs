@@ -1,5 +1,5 @@
 //! A standby's copy of what the cluster's writer committed: registrations, the lease rows
-//! its flushes write, removals, freshness statements and client records, applied without deciding anything (the writer alone
+//! its flushes write, removals, freshness statements, client records, names and grants, applied without deciding anything (the writer alone
 //! renews, expires, replaces and numbers events). Applying one change twice, or an older
 //! one again after a newer, converges once the newer is applied again: a standby replays
 //! the store's changes in order from a point at or before what it loaded.
@@ -15,7 +15,7 @@ use crate::core::catalog::Admission;
 use crate::core::clients::ClientRecord;
 use crate::core::lease_table::{Millis, Restore};
 use crate::store::{LeaseRow, StoredLease};
-use courier_protocol::{ClientInfo, LeaseId, SignedFreshness};
+use courier_protocol::{ClientInfo, LeaseId, SignedFreshness, VendorKey};
 
 impl RegistryState {
     /// A registration the writer committed, with `remaining_ms` left on its lease. Returns
@@ -99,6 +99,16 @@ impl RegistryState {
     pub fn follow_client(&mut self, info: ClientInfo) {
         let (key, record) = ClientRecord::from_info(info);
         self.clients.put(key, record);
+    }
+
+    /// A name the writer gave its first owner (nothing if it has one here already).
+    pub fn follow_name(&mut self, name: &str, owner: &VendorKey) {
+        self.catalog.claim(name, owner);
+    }
+
+    /// A name the writer granted to `key`.
+    pub fn follow_grant(&mut self, name: &str, key: &VendorKey) {
+        self.catalog.grant(name, key);
     }
 
     /// A registration the writer deleted (expired, cancelled, replaced, revoked). Returns
