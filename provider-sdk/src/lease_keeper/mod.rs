@@ -2,6 +2,10 @@
 //! jitter), register again when the registry no longer knows the lease, reconnect with
 //! backoff when the connection drops, and cancel on graceful shutdown.
 //!
+//! With a registry cluster's nodes ([`KeeperConfig::other_nodes`]), writes (register,
+//! freshness, cancel) go to the node that takes them, and renewals to the node given first
+//! (every node renews; a node that fails gives way to the next).
+//!
 //! At every registration, and every [`KeeperConfig::freshness_interval`] after, it also signs
 //! and publishes a freshness statement (the bundle's version is the current one of its
 //! service, for [`KeeperConfig::freshness_validity`]), which clients require with every
@@ -62,9 +66,10 @@ pub struct KeeperConfig {
     /// it here, so it keeps reaching the registry after the overlap (default: memory
     /// only, for the keeper's life).
     pub registry_pins: PinBook,
-    /// Further nodes of a registry cluster (address and pin each), tried in turn after the
-    /// registry given cannot be reached: when the cluster's writer goes, the keeper
-    /// renews the same lease at the node that took over (default: none).
+    /// Further nodes of a registry cluster (address and pin each). Writes go to the node
+    /// that takes them (the others are tried in turn); renewals go to the registry given,
+    /// while it answers, and otherwise to the next node that does, with the same lease
+    /// (default: none).
     pub other_nodes: Vec<(SocketAddr, SpkiPin)>,
 }
 
@@ -560,13 +565,52 @@ impl Worker {
         }
     }
 
-    async fn register(&mut self) -> Result<LeaseGrant, ClientError> {
+    /// Runs a write (`op` on the connection) at the node that takes writes: a node that
+    /// cannot write now (a cluster's standby) gives way to the next at once, each node
+    /// tried at most once, even one passed over (it may be the writer). A stop asked for
+    /// meanwhile ends the wait for a connection, unless `finishing` (the cancel at the end).
+    async fn at_writer<T, F, Fut>(&mut self, finishing: bool, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut(RegistryClient) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
         let stop = self.stop.clone();
-        let client = until(&stop, self.client())
-            .await
-            .map_err(|Stopped| stopped_error())??;
+        let mut left = self.nodes.len();
+        loop {
+            let client = if finishing {
+                self.client().await?
+            } else {
+                until(&stop, self.client())
+                    .await
+                    .map_err(|Stopped| stopped_error())??
+            };
+            match self.timed(op(client)).await {
+                Err(e) if left > 1 && matches!(classify(&e), Failure::Elsewhere(_)) => {
+                    left -= 1;
+                    self.drop_client();
+                    self.nodes.step();
+                    self.log_node();
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Goes back to the node given first for the renewals, after a write made elsewhere.
+    fn go_home(&mut self) {
+        if self.nodes.home(Instant::now()) {
+            self.drop_client();
+            self.log_node();
+        }
+    }
+
+    async fn register(&mut self) -> Result<LeaseGrant, ClientError> {
         let request = self.bundle.register_request(self.config.requested_ttl);
-        self.timed(client.register(request)).await
+        self.at_writer(false, |client| {
+            let request = request.clone();
+            async move { client.register(request).await }
+        })
+        .await
     }
 
     async fn renew(&mut self, lease: LeaseId) -> Result<LeaseGrant, ClientError> {
@@ -592,12 +636,11 @@ impl Worker {
         let validity = self.config.freshness_validity;
         let result = match self.bundle.freshness(&self.key, validity) {
             Ok(signed) => {
-                let stop = self.stop.clone();
-                match until(&stop, self.client()).await {
-                    Ok(Ok(client)) => self.timed(client.publish_freshness(signed)).await,
-                    Ok(Err(e)) => Err(e),
-                    Err(Stopped) => Err(stopped_error()),
-                }
+                self.at_writer(false, |client| {
+                    let signed = signed.clone();
+                    async move { client.publish_freshness(signed).await }
+                })
+                .await
             }
             Err(e) => {
                 tracing::error!("cannot sign a freshness statement: {e}");
@@ -617,14 +660,14 @@ impl Worker {
         }
         self.fresh_failures = 0;
         self.fresh_due = Instant::now() + self.config.freshness_interval;
+        // Registered and published: the renewals go to the node given first again.
+        self.go_home();
     }
 
     async fn cancel(&mut self, lease: LeaseId) -> Result<(), ShutdownError> {
-        let result = async {
-            let client = self.client().await?;
-            self.timed(client.cancel(lease)).await
-        }
-        .await;
+        let result = self
+            .at_writer(true, |client| async move { client.cancel(lease).await })
+            .await;
         match result {
             Ok(()) => {
                 tracing::info!(%lease, "lease cancelled");

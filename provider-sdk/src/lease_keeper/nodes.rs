@@ -1,5 +1,6 @@
 //! Which node of a registry cluster a lease keeper talks to: the registry it was given
-//! first, then the others in turn. A node whose connection failed is passed over for a
+//! first (its home: every node renews, so its renewals stay there), then the others in
+//! turn. A node whose connection failed is passed over for a
 //! while (it may be down), so that a keeper refused by a standby does not wait on a dead
 //! writer's connect timeout every time round; a node that refused (a standby) is left for
 //! the next one, and never kept because every other node failed lately: then the one that
@@ -38,6 +39,27 @@ impl Nodes {
     /// Whether there is more than one node.
     pub(super) fn several(&self) -> bool {
         self.nodes.len() > 1
+    }
+
+    /// How many nodes there are.
+    pub(super) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Moves on to the next node in order, passed over or not: a write that a standby
+    /// refused must find the writer, which may be the node whose connection failed.
+    pub(super) fn step(&mut self) {
+        self.now = (self.now + 1) % self.nodes.len();
+    }
+
+    /// Goes back to the node given first, unless it is tried now or passed over at `at`.
+    /// Returns whether it moved.
+    pub(super) fn home(&mut self, at: Instant) -> bool {
+        if self.now == 0 || self.down_until[0].is_some_and(|t| t > at) {
+            return false;
+        }
+        self.now = 0;
+        true
     }
 
     /// The node tried now.
@@ -87,6 +109,34 @@ mod tests {
 
     fn port(n: &Nodes) -> u16 {
         n.current().0.port()
+    }
+
+    #[test]
+    fn home_is_the_first_node_unless_it_failed_lately() {
+        let t = Instant::now();
+        let mut n = Nodes::new(node(1), &[node(2), node(3)]);
+        assert!(!n.home(t), "at home already");
+        n.next(t);
+        assert!(n.home(t));
+        assert_eq!(port(&n), 1);
+        n.connect_failed(t);
+        assert!(!n.home(t), "home failed a moment ago");
+        assert_eq!(port(&n), 2);
+        assert!(n.home(t + NODE_DOWN_FOR));
+        assert_eq!(port(&n), 1);
+    }
+
+    #[test]
+    fn a_step_visits_every_node_once_round() {
+        let mut n = Nodes::new(node(1), &[node(2), node(3)]);
+        n.connect_failed(Instant::now());
+        let mut seen = vec![port(&n)];
+        for _ in 0..2 {
+            n.step();
+            seen.push(port(&n));
+        }
+        seen.sort();
+        assert_eq!(seen, [1, 2, 3], "the failed node too");
     }
 
     #[test]
