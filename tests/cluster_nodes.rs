@@ -1,7 +1,8 @@
 //! Cluster mode as a user runs it: `courier registry serve --etcd` processes on a real
 //! three-member etcd cluster. The writer is killed with -9 while vendors renew: the standby
 //! takes over within the session's time, every acknowledged registration is there under
-//! its lease, and every vendor's keeper renews it at the new writer. Then one etcd member
+//! its lease, and every vendor's keeper renews it at the new writer. Before that, a lease
+//! renewed at the standby alone outlives its duration at the writer. Then one etcd member
 //! stops (service goes on), and a majority stops: writes are refused with a clear error
 //! while lookups go on from memory, and resume when etcd is back.
 //!
@@ -46,6 +47,67 @@ async fn register_new(node: &NodeProc, seed: u8) -> Result<(), ClientError> {
     r
 }
 
+/// Renewals are taken by the node a vendor is connected to: a lease renewed only at the
+/// standby `b` outlives its duration at the writer `a` (which alone expires), whose
+/// deadline moves on to the rows the standby writes behind. The lease is cancelled at the
+/// end.
+async fn renewed_at_the_standby_only_lives_on_at_the_writer(a: &NodeProc, b: &NodeProc) {
+    const TTL: Duration = Duration::from_secs(2);
+    let key = SigningKey::from_bytes(&[77; 32]);
+    let at_a = RegistryClient::connect(a.addr, a.pin, "test")
+        .await
+        .unwrap();
+    at_a.authenticate(&key).await.unwrap();
+    let lease = at_a
+        .register(bundle(&key, 77).register_request(TTL))
+        .await
+        .unwrap()
+        .lease;
+    let at_b = RegistryClient::connect(b.addr, b.pin, "test")
+        .await
+        .unwrap();
+    at_b.authenticate(&key).await.unwrap();
+    let ttl_ms = TTL.as_millis() as u64;
+    // The standby knows the lease once it has followed the registration.
+    let first = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match at_b.renew(lease, ttl_ms).await {
+                Ok(grant) => return grant,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("the standby renews a lease the writer granted");
+    assert_eq!(first.lease, lease);
+    let until = Instant::now() + 3 * TTL;
+    let mut renewed = 1;
+    while Instant::now() < until {
+        tokio::time::sleep(TTL / 3).await;
+        at_b.renew(lease, ttl_ms)
+            .await
+            .expect("the standby renews the lease again");
+        renewed += 1;
+    }
+    let filter = courier_protocol::LeaseFilter {
+        name_prefix: Some("acme/echo-77".into()),
+        ..Default::default()
+    };
+    let page = at_a.lease_table(&filter).await.unwrap();
+    let row = page
+        .leases
+        .iter()
+        .find(|r| r.lease == lease)
+        .expect("the writer keeps a lease renewed at the standby past its duration");
+    assert!(
+        row.renewals + 2 >= renewed && row.remaining_ms > 0,
+        "the writer's row follows the standby's renewals ({renewed}): {row:?}"
+    );
+    at_a.cancel(lease).await.unwrap();
+    at_a.close();
+    at_b.close();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
     if etcd_binary().is_none() {
@@ -65,20 +127,22 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
     let b = start_node("b", &dir.path().join("b"), &urls, "20s", &[]);
     wait_for(&b.lines, "standby: a writes");
 
-    // Vendors register at the writer, each knowing the standby too.
+    // Vendors register at the writer, each knowing both nodes: half are given the
+    // standby first, and renew there.
     let keepers: Vec<LeaseKeeper> = (0..VENDORS)
         .map(|i| {
             let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);
+            let (home, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
             LeaseKeeper::start_with(
-                a.addr,
-                a.pin,
+                home.addr,
+                home.pin,
                 key.clone(),
                 bundle(&key, i),
                 KeeperConfig {
                     backoff_initial: Duration::from_millis(50),
                     backoff_max: Duration::from_millis(300),
                     request_timeout: Duration::from_millis(800),
-                    other_nodes: vec![(b.addr, b.pin)],
+                    other_nodes: vec![(other.addr, other.pin)],
                     ..KeeperConfig::new(Duration::from_secs(2))
                 },
             )
@@ -112,6 +176,14 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
         matches!(&refused, ClientError::Registry(w) if w.kind == ErrorKind::Unavailable),
         "a standby refuses writes: {refused}"
     );
+    renewed_at_the_standby_only_lives_on_at_the_writer(&a, &b).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while find_echo(b.addr, b.pin).await.map_or(0, |f| f.len()) != VENDORS {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the standby sees the cancel");
 
     // kill -9 of the writer while the vendors renew.
     let killed = Instant::now();

@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | `meta/registry_id`, `meta/seq_reserved`, `meta/last_alive_ms`, `meta/history_seq` | id text; u64 big-endian |
 //! | `reg/<lease>` | signature, then the canonical manifest (as redb keeps it) |
-//! | `lease/<lease>` | expires_at_ms, ttl_ms, renewals (grace flag in the top bit), 3 × u64 BE |
+//! | `lease/<lease>` | expires_at_ms, ttl_ms, renewals (grace flag in the top bit), 3 × u64 BE, then the name of the node holding the lease (that wrote it) |
 //! | `name/<name>` | the owner's key (32 bytes) |
 //! | `grant/<key>/<name>` | empty |
 //! | `rot/<key>`, `revoc/<key>` | postcard `SignedKeyStatement` (empty: the operator's revocation) |

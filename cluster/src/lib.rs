@@ -9,10 +9,14 @@
 //!   etcd's election of the one node that writes. Every write carries the writer's
 //!   [`Fence`], so a node whose session ended cannot write after another took over.
 //! - The other nodes are standbys ([`Standby`]): each follows the writer's commits with an
-//!   etcd watch into a registry of its own that answers lookups, fetches and reads
-//!   (writes go to the writer), copies the writer's components, and waits in the
+//!   etcd watch into a registry of its own that answers lookups, fetches, reads and
+//!   renewals (other writes go to the writer), copies the writer's components, and waits in the
 //!   election; when the writer's session ends, one of them loads the state through the
 //!   registry's restart rule (time left, one grace) and writes.
+//! - Renewals are taken by whichever node a vendor is connected to: a standby writes the
+//!   rows of the leases it renewed behind, in batches, under its own membership key, and
+//!   the writer ([`RenewalFollower`]) moves its deadlines on to them; the writer alone
+//!   expires.
 //! - [`takeover_wall_ms`] is the time a new writer opens at: the last writer's clock
 //!   carried on, never another machine's clock compared with it.
 //! - [`status()`] is what `courier cluster status` prints.
@@ -22,11 +26,13 @@
 
 mod clock;
 mod etcd;
+mod held;
 pub mod layout;
 mod mirror;
 mod node;
 mod peer;
 mod read;
+mod renewals;
 mod standby;
 mod status;
 mod store;
@@ -35,6 +41,7 @@ mod write;
 pub use clock::takeover_wall_ms;
 pub use etcd::{DEFAULT_DEADLINE, Etcd};
 pub use node::{Advert, DEFAULT_SESSION_TTL, Node, NodeConfig, Session};
+pub use renewals::RenewalFollower;
 pub use standby::Standby;
 pub use status::{ClusterStatus, MemberStatus, NodeStatus, status};
 pub use store::{ComponentSource, EtcdStore, HeldManifests};

@@ -98,6 +98,8 @@ pub struct Node {
     layout: Layout,
     config: NodeConfig,
     session_id: i64,
+    /// The create revision of the node's `nodes/<name>` key.
+    claimed_at: i64,
     session: watch::Receiver<Session>,
 }
 
@@ -148,12 +150,12 @@ impl Node {
                 Vec::new(),
                 Some(PutOptions::new().with_lease(session_id)),
             )]);
-        let claimed = etcd
-            .run("claim the node's name", move |mut c| async move {
-                c.txn(claim).await
-            })?
-            .succeeded();
-        if !claimed {
+        let claim = etcd.run("claim the node's name", move |mut c| async move {
+            c.txn(claim).await
+        })?;
+        // The key is created by this transaction: its create revision is the answer's.
+        let claimed_at = claim.header().map_or(0, |h| h.revision());
+        if !claim.succeeded() {
             let _ = etcd.run("revoke the session", move |mut c| async move {
                 c.lease_revoke(session_id).await
             });
@@ -168,8 +170,19 @@ impl Node {
             layout,
             config,
             session_id,
+            claimed_at,
             session,
         })
+    }
+
+    /// The node's membership key (`nodes/<name>`, under its session) as a fence: what a
+    /// standby writes (the rows of the leases it renewed) commits only while it is this
+    /// node's.
+    pub fn membership(&self) -> Fence {
+        Fence {
+            key: self.layout.key(&format!("nodes/{}", self.config.name)),
+            revision: self.claimed_at,
+        }
     }
 
     /// The node's name.
@@ -295,7 +308,8 @@ impl Node {
             fence,
             dir,
             Some(source),
-        )?;
+        )?
+        .held_by(&self.config.name);
         let id = format!("{} {}", self.config.cluster, store.cluster_id()?);
         let file = dir.join(CLUSTER_FILE);
         match std::fs::read_to_string(&file) {

@@ -1,7 +1,8 @@
 //! A standby node's registry: the cluster's state read from etcd and kept current with a
 //! watch, so that a standby answers lookups and fetches (and the operators' reads) for
-//! every registration the writer acknowledged, shortly after it did, while the writer
-//! alone writes, renews and expires.
+//! every registration the writer acknowledged, shortly after it did, and renews the leases
+//! of the vendors connected to it (writing their rows behind, see `held.rs`), while the
+//! writer alone registers and expires.
 //!
 //! Opening reads the store at or after revision `r` (a read of `reg/` and `lease/`, the
 //! keys and controls); the watch then replays every change from `r + 1` in order, so
@@ -12,7 +13,8 @@
 //! - `reg/<lease>` put, with the `lease/<lease>` row of the same transaction: a
 //!   registration; its component is copied from the writer first (pinned, hash-checked),
 //!   so a client that finds it here can fetch it here;
-//! - `lease/<lease>` put alone: a flush's renewal (the lease's new end);
+//! - `lease/<lease>` put alone: a flush's renewal (the lease's new end), unless this node
+//!   wrote it;
 //! - `reg/<lease>` delete: gone (expired, cancelled, replaced, revoked);
 //! - `meta/last_alive_ms`: the writer's clock at its flush (see below);
 //! - `fresh/`: a vendor's freshness statement, checked again and kept (lookups hand it out);
@@ -33,6 +35,7 @@ use crate::layout::{self, Layout};
 use crate::mirror::{self, Copier};
 use crate::node::Node;
 use crate::store::{HeldManifests, lease_row};
+use crate::write::row_holder;
 use courier_protocol::{
     ClientInfo, ClusterNodes, LeaseId, SignedFreshness, SignedManifest, VendorKey, codec,
 };
@@ -80,7 +83,7 @@ impl Standby {
     /// Opens `node`'s standby registry on the cluster's store (components in
     /// `dir/blobs`), and follows the writer's commits from then on. Blocking (etcd reads).
     pub fn open(node: &Node, dir: &Path, config: RegistryConfig) -> Result<Self, ClusterError> {
-        let store = node.store(dir, None)?.read_only();
+        let store = node.store(dir, None)?.standby(node.membership());
         let (held, blobs) = (store.held_manifests(), store.blobs());
         let layout = node.layout().clone();
         let key = layout.key("meta/registry_id");
@@ -276,9 +279,15 @@ impl Follower {
                         seen.push(Seen::Reg(lease, m));
                     }
                 } else if let Some(hex) = l.strip(kv.key(), "lease/") {
-                    if let (true, false, Some(lease), Some(row)) =
-                        (put, loaded, layout::parse_lease(hex), lease_row(kv.value()))
-                    {
+                    // A row this node wrote is a renewal it holds already.
+                    let mine = row_holder(kv.value()) == self.name;
+                    if let (true, false, false, Some(lease), Some(row)) = (
+                        put,
+                        loaded,
+                        mine,
+                        layout::parse_lease(hex),
+                        lease_row(kv.value()),
+                    ) {
                         seen.push(Seen::Row(lease, row));
                     }
                 } else if l.strip(kv.key(), "fresh/").is_some() {

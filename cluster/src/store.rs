@@ -8,6 +8,7 @@
 //! is a map read. Only the elected node writes ([`Fence`]); the others are standbys.
 
 use crate::etcd::Etcd;
+use crate::held;
 use crate::layout::{self, Layout};
 use crate::read;
 use crate::write::{self, Fence};
@@ -69,8 +70,13 @@ pub struct EtcdStore {
     etcd: Arc<Etcd>,
     layout: Layout,
     fence: Option<Fence>,
-    /// A standby's store: reads only, every write refused.
+    /// The node whose store this is (lease rows name it).
+    holder: String,
+    /// A standby's store: reads only, every write refused but the rows of the leases it
+    /// renewed, under `membership`.
     read_only: bool,
+    /// The standby's membership key and its create revision.
+    membership: Option<Fence>,
     blobs: Arc<BlobDir>,
     held: Arc<Mutex<Held>>,
     source: Option<Box<dyn ComponentSource>>,
@@ -107,7 +113,7 @@ impl HeldManifests {
     }
 }
 
-/// A `lease/<lease>` value: expiry, duration, renewals (grace in the top bit).
+/// A `lease/<lease>` value's row (what follows it names its holder).
 pub(crate) fn lease_row(v: &[u8]) -> Option<courier_registry::LeaseRow> {
     let [a, b, c] = layout::be_n::<3>(v)?;
     Some(row_from_stored((a, b, c)))
@@ -142,7 +148,9 @@ impl EtcdStore {
             etcd,
             layout,
             fence,
+            holder: String::new(),
             read_only: false,
+            membership: None,
             blobs,
             held: Arc::default(),
             source,
@@ -152,9 +160,23 @@ impl EtcdStore {
         Ok(store)
     }
 
-    /// This store for a standby: every write is refused (`Unavailable`).
+    /// This store for a reader: every write is refused (`Unavailable`).
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+
+    /// This store for a standby: every write is refused (`Unavailable`) but that of the
+    /// rows of the leases it renewed, which go under its `membership` key (see `held.rs`).
+    pub fn standby(mut self, membership: Fence) -> Self {
+        self.read_only = true;
+        self.membership = Some(membership);
+        self
+    }
+
+    /// Names `node` as the holder of the lease rows this store writes.
+    pub fn held_by(mut self, node: &str) -> Self {
+        self.holder = node.to_string();
         self
     }
 
@@ -296,8 +318,17 @@ impl Storage for EtcdStore {
     }
 
     fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        if let (true, Some(membership)) = (batch.is_lease_rows_only(), &self.membership) {
+            return held::commit_rows(
+                &self.etcd,
+                &self.layout,
+                &self.holder,
+                membership,
+                &batch.leases,
+            );
+        }
         self.writable()?;
-        let writes = write::plan(&self.etcd, &self.layout, batch)?;
+        let writes = write::plan(&self.etcd, &self.layout, batch, &self.holder)?;
         if !writes.is_empty() {
             writes.commit(&self.etcd, self.fence.as_ref())?;
         }

@@ -13,10 +13,30 @@ use crate::etcd::Etcd;
 use crate::layout::{self, Layout, be};
 use crate::read;
 use courier_protocol::codec;
+use courier_registry::LeaseRow;
 use courier_registry::store_records::{encode_manifest, row_to_stored};
 use courier_registry::{Batch, StoreError, UsageRecord};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use std::collections::HashMap;
+
+/// A `lease/<lease>` value: expiry, duration, renewals (grace in the top bit), then the
+/// name of the node that wrote it (the node holding the lease).
+pub(crate) fn lease_value(row: &LeaseRow, holder: &str) -> Vec<u8> {
+    let (a, b, c) = row_to_stored(*row);
+    let mut v = Vec::with_capacity(24 + holder.len());
+    v.extend(be(a));
+    v.extend(be(b));
+    v.extend(be(c));
+    v.extend(holder.as_bytes());
+    v
+}
+
+/// The node that wrote a `lease/<lease>` value (empty: written before rows named it).
+pub(crate) fn row_holder(v: &[u8]) -> &str {
+    v.get(24..)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .unwrap_or("")
+}
 
 /// Operations per transaction (etcd's default `--max-txn-ops`).
 pub const MAX_TXN_OPS: usize = 128;
@@ -148,8 +168,9 @@ impl Writes {
 }
 
 /// What `batch` writes, read against etcd where it adds to what is there (names kept by
-/// their first owner, usage counts, names and grants passed on by a rotation).
-pub fn plan(etcd: &Etcd, l: &Layout, batch: &Batch) -> Result<Writes, StoreError> {
+/// their first owner, usage counts, names and grants passed on by a rotation). Lease rows
+/// name `holder`, the node writing them.
+pub fn plan(etcd: &Etcd, l: &Layout, batch: &Batch, holder: &str) -> Result<Writes, StoreError> {
     let mut w = Writes::default();
     // A registration and its lease row go in one group (one transaction).
     let mut registrations: HashMap<_, _> =
@@ -161,11 +182,10 @@ pub fn plan(etcd: &Etcd, l: &Layout, batch: &Batch) -> Result<Writes, StoreError
                 encode_manifest(m),
             );
         }
-        let (a, b, c) = row_to_stored(*row);
-        let mut v = be(a);
-        v.extend(be(b));
-        v.extend(be(c));
-        w.put(l.key(&format!("lease/{}", layout::lease(lease))), v);
+        w.put(
+            l.key(&format!("lease/{}", layout::lease(lease))),
+            lease_value(row, holder),
+        );
         w.end();
     }
     for (lease, m) in registrations {

@@ -1,8 +1,9 @@
 //! The etcd store against a real etcd: what the registry commits comes back after a
 //! reopen (registrations, lease rows, names, grants, operators' records, usage, audit,
 //! history with its cap), components stay on the node's disk and go with their last
-//! registration, a batch larger than one etcd transaction commits whole, and a store whose
-//! fence is gone writes nothing.
+//! registration, a batch larger than one etcd transaction commits whole, a store whose
+//! fence is gone writes nothing, and a standby writes the rows of the leases it renewed
+//! only while their registrations and its membership last.
 #![allow(clippy::unwrap_used)]
 
 use courier_cluster::{Etcd, EtcdStore, Fence, layout::Layout};
@@ -277,4 +278,84 @@ fn a_store_whose_fence_is_gone_writes_nothing() {
         "{err}"
     );
     assert!(open(&s, None).load_meta().unwrap().names.is_empty());
+}
+
+#[test]
+fn a_standby_writes_rows_of_live_registrations_only_and_only_while_a_member() {
+    let Some(s) = setup() else { return };
+    let writer = open(&s, None);
+    let m = signed_manifest_for(b"component", 1);
+    writer
+        .put_component(&ContentHash::of(b"component"), b"component")
+        .unwrap();
+    let (a, b) = (LeaseId([1; 16]), LeaseId([2; 16]));
+    writer
+        .commit(&Batch {
+            registrations: vec![(a, m.clone()), (b, m)],
+            leases: vec![(a, row(100)), (b, row(100))],
+            ..Default::default()
+        })
+        .unwrap();
+    let member = b"/courier/test/nodes/s".to_vec();
+    let key = member.clone();
+    let revision = s
+        .client
+        .run(
+            "join",
+            move |mut c| async move { c.put(key, "", None).await },
+        )
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    let standby = open(&s, None).held_by("s").standby(Fence {
+        key: member.clone(),
+        revision,
+    });
+    // The writer removes `b` before the standby's flush of both.
+    writer
+        .commit(&Batch {
+            delete: vec![b],
+            ..Default::default()
+        })
+        .unwrap();
+    standby
+        .commit(&Batch {
+            leases: vec![(a, row(900)), (b, row(900))],
+            ..Default::default()
+        })
+        .unwrap();
+    let mut rows = Vec::new();
+    open(&s, None)
+        .load_leases(&mut |l| rows.push((l.lease, l.row)))
+        .unwrap();
+    assert_eq!(rows, vec![(a, row(900))], "b is not brought back");
+    let b_row = format!("/courier/test/lease/{}", hex::encode(b.0));
+    let left = s
+        .client
+        .run("read", move |mut c| async move { c.get(b_row, None).await })
+        .unwrap();
+    assert!(left.kvs().is_empty(), "no row without its registration");
+    // Anything but lease rows is the writer's.
+    let err = standby
+        .commit(&Batch {
+            names: vec![("x/y".into(), VendorKey([1; 32]))],
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    // A node whose membership is gone (its session ended) writes nothing more.
+    s.client
+        .run(
+            "leave",
+            move |mut c| async move { c.delete(member, None).await },
+        )
+        .unwrap();
+    let err = standby
+        .commit(&Batch {
+            leases: vec![(a, row(1_000))],
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("session ended"), "{err}");
 }

@@ -39,7 +39,7 @@ pub use built::{serve_node, status};
 mod built {
     use super::*;
     use anyhow::Context;
-    use courier_cluster::{Advert, Node, NodeConfig, Session, Standby};
+    use courier_cluster::{Advert, Node, NodeConfig, RenewalFollower, Session, Standby};
     use courier_registry::Registry;
     use std::sync::Arc;
 
@@ -229,7 +229,8 @@ mod built {
                 .context("cannot advertise the node in etcd")?;
         }
         // Until elected, a standby: it follows the writer's commits and answers lookups,
-        // fetches and reads; writes and renewals go to the writer.
+        // fetches, reads and the renewals of the vendors connected to it; other writes go
+        // to the writer.
         let (n, dir, standby_config) = (node.clone(), args.data_dir.clone(), config.clone());
         let standby = tokio::task::spawn_blocking(move || Standby::open(&n, &dir, standby_config))
             .await?
@@ -244,7 +245,7 @@ mod built {
         );
         if let Some(w) = writer {
             println!(
-                "  standby: {w} writes; this node answers lookups and fetches, copies the \
+                "  standby: {w} writes; this node answers lookups, fetches and renewals, copies the \
                  writer's components and takes over when it goes"
             );
         }
@@ -293,16 +294,21 @@ mod built {
             c.session_ttl,
             config.flush_interval,
         );
+        let held = store.held_manifests();
         let registry = tokio::task::spawn_blocking(move || {
             Registry::open_takeover(config, Box::new(store), wall_now_ms)
         })
         .await?
         .context("cannot open the registry on etcd")?;
+        let registry = Arc::new(registry);
+        // Vendors connected to the other nodes renew there: their rows move this
+        // registry's deadlines on.
+        let _renewals = RenewalFollower::start(&node, registry.clone(), held.loaded_at());
         registry.set_cluster(courier_protocol::ClusterNodes {
             answered_by: c.node.clone(),
             writer: Some(c.node.clone()),
         });
-        let handle = courier_registry::serve_after(Arc::new(registry), server, listener)
+        let handle = courier_registry::serve_after(registry, server, listener)
             .await
             .with_context(|| format!("cannot serve on {}", args.listen))?;
         let advert = Advert {

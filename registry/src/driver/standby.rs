@@ -3,7 +3,9 @@
 //! The caller feeds it what the writer commits ([`Registry::follow`]) and has it read the
 //! store again ([`Registry::reload`]) when something other than registrations changed
 //! (keys, names, operators' controls). The server refuses a standby's writes
-//! (`Unavailable`: "retry at the writer") and runs neither expiry nor flushes for it. A
+//! (`Unavailable`: "retry at the writer") and runs no expiry for it; it does renew the
+//! leases of the vendors connected to it, and its flushes write their rows alone
+//! (see `core/state/held.rs`), which the writer follows ([`Registry::renewed_elsewhere`]). A
 //! cluster's node, standby or writer, names itself and the writer on lease pages
 //! ([`Registry::set_cluster`]).
 
@@ -67,6 +69,7 @@ impl Registry {
         wall_now_ms: u64,
     ) -> Result<Self, OpenError> {
         let (registry, _restart) = Self::restore(config, store, wall_now_ms, OpenAs::Standby)?;
+        registry.state().number_events_locally();
         Ok(registry)
     }
 
@@ -140,7 +143,23 @@ impl Registry {
             self.now(),
             false,
         )?;
-        *self.state() = loaded.state;
+        let mut state = loaded.state;
+        state.number_events_locally();
+        let mut held = self.state();
+        state.carry_held(self.now(), &held);
+        *held = state;
         Ok(loaded.counts)
+    }
+
+    /// Renewals other nodes of the cluster took and wrote (the writer learns them from the
+    /// store): each lease's deadline moves to its row's expiry if that is later. Memory
+    /// only. Returns how many moved.
+    pub fn renewed_elsewhere(&self, rows: impl IntoIterator<Item = (LeaseId, LeaseRow)>) -> usize {
+        let now = self.now();
+        self.with_state(|st| {
+            rows.into_iter()
+                .filter(|(lease, row)| st.renewed_elsewhere(now, *lease, row))
+                .count()
+        })
     }
 }

@@ -260,9 +260,16 @@ impl Registry {
     /// Writes renewed and expired leases behind, in one durable transaction, with the time
     /// the registry is alive at (and more event numbers, when they run low). Skips the
     /// commit when nothing changed and the last one is recent. Blocking.
+    ///
+    /// A cluster's standby writes the rows of the leases it renewed, and nothing else.
     pub fn flush(&self, now: Millis) -> Result<FlushStats, StoreError> {
         let writer = self.writer();
-        let Some(planned) = self.state().plan_flush(now, FLUSH_STALE_MS) else {
+        let planned = if self.standby {
+            self.state().plan_held_flush()
+        } else {
+            self.state().plan_flush(now, FLUSH_STALE_MS)
+        };
+        let Some(planned) = planned else {
             return Ok(FlushStats::default());
         };
         self.commit(&writer, now, planned)

@@ -189,13 +189,16 @@ async fn build(req: Request, session: &Session) -> Response {
     answer.unwrap_or_else(|e| refusal(e, peer, what))
 }
 
-/// Whether a cluster's standby answers `req`: reads, yes; anything that writes or
-/// renews, or an event stream (whose events the writer numbers), goes to the writer.
+/// Whether a cluster's standby answers `req`: reads and renewals (the node a vendor is
+/// connected to holds its leases), yes; anything else that writes, or an event stream
+/// (whose events the writer numbers), goes to the writer.
 pub(super) fn standby_answers(req: &Request) -> bool {
     matches!(
         req,
         Request::Hello(_)
             | Request::Authenticate { .. }
+            | Request::Renew { .. }
+            | Request::KeepAlive
             | Request::Find(_)
             | Request::Fetch { .. }
             | Request::Leases { .. }
@@ -214,8 +217,9 @@ pub(super) fn standby_answers(req: &Request) -> bool {
 pub(super) fn standby_refusal() -> WireError {
     WireError::new(
         ErrorKind::Unavailable,
-        "this node is a standby of its cluster: writes, renewals and event streams go to \
-         the cluster's writer (`courier cluster status` names it); lookups and fetches work here",
+        "this node is a standby of its cluster: registrations, other writes and event \
+         streams go to the cluster's writer (`courier cluster status` names it); lookups, \
+         fetches and renewals work here",
     )
 }
 

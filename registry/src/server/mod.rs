@@ -214,8 +214,8 @@ impl RegistryHandle {
     /// ([`serve_after`]): a cluster node elected writer stops serving as a standby and
     /// serves as the writer on the same address without a moment in which nothing listens
     /// there. Connections are closed one by one (their clients connect again); ones that
-    /// arrive meanwhile wait for the next server. A standby writes nothing at the end; any
-    /// other registry gets its final flush, as at shutdown.
+    /// arrive meanwhile wait for the next server. The registry gets its final flush, as at
+    /// shutdown (a standby's: the rows of the leases it renewed).
     pub async fn hand_over(self) -> Listener {
         let (registry, endpoint) = self.stop(false).await;
         final_flush(registry).await;
@@ -252,13 +252,9 @@ impl RegistryHandle {
     }
 }
 
-/// The final durable flush of a registry that stopped serving (none for a standby, which
-/// writes nothing).
+/// The final durable flush of a registry that stopped serving (a standby's writes the rows
+/// of the leases it renewed, nothing else).
 async fn final_flush(registry: Arc<Registry>) {
-    if registry.is_standby() {
-        tracing::info!("standby stopped");
-        return;
-    }
     match tokio::task::spawn_blocking(move || registry.flush(registry.now())).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::error!("final flush failed: {e}"),
@@ -375,18 +371,19 @@ async fn serve_on(
         config,
     });
     let mut tasks = vec![tokio::spawn(accept::accept_loop(endpoint.clone(), shared))];
-    // A standby neither expires nor writes: the cluster's writer does both.
+    // A standby does not expire (the cluster's writer does); its flushes write the rows
+    // of the leases it renewed.
     if !registry.is_standby() {
         tasks.push(tokio::spawn(tasks::expiry(
             registry.clone(),
             ops.observer,
             shutdown_rx.clone(),
         )));
-        tasks.push(tokio::spawn(tasks::flush(
-            registry.clone(),
-            shutdown_rx.clone(),
-        )));
     }
+    tasks.push(tokio::spawn(tasks::flush(
+        registry.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(tasks::notifications(
         registry.clone(),
         shutdown_rx,

@@ -244,8 +244,13 @@ pub struct Batch {
 impl Batch {
     /// Whether the batch changes nothing.
     pub fn is_empty(&self) -> bool {
+        self.leases.is_empty() && self.is_lease_rows_only()
+    }
+
+    /// Whether the batch writes lease rows and nothing else (a cluster standby's flush of
+    /// the leases it renewed).
+    pub fn is_lease_rows_only(&self) -> bool {
         self.registrations.is_empty()
-            && self.leases.is_empty()
             && self.delete.is_empty()
             && self.names.is_empty()
             && self.grants.is_empty()

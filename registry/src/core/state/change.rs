@@ -209,17 +209,7 @@ impl RegistryState {
         let dirty = std::mem::take(&mut self.dirty);
         let leases = dirty
             .keys()
-            .filter_map(|id| {
-                self.table.get(id).map(|s| {
-                    let row = LeaseRow {
-                        expires_at_ms: self.wall_ms(s.deadline),
-                        ttl_ms: s.ttl_ms(),
-                        renewals: u64::from(s.renewals()),
-                        in_grace: s.in_grace(),
-                    };
-                    (*id, row)
-                })
-            })
+            .filter_map(|id| self.table.get(id).map(|s| (*id, self.row_of(s))))
             .collect();
         let batch = Batch {
             leases,

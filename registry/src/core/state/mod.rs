@@ -23,6 +23,7 @@ mod change;
 mod clients;
 mod follow;
 mod freshness;
+mod held;
 mod restart;
 mod roots;
 mod views;

@@ -543,3 +543,52 @@ fn a_takeover_gives_a_lease_with_less_than_a_grace_left_the_grace() {
     assert_eq!(restart.batch().leases[0].0, lease(1));
     assert_eq!(restart.batch().leases[0].1.expires_at_ms, WALL + 2_000);
 }
+
+#[test]
+fn a_standby_flush_writes_only_the_rows_it_renewed() {
+    let mut st = started();
+    let (key, vendor) = signing(1);
+    register(&mut st, 0, 1, &key, "acme/echo", 1_000);
+    assert!(st.plan_held_flush().is_none(), "nothing renewed here");
+    st.renew(Millis(400), &vendor, lease(1), 1_000).unwrap();
+    let flush = st.plan_held_flush().unwrap();
+    assert!(flush.batch().is_lease_rows_only());
+    assert_eq!(flush.batch().leases[0].1.expires_at_ms, WALL + 1_400);
+    assert_eq!(flush.batch().last_alive_ms, None, "no marks");
+    // A failed write keeps the row for the next flush.
+    st.abandon(flush);
+    assert_eq!(st.plan_held_flush().unwrap().batch().leases.len(), 1);
+}
+
+#[test]
+fn a_renewal_taken_elsewhere_only_ever_moves_a_deadline_later() {
+    let mut st = started();
+    let (key, _) = signing(1);
+    register(&mut st, 0, 1, &key, "acme/echo", 1_000);
+    let next = st.events().next_seq();
+    let row = |expires: u64| LeaseRow {
+        expires_at_ms: WALL + expires,
+        ttl_ms: 1_000,
+        renewals: 3,
+        in_grace: false,
+    };
+    assert!(st.renewed_elsewhere(Millis(500), lease(1), &row(1_500)));
+    assert_eq!(st.next_deadline(), Some(Millis(1_500)));
+    assert_eq!(st.events().next_seq(), next + 1, "a Renewed event");
+    assert!(
+        !st.renewed_elsewhere(Millis(600), lease(1), &row(1_200)),
+        "an older row changes nothing"
+    );
+    assert_eq!(st.next_deadline(), Some(Millis(1_500)));
+    assert!(
+        !st.renewed_elsewhere(Millis(600), lease(9), &row(9_000)),
+        "unknown lease"
+    );
+    assert!(
+        st.plan_flush(Millis(700), 60_000)
+            .is_none_or(|f| f.batch().leases.is_empty()),
+        "the row is in the store already"
+    );
+    // Past the moved deadline the lease expires as any other.
+    assert_eq!(st.expire(Millis(1_500)).unwrap(), vec![lease(1)]);
+}

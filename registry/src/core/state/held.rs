@@ -1,0 +1,131 @@
+//! Renewals held by the cluster node a vendor is connected to, whichever node that is.
+//!
+//! A cluster's standby renews the leases of the vendors connected to it in memory, as the
+//! writer does, and writes their rows behind in batches ([`RegistryState::plan_held_flush`]:
+//! the rows alone, no marks, no removals). The writer learns those rows from etcd and moves
+//! its own deadlines on ([`RegistryState::renewed_elsewhere`]); it alone still expires. A
+//! standby that reads the store again keeps the renewals it has not written yet
+//! ([`RegistryState::carry_held`]).
+//!
+//! Deadlines only ever move later here: a row written by another node may be older than a
+//! renewal this node took since (a vendor that moved between nodes), and the node that
+//! renewed last wins in memory whatever order the rows arrive in.
+
+use super::RegistryState;
+use super::change::{Flush, Planned};
+use crate::core::lease_table::{LeaseEntry, Millis, Restore};
+use crate::store::{Batch, LeaseRow};
+use courier_protocol::{EventKind, LeaseId};
+
+impl RegistryState {
+    /// Numbers events for this node alone: a standby's events never leave it (event
+    /// streams are the writer's), so it needs no durable reservation of numbers, which it
+    /// could not write.
+    pub fn number_events_locally(&mut self) {
+        self.events.set_reserved(u64::MAX);
+    }
+
+    /// Plans the write of the rows of leases renewed here since the last flush, and
+    /// nothing else (a standby writes no marks and removes nothing).
+    pub fn plan_held_flush(&mut self) -> Option<Planned<Flush>> {
+        if self.dirty.is_empty() {
+            return None;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let leases = dirty
+            .keys()
+            .filter_map(|id| self.table.get(id).map(|s| (*id, self.row_of(s))))
+            .collect();
+        Some(Planned {
+            batch: Batch {
+                leases,
+                ..Default::default()
+            },
+            change: Flush,
+        })
+    }
+
+    /// A lease's row as a flush writes it.
+    pub(super) fn row_of(&self, s: &LeaseEntry) -> LeaseRow {
+        LeaseRow {
+            expires_at_ms: self.wall_ms(s.deadline),
+            ttl_ms: s.ttl_ms(),
+            renewals: u64::from(s.renewals()),
+            in_grace: s.in_grace(),
+        }
+    }
+
+    /// A renewal another node of the cluster took and wrote (`row`, its expiry on this
+    /// registry's wall clock): the lease's deadline moves to it if that is later, with a
+    /// `Renewed` event. Returns whether it moved. Nothing is marked to be written (the row
+    /// is in the store already).
+    pub fn renewed_elsewhere(&mut self, now: Millis, lease: LeaseId, row: &LeaseRow) -> bool {
+        let Some(current) = self.table.get(&lease).copied() else {
+            return false;
+        };
+        let remaining = row
+            .expires_at_ms
+            .saturating_sub(self.wall_ms(now))
+            .min(row.ttl_ms);
+        if remaining == 0 || now.plus(remaining) <= current.deadline {
+            return false;
+        }
+        let Some(deadline) = self.put_back(now, lease, remaining, row.ttl_ms, row.renewals) else {
+            return false;
+        };
+        if let Some(reg) = self.catalog.get(&lease).cloned()
+            && self.events.headroom() > 0
+        {
+            self.events.push(EventKind::Renewed, self.wall_ms(now), reg);
+        }
+        deadline > current.deadline
+    }
+
+    /// Keeps, in this state read again from the store, the renewals `old` took and has not
+    /// written yet: each still registered here gets the later of the two deadlines, and is
+    /// written by the next flush.
+    pub fn carry_held(&mut self, now: Millis, old: &RegistryState) {
+        for id in old.dirty.keys() {
+            let (Some(held), Some(loaded)) = (old.table.get(id), self.table.get(id).copied())
+            else {
+                continue;
+            };
+            if held.deadline > loaded.deadline
+                && self
+                    .put_back(
+                        now,
+                        *id,
+                        held.deadline.since(now),
+                        held.ttl_ms(),
+                        u64::from(held.renewals()),
+                    )
+                    .is_some()
+            {
+                self.dirty.insert(*id, ());
+            }
+        }
+    }
+
+    /// Replaces `lease`'s table entry with one of `remaining_ms` left (out of grace), and
+    /// moves its deadline in the catalog. Returns the new deadline.
+    fn put_back(
+        &mut self,
+        now: Millis,
+        lease: LeaseId,
+        remaining_ms: u64,
+        ttl_ms: u64,
+        renewals: u64,
+    ) -> Option<Millis> {
+        self.table.remove(&lease)?;
+        let renewals = u32::try_from(renewals).unwrap_or(u32::MAX);
+        let entry = self.table.restore(
+            now,
+            lease,
+            Restore::Remaining(remaining_ms.max(1)),
+            ttl_ms,
+            renewals,
+        )?;
+        self.catalog.set_deadline(&lease, entry.deadline);
+        Some(entry.deadline)
+    }
+}
