@@ -103,6 +103,28 @@ async fn renewed_at_the_standby_only_lives_on_at_the_writer(a: &NodeProc, b: &No
         row.renewals + 2 >= renewed && row.remaining_ms > 0,
         "the writer's row follows the standby's renewals ({renewed}): {row:?}"
     );
+    assert_eq!(
+        row.holder.as_deref(),
+        Some("b"),
+        "the lease page names the node holding the lease"
+    );
+    let out = run_ok(
+        courier()
+            .env("COURIER_REGISTRY", a.addr.to_string())
+            .env("COURIER_REGISTRY_PIN", a.pin.to_string())
+            .args(["leases", "--json"]),
+    );
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let listed = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["lease"] == lease.to_string().as_str())
+        .unwrap();
+    assert_eq!(
+        listed["node"], "b",
+        "`courier leases` names it too: {listed}"
+    );
     at_a.cancel(lease).await.unwrap();
     at_a.close();
     at_b.close();

@@ -76,13 +76,14 @@ impl Follow {
         }
     }
 
-    /// The row of a `lease/` key and value, unless this node wrote it.
-    fn foreign(&self, key: &[u8], value: &[u8]) -> Option<(LeaseId, LeaseRow)> {
+    /// The row of a `lease/` key and value and the node that wrote it, unless this one did.
+    fn foreign(&self, key: &[u8], value: &[u8]) -> Option<(LeaseId, LeaseRow, String)> {
         let lease = layout::parse_lease(self.layout.strip(key, "lease/")?)?;
-        if row_holder(value) == self.me {
+        let holder = row_holder(value);
+        if holder == self.me {
             return None;
         }
-        Some((lease, lease_row(value)?))
+        Some((lease, lease_row(value)?, holder.to_string()))
     }
 
     async fn watch(&self, revision: &mut i64) -> Result<(), String> {

@@ -194,7 +194,7 @@ struct Follower {
 /// What one watch answer holds, in etcd's order.
 enum Seen {
     Reg(LeaseId, SignedManifest),
-    Row(LeaseId, LeaseRow),
+    Row(LeaseId, LeaseRow, String),
     Gone(LeaseId),
     Fresh(SignedFreshness),
     Client(Box<ClientInfo>),
@@ -288,7 +288,8 @@ impl Follower {
                         layout::parse_lease(hex),
                         lease_row(kv.value()),
                     ) {
-                        seen.push(Seen::Row(lease, row));
+                        let holder = row_holder(kv.value()).to_string();
+                        seen.push(Seen::Row(lease, row, holder));
                     }
                 } else if l.strip(kv.key(), "fresh/").is_some() {
                     match codec::decode::<SignedFreshness>(kv.value()) {
@@ -354,10 +355,10 @@ impl Follower {
         if seen.is_empty() {
             return;
         }
-        let mut rows: HashMap<LeaseId, LeaseRow> = HashMap::new();
+        let mut rows: HashMap<LeaseId, (LeaseRow, String)> = HashMap::new();
         for s in &seen {
-            if let Seen::Row(lease, row) = s {
-                rows.insert(*lease, *row);
+            if let Seen::Row(lease, row, holder) = s {
+                rows.insert(*lease, (*row, holder.clone()));
             }
         }
         let mut registered = std::collections::HashSet::new();
@@ -374,7 +375,7 @@ impl Follower {
         for s in seen {
             changes.push(match s {
                 Seen::Reg(lease, manifest) => {
-                    let Some(row) = rows.get(&lease).copied() else {
+                    let Some((row, holder)) = rows.get(&lease).cloned() else {
                         tracing::warn!(%lease, "a registration came without its lease row");
                         continue;
                     };
@@ -385,13 +386,15 @@ impl Follower {
                             manifest,
                             row,
                         },
+                        holder,
                     }
                 }
-                Seen::Row(lease, _) if registered.contains(&lease) => continue,
-                Seen::Row(lease, row) => Followed::Row {
+                Seen::Row(lease, ..) if registered.contains(&lease) => continue,
+                Seen::Row(lease, row, holder) => Followed::Row {
                     lease,
                     row,
                     remaining_ms: clock.remaining(row.expires_at_ms),
+                    holder,
                 },
                 Seen::Gone(lease) => {
                     gone.push(lease);

@@ -62,7 +62,8 @@ impl Selection {
     }
 }
 
-/// In a cluster, which node holds the leases (the writer), and which answered.
+/// In a cluster, which node answered and which writes (it holds every lease not renewed
+/// at another node).
 #[derive(Default)]
 struct Holder(Option<ClusterNodes>);
 
@@ -71,20 +72,32 @@ impl Holder {
         Self(cluster)
     }
 
-    /// The name of the node that holds the leases ("-" while none is elected).
-    fn node(&self) -> Option<&str> {
-        self.0.as_ref().map(|c| c.writer.as_deref().unwrap_or("-"))
+    /// Whether the registry is a cluster's node.
+    fn clustered(&self) -> bool {
+        self.0.is_some()
     }
 
-    /// One line saying which node answered and which holds the leases.
+    /// The name of the node that holds `l` (the writer unless the row names another; "-"
+    /// while none is elected), in a cluster.
+    fn node<'a>(&'a self, l: &'a LeaseInfo) -> Option<&'a str> {
+        let c = self.0.as_ref()?;
+        Some(
+            l.holder
+                .as_deref()
+                .unwrap_or(c.writer.as_deref().unwrap_or("-")),
+        )
+    }
+
+    /// One line saying which node answered and which writes.
     fn line(&self) -> Option<String> {
         let c = self.0.as_ref()?;
         Some(match c.writer.as_deref() {
             Some(w) if w == c.answered_by => {
-                format!("node {w} (the cluster's writer) holds these leases")
+                format!("node {w} (the cluster's writer) answered; NODE is where each lease renews")
             }
             Some(w) => format!(
-                "node {} (a standby) answered; the cluster's writer {w} holds these leases",
+                "node {} (a standby) answered; the cluster's writer is {w}; NODE is where each \
+                 lease renews",
                 c.answered_by
             ),
             None => format!(
@@ -180,7 +193,7 @@ fn render(leases: &[LeaseInfo], now: u64, holder: &Holder) -> String {
                 l.clients_served.to_string(),
                 l.lease.to_string(),
             ];
-            if let Some(node) = holder.node() {
+            if let Some(node) = holder.node(l) {
                 row.push(node.to_string());
             }
             row
@@ -198,7 +211,7 @@ fn render(leases: &[LeaseInfo], now: u64, holder: &Holder) -> String {
         "CLIENTS",
         "LEASE",
     ];
-    if holder.node().is_some() {
+    if holder.clustered() {
         header.push("NODE");
     }
     table(&header, &rows)
@@ -224,7 +237,7 @@ pub async fn run(args: LeasesArgs) -> anyhow::Result<()> {
     if args.json {
         let rows: Vec<_> = leases
             .iter()
-            .map(|l| lease_json(l, holder.node()))
+            .map(|l| lease_json(l, holder.node(l)))
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if leases.is_empty() {
@@ -340,6 +353,7 @@ mod tests {
             in_grace: false,
             last_renewal_ms: last,
             clients_served: clients,
+            holder: None,
         }
     }
 
@@ -395,11 +409,19 @@ mod tests {
         );
         assert!(
             text.lines().nth(1).unwrap().trim_end().ends_with("n3"),
+            "the writer, when the row names no other node: {text}"
+        );
+        let mut renewed_at_n1 = lease("acme/other", 4_000, 2, 3, 8_500);
+        renewed_at_n1.holder = Some("n1".into());
+        let text = render(&[renewed_at_n1], 10_000, &holder);
+        assert!(
+            text.lines().nth(1).unwrap().trim_end().ends_with("n1"),
             "{text}"
         );
         assert_eq!(
             holder.line().unwrap(),
-            "node n2 (a standby) answered; the cluster's writer n3 holds these leases"
+            "node n2 (a standby) answered; the cluster's writer is n3; NODE is where each lease \
+             renews"
         );
         let none = Holder::of(Some(ClusterNodes {
             answered_by: "n2".into(),

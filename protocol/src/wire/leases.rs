@@ -82,6 +82,10 @@ pub struct LeaseInfo {
     /// How many distinct identified clients were handed its proxy (a fetch by a client
     /// without a key is counted in the usage figures, but cannot be told from another).
     pub clients_served: u64,
+    /// In a cluster: the node holding the lease (that took its last renewal), when the
+    /// answering node knows it is another than the writer named on the page (`None`: the
+    /// writer, or a single registry).
+    pub holder: Option<String>,
 }
 
 /// Which leases a page of the lease table lists; every field given must hold.
@@ -123,17 +127,17 @@ pub struct LeasePage {
     /// accepts them). While it refuses (a cluster node whose etcd lost its quorum), the
     /// rows are served from memory: renewals count, but nothing new is durable.
     pub store_unwritable_ms: Option<u64>,
-    /// In a cluster: the node that answered, and the writer that holds every lease (`None`
-    /// for a single registry).
+    /// In a cluster: the node that answered, and the writer (`None` for a single
+    /// registry).
     pub cluster: Option<ClusterNodes>,
 }
 
-/// Which node of a registry cluster answered, and which holds the leases.
+/// Which node of a registry cluster answered, and which writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterNodes {
     /// The node that answered.
     pub answered_by: String,
-    /// The cluster's writer, which holds (renews and expires) every lease; `None` while
-    /// none is elected.
+    /// The cluster's writer, which registers and expires, and holds every lease not
+    /// renewed at another node ([`LeaseInfo::holder`]); `None` while none is elected.
     pub writer: Option<String>,
 }

@@ -26,6 +26,8 @@ pub enum Followed {
         stored: StoredLease,
         /// Its time left.
         remaining_ms: u64,
+        /// The node that wrote the row (the writer).
+        holder: String,
     },
     /// A lease row a flush wrote (a renewal).
     Row {
@@ -35,6 +37,8 @@ pub enum Followed {
         row: LeaseRow,
         /// Its time left.
         remaining_ms: u64,
+        /// The node that took the renewal and wrote the row.
+        holder: String,
     },
     /// A registration removed.
     Delete(LeaseId),
@@ -73,9 +77,12 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Names this node and the cluster's writer (the node that holds every lease) on
-    /// every lease page from now on.
+    /// Names this node and the cluster's writer on every lease page from now on (a
+    /// standby holds the leases it renews itself).
     pub fn set_cluster(&self, nodes: ClusterNodes) {
+        if self.standby {
+            self.state().set_here(&nodes.answered_by);
+        }
         *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(nodes);
     }
 
@@ -103,12 +110,14 @@ impl Registry {
                 Followed::Put {
                     stored,
                     remaining_ms,
-                } => st.follow_put(now, stored, remaining_ms),
+                    holder,
+                } => st.follow_put(now, stored, remaining_ms, &holder),
                 Followed::Row {
                     lease,
                     row,
                     remaining_ms,
-                } => st.follow_row(now, lease, &row, remaining_ms),
+                    holder,
+                } => st.follow_row(now, lease, &row, remaining_ms, &holder),
                 Followed::Delete(lease) => st.follow_delete(&lease),
                 Followed::Freshness(signed) => {
                     st.follow_freshness(signed);
@@ -152,13 +161,16 @@ impl Registry {
     }
 
     /// Renewals other nodes of the cluster took and wrote (the writer learns them from the
-    /// store): each lease's deadline moves to its row's expiry if that is later. Memory
-    /// only. Returns how many moved.
-    pub fn renewed_elsewhere(&self, rows: impl IntoIterator<Item = (LeaseId, LeaseRow)>) -> usize {
+    /// store): each lease's deadline moves to its row's expiry if that is later, and the
+    /// node named holds it. Memory only. Returns how many moved.
+    pub fn renewed_elsewhere(
+        &self,
+        rows: impl IntoIterator<Item = (LeaseId, LeaseRow, String)>,
+    ) -> usize {
         let now = self.now();
         self.with_state(|st| {
             rows.into_iter()
-                .filter(|(lease, row)| st.renewed_elsewhere(now, *lease, row))
+                .filter(|(lease, row, holder)| st.renewed_elsewhere(now, *lease, row, holder))
                 .count()
         })
     }

@@ -20,7 +20,13 @@ use courier_protocol::{ClientInfo, LeaseId, SignedFreshness, VendorKey};
 impl RegistryState {
     /// A registration the writer committed, with `remaining_ms` left on its lease. Returns
     /// whether it is in the catalog now (a revoked key's, or an unreadable one, is not).
-    pub fn follow_put(&mut self, now: Millis, stored: StoredLease, remaining_ms: u64) -> bool {
+    pub fn follow_put(
+        &mut self,
+        now: Millis,
+        stored: StoredLease,
+        remaining_ms: u64,
+        holder: &str,
+    ) -> bool {
         let lease = stored.lease;
         self.follow_delete(&lease);
         let manifest = match stored.manifest.peek() {
@@ -47,7 +53,10 @@ impl RegistryState {
             self.follow_delete(&other);
         }
         match self.catalog.insert(lease, &manifest, deadline) {
-            Ok(_) => true,
+            Ok(_) => {
+                self.held_at(lease, holder);
+                true
+            }
             Err(e) => {
                 tracing::warn!(%lease, "a standby skips a registration: {e}");
                 self.table.remove(&lease);
@@ -64,6 +73,7 @@ impl RegistryState {
         lease: LeaseId,
         row: &LeaseRow,
         remaining_ms: u64,
+        holder: &str,
     ) -> bool {
         if self.table.remove(&lease).is_none() {
             return false;
@@ -71,6 +81,7 @@ impl RegistryState {
         match self.follow_lease(now, lease, row, remaining_ms) {
             Some(deadline) => {
                 self.catalog.set_deadline(&lease, deadline);
+                self.held_at(lease, holder);
                 true
             }
             None => {
@@ -115,6 +126,8 @@ impl RegistryState {
     /// whether it was here.
     pub fn follow_delete(&mut self, lease: &LeaseId) -> bool {
         self.table.remove(lease);
+        self.dirty.remove(lease);
+        self.held_by.remove(lease);
         self.catalog.remove(lease).is_some()
     }
 

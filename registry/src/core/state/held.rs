@@ -16,6 +16,7 @@ use super::change::{Flush, Planned};
 use crate::core::lease_table::{LeaseEntry, Millis, Restore};
 use crate::store::{Batch, LeaseRow};
 use courier_protocol::{EventKind, LeaseId};
+use std::sync::Arc;
 
 impl RegistryState {
     /// Numbers events for this node alone: a standby's events never leave it (event
@@ -23,6 +24,46 @@ impl RegistryState {
     /// could not write.
     pub fn number_events_locally(&mut self) {
         self.events.set_reserved(u64::MAX);
+    }
+
+    /// Names this standby: the leases it renews are its own to hold.
+    pub fn set_here(&mut self, name: &str) {
+        self.here = Some(Arc::from(name));
+    }
+
+    /// `lease` was renewed here: a standby holds it; the writer holds what nobody else
+    /// does (no entry).
+    pub(super) fn held_here(&mut self, lease: LeaseId) {
+        match &self.here {
+            Some(here) => {
+                self.held_by.insert(lease, here.clone());
+            }
+            None if !self.held_by.is_empty() => {
+                self.held_by.remove(&lease);
+            }
+            None => {}
+        }
+    }
+
+    /// `lease` is held by the node named `holder` (empty: not known).
+    pub(super) fn held_at(&mut self, lease: LeaseId, holder: &str) {
+        if holder.is_empty() {
+            self.held_by.remove(&lease);
+            return;
+        }
+        // Nodes are few: the names are shared, not copied per lease.
+        let name = self
+            .held_by
+            .values()
+            .find(|n| &***n == holder)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(holder));
+        self.held_by.insert(lease, name);
+    }
+
+    /// The node holding `lease`, if not the writer (or not known).
+    pub fn holder(&self, lease: &LeaseId) -> Option<&Arc<str>> {
+        self.held_by.get(lease)
     }
 
     /// Plans the write of the rows of leases renewed here since the last flush, and
@@ -55,11 +96,17 @@ impl RegistryState {
         }
     }
 
-    /// A renewal another node of the cluster took and wrote (`row`, its expiry on this
-    /// registry's wall clock): the lease's deadline moves to it if that is later, with a
-    /// `Renewed` event. Returns whether it moved. Nothing is marked to be written (the row
-    /// is in the store already).
-    pub fn renewed_elsewhere(&mut self, now: Millis, lease: LeaseId, row: &LeaseRow) -> bool {
+    /// A renewal the node `holder` took and wrote (`row`, its expiry on this registry's
+    /// wall clock): the lease's deadline moves to it if that is later, with a `Renewed`
+    /// event, and `holder` holds it. Returns whether it moved. Nothing is marked to be
+    /// written (the row is in the store already).
+    pub fn renewed_elsewhere(
+        &mut self,
+        now: Millis,
+        lease: LeaseId,
+        row: &LeaseRow,
+        holder: &str,
+    ) -> bool {
         let Some(current) = self.table.get(&lease).copied() else {
             return false;
         };
@@ -73,6 +120,7 @@ impl RegistryState {
         let Some(deadline) = self.put_back(now, lease, remaining, row.ttl_ms, row.renewals) else {
             return false;
         };
+        self.held_at(lease, holder);
         if let Some(reg) = self.catalog.get(&lease).cloned()
             && self.events.headroom() > 0
         {
@@ -82,9 +130,10 @@ impl RegistryState {
     }
 
     /// Keeps, in this state read again from the store, the renewals `old` took and has not
-    /// written yet: each still registered here gets the later of the two deadlines, and is
-    /// written by the next flush.
+    /// written yet (each still registered here gets the later of the two deadlines, and is
+    /// written by the next flush), and the node's name.
     pub fn carry_held(&mut self, now: Millis, old: &RegistryState) {
+        self.here.clone_from(&old.here);
         for id in old.dirty.keys() {
             let (Some(held), Some(loaded)) = (old.table.get(id), self.table.get(id).copied())
             else {
@@ -102,6 +151,7 @@ impl RegistryState {
                     .is_some()
             {
                 self.dirty.insert(*id, ());
+                self.held_here(*id);
             }
         }
     }

@@ -75,6 +75,11 @@ pub struct RegistryState {
     events: EventRing,
     /// Leases renewed since the last flush.
     dirty: LeaseMap<()>,
+    /// In a cluster: the node holding each lease renewed at another node than the writer
+    /// (see `held.rs`).
+    held_by: LeaseMap<Arc<str>>,
+    /// A cluster standby's own name (its renewals are its to hold).
+    here: Option<Arc<str>>,
     /// Leases expired since the last flush, to delete from the store.
     deleted: Vec<LeaseId>,
     /// When the last flush was committed.
@@ -130,6 +135,8 @@ impl RegistryState {
             keys: KeyBook::new(),
             events: EventRing::new(start_seq, start_seq, config.event_ring),
             dirty: LeaseMap::default(),
+            held_by: LeaseMap::default(),
+            here: None,
             deleted: Vec::new(),
             last_flush: Millis(0),
             clients: ClientBook::default(),
@@ -184,6 +191,7 @@ impl RegistryState {
             } => {
                 self.catalog.set_deadline(&lease, deadline);
                 self.dirty.insert(lease, ());
+                self.held_here(lease);
                 self.events.push(EventKind::Renewed, self.wall_ms(now), reg);
                 Ok(LeaseGrant {
                     lease,
@@ -335,6 +343,7 @@ impl RegistryState {
     fn retire(&mut self, now: Millis, lease: LeaseId, why: Retire) -> Option<Arc<Registration>> {
         self.table.remove(&lease);
         self.dirty.remove(&lease);
+        self.held_by.remove(&lease);
         let reg = self.catalog.remove(&lease)?;
         self.events
             .push(why.event(), self.wall_ms(now), reg.clone());

@@ -483,8 +483,8 @@ fn stored(id: u8, key: &SigningKey, name: &str) -> StoredLease {
 fn a_standby_applies_the_writers_changes_and_a_replay_changes_nothing() {
     let mut st = started();
     let (k, _) = signing(1);
-    assert!(st.follow_put(Millis(0), stored(1, &k, "acme/a"), 5_000));
-    assert!(st.follow_put(Millis(100), stored(1, &k, "acme/a"), 4_900));
+    assert!(st.follow_put(Millis(0), stored(1, &k, "acme/a"), 5_000, "w"));
+    assert!(st.follow_put(Millis(100), stored(1, &k, "acme/a"), 4_900, "w"));
     assert_eq!(found(&st, 200), [lease(1)]);
     assert_eq!(
         st.counts().1,
@@ -497,20 +497,29 @@ fn a_standby_applies_the_writers_changes_and_a_replay_changes_nothing() {
     assert!(st.table.get(&lease(1)).is_some());
     // A flushed renewal moves its end.
     let row = stored(1, &k, "acme/a").row;
-    assert!(st.follow_row(Millis(5_100), lease(1), &row, 10_000));
+    assert!(st.follow_row(Millis(5_100), lease(1), &row, 10_000, "b"));
     assert_eq!(found(&st, 14_000), [lease(1)]);
+    assert_eq!(
+        st.holder(&lease(1)).map(|h| &**h),
+        Some("b"),
+        "renewed at b"
+    );
     // The same key registers the name again: the new registration replaces the old one
     // even before the writer's removal of the old one arrives.
-    assert!(st.follow_put(Millis(14_000), stored(2, &k, "acme/a"), 10_000));
+    assert!(st.follow_put(Millis(14_000), stored(2, &k, "acme/a"), 10_000, "w"));
     assert_eq!(found(&st, 14_001), [lease(2)]);
     assert!(!st.follow_delete(&lease(1)), "already gone");
     assert!(st.follow_delete(&lease(2)));
     assert!(found(&st, 14_002).is_empty());
     assert!(
-        !st.follow_row(Millis(14_003), lease(3), &row, 10_000),
+        !st.follow_row(Millis(14_003), lease(3), &row, 10_000, "b"),
         "unknown lease"
     );
     assert_eq!(st.counts(), (0, 0, st.counts().2));
+    assert!(
+        st.holder(&lease(1)).is_none(),
+        "a lease gone is held by nobody"
+    );
 }
 
 #[test]
@@ -550,7 +559,9 @@ fn a_standby_flush_writes_only_the_rows_it_renewed() {
     let (key, vendor) = signing(1);
     register(&mut st, 0, 1, &key, "acme/echo", 1_000);
     assert!(st.plan_held_flush().is_none(), "nothing renewed here");
+    st.set_here("s");
     st.renew(Millis(400), &vendor, lease(1), 1_000).unwrap();
+    assert_eq!(st.holder(&lease(1)).map(|h| &**h), Some("s"), "held here");
     let flush = st.plan_held_flush().unwrap();
     assert!(flush.batch().is_lease_rows_only());
     assert_eq!(flush.batch().leases[0].1.expires_at_ms, WALL + 1_400);
@@ -572,16 +583,17 @@ fn a_renewal_taken_elsewhere_only_ever_moves_a_deadline_later() {
         renewals: 3,
         in_grace: false,
     };
-    assert!(st.renewed_elsewhere(Millis(500), lease(1), &row(1_500)));
+    assert!(st.renewed_elsewhere(Millis(500), lease(1), &row(1_500), "b"));
     assert_eq!(st.next_deadline(), Some(Millis(1_500)));
     assert_eq!(st.events().next_seq(), next + 1, "a Renewed event");
+    assert_eq!(st.holder(&lease(1)).map(|h| &**h), Some("b"));
     assert!(
-        !st.renewed_elsewhere(Millis(600), lease(1), &row(1_200)),
+        !st.renewed_elsewhere(Millis(600), lease(1), &row(1_200), "c"),
         "an older row changes nothing"
     );
     assert_eq!(st.next_deadline(), Some(Millis(1_500)));
     assert!(
-        !st.renewed_elsewhere(Millis(600), lease(9), &row(9_000)),
+        !st.renewed_elsewhere(Millis(600), lease(9), &row(9_000), "c"),
         "unknown lease"
     );
     assert!(
@@ -589,6 +601,15 @@ fn a_renewal_taken_elsewhere_only_ever_moves_a_deadline_later() {
             .is_none_or(|f| f.batch().leases.is_empty()),
         "the row is in the store already"
     );
+    assert_eq!(
+        st.holder(&lease(1)).map(|h| &**h),
+        Some("b"),
+        "b renewed last"
+    );
+    // Renewed here, the writer holds it again.
+    let vendor = VendorKey::of(&key);
+    st.renew(Millis(700), &vendor, lease(1), 1_000).unwrap();
+    assert!(st.holder(&lease(1)).is_none());
     // Past the moved deadline the lease expires as any other.
-    assert_eq!(st.expire(Millis(1_500)).unwrap(), vec![lease(1)]);
+    assert_eq!(st.expire(Millis(1_700)).unwrap(), vec![lease(1)]);
 }

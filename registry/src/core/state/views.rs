@@ -35,6 +35,8 @@ pub struct PageRow {
     pub last_renewal_ms: u64,
     /// Distinct clients handed its service's proxy.
     pub clients_served: u64,
+    /// In a cluster, the node holding it if not the writer (or not known).
+    pub holder: Option<Arc<str>>,
 }
 
 impl PageRow {
@@ -81,6 +83,7 @@ impl LeasePageRows {
                     in_grace: r.in_grace,
                     last_renewal_ms: r.last_renewal_ms,
                     clients_served: r.clients_served,
+                    holder: r.holder.map(|h| h.to_string()),
                 })
             })
             .collect();
@@ -185,6 +188,7 @@ impl RegistryState {
                 in_grace: s.in_grace(),
                 last_renewal_ms: self.wall_ms(Millis(s.deadline.0.saturating_sub(s.ttl_ms()))),
                 clients_served: self.usage.clients_served(&reg.name),
+                holder: self.holder(id).cloned(),
             });
             if heap.len() > limit + 1 {
                 heap.pop();
