@@ -15,8 +15,9 @@
 //!   registry's restart rule (time left, one grace) and writes.
 //! - Renewals are taken by whichever node a vendor is connected to: a standby writes the
 //!   rows of the leases it renewed behind, in batches, under its own membership key, and
-//!   the writer ([`RenewalFollower`]) moves its deadlines on to them; the writer alone
+//!   the writer ([`Writer`]) moves its deadlines on to them; the writer alone
 //!   expires.
+//! - [`Writer`] is a node elected writer: its registry and the renewals it follows.
 //! - [`takeover_wall_ms`] is the time a new writer opens at: the last writer's clock
 //!   carried on, never another machine's clock compared with it.
 //! - [`status()`] is what `courier cluster status` prints.
@@ -37,15 +38,16 @@ mod standby;
 mod status;
 mod store;
 mod write;
+mod writer;
 
 pub use clock::takeover_wall_ms;
 pub use etcd::{DEFAULT_DEADLINE, Etcd};
 pub use node::{Advert, DEFAULT_SESSION_TTL, Node, NodeConfig, Session};
-pub use renewals::RenewalFollower;
 pub use standby::Standby;
 pub use status::{ClusterStatus, MemberStatus, NodeStatus, status};
 pub use store::{ComponentSource, EtcdStore, HeldManifests};
 pub use write::{Fence, MAX_TXN_OPS};
+pub use writer::Writer;
 
 use courier_registry::StoreError;
 use std::path::PathBuf;
@@ -101,6 +103,9 @@ pub enum ClusterError {
     /// The standby's registry could not be opened on the store.
     #[error("cannot open the standby's registry: {0}")]
     Standby(courier_registry::OpenError),
+    /// The writer's registry could not be opened on the store.
+    #[error("cannot open the writer's registry: {0}")]
+    Writer(courier_registry::OpenError),
     /// etcd failed a request.
     #[error(transparent)]
     Etcd(#[from] StoreError),

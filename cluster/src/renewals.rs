@@ -23,7 +23,7 @@ use std::time::Duration;
 /// The task that moves the writer's deadlines on to other nodes' renewals. Dropping it
 /// stops it.
 #[derive(Debug)]
-pub struct RenewalFollower {
+pub(crate) struct RenewalFollower {
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,7 +36,7 @@ impl Drop for RenewalFollower {
 impl RenewalFollower {
     /// Follows the lease rows other nodes than `node` write, into `registry` (the
     /// writer's, opened on the store at etcd revision `loaded_at`).
-    pub fn start(node: &Node, registry: Arc<Registry>, loaded_at: i64) -> Self {
+    pub(crate) fn start(node: &Node, registry: Arc<Registry>, loaded_at: i64) -> Self {
         let follow = Follow {
             etcd: node.etcd().clone(),
             layout: node.layout().clone(),

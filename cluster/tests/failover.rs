@@ -9,10 +9,10 @@
 mod common;
 
 use common::{etcd, node_config, open_standby};
-use courier_cluster::{Advert, ClusterError, Node, NodeConfig, Standby, takeover_wall_ms};
+use courier_cluster::{Advert, ClusterError, Node, NodeConfig, Standby, Writer};
 use courier_protocol::{ClusterNodes, ErrorKind, ServiceQuery, SigningKey, SpkiPin};
 use courier_provider::{BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
-use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
+use courier_registry::{RegistryConfig, RegistryHandle, ServerConfig};
 use courier_test_support::{key, short_leases, wall_now};
 use courier_transport::{ClientError, Identity, RegistryClient};
 use std::net::SocketAddr;
@@ -43,42 +43,32 @@ async fn lead_and_serve(
     listen: SocketAddr,
     skew_ms: u64,
     standby: Option<(Standby, RegistryHandle)>,
-) -> RegistryHandle {
+) -> (RegistryHandle, Writer) {
     let fence = node.lead().await.unwrap();
     if let Some((standby, handle)) = standby {
         handle.shutdown().await;
         drop(standby);
     }
-    let store = {
-        let (node, dir) = (node.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || node.store(&dir, Some(fence)))
-            .await
-            .unwrap()
-            .unwrap()
+    let writer = {
+        let node = node.clone();
+        tokio::task::spawn_blocking(move || {
+            // A grace shorter than the quiet lease's 30 s, so that the takeover keeps its
+            // time (a lease with less than a grace left would get the grace).
+            let config = RegistryConfig {
+                grace: Duration::from_secs(5),
+                ..short_leases(&dir)
+            };
+            Writer::open(&node, &dir, fence, config, wall_now() + skew_ms)
+        })
+        .await
+        .unwrap()
+        .unwrap()
     };
-    let registry = tokio::task::spawn_blocking(move || {
-        // A grace shorter than the quiet lease's 30 s, so that the takeover keeps its time
-        // (a lease with less than a grace left would get the grace).
-        let config = RegistryConfig {
-            grace: Duration::from_secs(5),
-            ..short_leases(&dir)
-        };
-        let at = takeover_wall_ms(
-            store.last_alive_ms().unwrap(),
-            wall_now() + skew_ms,
-            Duration::from_secs(2),
-            config.flush_interval,
-        );
-        Registry::open_takeover(config, Box::new(store), at)
-    })
-    .await
-    .unwrap()
-    .unwrap();
     let server = ServerConfig {
         listen,
         ..courier_test_support::loopback()
     };
-    let handle = courier_registry::serve(Arc::new(registry), server)
+    let handle = courier_registry::serve(writer.registry().clone(), server)
         .await
         .unwrap();
     let advert = Advert {
@@ -89,7 +79,7 @@ async fn lead_and_serve(
         .await
         .unwrap()
         .unwrap();
-    handle
+    (handle, writer)
 }
 
 fn echo_bundle(key: &SigningKey, name: &str) -> courier_provider::Bundle {
@@ -127,7 +117,7 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
     let (addr_b, pin_b) = address_and_pin(&dir_b);
 
     let a = join(&urls, "a").await.unwrap();
-    let handle_a = lead_and_serve(a.clone(), dir_a.clone(), addr_a, 0, None).await;
+    let (handle_a, writer_a) = lead_and_serve(a.clone(), dir_a.clone(), addr_a, 0, None).await;
     assert_eq!(handle_a.pin(), pin_a);
 
     // B is a standby: it follows the writer's commits, answers lookups and fetches, and
@@ -280,7 +270,8 @@ async fn a_standby_takes_over_the_writers_registrations_and_the_keeper_follows()
     // The writer goes: its session ends, its server stops without a word to anyone.
     a.leave();
     drop(handle_a);
-    let handle_b = tokio::time::timeout(Duration::from_secs(15), b_serving)
+    drop(writer_a);
+    let (handle_b, _writer_b) = tokio::time::timeout(Duration::from_secs(15), b_serving)
         .await
         .expect("the standby took over")
         .unwrap();

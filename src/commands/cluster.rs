@@ -39,8 +39,7 @@ pub use built::{serve_node, status};
 mod built {
     use super::*;
     use anyhow::Context;
-    use courier_cluster::{Advert, Node, NodeConfig, RenewalFollower, Session, Standby};
-    use courier_registry::Registry;
+    use courier_cluster::{Advert, Node, NodeConfig, Session, Standby, Writer};
     use std::sync::Arc;
 
     pub async fn status(args: ClusterStatusArgs) -> anyhow::Result<()> {
@@ -277,33 +276,17 @@ mod built {
         drop(standby);
         println!("  elected the cluster's writer: loading its state from etcd");
         let (dir, n) = (args.data_dir.clone(), node.clone());
-        let (store, last_alive_ms) = tokio::task::spawn_blocking(move || {
-            let store = n.store(&dir, Some(fence))?;
-            let last_alive_ms = store.last_alive_ms()?;
-            Ok::<_, courier_cluster::ClusterError>((store, last_alive_ms))
-        })
-        .await?
-        .context("cannot open the cluster's store")?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        // The last writer's clock carried on: this node's never compared with it.
-        let wall_now_ms = courier_cluster::takeover_wall_ms(
-            last_alive_ms,
-            now_ms,
-            c.session_ttl,
-            config.flush_interval,
-        );
-        let held = store.held_manifests();
-        let registry = tokio::task::spawn_blocking(move || {
-            Registry::open_takeover(config, Box::new(store), wall_now_ms)
-        })
-        .await?
-        .context("cannot open the registry on etcd")?;
-        let registry = Arc::new(registry);
-        // Vendors connected to the other nodes renew there: their rows move this
-        // registry's deadlines on.
-        let _renewals = RenewalFollower::start(&node, registry.clone(), held.loaded_at());
+        // The last writer's clock carried on: this node's never compared with it. Vendors
+        // connected to the other nodes renew there: their rows move the writer's
+        // deadlines on.
+        let writer =
+            tokio::task::spawn_blocking(move || Writer::open(&n, &dir, fence, config, now_ms))
+                .await?
+                .context("cannot open the registry on etcd")?;
+        let registry = writer.registry().clone();
         registry.set_cluster(courier_protocol::ClusterNodes {
             answered_by: c.node.clone(),
             writer: Some(c.node.clone()),
