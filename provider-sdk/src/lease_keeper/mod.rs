@@ -325,6 +325,13 @@ fn classify(e: &ClientError) -> Failure {
     }
 }
 
+/// Whether the registry answered that it does not know the lease (or that it is not this
+/// key's).
+fn unknown(e: &ClientError) -> bool {
+    matches!(e, ClientError::Registry(w)
+        if matches!(w.kind, ErrorKind::UnknownLease | ErrorKind::NotOwner))
+}
+
 /// Marks that the keeper was asked to stop while waiting.
 struct Stopped;
 
@@ -349,6 +356,8 @@ struct Held {
     lease: LeaseId,
     renew_at: Instant,
     renewals: u64,
+    /// A node said it does not know the lease: another is asked before registering again.
+    doubted: bool,
 }
 
 impl Worker {
@@ -359,7 +368,10 @@ impl Worker {
             if *self.stop.borrow() {
                 break;
             }
-            let step = match held.as_ref().map(|h| (h.lease, h.renew_at, h.renewals)) {
+            let step = match held
+                .as_ref()
+                .map(|h| (h.lease, h.renew_at, h.renewals, h.doubted))
+            {
                 None => match self.register().await {
                     Ok(grant) => {
                         self.publish_freshness().await;
@@ -368,7 +380,7 @@ impl Worker {
                     }
                     Err(e) => Err(e),
                 },
-                Some((lease, renew_at, renewals)) => {
+                Some((lease, renew_at, renewals, doubted)) => {
                     let wake = renew_at.min(self.fresh_due);
                     if until(&self.stop, tokio::time::sleep_until(wake))
                         .await
@@ -388,10 +400,20 @@ impl Worker {
                             }
                             Ok(())
                         }
-                        Err(e)
-                            if matches!(&e, ClientError::Registry(w)
-                                if matches!(w.kind, ErrorKind::UnknownLease | ErrorKind::NotOwner)) =>
-                        {
+                        // A cluster's node may not have followed the registration yet (it
+                        // copies the component first): another node is asked once before
+                        // the keeper registers again.
+                        Err(e) if unknown(&e) && self.nodes.several() && !doubted => {
+                            tracing::info!(%lease, error = %e, "a node does not know the lease: renewing at another");
+                            self.drop_client();
+                            self.nodes.step();
+                            self.log_node();
+                            if let Some(h) = &mut held {
+                                h.doubted = true;
+                            }
+                            continue;
+                        }
+                        Err(e) if unknown(&e) => {
                             tracing::warn!(%lease, error = %e, "registry no longer knows the lease: registering again");
                             held = None;
                             attempt = 0;
@@ -477,6 +499,7 @@ impl Worker {
             lease: grant.lease,
             renew_at: now + self.config.renew_delay(ttl),
             renewals,
+            doubted: false,
         }
     }
 
