@@ -467,9 +467,12 @@ async fn a_killed_writer_loses_no_acknowledged_lease_and_callers_move_on() {
         wrong.len(),
         wrong.join("\n")
     );
+    // Each cancel may first try the dead node: all at once, not one after another.
+    let mut stopping = tokio::task::JoinSet::new();
     for k in keepers {
-        let _ = k.shutdown().await;
+        stopping.spawn(k.shutdown());
     }
+    while stopping.join_next().await.is_some() {}
     provider.shutdown().await;
     drop((b, c, etcd));
 }

@@ -11,7 +11,7 @@
 //! Both are compares of one transaction per chunk. When one fails, the transaction's
 //! other branch reads the membership key and the registrations, and the chunk is written
 //! again without the leases that are gone (once; a second failure leaves the rows for the
-//! next flush).
+//! next flush, as an error that does not mark the store unavailable).
 
 use crate::etcd::Etcd;
 use crate::layout::{self, Layout};
@@ -43,8 +43,9 @@ pub(crate) fn commit_rows(
                         break;
                     }
                 }
+                // etcd answered: not the store's unavailability; the rows wait.
                 Outcome::Gone(_) => {
-                    return Err(StoreError::Unavailable(
+                    return Err(StoreError::Db(
                         "lease rows raced with their removal twice; kept for the next flush".into(),
                     ));
                 }

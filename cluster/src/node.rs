@@ -13,6 +13,7 @@ use crate::layout::Layout;
 use crate::store::{ComponentSource, EtcdStore};
 use crate::write::Fence;
 use courier_protocol::{ContentHash, SpkiPin};
+use courier_registry::StoreError;
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -154,13 +155,18 @@ impl Node {
             c.txn(claim).await
         })?;
         // The key is created by this transaction: its create revision is the answer's.
-        let claimed_at = claim.header().map_or(0, |h| h.revision());
+        let claimed_at = claim.header().map(|h| h.revision());
         if !claim.succeeded() {
             let _ = etcd.run("revoke the session", move |mut c| async move {
                 c.lease_revoke(session_id).await
             });
             return Err(ClusterError::NameTaken(config.name.clone()));
         }
+        let Some(claimed_at) = claimed_at.filter(|r| *r > 0) else {
+            return Err(ClusterError::Etcd(StoreError::Corrupt(
+                "etcd answered the claim of the node's name without its revision".into(),
+            )));
+        };
         let (tx, session) = watch::channel(Session::Live);
         etcd.handle()
             .spawn(keep_alive(etcd.clone(), session_id, config.session_ttl, tx));

@@ -239,6 +239,7 @@ impl Follower {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         self.loaded_at = self.held.loaded_at();
+        self.registry.set_writer_clock(self.clock.now_ms());
         tracing::debug!(kept = counts.kept, "the standby read the store again");
         Ok(revision)
     }
@@ -280,7 +281,8 @@ impl Follower {
                     }
                 } else if let Some(hex) = l.strip(kv.key(), "lease/") {
                     // A row this node wrote is a renewal it holds already.
-                    let mine = row_holder(kv.value()) == self.name;
+                    let holder = row_holder(kv.value());
+                    let mine = holder == self.name;
                     if let (true, false, false, Some(lease), Some(row)) = (
                         put,
                         loaded,
@@ -288,7 +290,13 @@ impl Follower {
                         layout::parse_lease(hex),
                         lease_row(kv.value()),
                     ) {
-                        let holder = row_holder(kv.value()).to_string();
+                        // The writer holds what no other node renews: no name.
+                        let writer = self.registry.cluster().and_then(|c| c.writer);
+                        let holder = if writer.as_deref() == Some(holder) {
+                            String::new()
+                        } else {
+                            holder.to_string()
+                        };
                         seen.push(Seen::Row(lease, row, holder));
                     }
                 } else if l.strip(kv.key(), "fresh/").is_some() {
@@ -306,6 +314,7 @@ impl Follower {
                 } else if l.strip(kv.key(), "meta/last_alive_ms").is_some() {
                     if let (true, Some([ms])) = (put, layout::be_n::<1>(kv.value())) {
                         self.clock = WriterClock::start(ms);
+                        self.registry.set_writer_clock(ms);
                     }
                 } else if let Some(name) = l.strip(kv.key(), "name/") {
                     let owner = <[u8; 32]>::try_from(kv.value()).ok().map(VendorKey);

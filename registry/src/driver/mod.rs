@@ -13,6 +13,7 @@
 //! manifest read of a lookup ([`Registry::find`]). The methods here work in memory only.
 
 mod expiry;
+mod held;
 mod interests;
 mod listening;
 mod people;
@@ -56,6 +57,8 @@ pub struct Registry {
     /// In a cluster: this node's name and the writer's, for lease pages.
     cluster: Mutex<Option<courier_protocol::ClusterNodes>>,
     deadline_changed: Notify,
+    /// A standby's renewals waiting for their rows (see `held.rs`).
+    held: held::HeldWrites,
     live: broadcast::Sender<EventRecord>,
     /// Transitions only (no renewals): event registrations, the dashboard, webhooks.
     transitions: broadcast::Sender<EventRecord>,
@@ -264,6 +267,7 @@ impl Registry {
             standby: open_as == OpenAs::Standby,
             cluster: Mutex::new(None),
             deadline_changed: Notify::new(),
+            held: held::HeldWrites::default(),
             live,
             transitions,
             interests: Mutex::new(InterestBook::new(config.policy())),
@@ -392,7 +396,9 @@ impl Registry {
 
     /// Renews a lease of `key`. Memory only (the new expiry is written by the next flush),
     /// never blocks: if event numbers ran out because the store keeps failing, the renewal
-    /// is refused ([`LeaseError::NoHeadroom`]) rather than wait for a commit.
+    /// is refused ([`LeaseError::NoHeadroom`]) rather than wait for a commit. A cluster's
+    /// standby whose last flush failed refuses (`Unavailable`): the writer, which expires,
+    /// would never learn of the renewal, and the vendor should renew at another node.
     pub fn renew(
         &self,
         now: Millis,
@@ -400,7 +406,30 @@ impl Registry {
         lease: LeaseId,
         ttl_ms: u64,
     ) -> Result<LeaseGrant, LeaseError> {
-        self.with_state(|st| st.renew(now, key, lease, ttl_ms))
+        self.renew_ticketed(now, key, lease, ttl_ms)
+            .map(|(grant, _)| grant)
+    }
+
+    /// [`Registry::renew`], with the ticket of a standby's renewal (whose row its next
+    /// flush writes; see `held.rs`).
+    fn renew_ticketed(
+        &self,
+        now: Millis,
+        key: &VendorKey,
+        lease: LeaseId,
+        ttl_ms: u64,
+    ) -> Result<(LeaseGrant, Option<u64>), LeaseError> {
+        if self.standby && self.unwritable_for(now).is_some() {
+            return Err(LeaseError::Store(StoreError::Unavailable(
+                "this node cannot write the renewals it takes now (its etcd is unreachable \
+                 from here): renew at another node"
+                    .into(),
+            )));
+        }
+        self.with_state(|st| {
+            let grant = st.renew(now, key, lease, ttl_ms)?;
+            Ok((grant, self.standby.then(|| st.held_ticket())))
+        })
     }
 
     /// The earliest lease deadline.

@@ -145,6 +145,9 @@ impl Registry {
     /// `wall_now_ms` to be the writer's time now, and replaces the state with it. Blocking
     /// (store reads).
     pub fn reload(&self, wall_now_ms: u64) -> Result<RestartCounts, OpenError> {
+        // No flush meanwhile: one that took the renewals to write before the new state
+        // replaced the old would leave the older deadlines here.
+        let _writer = self.writer();
         let loaded = load(
             &*self.store,
             self.config.state(),
@@ -158,6 +161,14 @@ impl Registry {
         state.carry_held(self.now(), &held);
         *held = state;
         Ok(loaded.counts)
+    }
+
+    /// The writer's wall clock reads `writer_ms` now (a standby's estimate, from the
+    /// writer's latest flush): the rows of the leases this standby renews are written on
+    /// it. Memory only.
+    pub fn set_writer_clock(&self, writer_ms: u64) {
+        let now = self.now();
+        self.state().set_writer_clock(now, writer_ms);
     }
 
     /// Renewals other nodes of the cluster took and wrote (the writer learns them from the

@@ -264,12 +264,20 @@ impl Registry {
     /// A cluster's standby writes the rows of the leases it renewed, and nothing else.
     pub fn flush(&self, now: Millis) -> Result<FlushStats, StoreError> {
         let writer = self.writer();
-        let planned = if self.standby {
-            self.state().plan_held_flush()
-        } else {
-            self.state().plan_flush(now, FLUSH_STALE_MS)
-        };
-        let Some(planned) = planned else {
+        if self.standby {
+            let (planned, ticket) = {
+                let mut st = self.state();
+                (st.plan_held_flush(), st.held_ticket())
+            };
+            let result = match planned {
+                Some(planned) => self.commit(&writer, now, planned),
+                // The renewals numbered so far left nothing to write (their leases went).
+                None => Ok(FlushStats::default()),
+            };
+            self.held.finished(ticket, result.is_ok());
+            return result;
+        }
+        let Some(planned) = self.state().plan_flush(now, FLUSH_STALE_MS) else {
             return Ok(FlushStats::default());
         };
         self.commit(&writer, now, planned)

@@ -68,11 +68,13 @@ async fn build(req: Request, session: &Session) -> Response {
     let answer = match req {
         // Inline: a signature check.
         Request::Authenticate { vendor, signature } => authenticate(session, vendor, &signature),
-        // Inline: memory only; refused rather than blocked when event numbers run out.
+        // Inline: memory only (a cluster's standby: until its row is written); refused
+        // rather than blocked when event numbers run out.
         Request::Renew { lease, ttl_ms } => match key {
             None => Err(not_authenticated()),
             Some(key) => registry
-                .renew(registry.now(), &key, lease, ttl_ms)
+                .renew_durably(registry.now(), &key, lease, ttl_ms)
+                .await
                 .map(Response::Renewed)
                 .map_err(|e| e.to_wire()),
         },

@@ -13,7 +13,8 @@ use tokio::sync::broadcast;
 
 /// Serves a keep-alive stream until the client finishes it, breaks the protocol, or the
 /// registry shuts down. Between renewals it may idle as long as the connection lives.
-/// Renewals work in memory and are answered where they arrive.
+/// Renewals work in memory and are answered where they arrive (at a cluster's standby, once
+/// their rows are written).
 pub(super) async fn keep_alive(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -37,7 +38,8 @@ pub(super) async fn keep_alive(
                     (Err(why), _) => Err(WireError::new(ErrorKind::Busy, why)),
                     (Ok(()), None) => Err(not_authenticated()),
                     (Ok(()), Some(key)) => registry
-                        .renew(registry.now(), key, lease, ttl_ms)
+                        .renew_durably(registry.now(), key, lease, ttl_ms)
+                        .await
                         .map_err(|e| e.to_wire()),
                 };
                 match renewed {

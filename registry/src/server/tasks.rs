@@ -47,25 +47,27 @@ pub(super) async fn expiry(
     }
 }
 
-/// Writes renewals and expiries behind every flush interval, until shutdown.
+/// Writes renewals and expiries behind every flush interval, until shutdown; a cluster's
+/// standby also as soon as a renewal waits for its row (those that come meanwhile go with
+/// the next flush).
 pub(super) async fn flush(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(registry.config().flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = tick.tick() => {
-                let reg = registry.clone();
-                match tokio::task::spawn_blocking(move || reg.flush(reg.now())).await {
-                    Ok(Ok(_)) => {}
-                    // The registry logs when the store starts and stops refusing writes.
-                    Ok(Err(crate::store::StoreError::Unavailable(e))) => {
-                        tracing::debug!("flush refused (will retry): {e}");
-                    }
-                    Ok(Err(e)) => tracing::error!("flush failed (will retry): {e}"),
-                    Err(e) => tracing::error!("flush task failed: {e}"),
-                }
+            () = registry.held_waiting().notified() => {}
+            _ = tick.tick() => {}
+        }
+        let reg = registry.clone();
+        match tokio::task::spawn_blocking(move || reg.flush(reg.now())).await {
+            Ok(Ok(_)) => {}
+            // The registry logs when the store starts and stops refusing writes.
+            Ok(Err(crate::store::StoreError::Unavailable(e))) => {
+                tracing::debug!("flush refused (will retry): {e}");
             }
+            Ok(Err(e)) => tracing::error!("flush failed (will retry): {e}"),
+            Err(e) => tracing::error!("flush task failed: {e}"),
         }
     }
 }

@@ -75,9 +75,14 @@ impl RegistryState {
         remaining_ms: u64,
         holder: &str,
     ) -> bool {
-        if self.table.remove(&lease).is_none() {
+        let Some(current) = self.table.get(&lease).copied() else {
+            return false;
+        };
+        // A renewal taken here and not written yet is newer than any row but its own.
+        if self.dirty.contains_key(&lease) && now.plus(remaining_ms) <= current.deadline {
             return false;
         }
+        self.table.remove(&lease);
         match self.follow_lease(now, lease, row, remaining_ms) {
             Some(deadline) => {
                 self.catalog.set_deadline(&lease, deadline);

@@ -37,6 +37,7 @@ impl RegistryState {
         match &self.here {
             Some(here) => {
                 self.held_by.insert(lease, here.clone());
+                self.held_taken += 1;
             }
             None if !self.held_by.is_empty() => {
                 self.held_by.remove(&lease);
@@ -45,20 +46,34 @@ impl RegistryState {
         }
     }
 
-    /// `lease` is held by the node named `holder` (empty: not known).
+    /// The number of the last renewal a standby took: a flush planned after it writes it.
+    pub fn held_ticket(&self) -> u64 {
+        self.held_taken
+    }
+
+    /// `lease` is held by the node named `holder` (empty: the writer, or not known).
     pub(super) fn held_at(&mut self, lease: LeaseId, holder: &str) {
         if holder.is_empty() {
             self.held_by.remove(&lease);
             return;
         }
-        // Nodes are few: the names are shared, not copied per lease.
-        let name = self
-            .held_by
-            .values()
-            .find(|n| &***n == holder)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(holder));
+        // Nodes are few: their names are shared, not copied per lease.
+        let name = match self.holders.iter().find(|n| &***n == holder) {
+            Some(name) => name.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(holder);
+                self.holders.push(name.clone());
+                name
+            }
+        };
         self.held_by.insert(lease, name);
+    }
+
+    /// A standby's idea of the writer's wall clock: `writer_ms` is its reading at monotonic
+    /// time `now`. The rows this standby writes are on it.
+    pub fn set_writer_clock(&mut self, now: Millis, writer_ms: u64) {
+        let here = i128::from(self.wall_ms(now));
+        self.writer_offset_ms = i64::try_from(i128::from(writer_ms) - here).unwrap_or_default();
     }
 
     /// The node holding `lease`, if not the writer (or not known).
@@ -86,10 +101,12 @@ impl RegistryState {
         })
     }
 
-    /// A lease's row as a flush writes it.
+    /// A lease's row as a flush writes it (a standby's: on the writer's clock).
     pub(super) fn row_of(&self, s: &LeaseEntry) -> LeaseRow {
         LeaseRow {
-            expires_at_ms: self.wall_ms(s.deadline),
+            expires_at_ms: self
+                .wall_ms(s.deadline)
+                .saturating_add_signed(self.writer_offset_ms),
             ttl_ms: s.ttl_ms(),
             renewals: u64::from(s.renewals()),
             in_grace: s.in_grace(),
@@ -134,6 +151,8 @@ impl RegistryState {
     /// written by the next flush), and the node's name.
     pub fn carry_held(&mut self, now: Millis, old: &RegistryState) {
         self.here.clone_from(&old.here);
+        self.holders.clone_from(&old.holders);
+        self.held_taken = old.held_taken;
         for id in old.dirty.keys() {
             let (Some(held), Some(loaded)) = (old.table.get(id), self.table.get(id).copied())
             else {

@@ -80,6 +80,13 @@ pub struct RegistryState {
     held_by: LeaseMap<Arc<str>>,
     /// A cluster standby's own name (its renewals are its to hold).
     here: Option<Arc<str>>,
+    /// The names `held_by` shares (a cluster's nodes: a few).
+    holders: Vec<Arc<str>>,
+    /// A cluster standby: the writer's wall clock less this state's, in ms, as last seen
+    /// (the rows it writes are on the writer's clock).
+    writer_offset_ms: i64,
+    /// A cluster standby: renewals taken so far, each a ticket its flush answers.
+    held_taken: u64,
     /// Leases expired since the last flush, to delete from the store.
     deleted: Vec<LeaseId>,
     /// When the last flush was committed.
@@ -137,6 +144,9 @@ impl RegistryState {
             dirty: LeaseMap::default(),
             held_by: LeaseMap::default(),
             here: None,
+            holders: Vec::new(),
+            writer_offset_ms: 0,
+            held_taken: 0,
             deleted: Vec::new(),
             last_flush: Millis(0),
             clients: ClientBook::default(),
