@@ -395,7 +395,10 @@ async fn a_killed_writer_loses_no_acknowledged_lease_and_callers_move_on() {
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
-    let renewed_before: Vec<u64> = keepers.iter().map(renewals).collect();
+    let renewed_before: Vec<u64> = keepers
+        .iter()
+        .map(|k| k.state().borrow().renewals())
+        .collect();
     let killed = Instant::now();
     let dead = 0;
     drop(a);
@@ -413,7 +416,7 @@ async fn a_killed_writer_loses_no_acknowledged_lease_and_callers_move_on() {
     let mut last = killed;
     for (k, before) in keepers.iter().zip(&renewed_before) {
         tokio::time::timeout(Duration::from_secs(20), async {
-            while renewals(k) <= *before {
+            while k.state().borrow().renewals() <= *before {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -475,11 +478,4 @@ async fn a_killed_writer_loses_no_acknowledged_lease_and_callers_move_on() {
     while stopping.join_next().await.is_some() {}
     provider.shutdown().await;
     drop((b, c, etcd));
-}
-
-fn renewals(k: &LeaseKeeper) -> u64 {
-    match &*k.state().borrow() {
-        LeaseState::Active { renewals, .. } => *renewals,
-        _ => 0,
-    }
 }

@@ -25,13 +25,6 @@ const VENDORS: usize = 30;
 /// Their lease, renewed every half of it.
 const TTL: Duration = Duration::from_secs(6);
 
-fn renewals(k: &LeaseKeeper) -> u64 {
-    match &*k.state().borrow() {
-        LeaseState::Active { renewals, .. } => *renewals,
-        _ => 0,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_standby_loses_no_lease_and_its_vendors_move_on() {
     if etcd_binary().is_none() {
@@ -93,7 +86,7 @@ async fn a_killed_standby_loses_no_lease_and_its_vendors_move_on() {
     tokio::time::sleep(TTL).await;
     let at_c: Vec<(usize, u64)> = (0..VENDORS)
         .filter(|i| i % 3 == 2)
-        .map(|i| (i, renewals(&keepers[i])))
+        .map(|i| (i, keepers[i].state().borrow().renewals()))
         .collect();
     assert!(at_c.iter().all(|(_, n)| *n > 0), "renewing at c: {at_c:?}");
 
@@ -102,7 +95,7 @@ async fn a_killed_standby_loses_no_lease_and_its_vendors_move_on() {
     let mut waiting = at_c;
     tokio::time::timeout(2 * TTL, async {
         while !waiting.is_empty() {
-            waiting.retain(|(i, before)| renewals(&keepers[*i]) <= *before);
+            waiting.retain(|(i, before)| keepers[*i].state().borrow().renewals() <= *before);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })

@@ -337,7 +337,7 @@ async fn reattach(
     tokio::time::sleep(KEEPER_TTL).await;
     let at_c: Vec<(usize, u64)> = (0..KEEPERS)
         .filter(|i| i % 3 == 2)
-        .map(|i| (i, renewed(&keepers[i])))
+        .map(|i| (i, keepers[i].state().borrow().renewals()))
         .collect();
     let cut = Instant::now();
     relay.cut();
@@ -346,7 +346,7 @@ async fn reattach(
     while !waiting.is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
         waiting.retain(|(i, before)| {
-            let moved = renewed(&keepers[*i]) > *before;
+            let moved = keepers[*i].state().borrow().renewals() > *before;
             if moved {
                 took.push(cut.elapsed().as_nanos() as u64);
             }
@@ -366,14 +366,6 @@ async fn reattach(
     }
     let run = Run::new(took, None);
     (run.p50(), run.at(1.0))
-}
-
-/// The renewals a keeper has made (0 unless active).
-fn renewed(k: &LeaseKeeper) -> u64 {
-    match *k.state().borrow() {
-        LeaseState::Active { renewals, .. } => renewals,
-        _ => 0,
-    }
 }
 
 /// A loopback UDP relay in front of a node that can be cut: to the node's clients it then

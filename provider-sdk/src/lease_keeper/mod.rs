@@ -150,6 +150,14 @@ impl LeaseState {
             _ => None,
         }
     }
+
+    /// Renewals of the lease, when active; 0 otherwise.
+    pub fn renewals(&self) -> u64 {
+        match self {
+            LeaseState::Active { renewals, .. } => *renewals,
+            _ => 0,
+        }
+    }
 }
 
 /// Why waiting for an active lease ended without one.
