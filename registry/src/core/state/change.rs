@@ -206,13 +206,8 @@ impl RegistryState {
         {
             return None;
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        let leases = dirty
-            .keys()
-            .filter_map(|id| self.table.get(id).map(|s| (*id, self.row_of(s))))
-            .collect();
         let batch = Batch {
-            leases,
+            leases: self.take_dirty_rows(),
             delete: std::mem::take(&mut self.deleted),
             seq_reserved: reserve,
             last_alive_ms: Some(self.wall_ms(now)),

@@ -87,18 +87,23 @@ impl RegistryState {
         if self.dirty.is_empty() {
             return None;
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        let leases = dirty
-            .keys()
-            .filter_map(|id| self.table.get(id).map(|s| (*id, self.row_of(s))))
-            .collect();
         Some(Planned {
             batch: Batch {
-                leases,
+                leases: self.take_dirty_rows(),
                 ..Default::default()
             },
             change: Flush,
         })
+    }
+
+    /// The rows of the leases renewed since the last flush, taken from the dirty set (a
+    /// failed commit puts them back, see [`Flush`]).
+    pub(super) fn take_dirty_rows(&mut self) -> Vec<(LeaseId, LeaseRow)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .keys()
+            .filter_map(|id| self.table.get(id).map(|s| (*id, self.row_of(s))))
+            .collect()
     }
 
     /// A lease's row as a flush writes it (a standby's: on the writer's clock).
