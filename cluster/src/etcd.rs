@@ -180,3 +180,40 @@ impl Drop for Etcd {
         }
     }
 }
+
+/// The changes under a prefix from a revision on, one watch answer at a time.
+pub(crate) struct Changes(etcd_client::WatchStream);
+
+impl Changes {
+    /// Watches every key under `prefix` from revision `from` on.
+    pub(crate) async fn open(
+        mut client: Client,
+        prefix: Vec<u8>,
+        from: i64,
+    ) -> Result<Self, String> {
+        let options = etcd_client::WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from);
+        let stream = client
+            .watch(prefix, Some(options))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self(stream))
+    }
+
+    /// The next answer; `None` when the watch ended, an error when it failed or etcd
+    /// cancelled it (its history compacted past where the watch was).
+    pub(crate) async fn next(&mut self) -> Result<Option<etcd_client::WatchResponse>, String> {
+        let Some(resp) = self.0.message().await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        if resp.canceled() {
+            return Err(format!(
+                "watch cancelled (compacted: {}): {}",
+                resp.compact_revision(),
+                resp.cancel_reason()
+            ));
+        }
+        Ok(Some(resp))
+    }
+}

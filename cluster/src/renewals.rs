@@ -9,14 +9,14 @@
 //! watch was), every row is read again and applied the same way, and the watch goes on
 //! from the revision read: a renewal is never missed for longer than that.
 
-use crate::etcd::Etcd;
+use crate::etcd::{Changes, Etcd};
 use crate::layout::{self, Layout};
 use crate::node::Node;
 use crate::store::lease_row;
 use crate::write::row_holder;
 use courier_protocol::LeaseId;
 use courier_registry::{LeaseRow, Registry};
-use etcd_client::{EventType, GetOptions, WatchOptions};
+use etcd_client::{EventType, GetOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,23 +87,9 @@ impl Follow {
     }
 
     async fn watch(&self, revision: &mut i64) -> Result<(), String> {
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(*revision + 1);
-        let mut stream = self
-            .etcd
-            .client()
-            .watch(self.layout.key("lease/"), Some(options))
-            .await
-            .map_err(|e| e.to_string())?;
-        while let Some(resp) = stream.message().await.map_err(|e| e.to_string())? {
-            if resp.canceled() {
-                return Err(format!(
-                    "watch cancelled (compacted: {}): {}",
-                    resp.compact_revision(),
-                    resp.cancel_reason()
-                ));
-            }
+        let mut changes =
+            Changes::open(self.etcd.client(), self.layout.key("lease/"), *revision + 1).await?;
+        while let Some(resp) = changes.next().await? {
             let rows: Vec<_> = resp
                 .events()
                 .iter()

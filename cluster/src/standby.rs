@@ -31,6 +31,7 @@
 
 use crate::ClusterError;
 use crate::clock::wall_ms;
+use crate::etcd::Changes;
 use crate::layout::{self, Layout};
 use crate::mirror::{self, Copier};
 use crate::node::Node;
@@ -41,7 +42,7 @@ use courier_protocol::{
 };
 use courier_registry::store_records::decode_manifest;
 use courier_registry::{Followed, LeaseRow, Registry, RegistryConfig, StoredLease};
-use etcd_client::{Client, EventType, WatchOptions};
+use etcd_client::{Client, EventType};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -246,21 +247,8 @@ impl Follower {
 
     async fn watch(&mut self, revision: i64) -> Result<(), String> {
         let mut client = self.client.clone();
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision + 1);
-        let mut stream = client
-            .watch(self.layout.key(""), Some(options))
-            .await
-            .map_err(|e| e.to_string())?;
-        while let Some(resp) = stream.message().await.map_err(|e| e.to_string())? {
-            if resp.canceled() {
-                return Err(format!(
-                    "watch cancelled (compacted: {}): {}",
-                    resp.compact_revision(),
-                    resp.cancel_reason()
-                ));
-            }
+        let mut changes = Changes::open(client.clone(), self.layout.key(""), revision + 1).await?;
+        while let Some(resp) = changes.next().await? {
             let mut seen = Vec::new();
             let (mut reload, mut elected) = (false, false);
             for event in resp.events() {
