@@ -338,7 +338,7 @@ impl Storage for EtcdStore {
             for (lease, m) in &batch.registrations {
                 held.add(*lease, m.clone());
             }
-            for lease in &batch.delete {
+            for (lease, _) in &batch.delete {
                 gone.extend(held.remove(lease));
             }
         }

@@ -195,7 +195,7 @@ pub fn plan(etcd: &Etcd, l: &Layout, batch: &Batch, holder: &str) -> Result<Writ
         );
         w.end();
     }
-    for lease in &batch.delete {
+    for (lease, _) in &batch.delete {
         w.delete(l.key(&format!("reg/{}", layout::lease(lease))));
         w.delete(l.key(&format!("lease/{}", layout::lease(lease))));
         w.end();

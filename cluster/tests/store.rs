@@ -10,7 +10,7 @@ use courier_cluster::{Etcd, EtcdStore, Fence, layout::Layout};
 use courier_protocol::{
     AdminAction, AuditEntry, ContentHash, HistoryEntry, LeaseId, Outcome, VendorKey,
 };
-use courier_registry::{Batch, LeaseRow, Storage, StoreError, UsageRecord};
+use courier_registry::{Batch, LeaseRow, Removal, Storage, StoreError, UsageRecord};
 use courier_test_support::etcd::{EtcdMember, SKIP_LINE, etcd_binary};
 use courier_test_support::signed_manifest_for;
 use std::sync::Arc;
@@ -121,7 +121,7 @@ fn round_trip_through_a_reopen() {
     // A name keeps its first owner; usage adds up.
     store
         .commit(&Batch {
-            delete: vec![b],
+            delete: vec![(b, Removal::Expired)],
             names: vec![("a/b".into(), VendorKey([8; 32]))],
             usage: vec![UsageRecord {
                 hour_ms: 3_600_000,
@@ -210,7 +210,7 @@ fn round_trip_through_a_reopen() {
     assert!(store.read_component(&hash).unwrap().is_some());
     store
         .commit(&Batch {
-            delete: vec![a],
+            delete: vec![(a, Removal::Expired)],
             ..Default::default()
         })
         .unwrap();
@@ -315,7 +315,7 @@ fn a_standby_writes_rows_of_live_registrations_only_and_only_while_a_member() {
     // The writer removes `b` before the standby's flush of both.
     writer
         .commit(&Batch {
-            delete: vec![b],
+            delete: vec![(b, Removal::Expired)],
             ..Default::default()
         })
         .unwrap();

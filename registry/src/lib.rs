@@ -64,6 +64,6 @@ pub use server::{
 };
 pub use store::records as store_records;
 pub use store::{
-    Batch, BlobDir, BlobSweep, LeaseRow, RedbStore, Storage, StoreError, StoredLease, StoredMeta,
-    UsageRecord,
+    Batch, BlobDir, BlobSweep, LeaseRow, RedbStore, Removal, Storage, StoreError, StoredLease,
+    StoredMeta, UsageRecord,
 };

@@ -289,7 +289,7 @@ impl Disk {
         for (id, row) in &batch.leases {
             self.rows.insert(*id, *row);
         }
-        for id in &batch.delete {
+        for (id, _) in &batch.delete {
             self.registrations.remove(id);
             self.rows.remove(id);
         }

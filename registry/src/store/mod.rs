@@ -20,7 +20,7 @@ pub mod records {
 pub use blobs::{BlobDir, BlobSweep};
 
 use courier_protocol::{
-    AuditEntry, ClientInfo, ContentHash, HistoryEntry, LeaseId, SignedFreshness,
+    AuditEntry, ClientInfo, ContentHash, EventKind, HistoryEntry, LeaseId, SignedFreshness,
     SignedKeyStatement, SignedManifest, SignedOperatorStatement, VendorKey,
 };
 
@@ -190,6 +190,52 @@ pub struct StoredMeta {
     pub freshness: Vec<SignedFreshness>,
 }
 
+/// Why a registration leaves the catalog (and its event's kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Its vendor registered the name again.
+    Replaced,
+    /// Its vendor cancelled it.
+    Cancelled,
+    /// Its lease ran out.
+    Expired,
+    /// Its key was revoked, or an operator or a vendor root took it away.
+    Revoked,
+}
+
+impl Removal {
+    /// The event a removal is.
+    pub fn event(self) -> EventKind {
+        match self {
+            Removal::Replaced => EventKind::Replaced,
+            Removal::Cancelled => EventKind::Cancelled,
+            Removal::Expired => EventKind::Expired,
+            Removal::Revoked => EventKind::Revoked,
+        }
+    }
+
+    /// One byte for a stored record.
+    pub fn code(self) -> u8 {
+        match self {
+            Removal::Replaced => 1,
+            Removal::Cancelled => 2,
+            Removal::Expired => 3,
+            Removal::Revoked => 4,
+        }
+    }
+
+    /// The removal a stored byte stands for.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => Removal::Replaced,
+            2 => Removal::Cancelled,
+            3 => Removal::Expired,
+            4 => Removal::Revoked,
+            _ => return None,
+        })
+    }
+}
+
 /// What a write transaction changes. Everything in it commits together, durably.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -197,8 +243,9 @@ pub struct Batch {
     pub registrations: Vec<(LeaseId, SignedManifest)>,
     /// Lease rows to write.
     pub leases: Vec<(LeaseId, LeaseRow)>,
-    /// Registrations and leases to delete.
-    pub delete: Vec<LeaseId>,
+    /// Registrations and leases to delete, each with why (a cluster's nodes number the
+    /// event from it).
+    pub delete: Vec<(LeaseId, Removal)>,
     /// Service names and their owners (a name that has an owner keeps it).
     pub names: Vec<(String, VendorKey)>,
     /// Names granted to more keys.

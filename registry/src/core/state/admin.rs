@@ -1,11 +1,11 @@
 //! Operators' actions on the state: each is planned with its audit entry in the same batch,
 //! so an action and its log commit together or not at all.
 
-use super::{Change, Planned, RegistryState, Retire, is_service_name};
+use super::{Change, Planned, RegistryState, is_service_name};
 use crate::core::controls::remember_until;
 use crate::core::lease_table::Millis;
 use crate::errors::AdminError;
-use crate::store::Batch;
+use crate::store::{Batch, Removal};
 use courier_protocol::limits::MAX_REASON_LEN;
 use courier_protocol::{AdminAction, AuditEntry, LeaseId, VendorKey};
 
@@ -93,7 +93,7 @@ impl RegistryState {
         let reserve = self.batch_reserving(retire.len() as u64);
         batch.seq_reserved = reserve.seq_reserved;
         for (lease, reason) in &retire {
-            batch.delete.push(*lease);
+            batch.delete.push((*lease, Removal::Revoked));
             batch
                 .lease_revocations
                 .push((*lease, reason.clone(), until));
@@ -193,7 +193,7 @@ impl Change for Admin {
             AdminAction::RevokeLease { .. } => {}
         }
         for (lease, reason) in self.retire {
-            st.retire(now, lease, Retire::Revoked);
+            st.retire(now, lease, Removal::Revoked);
             st.controls.revoke_lease(lease, reason, self.until);
         }
         st.audit_seq = self.entry.seq;

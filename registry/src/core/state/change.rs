@@ -3,12 +3,12 @@
 //! applies it once the batch is durable. Reserving event numbers is part of every plan's
 //! batch and of applying it, in one place ([`RegistryState::apply`]).
 
-use super::{RegistryState, Retire, is_service_name};
+use super::{RegistryState, is_service_name};
 use crate::core::catalog::CatalogError;
 use crate::core::lease_table::{LeaseOp, Millis};
 use crate::core::usage::UsageCounts;
 use crate::errors::{GrantError, LeaseError, RegisterError, StatementRefused};
-use crate::store::{Batch, LeaseRow, UsageRecord};
+use crate::store::{Batch, LeaseRow, Removal, UsageRecord};
 use courier_protocol::{
     EventKind, KeyAction, KeyStatement, LeaseGrant, LeaseId, Manifest, SignedKeyStatement,
     SignedManifest, VendorKey,
@@ -78,7 +78,9 @@ impl RegistryState {
         let mut batch = self.batch_reserving(2);
         batch.registrations.push((lease, signed));
         batch.leases.push((lease, self.new_row(now, ttl_ms)));
-        batch.delete.extend(admission.replaces);
+        batch
+            .delete
+            .extend(admission.replaces.map(|l| (l, Removal::Replaced)));
         if admission.claims_name {
             batch.names.push((manifest.name.clone(), owner));
         }
@@ -103,7 +105,7 @@ impl RegistryState {
     ) -> Result<Planned<Cancel>, LeaseError> {
         self.live_registration_of(now, key, lease)?;
         let mut batch = self.batch_reserving(1);
-        batch.delete.push(lease);
+        batch.delete.push((lease, Removal::Cancelled));
         Ok(Planned {
             batch,
             change: Cancel { lease },
@@ -140,7 +142,7 @@ impl RegistryState {
                     .collect();
                 batch = self.batch_reserving(revoked.len() as u64);
                 batch.revocations.push((statement.key, signed.clone()));
-                batch.delete = revoked.clone();
+                batch.delete = revoked.iter().map(|l| (*l, Removal::Revoked)).collect();
             }
         }
         Ok(Some(Planned {
@@ -314,7 +316,7 @@ impl RegistryState {
             }
             Err(e) => {
                 self.table.remove(&lease);
-                self.deleted.push(lease);
+                self.deleted.push((lease, Removal::Cancelled));
                 Err(e)
             }
         }
@@ -337,7 +339,7 @@ impl Change for Register {
 
     fn apply(self, st: &mut RegistryState, now: Millis, _batch: Batch) -> Self::Applied {
         if let Some(old) = self.replaces {
-            st.retire(now, old, Retire::Replaced);
+            st.retire(now, old, Removal::Replaced);
         }
         st.catalog.claim(&self.manifest.name, &self.owner);
         st.enter(now, self.lease, &self.manifest, self.ttl_ms)?;
@@ -363,9 +365,9 @@ impl Change for Cancel {
         // deleted from the store all the same) and the vendor hears it was gone.
         let live = st.table.remaining(&self.lease, now).is_some();
         let why = if live {
-            Retire::Cancelled
+            Removal::Cancelled
         } else {
-            Retire::Expired
+            Removal::Expired
         };
         match st.retire(now, self.lease, why) {
             Some(_) if live => Ok(()),
@@ -396,7 +398,7 @@ impl Change for KeyChange {
             (_, None) => st.keys.revoke_by_operator(statement.key),
         }
         for lease in self.revoked {
-            st.retire(now, lease, Retire::Revoked);
+            st.retire(now, lease, Removal::Revoked);
         }
         statement
     }

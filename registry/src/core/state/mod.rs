@@ -43,7 +43,7 @@ use crate::core::matcher::{self, Match, PreparedQuery};
 use crate::core::roots::RootBook;
 use crate::core::usage::UsageBook;
 use crate::errors::LeaseError;
-use crate::store::Batch;
+use crate::store::{Batch, Removal};
 use courier_protocol::{EventBatch, EventKind, LeaseGrant, LeaseId, SignedKeyStatement, VendorKey};
 use std::sync::Arc;
 
@@ -88,7 +88,7 @@ pub struct RegistryState {
     /// A cluster standby: renewals taken so far, each a ticket its flush answers.
     held_taken: u64,
     /// Leases expired since the last flush, to delete from the store.
-    deleted: Vec<LeaseId>,
+    deleted: Vec<(LeaseId, Removal)>,
     /// When the last flush was committed.
     last_flush: Millis,
     /// The clients the registry knows.
@@ -103,31 +103,6 @@ pub struct RegistryState {
     usage: UsageBook,
     /// The latest freshness statement per (vendor key, service name).
     freshness: FreshnessBook,
-}
-
-/// How a registration leaves the catalog. Every way out goes through one path, so each
-/// leaves the same traces: out of the table, the dirty set and the catalog, and one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retire {
-    /// Its vendor registered the name again.
-    Replaced,
-    /// Its vendor cancelled it.
-    Cancelled,
-    /// Its lease ran out.
-    Expired,
-    /// Its key was revoked.
-    Revoked,
-}
-
-impl Retire {
-    fn event(self) -> EventKind {
-        match self {
-            Retire::Replaced => EventKind::Replaced,
-            Retire::Cancelled => EventKind::Cancelled,
-            Retire::Expired => EventKind::Expired,
-            Retire::Revoked => EventKind::Revoked,
-        }
-    }
 }
 
 impl RegistryState {
@@ -232,8 +207,8 @@ impl RegistryState {
         }
         let ids = self.table.expire_at_most(now, max);
         for id in &ids {
-            self.retire(now, *id, Retire::Expired);
-            self.deleted.push(*id);
+            self.retire(now, *id, Removal::Expired);
+            self.deleted.push((*id, Removal::Expired));
         }
         Ok(ids)
     }
@@ -350,7 +325,7 @@ impl RegistryState {
 
     /// Takes a registration out of the table, the dirty set and the catalog, with its event.
     /// The one way out, whatever the reason; nothing happens for a lease already gone.
-    fn retire(&mut self, now: Millis, lease: LeaseId, why: Retire) -> Option<Arc<Registration>> {
+    fn retire(&mut self, now: Millis, lease: LeaseId, why: Removal) -> Option<Arc<Registration>> {
         self.table.remove(&lease);
         self.dirty.remove(&lease);
         self.held_by.remove(&lease);

@@ -21,7 +21,7 @@ use crate::core::clients::ClientRecord;
 use crate::core::keys::{KeyBook, StoredStatementError};
 use crate::core::lease_table::{LeaseOp, Millis, Restore};
 use crate::core::roots::RootBook;
-use crate::store::{Batch, LeaseRow, StoredLease, StoredMeta};
+use crate::store::{Batch, LeaseRow, Removal, StoredLease, StoredMeta};
 use courier_protocol::LeaseId;
 
 /// What a start made of the stored leases.
@@ -48,7 +48,7 @@ pub struct Restorer {
     wall_now_ms: u64,
     last_alive_ms: u64,
     graced: Vec<(LeaseId, LeaseRow)>,
-    dropped: Vec<LeaseId>,
+    dropped: Vec<(LeaseId, Removal)>,
     counts: RestartCounts,
     /// A takeover: a lease with less than a grace left gets the grace.
     takeover: bool,
@@ -144,12 +144,12 @@ impl Restorer {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(%lease, "dropping stored registration: {e}");
-                self.dropped.push(lease);
+                self.dropped.push((lease, Removal::Expired));
                 return;
             }
         };
         if self.state.keys.is_revoked(&manifest.vendor_key) {
-            self.dropped.push(lease);
+            self.dropped.push((lease, Removal::Revoked));
             return;
         }
         let row = stored.row;
@@ -168,7 +168,7 @@ impl Restorer {
             (None, _) if row.expires_at_ms >= self.last_alive_ms => Restore::Lapsed,
             // Dead while the registry ran.
             (None, _) => {
-                self.dropped.push(lease);
+                self.dropped.push((lease, Removal::Expired));
                 return;
             }
         };
@@ -198,7 +198,7 @@ impl Restorer {
                 st.catalog.remove(&gone);
             }
             tracing::warn!(lease = %gone, name = %manifest.name, "dropping a stored registration the same key made again");
-            self.dropped.push(gone);
+            self.dropped.push((gone, Removal::Replaced));
             if !keep_new {
                 return;
             }
@@ -206,7 +206,7 @@ impl Restorer {
         if let Err(e) = st.catalog.insert(lease, &manifest, entry.deadline) {
             tracing::warn!(%lease, "dropping stored registration: {e}");
             st.table.handle(now, LeaseOp::Cancel { id: lease });
-            self.dropped.push(lease);
+            self.dropped.push((lease, Removal::Expired));
             return;
         }
         if how == Restore::Lapsed {
@@ -234,7 +234,8 @@ impl Restorer {
         mut self,
         unreadable: Vec<LeaseId>,
     ) -> (RegistryState, Planned<Restart>, RestartCounts) {
-        self.dropped.extend(unreadable);
+        self.dropped
+            .extend(unreadable.into_iter().map(|l| (l, Removal::Expired)));
         self.state.catalog.shrink_to_fit();
         let table = &self.state.table;
         self.graced.retain(|(lease, _)| table.get(lease).is_some());

@@ -2,11 +2,11 @@
 //! (checked, committed, then applied), who owns a name a delegated key registers, and
 //! whether a delegated key may still renew.
 
+use super::RegistryState;
 use super::change::{Change, Planned};
-use super::{RegistryState, Retire};
 use crate::core::lease_table::Millis;
 use crate::core::roots::{RootRefused, owner_key};
-use crate::store::Batch;
+use crate::store::{Batch, Removal};
 use courier_protocol::{
     DelegationStatement, LeaseId, RootBatch, RootSince, RootStatement, SignedDelegation,
     SignedRootStatement, VendorKey,
@@ -71,7 +71,7 @@ impl RegistryState {
             .collect();
         let mut batch = self.batch_reserving(revoked.len() as u64);
         batch.root_statements.push(signed.clone());
-        batch.delete = revoked.clone();
+        batch.delete = revoked.iter().map(|l| (*l, Removal::Revoked)).collect();
         Ok(Some(Planned {
             batch,
             change: RootChange {
@@ -121,7 +121,7 @@ impl Change for RootChange {
     fn apply(self, st: &mut RegistryState, now: Millis, _batch: Batch) -> RootStatement {
         st.roots.apply_root(self.statement.clone(), self.signed);
         for lease in self.revoked {
-            st.retire(now, lease, Retire::Revoked);
+            st.retire(now, lease, Removal::Revoked);
         }
         self.statement
     }

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::core::catalog::tests::manifest;
-use crate::store::{LeaseRow, StoredLease, StoredMeta};
+use crate::store::{LeaseRow, Removal, StoredLease, StoredMeta};
 use courier_protocol::{KeyStatement, LeaseFilter, ServiceQuery, SignedManifest, SigningKey};
 
 const WALL: u64 = 1_764_000_000_000;
@@ -127,7 +127,7 @@ fn registering_again_replaces_through_the_one_way_out() {
     let planned = st
         .plan_register(Millis(5), lease(2), &VendorKey::of(&key), signed, m, 1_000)
         .unwrap();
-    assert_eq!(planned.batch().delete, vec![lease(1)]);
+    assert_eq!(planned.batch().delete, vec![(lease(1), Removal::Replaced)]);
     assert!(
         planned.batch().names.is_empty(),
         "the name is owned already"
@@ -211,7 +211,10 @@ fn expiry_collects_due_leases_and_queues_their_deletion() {
         vec![EventKind::Expired, EventKind::Expired]
     );
     let flush = st.plan_flush(Millis(201), 5_000).unwrap();
-    assert_eq!(flush.batch().delete, vec![lease(1), lease(2)]);
+    assert_eq!(
+        flush.batch().delete,
+        vec![(lease(1), Removal::Expired), (lease(2), Removal::Expired)]
+    );
 }
 
 #[test]
@@ -266,7 +269,12 @@ fn expiry_in_slices_gives_each_lease_its_event_in_order_and_spares_a_renewal() {
     );
     // One flush deletes every slice's leases.
     let flush = st.plan_flush(Millis(301), 5_000).unwrap();
-    assert_eq!(flush.batch().delete, (1..=5).map(lease).collect::<Vec<_>>());
+    assert_eq!(
+        flush.batch().delete,
+        (1..=5)
+            .map(|i| (lease(i), Removal::Expired))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -275,7 +283,7 @@ fn a_cancellation_that_finds_its_lease_expired_reports_it_gone() {
     let (key, vendor) = signing(1);
     register(&mut st, 0, 1, &key, "acme/echo", 100);
     let planned = st.plan_cancel(Millis(50), &vendor, lease(1)).unwrap();
-    assert_eq!(planned.batch().delete, vec![lease(1)]);
+    assert_eq!(planned.batch().delete, vec![(lease(1), Removal::Cancelled)]);
     // The lease ran out while the batch was being committed.
     let seq = st.events().next_seq();
     assert!(matches!(
@@ -299,8 +307,11 @@ fn a_revocation_retires_every_registration_of_the_key() {
         .unwrap()
         .unwrap();
     let mut deleted = planned.batch().delete.clone();
-    deleted.sort();
-    assert_eq!(deleted, vec![lease(1), lease(2)]);
+    deleted.sort_by_key(|(l, _)| *l);
+    assert_eq!(
+        deleted,
+        vec![(lease(1), Removal::Revoked), (lease(2), Removal::Revoked)]
+    );
     let seq = st.events().next_seq();
     st.apply(Millis(1), planned);
     assert_eq!(
@@ -395,7 +406,10 @@ fn the_restart_rule_keeps_time_left_graces_once_and_drops_the_dead() {
         vec![(lease(2), row(WALL + 2_000, true))],
         "the grace is written down"
     );
-    assert_eq!(batch.delete, vec![lease(4), lease(9)]);
+    assert_eq!(
+        batch.delete,
+        vec![(lease(4), Removal::Expired), (lease(9), Removal::Expired)]
+    );
     assert_eq!(batch.last_alive_ms, Some(WALL));
     assert_eq!(batch.seq_reserved, Some(5_000 + 1024));
     assert_eq!(

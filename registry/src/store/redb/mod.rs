@@ -446,7 +446,7 @@ impl Storage for RedbStore {
             for (lease, row) in &batch.leases {
                 leases.insert(&lease.0, row_to_stored(*row))?;
             }
-            for lease in &batch.delete {
+            for (lease, _) in &batch.delete {
                 let old = regs.remove(&lease.0)?;
                 if let Some(hash) = old.and_then(|o| component_of(o.value())) {
                     *refs_delta.entry(hash.0).or_default() -= 1;

@@ -2,6 +2,7 @@
 //! disagree with the registrations.
 #![allow(clippy::unwrap_used)]
 use super::*;
+use crate::store::Removal;
 use courier_protocol::Outcome;
 
 #[test]
@@ -31,7 +32,7 @@ fn round_trip_and_reopen() {
         .unwrap();
     store
         .commit(&Batch {
-            delete: vec![LeaseId([2; 16])],
+            delete: vec![(LeaseId([2; 16]), Removal::Expired)],
             ..Default::default()
         })
         .unwrap();
@@ -153,7 +154,7 @@ fn wrong_reference_counts_are_counted_again_before_anything_is_deleted() {
     assert_eq!(store.read_component(&hash).unwrap().unwrap(), b"shared");
     store
         .commit(&Batch {
-            delete: vec![LeaseId([1; 16])],
+            delete: vec![(LeaseId([1; 16]), Removal::Expired)],
             ..Default::default()
         })
         .unwrap();
@@ -163,7 +164,7 @@ fn wrong_reference_counts_are_counted_again_before_anything_is_deleted() {
     );
     store
         .commit(&Batch {
-            delete: vec![LeaseId([2; 16])],
+            delete: vec![(LeaseId([2; 16]), Removal::Expired)],
             ..Default::default()
         })
         .unwrap();
