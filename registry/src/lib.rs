@@ -31,7 +31,7 @@ pub use config::{
 };
 pub use core::catalog::CatalogError;
 pub use core::clients::ClientError;
-pub use core::events::EventRecord;
+pub use core::events::{EventRecord, EventRing};
 pub use core::freshness::FreshnessConflict;
 pub use core::keys::{KeyError, StoredStatementError};
 pub use core::lease_table::{
@@ -40,7 +40,7 @@ pub use core::lease_table::{
 pub use core::matcher::{Match, PreparedQuery, QueryError};
 pub use core::state::{
     Change, FlushStats, LeasePageRows, NoHeadroom, PageRow, Planned, RegistryState, RestartCounts,
-    Restorer, StateConfig,
+    Restorer, StateConfig, StoreEvent,
 };
 pub use driver::{
     EXPIRY_SLICE, Followed, Heard, LISTENING_QUEUE, ListeningFeed, Registry, StreamId,

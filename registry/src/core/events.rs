@@ -3,11 +3,20 @@
 //! sequence number. Pure: the driver fans new events out to live subscribers itself
 //! ([`EventRing::records_from`] after each change).
 //!
-//! Sequence numbers stay strictly increasing across restarts: the registry durably reserves
-//! a block of numbers ahead (the store's high-water mark) and a restarted registry starts
-//! at the reserved mark, so no number is ever used twice (unused ones are skipped). The ring
-//! holds a contiguous run of sequence numbers `[kept_from, next_seq)`; asking for anything
-//! older answers with `missed: Some((from, kept_from))`.
+//! Two ways to number:
+//! - **Locally** ([`EventRing::push`], a single registry): consecutive numbers. They stay
+//!   strictly increasing across restarts: the registry durably reserves a block of numbers
+//!   ahead (the store's high-water mark) and a restarted registry starts at the reserved
+//!   mark, so no number is ever used twice (unused ones are skipped).
+//! - **Given** ([`EventRing::push_at`], a cluster's nodes): each event's number comes from
+//!   the shared store's history (etcd's revision and the event's place in it), so every
+//!   node gives one change the same number and a subscriber can move between nodes. The
+//!   numbers have holes.
+//!
+//! Either way the ring holds every event numbered in `[floor, next_seq)`; asking for
+//! anything older answers with `missed: Some((from, floor))`. Each record says where its
+//! predecessor ended ([`EventRecord::after`]), so a live subscriber tells a hole in the
+//! numbering from an event it did not get.
 
 use crate::core::catalog::Registration;
 use courier_protocol::{Event, EventBatch, EventKind, LeaseId};
@@ -19,6 +28,10 @@ use std::sync::Arc;
 pub struct EventRecord {
     /// Sequence number.
     pub seq: u64,
+    /// The number a subscriber that has had every event before this one waits for next:
+    /// one past the previous event's (`seq` itself when numbered locally). A subscriber
+    /// waiting for a number below this missed one.
+    pub after: u64,
     /// What happened.
     pub kind: EventKind,
     /// Wall-clock time, milliseconds since the Unix epoch.
@@ -65,18 +78,18 @@ const KINDS: [EventKind; 6] = [
     EventKind::Revoked,
 ];
 
-/// One event in the ring: 16 bytes (the ring holds 32,768 by default, and every event of a
-/// busy registry passes through it). Its number is its place: the ring holds consecutive
-/// numbers from `kept_from`.
+/// One event in the ring: 24 bytes (the ring holds 32,768 by default, and every event of a
+/// busy registry passes through it).
 #[derive(Debug)]
 struct Kept {
+    seq: u64,
     reg: Arc<Registration>,
     /// Wall-clock milliseconds in the top 56 bits, the kind's index in [`KINDS`] below.
     at_and_kind: u64,
 }
 
 impl Kept {
-    fn new(kind: EventKind, at_ms: u64, reg: Arc<Registration>) -> Self {
+    fn new(seq: u64, kind: EventKind, at_ms: u64, reg: Arc<Registration>) -> Self {
         // Exhaustive, so a new kind cannot be left out of `KINDS` unnoticed.
         let index: u64 = match kind {
             EventKind::Registered => 0,
@@ -87,14 +100,16 @@ impl Kept {
             EventKind::Revoked => 5,
         };
         Self {
+            seq,
             reg,
             at_and_kind: (at_ms.min((1 << 56) - 1) << 8) | index,
         }
     }
 
-    fn record(&self, seq: u64) -> EventRecord {
+    fn record(&self, after: u64) -> EventRecord {
         EventRecord {
-            seq,
+            seq: self.seq,
+            after,
             kind: KINDS[(self.at_and_kind & 0xff) as usize % KINDS.len()],
             at_ms: self.at_and_kind >> 8,
             reg: self.reg.clone(),
@@ -109,7 +124,8 @@ pub struct EventRing {
     capacity: usize,
     next_seq: u64,
     reserved: u64,
-    kept_from: u64,
+    /// Every event numbered from here on is kept.
+    floor: u64,
 }
 
 impl EventRing {
@@ -123,11 +139,11 @@ impl EventRing {
             capacity: capacity.max(1),
             next_seq: start_seq,
             reserved: reserved.max(start_seq),
-            kept_from: start_seq,
+            floor: start_seq,
         }
     }
 
-    /// The number the next event gets.
+    /// The number the next event gets (locally), or the lowest it may get (given).
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }
@@ -142,9 +158,9 @@ impl EventRing {
         self.reserved = self.reserved.max(reserved);
     }
 
-    /// The oldest sequence number still kept.
+    /// The oldest sequence number still kept: every event numbered from here on is.
     pub fn kept_from(&self) -> u64 {
-        self.kept_from
+        self.floor
     }
 
     /// How many events can still be numbered without a new reservation.
@@ -152,16 +168,62 @@ impl EventRing {
         self.reserved.saturating_sub(self.next_seq)
     }
 
-    /// Records an event; returns its sequence number. The caller makes sure
+    /// Records an event under the next number; returns it. The caller makes sure
     /// [`EventRing::headroom`] is not zero first.
     pub fn push(&mut self, kind: EventKind, at_ms: u64, reg: Arc<Registration>) -> u64 {
         let seq = self.next_seq;
-        self.next_seq += 1;
-        if self.ring.len() == self.capacity && self.ring.pop_front().is_some() {
-            self.kept_from += 1;
-        }
-        self.ring.push_back(Kept::new(kind, at_ms, reg));
+        self.keep(Kept::new(seq, kind, at_ms, reg));
         seq
+    }
+
+    /// Records an event under the number `seq` it was given; `false` (and nothing kept)
+    /// when `seq` is below [`EventRing::next_seq`] (given already, or skipped).
+    pub fn push_at(
+        &mut self,
+        seq: u64,
+        kind: EventKind,
+        at_ms: u64,
+        reg: Arc<Registration>,
+    ) -> bool {
+        if seq < self.next_seq {
+            return false;
+        }
+        self.keep(Kept::new(seq, kind, at_ms, reg));
+        true
+    }
+
+    /// Gives up the numbers below `seq` (events between that this ring never had, such as
+    /// those a follower could not read): a subscriber asking for them hears they are
+    /// missed.
+    pub fn skip_to(&mut self, seq: u64) {
+        if seq > self.next_seq {
+            self.next_seq = seq;
+            self.ring.clear();
+            self.floor = seq;
+        }
+    }
+
+    fn keep(&mut self, kept: Kept) {
+        self.next_seq = kept.seq + 1;
+        if self.ring.len() == self.capacity
+            && let Some(gone) = self.ring.pop_front()
+        {
+            self.floor = gone.seq + 1;
+        }
+        self.ring.push_back(kept);
+    }
+
+    /// The place in the ring of the first event numbered `from` or later.
+    fn position(&self, from: u64) -> usize {
+        self.ring.partition_point(|k| k.seq < from)
+    }
+
+    /// Where the event at `index` follows on from.
+    fn after(&self, index: usize) -> u64 {
+        match index.checked_sub(1).and_then(|i| self.ring.get(i)) {
+            Some(prev) => prev.seq + 1,
+            None => self.floor,
+        }
     }
 
     /// Events from `from_seq` on that match `filter`, at most `max`, and the sequence number
@@ -169,17 +231,15 @@ impl EventRing {
     /// A `from_seq` beyond the next sequence number (e.g. `u64::MAX`) asks for new events only.
     pub fn since(&self, from_seq: u64, filter: Option<&str>, max: usize) -> (EventBatch, u64) {
         let from = from_seq.clamp(1, self.next_seq());
-        let missed = (from < self.kept_from).then_some((from, self.kept_from));
-        let start = from.max(self.kept_from);
+        let missed = (from < self.floor).then_some((from, self.floor));
         let mut events = Vec::new();
-        let mut next = start;
-        let skip = (start - self.kept_from) as usize;
-        for (seq, kept) in (start..).zip(self.ring.iter().skip(skip)) {
+        let mut next = self.next_seq;
+        for kept in self.ring.iter().skip(self.position(from)) {
             if events.len() == max {
+                next = kept.seq;
                 break;
             }
-            next = seq + 1;
-            let rec = kept.record(seq);
+            let rec = kept.record(0);
             if rec.matches(filter) {
                 events.push(rec.to_wire());
             }
@@ -188,14 +248,16 @@ impl EventRing {
     }
 
     /// The events still kept from `from_seq` on, oldest first (those pushed by a change
-    /// are fanned out from here to live subscribers; a subscriber that sees a gap in the
-    /// numbers reads the ring again, which reports what is gone).
+    /// are fanned out from here to live subscribers; a subscriber that sees it missed one
+    /// reads the ring again, which reports what is gone).
     pub fn records_from(&self, from_seq: u64) -> impl Iterator<Item = EventRecord> + '_ {
-        let start = from_seq.max(self.kept_from);
-        let skip = usize::try_from(start - self.kept_from).unwrap_or(usize::MAX);
-        (start..)
-            .zip(self.ring.iter().skip(skip))
-            .map(|(seq, kept)| kept.record(seq))
+        let start = self.position(from_seq);
+        let mut after = self.after(start);
+        self.ring.iter().skip(start).map(move |kept| {
+            let rec = kept.record(after);
+            after = kept.seq + 1;
+            rec
+        })
     }
 
     /// Number of events held in the ring.
@@ -240,11 +302,11 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_event_is_16_bytes_and_keeps_its_kind_and_time() {
-        assert_eq!(std::mem::size_of::<Kept>(), 16);
+    fn a_kept_event_is_24_bytes_and_keeps_its_kind_and_time() {
+        assert_eq!(std::mem::size_of::<Kept>(), 24);
         let (a, _) = regs();
         for kind in KINDS {
-            let rec = Kept::new(kind, 1_764_000_000_123, a.clone()).record(7);
+            let rec = Kept::new(7, kind, 1_764_000_000_123, a.clone()).record(7);
             assert_eq!((rec.seq, rec.kind, rec.at_ms), (7, kind, 1_764_000_000_123));
         }
     }
@@ -315,5 +377,55 @@ mod tests {
             kept,
             vec![(5001, EventKind::Renewed), (5002, EventKind::Expired)]
         );
+    }
+
+    #[test]
+    fn given_numbers_have_holes_that_are_not_missed_events() {
+        let (a, b) = regs();
+        let mut log = EventRing::new(100, u64::MAX, 3);
+        assert!(log.push_at(105, EventKind::Registered, 1, a.clone()));
+        assert!(log.push_at(110, EventKind::Registered, 2, b.clone()));
+        assert!(
+            !log.push_at(110, EventKind::Renewed, 3, b.clone()),
+            "numbered already"
+        );
+        assert!(
+            !log.push_at(7, EventKind::Renewed, 3, b.clone()),
+            "before the ring"
+        );
+        assert_eq!(log.next_seq(), 111);
+        // From anywhere in a hole: the next event on, nothing missed.
+        for from in [100, 101, 105] {
+            let (batch, next) = log.since(from, None, 100);
+            assert_eq!(batch.missed, None);
+            assert_eq!(batch.events.len(), 2);
+            assert_eq!(next, 111);
+        }
+        let (batch, next) = log.since(106, None, 100);
+        assert_eq!(
+            batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![110]
+        );
+        assert_eq!(next, 111);
+        // Capped: go on from the first event not sent.
+        let (batch, next) = log.since(0, None, 1);
+        assert_eq!((batch.events.len(), next), (1, 110));
+        // Each record says where its predecessor ended: a subscriber at 106 takes 110 as
+        // the next one; one still at 103 missed 105.
+        let recs: Vec<(u64, u64)> = log.records_from(0).map(|r| (r.seq, r.after)).collect();
+        assert_eq!(recs, vec![(105, 100), (110, 106)]);
+        // Overflow: the floor is one past what dropped out.
+        log.push_at(120, EventKind::Renewed, 4, a.clone());
+        log.push_at(121, EventKind::Renewed, 5, a.clone());
+        assert_eq!(log.kept_from(), 106);
+        assert_eq!(log.since(101, None, 100).0.missed, Some((101, 106)));
+        assert_eq!(log.records_from(0).next().map(|r| r.after), Some(106));
+        // A stretch of history that could not be read: everything before it is missed.
+        log.skip_to(500);
+        assert!(log.is_empty());
+        assert_eq!(log.since(122, None, 100).0.missed, Some((122, 500)));
+        assert_eq!(log.next_seq(), 500);
+        assert!(log.push_at(503, EventKind::Expired, 6, b));
+        assert_eq!(log.records_from(0).map(|r| r.after).next(), Some(500));
     }
 }

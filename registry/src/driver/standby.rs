@@ -11,7 +11,8 @@
 
 use super::{OpenAs, Registry, load};
 use crate::RegistryConfig;
-use crate::core::state::RestartCounts;
+use crate::core::events::EventRing;
+use crate::core::state::{RestartCounts, StoreEvent};
 use crate::errors::OpenError;
 use crate::store::{LeaseRow, Storage, StoredLease};
 use courier_protocol::{ClientInfo, ClusterNodes, LeaseId, SignedFreshness, VendorKey};
@@ -73,7 +74,9 @@ impl Registry {
         wall_now_ms: u64,
     ) -> Result<Self, OpenError> {
         let (registry, _restart) = Self::restore(config, store, wall_now_ms, OpenAs::Standby)?;
-        registry.state().number_events_locally();
+        // A standby numbers none of its own changes (it could not reserve numbers durably):
+        // its events come from the cluster's history, from where its caller says.
+        registry.number_events_from_store(1);
         Ok(registry)
     }
 
@@ -156,11 +159,48 @@ impl Registry {
             false,
         )?;
         let mut state = loaded.state;
-        state.number_events_locally();
         let mut held = self.state();
         state.carry_held(self.now(), &held);
+        state.carry_events(&mut held);
         *held = state;
         Ok(loaded.counts)
+    }
+
+    /// Numbers events as the cluster's history gives them ([`Registry::record_events`]),
+    /// from `from_seq` on, and no longer of its own changes: a cluster's node, writer or
+    /// standby, before it serves.
+    pub fn number_events_from_store(&self, from_seq: u64) {
+        self.state().number_events_from_store(from_seq);
+    }
+
+    /// The events kept so far, for the registry that takes over from this one (a standby
+    /// elected writer): see [`Registry::adopt_events`]. This one keeps none.
+    pub fn take_events(&self) -> EventRing {
+        self.state().take_events()
+    }
+
+    /// Numbers events as the cluster's history gives them, going on from `events` (what the
+    /// standby this node was kept): its subscribers resume here without a gap.
+    pub fn adopt_events(&self, events: EventRing) {
+        self.state().adopt_events(events);
+    }
+
+    /// Events the cluster's history numbered, in order, kept and told to live subscribers.
+    /// Memory only. Returns how many were kept.
+    pub fn record_events(&self, events: impl IntoIterator<Item = StoreEvent>) -> usize {
+        self.with_state(|st| {
+            events
+                .into_iter()
+                .map(|e| st.given_event(e))
+                .filter(|kept| *kept)
+                .count()
+        })
+    }
+
+    /// The history up to `seq` could not be read: subscribers asking for it hear it is
+    /// missed. Memory only.
+    pub fn skip_events_to(&self, seq: u64) {
+        self.with_state(|st| st.skip_events_to(seq));
     }
 
     /// The writer's wall clock reads `writer_ms` now (a standby's estimate, from the

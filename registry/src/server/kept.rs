@@ -171,13 +171,13 @@ async fn catch_up(
     true
 }
 
-/// Takes a live event if it is the next one; `false` if numbers were skipped (the ring
-/// must be read again). Events already sent are ignored.
+/// Takes a live event if it is the next one; `false` if one was missed (the ring must be
+/// read again). Events already sent are ignored.
 fn absorb(rec: EventRecord, next: &mut u64, filter: Option<&str>, events: &mut Vec<Event>) -> bool {
     if rec.seq < *next {
         return true;
     }
-    if rec.seq > *next {
+    if rec.after > *next {
         return false;
     }
     *next = rec.seq + 1;

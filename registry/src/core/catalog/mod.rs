@@ -383,42 +383,14 @@ impl Catalog {
         manifest: &Manifest,
         deadline: Millis,
     ) -> Result<Arc<Registration>, CatalogError> {
-        let mut exports = Vec::with_capacity(manifest.exports.len());
-        for e in &manifest.exports {
-            exports.push(self.export_entry(&e.interface, &e.functions)?);
-        }
-        let mut exports = exports.into_iter();
-        let first = exports
-            .next()
-            .ok_or_else(|| CatalogError::Interface("(no exports)".into()))?;
-        let attrs: Vec<(Arc<str>, Arc<str>)> = manifest
-            .attributes
-            .iter()
-            .map(|(k, v)| (self.strings.intern(k), self.strings.intern(v)))
-            .collect();
         self.claim(&manifest.name, &manifest.vendor_key);
-        let vendor = self.vendors.intern(&manifest.vendor_key);
         let name = self
             .names
             .get_key_value(manifest.name.as_str())
             .map(|(k, _)| k.clone())
             .ok_or_else(|| CatalogError::Interface("(name)".into()))?;
-        let reg = Arc::new(Registration {
-            lease,
-            name: name.clone(),
-            vendor: vendor.clone(),
-            version: self.versions.intern(
-                manifest
-                    .semver()
-                    .unwrap_or_else(|| semver::Version::new(0, 0, 0)),
-            ),
-            first,
-            more: {
-                let more: Vec<ExportEntry> = exports.collect();
-                (!more.is_empty()).then(|| Box::new(more))
-            },
-            attributes: self.attribute_sets.intern_set(attrs),
-        });
+        let reg = Arc::new(self.build(lease, manifest, name.clone())?);
+        let vendor = reg.vendor.clone();
         let proxy = pack32(&reg.version);
         for e in reg.exports() {
             let bucket = self.by_interface.entry(e.key.clone()).or_default();
@@ -451,6 +423,59 @@ impl Catalog {
         }
         self.regs.insert(lease, reg.clone());
         Ok(reg)
+    }
+
+    /// A registration of `manifest` under `lease` that is not in the catalog (one that
+    /// left it, for its event).
+    pub fn detached(
+        &mut self,
+        lease: LeaseId,
+        manifest: &Manifest,
+    ) -> Result<Arc<Registration>, CatalogError> {
+        let name = match self.names.get_key_value(manifest.name.as_str()) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(manifest.name.as_str()),
+        };
+        Ok(Arc::new(self.build(lease, manifest, name)?))
+    }
+
+    /// The registration of `manifest` under `lease` and `name` (interned where the catalog
+    /// interns), not indexed.
+    fn build(
+        &mut self,
+        lease: LeaseId,
+        manifest: &Manifest,
+        name: Arc<str>,
+    ) -> Result<Registration, CatalogError> {
+        let mut exports = Vec::with_capacity(manifest.exports.len());
+        for e in &manifest.exports {
+            exports.push(self.export_entry(&e.interface, &e.functions)?);
+        }
+        let mut exports = exports.into_iter();
+        let first = exports
+            .next()
+            .ok_or_else(|| CatalogError::Interface("(no exports)".into()))?;
+        let attrs: Vec<(Arc<str>, Arc<str>)> = manifest
+            .attributes
+            .iter()
+            .map(|(k, v)| (self.strings.intern(k), self.strings.intern(v)))
+            .collect();
+        Ok(Registration {
+            lease,
+            name,
+            vendor: self.vendors.intern(&manifest.vendor_key),
+            version: self.versions.intern(
+                manifest
+                    .semver()
+                    .unwrap_or_else(|| semver::Version::new(0, 0, 0)),
+            ),
+            first,
+            more: {
+                let more: Vec<ExportEntry> = exports.collect();
+                (!more.is_empty()).then(|| Box::new(more))
+            },
+            attributes: self.attribute_sets.intern_set(attrs),
+        })
     }
 
     /// Removes the registration under `lease`, returning it.

@@ -310,8 +310,7 @@ impl RegistryState {
         self.table.handle(now, LeaseOp::Grant { id: lease, ttl_ms });
         match self.catalog.insert(lease, manifest, now.plus(ttl_ms)) {
             Ok(reg) => {
-                self.events
-                    .push(EventKind::Registered, self.wall_ms(now), reg);
+                self.note(EventKind::Registered, now, reg);
                 Ok(())
             }
             Err(e) => {

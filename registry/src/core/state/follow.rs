@@ -1,6 +1,7 @@
 //! A standby's copy of what the cluster's writer committed: registrations, the lease rows
-//! its flushes write, removals, freshness statements, client records, names and grants, applied without deciding anything (the writer alone
-//! renews, expires, replaces and numbers events). Applying one change twice, or an older
+//! its flushes write, removals, freshness statements, client records, names and grants,
+//! applied without deciding anything (the writer alone registers, expires and replaces;
+//! events come from the store's history, see `given.rs`). Applying one change twice, or an older
 //! one again after a newer, converges once the newer is applied again: a standby replays
 //! the store's changes in order from a point at or before what it loaded.
 //!

@@ -19,13 +19,6 @@ use courier_protocol::{EventKind, LeaseId};
 use std::sync::Arc;
 
 impl RegistryState {
-    /// Numbers events for this node alone: a standby's events never leave it (event
-    /// streams are the writer's), so it needs no durable reservation of numbers, which it
-    /// could not write.
-    pub fn number_events_locally(&mut self) {
-        self.events.set_reserved(u64::MAX);
-    }
-
     /// Names this standby: the leases it renews are its own to hold.
     pub fn set_here(&mut self, name: &str) {
         self.here = Some(Arc::from(name));
@@ -146,7 +139,7 @@ impl RegistryState {
         if let Some(reg) = self.catalog.get(&lease).cloned()
             && self.events.headroom() > 0
         {
-            self.events.push(EventKind::Renewed, self.wall_ms(now), reg);
+            self.note(EventKind::Renewed, now, reg);
         }
         deadline > current.deadline
     }

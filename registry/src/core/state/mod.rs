@@ -23,12 +23,14 @@ mod change;
 mod clients;
 mod follow;
 mod freshness;
+mod given;
 mod held;
 mod restart;
 mod roots;
 mod views;
 
 pub use change::{Change, FlushStats, Planned};
+pub use given::StoreEvent;
 pub use restart::{Restart, RestartCounts, Restorer};
 pub use views::{LeasePageRows, PageRow, candidates};
 
@@ -73,6 +75,9 @@ pub struct RegistryState {
     catalog: Catalog,
     keys: KeyBook,
     events: EventRing,
+    /// A cluster's node: events are numbered by the store's history, not here (see
+    /// `given.rs`).
+    events_given: bool,
     /// Leases renewed since the last flush.
     dirty: LeaseMap<()>,
     /// In a cluster: the node holding each lease renewed at another node than the writer
@@ -116,6 +121,7 @@ impl RegistryState {
             catalog: Catalog::new(),
             keys: KeyBook::new(),
             events: EventRing::new(start_seq, start_seq, config.event_ring),
+            events_given: false,
             dirty: LeaseMap::default(),
             held_by: LeaseMap::default(),
             here: None,
@@ -177,7 +183,7 @@ impl RegistryState {
                 self.catalog.set_deadline(&lease, deadline);
                 self.dirty.insert(lease, ());
                 self.held_here(lease);
-                self.events.push(EventKind::Renewed, self.wall_ms(now), reg);
+                self.note(EventKind::Renewed, now, reg);
                 Ok(LeaseGrant {
                     lease,
                     ttl_ms,
@@ -330,8 +336,7 @@ impl RegistryState {
         self.dirty.remove(&lease);
         self.held_by.remove(&lease);
         let reg = self.catalog.remove(&lease)?;
-        self.events
-            .push(why.event(), self.wall_ms(now), reg.clone());
+        self.note(why.event(), now, reg.clone());
         Some(reg)
     }
 

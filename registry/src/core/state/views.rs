@@ -131,13 +131,13 @@ impl RegistryState {
         let ring = &self.events;
         let from = from_seq.clamp(1, ring.next_seq());
         let missed = (from < ring.kept_from()).then_some((from, ring.kept_from()));
-        let mut next = from.max(ring.kept_from());
+        let mut next = ring.next_seq();
         let mut notifications = Vec::new();
-        for rec in ring.records_from(next) {
-            if notifications.len() == max {
+        for rec in ring.records_from(from) {
+            if notifications.len() >= max {
+                next = rec.seq;
                 break;
             }
-            next = rec.seq + 1;
             notifications.extend(matcher.notify(&rec));
         }
         (
