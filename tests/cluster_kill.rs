@@ -15,7 +15,12 @@
 //!   after the restart rule allows (its end, or the takeover if that came later, plus one
 //!   grace);
 //! - every client's calls succeed before the kill and again after it (they move to another
-//!   node by themselves).
+//!   node by themselves);
+//! - one event sequence: a subscriber at each node, moving on to another node from the next
+//!   number when its node goes (or restarts as the writer), is never told it missed
+//!   anything, never gets an event twice, sees the registration of every acknowledged
+//!   lease, and any two subscribers agree on every number both saw and got the same events
+//!   over the stretch both covered.
 //!
 //! Built with `--features cluster`; skips with one line when etcd is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,14 +30,14 @@ mod common;
 use common::cluster::{NodeProc, find_echo, start_node};
 use common::wait_for;
 use courier_client::{Answer, Client, ClientConfig, Policy, ReportMode, TrustStore};
-use courier_protocol::{LeaseId, SigningKey, SpkiPin, VendorKey};
+use courier_protocol::{EventKind, LeaseId, SigningKey, SpkiPin, VendorKey};
 use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
 use courier_test_support::etcd::{SKIP_LINE, etcd_binary};
 use courier_test_support::etcd_cluster::EtcdCluster;
 use courier_transport::{Identity, RegistryClient};
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,6 +86,15 @@ struct Called {
     ok: bool,
 }
 
+/// One subscriber's record: every event it was sent and by which node, what it was told it
+/// missed after its first batch, and how often it moved to another node.
+#[derive(Debug, Default)]
+struct Subscriber {
+    events: Vec<(usize, u64, EventKind, LeaseId)>,
+    missed: Vec<(usize, u64, u64)>,
+    moves: usize,
+}
+
 /// Everything recorded during the run.
 #[derive(Debug, Default)]
 struct History {
@@ -88,6 +102,7 @@ struct History {
     gone: Vec<Ack>,
     seen: Vec<Seen>,
     calls: Vec<Called>,
+    subscribers: Vec<Subscriber>,
 }
 
 /// When the faults happened.
@@ -160,6 +175,68 @@ fn observe(nodes: Vec<(SocketAddr, SpkiPin)>, history: Arc<Mutex<History>>, stop
             }
         });
     }
+}
+
+/// Subscribes to the cluster's events at node `start` until `stop`, from the first event
+/// the node keeps; when its stream ends it subscribes again at the same node (a standby
+/// elected writer serves again), and when its node is the one killed (`dead`), or cannot be
+/// reached, at the next node, each time from the number after the last event it had.
+fn subscribe(
+    nodes: Vec<(SocketAddr, SpkiPin)>,
+    start: usize,
+    history: Arc<Mutex<History>>,
+    stop: Arc<AtomicBool>,
+    dead: Arc<AtomicUsize>,
+) {
+    let me = {
+        let mut h = history.lock().unwrap();
+        h.subscribers.push(Subscriber::default());
+        h.subscribers.len() - 1
+    };
+    tokio::spawn(async move {
+        let (mut node, mut from, mut first) = (start, 1, true);
+        let record =
+            |f: &mut dyn FnMut(&mut Subscriber)| f(&mut history.lock().unwrap().subscribers[me]);
+        while !stop.load(Ordering::Relaxed) {
+            if dead.load(Ordering::Relaxed) == node {
+                node = (node + 1) % nodes.len();
+                record(&mut |s| s.moves += 1);
+            }
+            let (addr, pin) = nodes[node];
+            let connected = tokio::time::timeout(
+                Duration::from_secs(2),
+                RegistryClient::connect(addr, pin, "watch"),
+            )
+            .await;
+            let Ok(Ok(c)) = connected else {
+                node = (node + 1) % nodes.len();
+                record(&mut |s| s.moves += 1);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            if let Ok(mut stream) = c.subscribe(None, from).await {
+                loop {
+                    match tokio::time::timeout(Duration::from_millis(500), stream.next()).await {
+                        Ok(Ok(Some(batch))) => record(&mut |s| {
+                            if let (Some((a, b)), false) = (batch.missed, first) {
+                                s.missed.push((node, a, b));
+                            }
+                            for e in &batch.events {
+                                s.events.push((node, e.seq, e.kind, e.lease));
+                                from = e.seq + 1;
+                            }
+                            first = false;
+                        }),
+                        Ok(_) => break,
+                        Err(_) if stop.load(Ordering::Relaxed) => break,
+                        Err(_) if dead.load(Ordering::Relaxed) == node => break,
+                        Err(_) => {}
+                    }
+                }
+            }
+            c.close();
+        }
+    });
 }
 
 /// Calls the echo service from `CLIENTS` clients until `stop`, client `i` starting at node
@@ -257,6 +334,7 @@ fn check(h: &History, t: &Timeline) -> Vec<String> {
             }
         }
     }
+    check_events(h, &mut wrong);
     // Calls: every client succeeds before the kill and again after the takeover.
     for client in 0..CLIENTS {
         let mine = || h.calls.iter().filter(move |c| c.client == client);
@@ -268,6 +346,72 @@ fn check(h: &History, t: &Timeline) -> Vec<String> {
         }
     }
     wrong
+}
+
+/// One event sequence across the nodes, as the subscribers saw it.
+fn check_events(h: &History, wrong: &mut Vec<String>) {
+    let mut numbered: std::collections::HashMap<u64, (EventKind, LeaseId)> = Default::default();
+    for (i, s) in h.subscribers.iter().enumerate() {
+        for (node, from, to) in &s.missed {
+            wrong.push(format!(
+                "subscriber {i} missed events {from}..{to} at node {node}"
+            ));
+        }
+        if let Some(p) = s.events.windows(2).find(|p| p[0].1 >= p[1].1) {
+            wrong.push(format!("subscriber {i} got {:?} after {:?}", p[1], p[0]));
+        }
+        for (node, seq, kind, lease) in &s.events {
+            match numbered.insert(*seq, (*kind, *lease)) {
+                Some(other) if other != (*kind, *lease) => wrong.push(format!(
+                    "event {seq} is {kind} {lease} at node {node} and {other:?} elsewhere"
+                )),
+                _ => {}
+            }
+        }
+        let registered: HashSet<LeaseId> = s
+            .events
+            .iter()
+            .filter(|e| e.2 == EventKind::Registered)
+            .map(|e| e.3)
+            .collect();
+        for ack in &h.live {
+            if !registered.contains(&ack.lease) {
+                wrong.push(format!(
+                    "subscriber {i} has no registration of {}",
+                    ack.lease
+                ));
+            }
+        }
+    }
+    for (i, a) in h.subscribers.iter().enumerate() {
+        for (j, b) in h.subscribers.iter().enumerate().skip(i + 1) {
+            let (Some(af), Some(al), Some(bf), Some(bl)) = (
+                a.events.first(),
+                a.events.last(),
+                b.events.first(),
+                b.events.last(),
+            ) else {
+                wrong.push(format!("subscriber {i} or {j} got no events"));
+                continue;
+            };
+            let (lo, hi) = (af.1.max(bf.1), al.1.min(bl.1));
+            let range = |s: &Subscriber| -> Vec<u64> {
+                s.events
+                    .iter()
+                    .map(|e| e.1)
+                    .filter(|q| (lo..=hi).contains(q))
+                    .collect()
+            };
+            if range(a) != range(b) {
+                wrong.push(format!(
+                    "subscribers {i} and {j} got different events between {lo} and {hi}"
+                ));
+            }
+        }
+    }
+    if !h.subscribers.iter().any(|s| s.moves > 0) {
+        wrong.push("no subscriber moved to another node".into());
+    }
 }
 
 /// When `at` was, relative to the kill.
@@ -337,6 +481,16 @@ async fn a_killed_writer_loses_no_acknowledged_lease_and_callers_move_on() {
     let history = Arc::new(Mutex::new(History::default()));
     let stop = Arc::new(AtomicBool::new(false));
     observe(nodes.clone(), history.clone(), stop.clone());
+    let dead_node = Arc::new(AtomicUsize::new(usize::MAX));
+    for start in 0..nodes.len() {
+        subscribe(
+            nodes.clone(),
+            start,
+            history.clone(),
+            stop.clone(),
+            dead_node.clone(),
+        );
+    }
 
     // Half the vendors that go away register now, and their leases run out before the
     // kill, at the writer.
@@ -402,6 +556,7 @@ async fn a_killed_writer_loses_no_acknowledged_lease_and_callers_move_on() {
     let killed = Instant::now();
     let dead = 0;
     drop(a);
+    dead_node.store(dead, Ordering::Relaxed);
     let writer = tokio::task::block_in_place(|| {
         first_saying(
             &[&b, &c],
@@ -462,6 +617,13 @@ async fn a_killed_writer_loses_no_acknowledged_lease_and_callers_move_on() {
             h.seen.len(),
             h.calls.len()
         );
+        for (i, s) in h.subscribers.iter().enumerate() {
+            eprintln!(
+                "subscriber {i}: {} events, moved {} times",
+                s.events.len(),
+                s.moves
+            );
+        }
         check(&h, &t)
     };
     assert!(

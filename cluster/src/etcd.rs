@@ -181,38 +181,57 @@ impl Drop for Etcd {
     }
 }
 
+/// Why a watch stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WatchError {
+    /// etcd no longer holds the history from where the watch was (compacted up to this
+    /// revision): the store must be read again.
+    #[error("etcd's history is compacted past the watch (to revision {0})")]
+    Compacted(i64),
+    /// The watch broke (etcd, or the connection to it, lost): it can be opened again from
+    /// where it was, and nothing is missed.
+    #[error("{0}")]
+    Broken(String),
+}
+
 /// The changes under a prefix from a revision on, one watch answer at a time.
 pub(crate) struct Changes(etcd_client::WatchStream);
 
 impl Changes {
-    /// Watches every key under `prefix` from revision `from` on.
+    /// Watches every key under `prefix` from revision `from` on, each change with the value
+    /// it replaced or deleted (a removal's event describes what was removed).
     pub(crate) async fn open(
         mut client: Client,
         prefix: Vec<u8>,
         from: i64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WatchError> {
         let options = etcd_client::WatchOptions::new()
             .with_prefix()
-            .with_start_revision(from);
+            .with_start_revision(from)
+            .with_prev_key();
         let stream = client
             .watch(prefix, Some(options))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| WatchError::Broken(e.to_string()))?;
         Ok(Self(stream))
     }
 
-    /// The next answer; `None` when the watch ended, an error when it failed or etcd
+    /// The next answer; `None` when the watch ended, an error when it broke or etcd
     /// cancelled it (its history compacted past where the watch was).
-    pub(crate) async fn next(&mut self) -> Result<Option<etcd_client::WatchResponse>, String> {
-        let Some(resp) = self.0.message().await.map_err(|e| e.to_string())? else {
+    pub(crate) async fn next(&mut self) -> Result<Option<etcd_client::WatchResponse>, WatchError> {
+        let Some(resp) = self
+            .0
+            .message()
+            .await
+            .map_err(|e| WatchError::Broken(e.to_string()))?
+        else {
             return Ok(None);
         };
         if resp.canceled() {
-            return Err(format!(
-                "watch cancelled (compacted: {}): {}",
-                resp.compact_revision(),
-                resp.cancel_reason()
-            ));
+            return Err(match resp.compact_revision() {
+                0 => WatchError::Broken(format!("watch cancelled: {}", resp.cancel_reason())),
+                r => WatchError::Compacted(r),
+            });
         }
         Ok(Some(resp))
     }

@@ -5,6 +5,7 @@
 //! | prefix | value |
 //! | --- | --- |
 //! | `meta/registry_id`, `meta/seq_reserved`, `meta/last_alive_ms`, `meta/history_seq` | id text; u64 big-endian |
+//! | `meta/gone` | put by each transaction that deletes registrations: the writer's clock (u64 BE), then per registration its lease (16 bytes) and why (1 byte) |
 //! | `reg/<lease>` | signature, then the canonical manifest (as redb keeps it) |
 //! | `lease/<lease>` | expires_at_ms, ttl_ms, renewals (grace flag in the top bit), 3 × u64 BE, then the name of the node holding the lease (that wrote it) |
 //! | `name/<name>` | the owner's key (32 bytes) |

@@ -9,8 +9,8 @@
 //!   etcd's election of the one node that writes. Every write carries the writer's
 //!   [`Fence`], so a node whose session ended cannot write after another took over.
 //! - The other nodes are standbys ([`Standby`]): each follows the writer's commits with an
-//!   etcd watch into a registry of its own that answers lookups, fetches, reads and
-//!   renewals (other writes go to the writer), copies the writer's components, and waits in the
+//!   etcd watch into a registry of its own that answers lookups, fetches, reads, event
+//!   streams and renewals (other writes go to the writer), copies the writer's components, and waits in the
 //!   election; when the writer's session ends, one of them loads the state through the
 //!   registry's restart rule (time left, one grace) and writes.
 //! - Renewals are taken by whichever node a vendor is connected to: a standby writes the
@@ -18,6 +18,8 @@
 //!   the writer ([`Writer`]) moves its deadlines on to them; the writer alone
 //!   expires.
 //! - [`Writer`] is a node elected writer: its registry and the renewals it follows.
+//! - Every node numbers the cluster's events alike, from etcd's history (`feed.rs`): a
+//!   subscriber moves between nodes without a gap.
 //! - [`takeover_wall_ms`] is the time a new writer opens at: the last writer's clock
 //!   carried on, never another machine's clock compared with it.
 //! - [`status()`] is what `courier cluster status` prints.
@@ -27,6 +29,7 @@
 
 mod clock;
 mod etcd;
+mod feed;
 mod held;
 pub mod layout;
 mod mirror;
@@ -43,7 +46,7 @@ mod writer;
 pub use clock::takeover_wall_ms;
 pub use etcd::{DEFAULT_DEADLINE, Etcd};
 pub use node::{Advert, DEFAULT_SESSION_TTL, Node, NodeConfig, Session};
-pub use standby::Standby;
+pub use standby::{CarriedEvents, Standby};
 pub use status::{ClusterStatus, MemberStatus, NodeStatus, status};
 pub use store::{ComponentSource, EtcdStore, HeldManifests};
 pub use write::{Fence, MAX_TXN_OPS};

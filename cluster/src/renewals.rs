@@ -1,15 +1,22 @@
-//! The writer's view of the renewals other nodes take: a vendor renews at whichever node it
-//! is connected to, and that node writes the lease's row behind, in batches (`held.rs`).
-//! The writer, which alone expires, watches `lease/` from the revision it loaded the store
-//! at and moves each lease's deadline on to the rows other nodes wrote
-//! ([`Registry::renewed_elsewhere`]; only ever later). Its own rows come back through the
-//! watch too, and are skipped by the name they carry.
+//! The writer's view of the cluster's history: the renewals other nodes take, and the
+//! events every node numbers alike (`feed.rs`).
 //!
-//! When the watch fails (etcd lost a while, or its history was compacted past where the
-//! watch was), every row is read again and applied the same way, and the watch goes on
-//! from the revision read: a renewal is never missed for longer than that.
+//! A vendor renews at whichever node it is connected to, and that node writes the lease's
+//! row behind, in batches (`held.rs`). The writer, which alone expires, watches the
+//! cluster's keys from the revision it loaded the store at and moves each lease's
+//! deadline on to the rows other nodes wrote ([`Registry::renewed_elsewhere`]; only ever
+//! later). Its own rows come back through the watch too, and are skipped by the name they
+//! carry. Every change also comes back as the cluster's events
+//! ([`Registry::record_events`]): the writer numbers none of its own.
+//!
+//! When the watch breaks (etcd, or the connection to it, lost a while), it is opened again
+//! from the last revision it delivered: nothing is missed. When etcd's history was
+//! compacted past it, every row is read again and applied the same way, and the watch goes
+//! on from the revision read: the events between are given up (a subscriber asking for
+//! them hears they are missed).
 
-use crate::etcd::{Changes, Etcd};
+use crate::etcd::{Changes, Etcd, WatchError};
+use crate::feed;
 use crate::layout::{self, Layout};
 use crate::node::Node;
 use crate::store::lease_row;
@@ -60,14 +67,27 @@ impl Follow {
     async fn run(self, mut revision: i64) {
         loop {
             match self.watch(&mut revision).await {
-                Ok(()) => tracing::debug!("the writer's watch of renewals ended"),
-                Err(e) => tracing::warn!("the writer's watch of renewals failed: {e}"),
+                // Opened again from where it was: nothing is missed.
+                Ok(()) => {
+                    tracing::debug!("the writer's watch ended: following on");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(WatchError::Broken(e)) => {
+                    tracing::warn!("the writer's watch broke ({e}): following on");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e @ WatchError::Compacted(_)) => {
+                    tracing::warn!("the writer's watch ended ({e}): reading every lease row");
+                }
             }
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 match self.read_all().await {
                     Ok(r) => {
                         revision = r;
+                        self.registry.skip_events_to(feed::after(r));
                         break;
                     }
                     Err(e) => tracing::debug!("cannot read the lease rows yet: {e}"),
@@ -86,9 +106,9 @@ impl Follow {
         Some((lease, lease_row(value)?, holder.to_string()))
     }
 
-    async fn watch(&self, revision: &mut i64) -> Result<(), String> {
+    async fn watch(&self, revision: &mut i64) -> Result<(), WatchError> {
         let mut changes =
-            Changes::open(self.etcd.client(), self.layout.key("lease/"), *revision + 1).await?;
+            Changes::open(self.etcd.client(), self.layout.key(""), *revision + 1).await?;
         while let Some(resp) = changes.next().await? {
             let rows: Vec<_> = resp
                 .events()
@@ -100,8 +120,18 @@ impl Follow {
             if !rows.is_empty() {
                 self.registry.renewed_elsewhere(rows);
             }
-            if let Some(h) = resp.header() {
-                *revision = h.revision();
+            let events = feed::events(&self.layout, resp.events());
+            tracing::trace!(
+                revision = feed::last_revision(&resp),
+                changes = resp.events().len(),
+                events = events.len(),
+                "the writer follows"
+            );
+            if !events.is_empty() {
+                self.registry.record_events(events);
+            }
+            if let Some(r) = feed::last_revision(&resp) {
+                *revision = r;
             }
         }
         Ok(())

@@ -23,7 +23,9 @@
 //!   claims a name each, so these must not cost a read of the whole store);
 //! - keys, controls and roots, a name changing owner, a grant taken away: rarer, and what
 //!   they change reaches into the whole state, so the standby reads the store again;
-//! - the election (`leader/`): the writer its lease pages name.
+//! - the election (`leader/`): the writer its lease pages name;
+//! - and, from every answer, the cluster's events, numbered as every node numbers them
+//!   (`feed.rs`).
 //!
 //! Time left on a lease is worked out on the writer's clock, never this machine's: the
 //! writer's `last_alive_ms` at its latest flush, carried on by this node's monotonic clock
@@ -31,7 +33,8 @@
 
 use crate::ClusterError;
 use crate::clock::wall_ms;
-use crate::etcd::Changes;
+use crate::etcd::{Changes, WatchError};
+use crate::feed;
 use crate::layout::{self, Layout};
 use crate::mirror::{self, Copier};
 use crate::node::Node;
@@ -41,7 +44,7 @@ use courier_protocol::{
     ClientInfo, ClusterNodes, LeaseId, SignedFreshness, SignedManifest, VendorKey, codec,
 };
 use courier_registry::store_records::decode_manifest;
-use courier_registry::{Followed, LeaseRow, Registry, RegistryConfig, StoredLease};
+use courier_registry::{EventRing, Followed, LeaseRow, Registry, RegistryConfig, StoredLease};
 use etcd_client::{Client, EventType};
 use std::collections::HashMap;
 use std::path::Path;
@@ -63,6 +66,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Dropping it stops them.
 pub struct Standby {
     registry: Arc<Registry>,
+    applied: Arc<AtomicI64>,
     tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
@@ -101,12 +105,14 @@ impl Standby {
         ));
         let registry = Registry::open_standby(config, Box::new(store), clock.now_ms())
             .map_err(ClusterError::Standby)?;
+        registry.number_events_from_store(feed::after(revision));
         registry.set_cluster(ClusterNodes {
             answered_by: node.name().to_string(),
             writer: node.leader()?,
         });
         let registry = Arc::new(registry);
         let applied = Arc::new(AtomicI64::new(revision));
+        let applied_here = applied.clone();
         let progress = report_progress(
             node.etcd().client(),
             node.layout().key(&format!("progress/{}", node.name())),
@@ -126,13 +132,42 @@ impl Standby {
         };
         let handle = node.etcd().handle();
         let tasks = [handle.spawn(follower.run(revision)), handle.spawn(progress)];
-        Ok(Self { registry, tasks })
+        Ok(Self {
+            registry,
+            applied: applied_here,
+            tasks,
+        })
     }
 
     /// The registry to serve.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
+
+    /// Stops following and hands over the events kept and the revision they go up to:
+    /// the writer this node becomes goes on from them ([`crate::Writer::take_over`]).
+    pub fn into_events(self) -> CarriedEvents {
+        for t in &self.tasks {
+            t.abort();
+        }
+        // The revision first: everything up to it is in the ring already (a watch answer's
+        // events are kept before its revision is stored), and what the follower might
+        // still keep after the ring is taken lies beyond it, for the writer to replay.
+        let applied = self.applied.load(Ordering::Relaxed);
+        CarriedEvents {
+            ring: self.registry.take_events(),
+            applied,
+        }
+    }
+}
+
+/// The events a standby kept, for the writer it becomes: its subscribers resume at the
+/// writer without a gap.
+#[derive(Debug)]
+pub struct CarriedEvents {
+    pub(crate) ring: EventRing,
+    /// The standby applied etcd's history up to here (its ring may end before).
+    pub(crate) applied: i64,
 }
 
 /// The writer's wall clock as this node knows it: its value at the writer's latest flush,
@@ -204,14 +239,26 @@ enum Seen {
 }
 
 impl Follower {
-    /// Follows from `revision + 1`; when the watch fails (etcd lost, history compacted
-    /// away) reads the whole store again and follows from there.
+    /// Follows from `revision + 1`. A watch that breaks (etcd, or the connection to it,
+    /// lost a while) is opened again from the last revision applied; one whose history
+    /// etcd compacted away reads the whole store again and follows from there.
     async fn run(mut self, mut revision: i64) {
         loop {
             match self.watch(revision).await {
-                Ok(()) => tracing::debug!("the standby's watch ended: reading the store again"),
-                Err(e) => {
-                    tracing::warn!("the standby's watch failed ({e}): reading the store again")
+                Ok(()) => {
+                    tracing::debug!("the standby's watch ended: following on");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    revision = self.applied.load(Ordering::Relaxed);
+                    continue;
+                }
+                Err(WatchError::Broken(e)) => {
+                    tracing::warn!("the standby's watch broke ({e}): following on");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    revision = self.applied.load(Ordering::Relaxed);
+                    continue;
+                }
+                Err(e @ WatchError::Compacted(_)) => {
+                    tracing::warn!("the standby's watch ended ({e}): reading the store again");
                 }
             }
             loop {
@@ -220,6 +267,7 @@ impl Follower {
                     Ok(r) => {
                         revision = r;
                         self.applied.store(r, Ordering::Relaxed);
+                        self.registry.skip_events_to(feed::after(r));
                         break;
                     }
                     Err(e) => tracing::debug!("the standby cannot read the store yet: {e}"),
@@ -245,10 +293,11 @@ impl Follower {
         Ok(revision)
     }
 
-    async fn watch(&mut self, revision: i64) -> Result<(), String> {
+    async fn watch(&mut self, revision: i64) -> Result<(), WatchError> {
         let mut client = self.client.clone();
         let mut changes = Changes::open(client.clone(), self.layout.key(""), revision + 1).await?;
         while let Some(resp) = changes.next().await? {
+            let events = feed::events(&self.layout, resp.events());
             let mut seen = Vec::new();
             let (mut reload, mut elected) = (false, false);
             for event in resp.events() {
@@ -329,6 +378,7 @@ impl Follower {
                 }
             }
             self.apply(seen).await;
+            self.registry.record_events(events);
             if elected {
                 self.copier.forget_writer();
                 let writer = mirror::writer_name(&mut client, &self.layout).await;
@@ -338,10 +388,11 @@ impl Follower {
                 });
             }
             if reload {
-                self.reload().await?;
+                // Not applied yet: a watch opened again replays this answer.
+                self.reload().await.map_err(WatchError::Broken)?;
             }
-            if let Some(h) = resp.header() {
-                self.applied.store(h.revision(), Ordering::Relaxed);
+            if let Some(r) = feed::last_revision(&resp) {
+                self.applied.store(r, Ordering::Relaxed);
             }
         }
         Ok(())

@@ -9,13 +9,15 @@
 //! earlier transactions wrote is a prefix of it that the restart rule reads correctly
 //! (newer expiry times, registrations already gone).
 
+use crate::clock::wall_ms;
 use crate::etcd::Etcd;
 use crate::layout::{self, Layout, be};
 use crate::read;
+use courier_protocol::LeaseId;
 use courier_protocol::codec;
 use courier_registry::LeaseRow;
 use courier_registry::store_records::{encode_manifest, row_to_stored};
-use courier_registry::{Batch, StoreError, UsageRecord};
+use courier_registry::{Batch, Removal, StoreError, UsageRecord};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use std::collections::HashMap;
 
@@ -60,6 +62,53 @@ pub struct Writes {
     ends: Vec<usize>,
     /// Marks written last.
     marks: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Why registrations are deleted, by the group deleting each: every transaction
+    /// holding such a group also puts its [`GoneNote`] (`meta/gone`).
+    gone: Vec<(usize, LeaseId, Removal)>,
+    /// The `meta/gone` key and the writer's clock for the notes.
+    gone_at: Option<(Vec<u8>, u64)>,
+}
+
+/// `meta/gone`, put in the transaction that deletes registrations: why each was deleted
+/// and when (the writer's clock), so that every node numbers the same removal event.
+/// The value: the time (8 bytes), then per registration its lease (16) and why (1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoneNote {
+    /// The writer's wall clock, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Each registration deleted, and why.
+    pub leases: Vec<(LeaseId, Removal)>,
+}
+
+impl GoneNote {
+    /// The stored value.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = be(self.at_ms);
+        for (lease, why) in &self.leases {
+            v.extend_from_slice(&lease.0);
+            v.push(why.code());
+        }
+        v
+    }
+
+    /// A stored value read back (`None` if it is not one).
+    pub fn decode(v: &[u8]) -> Option<Self> {
+        let (at, rest) = v.split_first_chunk::<8>()?;
+        if rest.len() % 17 != 0 {
+            return None;
+        }
+        let leases = rest
+            .chunks_exact(17)
+            .map(|c| {
+                let (id, why) = c.split_first_chunk::<16>()?;
+                Some((LeaseId(*id), Removal::from_code(why[0])?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            at_ms: u64::from_be_bytes(*at),
+            leases,
+        })
+    }
 }
 
 impl Writes {
@@ -88,6 +137,16 @@ impl Writes {
         self.ends.push(self.ops.len());
     }
 
+    /// Notes why the current group deletes `lease`'s registration.
+    pub fn gone(&mut self, lease: LeaseId, why: Removal) {
+        self.gone.push((self.ends.len(), lease, why));
+    }
+
+    /// Where the notes of deletions go (`meta/gone`) and the writer's clock for them.
+    pub fn note_gone_at(&mut self, key: Vec<u8>, at_ms: u64) {
+        self.gone_at = Some((key, at_ms));
+    }
+
     /// Puts a mark, committed after everything else.
     pub fn mark(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.marks.push((key, value));
@@ -98,33 +157,55 @@ impl Writes {
         self.ops.is_empty() && self.marks.is_empty()
     }
 
-    /// The transactions' operations, each at most [`MAX_TXN_OPS`], cut at group ends.
+    /// The transactions' operations, each at most [`MAX_TXN_OPS`], cut at group ends;
+    /// each transaction that deletes registrations also puts the note of why.
     fn into_chunks(mut self) -> Vec<Vec<TxnOp>> {
         self.end();
         let op = |(k, v): (Vec<u8>, Option<Vec<u8>>)| match v {
             Some(v) => TxnOp::put(k, v, None),
             None => TxnOp::delete(k, None),
         };
+        // Room for the note in every transaction.
+        let room = MAX_TXN_OPS - 1;
         let mut chunks: Vec<Vec<TxnOp>> = vec![Vec::new()];
+        // The groups each transaction holds, from which group index.
+        let mut firsts = vec![0usize];
         let mut ops = self.ops.into_iter();
         let mut at = 0usize;
-        for end in self.ends {
+        for (g, end) in self.ends.into_iter().enumerate() {
             let n = end.saturating_sub(at);
             at = end.max(at);
             let group: Vec<TxnOp> = ops.by_ref().take(n).map(op).collect();
             let current = chunks.last().map_or(0, Vec::len);
-            if current > 0 && current + group.len() > MAX_TXN_OPS {
+            if current > 0 && current + group.len() > room {
                 chunks.push(Vec::new());
+                firsts.push(g);
             }
             // A group larger than a transaction is split anyway (never the case for the
             // records written here: at most a handful of keys each).
-            for piece in group.chunks(MAX_TXN_OPS).map(<[TxnOp]>::to_vec) {
+            for piece in group.chunks(room).map(<[TxnOp]>::to_vec) {
                 if let Some(last) = chunks.last_mut()
-                    && last.len() + piece.len() <= MAX_TXN_OPS
+                    && last.len() + piece.len() <= room
                 {
                     last.extend(piece);
                 } else {
                     chunks.push(piece);
+                    firsts.push(g);
+                }
+            }
+        }
+        if let Some((key, at_ms)) = self.gone_at.take() {
+            for (i, chunk) in chunks.iter_mut().enumerate() {
+                let (from, to) = (firsts[i], firsts.get(i + 1).copied().unwrap_or(usize::MAX));
+                let leases: Vec<_> = self
+                    .gone
+                    .iter()
+                    .filter(|(g, ..)| (from..to).contains(g))
+                    .map(|(_, lease, why)| (*lease, *why))
+                    .collect();
+                if !leases.is_empty() {
+                    let note = GoneNote { at_ms, leases };
+                    chunk.push(TxnOp::put(key.clone(), note.encode(), None));
                 }
             }
         }
@@ -195,9 +276,14 @@ pub fn plan(etcd: &Etcd, l: &Layout, batch: &Batch, holder: &str) -> Result<Writ
         );
         w.end();
     }
-    for (lease, _) in &batch.delete {
+    w.note_gone_at(
+        l.key("meta/gone"),
+        batch.last_alive_ms.unwrap_or_else(wall_ms),
+    );
+    for (lease, why) in &batch.delete {
         w.delete(l.key(&format!("reg/{}", layout::lease(lease))));
         w.delete(l.key(&format!("lease/{}", layout::lease(lease))));
+        w.gone(*lease, *why);
         w.end();
     }
     for (name, key) in &batch.names {
@@ -343,4 +429,31 @@ fn add_usage(
         w.put(l.key(&format!("usage/{rest}")), v);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gone_note_reads_back_and_refuses_what_is_not_one() {
+        let note = GoneNote {
+            at_ms: 1_764_000_000_123,
+            leases: vec![
+                (LeaseId([1; 16]), Removal::Cancelled),
+                (LeaseId([2; 16]), Removal::Revoked),
+            ],
+        };
+        assert_eq!(GoneNote::decode(&note.encode()), Some(note.clone()));
+        let bytes = note.encode();
+        assert_eq!(
+            GoneNote::decode(&bytes[..bytes.len() - 1]),
+            None,
+            "cut short"
+        );
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() = 9;
+        assert_eq!(GoneNote::decode(&bad), None, "an unknown reason");
+        assert_eq!(GoneNote::decode(&[0; 5]), None);
+    }
 }

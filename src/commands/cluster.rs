@@ -273,7 +273,6 @@ mod built {
         // The standby's socket stays bound: connections that come while the state loads
         // wait for the writer's server instead of finding nothing at this address.
         let listener = standby_handle.hand_over().await;
-        drop(standby);
         println!("  elected the cluster's writer: loading its state from etcd");
         let (dir, n) = (args.data_dir.clone(), node.clone());
         let now_ms = std::time::SystemTime::now()
@@ -282,10 +281,12 @@ mod built {
         // The last writer's clock carried on: this node's never compared with it. Vendors
         // connected to the other nodes renew there: their rows move the writer's
         // deadlines on.
-        let writer =
-            tokio::task::spawn_blocking(move || Writer::open(&n, &dir, fence, config, now_ms))
-                .await?
-                .context("cannot open the registry on etcd")?;
+        // The standby's events go on at the writer: subscribers lose nothing.
+        let writer = tokio::task::spawn_blocking(move || {
+            Writer::take_over(standby, &n, &dir, fence, config, now_ms)
+        })
+        .await?
+        .context("cannot open the registry on etcd")?;
         let registry = writer.registry().clone();
         registry.set_cluster(courier_protocol::ClusterNodes {
             answered_by: c.node.clone(),

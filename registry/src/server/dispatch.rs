@@ -191,9 +191,9 @@ async fn build(req: Request, session: &Session) -> Response {
     answer.unwrap_or_else(|e| refusal(e, peer, what))
 }
 
-/// Whether a cluster's standby answers `req`: reads and renewals (the node a vendor is
-/// connected to holds its leases), yes; anything else that writes, or an event stream
-/// (whose events the writer numbers), goes to the writer.
+/// Whether a cluster's standby answers `req`: reads, event streams (every node numbers
+/// the cluster's events alike) and renewals (the node a vendor is connected to holds its
+/// leases), yes; anything else that writes goes to the writer.
 pub(super) fn standby_answers(req: &Request) -> bool {
     matches!(
         req,
@@ -203,6 +203,7 @@ pub(super) fn standby_answers(req: &Request) -> bool {
             | Request::KeepAlive
             | Request::Find(_)
             | Request::Fetch { .. }
+            | Request::Subscribe { .. }
             | Request::Leases { .. }
             | Request::KeyStatements { .. }
             | Request::RootStatements { .. }
@@ -219,9 +220,9 @@ pub(super) fn standby_answers(req: &Request) -> bool {
 pub(super) fn standby_refusal() -> WireError {
     WireError::new(
         ErrorKind::Unavailable,
-        "this node is a standby of its cluster: registrations, other writes and event \
-         streams go to the cluster's writer (`courier cluster status` names it); lookups, \
-         fetches and renewals work here",
+        "this node is a standby of its cluster: registrations and other writes go to the \
+         cluster's writer (`courier cluster status` names it); lookups, fetches, event \
+         streams and renewals work here",
     )
 }
 
