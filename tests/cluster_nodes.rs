@@ -2,7 +2,8 @@
 //! three-member etcd cluster. The writer is killed with -9 while vendors renew: the standby
 //! takes over within the session's time, every acknowledged registration is there under
 //! its lease, and every vendor's keeper renews it at the new writer. Before that, a lease
-//! renewed at the standby alone outlives its duration at the writer. Then one etcd member
+//! renewed at the standby alone outlives its duration at the writer. An operator's event
+//! watch at the standby goes on at the writer it becomes, without a gap. Then one etcd member
 //! stops (service goes on), and a majority stops: writes are refused with a clear error
 //! while lookups go on from memory, and resume when etcd is back.
 //!
@@ -13,12 +14,15 @@
 mod common;
 
 use common::cluster::{NodeProc, find_echo, start_node};
-use common::{courier, run_ok, wait_for};
+use common::{courier, lines_of, run_ok, wait_for};
 use courier_protocol::{ErrorKind, SigningKey, SpkiPin};
 use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
 use courier_test_support::etcd::{SKIP_LINE, etcd_binary, revoke_lease_of};
 use courier_test_support::etcd_cluster::EtcdCluster;
 use courier_transport::{ClientError, RegistryClient};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Vendors renewing while the writer is killed.
@@ -45,6 +49,82 @@ async fn register_new(node: &NodeProc, seed: u8) -> Result<(), ClientError> {
         .map(drop);
     c.close();
     r
+}
+
+/// `courier leases --watch --json` from the first event `node` keeps, with `other` as the
+/// cluster's other node: its stdout lines.
+fn watch_events(node: &NodeProc, other: &NodeProc, pins: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = courier()
+        .args(["leases", "--watch", "--json", "--from", "1"])
+        .args(["--registry", &node.addr.to_string()])
+        .args(["--registry-pin", &node.pin.to_string()])
+        .args(["--other-node", &format!("{}={}", other.addr, other.pin)])
+        .arg("--registry-pins")
+        .arg(pins)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    (child, lines)
+}
+
+/// Reads the watch's lines until an event about `name` of `kind`; then checks that, but
+/// for the first line (what the node did not keep), nothing was missed, no event came
+/// twice, and every event `node` keeps between the first (or the first it keeps) and the
+/// last printed came.
+async fn check_watch(lines: &mpsc::Receiver<String>, node: &NodeProc, kind: &str, name: &str) {
+    let mut seqs = Vec::new();
+    let mut read = Vec::new();
+    let started = Instant::now();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30).saturating_sub(started.elapsed()))
+            .unwrap_or_else(|_| {
+                let tail = &read[read.len().saturating_sub(10)..];
+                panic!(
+                    "no {kind} event for {name} after {} events: {tail:#?}",
+                    seqs.len()
+                )
+            });
+        read.push(line.clone());
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v.get("missed").is_some() {
+            assert!(
+                seqs.is_empty(),
+                "missed events after the first line: {line}"
+            );
+            continue;
+        }
+        seqs.push(v["seq"].as_u64().unwrap());
+        if v["kind"] == kind && v["name"] == name {
+            break;
+        }
+    }
+    assert!(
+        seqs.windows(2).all(|p| p[0] < p[1]),
+        "strictly increasing, none twice"
+    );
+    let c = RegistryClient::connect(node.addr, node.pin, "test")
+        .await
+        .unwrap();
+    let (first, last) = (seqs[0], *seqs.last().unwrap());
+    let mut stream = c.subscribe(None, first).await.unwrap();
+    let (mut kept, mut from) = (Vec::new(), first);
+    while kept.last().is_none_or(|s| *s < last) {
+        let batch = stream.next().await.unwrap().unwrap();
+        if let Some((_, kept_from)) = batch.missed {
+            assert!(kept.is_empty(), "{:?}", batch.missed);
+            from = kept_from;
+        }
+        kept.extend(batch.events.iter().map(|e| e.seq).filter(|s| *s <= last));
+    }
+    seqs.retain(|s| *s >= from);
+    assert_eq!(seqs, kept, "every event the node keeps, in order");
+    c.close();
+    eprintln!(
+        "the watch moved nodes and printed {} events without a gap",
+        seqs.len()
+    );
 }
 
 /// Renewals are taken by the node a vendor is connected to: a lease renewed only at the
@@ -148,6 +228,12 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
     wait_for(&a.lines, "(the writer)");
     let b = start_node("b", &dir.path().join("b"), &urls, "20s", &[]);
     wait_for(&b.lines, "standby: a writes");
+    // An operator watches the cluster's events at the standby; it goes on at the writer
+    // this node becomes.
+    let (mut watch, watched) = watch_events(&b, &a, &dir.path().join("pins-b"));
+    // And another at the writer, which is killed: it notices by itself, and goes on at
+    // the standby.
+    let (mut watch_a, watched_a) = watch_events(&a, &b, &dir.path().join("pins-a"));
 
     // Vendors register at the writer, each knowing both nodes: half are given the
     // standby first, and renew there.
@@ -236,6 +322,12 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
     register_new(&b, 101)
         .await
         .expect("a write with one etcd member down");
+    check_watch(&watched, &b, "registered", "acme/echo-1101").await;
+    check_watch(&watched_a, &b, "registered", "acme/echo-1101").await;
+    for w in [&mut watch, &mut watch_a] {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
     etcd.start_member(0).unwrap();
 
     // A majority stops: writes are refused, lookups go on from memory.

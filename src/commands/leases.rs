@@ -302,18 +302,66 @@ async fn top(
     result
 }
 
-/// Prints each registry event as a line (JSON with --json), for a pipe.
-async fn lines(registry: &RegistryClient, args: &LeasesArgs) -> anyhow::Result<()> {
+/// Prints each registry event as a line (JSON with --json), for a pipe. With other nodes
+/// of a cluster given (`--other-node`), a stream that ends (its node stopped, or was lost)
+/// goes on at another node from the number after the last event printed: every node
+/// numbers the cluster's events alike, so none is lost or printed twice (those the other
+/// node no longer keeps are reported missed).
+async fn lines(first: &RegistryClient, args: &LeasesArgs) -> anyhow::Result<()> {
     // Without --from, start after the events already kept: u64::MAX asks for "only new".
-    let from = args.from.unwrap_or(u64::MAX);
-    let mut stream = registry.subscribe(args.interface.clone(), from).await?;
+    let mut from = args.from.unwrap_or(u64::MAX);
+    let mut moved: Option<RegistryClient> = None;
     loop {
-        let batch = tokio::select! {
-            b = stream.next() => b?,
+        let registry = moved.as_ref().unwrap_or(first);
+        let probe = !args.registry.other_nodes.is_empty();
+        let ended = tokio::select! {
+            e = print_stream(registry, args, &mut from, probe) => e,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let Some(batch) = batch else {
-            anyhow::bail!("the registry closed the event stream");
+        if args.registry.other_nodes.is_empty() {
+            return Err(ended);
+        }
+        eprintln!("the event stream ended ({ended:#}): going on at another node");
+        if let Some(old) = moved.take() {
+            old.close();
+        }
+        moved = Some(reconnect(&args.registry).await?);
+    }
+}
+
+/// Prints what one subscription streams, keeping `from` one past the last event printed;
+/// returns why it ended. With `probe` (other nodes to go to), a node that stays quiet is
+/// asked whether it still answers.
+async fn print_stream(
+    registry: &RegistryClient,
+    args: &LeasesArgs,
+    from: &mut u64,
+    probe: bool,
+) -> anyhow::Error {
+    let mut stream = match registry.subscribe(args.interface.clone(), *from).await {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
+    loop {
+        let wait = if probe { PROBE_AFTER } else { Duration::MAX };
+        let next = match tokio::time::timeout(wait, stream.next()).await {
+            Ok(next) => next,
+            // Quiet for a while: a node killed outright says nothing, and QUIC would notice
+            // only at its idle timeout (30 s); a request it cannot answer in time says so.
+            Err(_) => {
+                match tokio::time::timeout(PROBE_TIMEOUT, registry.key_statements(vec![])).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => return e.into(),
+                    Err(_) => {
+                        return anyhow::anyhow!("the node did not answer within {PROBE_TIMEOUT:?}");
+                    }
+                }
+            }
+        };
+        let batch = match next {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return anyhow::anyhow!("the registry closed the event stream"),
+            Err(e) => return e.into(),
         };
         crate::output::print_missed(batch.missed, args.json, "events");
         for e in &batch.events {
@@ -330,8 +378,34 @@ async fn lines(registry: &RegistryClient, args: &LeasesArgs) -> anyhow::Result<(
                 );
             }
         }
+        if let Some(e) = batch.events.last() {
+            *from = e.seq + 1;
+        }
     }
 }
+
+/// A connection to any node of the cluster, tried for a while (a node may be between
+/// standby and writer, or the cluster electing one).
+async fn reconnect(registry: &crate::connect::RegistryArgs) -> anyhow::Result<RegistryClient> {
+    let mut last = None;
+    for _ in 0..RECONNECT_TRIES {
+        match registry.connect("courier-cli/leases").await {
+            Ok(client) => return Ok(client),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no node of the registry answers")))
+}
+
+/// Rounds of trying every node before a watch gives up.
+const RECONNECT_TRIES: u32 = 20;
+
+/// How long a watch waits for events before it checks that its node still answers.
+const PROBE_AFTER: Duration = Duration::from_secs(3);
+
+/// How long that check may take before the node counts as gone.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
