@@ -25,6 +25,13 @@ pub const MAX_CHAIN: usize = 64;
 /// Most rows in one page of the lease table (about 200 bytes each).
 pub const MAX_LEASE_PAGE: u32 = 1000;
 
+/// Most entries in a page of the catalog ([`crate::Request::Catalog`]).
+pub const MAX_CATALOG_PAGE: u32 = 256;
+
+/// Most bytes of signed manifests in a page of the catalog: a page is cut short there
+/// (always at least one entry), so that it stays far below the frame cap.
+pub const MAX_CATALOG_BYTES: usize = 4 * 1024 * 1024;
+
 /// Most keys one key-statements request may ask about.
 pub const MAX_STATEMENT_KEYS: usize = 256;
 

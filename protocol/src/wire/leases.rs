@@ -132,6 +132,30 @@ pub struct LeasePage {
     pub cluster: Option<ClusterNodes>,
 }
 
+/// One live registration as a mirror copies it: its signed manifest (checked by whoever
+/// uses it, as every manifest is) and its lease state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// The signed manifest.
+    pub manifest: SignedManifest,
+    /// The lease: its time left, duration, renewals, grace.
+    pub lease: LeaseInfo,
+}
+
+/// One page of the catalog. A mirror reads the pages one after the other and then follows
+/// the event feed from the first page's `seq`: every change after that page was read has a
+/// number at or above it, so a change during the copy is seen either in a page, or in the
+/// feed, or both (applying it twice changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogPage {
+    /// The entries, in the lease table's order (service name, then lease).
+    pub entries: Vec<CatalogEntry>,
+    /// Where the next page starts, if there are more.
+    pub next: Option<LeaseCursor>,
+    /// The event number the feed goes on from, as of this page.
+    pub seq: u64,
+}
+
 /// Which node of a registry cluster answered, and which writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterNodes {

@@ -24,7 +24,8 @@ pub use interest::{
     Interest, InterestGrant, InterestId, ListenFrame, Notification, NotificationBatch, Transition,
 };
 pub use leases::{
-    ClusterNodes, LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Register,
+    CatalogEntry, CatalogPage, ClusterNodes, LeaseCursor, LeaseFilter, LeaseGrant, LeaseId,
+    LeaseInfo, LeasePage, Register,
 };
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
 pub use roots::{MAX_ROOTS_ASKED, RootBatch, RootSince};
@@ -216,6 +217,17 @@ pub enum Request {
     /// be granted every service it names). The registry keeps the latest per service and
     /// serves it with every candidate of that service; an older one is refused (`Stale`).
     Freshness(SignedFreshness),
+    /// The catalog as a mirror copies it (a child registry on its first contact): every
+    /// live registration with its signed manifest and lease state, one page at a time, in
+    /// the lease table's order, and the event number to follow the feed from.
+    Catalog {
+        /// Start after this row (`None`: from the first).
+        after: Option<LeaseCursor>,
+        /// Most entries wanted (the registry caps it at
+        /// [`MAX_CATALOG_PAGE`](crate::limits::MAX_CATALOG_PAGE), and cuts a page short at
+        /// [`MAX_CATALOG_BYTES`](crate::limits::MAX_CATALOG_BYTES) of manifests).
+        limit: u32,
+    },
 }
 
 /// Answers from the registry.
@@ -275,6 +287,8 @@ pub enum Response {
     RootStatements(RootBatch),
     /// The freshness statement is stored and served from now on.
     FreshnessAccepted,
+    /// A page of the catalog, answering [`Request::Catalog`].
+    Catalog(CatalogPage),
 }
 
 /// A typed error sent back to the caller.

@@ -9,9 +9,11 @@ use crate::core::matcher::PreparedQuery;
 use crate::core::state::candidates;
 use crate::core::usage::{UsageCounts, group, hour_of};
 use crate::errors::{FindError, ReadError};
-use courier_protocol::limits::{MAX_HISTORY, MAX_HISTORY_BYTES, MAX_LEASE_PAGE};
+use courier_protocol::limits::{
+    MAX_CATALOG_BYTES, MAX_CATALOG_PAGE, MAX_HISTORY, MAX_HISTORY_BYTES, MAX_LEASE_PAGE,
+};
 use courier_protocol::{
-    Candidate, ContentHash, HistoryEntry, LeaseCursor, LeaseFilter, LeaseId, LeaseInfo, LeasePage,
+    Candidate, CatalogPage, ContentHash, HistoryEntry, LeaseCursor, LeaseFilter, LeaseId, LeaseInfo, LeasePage,
     ServiceQuery, UsageBy, UsageQuery, UsageRow, VendorKey,
 };
 
@@ -63,6 +65,25 @@ impl Registry {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         page.cluster = self.cluster();
         Ok(page)
+    }
+
+    /// One page of the catalog at `now` (at most `limit` entries, and
+    /// [`MAX_CATALOG_BYTES`] of manifests) after `after`, with the event number a mirror
+    /// follows the feed from, read with the rows. Blocking (the store reads the manifests).
+    pub fn catalog_page(
+        &self,
+        now: Millis,
+        after: Option<&LeaseCursor>,
+        limit: u32,
+    ) -> Result<CatalogPage, ReadError> {
+        let limit = limit.clamp(1, MAX_CATALOG_PAGE);
+        let (rows, seq) = {
+            let st = self.state();
+            let rows = st.leases_page(now, &LeaseFilter::default(), after, limit);
+            (rows, st.events().next_seq())
+        };
+        let manifests = self.store.manifests(&rows.leases())?;
+        Ok(rows.into_catalog(manifests, seq, MAX_CATALOG_BYTES))
     }
 
     /// The live leases at `now`, sorted by service name then lease (every page of

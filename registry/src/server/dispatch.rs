@@ -10,7 +10,9 @@ use super::people;
 use super::respond::{refusal, reserve};
 use super::wire_errors::{ToWire, not_authenticated};
 use crate::driver::Registry;
-use courier_protocol::limits::{MAX_HISTORY_BYTES, MAX_LEASE_PAGE};
+use courier_protocol::limits::{
+    MAX_CATALOG_BYTES, MAX_CATALOG_PAGE, MAX_HISTORY_BYTES, MAX_LEASE_PAGE,
+};
 use courier_protocol::{AUTH_DOMAIN, auth_message};
 use courier_protocol::{ErrorKind, Request, Response, VendorKey, WireError};
 use std::sync::Arc;
@@ -44,6 +46,11 @@ pub(super) async fn answer(req: Request, session: &Session) -> (Response, Option
         Request::Leases { limit, .. } => {
             let rows = (*limit).clamp(1, MAX_LEASE_PAGE) as usize;
             2 * rows * LEASE_ROW_BYTES
+        }
+        // The manifests read, and the frame they are encoded into.
+        Request::Catalog { limit, .. } => {
+            let rows = (*limit).clamp(1, MAX_CATALOG_PAGE) as usize;
+            2 * (MAX_CATALOG_BYTES + rows * LEASE_ROW_BYTES)
         }
         _ => return (build(req, session).await, None),
     };
@@ -132,6 +139,13 @@ async fn build(req: Request, session: &Session) -> Response {
         })
         .await
         .map(Response::Leases),
+        // Blocking: reads a page of manifests.
+        Request::Catalog { after, limit } => blocking(registry, move |reg| {
+            reg.catalog_page(reg.now(), after.as_ref(), limit)
+                .map_err(|e| e.to_wire())
+        })
+        .await
+        .map(Response::Catalog),
         // Clients' and operators' requests, each authorized there.
         req @ (Request::RegisterClient(_)
         | Request::ShareSystemData(_)
@@ -205,6 +219,7 @@ pub(super) fn standby_answers(req: &Request) -> bool {
             | Request::Fetch { .. }
             | Request::Subscribe { .. }
             | Request::Leases { .. }
+            | Request::Catalog { .. }
             | Request::KeyStatements { .. }
             | Request::RootStatements { .. }
             | Request::OperatorStatements { .. }
@@ -237,6 +252,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::Find(_) => "find",
         Request::Fetch { .. } => "fetch",
         Request::Leases { .. } => "leases",
+        Request::Catalog { .. } => "catalog",
         Request::Subscribe { .. } => "subscribe",
         Request::KeepAlive => "keep-alive",
         Request::Report(_) => "report",

@@ -12,7 +12,8 @@ use crate::{
 use courier_protocol::limits::{MAX_FRAME_LEN, MAX_LEASE_PAGE, REQUEST_TIMEOUT};
 use courier_protocol::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
-    Candidate, ClusterNodes, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry, LeaseCursor,
+    Candidate, CatalogPage, ClusterNodes, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry,
+    LeaseCursor,
     LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION, Register,
     Request, Response, ServiceQuery, SignedFreshness, SignedKeyStatement, SigningKey, SpkiPin,
     VendorKey, WireError,
@@ -424,6 +425,18 @@ impl RegistryClient {
         };
         let resp = self.request(&req).await?;
         expect!(resp, Response::Leases(p) => p, "expected Leases")
+    }
+
+    /// One page of the catalog after `after` (at most `limit` entries): signed manifests
+    /// and lease state, and the event number to follow the feed from. Nothing here is
+    /// verified: the caller verifies each manifest itself.
+    pub async fn catalog_page(
+        &self,
+        after: Option<LeaseCursor>,
+        limit: u32,
+    ) -> Result<CatalogPage, ClientError> {
+        let resp = self.request(&Request::Catalog { after, limit }).await?;
+        expect!(resp, Response::Catalog(p) => p, "expected Catalog")
     }
 
     /// Subscribes to events from `from_seq`, optionally for one interface.

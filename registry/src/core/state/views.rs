@@ -9,8 +9,8 @@ use crate::core::lease_table::Millis;
 use crate::core::matcher::Match;
 use courier_protocol::limits::MAX_LEASE_PAGE;
 use courier_protocol::{
-    Candidate, LeaseCursor, LeaseFilter, LeaseId, LeaseInfo, LeasePage, NotificationBatch,
-    SignedFreshness, SignedManifest,
+    Candidate, CatalogEntry, CatalogPage, LeaseCursor, LeaseFilter, LeaseId, LeaseInfo, LeasePage,
+    NotificationBatch, SignedFreshness, SignedManifest,
 };
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -63,13 +63,55 @@ impl LeasePageRows {
     /// The page, given the manifests of [`LeasePageRows::leases`] in order (`None` for a
     /// registration gone since: it is not listed).
     pub fn into_page(self, manifests: Vec<Option<SignedManifest>>) -> LeasePage {
-        let leases = self
-            .rows
+        let next = self.next.clone();
+        let leases = self.with(manifests).map(|(info, _)| info).collect();
+        LeasePage {
+            leases,
+            next,
+            store_unwritable_ms: None,
+            cluster: None,
+        }
+    }
+
+    /// A page of the catalog, given the manifests of [`LeasePageRows::leases`] in order,
+    /// the event number `seq` read with the rows, and at most `max_bytes` of manifests
+    /// (always one entry at least): a page cut short goes on after its last entry.
+    pub fn into_catalog(
+        self,
+        manifests: Vec<Option<SignedManifest>>,
+        seq: u64,
+        max_bytes: usize,
+    ) -> CatalogPage {
+        let mut next = self.next.clone();
+        let mut entries: Vec<CatalogEntry> = Vec::new();
+        let mut bytes = 0usize;
+        for (lease, manifest) in self.with(manifests) {
+            let size = manifest.bytes.len() + manifest.signature.len();
+            if !entries.is_empty() && bytes + size > max_bytes {
+                next = entries.last().map(|e| LeaseCursor {
+                    name: e.lease.name.clone(),
+                    lease: e.lease.lease,
+                });
+                break;
+            }
+            bytes += size;
+            entries.push(CatalogEntry { manifest, lease });
+        }
+        CatalogPage { entries, next, seq }
+    }
+
+    /// Each row with its manifest, as the lease table lists it.
+    fn with(
+        self,
+        manifests: Vec<Option<SignedManifest>>,
+    ) -> impl Iterator<Item = (LeaseInfo, SignedManifest)> {
+        self.rows
             .into_iter()
             .zip(manifests)
-            .filter_map(|(r, m)| {
-                let m = m?.peek().ok()?;
-                Some(LeaseInfo {
+            .filter_map(|(r, signed)| {
+                let signed = signed?;
+                let m = signed.peek().ok()?;
+                let info = LeaseInfo {
                     lease: r.lease,
                     name: m.name,
                     version: m.version,
@@ -84,15 +126,9 @@ impl LeasePageRows {
                     last_renewal_ms: r.last_renewal_ms,
                     clients_served: r.clients_served,
                     holder: r.holder.map(|h| h.to_string()),
-                })
+                };
+                Some((info, signed))
             })
-            .collect();
-        LeasePage {
-            leases,
-            next: self.next,
-            store_unwritable_ms: None,
-            cluster: None,
-        }
     }
 }
 
