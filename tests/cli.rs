@@ -199,6 +199,22 @@ async fn publish_find_call_leases_watch_and_cancel() {
     let out = operator(&["admin", "audit", "--json"]);
     let log: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(log.as_array().unwrap().len(), 2, "{out}");
+    // A child registry's key: allowed, listed, denied.
+    let child =
+        courier_protocol::VendorKey::of(&courier_protocol::SigningKey::from_bytes(&[42; 32]))
+            .to_string();
+    let out = operator(&["registry", "children", "allow", &child, "--name", "site-a"]);
+    assert!(out.contains("allow child site-a"), "{out}");
+    let out = operator(&["registry", "children", "--json"]);
+    let children: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(children[0]["key"], child.as_str(), "{out}");
+    assert_eq!(children[0]["name"], "site-a", "{out}");
+    assert!(children[0]["last_seen_ms"].is_null(), "{out}");
+    let out = operator(&["registry", "children", "list"]);
+    assert!(out.contains("site-a") && out.contains("never"), "{out}");
+    operator(&["registry", "children", "deny", &child]);
+    let out = operator(&["registry", "children"]);
+    assert!(out.contains("no child registries allowed"), "{out}");
     // Without the operator key, the same request is refused.
     let mut stranger = courier();
     registry.env(&mut stranger);

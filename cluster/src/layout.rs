@@ -13,6 +13,7 @@
 //! | `rot/<key>`, `revoc/<key>` | postcard `SignedKeyStatement` (empty: the operator's revocation) |
 //! | `client/<key>` | postcard `ClientInfo` |
 //! | `ban/<key>/<name>`, `drain/<name>` | the reason |
+//! | `child/<key>` | a child registry the operator allowed: when (u64 BE), then its name |
 //! | `lrev/<lease>` | until (u64 BE), then the reason |
 //! | `opst/<key>/<signature>` | postcard `SignedOperatorStatement` |
 //! | `audit/<seq>` | postcard `AuditEntry` |

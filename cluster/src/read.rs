@@ -259,6 +259,12 @@ pub fn load_meta(etcd: &Etcd, layout: &Layout) -> Result<StoredMeta, StoreError>
         let reason = String::from_utf8(v).map_err(|_| corrupt("drain", &name))?;
         m.drains.push((name, reason));
     }
+    for (k, v) in all(etcd, layout, "child/")? {
+        let key = layout::parse_vendor(&k).ok_or_else(|| corrupt("child", &k))?;
+        let [at] = layout::be_n::<1>(&v).ok_or_else(|| corrupt("child", &k))?;
+        let name = String::from_utf8(v[8..].to_vec()).map_err(|_| corrupt("child", &k))?;
+        m.children.push((key, name, at));
+    }
     for (k, v) in all(etcd, layout, "lrev/")? {
         let lease = layout::parse_lease(&k).ok_or_else(|| corrupt("lease revocation", &k))?;
         let [until] = layout::be_n::<1>(&v).ok_or_else(|| corrupt("lease revocation", &k))?;

@@ -55,8 +55,8 @@ use std::time::{Duration, Instant};
 /// Prefixes whose changes make a standby read the store again (rare, and they reach into
 /// the whole state). A new name or grant is applied on its own; a name that changes owner
 /// or a grant taken away (both only with a key rotation) reads the store again too.
-const RELOAD_ON: [&str; 8] = [
-    "rot/", "revoc/", "ban/", "drain/", "lrev/", "opst/", "root/", "deleg/",
+const RELOAD_ON: [&str; 9] = [
+    "rot/", "revoc/", "ban/", "drain/", "lrev/", "opst/", "root/", "deleg/", "child/",
 ];
 
 /// How often a standby says in etcd how far it has applied the writer's commits.

@@ -344,6 +344,14 @@ pub fn plan(etcd: &Etcd, l: &Layout, batch: &Batch, holder: &str) -> Result<Writ
     for name in &batch.undrains {
         w.delete(l.key(&format!("drain/{name}")));
     }
+    for (key, name, at) in &batch.children {
+        let mut v = be(*at);
+        v.extend_from_slice(name.as_bytes());
+        w.put(l.key(&format!("child/{}", layout::vendor(key))), v);
+    }
+    for key in &batch.unchildren {
+        w.delete(l.key(&format!("child/{}", layout::vendor(key))));
+    }
     for (lease, reason, until) in &batch.lease_revocations {
         let mut v = be(*until);
         v.extend_from_slice(reason.as_bytes());

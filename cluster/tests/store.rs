@@ -94,6 +94,10 @@ fn round_trip_through_a_reopen() {
             grants: vec![("a/b".into(), VendorKey([4; 32]))],
             bans: vec![("a/b".into(), VendorKey([5; 32]), "spam".into())],
             drains: vec![("a/c".into(), "moving".into())],
+            children: vec![
+                (VendorKey([7; 32]), "site-a".into(), 77),
+                (VendorKey([8; 32]), "site-b".into(), 78),
+            ],
             lease_revocations: vec![(LeaseId([9; 16]), "abuse".into(), 999)],
             usage: vec![UsageRecord {
                 hour_ms: 3_600_000,
@@ -159,6 +163,13 @@ fn round_trip_through_a_reopen() {
         vec![("a/b".to_string(), VendorKey([5; 32]), "spam".to_string())]
     );
     assert_eq!(meta.drains, vec![("a/c".to_string(), "moving".to_string())]);
+    assert_eq!(
+        meta.children,
+        vec![
+            (VendorKey([7; 32]), "site-a".to_string(), 77),
+            (VendorKey([8; 32]), "site-b".to_string(), 78)
+        ]
+    );
     assert_eq!(
         meta.lease_revocations,
         vec![(LeaseId([9; 16]), "abuse".to_string(), 999)]

@@ -226,6 +226,12 @@ pub enum AdminError {
     /// The service name is not valid.
     #[error("invalid service name {0:?}")]
     Name(String),
+    /// A child registry's name is empty, too long, or not printable.
+    #[error("invalid child name {0:?} (1 to 128 printable characters)")]
+    ChildName(String),
+    /// No child registry of that key was allowed.
+    #[error("{0} is not an allowed child")]
+    UnknownChild(VendorKey),
     /// The reason is too long.
     #[error("a reason of {0} bytes is longer than {max}", max = courier_protocol::limits::MAX_REASON_LEN)]
     Reason(usize),

@@ -23,6 +23,43 @@ pub enum RegistryCommand {
     /// reach the registry, move their pin and keep the move; after it the old pin is
     /// refused. Takes effect at the next start.
     RotateIdentity(RotateIdentityArgs),
+    /// The child registries allowed to follow this one (a site, a branch, a customer's
+    /// network): allow a child's key, deny it, list them (registry running, operator key).
+    Children(ChildrenArgs),
+}
+
+/// `courier registry children ...`
+#[derive(Debug, Args)]
+pub struct ChildrenArgs {
+    /// What to do (default: list them).
+    #[command(subcommand)]
+    pub action: Option<ChildrenCommand>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The operator.
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+}
+
+/// The actions of `courier registry children`.
+#[derive(Debug, Subcommand)]
+pub enum ChildrenCommand {
+    /// Allow a child registry's key (again: rename it).
+    Allow {
+        /// The child's key (`ed25519:...`, as the child prints it).
+        key: String,
+        /// Its name, for operators (`site-a`).
+        #[arg(long)]
+        name: String,
+    },
+    /// Take a child's permission away: its next hello is refused.
+    Deny {
+        /// The child's key.
+        key: String,
+    },
+    /// List the allowed children, and when each last said hello.
+    List,
 }
 
 /// `courier registry rotate-identity`
@@ -143,6 +180,10 @@ pub struct OperatorRevokeArgs {
 
 /// The file the registry's own operator key is kept in, inside its data directory.
 pub const OPERATOR_KEY_FILE: &str = "operator.key";
+
+/// The registry's own key in its data directory: it authenticates to a parent registry
+/// with it, and its children find it first among their ancestors.
+pub const REGISTRY_KEY_FILE: &str = "registry.key";
 
 /// How an operator reaches the registry: its key and the registry's address and pin.
 #[derive(Debug, Clone, Args)]

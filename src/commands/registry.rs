@@ -1,8 +1,8 @@
 //! `courier registry serve`, `grant`, `revoke` and `rotate-identity`.
 
 use crate::cli::{
-    GrantArgs, OPERATOR_KEY_FILE, OperatorRevokeArgs, RegistryCommand, RotateIdentityArgs,
-    ServeArgs,
+    GrantArgs, OPERATOR_KEY_FILE, OperatorRevokeArgs, REGISTRY_KEY_FILE, RegistryCommand,
+    RotateIdentityArgs, ServeArgs,
 };
 use anyhow::Context;
 use courier_protocol::VendorKey;
@@ -16,6 +16,7 @@ pub async fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
         RegistryCommand::Grant(args) => grant(args),
         RegistryCommand::Revoke(args) => revoke(args),
         RegistryCommand::RotateIdentity(args) => rotate_identity(args),
+        RegistryCommand::Children(args) => super::operator::children(args).await,
     }
 }
 
@@ -30,8 +31,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.min_ttl = args.min_ttl;
     config.max_ttl = args.max_ttl;
     config.grace = args.grace;
-    let (operator, made) = operator_key(&args.data_dir)?;
+    let (operator, made) = data_key(&args.data_dir, OPERATOR_KEY_FILE, "operator key")?;
     config.operators.push(operator);
+    let (own, _) = data_key(&args.data_dir, REGISTRY_KEY_FILE, "registry key")?;
     for k in &args.operators {
         config
             .operators
@@ -51,6 +53,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let registry = tokio::task::spawn_blocking(move || Registry::open(config))
         .await?
         .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
+    // A root registry: its own key, no ancestors.
+    registry.place_in_hierarchy(own, Vec::new());
     let handle = courier_registry::serve(Arc::new(registry), server)
         .await
         .with_context(|| format!("cannot serve on {}", args.listen))?;
@@ -80,6 +84,9 @@ pub(super) fn print_banner(
         args.data_dir.join(OPERATOR_KEY_FILE).display(),
         if made { ", made now" } else { "" }
     );
+    if let Some(own) = handle.registry().above().first() {
+        println!("  registry: {own} (its key as a child or a parent of registries)");
+    }
     println!("  leases:   {live} live after start");
     super::ops::print_banner(handle, &args.ops);
     println!();
@@ -128,18 +135,21 @@ fn rotate_identity(args: RotateIdentityArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The public key of the data directory's operator key, made (file mode 0600) on first
-/// start; and whether it was made now.
-fn operator_key(data_dir: &std::path::Path) -> anyhow::Result<(VendorKey, bool)> {
-    let path = data_dir.join(OPERATOR_KEY_FILE);
+/// The public key of a key kept in the data directory (`file`: the operator's, or the
+/// registry's own), made (file mode 0600) on first start; and whether it was made now.
+fn data_key(
+    data_dir: &std::path::Path,
+    file: &str,
+    what: &str,
+) -> anyhow::Result<(VendorKey, bool)> {
+    let path = data_dir.join(file);
     if path.exists() {
-        let key =
-            load_key(&path).with_context(|| format!("the operator key {}", path.display()))?;
+        let key = load_key(&path).with_context(|| format!("the {what} {}", path.display()))?;
         return Ok((public_key(&key), false));
     }
     let key = generate_key();
     save_key(&path, &key, false)
-        .with_context(|| format!("writing the operator key {}", path.display()))?;
+        .with_context(|| format!("writing the {what} {}", path.display()))?;
     Ok((public_key(&key), true))
 }
 

@@ -59,6 +59,18 @@ pub enum AdminAction {
     /// Revokes a vendor key with a statement the operator signs, which clients that trust
     /// the operator key follow too.
     RevokeKey(SignedOperatorStatement),
+    /// Allows a child registry's key (again: renames it).
+    AllowChild {
+        /// The child's key.
+        key: VendorKey,
+        /// Its name, for the operator.
+        name: String,
+    },
+    /// Takes a child registry's permission away: its next hello is refused.
+    DenyChild {
+        /// The child's key.
+        key: VendorKey,
+    },
 }
 
 impl fmt::Display for AdminAction {
@@ -72,6 +84,8 @@ impl fmt::Display for AdminAction {
             AdminAction::Grant { name, key } => write!(f, "grant {name} to {key}"),
             AdminAction::Drain { name, reason } => write!(f, "drain {name} ({reason})"),
             AdminAction::Undrain { name } => write!(f, "undrain {name}"),
+            AdminAction::AllowChild { key, name } => write!(f, "allow child {name} ({key})"),
+            AdminAction::DenyChild { key } => write!(f, "deny child {key}"),
             AdminAction::RevokeKey(s) => match s.peek() {
                 Ok(st) => write!(f, "revoke key {}", st.subject),
                 Err(_) => f.write_str("revoke key <unreadable statement>"),

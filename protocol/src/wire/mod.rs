@@ -6,6 +6,7 @@
 //! subscription answers with a sequence of [`Response::Events`] frames).
 
 mod admin;
+mod children;
 mod clients;
 mod events;
 mod history;
@@ -17,6 +18,7 @@ mod roots;
 mod usage;
 
 pub use admin::{AdminAction, AuditEntry};
+pub use children::{ChildInfo, ChildWelcome};
 pub use clients::{ClientInfo, ClientPage, ClientProfile, SystemData, SystemSnapshot};
 pub use events::{Event, EventBatch, EventKind};
 pub use history::{HistoryEntry, Outcome};
@@ -228,6 +230,13 @@ pub enum Request {
         /// [`MAX_CATALOG_BYTES`](crate::limits::MAX_CATALOG_BYTES) of manifests).
         limit: u32,
     },
+    /// A child registry, authenticated with its own key, asks to follow this registry.
+    /// Refused (`Forbidden`) unless the operator allowed the key
+    /// ([`AdminAction::AllowChild`]), or when the key is this registry's own or one of its
+    /// ancestors' (a loop).
+    ChildHello,
+    /// The child registries the operator allowed (operators only).
+    Children,
 }
 
 /// Answers from the registry.
@@ -289,6 +298,10 @@ pub enum Response {
     FreshnessAccepted,
     /// A page of the catalog, answering [`Request::Catalog`].
     Catalog(CatalogPage),
+    /// An allowed child is welcome.
+    ChildWelcome(ChildWelcome),
+    /// The child registries, answering [`Request::Children`].
+    Children(Vec<ChildInfo>),
 }
 
 /// A typed error sent back to the caller.

@@ -16,6 +16,7 @@
 //! - [`state`]: all of them together as one state machine, and the restart rule.
 
 pub mod catalog;
+pub mod children;
 pub mod clients;
 pub mod controls;
 pub mod events;

@@ -12,6 +12,7 @@
 //! and say so in their docs; the server runs them on the blocking pool, except the bounded
 //! manifest read of a lookup ([`Registry::find`]). The methods here work in memory only.
 
+mod children;
 mod expiry;
 mod held;
 mod interests;
@@ -64,6 +65,8 @@ pub struct Registry {
     transitions: broadcast::Sender<EventRecord>,
     interests: Mutex<InterestBook>,
     listeners: Mutex<listening::ListeningBook>,
+    /// Where this registry sits among parents and children (see `children.rs`).
+    hierarchy: Mutex<children::Hierarchy>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -272,6 +275,7 @@ impl Registry {
             transitions,
             interests: Mutex::new(InterestBook::new(config.policy())),
             listeners: Mutex::default(),
+            hierarchy: Mutex::default(),
             config,
         };
         Ok((registry, restart))

@@ -13,8 +13,8 @@ use courier_protocol::limits::{
     MAX_CATALOG_BYTES, MAX_CATALOG_PAGE, MAX_HISTORY, MAX_HISTORY_BYTES, MAX_LEASE_PAGE,
 };
 use courier_protocol::{
-    Candidate, CatalogPage, ContentHash, HistoryEntry, LeaseCursor, LeaseFilter, LeaseId, LeaseInfo, LeasePage,
-    ServiceQuery, UsageBy, UsageQuery, UsageRow, VendorKey,
+    Candidate, CatalogPage, ContentHash, HistoryEntry, LeaseCursor, LeaseFilter, LeaseId,
+    LeaseInfo, LeasePage, ServiceQuery, UsageBy, UsageQuery, UsageRow, VendorKey,
 };
 
 /// The service a fetch is metered under when the client did not say which candidate it was

@@ -158,7 +158,9 @@ async fn build(req: Request, session: &Session) -> Response {
         | Request::Usage(_)
         | Request::RegisterInterest(_)
         | Request::RenewInterest { .. }
-        | Request::CancelInterest { .. }) => people::answer(req, session).await,
+        | Request::CancelInterest { .. }
+        | Request::ChildHello
+        | Request::Children) => people::answer(req, session).await,
         // Blocking: commits with fsync.
         Request::Freshness(signed) => match key {
             None => Err(not_authenticated()),
@@ -220,6 +222,8 @@ pub(super) fn standby_answers(req: &Request) -> bool {
             | Request::Subscribe { .. }
             | Request::Leases { .. }
             | Request::Catalog { .. }
+            | Request::ChildHello
+            | Request::Children
             | Request::KeyStatements { .. }
             | Request::RootStatements { .. }
             | Request::OperatorStatements { .. }
@@ -253,6 +257,8 @@ fn request_name(req: &Request) -> &'static str {
         Request::Fetch { .. } => "fetch",
         Request::Leases { .. } => "leases",
         Request::Catalog { .. } => "catalog",
+        Request::ChildHello => "child hello",
+        Request::Children => "children",
         Request::Subscribe { .. } => "subscribe",
         Request::KeepAlive => "keep-alive",
         Request::Report(_) => "report",

@@ -97,6 +97,18 @@ pub(super) async fn answer(req: Request, session: &Session) -> Result<Response, 
             .await
             .map(Response::Usage)
         }
+        // Inline: memory only.
+        Request::ChildHello => {
+            let key = key.ok_or_else(not_authenticated)?;
+            registry
+                .child_hello(registry.now(), key)
+                .map(Response::ChildWelcome)
+                .map_err(|e| forbidden(&e.to_string()))
+        }
+        Request::Children => {
+            operator(session, key)?;
+            Ok(Response::Children(registry.children()))
+        }
         // Inline: memory only (the registrations' own lock).
         Request::RegisterInterest(interest) => {
             let key = key.ok_or_else(not_authenticated)?;

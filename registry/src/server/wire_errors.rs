@@ -161,7 +161,10 @@ impl ToWire for AdminError {
     fn kind(&self) -> ErrorKind {
         match self {
             AdminError::UnknownLease(_) => ErrorKind::UnknownLease,
-            AdminError::Name(_) | AdminError::Reason(_) => ErrorKind::BadQuery,
+            AdminError::Name(_) | AdminError::Reason(_) | AdminError::ChildName(_) => {
+                ErrorKind::BadQuery
+            }
+            AdminError::UnknownChild(_) => ErrorKind::NotFound,
             AdminError::Statement(_) => ErrorKind::BadSignature,
             AdminError::NotTheSigner { .. } => ErrorKind::Forbidden,
             AdminError::Store(e) => store(e),

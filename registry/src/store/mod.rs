@@ -175,6 +175,8 @@ pub struct StoredMeta {
     pub bans: Vec<(String, VendorKey, String)>,
     /// Drained services and why.
     pub drains: Vec<(String, String)>,
+    /// Child registries the operator allowed: key, name, when (wall-clock ms).
+    pub children: Vec<(VendorKey, String, u64)>,
     /// Leases an operator revoked: the lease, why, and until when (wall-clock ms) it is
     /// remembered.
     pub lease_revocations: Vec<(LeaseId, String, u64)>,
@@ -274,6 +276,10 @@ pub struct Batch {
     pub drains: Vec<(String, String)>,
     /// Drains to end.
     pub undrains: Vec<String>,
+    /// Child registries to allow: key, name, when (wall-clock ms).
+    pub children: Vec<(VendorKey, String, u64)>,
+    /// Child registries to deny.
+    pub unchildren: Vec<VendorKey>,
     /// Revoked leases to remember: lease, reason, until (wall-clock ms).
     pub lease_revocations: Vec<(LeaseId, String, u64)>,
     /// Revoked leases to forget.
@@ -313,6 +319,8 @@ impl Batch {
             && self.unbans.is_empty()
             && self.drains.is_empty()
             && self.undrains.is_empty()
+            && self.children.is_empty()
+            && self.unchildren.is_empty()
             && self.lease_revocations.is_empty()
             && self.forget_lease_revocations.is_empty()
             && self.usage.is_empty()

@@ -13,10 +13,9 @@ use courier_protocol::limits::{MAX_FRAME_LEN, MAX_LEASE_PAGE, REQUEST_TIMEOUT};
 use courier_protocol::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
     Candidate, CatalogPage, ClusterNodes, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry,
-    LeaseCursor,
-    LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION, Register,
-    Request, Response, ServiceQuery, SignedFreshness, SignedKeyStatement, SigningKey, SpkiPin,
-    VendorKey, WireError,
+    LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION,
+    Register, Request, Response, ServiceQuery, SignedFreshness, SignedKeyStatement, SigningKey,
+    SpkiPin, VendorKey, WireError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,11 +1,13 @@
 //! The requests of clients and operators: registering as a client, sharing system data,
-//! reading what the registry knows of clients, operators' actions and the audit log.
+//! reading what the registry knows of clients, operators' actions and the audit log, and a
+//! child registry's hello to its parent.
 
 use super::{ClientError, RegistryClient};
 use courier_protocol::limits::{MAX_AUDIT_PAGE, MAX_CLIENT_PAGE};
 use courier_protocol::{
-    AdminAction, AuditEntry, ClientInfo, ClientProfile, Interest, InterestGrant, InterestId,
-    Request, Response, SignedOperatorStatement, SystemData, UsageQuery, UsageRow, VendorKey,
+    AdminAction, AuditEntry, ChildInfo, ChildWelcome, ClientInfo, ClientProfile, Interest,
+    InterestGrant, InterestId, Request, Response, SignedOperatorStatement, SystemData, UsageQuery,
+    UsageRow, VendorKey,
 };
 
 impl RegistryClient {
@@ -107,5 +109,19 @@ impl RegistryClient {
     pub async fn cancel_interest(&self, id: InterestId) -> Result<(), ClientError> {
         let resp = self.request(&Request::CancelInterest { id }).await?;
         expect!(resp, Response::InterestCancelled => (), "expected InterestCancelled")
+    }
+
+    /// Asks to follow this registry as a child registry, authenticated with the child's
+    /// key: the name the parent's operator gave it and the parent's place in the
+    /// hierarchy, or `Forbidden` (not allowed, or a loop).
+    pub async fn child_hello(&self) -> Result<ChildWelcome, ClientError> {
+        let resp = self.request(&Request::ChildHello).await?;
+        expect!(resp, Response::ChildWelcome(w) => w, "expected ChildWelcome")
+    }
+
+    /// The child registries the operator allowed (an operator's connection).
+    pub async fn children(&self) -> Result<Vec<ChildInfo>, ClientError> {
+        let resp = self.request(&Request::Children).await?;
+        expect!(resp, Response::Children(c) => c, "expected Children")
     }
 }

@@ -64,6 +64,16 @@ impl RegistryState {
                 check_name(name)?;
                 batch.undrains.push(name.clone());
             }
+            AdminAction::AllowChild { key, name } => {
+                check_child_name(name)?;
+                batch.children.push((*key, name.clone(), self.wall_ms(now)));
+            }
+            AdminAction::DenyChild { key } => {
+                if self.children.get(key).is_none() {
+                    return Err(AdminError::UnknownChild(*key));
+                }
+                batch.unchildren.push(*key);
+            }
             AdminAction::RevokeKey(signed) => {
                 let statement = signed.verify()?.into_inner();
                 if let Some(operator) = operator
@@ -128,6 +138,23 @@ impl RegistryState {
         self.audit_seq
     }
 
+    /// The child registries operators allowed.
+    pub fn children(&self) -> Vec<courier_protocol::ChildInfo> {
+        self.children.list()
+    }
+
+    /// A child registry's hello at `now`, `above` being this registry's own key and its
+    /// ancestors': welcome, or why not.
+    pub fn child_hello(
+        &mut self,
+        now: Millis,
+        key: VendorKey,
+        above: &[VendorKey],
+    ) -> Result<courier_protocol::ChildWelcome, crate::core::children::ChildRefused> {
+        let at = self.wall_ms(now);
+        self.children.hello(key, at, above)
+    }
+
     /// Every ban, as (name, key, reason), and every drained service, as (name, reason).
     #[allow(clippy::type_complexity)]
     pub fn controls(&self) -> (Vec<(String, VendorKey, String)>, Vec<(String, String)>) {
@@ -150,6 +177,15 @@ fn check_name(name: &str) -> Result<(), AdminError> {
         Ok(())
     } else {
         Err(AdminError::Name(name.to_string()))
+    }
+}
+
+/// A child's name: what an operator reads in `courier registry children`.
+fn check_child_name(name: &str) -> Result<(), AdminError> {
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        Err(AdminError::ChildName(name.to_string()))
+    } else {
+        Ok(())
     }
 }
 
@@ -189,6 +225,12 @@ impl Change for Admin {
                 if let Ok(statement) = signed.peek() {
                     st.keys.apply_operator(statement.subject, signed.clone());
                 }
+            }
+            AdminAction::AllowChild { key, name } => {
+                st.children.allow(*key, name.clone(), self.entry.at_ms);
+            }
+            AdminAction::DenyChild { key } => {
+                st.children.deny(key);
             }
             AdminAction::RevokeLease { .. } => {}
         }

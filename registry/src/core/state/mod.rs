@@ -35,6 +35,7 @@ pub use restart::{Restart, RestartCounts, Restorer};
 pub use views::{LeasePageRows, PageRow, candidates};
 
 use crate::core::catalog::{Catalog, Registration};
+use crate::core::children::ChildBook;
 use crate::core::clients::ClientBook;
 use crate::core::controls::Controls;
 use crate::core::events::EventRing;
@@ -98,6 +99,8 @@ pub struct RegistryState {
     last_flush: Millis,
     /// The clients the registry knows.
     clients: ClientBook,
+    /// The child registries operators allowed, and this registry's place among them.
+    children: ChildBook,
     /// What operators set: revoked leases, bans, drains.
     controls: Controls,
     /// Vendor roots' statements and delegations.
@@ -132,6 +135,7 @@ impl RegistryState {
             last_flush: Millis(0),
             clients: ClientBook::default(),
             controls: Controls::default(),
+            children: ChildBook::default(),
             roots: RootBook::new(),
             audit_seq: 0,
             usage: UsageBook::default(),

@@ -96,6 +96,9 @@ impl Restorer {
         for (name, reason) in meta.drains {
             state.controls.drain(&name, reason);
         }
+        for (key, name, at) in meta.children {
+            state.children.allow(key, name, at);
+        }
         for (lease, reason, until) in meta.lease_revocations {
             state.controls.revoke_lease(lease, reason, until);
         }

@@ -3,6 +3,7 @@
 //!
 //! - `clients`: client key -> postcard `ClientInfo` (the whole record).
 //! - `bans`: (service name, vendor key) -> reason; `drains`: service name -> reason.
+//! - `children`: child registry key -> (allowed at, wall-clock ms; name).
 //! - `lease_revocations`: lease id -> (until wall-clock ms, reason).
 //! - `operator_statements`: (revoked key, signature) -> postcard `SignedOperatorStatement`.
 //! - `audit`: number -> postcard `AuditEntry`; the highest number is the last used.
@@ -18,6 +19,7 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 const CLIENTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("clients");
 const BANS: TableDefinition<(&str, &[u8; 32]), &str> = TableDefinition::new("bans");
 const DRAINS: TableDefinition<&str, &str> = TableDefinition::new("drains");
+const CHILDREN: TableDefinition<&[u8; 32], (u64, &str)> = TableDefinition::new("children");
 const LEASE_REVOCATIONS: TableDefinition<&[u8; 16], (u64, &str)> =
     TableDefinition::new("lease_revocations");
 const OPERATOR_STATEMENTS: TableDefinition<(&[u8; 32], &[u8; 64]), &[u8]> =
@@ -44,6 +46,7 @@ pub(super) fn create(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(CLIENTS)?;
     txn.open_table(BANS)?;
     txn.open_table(DRAINS)?;
+    txn.open_table(CHILDREN)?;
     txn.open_table(LEASE_REVOCATIONS)?;
     txn.open_table(OPERATOR_STATEMENTS)?;
     txn.open_table(AUDIT)?;
@@ -69,6 +72,12 @@ pub(super) fn load(txn: &ReadTransaction, meta: &mut StoredMeta) -> Result<(), S
         let (k, v) = item?;
         meta.drains
             .push((k.value().to_string(), v.value().to_string()));
+    }
+    for item in txn.open_table(CHILDREN)?.iter()? {
+        let (k, v) = item?;
+        let (at, name) = v.value();
+        meta.children
+            .push((VendorKey(*k.value()), name.to_string(), at));
     }
     for item in txn.open_table(LEASE_REVOCATIONS)?.iter()? {
         let (k, v) = item?;
@@ -119,6 +128,15 @@ pub(super) fn commit(txn: &WriteTransaction, batch: &Batch) -> Result<(), StoreE
         }
         for name in &batch.undrains {
             t.remove(name.as_str())?;
+        }
+    }
+    if !batch.children.is_empty() || !batch.unchildren.is_empty() {
+        let mut t = txn.open_table(CHILDREN)?;
+        for (key, name, at) in &batch.children {
+            t.insert(&key.0, (*at, name.as_str()))?;
+        }
+        for key in &batch.unchildren {
+            t.remove(&key.0)?;
         }
     }
     if !batch.lease_revocations.is_empty() || !batch.forget_lease_revocations.is_empty() {
