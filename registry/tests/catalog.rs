@@ -60,6 +60,11 @@ async fn a_mirror_copies_the_catalog_in_pages_then_follows_the_feed() {
         .await
         .unwrap()
         .lease;
+    // The registration an event names, read on its own; a gone one is `None`.
+    let entry = mirror.registration(added).await.unwrap().unwrap();
+    assert_eq!(entry.lease.name, "acme/later");
+    assert_eq!(entry.manifest.verify().unwrap().name, "acme/later");
+    assert_eq!(mirror.registration(kv_lease).await.unwrap(), None);
     let mut feed = mirror.subscribe(None, anchor).await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {

@@ -230,6 +230,12 @@ pub enum Request {
         /// [`MAX_CATALOG_BYTES`](crate::limits::MAX_CATALOG_BYTES) of manifests).
         limit: u32,
     },
+    /// One live registration as [`Request::Catalog`] lists it (a mirror reads the one an
+    /// event names): `None` when it is not live.
+    Registration {
+        /// Its lease.
+        lease: LeaseId,
+    },
     /// A child registry, authenticated with its own key, asks to follow this registry.
     /// Refused (`Forbidden`) unless the operator allowed the key
     /// ([`AdminAction::AllowChild`]), or when the key is this registry's own or one of its
@@ -298,6 +304,8 @@ pub enum Response {
     FreshnessAccepted,
     /// A page of the catalog, answering [`Request::Catalog`].
     Catalog(CatalogPage),
+    /// One registration, answering [`Request::Registration`].
+    Registration(Option<CatalogEntry>),
     /// An allowed child is welcome.
     ChildWelcome(ChildWelcome),
     /// The child registries, answering [`Request::Children`].

@@ -13,8 +13,8 @@ use courier_protocol::limits::{
     MAX_CATALOG_BYTES, MAX_CATALOG_PAGE, MAX_HISTORY, MAX_HISTORY_BYTES, MAX_LEASE_PAGE,
 };
 use courier_protocol::{
-    Candidate, CatalogPage, ContentHash, HistoryEntry, LeaseCursor, LeaseFilter, LeaseId,
-    LeaseInfo, LeasePage, ServiceQuery, UsageBy, UsageQuery, UsageRow, VendorKey,
+    Candidate, CatalogEntry, CatalogPage, ContentHash, HistoryEntry, LeaseCursor, LeaseFilter,
+    LeaseId, LeaseInfo, LeasePage, ServiceQuery, UsageBy, UsageQuery, UsageRow, VendorKey,
 };
 
 /// The service a fetch is metered under when the client did not say which candidate it was
@@ -84,6 +84,24 @@ impl Registry {
         };
         let manifests = self.store.manifests(&rows.leases())?;
         Ok(rows.into_catalog(manifests, seq, MAX_CATALOG_BYTES))
+    }
+
+    /// The registration of `lease` as [`Registry::catalog_page`] lists it, if it is live at
+    /// `now`. Blocking (the store reads its manifest).
+    pub fn registration(
+        &self,
+        now: Millis,
+        lease: &LeaseId,
+    ) -> Result<Option<CatalogEntry>, ReadError> {
+        let (row, seq) = {
+            let st = self.state();
+            (st.lease_row(now, lease), st.events().next_seq())
+        };
+        let manifests = self.store.manifests(&row.leases())?;
+        Ok(row
+            .into_catalog(manifests, seq, MAX_CATALOG_BYTES)
+            .entries
+            .pop())
     }
 
     /// The live leases at `now`, sorted by service name then lease (every page of

@@ -146,6 +146,12 @@ async fn build(req: Request, session: &Session) -> Response {
         })
         .await
         .map(Response::Catalog),
+        // Blocking: reads a manifest.
+        Request::Registration { lease } => blocking(registry, move |reg| {
+            reg.registration(reg.now(), &lease).map_err(|e| e.to_wire())
+        })
+        .await
+        .map(Response::Registration),
         // Clients' and operators' requests, each authorized there.
         req @ (Request::RegisterClient(_)
         | Request::ShareSystemData(_)
@@ -222,6 +228,7 @@ pub(super) fn standby_answers(req: &Request) -> bool {
             | Request::Subscribe { .. }
             | Request::Leases { .. }
             | Request::Catalog { .. }
+            | Request::Registration { .. }
             | Request::ChildHello
             | Request::Children
             | Request::KeyStatements { .. }
@@ -257,6 +264,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::Fetch { .. } => "fetch",
         Request::Leases { .. } => "leases",
         Request::Catalog { .. } => "catalog",
+        Request::Registration { .. } => "registration",
         Request::ChildHello => "child hello",
         Request::Children => "children",
         Request::Subscribe { .. } => "subscribe",

@@ -12,10 +12,10 @@ use crate::{
 use courier_protocol::limits::{MAX_FRAME_LEN, MAX_LEASE_PAGE, REQUEST_TIMEOUT};
 use courier_protocol::{AUTH_DOMAIN, auth_message, sign};
 use courier_protocol::{
-    Candidate, CatalogPage, ClusterNodes, ContentHash, ErrorKind, EventBatch, Hello, HistoryEntry,
-    LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Outcome, PROTOCOL_VERSION,
-    Register, Request, Response, ServiceQuery, SignedFreshness, SignedKeyStatement, SigningKey,
-    SpkiPin, VendorKey, WireError,
+    Candidate, CatalogEntry, CatalogPage, ClusterNodes, ContentHash, ErrorKind, EventBatch, Hello,
+    HistoryEntry, LeaseCursor, LeaseFilter, LeaseGrant, LeaseId, LeaseInfo, LeasePage, Outcome,
+    PROTOCOL_VERSION, Register, Request, Response, ServiceQuery, SignedFreshness,
+    SignedKeyStatement, SigningKey, SpkiPin, VendorKey, WireError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -436,6 +436,13 @@ impl RegistryClient {
     ) -> Result<CatalogPage, ClientError> {
         let resp = self.request(&Request::Catalog { after, limit }).await?;
         expect!(resp, Response::Catalog(p) => p, "expected Catalog")
+    }
+
+    /// The registration of `lease` as a catalog page lists it, if it is live (a mirror
+    /// reads the one an event names). Nothing here is verified.
+    pub async fn registration(&self, lease: LeaseId) -> Result<Option<CatalogEntry>, ClientError> {
+        let resp = self.request(&Request::Registration { lease }).await?;
+        expect!(resp, Response::Registration(r) => r, "expected Registration")
     }
 
     /// Subscribes to events from `from_seq`, optionally for one interface.

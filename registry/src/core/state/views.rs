@@ -215,17 +215,7 @@ impl RegistryState {
             {
                 continue;
             }
-            heap.push(PageRow {
-                name: reg.name.clone(),
-                lease: *id,
-                remaining_ms: s.deadline.since(now),
-                ttl_ms: s.ttl_ms(),
-                renewals: s.renewals(),
-                in_grace: s.in_grace(),
-                last_renewal_ms: self.wall_ms(Millis(s.deadline.0.saturating_sub(s.ttl_ms()))),
-                clients_served: self.usage.clients_served(&reg.name),
-                holder: self.holder(id).cloned(),
-            });
+            heap.push(self.page_row(now, *id, s, reg));
             if heap.len() > limit + 1 {
                 heap.pop();
             }
@@ -238,6 +228,40 @@ impl RegistryState {
             lease: r.lease,
         });
         LeasePageRows { rows, next }
+    }
+
+    /// The one live registration `lease`, as a page of the lease table would list it (no
+    /// rows: not live at `now`).
+    pub fn lease_row(&self, now: Millis, lease: &LeaseId) -> LeasePageRows {
+        let rows = self
+            .table
+            .get(lease)
+            .filter(|s| s.deadline > now)
+            .zip(self.catalog.get(lease))
+            .map(|(s, reg)| self.page_row(now, *lease, s, reg))
+            .into_iter()
+            .collect();
+        LeasePageRows { rows, next: None }
+    }
+
+    fn page_row(
+        &self,
+        now: Millis,
+        id: LeaseId,
+        s: &crate::core::lease_table::LeaseEntry,
+        reg: &Registration,
+    ) -> PageRow {
+        PageRow {
+            name: reg.name.clone(),
+            lease: id,
+            remaining_ms: s.deadline.since(now),
+            ttl_ms: s.ttl_ms(),
+            renewals: s.renewals(),
+            in_grace: s.in_grace(),
+            last_renewal_ms: self.wall_ms(Millis(s.deadline.0.saturating_sub(s.ttl_ms()))),
+            clients_served: self.usage.clients_served(&reg.name),
+            holder: self.holder(&id).cloned(),
+        }
     }
 }
 
