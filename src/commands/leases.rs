@@ -308,8 +308,13 @@ async fn top(
 /// numbers the cluster's events alike, so none is lost or printed twice (those the other
 /// node no longer keeps are reported missed).
 async fn lines(first: &RegistryClient, args: &LeasesArgs) -> anyhow::Result<()> {
-    // Without --from, start after the events already kept: u64::MAX asks for "only new".
-    let mut from = args.from.unwrap_or(u64::MAX);
+    // Without --from, start after the events already numbered: where the feed goes on
+    // from now (as a catalog page says), so that a stream that moves to another node before
+    // printing anything still goes on from there.
+    let mut from = match args.from {
+        Some(from) => from,
+        None => first.catalog_page(None, 1).await?.seq,
+    };
     let mut moved: Option<RegistryClient> = None;
     loop {
         let registry = moved.as_ref().unwrap_or(first);
@@ -364,7 +369,8 @@ async fn print_stream(
             Err(e) => return e.into(),
         };
         crate::output::print_missed(batch.missed, args.json, "events");
-        for e in &batch.events {
+        // A node behind the one before may send again what was printed: not twice.
+        for e in batch.events.iter().filter(|e| e.seq >= *from) {
             if args.json {
                 println!("{}", event_json(e));
             } else {
@@ -379,7 +385,7 @@ async fn print_stream(
             }
         }
         if let Some(e) = batch.events.last() {
-            *from = e.seq + 1;
+            *from = (*from).max(e.seq + 1);
         }
     }
 }

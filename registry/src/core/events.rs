@@ -126,6 +126,9 @@ pub struct EventRing {
     reserved: u64,
     /// Every event numbered from here on is kept.
     floor: u64,
+    /// Numbers are given (a cluster's): one beyond the next is a subscriber that came
+    /// from a node further along, not one asking for new events only.
+    given: bool,
 }
 
 impl EventRing {
@@ -140,6 +143,16 @@ impl EventRing {
             next_seq: start_seq,
             reserved: reserved.max(start_seq),
             floor: start_seq,
+            given: false,
+        }
+    }
+
+    /// A ring whose events come with their numbers ([`EventRing::push_at`]), from
+    /// `from_seq` on, keeping `capacity` recent events.
+    pub fn given(from_seq: u64, capacity: usize) -> Self {
+        Self {
+            given: true,
+            ..Self::new(from_seq, u64::MAX, capacity)
         }
     }
 
@@ -228,8 +241,17 @@ impl EventRing {
 
     /// Events from `from_seq` on that match `filter`, at most `max`, and the sequence number
     /// to continue from. `missed` is set when events at or after `from_seq` are no longer kept.
-    /// A `from_seq` beyond the next sequence number (e.g. `u64::MAX`) asks for new events only.
+    /// A `from_seq` beyond the next sequence number asks for new events only (`u64::MAX`
+    /// always); with given numbers, any other such `from_seq` is where a subscriber that
+    /// came from a node further along goes on from: nothing before it is sent again.
     pub fn since(&self, from_seq: u64, filter: Option<&str>, max: usize) -> (EventBatch, u64) {
+        if self.given && from_seq != u64::MAX && from_seq > self.next_seq {
+            let batch = EventBatch {
+                events: Vec::new(),
+                missed: None,
+            };
+            return (batch, from_seq);
+        }
         let from = from_seq.clamp(1, self.next_seq());
         let missed = (from < self.floor).then_some((from, self.floor));
         let mut events = Vec::new();
@@ -382,7 +404,7 @@ mod tests {
     #[test]
     fn given_numbers_have_holes_that_are_not_missed_events() {
         let (a, b) = regs();
-        let mut log = EventRing::new(100, u64::MAX, 3);
+        let mut log = EventRing::given(100, 3);
         assert!(log.push_at(105, EventKind::Registered, 1, a.clone()));
         assert!(log.push_at(110, EventKind::Registered, 2, b.clone()));
         assert!(
@@ -420,6 +442,12 @@ mod tests {
         assert_eq!(log.kept_from(), 106);
         assert_eq!(log.since(101, None, 100).0.missed, Some((101, 106)));
         assert_eq!(log.records_from(0).next().map(|r| r.after), Some(106));
+        // A subscriber that came from a node further along goes on from where it was;
+        // asking for new events only still means the next one here.
+        let (batch, next) = log.since(130, None, 100);
+        assert!(batch.events.is_empty() && batch.missed.is_none());
+        assert_eq!(next, 130);
+        assert_eq!(log.since(u64::MAX, None, 100).1, 122);
         // A stretch of history that could not be read: everything before it is missed.
         log.skip_to(500);
         assert!(log.is_empty());

@@ -33,7 +33,7 @@ impl RegistryState {
     /// count as missed): a cluster's node.
     pub fn number_events_from_store(&mut self, from_seq: u64) {
         self.events_given = true;
-        self.events = EventRing::new(from_seq, u64::MAX, self.config.event_ring);
+        self.events = EventRing::given(from_seq, self.config.event_ring);
     }
 
     /// Whether events are numbered by the store's history.
@@ -82,7 +82,7 @@ impl RegistryState {
         let next = self.events.next_seq();
         std::mem::replace(
             &mut self.events,
-            EventRing::new(next, u64::MAX, self.config.event_ring),
+            EventRing::given(next, self.config.event_ring),
         )
     }
 
