@@ -134,7 +134,13 @@ impl RegistryState {
         self.table.remove(lease);
         self.dirty.remove(lease);
         self.held_by.remove(lease);
-        self.catalog.remove(lease).is_some()
+        match self.catalog.remove(lease) {
+            Some(reg) => {
+                self.remember_gone(reg);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Puts `lease` in the table with `remaining_ms` left (at least 1 ms: a lease the

@@ -8,9 +8,23 @@
 use super::RegistryState;
 use crate::core::catalog::Registration;
 use crate::core::events::EventRing;
+use crate::core::lease_table::LeaseMap;
 use crate::core::lease_table::Millis;
 use courier_protocol::{EventKind, LeaseId, SignedManifest};
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+/// Registrations remembered after they left the catalog.
+const GONE_REMEMBERED: usize = 8192;
+
+/// Registrations that left the catalog lately: an event about one may still come from the
+/// history after it left here (a renewal written just before its removal, in the same
+/// watch answer, or before the writer's own expiry reached etcd), and carries no manifest.
+#[derive(Debug, Default)]
+pub(super) struct RecentlyGone {
+    order: VecDeque<LeaseId>,
+    regs: LeaseMap<Arc<Registration>>,
+}
 
 /// One event of a cluster's history, numbered there.
 #[derive(Debug, Clone)]
@@ -48,6 +62,22 @@ impl RegistryState {
         }
     }
 
+    /// Remembers a registration that left the catalog, for the events about it still to
+    /// come (the most recent [`GONE_REMEMBERED`]).
+    pub(super) fn remember_gone(&mut self, reg: Arc<Registration>) {
+        if !self.events_given {
+            return;
+        }
+        let gone = &mut self.recently_gone;
+        gone.order.push_back(reg.lease);
+        gone.regs.insert(reg.lease, reg);
+        while gone.order.len() > GONE_REMEMBERED {
+            if let Some(old) = gone.order.pop_front() {
+                gone.regs.remove(&old);
+            }
+        }
+    }
+
     /// Keeps an event the store's history numbered. Returns whether it was kept: one
     /// numbered already, or about a registration neither the catalog nor the event knows,
     /// is not.
@@ -55,7 +85,11 @@ impl RegistryState {
         if event.seq < self.events.next_seq() {
             return false;
         }
-        let reg = match self.catalog.get(&event.lease) {
+        let known = self
+            .catalog
+            .get(&event.lease)
+            .or_else(|| self.recently_gone.regs.get(&event.lease));
+        let reg = match known {
             Some(reg) => reg.clone(),
             None => {
                 let Some(manifest) = event.manifest.as_ref().and_then(|m| m.peek().ok()) else {
@@ -102,5 +136,6 @@ impl RegistryState {
     pub fn carry_events(&mut self, old: &mut RegistryState) {
         self.events_given = old.events_given;
         std::mem::swap(&mut self.events, &mut old.events);
+        std::mem::swap(&mut self.recently_gone, &mut old.recently_gone);
     }
 }

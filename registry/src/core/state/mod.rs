@@ -79,6 +79,8 @@ pub struct RegistryState {
     /// A cluster's node: events are numbered by the store's history, not here (see
     /// `given.rs`).
     events_given: bool,
+    /// A cluster's node: registrations that left the catalog lately (see `given.rs`).
+    recently_gone: given::RecentlyGone,
     /// Leases renewed since the last flush.
     dirty: LeaseMap<()>,
     /// In a cluster: the node holding each lease renewed at another node than the writer
@@ -125,6 +127,7 @@ impl RegistryState {
             keys: KeyBook::new(),
             events: EventRing::new(start_seq, start_seq, config.event_ring),
             events_given: false,
+            recently_gone: Default::default(),
             dirty: LeaseMap::default(),
             held_by: LeaseMap::default(),
             here: None,
@@ -341,6 +344,7 @@ impl RegistryState {
         self.held_by.remove(&lease);
         let reg = self.catalog.remove(&lease)?;
         self.note(why.event(), now, reg.clone());
+        self.remember_gone(reg.clone());
         Some(reg)
     }
 

@@ -627,3 +627,38 @@ fn a_renewal_taken_elsewhere_only_ever_moves_a_deadline_later() {
     // Past the moved deadline the lease expires as any other.
     assert_eq!(st.expire(Millis(1_700)).unwrap(), vec![lease(1)]);
 }
+
+#[test]
+fn given_events_number_nothing_here_and_describe_what_already_left() {
+    let mut st = started();
+    st.number_events_from_store(1_000);
+    let (key, vendor) = signing(1);
+    register(&mut st, 0, 1, &key, "acme/echo", 1_000);
+    st.renew(Millis(10), &vendor, lease(1), 1_000).unwrap();
+    assert!(st.events().is_empty(), "the writer numbers none of its own");
+    let given = |seq, kind| StoreEvent {
+        seq,
+        kind,
+        at_ms: WALL,
+        lease: lease(1),
+        manifest: None,
+    };
+    assert!(st.given_event(given(1_000, EventKind::Registered)));
+    assert!(
+        !st.given_event(given(1_000, EventKind::Renewed)),
+        "numbered"
+    );
+    // Expired here before the history delivers the renewal written before it: the
+    // renewal is still described, though it carries no manifest.
+    assert_eq!(st.expire(Millis(2_000)).unwrap(), vec![lease(1)]);
+    assert!(st.given_event(given(1_005, EventKind::Renewed)));
+    let (batch, _) = st.events_since(1_000, None, 10);
+    let names: Vec<&str> = batch.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, vec!["acme/echo", "acme/echo"]);
+    // Unknown everywhere and without a manifest: not kept.
+    let other = StoreEvent {
+        lease: lease(7),
+        ..given(1_010, EventKind::Renewed)
+    };
+    assert!(!st.given_event(other));
+}
