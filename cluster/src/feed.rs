@@ -9,7 +9,9 @@
 //! registration); the registry's ring tells a hole from a missed event
 //! (`EventRecord::after`).
 //!
-//! Per transaction:
+//! Per transaction, removals first (as a single registry numbers a replacement: the old
+//! registration's `Replaced`, then the new one's `Registered`), then the rest in etcd's
+//! order:
 //! - `reg/<lease>` put (with its `lease/` row): `Registered`;
 //! - `reg/<lease>` delete: why, from the transaction's `meta/gone` note (`Expired` when a
 //!   delete comes without one), with the manifest etcd returns as the deleted value, so a
@@ -103,29 +105,31 @@ fn one_revision(layout: &Layout, revision: i64, changes: &[Event], out: &mut Vec
         });
         index += 1;
     };
-    for e in changes {
+    for e in changes
+        .iter()
+        .filter(|e| e.event_type() == EventType::Delete)
+    {
         let Some(kv) = e.kv() else { continue };
-        let put = e.event_type() == EventType::Put;
         if let Some(lease) = layout.strip(kv.key(), "reg/").and_then(layout::parse_lease) {
-            if put {
-                let at = rows.get(&lease).map_or(0, started_ms);
-                push(
-                    EventKind::Registered,
-                    at,
-                    lease,
-                    decode_manifest(kv.value()).ok(),
-                );
-            } else {
-                let why = gone.get(&lease).map_or(EventKind::Expired, |w| w.event());
-                let manifest = e.prev_kv().and_then(|p| decode_manifest(p.value()).ok());
-                push(why, gone_at, lease, manifest);
-            }
-        } else if let (true, Some(lease)) = (
-            put,
-            layout
-                .strip(kv.key(), "lease/")
-                .and_then(layout::parse_lease),
-        ) && !regs.contains(&lease)
+            let why = gone.get(&lease).map_or(EventKind::Expired, |w| w.event());
+            let manifest = e.prev_kv().and_then(|p| decode_manifest(p.value()).ok());
+            push(why, gone_at, lease, manifest);
+        }
+    }
+    for e in changes.iter().filter(|e| e.event_type() == EventType::Put) {
+        let Some(kv) = e.kv() else { continue };
+        if let Some(lease) = layout.strip(kv.key(), "reg/").and_then(layout::parse_lease) {
+            let at = rows.get(&lease).map_or(0, started_ms);
+            push(
+                EventKind::Registered,
+                at,
+                lease,
+                decode_manifest(kv.value()).ok(),
+            );
+        } else if let Some(lease) = layout
+            .strip(kv.key(), "lease/")
+            .and_then(layout::parse_lease)
+            && !regs.contains(&lease)
             && let Some(row) = rows.get(&lease).filter(|r| !r.in_grace)
         {
             push(EventKind::Renewed, started_ms(row), lease, None);
