@@ -266,8 +266,10 @@ impl Follower {
                 match self.reload().await {
                     Ok(r) => {
                         revision = r;
-                        self.applied.store(r, Ordering::Relaxed);
+                        // The skip first: a takeover that takes the ring once `applied`
+                        // says `r` must find the stretch before it given up.
                         self.registry.skip_events_to(feed::after(r));
+                        self.applied.store(r, Ordering::Relaxed);
                         break;
                     }
                     Err(e) => tracing::debug!("the standby cannot read the store yet: {e}"),
