@@ -234,6 +234,13 @@ mod built {
         let standby = tokio::task::spawn_blocking(move || Standby::open(&n, &dir, standby_config))
             .await?
             .context("cannot open the standby's registry on etcd")?;
+        // This node's own key, as a parent of child registries (each node has its own).
+        let (own, _) = super::super::registry::data_key(
+            &args.data_dir,
+            crate::cli::REGISTRY_KEY_FILE,
+            "registry key",
+        )?;
+        standby.registry().place_in_hierarchy(own, Vec::new());
         let standby_handle = courier_registry::serve(standby.registry().clone(), server.clone())
             .await
             .with_context(|| format!("cannot serve on {}", args.listen))?;
@@ -288,6 +295,7 @@ mod built {
         .await?
         .context("cannot open the registry on etcd")?;
         let registry = writer.registry().clone();
+        registry.place_in_hierarchy(own, Vec::new());
         registry.set_cluster(courier_protocol::ClusterNodes {
             answered_by: c.node.clone(),
             writer: Some(c.node.clone()),

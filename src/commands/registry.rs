@@ -137,7 +137,7 @@ fn rotate_identity(args: RotateIdentityArgs) -> anyhow::Result<()> {
 
 /// The public key of a key kept in the data directory (`file`: the operator's, or the
 /// registry's own), made (file mode 0600) on first start; and whether it was made now.
-fn data_key(
+pub(super) fn data_key(
     data_dir: &std::path::Path,
     file: &str,
     what: &str,
