@@ -227,7 +227,7 @@ pub enum AdminError {
     #[error("invalid service name {0:?}")]
     Name(String),
     /// A child registry's name is empty, too long, or not printable.
-    #[error("invalid child name {0:?} (1 to 128 printable characters)")]
+    #[error("invalid child name {0:?} (1 to 128 bytes, no control characters)")]
     ChildName(String),
     /// No child registry of that key was allowed.
     #[error("{0} is not an allowed child")]
