@@ -25,13 +25,6 @@ const LEASES: Request = Request::Leases {
     limit: 100,
 };
 
-fn kind(e: ClientError) -> ErrorKind {
-    match e {
-        ClientError::Registry(w) => w.kind,
-        other => panic!("expected a registry error, got {other}"),
-    }
-}
-
 /// A registry with one echo registration that every test checks survives.
 async fn setup() -> (RegistryHandle, tempfile::TempDir, LeaseId) {
     let dir = tempfile::tempdir().unwrap();

@@ -9,14 +9,6 @@ mod common;
 
 use common::*;
 use courier_protocol::{AdminAction, ErrorKind, VendorKey};
-use courier_transport::ClientError;
-
-fn kind(e: ClientError) -> ErrorKind {
-    match e {
-        ClientError::Registry(w) => w.kind,
-        other => panic!("not a registry error: {other}"),
-    }
-}
 
 fn setup(dir: &std::path::Path) -> Setup {
     let mut s = config(dir);

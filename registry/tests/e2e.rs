@@ -9,20 +9,12 @@ use common::*;
 use courier_protocol::{
     AttributeConstraint, ErrorKind, EventKind, Outcome, ServiceQuery, VendorKey,
 };
-use courier_transport::ClientError;
 use std::time::Duration;
 
 fn query(interface: &str) -> ServiceQuery {
     ServiceQuery {
         interface: interface.into(),
         ..Default::default()
-    }
-}
-
-fn kind(e: ClientError) -> ErrorKind {
-    match e {
-        ClientError::Registry(w) => w.kind,
-        other => panic!("expected a registry error, got {other}"),
     }
 }
 

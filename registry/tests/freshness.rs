@@ -9,19 +9,12 @@ mod common;
 use common::*;
 use courier_protocol::{ErrorKind, ServiceQuery, SignedFreshness};
 use courier_test_support::{fresh_now, freshness_at};
-use courier_transport::{ClientError, RegistryClient};
+use courier_transport::RegistryClient;
 
 fn echo_query() -> ServiceQuery {
     ServiceQuery {
         interface: "courier:echo/echo".into(),
         ..Default::default()
-    }
-}
-
-fn kind(e: ClientError) -> ErrorKind {
-    match e {
-        ClientError::Registry(w) => w.kind,
-        other => panic!("expected a registry refusal, got {other}"),
     }
 }
 

@@ -11,7 +11,6 @@ use common::*;
 use courier_protocol::{
     ErrorKind, EventKind, KeyStatement, ServiceQuery, SignedKeyStatement, SigningKey, VendorKey,
 };
-use courier_transport::ClientError;
 
 fn echo_query() -> ServiceQuery {
     ServiceQuery {
@@ -29,13 +28,6 @@ fn rotation(old: &SigningKey, new: &SigningKey, signer: &SigningKey) -> SignedKe
 
 fn revocation(key: &SigningKey) -> SignedKeyStatement {
     SignedKeyStatement::sign(&KeyStatement::revoke(VendorKey::of(key), wall_now()), key)
-}
-
-fn kind(e: ClientError) -> ErrorKind {
-    match e {
-        ClientError::Registry(w) => w.kind,
-        other => panic!("expected a registry refusal, got {other}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,14 +10,7 @@ use courier_protocol::{
     AdminAction, ClientProfile, ContentHash, ErrorKind, OperatorStatement, Outcome,
     SignedOperatorStatement, SystemData, VendorKey,
 };
-use courier_transport::{ClientError, RegistryClient};
-
-fn kind(e: ClientError) -> ErrorKind {
-    match e {
-        ClientError::Registry(w) => w.kind,
-        other => panic!("not a registry error: {other}"),
-    }
-}
+use courier_transport::RegistryClient;
 
 fn outcome(ok: bool) -> Outcome {
     Outcome {

@@ -10,15 +10,7 @@ use courier_protocol::{
     ClientProfile, ContentHash, ErrorKind, Interest, LeaseFilter, Outcome, ServiceQuery,
     SystemData, Transition, UsageBy, UsageQuery, VendorKey,
 };
-use courier_transport::ClientError;
 use std::time::Duration;
-
-fn kind(e: ClientError) -> ErrorKind {
-    match e {
-        ClientError::Registry(w) => w.kind,
-        other => panic!("not a registry error: {other}"),
-    }
-}
 
 fn setup(dir: &std::path::Path) -> Setup {
     let mut s = config(dir);

@@ -6,7 +6,7 @@ use courier_protocol::{
     ContentHash, Export, Manifest, Register, SignedManifest, SigningKey, SpkiPin, VendorKey,
 };
 use courier_registry::{RegistryConfig, RegistryHandle, ServerConfig};
-use courier_transport::RegistryClient;
+use courier_transport::{ClientError, RegistryClient};
 use std::path::Path;
 use std::time::Duration;
 
@@ -130,4 +130,12 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(mut f: F) -> bool {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+/// The kind of a registry's refusal; anything else fails the test.
+pub fn kind(e: ClientError) -> courier_protocol::ErrorKind {
+    match e {
+        ClientError::Registry(w) => w.kind,
+        other => panic!("expected a registry refusal, got {other}"),
+    }
 }
