@@ -27,12 +27,12 @@
 
 mod common;
 
-use common::cluster::{NodeProc, find_echo, start_node};
+use common::cluster::{NodeProc, etcd_here, find_echo, keeper, start_node};
 use common::wait_for;
 use courier_client::{Answer, Client, ClientConfig, Policy, ReportMode, TrustStore};
 use courier_protocol::{EventKind, LeaseId, SigningKey, SpkiPin, VendorKey};
-use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
-use courier_test_support::etcd::{SKIP_LINE, etcd_binary};
+use courier_provider::{Bundle, BundleBuilder, LeaseKeeper, LeaseState};
+
 use courier_test_support::etcd_cluster::EtcdCluster;
 use courier_transport::{Identity, RegistryClient};
 use std::collections::HashSet;
@@ -443,14 +443,10 @@ fn first_saying(nodes: &[&NodeProc], skip: usize, needle: &str, within: Duration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_writer_loses_no_acknowledged_lease_and_callers_move_on() {
-    if etcd_binary().is_none() {
-        eprintln!("{SKIP_LINE}");
+    // `COURIER_TEST_NODE_LOG=info` shows what the keepers, the clients and the nodes log.
+    if !etcd_here() {
         return;
     }
-    // `COURIER_TEST_NODE_LOG=info` shows what the keepers, the clients and the nodes log.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var(common::cluster::NODE_LOG).unwrap_or_default())
-        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3).unwrap();
     let urls = etcd.client_urls();
@@ -505,18 +501,12 @@ async fn a_killed_writer_loses_no_acknowledged_lease_and_callers_move_on() {
         .map(|i| {
             let key = vendor_key(i);
             let home = nodes[i % nodes.len()];
-            LeaseKeeper::start_with(
-                home.0,
-                home.1,
+            keeper(
+                home,
+                nodes.iter().copied().filter(|n| *n != home).collect(),
                 key.clone(),
                 bundle(&key, &format!("acme/echo-{i}"), echo),
-                KeeperConfig {
-                    backoff_initial: Duration::from_millis(50),
-                    backoff_max: Duration::from_millis(300),
-                    request_timeout: Duration::from_millis(800),
-                    other_nodes: nodes.iter().copied().filter(|n| *n != home).collect(),
-                    ..KeeperConfig::new(TTL)
-                },
+                TTL,
             )
         })
         .collect();

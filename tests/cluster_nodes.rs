@@ -13,10 +13,10 @@
 
 mod common;
 
-use common::cluster::{NodeProc, find_echo, start_node};
+use common::cluster::{NodeProc, find_echo, keeper, start_node};
 use common::{courier, lines_of, run_ok, wait_for};
 use courier_protocol::{ErrorKind, SigningKey, SpkiPin};
-use courier_provider::{Bundle, BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
+use courier_provider::{Bundle, BundleBuilder, LeaseKeeper, LeaseState};
 use courier_test_support::etcd::{SKIP_LINE, etcd_binary, revoke_lease_of};
 use courier_test_support::etcd_cluster::EtcdCluster;
 use courier_transport::{ClientError, RegistryClient};
@@ -241,18 +241,12 @@ async fn killing_the_writer_or_etcd_members_loses_nothing_acknowledged() {
         .map(|i| {
             let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);
             let (home, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-            LeaseKeeper::start_with(
-                home.addr,
-                home.pin,
+            keeper(
+                (home.addr, home.pin),
+                vec![(other.addr, other.pin)],
                 key.clone(),
                 bundle(&key, i),
-                KeeperConfig {
-                    backoff_initial: Duration::from_millis(50),
-                    backoff_max: Duration::from_millis(300),
-                    request_timeout: Duration::from_millis(800),
-                    other_nodes: vec![(other.addr, other.pin)],
-                    ..KeeperConfig::new(Duration::from_secs(2))
-                },
+                Duration::from_secs(2),
             )
         })
         .collect();

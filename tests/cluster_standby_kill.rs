@@ -11,11 +11,11 @@
 
 mod common;
 
-use common::cluster::{find_echo, start_node};
+use common::cluster::{etcd_here, find_echo, keeper, start_node};
 use common::wait_for;
 use courier_protocol::{LeaseFilter, SigningKey, SpkiPin};
-use courier_provider::{BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
-use courier_test_support::etcd::{EtcdMember, SKIP_LINE, etcd_binary};
+use courier_provider::{BundleBuilder, LeaseKeeper, LeaseState};
+use courier_test_support::etcd::EtcdMember;
 use courier_transport::RegistryClient;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -27,14 +27,10 @@ const TTL: Duration = Duration::from_secs(6);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_standby_loses_no_lease_and_its_vendors_move_on() {
-    if etcd_binary().is_none() {
-        eprintln!("{SKIP_LINE}");
+    // `COURIER_TEST_NODE_LOG=info` shows what the keepers and the nodes log.
+    if !etcd_here() {
         return;
     }
-    // `COURIER_TEST_NODE_LOG=info` shows what the keepers and the nodes log.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var(common::cluster::NODE_LOG).unwrap_or_default())
-        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let etcd = EtcdMember::start(&dir.path().join("etcd")).unwrap();
     let urls = vec![etcd.client_url()];
@@ -59,18 +55,12 @@ async fn a_killed_standby_loses_no_lease_and_its_vendors_move_on() {
                 .provider_pin(SpkiPin([7; 32]))
                 .sign(&key)
                 .unwrap();
-            LeaseKeeper::start_with(
-                home.0,
-                home.1,
+            keeper(
+                home,
+                nodes.iter().copied().filter(|n| *n != home).collect(),
                 key,
                 bundle,
-                KeeperConfig {
-                    backoff_initial: Duration::from_millis(50),
-                    backoff_max: Duration::from_millis(300),
-                    request_timeout: Duration::from_millis(800),
-                    other_nodes: nodes.iter().copied().filter(|n| *n != home).collect(),
-                    ..KeeperConfig::new(TTL)
-                },
+                TTL,
             )
         })
         .collect();

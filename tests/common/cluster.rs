@@ -1,13 +1,16 @@
-//! Cluster-mode helpers: `courier registry serve --etcd` node processes on loopback, and
-//! lookups at one node.
+//! Cluster-mode helpers: `courier registry serve --etcd` node processes on loopback,
+//! lookups at one node, and lease keepers that know every node.
 
 use super::{courier, lines_of, wait_for};
-use courier_protocol::{Candidate, ServiceQuery, SpkiPin};
+use courier_protocol::{Candidate, ServiceQuery, SigningKey, SpkiPin};
+use courier_provider::{Bundle, KeeperConfig, LeaseKeeper};
+use courier_test_support::etcd::{SKIP_LINE, etcd_binary};
 use courier_transport::{ClientError, RegistryClient};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 /// The variable whose value the node processes get as `RUST_LOG` (unset: they log
 /// warnings and errors only).
@@ -93,4 +96,42 @@ pub async fn find_echo(addr: SocketAddr, pin: SpkiPin) -> Result<Vec<Candidate>,
         .await;
     c.close();
     found
+}
+
+/// Whether etcd is installed (else the skip line is printed); logs what
+/// [`NODE_LOG`] asks for from the test's own keepers and clients.
+pub fn etcd_here() -> bool {
+    if etcd_binary().is_none() {
+        eprintln!("{SKIP_LINE}");
+        return false;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var(NODE_LOG).unwrap_or_default())
+        .try_init();
+    true
+}
+
+/// A lease keeper for `bundle` that renews at `home` first and knows `others`, trying a
+/// node for at most 800 ms and backing off 50-300 ms, so that a node's loss shows within
+/// a renewal interval or two.
+pub fn keeper(
+    home: (SocketAddr, SpkiPin),
+    others: Vec<(SocketAddr, SpkiPin)>,
+    key: SigningKey,
+    bundle: Bundle,
+    ttl: Duration,
+) -> LeaseKeeper {
+    LeaseKeeper::start_with(
+        home.0,
+        home.1,
+        key,
+        bundle,
+        KeeperConfig {
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(300),
+            request_timeout: Duration::from_millis(800),
+            other_nodes: others,
+            ..KeeperConfig::new(ttl)
+        },
+    )
 }
