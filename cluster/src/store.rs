@@ -19,12 +19,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Where a node gets component bytes it lacks: another node of the cluster. Returns the
-/// bytes (the store checks them against their hash), or `None`.
-pub trait ComponentSource: Send + Sync {
-    /// The component `hash`, `size` bytes long.
-    fn fetch(&self, hash: &ContentHash, size: u64) -> Option<Vec<u8>>;
-}
+/// Where a node gets component bytes it lacks: another node of the cluster (the store
+/// checks them against their hash).
+pub use courier_registry::ComponentSource;
 
 /// The manifests of live registrations and the components they name.
 #[derive(Default)]
@@ -326,6 +323,12 @@ impl Storage for EtcdStore {
                 membership,
                 &batch.leases,
             );
+        }
+        if batch.touches_mirror() {
+            return Err(StoreError::Unavailable(
+                "a cluster does not mirror a parent registry: run a single registry as the child"
+                    .into(),
+            ));
         }
         self.writable()?;
         let writes = write::plan(&self.etcd, &self.layout, batch, &self.holder)?;

@@ -15,6 +15,9 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 /// The grace after a restart by default: a vendor's lease keeper retries with a backoff
 /// capped at 10 s, so it gets three tries.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// How long a child cut off from its parent serves a mirrored registration past its
+/// lease's last known end, by default.
+pub const DEFAULT_MIRROR_GRACE: Duration = Duration::from_secs(600);
 /// Service-history entries kept by default.
 pub const DEFAULT_HISTORY_LIMIT: u64 = 100_000;
 /// The longest lease a registry may be configured to grant.
@@ -50,6 +53,9 @@ pub struct RegistryConfig {
     /// Operator keys: connections authenticated with one may act on the registry and read
     /// what it knows of clients.
     pub operators: Vec<courier_protocol::VendorKey>,
+    /// A child registry: how long past its last known end a lease mirrored from the parent
+    /// is still served (while the link to the parent is cut).
+    pub mirror_grace: Duration,
 }
 
 impl RegistryConfig {
@@ -70,6 +76,7 @@ impl RegistryConfig {
             seq_block: 1 << 20,
             history_limit: DEFAULT_HISTORY_LIMIT,
             operators: Vec::new(),
+            mirror_grace: DEFAULT_MIRROR_GRACE,
         }
     }
 
@@ -88,6 +95,7 @@ impl RegistryConfig {
             policy: self.policy(),
             event_ring: self.event_ring,
             seq_block: self.seq_block,
+            mirror_grace_ms: millis(self.mirror_grace),
         }
     }
 

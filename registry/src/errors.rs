@@ -112,6 +112,9 @@ pub enum LeaseError {
     /// Event numbers ran out and the store has not reserved more yet (it is failing).
     #[error("registry cannot number events until its store accepts a write; try later")]
     NoHeadroom,
+    /// The lease is mirrored from this registry's parent: its vendor keeps it there.
+    #[error("lease {0} is mirrored from the parent registry: renew or cancel it there")]
+    Mirrored(LeaseId),
     /// The store failed; nothing was acknowledged.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -232,6 +235,19 @@ pub enum AdminError {
     /// No child registry of that key was allowed.
     #[error("{0} is not an allowed child")]
     UnknownChild(VendorKey),
+    /// A mirror rule is refused.
+    #[error("mirror rule: {0}")]
+    Rule(#[from] crate::core::mirror::RuleError),
+    /// No approval was asked for this version.
+    #[error("no approval of {name}@{version} by {vendor} was asked for")]
+    UnknownApproval {
+        /// The vendor key.
+        vendor: VendorKey,
+        /// The service name.
+        name: String,
+        /// The version.
+        version: String,
+    },
     /// The reason is too long.
     #[error("a reason of {0} bytes is longer than {max}", max = courier_protocol::limits::MAX_REASON_LEN)]
     Reason(usize),

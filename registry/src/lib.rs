@@ -22,12 +22,13 @@ mod notify;
 mod observe;
 mod offline;
 mod ops;
+mod parent;
 mod server;
 mod store;
 
 pub use config::{
     DEFAULT_FLUSH_INTERVAL, DEFAULT_GRACE, DEFAULT_HISTORY_LIMIT, DEFAULT_MAX_TTL, DEFAULT_MIN_TTL,
-    RegistryConfig,
+    DEFAULT_MIRROR_GRACE, RegistryConfig,
 };
 pub use core::catalog::CatalogError;
 pub use core::clients::ClientError;
@@ -39,11 +40,12 @@ pub use core::lease_table::{
 };
 pub use core::matcher::{Match, PreparedQuery, QueryError};
 pub use core::state::{
-    Change, FlushStats, LeasePageRows, NoHeadroom, PageRow, Planned, RegistryState, RestartCounts,
-    Restorer, StateConfig, StoreEvent,
+    Change, FlushStats, LeasePageRows, MirrorApplied, MirrorDelta, MirrorPut, NoHeadroom, PageRow,
+    Planned, RegistryState, RestartCounts, Restorer, StateConfig, StoreEvent,
 };
 pub use driver::{
-    EXPIRY_SLICE, Followed, Heard, LISTENING_QUEUE, ListeningFeed, Registry, StreamId,
+    ComponentSource, EXPIRY_SLICE, Followed, Heard, LISTENING_QUEUE, LinkEvent, ListeningFeed,
+    Registry, StreamId,
 };
 pub use errors::FreshnessRefused;
 pub use errors::{
@@ -58,12 +60,13 @@ pub use notify::{
 };
 pub use offline::OfflineRegistry;
 pub use ops::OpsError;
+pub use parent::{DEFAULT_REPORT_EVERY, LinkError, ParentConfig, ParentLink, follow_parent};
 pub use server::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, Listener, RegistryHandle, ServeError, ServerConfig,
     serve, serve_after,
 };
 pub use store::records as store_records;
 pub use store::{
-    Batch, BlobDir, BlobSweep, LeaseRow, RedbStore, Removal, Storage, StoreError, StoredLease,
-    StoredMeta, UsageRecord,
+    Batch, BlobDir, BlobSweep, LeaseRow, MirrorAnchor, RedbStore, Removal, Storage, StoreError,
+    StoredLease, StoredMeta, UsageRecord,
 };

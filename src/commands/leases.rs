@@ -4,7 +4,7 @@
 use crate::cli::{LeaseSort, LeasesArgs};
 use crate::output::{millis, short, table};
 use anyhow::Context;
-use courier_protocol::{ClusterNodes, Event, LeaseFilter, LeaseInfo, VendorKey};
+use courier_protocol::{ClusterNodes, Event, LeaseFilter, LeaseInfo, Mirrored, VendorKey};
 use courier_transport::RegistryClient;
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -140,6 +140,10 @@ fn lease_json(l: &LeaseInfo, node: Option<&str>) -> serde_json::Value {
         "ttl_ms": l.ttl_ms,
         "renewals": l.renewals,
         "in_grace": l.in_grace,
+        "mirrored": l.mirrored.map(|m| match m {
+            Mirrored::Live => "live",
+            Mirrored::PastEnd => "past_end",
+        }),
         "last_renewal_ms": l.last_renewal_ms,
         "clients_served": l.clients_served,
     })
@@ -171,10 +175,11 @@ fn render(leases: &[LeaseInfo], now: u64, holder: &Holder) -> String {
     let rows: Vec<Vec<String>> = leases
         .iter()
         .map(|l| {
-            let left = if l.in_grace {
-                format!("{} (grace)", millis(l.remaining_ms))
-            } else {
-                millis(l.remaining_ms)
+            let left = match (l.mirrored, l.in_grace) {
+                (Some(Mirrored::PastEnd), _) => "past end (cut off)".to_string(),
+                (Some(Mirrored::Live), _) => format!("{} (mirrored)", millis(l.remaining_ms)),
+                (None, true) => format!("{} (grace)", millis(l.remaining_ms)),
+                (None, false) => millis(l.remaining_ms),
             };
             let last = if l.renewals == 0 {
                 "-".into()
@@ -431,6 +436,7 @@ mod tests {
             ttl_ms: 30_000,
             renewals,
             in_grace: false,
+            mirrored: None,
             last_renewal_ms: last,
             clients_served: clients,
             holder: None,

@@ -393,6 +393,7 @@ fn start(model: &mut Model, disk: &mut Disk) -> RegistryState {
         policy: model.policy(),
         event_ring: 64,
         seq_block: 1024,
+        mirror_grace_ms: 60_000,
     };
     let mut restorer =
         Restorer::new(config, model.wall, disk.meta()).expect("stored statements verify");

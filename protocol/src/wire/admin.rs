@@ -1,6 +1,6 @@
 //! Operators' actions on a running registry, and the audit log each of them leaves.
 
-use super::LeaseId;
+use super::{LeaseId, MirrorRule};
 use crate::operator::SignedOperatorStatement;
 use crate::signing::VendorKey;
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,33 @@ pub enum AdminAction {
         /// The child's key.
         key: VendorKey,
     },
+    /// A child registry: adds a rule saying what it mirrors from its parent (the id given
+    /// is ignored; the next free one is used).
+    AddMirrorRule(MirrorRule),
+    /// A child registry: removes a rule (what it mirrored stays until its lease ends or
+    /// the next copy of the parent's catalog).
+    RemoveMirrorRule {
+        /// The rule's id.
+        id: u32,
+    },
+    /// A child registry: approves a (vendor, service, version) of the parent's.
+    Approve {
+        /// The vendor key.
+        vendor: VendorKey,
+        /// The service name.
+        name: String,
+        /// The proxy version.
+        version: String,
+    },
+    /// A child registry: declines one (it is not mirrored, or no longer).
+    Decline {
+        /// The vendor key.
+        vendor: VendorKey,
+        /// The service name.
+        name: String,
+        /// The proxy version.
+        version: String,
+    },
 }
 
 impl fmt::Display for AdminAction {
@@ -86,6 +113,18 @@ impl fmt::Display for AdminAction {
             AdminAction::Undrain { name } => write!(f, "undrain {name}"),
             AdminAction::AllowChild { key, name } => write!(f, "allow child {name} ({key})"),
             AdminAction::DenyChild { key } => write!(f, "deny child {key}"),
+            AdminAction::AddMirrorRule(r) => write!(f, "add mirror rule for {}", r.name),
+            AdminAction::RemoveMirrorRule { id } => write!(f, "remove mirror rule {id}"),
+            AdminAction::Approve {
+                vendor,
+                name,
+                version,
+            } => write!(f, "approve {name}@{version} ({vendor})"),
+            AdminAction::Decline {
+                vendor,
+                name,
+                version,
+            } => write!(f, "decline {name}@{version} ({vendor})"),
             AdminAction::RevokeKey(s) => match s.peek() {
                 Ok(st) => write!(f, "revoke key {}", st.subject),
                 Err(_) => f.write_str("revoke key <unreadable statement>"),

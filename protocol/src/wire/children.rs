@@ -27,4 +27,7 @@ pub struct ChildInfo {
     pub allowed_at_ms: u64,
     /// When it last said hello since this registry started (`None`: not yet).
     pub last_seen_ms: Option<u64>,
+    /// Its last report since this registry started, and when it came (ms since the Unix
+    /// epoch).
+    pub report: Option<(u64, crate::ChildReport)>,
 }

@@ -77,6 +77,9 @@ pub struct LeaseInfo {
     pub renewals: u64,
     /// Whether the lease is in its post-restart grace period.
     pub in_grace: bool,
+    /// A child registry: this registration is mirrored from its parent; `remaining_ms` is
+    /// the time to its lease's last known end there (see [`Mirrored`]).
+    pub mirrored: Option<Mirrored>,
     /// When it was last granted or renewed, milliseconds since the Unix epoch.
     pub last_renewal_ms: u64,
     /// How many distinct identified clients were handed its proxy (a fetch by a client
@@ -130,6 +133,15 @@ pub struct LeasePage {
     /// In a cluster: the node that answered, and the writer (`None` for a single
     /// registry).
     pub cluster: Option<ClusterNodes>,
+}
+
+/// How a child registry holds a registration mirrored from its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Mirrored {
+    /// Its lease is live at the parent as last heard.
+    Live,
+    /// Past its last known end: the link is cut, and the child serves it for its grace.
+    PastEnd,
 }
 
 /// One live registration as a mirror copies it: its signed manifest (checked by whoever

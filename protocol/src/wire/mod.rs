@@ -12,6 +12,7 @@ mod events;
 mod history;
 mod interest;
 mod leases;
+mod mirror;
 pub mod provider;
 mod query;
 mod roots;
@@ -27,8 +28,9 @@ pub use interest::{
 };
 pub use leases::{
     CatalogEntry, CatalogPage, ClusterNodes, LeaseCursor, LeaseFilter, LeaseGrant, LeaseId,
-    LeaseInfo, LeasePage, Register,
+    LeaseInfo, LeasePage, Mirrored, Register,
 };
+pub use mirror::{Approval, ApprovalState, ChildReport, MirrorRule, MirrorStatus, ServiceActivity};
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
 pub use roots::{MAX_ROOTS_ASKED, RootBatch, RootSince};
 pub use usage::{UsageBy, UsageQuery, UsageRow};
@@ -241,8 +243,15 @@ pub enum Request {
     /// ([`AdminAction::AllowChild`]), or when the key is this registry's own or one of its
     /// ancestors' (a loop).
     ChildHello,
-    /// The child registries the operator allowed (operators only).
+    /// The child registries the operator allowed (operators only), with their last
+    /// reports.
     Children,
+    /// An allowed child's report (after its [`Request::ChildHello`] on the connection).
+    ChildReport(ChildReport),
+    /// This registry's copy of its parent: link, anchor, rules, approvals (operators only).
+    MirrorStatus,
+    /// This registry's approvals, pending and decided (operators only).
+    Approvals,
 }
 
 /// Answers from the registry.
@@ -310,6 +319,12 @@ pub enum Response {
     ChildWelcome(ChildWelcome),
     /// The child registries, answering [`Request::Children`].
     Children(Vec<ChildInfo>),
+    /// The report is kept.
+    ChildReported,
+    /// Answer to [`Request::MirrorStatus`]: the status and the rules.
+    MirrorStatus(MirrorStatus, Vec<MirrorRule>),
+    /// Answer to [`Request::Approvals`].
+    Approvals(Vec<Approval>),
 }
 
 /// A typed error sent back to the caller.

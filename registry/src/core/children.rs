@@ -4,7 +4,7 @@
 //! child, that would be a loop), which the caller knows. Pure and in memory; allowing and
 //! denying are committed before they are applied here.
 
-use courier_protocol::{ChildInfo, ChildWelcome, VendorKey};
+use courier_protocol::{ChildInfo, ChildReport, ChildWelcome, VendorKey};
 use std::collections::{BTreeMap, HashMap};
 
 /// An allowed child.
@@ -28,13 +28,21 @@ pub enum ChildRefused {
     /// The key is this registry's own, or one of its ancestors'.
     #[error("{0} is this registry or one of its ancestors: a loop in the hierarchy")]
     Loop(VendorKey),
+    /// A report that cannot be taken.
+    #[error("bad report: {0}")]
+    BadReport(&'static str),
 }
+
+/// Most services one report may list.
+pub const MAX_REPORTED_SERVICES: usize = 4096;
 
 /// The children and this registry's place.
 #[derive(Debug, Default)]
 pub struct ChildBook {
     allowed: BTreeMap<VendorKey, Child>,
     seen: HashMap<VendorKey, u64>,
+    /// The last report of each child, and when it came.
+    reports: HashMap<VendorKey, (u64, ChildReport)>,
 }
 
 impl ChildBook {
@@ -52,6 +60,7 @@ impl ChildBook {
     /// Denies `key`; whether it was allowed.
     pub fn deny(&mut self, key: &VendorKey) -> bool {
         self.seen.remove(key);
+        self.reports.remove(key);
         self.allowed.remove(key).is_some()
     }
 
@@ -83,6 +92,21 @@ impl ChildBook {
         Ok(welcome)
     }
 
+    /// An allowed child's report at wall-clock `at_ms`: kept as its last.
+    pub fn report(
+        &mut self,
+        key: VendorKey,
+        at_ms: u64,
+        report: ChildReport,
+    ) -> Result<(), ChildRefused> {
+        if !self.allowed.contains_key(&key) {
+            return Err(ChildRefused::NotAllowed(key));
+        }
+        self.seen.insert(key, at_ms);
+        self.reports.insert(key, (at_ms, report));
+        Ok(())
+    }
+
     /// Every allowed child, as operators see them.
     pub fn list(&self) -> Vec<ChildInfo> {
         self.allowed
@@ -92,6 +116,7 @@ impl ChildBook {
                 name: c.name.clone(),
                 allowed_at_ms: c.allowed_at_ms,
                 last_seen_ms: self.seen.get(key).copied(),
+                report: self.reports.get(key).cloned(),
             })
             .collect()
     }

@@ -12,6 +12,7 @@
 //!   [`usage`]: usage metering; [`interests`]: leased event registrations.
 //! - [`roots`]: vendor roots' statements and delegations, and the names they own.
 //! - [`events`]: the numbered event ring.
+//! - [`mirror`]: a child registry's rules and approvals (what it mirrors of its parent).
 //! - [`freshness`]: the latest freshness statement of each vendor's service.
 //! - [`state`]: all of them together as one state machine, and the restart rule.
 
@@ -25,6 +26,7 @@ pub mod interests;
 pub mod keys;
 pub mod lease_table;
 pub mod matcher;
+pub mod mirror;
 pub mod roots;
 pub mod state;
 pub mod usage;

@@ -46,6 +46,8 @@ impl UsageCounts {
 pub struct UsageBook {
     pending: HashMap<UsageKey, UsageCounts>,
     served: HashMap<Arc<str>, HashSet<VendorKey>>,
+    /// Per service, what a child registry has not reported to its parent yet.
+    unreported: HashMap<Arc<str>, UsageCounts>,
 }
 
 impl UsageBook {
@@ -54,6 +56,9 @@ impl UsageBook {
         let counts = self.entry(at_ms, client, service);
         counts.handed_out += 1;
         counts.bytes = counts.bytes.saturating_add(bytes);
+        let up = self.unreported.entry(Arc::from(service)).or_default();
+        up.handed_out += 1;
+        up.bytes = up.bytes.saturating_add(bytes);
         if let Some(c) = client {
             self.served.entry(Arc::from(service)).or_default().insert(c);
         }
@@ -64,6 +69,27 @@ impl UsageBook {
         let counts = self.entry(at_ms, Some(client), service);
         counts.calls += 1;
         counts.failed += u64::from(!ok);
+        let up = self.unreported.entry(Arc::from(service)).or_default();
+        up.calls += 1;
+        up.failed += u64::from(!ok);
+    }
+
+    /// What a child registry's report says its clients did, added under the child's key
+    /// (at the parent).
+    pub fn reported(&mut self, at_ms: u64, child: VendorKey, service: &str, c: &UsageCounts) {
+        self.entry(at_ms, Some(child), service).add(c);
+    }
+
+    /// Takes what has not been reported to a parent yet, per service.
+    pub fn take_unreported(&mut self) -> Vec<(Arc<str>, UsageCounts)> {
+        std::mem::take(&mut self.unreported).into_iter().collect()
+    }
+
+    /// Puts back what a parent did not acknowledge.
+    pub fn restore_unreported(&mut self, counts: Vec<(Arc<str>, UsageCounts)>) {
+        for (service, c) in counts {
+            self.unreported.entry(service).or_default().add(&c);
+        }
     }
 
     fn entry(&mut self, at_ms: u64, client: Option<VendorKey>, service: &str) -> &mut UsageCounts {

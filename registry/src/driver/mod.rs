@@ -17,6 +17,7 @@ mod expiry;
 mod held;
 mod interests;
 mod listening;
+mod mirror;
 mod people;
 mod reads;
 mod standby;
@@ -24,6 +25,7 @@ mod writes;
 
 pub use expiry::EXPIRY_SLICE;
 pub use listening::{Heard, LISTENING_QUEUE, ListeningFeed, StreamId};
+pub use mirror::{ComponentSource, LinkEvent};
 pub use standby::Followed;
 
 use crate::config::RegistryConfig;
@@ -67,6 +69,8 @@ pub struct Registry {
     listeners: Mutex<listening::ListeningBook>,
     /// Where this registry sits among parents and children (see `children.rs`).
     hierarchy: Mutex<children::Hierarchy>,
+    /// A child registry: its link to the parent (see `mirror.rs`).
+    mirror: mirror::MirrorLink,
 }
 
 impl std::fmt::Debug for Registry {
@@ -276,6 +280,7 @@ impl Registry {
             interests: Mutex::new(InterestBook::new(config.policy())),
             listeners: Mutex::default(),
             hierarchy: Mutex::default(),
+            mirror: mirror::MirrorLink::default(),
             config,
         };
         Ok((registry, restart))

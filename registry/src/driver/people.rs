@@ -30,7 +30,16 @@ impl Registry {
         let writer = self.writer();
         let planned = self.state().plan_admin(now, operator, action)?;
         let entry = self.commit(&writer, now, planned)?;
+        drop(writer);
         tracing::info!(seq = entry.seq, operator = ?entry.operator, action = %entry.action, "operator action");
+        if matches!(
+            entry.action,
+            AdminAction::AddMirrorRule(_)
+                | AdminAction::RemoveMirrorRule { .. }
+                | AdminAction::Approve { .. }
+        ) {
+            self.mirror_rules_changed();
+        }
         Ok(entry)
     }
 

@@ -122,9 +122,7 @@ impl Registry {
 
     /// The size of a stored component, without reading it. Blocking (a stat).
     pub fn component_size(&self, hash: &ContentHash) -> Result<u64, ReadError> {
-        self.store
-            .component_size(hash)?
-            .ok_or(ReadError::NotFound(*hash))
+        self.component_here_or_fetched(hash)
     }
 
     /// A stored component's bytes, checked against their hash. Fetched for the candidate

@@ -166,7 +166,10 @@ async fn build(req: Request, session: &Session) -> Response {
         | Request::RenewInterest { .. }
         | Request::CancelInterest { .. }
         | Request::ChildHello
-        | Request::Children) => people::answer(req, session).await,
+        | Request::Children
+        | Request::ChildReport(_)
+        | Request::MirrorStatus
+        | Request::Approvals) => people::answer(req, session).await,
         // Blocking: commits with fsync.
         Request::Freshness(signed) => match key {
             None => Err(not_authenticated()),
@@ -210,7 +213,12 @@ async fn build(req: Request, session: &Session) -> Response {
     if let (Some(o), Some(p)) = (observer, probe) {
         o.after(p, &answer);
     }
-    answer.unwrap_or_else(|e| refusal(e, peer, what))
+    answer.unwrap_or_else(|e| match e.kind {
+        // A child that is not allowed says hello again every few seconds: the registry
+        // logs each refused key once (see `driver/children.rs`).
+        ErrorKind::Forbidden if what == "child hello" => Response::Error(e),
+        _ => refusal(e, peer, what),
+    })
 }
 
 /// Whether a cluster's standby answers `req`: reads, event streams (every node numbers
@@ -231,6 +239,9 @@ pub(super) fn standby_answers(req: &Request) -> bool {
             | Request::Registration { .. }
             | Request::ChildHello
             | Request::Children
+            | Request::ChildReport(_)
+            | Request::MirrorStatus
+            | Request::Approvals
             | Request::KeyStatements { .. }
             | Request::RootStatements { .. }
             | Request::OperatorStatements { .. }
@@ -267,6 +278,9 @@ fn request_name(req: &Request) -> &'static str {
         Request::Registration { .. } => "registration",
         Request::ChildHello => "child hello",
         Request::Children => "children",
+        Request::ChildReport(_) => "child report",
+        Request::MirrorStatus => "mirror status",
+        Request::Approvals => "approvals",
         Request::Subscribe { .. } => "subscribe",
         Request::KeepAlive => "keep-alive",
         Request::Report(_) => "report",

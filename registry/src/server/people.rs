@@ -109,6 +109,27 @@ pub(super) async fn answer(req: Request, session: &Session) -> Result<Response, 
             operator(session, key)?;
             Ok(Response::Children(registry.children()))
         }
+        Request::ChildReport(report) => {
+            let key = key.ok_or_else(not_authenticated)?;
+            registry
+                .child_report(registry.now(), key, report)
+                .map(|()| Response::ChildReported)
+                .map_err(|e| match e {
+                    crate::core::children::ChildRefused::BadReport(_) => {
+                        WireError::new(ErrorKind::BadQuery, e.to_string())
+                    }
+                    _ => forbidden(&e.to_string()),
+                })
+        }
+        Request::MirrorStatus => {
+            operator(session, key)?;
+            let (status, rules) = registry.mirror_status();
+            Ok(Response::MirrorStatus(status, rules))
+        }
+        Request::Approvals => {
+            operator(session, key)?;
+            Ok(Response::Approvals(registry.approvals()))
+        }
         // Inline: memory only (the registrations' own lock).
         Request::RegisterInterest(interest) => {
             let key = key.ok_or_else(not_authenticated)?;

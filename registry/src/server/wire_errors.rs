@@ -115,6 +115,7 @@ impl ToWire for LeaseError {
             LeaseError::Revoked { .. } => ErrorKind::LeaseRevoked,
             LeaseError::Draining { .. } => ErrorKind::Draining,
             LeaseError::NoHeadroom => ErrorKind::Busy,
+            LeaseError::Mirrored(_) => ErrorKind::NotOwner,
             LeaseError::Store(e) => store(e),
         }
     }
@@ -164,7 +165,9 @@ impl ToWire for AdminError {
             AdminError::Name(_) | AdminError::Reason(_) | AdminError::ChildName(_) => {
                 ErrorKind::BadQuery
             }
-            AdminError::UnknownChild(_) => ErrorKind::NotFound,
+            AdminError::UnknownChild(_) | AdminError::UnknownApproval { .. } => ErrorKind::NotFound,
+            AdminError::Rule(crate::core::mirror::RuleError::Unknown(_)) => ErrorKind::NotFound,
+            AdminError::Rule(_) => ErrorKind::BadQuery,
             AdminError::Statement(_) => ErrorKind::BadSignature,
             AdminError::NotTheSigner { .. } => ErrorKind::Forbidden,
             AdminError::Store(e) => store(e),

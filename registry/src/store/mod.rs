@@ -20,8 +20,8 @@ pub mod records {
 pub use blobs::{BlobDir, BlobSweep};
 
 use courier_protocol::{
-    AuditEntry, ClientInfo, ContentHash, EventKind, HistoryEntry, LeaseId, SignedFreshness,
-    SignedKeyStatement, SignedManifest, SignedOperatorStatement, VendorKey,
+    Approval, AuditEntry, ClientInfo, ContentHash, EventKind, HistoryEntry, LeaseId, MirrorRule,
+    SignedFreshness, SignedKeyStatement, SignedManifest, SignedOperatorStatement, VendorKey,
 };
 
 /// Durable storage of a registry. Every commit is durable when it returns, and a reader
@@ -190,6 +190,24 @@ pub struct StoredMeta {
     pub delegations: Vec<courier_protocol::SignedDelegation>,
     /// The freshness statements held (each the latest of some vendor's service).
     pub freshness: Vec<SignedFreshness>,
+    /// A child registry: the registrations mirrored from its parent.
+    pub mirrored: Vec<LeaseId>,
+    /// A child registry: its rules.
+    pub mirror_rules: Vec<MirrorRule>,
+    /// A child registry: its approvals, pending and decided.
+    pub approvals: Vec<Approval>,
+    /// A child registry: its anchor in the parent's feed (see [`MirrorAnchor`]).
+    pub mirror_anchor: Option<MirrorAnchor>,
+}
+
+/// Where a child registry is in its parent's event feed: the parent (its TLS pin) and the
+/// next event number to apply. Committed with what the events changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorAnchor {
+    /// The parent's pin (`sha256:...`): another parent's numbers mean nothing here.
+    pub parent: String,
+    /// The next event number of the parent's feed to apply.
+    pub next: u64,
 }
 
 /// Why a registration leaves the catalog (and its event's kind).
@@ -292,6 +310,16 @@ pub struct Batch {
     pub delegations: Vec<courier_protocol::SignedDelegation>,
     /// Freshness statements to hold, each for every service it names.
     pub freshness: Vec<SignedFreshness>,
+    /// Registrations (in `registrations`) mirrored from the parent: marked as such.
+    pub mirrored: Vec<LeaseId>,
+    /// Mirror rules to keep.
+    pub mirror_rules: Vec<MirrorRule>,
+    /// Mirror rules to drop.
+    pub unmirror_rules: Vec<u32>,
+    /// Approvals to keep (each replaces one about the same version).
+    pub approvals: Vec<Approval>,
+    /// The child's new anchor in its parent's feed.
+    pub mirror_anchor: Option<MirrorAnchor>,
 }
 
 impl Batch {
@@ -327,5 +355,16 @@ impl Batch {
             && self.root_statements.is_empty()
             && self.delegations.is_empty()
             && self.freshness.is_empty()
+            && !self.touches_mirror()
+    }
+
+    /// Whether the batch writes anything of a child registry's mirror (a cluster's store
+    /// keeps none of it).
+    pub fn touches_mirror(&self) -> bool {
+        !self.mirrored.is_empty()
+            || !self.mirror_rules.is_empty()
+            || !self.unmirror_rules.is_empty()
+            || !self.approvals.is_empty()
+            || self.mirror_anchor.is_some()
     }
 }

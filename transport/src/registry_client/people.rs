@@ -1,13 +1,13 @@
 //! The requests of clients and operators: registering as a client, sharing system data,
 //! reading what the registry knows of clients, operators' actions and the audit log, and a
-//! child registry's hello to its parent.
+//! child registry's hello and reports to its parent, and its own mirror's state.
 
 use super::{ClientError, RegistryClient};
 use courier_protocol::limits::{MAX_AUDIT_PAGE, MAX_CLIENT_PAGE};
 use courier_protocol::{
-    AdminAction, AuditEntry, ChildInfo, ChildWelcome, ClientInfo, ClientProfile, Interest,
-    InterestGrant, InterestId, Request, Response, SignedOperatorStatement, SystemData, UsageQuery,
-    UsageRow, VendorKey,
+    AdminAction, Approval, AuditEntry, ChildInfo, ChildReport, ChildWelcome, ClientInfo,
+    ClientProfile, Interest, InterestGrant, InterestId, MirrorRule, MirrorStatus, Request,
+    Response, SignedOperatorStatement, SystemData, UsageQuery, UsageRow, VendorKey,
 };
 
 impl RegistryClient {
@@ -123,5 +123,23 @@ impl RegistryClient {
     pub async fn children(&self) -> Result<Vec<ChildInfo>, ClientError> {
         let resp = self.request(&Request::Children).await?;
         expect!(resp, Response::Children(c) => c, "expected Children")
+    }
+
+    /// Sends a child registry's report to its parent (after [`RegistryClient::child_hello`]).
+    pub async fn child_report(&self, report: ChildReport) -> Result<(), ClientError> {
+        let resp = self.request(&Request::ChildReport(report)).await?;
+        expect!(resp, Response::ChildReported => (), "expected ChildReported")
+    }
+
+    /// This registry's copy of its parent, and its rules (an operator's connection).
+    pub async fn mirror_status(&self) -> Result<(MirrorStatus, Vec<MirrorRule>), ClientError> {
+        let resp = self.request(&Request::MirrorStatus).await?;
+        expect!(resp, Response::MirrorStatus(s, r) => (s, r), "expected MirrorStatus")
+    }
+
+    /// This registry's approvals, pending first (an operator's connection).
+    pub async fn approvals(&self) -> Result<Vec<Approval>, ClientError> {
+        let resp = self.request(&Request::Approvals).await?;
+        expect!(resp, Response::Approvals(a) => a, "expected Approvals")
     }
 }

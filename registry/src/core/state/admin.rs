@@ -21,6 +21,7 @@ impl RegistryState {
         action: AdminAction,
     ) -> Result<Planned<Admin>, AdminError> {
         let mut retire = Vec::new();
+        let mut declined = Vec::new();
         let mut batch = Batch::default();
         let until = remember_until(now, self.wall_base_ms, self.config.policy.max_ttl_ms);
         match &action {
@@ -74,6 +75,61 @@ impl RegistryState {
                 }
                 batch.unchildren.push(*key);
             }
+            AdminAction::AddMirrorRule(rule) => {
+                batch
+                    .mirror_rules
+                    .push(self.mirror_book.check_new(rule.clone())?);
+            }
+            AdminAction::RemoveMirrorRule { id } => {
+                self.mirror_book.check_known(*id)?;
+                batch.unmirror_rules.push(*id);
+            }
+            AdminAction::Approve {
+                vendor,
+                name,
+                version,
+            }
+            | AdminAction::Decline {
+                vendor,
+                name,
+                version,
+            } => {
+                let key = (*vendor, name.clone(), version.clone());
+                let Some(asked) = self
+                    .mirror_book
+                    .approvals()
+                    .into_iter()
+                    .find(|a| (a.vendor, a.name.clone(), a.version.clone()) == key)
+                else {
+                    return Err(AdminError::UnknownApproval {
+                        vendor: *vendor,
+                        name: name.clone(),
+                        version: version.clone(),
+                    });
+                };
+                let approve = matches!(action, AdminAction::Approve { .. });
+                batch.approvals.push(courier_protocol::Approval {
+                    state: if approve {
+                        courier_protocol::ApprovalState::Approved
+                    } else {
+                        courier_protocol::ApprovalState::Declined
+                    },
+                    at_ms: self.wall_ms(now),
+                    ..asked
+                });
+                if !approve {
+                    // What was mirrored of it goes now.
+                    for lease in self.mirrored.keys() {
+                        if let Some(r) = self.catalog.get(lease)
+                            && *r.vendor == *vendor
+                            && *r.name == **name
+                            && r.version.to_string() == *version
+                        {
+                            declined.push(*lease);
+                        }
+                    }
+                }
+            }
             AdminAction::RevokeKey(signed) => {
                 let statement = signed.verify()?.into_inner();
                 if let Some(operator) = operator
@@ -100,14 +156,22 @@ impl RegistryState {
                 );
             }
         }
-        let reserve = self.batch_reserving(retire.len() as u64);
+        let reserve = self.batch_reserving((retire.len() + declined.len()) as u64);
         batch.seq_reserved = reserve.seq_reserved;
+        batch
+            .delete
+            .extend(declined.iter().map(|l| (*l, Removal::Revoked)));
         for (lease, reason) in &retire {
             batch.delete.push((*lease, Removal::Revoked));
             batch
                 .lease_revocations
                 .push((*lease, reason.clone(), until));
         }
+        // The audit log keeps the rule as numbered.
+        let action = match (action, batch.mirror_rules.first()) {
+            (AdminAction::AddMirrorRule(_), Some(rule)) => AdminAction::AddMirrorRule(rule.clone()),
+            (action, _) => action,
+        };
         let entry = AuditEntry {
             seq: self.audit_seq + 1,
             at_ms: self.wall_ms(now),
@@ -118,6 +182,7 @@ impl RegistryState {
         Ok(Planned {
             batch,
             change: Admin {
+                declined,
                 entry,
                 retire,
                 until,
@@ -153,6 +218,68 @@ impl RegistryState {
     ) -> Result<courier_protocol::ChildWelcome, crate::core::children::ChildRefused> {
         let at = self.wall_ms(now);
         self.children.hello(key, at, above)
+    }
+
+    /// An allowed child's report at `now`: kept as its last, and its clients' activity added
+    /// to the usage figures under the child's key.
+    pub fn child_report(
+        &mut self,
+        now: Millis,
+        key: VendorKey,
+        report: courier_protocol::ChildReport,
+    ) -> Result<(), crate::core::children::ChildRefused> {
+        use crate::core::children::{ChildRefused, MAX_REPORTED_SERVICES};
+        if report.activity.len() > MAX_REPORTED_SERVICES {
+            return Err(ChildRefused::BadReport("too many services"));
+        }
+        if report.activity.iter().any(|a| !is_service_name(&a.service)) {
+            return Err(ChildRefused::BadReport("not a service name"));
+        }
+        let at = self.wall_ms(now);
+        self.children.report(key, at, report.clone())?;
+        for a in &report.activity {
+            let counts = crate::core::usage::UsageCounts {
+                handed_out: a.handed_out,
+                bytes: 0,
+                calls: a.calls,
+                failed: a.failed.min(a.calls),
+            };
+            self.usage.reported(at, key, &a.service, &counts);
+        }
+        Ok(())
+    }
+
+    /// A child registry: its clients' activity not reported to the parent yet (taken; put
+    /// it back with [`RegistryState::unreported_back`] if the parent did not take it).
+    pub fn take_unreported(&mut self) -> Vec<courier_protocol::ServiceActivity> {
+        self.usage
+            .take_unreported()
+            .into_iter()
+            .map(|(service, c)| courier_protocol::ServiceActivity {
+                service: service.to_string(),
+                handed_out: c.handed_out,
+                calls: c.calls,
+                failed: c.failed,
+            })
+            .collect()
+    }
+
+    /// Puts back activity a parent did not acknowledge.
+    pub fn unreported_back(&mut self, activity: Vec<courier_protocol::ServiceActivity>) {
+        self.usage.restore_unreported(
+            activity
+                .into_iter()
+                .map(|a| {
+                    let c = crate::core::usage::UsageCounts {
+                        handed_out: a.handed_out,
+                        bytes: 0,
+                        calls: a.calls,
+                        failed: a.failed,
+                    };
+                    (std::sync::Arc::from(a.service.as_str()), c)
+                })
+                .collect(),
+        );
     }
 
     /// Every ban, as (name, key, reason), and every drained service, as (name, reason).
@@ -205,12 +332,14 @@ pub struct Admin {
     retire: Vec<(LeaseId, String)>,
     /// Until when (wall-clock ms) the stopped leases are remembered.
     until: u64,
+    /// Mirrored leases of a version an operator declined.
+    declined: Vec<LeaseId>,
 }
 
 impl Change for Admin {
     type Applied = AuditEntry;
 
-    fn apply(self, st: &mut RegistryState, now: Millis, _batch: Batch) -> AuditEntry {
+    fn apply(self, st: &mut RegistryState, now: Millis, batch: Batch) -> AuditEntry {
         match &self.entry.action {
             AdminAction::Ban { name, key, reason } => st.controls.ban(name, *key, reason.clone()),
             AdminAction::Allow { name, key } => {
@@ -232,7 +361,23 @@ impl Change for Admin {
             AdminAction::DenyChild { key } => {
                 st.children.deny(key);
             }
+            AdminAction::AddMirrorRule(_) | AdminAction::RemoveMirrorRule { .. } => {
+                for rule in batch.mirror_rules {
+                    st.mirror_book.add(rule);
+                }
+                for id in batch.unmirror_rules {
+                    st.mirror_book.remove(id);
+                }
+            }
+            AdminAction::Approve { .. } | AdminAction::Decline { .. } => {
+                for approval in batch.approvals {
+                    st.mirror_book.put_approval(approval);
+                }
+            }
             AdminAction::RevokeLease { .. } => {}
+        }
+        for lease in self.declined {
+            st.retire(now, lease, Removal::Revoked);
         }
         for (lease, reason) in self.retire {
             st.retire(now, lease, Removal::Revoked);

@@ -25,12 +25,14 @@ mod follow;
 mod freshness;
 mod given;
 mod held;
+mod mirror;
 mod restart;
 mod roots;
 mod views;
 
 pub use change::{Change, FlushStats, Planned};
 pub use given::StoreEvent;
+pub use mirror::{MirrorApplied, MirrorDelta, MirrorPut, MirroredLease};
 pub use restart::{Restart, RestartCounts, Restorer};
 pub use views::{LeasePageRows, PageRow, candidates};
 
@@ -43,10 +45,11 @@ use crate::core::freshness::FreshnessBook;
 use crate::core::keys::KeyBook;
 use crate::core::lease_table::{LeaseChange, LeaseMap, LeaseOp, LeasePolicy, LeaseTable, Millis};
 use crate::core::matcher::{self, Match, PreparedQuery};
+use crate::core::mirror::MirrorBook;
 use crate::core::roots::RootBook;
 use crate::core::usage::UsageBook;
 use crate::errors::LeaseError;
-use crate::store::{Batch, Removal};
+use crate::store::{Batch, MirrorAnchor, Removal};
 use courier_protocol::{EventBatch, EventKind, LeaseGrant, LeaseId, SignedKeyStatement, VendorKey};
 use std::sync::Arc;
 
@@ -59,6 +62,9 @@ pub struct StateConfig {
     pub event_ring: usize,
     /// Event numbers reserved durably at a time (at least 1,024).
     pub seq_block: u64,
+    /// A child registry: how long past its last known end a mirrored lease is still
+    /// served (a child cut off from its parent).
+    pub mirror_grace_ms: u64,
 }
 
 /// Event numbers ran out: a committed reservation must come first.
@@ -113,6 +119,12 @@ pub struct RegistryState {
     usage: UsageBook,
     /// The latest freshness statement per (vendor key, service name).
     freshness: FreshnessBook,
+    /// A child registry: its rules and approvals.
+    mirror_book: MirrorBook,
+    /// A child registry: the registrations mirrored from its parent.
+    mirrored: LeaseMap<MirroredLease>,
+    /// A child registry: where it is in its parent's feed.
+    mirror_anchor: Option<MirrorAnchor>,
 }
 
 impl RegistryState {
@@ -143,6 +155,9 @@ impl RegistryState {
             audit_seq: 0,
             usage: UsageBook::default(),
             freshness: FreshnessBook::new(),
+            mirror_book: MirrorBook::default(),
+            mirrored: LeaseMap::default(),
+            mirror_anchor: None,
         }
     }
 
@@ -171,6 +186,9 @@ impl RegistryState {
             });
         }
         let reg = self.live_registration_of(now, key, lease)?.clone();
+        if self.mirrored.contains_key(&lease) {
+            return Err(LeaseError::Mirrored(lease));
+        }
         self.check_root_grant(now, key, &reg.name)
             .map_err(|_| LeaseError::NotOwner(lease))?;
         if let Some(reason) = self.controls.draining(&reg.name) {
@@ -342,6 +360,7 @@ impl RegistryState {
         self.table.remove(&lease);
         self.dirty.remove(&lease);
         self.held_by.remove(&lease);
+        self.mirrored.remove(&lease);
         let reg = self.catalog.remove(&lease)?;
         self.note(why.event(), now, reg.clone());
         self.remember_gone(reg.clone());

@@ -52,6 +52,8 @@ pub struct Restorer {
     counts: RestartCounts,
     /// A takeover: a lease with less than a grace left gets the grace.
     takeover: bool,
+    /// A child registry: the leases mirrored from its parent.
+    mirrored: std::collections::HashSet<LeaseId>,
 }
 
 impl Restorer {
@@ -103,6 +105,14 @@ impl Restorer {
             state.controls.revoke_lease(lease, reason, until);
         }
         state.audit_seq = meta.audit_seq;
+        for rule in meta.mirror_rules {
+            state.mirror_book.add(rule);
+        }
+        for approval in meta.approvals {
+            state.mirror_book.put_approval(approval);
+        }
+        state.mirror_anchor = meta.mirror_anchor;
+        let mirrored = meta.mirrored.into_iter().collect();
         for (service, client) in meta.served {
             state.usage.served(&service, client);
         }
@@ -119,6 +129,7 @@ impl Restorer {
             now,
             wall_now_ms,
             last_alive_ms: meta.last_alive_ms,
+            mirrored,
             graced: Vec::new(),
             dropped: Vec::new(),
             takeover: false,
@@ -211,6 +222,17 @@ impl Restorer {
             st.table.handle(now, LeaseOp::Cancel { id: lease });
             self.dropped.push((lease, Removal::Expired));
             return;
+        }
+        if self.mirrored.contains(&lease) {
+            let grace = st.config.mirror_grace_ms;
+            st.mirrored.insert(
+                lease,
+                super::MirroredLease {
+                    end: Millis(entry.deadline.0.saturating_sub(grace)),
+                    component: manifest.component_hash,
+                    size: manifest.component_size,
+                },
+            );
         }
         if how == Restore::Lapsed {
             // Its grace is written down, so that a second restart within it neither takes

@@ -19,6 +19,7 @@ fn config() -> StateConfig {
         },
         event_ring: 64,
         seq_block: 1024,
+        mirror_grace_ms: 5_000,
     }
 }
 

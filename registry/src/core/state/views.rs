@@ -10,7 +10,7 @@ use crate::core::matcher::Match;
 use courier_protocol::limits::MAX_LEASE_PAGE;
 use courier_protocol::{
     Candidate, CatalogEntry, CatalogPage, LeaseCursor, LeaseFilter, LeaseId, LeaseInfo, LeasePage,
-    NotificationBatch, SignedFreshness, SignedManifest,
+    Mirrored, NotificationBatch, SignedFreshness, SignedManifest,
 };
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -37,6 +37,8 @@ pub struct PageRow {
     pub clients_served: u64,
     /// In a cluster, the node holding it if not the writer (or not known).
     pub holder: Option<Arc<str>>,
+    /// A child registry: mirrored from the parent.
+    pub mirrored: Option<Mirrored>,
 }
 
 impl PageRow {
@@ -126,6 +128,7 @@ impl LeasePageRows {
                     last_renewal_ms: r.last_renewal_ms,
                     clients_served: r.clients_served,
                     holder: r.holder.map(|h| h.to_string()),
+                    mirrored: r.mirrored,
                 };
                 Some((info, signed))
             })
@@ -251,16 +254,30 @@ impl RegistryState {
         s: &crate::core::lease_table::LeaseEntry,
         reg: &Registration,
     ) -> PageRow {
+        // A mirrored lease: the parent's end and duration, not the grace added here.
+        let (end, ttl_ms, mirrored) = match self.mirrored.get(&id) {
+            Some(m) => (
+                m.end,
+                s.ttl_ms().saturating_sub(self.config.mirror_grace_ms),
+                Some(if m.end > now {
+                    Mirrored::Live
+                } else {
+                    Mirrored::PastEnd
+                }),
+            ),
+            None => (s.deadline, s.ttl_ms(), None),
+        };
         PageRow {
             name: reg.name.clone(),
             lease: id,
-            remaining_ms: s.deadline.since(now),
-            ttl_ms: s.ttl_ms(),
+            remaining_ms: end.since(now),
+            ttl_ms,
             renewals: s.renewals(),
             in_grace: s.in_grace(),
-            last_renewal_ms: self.wall_ms(Millis(s.deadline.0.saturating_sub(s.ttl_ms()))),
+            last_renewal_ms: self.wall_ms(Millis(end.0.saturating_sub(ttl_ms))),
             clients_served: self.usage.clients_served(&reg.name),
             holder: self.holder(&id).cloned(),
+            mirrored,
         }
     }
 }

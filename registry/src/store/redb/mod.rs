@@ -17,6 +17,8 @@
 //!   empty bytes (revoked by the operator).
 //! - `root_statements`, `delegations`: vendor roots' statements and further delegations,
 //!   see [`roots`].
+//! - `mirrored`, `mirror_rules`, `approvals`, `mirror_anchor`: a child registry's mirror
+//!   of its parent, see [`mirror`].
 //! - `freshness`: see [`freshness`].
 //! - `blob_refs`: component hash -> how many stored registrations name it, kept in the
 //!   same transactions as the registrations, so a component file is deleted once (and only
@@ -32,6 +34,7 @@
 
 mod freshness;
 mod history;
+mod mirror;
 mod operations;
 mod roots;
 
@@ -200,6 +203,7 @@ impl RedbStore {
             txn.open_table(BLOB_REFS)?;
             txn.open_table(HISTORY_ORDER)?;
             operations::create(&txn)?;
+            mirror::create(&txn)?;
             roots::create(&txn)?;
             freshness::create(&txn)?;
             if meta.get("registry_id")?.is_none() {
@@ -390,6 +394,7 @@ impl Storage for RedbStore {
             ..Default::default()
         };
         operations::load(&txn, &mut stored)?;
+        mirror::load(&txn, &mut stored)?;
         roots::load(&txn, &mut stored)?;
         freshness::load(&txn, &mut stored)?;
         Ok(stored)
@@ -509,6 +514,7 @@ impl Storage for RedbStore {
                 }
             }
             operations::commit(&txn, batch)?;
+            mirror::commit(&txn, batch)?;
             roots::commit(&txn, batch)?;
             freshness::commit(&txn, batch)?;
             if batch.seq_reserved.is_some() || batch.last_alive_ms.is_some() {

@@ -1,0 +1,224 @@
+//! A child registry's copy of its parent, at the driver: applying what the link to the
+//! parent read ([`Registry::mirror_apply`], committed like any write), renewals the feed
+//! announced ([`Registry::mirror_renew`], in memory), the link's counters, and components
+//! fetched from the parent just in time: the first client that asks this registry for the
+//! component of a mirrored registration has it fetched from the parent (checked against
+//! its hash, kept, content-addressed); the next one is served from here. Only components a
+//! mirrored registration names are ever asked of the parent.
+
+use super::Registry;
+use crate::core::lease_table::Millis;
+use crate::core::state::{MirrorApplied, MirrorDelta};
+use crate::errors::ReadError;
+use crate::store::{MirrorAnchor, StoreError};
+use courier_protocol::{Approval, ChildReport, ContentHash, LeaseId, MirrorRule, MirrorStatus};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Where a registry gets component bytes it does not hold: its parent (a child registry),
+/// or another node (a cluster). Called from a blocking thread; returns the bytes, which
+/// the caller checks against the hash, or `None`.
+pub trait ComponentSource: Send + Sync {
+    /// The component `hash`, `size` bytes long.
+    fn fetch(&self, hash: &ContentHash, size: u64) -> Option<Vec<u8>>;
+}
+
+/// The state of a child's link to its parent, as the link task updates it.
+#[derive(Default)]
+pub(super) struct MirrorLink {
+    parent: Mutex<Option<String>>,
+    connected: AtomicBool,
+    parent_seq: AtomicU64,
+    bad_signatures: AtomicU64,
+    copies: AtomicU64,
+    fetched: AtomicU64,
+    /// Rules or approvals changed: the link copies the parent's catalog again.
+    recopy: Notify,
+    source: Mutex<Option<Arc<dyn ComponentSource>>>,
+    /// One fetch from the parent per component at a time; the others wait for it.
+    fetching: Mutex<HashMap<ContentHash, Arc<Mutex<()>>>>,
+}
+
+/// What a link to the parent reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// Welcomed by the parent and following its feed (or not any more).
+    Connected(bool),
+    /// The parent's feed position as seen.
+    ParentSeq(u64),
+    /// A manifest from the parent whose signature failed.
+    BadSignature,
+    /// A whole copy of the parent's catalog was made.
+    Copied,
+}
+
+impl Registry {
+    /// Makes this registry a child of the parent at `addr` whose components come from
+    /// `source`.
+    pub fn set_parent(&self, addr: String, source: Arc<dyn ComponentSource>) {
+        *lock(&self.mirror.parent) = Some(addr);
+        *lock(&self.mirror.source) = Some(source);
+    }
+
+    /// Applies what the link read from the parent, durably. Blocking (a commit).
+    pub fn mirror_apply(&self, delta: MirrorDelta) -> Result<MirrorApplied, StoreError> {
+        let now = self.now();
+        let writer = self.writer();
+        let planned = self.state().plan_mirror(now, delta);
+        if planned.batch().is_empty() {
+            let applied = self.with_state(|st| st.apply(now, planned));
+            return Ok(applied);
+        }
+        let applied = self.commit(&writer, now, planned)?;
+        drop(writer);
+        if applied.added + applied.removed + applied.asked > 0 {
+            tracing::debug!(?applied, "applied what the parent sent");
+        }
+        Ok(applied)
+    }
+
+    /// Renewals the parent's feed announced, in memory. Returns how many leases are
+    /// mirrored here.
+    pub fn mirror_renew(&self, leases: &[LeaseId]) -> usize {
+        let now = self.now();
+        self.with_state(|st| leases.iter().filter(|l| st.mirror_renew(now, **l)).count())
+    }
+
+    /// Where this registry is in its parent's feed, as last committed.
+    pub fn mirror_anchor(&self) -> Option<MirrorAnchor> {
+        self.state().mirror_anchor().cloned()
+    }
+
+    /// The components mirrored registrations name.
+    pub fn mirrored_components(&self) -> Vec<ContentHash> {
+        self.state().mirrored_components()
+    }
+
+    /// Whether `lease` is mirrored here.
+    pub fn is_mirrored(&self, lease: &LeaseId) -> bool {
+        self.state().mirrored(lease).is_some()
+    }
+
+    /// The link task's news.
+    pub fn link_event(&self, event: LinkEvent) {
+        let m = &self.mirror;
+        match event {
+            LinkEvent::Connected(up) => m.connected.store(up, Ordering::Relaxed),
+            LinkEvent::ParentSeq(seq) => {
+                m.parent_seq.fetch_max(seq, Ordering::Relaxed);
+            }
+            LinkEvent::BadSignature => {
+                m.bad_signatures.fetch_add(1, Ordering::Relaxed);
+            }
+            LinkEvent::Copied => {
+                m.copies.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Resolves when an operator changed the rules or approvals (the link copies the
+    /// parent's catalog again).
+    pub async fn rules_changed(&self) {
+        self.mirror.recopy.notified().await;
+    }
+
+    pub(super) fn mirror_rules_changed(&self) {
+        self.mirror.recopy.notify_one();
+    }
+
+    /// Where this registry's copy of its parent stands, and its rules.
+    pub fn mirror_status(&self) -> (MirrorStatus, Vec<MirrorRule>) {
+        let now = self.now();
+        let st = self.state();
+        let (mirrored, past_end) = st.mirrored_counts(now);
+        let m = &self.mirror;
+        let parent_seq = m.parent_seq.load(Ordering::Relaxed);
+        let status = MirrorStatus {
+            parent: lock(&m.parent).clone(),
+            connected: m.connected.load(Ordering::Relaxed),
+            anchor: st.mirror_anchor().map(|a| a.next),
+            parent_seq: (parent_seq > 0).then_some(parent_seq),
+            mirrored,
+            past_end,
+            pending: st.mirror_book().pending(),
+            bad_signatures: m.bad_signatures.load(Ordering::Relaxed),
+            copies: m.copies.load(Ordering::Relaxed),
+            fetched: m.fetched.load(Ordering::Relaxed),
+        };
+        (status, st.mirror_book().rules().cloned().collect())
+    }
+
+    /// The approvals, pending first.
+    pub fn approvals(&self) -> Vec<Approval> {
+        self.state().mirror_book().approvals()
+    }
+
+    /// A report for the parent: the sync state and the activity not reported yet (taken:
+    /// give it back with [`Registry::report_not_taken`] if the parent did not take it).
+    pub fn child_report_up(&self) -> ChildReport {
+        let (status, _) = self.mirror_status();
+        ChildReport {
+            status,
+            activity: self.state().take_unreported(),
+        }
+    }
+
+    /// A report the parent did not acknowledge: its activity goes in the next one.
+    pub fn report_not_taken(&self, report: ChildReport) {
+        self.state().unreported_back(report.activity);
+    }
+
+    /// An allowed child's report, at the parent.
+    pub fn child_report(
+        &self,
+        now: Millis,
+        key: courier_protocol::VendorKey,
+        report: ChildReport,
+    ) -> Result<(), crate::core::children::ChildRefused> {
+        self.state().child_report(now, key, report)
+    }
+
+    /// The size of component `hash`: held here, or fetched from the parent if a mirrored
+    /// registration names it. Blocking.
+    pub(super) fn component_here_or_fetched(&self, hash: &ContentHash) -> Result<u64, ReadError> {
+        if let Some(n) = self.store.component_size(hash)? {
+            return Ok(n);
+        }
+        let Some(size) = self.state().mirrored_component(hash) else {
+            return Err(ReadError::NotFound(*hash));
+        };
+        let Some(source) = lock(&self.mirror.source).clone() else {
+            return Err(ReadError::NotFound(*hash));
+        };
+        let gate = lock(&self.mirror.fetching)
+            .entry(*hash)
+            .or_default()
+            .clone();
+        let _one = lock(&gate);
+        // Another client's fetch may have brought it meanwhile.
+        if let Some(n) = self.store.component_size(hash)? {
+            return Ok(n);
+        }
+        let fetched = source.fetch(hash, size);
+        lock(&self.mirror.fetching).remove(hash);
+        match fetched {
+            Some(bytes) if ContentHash::of(&bytes) == *hash => {
+                self.store.put_component(hash, &bytes)?;
+                self.mirror.fetched.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%hash, bytes = bytes.len(), "fetched a component from the parent");
+                Ok(bytes.len() as u64)
+            }
+            Some(_) => {
+                tracing::warn!(%hash, "the parent sent bytes that do not match the hash; dropped");
+                Err(ReadError::NotFound(*hash))
+            }
+            None => Err(ReadError::NotFound(*hash)),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

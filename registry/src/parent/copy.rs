@@ -1,0 +1,103 @@
+//! What a child reads of its parent becomes a [`MirrorDelta`]: each manifest's signature
+//! is checked first (one that fails is dropped, counted and reported, never stored), and a
+//! whole copy of the parent's catalog is read in pages.
+
+use super::{LinkError, blocking, timed};
+use crate::Registry;
+use crate::core::state::{MirrorDelta, MirrorPut};
+use crate::driver::LinkEvent;
+use crate::store::MirrorAnchor;
+use courier_protocol::CatalogEntry;
+use courier_protocol::limits::MAX_CATALOG_PAGE;
+use courier_transport::RegistryClient;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// An entry of the parent's, its signature checked: `None` (counted) if it fails, or if
+/// the lease state does not describe the manifest.
+pub(super) fn checked(registry: &Registry, entry: CatalogEntry) -> Option<MirrorPut> {
+    let lease = entry.lease;
+    let manifest = match entry.manifest.verify() {
+        Ok(m) => m.into_inner(),
+        Err(e) => {
+            registry.link_event(LinkEvent::BadSignature);
+            tracing::warn!(lease = %lease.lease, "the parent sent a manifest whose signature fails; dropped: {e}");
+            return None;
+        }
+    };
+    if manifest.name != lease.name || manifest.component_hash != lease.component {
+        registry.link_event(LinkEvent::BadSignature);
+        tracing::warn!(lease = %lease.lease, "the parent's lease state does not describe its manifest; dropped");
+        return None;
+    }
+    Some(MirrorPut {
+        lease: lease.lease,
+        signed: entry.manifest,
+        manifest,
+        remaining_ms: lease.remaining_ms,
+        ttl_ms: lease.ttl_ms,
+        renewals: lease.renewals,
+    })
+}
+
+/// Copies the parent's whole catalog, page by page (each committed as it comes), then
+/// removes what is mirrored and no longer listed and keeps the anchor: the feed position
+/// the first page was read at. Returns it.
+pub(super) async fn copy_catalog(
+    registry: &Arc<Registry>,
+    client: &RegistryClient,
+    parent: &str,
+) -> Result<u64, LinkError> {
+    let mut after = None;
+    let mut listed = HashSet::new();
+    let mut start = None;
+    let mut added = 0;
+    loop {
+        let page = timed(client.catalog_page(after, MAX_CATALOG_PAGE)).await?;
+        let seq = *start.get_or_insert(page.seq);
+        registry.link_event(LinkEvent::ParentSeq(page.seq));
+        listed.extend(page.entries.iter().map(|e| e.lease.lease));
+        let puts: Vec<MirrorPut> = page
+            .entries
+            .into_iter()
+            .filter_map(|e| checked(registry, e))
+            .collect();
+        let at_ms = crate::driver::wall_clock_ms();
+        let applied = blocking(registry, move |r| {
+            r.mirror_apply(MirrorDelta {
+                puts,
+                at_ms,
+                ..Default::default()
+            })
+        })
+        .await??;
+        added += applied.added;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => {
+                let anchor = MirrorAnchor {
+                    parent: parent.to_string(),
+                    next: seq,
+                };
+                let at_ms = crate::driver::wall_clock_ms();
+                let applied = blocking(registry, move |r| {
+                    r.mirror_apply(MirrorDelta {
+                        listed: Some(listed),
+                        anchor: Some(anchor),
+                        at_ms,
+                        ..Default::default()
+                    })
+                })
+                .await??;
+                registry.link_event(LinkEvent::Copied);
+                tracing::info!(
+                    added,
+                    removed = applied.removed,
+                    from_seq = seq,
+                    "copied the parent's catalog"
+                );
+                return Ok(seq);
+            }
+        }
+    }
+}

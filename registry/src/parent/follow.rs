@@ -1,0 +1,232 @@
+//! Following the parent's event feed from the anchor: each batch of events becomes one
+//! committed change here (registrations read from the parent as its catalog lists them,
+//! removals with their reason, the new anchor), renewals are applied in memory. A gap the
+//! parent reports (`missed`), or an anchor the parent's feed has not reached, means a new
+//! copy of the catalog. While the feed is quiet the parent is asked a trivial question
+//! every few seconds, so that a parent that vanished is noticed in seconds, not at QUIC's
+//! idle timeout.
+
+use super::copy::{checked, copy_catalog};
+use super::{LinkError, ParentConfig, blocking, timed};
+use crate::Registry;
+use crate::core::state::MirrorDelta;
+use crate::driver::LinkEvent;
+use crate::store::{MirrorAnchor, Removal};
+use courier_protocol::{EventBatch, EventKind};
+use courier_transport::RegistryClient;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long the feed may be quiet before the parent is asked whether it is there.
+const QUIET: Duration = Duration::from_secs(3);
+/// An anchor that moved only by renewals is committed at most this often.
+const ANCHOR_EVERY: Duration = Duration::from_secs(5);
+
+/// The feed of one session.
+pub(super) struct Follow {
+    registry: Arc<Registry>,
+    client: RegistryClient,
+    config: ParentConfig,
+    parent: String,
+    /// The next event number to apply.
+    next: u64,
+    /// When the anchor was last committed, and whether it moved since.
+    anchor_at: Instant,
+    anchor_moved: bool,
+}
+
+impl Follow {
+    pub(super) fn new(
+        registry: Arc<Registry>,
+        client: RegistryClient,
+        config: ParentConfig,
+    ) -> Self {
+        let parent = config.pin.to_string();
+        Self {
+            registry,
+            client,
+            config,
+            parent,
+            next: 0,
+            anchor_at: Instant::now(),
+            anchor_moved: false,
+        }
+    }
+
+    /// Copies or resumes, then follows until the link fails.
+    pub(super) async fn run(&mut self) -> Result<(), LinkError> {
+        let probe = timed(self.client.catalog_page(None, 1)).await?;
+        self.registry.link_event(LinkEvent::ParentSeq(probe.seq));
+        self.next = match self.registry.mirror_anchor() {
+            Some(a) if a.parent == self.parent && a.next <= probe.seq => {
+                tracing::info!(from = a.next, "resuming the parent's feed from the anchor");
+                a.next
+            }
+            Some(a) if a.parent == self.parent => {
+                tracing::warn!(
+                    anchor = a.next,
+                    parent_seq = probe.seq,
+                    "the parent's feed is behind this registry's anchor (a parent restored from \
+                     a backup?): copying its catalog again"
+                );
+                self.copy().await?
+            }
+            _ => self.copy().await?,
+        };
+        self.registry.link_event(LinkEvent::Connected(true));
+        self.report().await;
+        let mut feed = timed(self.client.subscribe(None, self.next)).await?;
+        let mut report = tokio::time::interval(self.config.report_every);
+        report.tick().await;
+        loop {
+            tokio::select! {
+                batch = tokio::time::timeout(QUIET, feed.next()) => match batch {
+                    Ok(Ok(Some(batch))) => {
+                        if self.apply(batch).await? {
+                            feed = timed(self.client.subscribe(None, self.next)).await?;
+                        }
+                    }
+                    Ok(Ok(None)) => return Err(LinkError::Closed),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => self.quiet().await?,
+                },
+                () = self.registry.rules_changed() => {
+                    tracing::info!("the mirror's rules or approvals changed: copying the parent's catalog again");
+                    self.copy().await?;
+                    feed = timed(self.client.subscribe(None, self.next)).await?;
+                }
+                _ = report.tick() => self.report().await,
+            }
+        }
+    }
+
+    /// A copy of the catalog; the feed goes on from where it was read.
+    async fn copy(&mut self) -> Result<u64, LinkError> {
+        let seq = copy_catalog(&self.registry, &self.client, &self.parent).await?;
+        self.next = seq;
+        self.anchor_at = Instant::now();
+        self.anchor_moved = false;
+        self.prefetch_all().await;
+        Ok(seq)
+    }
+
+    /// Applies one batch. Returns whether the feed must be subscribed again (a copy was
+    /// made after a gap).
+    async fn apply(&mut self, batch: EventBatch) -> Result<bool, LinkError> {
+        if let Some((from, to)) = batch.missed {
+            tracing::warn!(
+                from,
+                to,
+                "the parent's feed no longer holds events this registry missed: copying its catalog again"
+            );
+            self.copy().await?;
+            return Ok(true);
+        }
+        let Some(last) = batch.events.last().map(|e| e.seq) else {
+            return Ok(false);
+        };
+        self.registry.link_event(LinkEvent::ParentSeq(last + 1));
+        let mut delta = MirrorDelta::default();
+        let mut renewed = Vec::new();
+        for event in &batch.events {
+            if event.seq < self.next {
+                continue;
+            }
+            let why = match event.kind {
+                EventKind::Registered => {
+                    let entry = timed(self.client.registration(event.lease)).await?;
+                    if let Some(put) = entry.and_then(|e| checked(&self.registry, e)) {
+                        delta.puts.push(put);
+                    }
+                    continue;
+                }
+                EventKind::Renewed => {
+                    renewed.push(event.lease);
+                    continue;
+                }
+                EventKind::Expired => Removal::Expired,
+                EventKind::Cancelled => Removal::Cancelled,
+                EventKind::Replaced => Removal::Replaced,
+                EventKind::Revoked => Removal::Revoked,
+            };
+            // A registration put earlier in this batch and gone since is not put.
+            delta.puts.retain(|p| p.lease != event.lease);
+            delta.removals.push((event.lease, why));
+        }
+        self.next = self.next.max(last + 1);
+        let changes = !delta.puts.is_empty() || !delta.removals.is_empty();
+        self.anchor_moved = true;
+        if changes || self.anchor_at.elapsed() >= ANCHOR_EVERY {
+            delta.anchor = Some(self.anchor());
+            delta.at_ms = crate::driver::wall_clock_ms();
+            let fetch: Vec<_> = delta
+                .puts
+                .iter()
+                .map(|p| p.manifest.component_hash)
+                .collect();
+            blocking(&self.registry, move |r| r.mirror_apply(delta)).await??;
+            self.anchor_at = Instant::now();
+            self.anchor_moved = false;
+            if self.config.prefetch {
+                self.prefetch(fetch).await;
+            }
+        }
+        if !renewed.is_empty() {
+            self.registry.mirror_renew(&renewed);
+        }
+        Ok(false)
+    }
+
+    /// A quiet feed: is the parent there? The anchor is committed if it moved.
+    async fn quiet(&mut self) -> Result<(), LinkError> {
+        let probe = timed(self.client.catalog_page(None, 1)).await?;
+        self.registry.link_event(LinkEvent::ParentSeq(probe.seq));
+        if self.anchor_moved {
+            let anchor = self.anchor();
+            blocking(&self.registry, move |r| {
+                r.mirror_apply(MirrorDelta {
+                    anchor: Some(anchor),
+                    ..Default::default()
+                })
+            })
+            .await??;
+            self.anchor_at = Instant::now();
+            self.anchor_moved = false;
+        }
+        Ok(())
+    }
+
+    fn anchor(&self) -> MirrorAnchor {
+        MirrorAnchor {
+            parent: self.parent.clone(),
+            next: self.next,
+        }
+    }
+
+    /// Sends a report up; its activity goes in the next one if the parent does not take it.
+    async fn report(&self) {
+        let report = self.registry.child_report_up();
+        if let Err(e) = timed(self.client.child_report(report.clone())).await {
+            tracing::debug!("the parent did not take a report: {e}");
+            self.registry.report_not_taken(report);
+        }
+    }
+
+    /// With `prefetch`: every mirrored component, fetched now.
+    async fn prefetch_all(&self) {
+        if self.config.prefetch {
+            let hashes = self.registry.mirrored_components();
+            self.prefetch(hashes).await;
+        }
+    }
+
+    async fn prefetch(&self, hashes: Vec<courier_protocol::ContentHash>) {
+        for hash in hashes {
+            let r = blocking(&self.registry, move |r| r.component_size(&hash)).await;
+            if let Ok(Err(e)) = r {
+                tracing::debug!(%hash, "prefetch: {e}");
+            }
+        }
+    }
+}
