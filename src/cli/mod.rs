@@ -1,6 +1,7 @@
 //! The command-line grammar (clap).
 
 mod client;
+mod mirror;
 mod operate;
 mod ops;
 mod registry;
@@ -8,6 +9,7 @@ mod root;
 mod vendor;
 
 pub use client::*;
+pub use mirror::*;
 pub use operate::*;
 pub use ops::*;
 pub use registry::*;

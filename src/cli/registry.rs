@@ -26,6 +26,12 @@ pub enum RegistryCommand {
     /// The child registries allowed to follow this one (a site, a branch, a customer's
     /// network): allow a child's key, deny it, list them (registry running, operator key).
     Children(ChildrenArgs),
+    /// A child registry's rules: which of its parent's registrations it mirrors (registry
+    /// running, operator key).
+    Rules(super::RulesArgs),
+    /// A child registry's approvals: the parent's versions its rules hold until an
+    /// operator approves or declines them (registry running, operator key).
+    Approvals(super::ApprovalsArgs),
 }
 
 /// `courier registry children ...`
@@ -109,6 +115,35 @@ pub struct ServeArgs {
     /// Cluster mode: the registry's state in etcd.
     #[command(flatten)]
     pub cluster: ClusterNodeArgs,
+    /// A child registry: its parent.
+    #[command(flatten)]
+    pub parent: ParentArgs,
+}
+
+/// `courier registry serve --parent ...`: a child registry.
+#[derive(Debug, Args)]
+pub struct ParentArgs {
+    /// Serve as a child of the registry at this address: mirror what its rules let in of
+    /// the parent's catalog (`courier registry rules`), fetch components from it when a
+    /// client first asks, and report to it. The parent's operator allows this registry's
+    /// key first (`courier registry children allow KEY`; the key is printed at start).
+    #[arg(long, env = "COURIER_PARENT", requires = "parent_pin")]
+    pub parent: Option<SocketAddr>,
+    /// The parent's TLS pin (`sha256:...`, as it prints it).
+    #[arg(long, env = "COURIER_PARENT_PIN")]
+    pub parent_pin: Option<String>,
+    /// How long a mirrored registration is served past its lease's last known end, while
+    /// the parent cannot be reached.
+    #[arg(long, value_parser = parse_duration, default_value = humantime_of(courier_registry::DEFAULT_MIRROR_GRACE))]
+    pub mirror_grace: Duration,
+    /// How often to report to the parent (its clients' activity and this registry's sync
+    /// state).
+    #[arg(long, value_parser = parse_duration, default_value = humantime_of(courier_registry::DEFAULT_REPORT_EVERY))]
+    pub report_every: Duration,
+    /// Fetch the component of every mirrored registration at once, instead of when a
+    /// client first asks.
+    #[arg(long)]
+    pub prefetch: bool,
 }
 
 /// `courier registry serve --etcd ...`: a node of a cluster.

@@ -8,6 +8,7 @@ mod console;
 mod demo;
 mod demo_patch;
 mod find;
+mod hierarchy;
 mod history;
 mod keys;
 mod leases;

@@ -2,15 +2,12 @@
 //! registry, with the operator key (`<data dir>/operator.key` by default).
 
 use super::client::{at, client_json, print_client};
-use crate::cli::{
-    AdminArgs, AdminCommand, ChildrenArgs, ChildrenCommand, ClientsArgs, ClientsCommand,
-    OperatorArgs,
-};
+use crate::cli::{AdminArgs, AdminCommand, ClientsArgs, ClientsCommand, OperatorArgs};
 use crate::output::{short, table};
 use anyhow::Context;
 use courier_protocol::{
-    AdminAction, AuditEntry, ChildInfo, LeaseId, OperatorStatement, SignedOperatorStatement,
-    SigningKey, VendorKey,
+    AdminAction, AuditEntry, LeaseId, OperatorStatement, SignedOperatorStatement, SigningKey,
+    VendorKey,
 };
 use courier_provider::load_key;
 use courier_transport::RegistryClient;
@@ -131,67 +128,6 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     let entry = registry.admin(action).await?;
     registry.close();
     println!("done, audit entry {}: {}", entry.seq, entry.action);
-    Ok(())
-}
-
-/// `courier registry children`: allow, deny or list child registries.
-pub async fn children(args: ChildrenArgs) -> anyhow::Result<()> {
-    let (registry, _) = connect_as_operator(&args.operator).await?;
-    let action = match args.action.unwrap_or(ChildrenCommand::List) {
-        ChildrenCommand::Allow { key, name } => AdminAction::AllowChild {
-            key: key.parse().with_context(|| format!("child key {key}"))?,
-            name,
-        },
-        ChildrenCommand::Deny { key } => AdminAction::DenyChild {
-            key: key.parse().with_context(|| format!("child key {key}"))?,
-        },
-        ChildrenCommand::List => {
-            let all = registry.children().await?;
-            registry.close();
-            return print_children(&all, args.json);
-        }
-    };
-    let entry = registry.admin(action).await?;
-    registry.close();
-    println!("done, audit entry {}: {}", entry.seq, entry.action);
-    Ok(())
-}
-
-fn print_children(all: &[ChildInfo], json: bool) -> anyhow::Result<()> {
-    if json {
-        let rows: Vec<_> = all
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "key": c.key.to_string(),
-                    "name": c.name,
-                    "allowed_at_ms": c.allowed_at_ms,
-                    "last_seen_ms": c.last_seen_ms,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    if all.is_empty() {
-        println!("no child registries allowed");
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = all
-        .iter()
-        .map(|c| {
-            vec![
-                c.name.clone(),
-                c.key.to_string(),
-                at(c.allowed_at_ms),
-                c.last_seen_ms.map_or("never".to_string(), at),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(&["NAME", "KEY", "ALLOWED (UTC)", "LAST HELLO (UTC)"], &rows)
-    );
     Ok(())
 }
 

@@ -16,7 +16,9 @@ pub async fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
         RegistryCommand::Grant(args) => grant(args),
         RegistryCommand::Revoke(args) => revoke(args),
         RegistryCommand::RotateIdentity(args) => rotate_identity(args),
-        RegistryCommand::Children(args) => super::operator::children(args).await,
+        RegistryCommand::Children(args) => super::hierarchy::children(args).await,
+        RegistryCommand::Rules(args) => super::hierarchy::rules(args).await,
+        RegistryCommand::Approvals(args) => super::hierarchy::approvals(args).await,
     }
 }
 
@@ -31,6 +33,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.min_ttl = args.min_ttl;
     config.max_ttl = args.max_ttl;
     config.grace = args.grace;
+    config.mirror_grace = args.parent.mirror_grace;
     let (operator, made) = data_key(&args.data_dir, OPERATOR_KEY_FILE, "operator key")?;
     config.operators.push(operator);
     let (own, _) = data_key(&args.data_dir, REGISTRY_KEY_FILE, "registry key")?;
@@ -47,25 +50,61 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     super::ops::configure(&args.ops, &mut server);
     if !args.cluster.etcd.is_empty() {
+        anyhow::ensure!(
+            args.parent.parent.is_none(),
+            "--parent is for a single registry: a cluster does not mirror a parent yet"
+        );
         return super::cluster::serve_node(args, config, server, (operator, made)).await;
     }
     let data_dir = args.data_dir.clone();
     let registry = tokio::task::spawn_blocking(move || Registry::open(config))
         .await?
         .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
-    // A root registry: its own key, no ancestors.
+    // Its own key; a child learns its ancestors at its parent's welcome.
     registry.place_in_hierarchy(own, Vec::new());
-    let handle = courier_registry::serve(Arc::new(registry), server)
+    let registry = Arc::new(registry);
+    let handle = courier_registry::serve(registry.clone(), server)
         .await
         .with_context(|| format!("cannot serve on {}", args.listen))?;
     print_banner(&handle, &args, (operator, made));
+    let link = match parent_config(&args)? {
+        Some(parent) => {
+            println!(
+                "Child of {} (its operator allows this registry with `courier registry \
+                 children allow {own} --name NAME`).",
+                parent.addr
+            );
+            Some(courier_registry::follow_parent(registry, parent))
+        }
+        None => None,
+    };
     println!("Ctrl-C stops it.");
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
     eprintln!("stopping: closing connections and flushing leases");
+    if let Some(link) = link {
+        link.stop();
+    }
     handle.shutdown().await;
     Ok(())
+}
+
+/// The link to the parent `--parent` names, with this registry's own key.
+fn parent_config(args: &ServeArgs) -> anyhow::Result<Option<courier_registry::ParentConfig>> {
+    let (Some(addr), Some(pin)) = (args.parent.parent, &args.parent.parent_pin) else {
+        return Ok(None);
+    };
+    let pin = pin.parse().with_context(|| format!("--parent-pin {pin}"))?;
+    let path = args.data_dir.join(REGISTRY_KEY_FILE);
+    let key = load_key(&path).with_context(|| format!("the registry key {}", path.display()))?;
+    Ok(Some(courier_registry::ParentConfig {
+        addr,
+        pin,
+        key,
+        report_every: args.parent.report_every,
+        prefetch: args.parent.prefetch,
+    }))
 }
 
 /// What a started registry prints: where it listens, its pin, its operator key, and the
