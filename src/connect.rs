@@ -12,19 +12,21 @@ pub struct RegistryArgs {
     /// Registry address (host:port).
     #[arg(
         long = "registry",
+        global = true,
         env = "COURIER_REGISTRY",
         default_value = "127.0.0.1:7800"
     )]
     pub addr: String,
     /// The registry's TLS key pin, as printed by `courier registry serve` (sha256:...).
     /// Required: courier never trusts a registry on first use.
-    #[arg(long = "registry-pin", env = "COURIER_REGISTRY_PIN")]
+    #[arg(long = "registry-pin", global = true, env = "COURIER_REGISTRY_PIN")]
     pub pin: Option<String>,
     /// Where moves of the registry's pin are kept: when the registry rotates its TLS
     /// identity, a pin it proves moved (by a statement the pinned key signed) is recorded
     /// here, so --registry-pin keeps working after the rotation's overlap.
     #[arg(
         long = "registry-pins",
+        global = true,
         env = "COURIER_REGISTRY_PINS",
         default_value = "courier-registry-pins"
     )]
@@ -34,6 +36,7 @@ pub struct RegistryArgs {
     /// vendor's lease is renewed when its node goes.
     #[arg(
         long = "other-node",
+        global = true,
         env = "COURIER_OTHER_NODES",
         value_delimiter = ',',
         value_parser = crate::cli::parse_key_value
