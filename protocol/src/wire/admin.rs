@@ -113,7 +113,13 @@ impl fmt::Display for AdminAction {
             AdminAction::Undrain { name } => write!(f, "undrain {name}"),
             AdminAction::AllowChild { key, name } => write!(f, "allow child {name} ({key})"),
             AdminAction::DenyChild { key } => write!(f, "deny child {key}"),
-            AdminAction::AddMirrorRule(r) => write!(f, "add mirror rule for {}", r.name),
+            AdminAction::AddMirrorRule(r) => write!(
+                f,
+                "add mirror rule {} for {}{}",
+                r.id,
+                r.name,
+                if r.approval { ", held for approval" } else { "" }
+            ),
             AdminAction::RemoveMirrorRule { id } => write!(f, "remove mirror rule {id}"),
             AdminAction::Approve {
                 vendor,

@@ -152,6 +152,9 @@ pub struct CatalogEntry {
     pub manifest: SignedManifest,
     /// The lease: its time left, duration, renewals, grace.
     pub lease: LeaseInfo,
+    /// The latest freshness statement of its service, as served with a candidate (a
+    /// child serves it to its own clients, who check it as any).
+    pub freshness: Option<crate::SignedFreshness>,
 }
 
 /// One page of the catalog. A mirror reads the pages one after the other and then follows

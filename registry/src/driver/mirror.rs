@@ -91,6 +91,11 @@ impl Registry {
         self.state().mirror_anchor().cloned()
     }
 
+    /// The mirrored registrations' leases.
+    pub fn mirrored_leases(&self) -> Vec<LeaseId> {
+        self.state().mirrored_leases()
+    }
+
     /// The components mirrored registrations name.
     pub fn mirrored_components(&self) -> Vec<ContentHash> {
         self.state().mirrored_components()

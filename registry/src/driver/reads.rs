@@ -32,7 +32,9 @@ impl Registry {
         let prepared = PreparedQuery::new(query, self.config.max_candidates)?;
         let (matches, freshness) = {
             let state = self.state();
-            let matches = state.find(now, &prepared);
+            let mut matches = state.find(now, &prepared);
+            // A mirrored lease's time is its parent's, not the grace added here.
+            state.mirrored_remaining(now, &mut matches);
             let freshness: Vec<_> = matches
                 .iter()
                 .map(|m| state.freshness_of(&m.lease))
@@ -83,7 +85,17 @@ impl Registry {
             (rows, st.events().next_seq())
         };
         let manifests = self.store.manifests(&rows.leases())?;
-        Ok(rows.into_catalog(manifests, seq, MAX_CATALOG_BYTES))
+        let mut page = rows.into_catalog(manifests, seq, MAX_CATALOG_BYTES);
+        self.with_freshness(&mut page.entries);
+        Ok(page)
+    }
+
+    /// Each entry with the freshness statement a candidate of it is served with.
+    fn with_freshness(&self, entries: &mut [CatalogEntry]) {
+        let st = self.state();
+        for e in entries {
+            e.freshness = st.freshness_of(&e.lease.lease);
+        }
     }
 
     /// The registration of `lease` as [`Registry::catalog_page`] lists it, if it is live at
@@ -98,10 +110,9 @@ impl Registry {
             (st.lease_row(now, lease), st.events().next_seq())
         };
         let manifests = self.store.manifests(&row.leases())?;
-        Ok(row
-            .into_catalog(manifests, seq, MAX_CATALOG_BYTES)
-            .entries
-            .pop())
+        let mut entries = row.into_catalog(manifests, seq, MAX_CATALOG_BYTES).entries;
+        self.with_freshness(&mut entries);
+        Ok(entries.pop())
     }
 
     /// The live leases at `now`, sorted by service name then lease (every page of

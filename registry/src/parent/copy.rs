@@ -30,6 +30,16 @@ pub(super) fn checked(registry: &Registry, entry: CatalogEntry) -> Option<Mirror
         tracing::warn!(lease = %lease.lease, "the parent's lease state does not describe its manifest; dropped");
         return None;
     }
+    // A statement whose signature fails is left out (clients of this registry then
+    // refuse the candidate, as they would at the parent).
+    let freshness = entry.freshness.and_then(|signed| match signed.verify() {
+        Ok(st) => Some((st.get().clone(), signed)),
+        Err(e) => {
+            registry.link_event(LinkEvent::BadSignature);
+            tracing::warn!(lease = %lease.lease, "the parent sent a freshness statement whose signature fails; dropped: {e}");
+            None
+        }
+    });
     Some(MirrorPut {
         lease: lease.lease,
         signed: entry.manifest,
@@ -37,6 +47,7 @@ pub(super) fn checked(registry: &Registry, entry: CatalogEntry) -> Option<Mirror
         remaining_ms: lease.remaining_ms,
         ttl_ms: lease.ttl_ms,
         renewals: lease.renewals,
+        freshness,
     })
 }
 

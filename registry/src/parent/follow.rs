@@ -22,6 +22,9 @@ use tokio::time::Instant;
 const QUIET: Duration = Duration::from_secs(3);
 /// An anchor that moved only by renewals is committed at most this often.
 const ANCHOR_EVERY: Duration = Duration::from_secs(5);
+/// How often the mirrored registrations are read again: vendors publish a new freshness
+/// statement every few minutes, which the feed does not announce.
+const REFRESH_EVERY: Duration = Duration::from_secs(60);
 
 /// The feed of one session.
 pub(super) struct Follow {
@@ -58,6 +61,7 @@ impl Follow {
     pub(super) async fn run(&mut self) -> Result<(), LinkError> {
         let probe = timed(self.client.catalog_page(None, 1)).await?;
         self.registry.link_event(LinkEvent::ParentSeq(probe.seq));
+        self.registry.link_event(LinkEvent::Connected(true));
         self.next = match self.registry.mirror_anchor() {
             Some(a) if a.parent == self.parent && a.next <= probe.seq => {
                 tracing::info!(from = a.next, "resuming the parent's feed from the anchor");
@@ -74,11 +78,12 @@ impl Follow {
             }
             _ => self.copy().await?,
         };
-        self.registry.link_event(LinkEvent::Connected(true));
         self.report().await;
         let mut feed = timed(self.client.subscribe(None, self.next)).await?;
         let mut report = tokio::time::interval(self.config.report_every);
         report.tick().await;
+        let mut refresh = tokio::time::interval(REFRESH_EVERY);
+        refresh.tick().await;
         loop {
             tokio::select! {
                 batch = tokio::time::timeout(QUIET, feed.next()) => match batch {
@@ -97,6 +102,7 @@ impl Follow {
                     feed = timed(self.client.subscribe(None, self.next)).await?;
                 }
                 _ = report.tick() => self.report().await,
+                _ = refresh.tick() => self.refresh().await?,
             }
         }
     }
@@ -108,6 +114,7 @@ impl Follow {
         self.anchor_at = Instant::now();
         self.anchor_moved = false;
         self.prefetch_all().await;
+        self.report().await;
         Ok(seq)
     }
 
@@ -176,6 +183,21 @@ impl Follow {
             self.registry.mirror_renew(&renewed);
         }
         Ok(false)
+    }
+
+    /// Reads every mirrored registration again, for its service's latest freshness
+    /// statement (and its lease state).
+    async fn refresh(&mut self) -> Result<(), LinkError> {
+        let mut delta = MirrorDelta::default();
+        for lease in self.registry.mirrored_leases() {
+            let entry = timed(self.client.registration(lease)).await?;
+            delta
+                .puts
+                .extend(entry.and_then(|e| checked(&self.registry, e)));
+        }
+        delta.at_ms = crate::driver::wall_clock_ms();
+        blocking(&self.registry, move |r| r.mirror_apply(delta)).await??;
+        Ok(())
     }
 
     /// A quiet feed: is the parent there? The anchor is committed if it moved.

@@ -37,6 +37,12 @@ pub struct MirrorPut {
     pub ttl_ms: u64,
     /// Its renewals at the parent.
     pub renewals: u64,
+    /// The freshness statement of its service the parent serves, signature verified by
+    /// the caller (as `statement`).
+    pub freshness: Option<(
+        courier_protocol::FreshnessStatement,
+        courier_protocol::SignedFreshness,
+    )>,
 }
 
 /// What one read of the parent changes here.
@@ -141,6 +147,14 @@ impl RegistryState {
                 renewals: put.renewals,
                 in_grace: false,
             };
+            if let Some((statement, signed)) = &put.freshness
+                && statement.vendor == m.vendor_key
+                && statement.services.contains_key(&m.name)
+                && matches!(self.freshness.admit(statement, signed), Ok(true))
+                && !batch.freshness.contains(signed)
+            {
+                batch.freshness.push(signed.clone());
+            }
             if self.mirrored.contains_key(&put.lease) {
                 let_in.insert(put.lease);
                 batch.leases.push((put.lease, row));
@@ -257,6 +271,18 @@ impl RegistryState {
         true
     }
 
+    /// Sets the time left of each mirrored match to its parent's (not the grace added).
+    pub fn mirrored_remaining(&self, now: Millis, matches: &mut [crate::core::matcher::Match]) {
+        if self.mirrored.is_empty() {
+            return;
+        }
+        for m in matches {
+            if let Some(held) = self.mirrored.get(&m.lease) {
+                m.remaining_ms = held.end.since(now);
+            }
+        }
+    }
+
     /// The anchor in the parent's feed, as last committed.
     pub fn mirror_anchor(&self) -> Option<&MirrorAnchor> {
         self.mirror_anchor.as_ref()
@@ -283,6 +309,11 @@ impl RegistryState {
             .map(|m| m.size)
     }
 
+    /// The mirrored registrations' leases.
+    pub fn mirrored_leases(&self) -> Vec<LeaseId> {
+        self.mirrored.keys().copied().collect()
+    }
+
     /// The components mirrored registrations name, each once.
     pub fn mirrored_components(&self) -> Vec<ContentHash> {
         let set: HashSet<ContentHash> = self.mirrored.values().map(|m| m.component).collect();
@@ -299,6 +330,16 @@ impl Change for Mirror {
     type Applied = MirrorApplied;
 
     fn apply(self, st: &mut RegistryState, now: Millis, batch: Batch) -> MirrorApplied {
+        for signed in &batch.freshness {
+            if let Some((statement, _)) = self
+                .puts
+                .iter()
+                .filter_map(|(p, ..)| p.freshness.as_ref())
+                .find(|(_, s)| s == signed)
+            {
+                st.freshness.apply(statement, signed.clone());
+            }
+        }
         for (lease, why) in self.removals {
             st.retire(now, lease, why);
         }

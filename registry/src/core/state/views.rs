@@ -97,7 +97,11 @@ impl LeasePageRows {
                 break;
             }
             bytes += size;
-            entries.push(CatalogEntry { manifest, lease });
+            entries.push(CatalogEntry {
+                manifest,
+                lease,
+                freshness: None,
+            });
         }
         CatalogPage { entries, next, seq }
     }
