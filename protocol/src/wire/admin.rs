@@ -118,7 +118,11 @@ impl fmt::Display for AdminAction {
                 "add mirror rule {} for {}{}",
                 r.id,
                 r.name,
-                if r.approval { ", held for approval" } else { "" }
+                if r.approval {
+                    ", held for approval"
+                } else {
+                    ""
+                }
             ),
             AdminAction::RemoveMirrorRule { id } => write!(f, "remove mirror rule {id}"),
             AdminAction::Approve {
