@@ -268,6 +268,24 @@ async fn a_proxy_published_at_the_root_reaches_a_grandchild_by_its_rules() {
     )
     .await;
     assert!(eventually(async || names(&grand, ECHO_IFACE).await.is_empty()).await);
+
+    // The child's operator bans acme from acme/later: it goes, and a new copy of the
+    // parent's catalog (which a rule change starts) does not bring it back.
+    admin(
+        &child,
+        AdminAction::Ban {
+            name: "acme/later".into(),
+            key: VendorKey::of(&acme_key),
+            reason: "not here".into(),
+        },
+    )
+    .await;
+    assert!(!child.registry().is_mirrored(&later));
+    let copies = child.registry().mirror_status().0.copies;
+    admin(&child, rule("nothing/*", false)).await;
+    assert!(eventually(async || child.registry().mirror_status().0.copies > copies).await);
+    assert!(!child.registry().is_mirrored(&later));
+    assert!(names(&child, ECHO_IFACE).await.is_empty());
 }
 
 /// The lease of `name` at `h`, as its lease table lists it.
@@ -360,7 +378,7 @@ async fn a_child_resumes_from_its_anchor_serves_its_grace_cut_off_and_copies_a_r
         "the anchor is durable"
     );
     assert!(lease_of(&child, "acme/first").is_some(), "as stored");
-    let _link2 = link(&child, &child_key, &root);
+    let link2 = link(&child, &child_key, &root);
     assert!(eventually(async || lease_of(&child, "acme/second").is_some()).await);
     assert!(eventually(async || lease_of(&child, "acme/first").is_none()).await);
     assert_eq!(
@@ -368,6 +386,32 @@ async fn a_child_resumes_from_its_anchor_serves_its_grace_cut_off_and_copies_a_r
         0,
         "resumed, not copied"
     );
+
+    // A lease the vendor keeps renewing at the root, while the child's link is stopped
+    // longer than its end plus the grace: it runs out at the child, and comes back with
+    // the first renewal the child hears of once the link is back.
+    let kept = acme
+        .register(echo(&acme_key, "acme/kept", 1_000))
+        .await
+        .unwrap()
+        .lease;
+    assert!(eventually(async || lease_of(&child, "acme/kept").is_some()).await);
+    let renewer = {
+        let acme = acme.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = acme.renew(kept, 1_000).await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    link2.stop();
+    assert!(eventually(async || lease_of(&child, "acme/kept").is_none()).await);
+    let _link3 = link(&child, &child_key, &root);
+    assert!(eventually(async || lease_of(&child, "acme/kept").is_some()).await);
+    renewer.abort();
+    acme.cancel(kept).await.unwrap();
+    assert!(eventually(async || lease_of(&child, "acme/kept").is_none()).await);
 
     // A lease of 1 s; the root goes away. Cut off, the child serves the registration past
     // its last known end for the mirror grace, marked, then lets it go.
@@ -412,4 +456,8 @@ async fn a_child_resumes_from_its_anchor_serves_its_grace_cut_off_and_copies_a_r
     assert!(eventually(async || lease_of(&child, "acme/lost").is_none()).await);
     assert!(child.registry().mirror_status().0.copies >= 1);
     assert!(lease_of(&child, "acme/second").is_some());
+
+    // Without its rule, what it let in goes at once.
+    admin(&child, AdminAction::RemoveMirrorRule { id: 1 }).await;
+    assert!(lease_of(&child, "acme/second").is_none());
 }

@@ -141,6 +141,7 @@ fn status_json(s: &MirrorStatus) -> serde_json::Value {
         "bad_signatures": s.bad_signatures,
         "copies": s.copies,
         "components_fetched": s.fetched,
+        "received_bytes": s.received_bytes,
     })
 }
 

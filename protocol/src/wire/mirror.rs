@@ -118,6 +118,9 @@ pub struct MirrorStatus {
     pub copies: u64,
     /// Components fetched from the parent (each once).
     pub fetched: u64,
+    /// Bytes received from the parent over the link since this registry started
+    /// (catalog copies, the feed, components, as UDP payload).
+    pub received_bytes: u64,
 }
 
 /// One service's activity at a child, since its last report the parent acknowledged.

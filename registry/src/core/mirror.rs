@@ -77,6 +77,12 @@ impl MirrorBook {
         version: &str,
         interfaces: &[String],
     ) -> Decision {
+        let key = (*vendor, name.to_string(), version.to_string());
+        let asked = self.approvals.get(&key).map(|a| a.state);
+        // A version an operator declined stays out, whichever rule would let it in now.
+        if asked == Some(ApprovalState::Declined) {
+            return Decision::Leave;
+        }
         let Some(rule) = self
             .rules
             .values()
@@ -87,8 +93,7 @@ impl MirrorBook {
         if !rule.approval {
             return Decision::Mirror;
         }
-        let key = (*vendor, name.to_string(), version.to_string());
-        match self.approvals.get(&key).map(|a| a.state) {
+        match asked {
             Some(ApprovalState::Approved) => Decision::Mirror,
             Some(ApprovalState::Declined) => Decision::Leave,
             Some(ApprovalState::Pending) | None => Decision::Ask(rule.id),
@@ -145,6 +150,13 @@ impl MirrorBook {
     /// Drops a rule.
     pub fn remove(&mut self, id: u32) {
         self.rules.remove(&id);
+    }
+
+    /// The book without rule `id` (to see what removing it would leave out).
+    pub fn without(&self, id: u32) -> Self {
+        let mut book = self.clone();
+        book.remove(id);
+        book
     }
 
     /// Keeps an approval (replacing one about the same version).

@@ -18,6 +18,10 @@ pub fn hour_of(at_ms: u64) -> u64 {
 /// Where counts go: an hour, a client (`None`: not authenticated as one), a service.
 pub type UsageKey = (u64, Option<VendorKey>, Arc<str>);
 
+/// The service a fetch is metered under when the client did not say which candidate it was
+/// for (or named one whose component is another).
+pub const UNKNOWN_SERVICE: &str = "(unknown)";
+
 /// Counts of one key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UsageCounts {
@@ -78,11 +82,18 @@ impl UsageBook {
     /// (at the parent).
     pub fn reported(&mut self, at_ms: u64, child: VendorKey, service: &str, c: &UsageCounts) {
         self.entry(at_ms, Some(child), service).add(c);
+        self.unreported
+            .entry(Arc::from(service))
+            .or_default()
+            .add(c);
     }
 
     /// Takes what has not been reported to a parent yet, per service.
     pub fn take_unreported(&mut self) -> Vec<(Arc<str>, UsageCounts)> {
-        std::mem::take(&mut self.unreported).into_iter().collect()
+        std::mem::take(&mut self.unreported)
+            .into_iter()
+            .filter(|(service, _)| &**service != UNKNOWN_SERVICE)
+            .collect()
     }
 
     /// Puts back what a parent did not acknowledge.

@@ -34,12 +34,18 @@ pub(super) struct MirrorLink {
     bad_signatures: AtomicU64,
     copies: AtomicU64,
     fetched: AtomicU64,
+    received: AtomicU64,
     /// Rules or approvals changed: the link copies the parent's catalog again.
     recopy: Notify,
     source: Mutex<Option<Arc<dyn ComponentSource>>>,
     /// One fetch from the parent per component at a time; the others wait for it.
     fetching: Mutex<HashMap<ContentHash, Arc<Mutex<()>>>>,
+    /// Fetches that failed lately: the clients that waited for one do not each try again.
+    failed: Mutex<HashMap<ContentHash, std::time::Instant>>,
 }
+
+/// How long a failed fetch from the parent is not tried again.
+const FAILED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a link to the parent reports as it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +58,8 @@ pub enum LinkEvent {
     BadSignature,
     /// A whole copy of the parent's catalog was made.
     Copied,
+    /// More bytes received from the parent.
+    Received(u64),
 }
 
 impl Registry {
@@ -101,6 +109,12 @@ impl Registry {
         self.state().mirrored_components()
     }
 
+    /// Whether `lease` was mirrored here and ran out here lately (see
+    /// `RegistryState::lapsed_mirror`).
+    pub fn lapsed_mirror(&self, lease: &LeaseId) -> bool {
+        self.state().lapsed_mirror(lease)
+    }
+
     /// Whether `lease` is mirrored here.
     pub fn is_mirrored(&self, lease: &LeaseId) -> bool {
         self.state().mirrored(lease).is_some()
@@ -119,6 +133,9 @@ impl Registry {
             }
             LinkEvent::Copied => {
                 m.copies.fetch_add(1, Ordering::Relaxed);
+            }
+            LinkEvent::Received(n) => {
+                m.received.fetch_add(n, Ordering::Relaxed);
             }
         }
     }
@@ -151,6 +168,7 @@ impl Registry {
             bad_signatures: m.bad_signatures.load(Ordering::Relaxed),
             copies: m.copies.load(Ordering::Relaxed),
             fetched: m.fetched.load(Ordering::Relaxed),
+            received_bytes: m.received.load(Ordering::Relaxed),
         };
         (status, st.mirror_book().rules().cloned().collect())
     }
@@ -202,12 +220,23 @@ impl Registry {
             .or_default()
             .clone();
         let _one = lock(&gate);
-        // Another client's fetch may have brought it meanwhile.
+        // Another client's fetch may have brought it meanwhile, or failed just now.
         if let Some(n) = self.store.component_size(hash)? {
             return Ok(n);
         }
+        if lock(&self.mirror.failed)
+            .get(hash)
+            .is_some_and(|at| at.elapsed() < FAILED_FOR)
+        {
+            return Err(ReadError::NotFound(*hash));
+        }
         let fetched = source.fetch(hash, size);
         lock(&self.mirror.fetching).remove(hash);
+        if !matches!(&fetched, Some(b) if ContentHash::of(b) == *hash) {
+            let mut failed = lock(&self.mirror.failed);
+            failed.retain(|_, at| at.elapsed() < FAILED_FOR);
+            failed.insert(*hash, std::time::Instant::now());
+        }
         match fetched {
             Some(bytes) if ContentHash::of(&bytes) == *hash => {
                 self.store.put_component(hash, &bytes)?;

@@ -17,9 +17,7 @@ use courier_protocol::{
     LeaseId, LeaseInfo, LeasePage, ServiceQuery, UsageBy, UsageQuery, UsageRow, VendorKey,
 };
 
-/// The service a fetch is metered under when the client did not say which candidate it was
-/// for (or named one whose component is another).
-pub const UNKNOWN_SERVICE: &str = "(unknown)";
+pub use crate::core::usage::UNKNOWN_SERVICE;
 
 impl Registry {
     /// Ranked candidates for `query` at `now` (metadata only; the payload is fetched by

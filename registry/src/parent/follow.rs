@@ -37,6 +37,8 @@ pub(super) struct Follow {
     /// When the anchor was last committed, and whether it moved since.
     anchor_at: Instant,
     anchor_moved: bool,
+    /// The connection's received bytes as last counted.
+    counted: u64,
 }
 
 impl Follow {
@@ -54,7 +56,16 @@ impl Follow {
             next: 0,
             anchor_at: Instant::now(),
             anchor_moved: false,
+            counted: 0,
         }
+    }
+
+    /// Counts the bytes received over the link since the last count.
+    fn count_received(&mut self) {
+        let now = self.client.connection().stats().udp_rx.bytes;
+        self.registry
+            .link_event(LinkEvent::Received(now.saturating_sub(self.counted)));
+        self.counted = now;
     }
 
     /// Copies or resumes, then follows until the link fails.
@@ -148,6 +159,17 @@ impl Follow {
                     }
                     continue;
                 }
+                EventKind::Renewed
+                    if self.registry.lapsed_mirror(&event.lease)
+                        && !delta.puts.iter().any(|p| p.lease == event.lease) =>
+                {
+                    // It ran out here while the link was cut; the parent still has it.
+                    let entry = timed(self.client.registration(event.lease)).await?;
+                    if let Some(put) = entry.and_then(|e| checked(&self.registry, e)) {
+                        delta.puts.push(put);
+                    }
+                    continue;
+                }
                 EventKind::Renewed => {
                     renewed.push(event.lease);
                     continue;
@@ -202,6 +224,7 @@ impl Follow {
 
     /// A quiet feed: is the parent there? The anchor is committed if it moved.
     async fn quiet(&mut self) -> Result<(), LinkError> {
+        self.count_received();
         let probe = timed(self.client.catalog_page(None, 1)).await?;
         self.registry.link_event(LinkEvent::ParentSeq(probe.seq));
         if self.anchor_moved {
@@ -227,11 +250,21 @@ impl Follow {
     }
 
     /// Sends a report up; its activity goes in the next one if the parent does not take it.
-    async fn report(&self) {
+    async fn report(&mut self) {
+        self.count_received();
         let report = self.registry.child_report_up();
-        if let Err(e) = timed(self.client.child_report(report.clone())).await {
-            tracing::debug!("the parent did not take a report: {e}");
-            self.registry.report_not_taken(report);
+        match timed(self.client.child_report(report.clone())).await {
+            Ok(()) => {}
+            // Refused as it is: sending it again would be refused again.
+            Err(LinkError::Client(courier_transport::ClientError::Registry(e)))
+                if e.kind == courier_protocol::ErrorKind::BadQuery =>
+            {
+                tracing::warn!("the parent refused a report: {e}; its activity is dropped");
+            }
+            Err(e) => {
+                tracing::debug!("the parent did not take a report: {e}");
+                self.registry.report_not_taken(report);
+            }
         }
     }
 

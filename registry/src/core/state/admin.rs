@@ -83,6 +83,8 @@ impl RegistryState {
             AdminAction::RemoveMirrorRule { id } => {
                 self.mirror_book.check_known(*id)?;
                 batch.unmirror_rules.push(*id);
+                // What the remaining rules no longer let in goes now.
+                declined.extend(self.mirrored_refused_by(&self.mirror_book.without(*id)));
             }
             AdminAction::Approve {
                 vendor,
@@ -221,7 +223,8 @@ impl RegistryState {
     }
 
     /// An allowed child's report at `now`: kept as its last, and its clients' activity added
-    /// to the usage figures under the child's key.
+    /// to the usage figures under the child's key (and, if this registry is a child too, to
+    /// what it reports up in turn).
     pub fn child_report(
         &mut self,
         now: Millis,
@@ -232,10 +235,11 @@ impl RegistryState {
         if report.activity.len() > MAX_REPORTED_SERVICES {
             return Err(ChildRefused::BadReport("too many services"));
         }
-        if report.activity.iter().any(|a| !is_service_name(&a.service)) {
-            return Err(ChildRefused::BadReport("not a service name"));
-        }
         let at = self.wall_ms(now);
+        // Activity under what is not a service name (a fetch no candidate named) counts in
+        // no service's figures; the rest of the report stands.
+        let mut report = report;
+        report.activity.retain(|a| is_service_name(&a.service));
         self.children.report(key, at, report.clone())?;
         for a in &report.activity {
             let counts = crate::core::usage::UsageCounts {

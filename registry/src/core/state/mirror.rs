@@ -20,7 +20,7 @@ use crate::store::{Batch, LeaseRow, MirrorAnchor, Removal};
 use courier_protocol::{
     Approval, ApprovalState, ContentHash, EventKind, LeaseId, Manifest, SignedManifest,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// A registration of the parent's, its manifest verified by the caller.
 #[derive(Debug, Clone)]
@@ -111,11 +111,25 @@ impl RegistryState {
             .collect();
         let mut let_in = HashSet::new();
         let grace = self.config.mirror_grace_ms;
-        for put in delta.puts {
-            if removed_now.contains(&put.lease) {
+        // A lease read twice in one delta counts once, as last read.
+        let mut last: HashMap<LeaseId, usize> = HashMap::new();
+        for (i, put) in delta.puts.iter().enumerate() {
+            last.insert(put.lease, i);
+        }
+        for (i, put) in delta.puts.into_iter().enumerate() {
+            if removed_now.contains(&put.lease) || last.get(&put.lease) != Some(&i) {
                 continue;
             }
             let m = &put.manifest;
+            // What this registry's operator stopped stays stopped, whatever the parent holds.
+            if self.controls.revoked(&put.lease).is_some()
+                || self.controls.banned(&m.name, &m.vendor_key).is_some()
+                || self.controls.draining(&m.name).is_some()
+                || self.keys.is_revoked(&m.vendor_key)
+            {
+                applied.left += 1;
+                continue;
+            }
             match self.mirror_book.decide(m) {
                 Decision::Mirror => {}
                 Decision::Ask(rule) => {
@@ -180,6 +194,11 @@ impl RegistryState {
                 claims_name,
             } = admission;
             let replaces = replaces.filter(|other| *other != put.lease);
+            // A local registration of the same name and key wins over the parent's.
+            if replaces.is_some_and(|other| !self.mirrored.contains_key(&other)) {
+                applied.conflicts += 1;
+                continue;
+            }
             if let Some(other) = replaces {
                 batch.delete.push((other, Removal::Replaced));
             }
@@ -194,27 +213,22 @@ impl RegistryState {
             puts.push((put, replaces, true));
         }
         if let Some(listed) = &delta.listed {
+            let refused: HashSet<LeaseId> = self
+                .mirrored_refused_by(&self.mirror_book)
+                .into_iter()
+                .collect();
             for lease in self.mirrored.keys() {
                 if let_in.contains(lease) || removals.iter().any(|(l, _)| l == lease) {
                     continue;
                 }
                 // Listed: it stays if the rules still let it in; not listed: it is gone
                 // at the parent.
-                let why = match self.catalog.get(lease) {
-                    Some(r) if listed.contains(lease) => {
-                        let interfaces: Vec<String> = r.exports().map(|e| e.versioned()).collect();
-                        let version = r.version.to_string();
-                        match self.mirror_book.decide_parts(
-                            &r.name,
-                            &r.vendor,
-                            &version,
-                            &interfaces,
-                        ) {
-                            Decision::Mirror => continue,
-                            Decision::Ask(_) | Decision::Leave => Removal::Revoked,
-                        }
-                    }
-                    _ => Removal::Expired,
+                let why = if !listed.contains(lease) || self.catalog.get(lease).is_none() {
+                    Removal::Expired
+                } else if refused.contains(lease) {
+                    Removal::Revoked
+                } else {
+                    continue;
                 };
                 removals.push((*lease, why));
             }
@@ -240,6 +254,10 @@ impl RegistryState {
         let Some(held) = self.mirrored.get(&lease).copied() else {
             return false;
         };
+        if self.events.headroom() == 0 {
+            // No event numbered past the durable mark; the next refresh brings the time.
+            return false;
+        }
         let Some(entry) = self.table.get(&lease).copied() else {
             return false;
         };
@@ -309,6 +327,13 @@ impl RegistryState {
             .map(|m| m.size)
     }
 
+    /// Whether `lease` was mirrored here and ran out here (its last known end and the
+    /// grace passed while the link was cut): a renewal the parent announces for it brings
+    /// it back.
+    pub fn lapsed_mirror(&self, lease: &LeaseId) -> bool {
+        self.lapsed.contains_key(lease)
+    }
+
     /// The mirrored registrations' leases.
     pub fn mirrored_leases(&self) -> Vec<LeaseId> {
         self.mirrored.keys().copied().collect()
@@ -318,6 +343,24 @@ impl RegistryState {
     pub fn mirrored_components(&self) -> Vec<ContentHash> {
         let set: HashSet<ContentHash> = self.mirrored.values().map(|m| m.component).collect();
         set.into_iter().collect()
+    }
+
+    /// The mirrored registrations `book` would not let in.
+    pub(super) fn mirrored_refused_by(
+        &self,
+        book: &crate::core::mirror::MirrorBook,
+    ) -> Vec<LeaseId> {
+        self.mirrored
+            .keys()
+            .filter(|lease| {
+                self.catalog.get(lease).is_some_and(|r| {
+                    let interfaces: Vec<String> = r.exports().map(|e| e.versioned()).collect();
+                    let version = r.version.to_string();
+                    book.decide_parts(&r.name, &r.vendor, &version, &interfaces) != Decision::Mirror
+                })
+            })
+            .copied()
+            .collect()
     }
 
     /// The rules and approvals.
@@ -348,6 +391,11 @@ impl Change for Mirror {
             if let Some(other) = replaces {
                 st.retire(now, other, Removal::Replaced);
             }
+            if !new && st.catalog.get(&put.lease).is_none() {
+                // It ran out here since it was planned: it comes back with its next
+                // renewal at the parent (see `lapsed`), not half-way now.
+                continue;
+            }
             let kept_ms = put.ttl_ms.saturating_add(grace);
             let remaining = put.remaining_ms.saturating_add(grace).max(1);
             let renewals = u32::try_from(put.renewals).unwrap_or(u32::MAX);
@@ -362,6 +410,11 @@ impl Change for Mirror {
                 continue;
             };
             let m = &put.manifest;
+            if new && st.lapsed.remove(&put.lease).is_some() {
+                // It ran out here and its deletion may still be queued for the next flush:
+                // this commit wrote it again, so that deletion must not follow.
+                st.deleted.retain(|(l, _)| *l != put.lease);
+            }
             st.mirrored.insert(
                 put.lease,
                 MirroredLease {

@@ -67,6 +67,10 @@ pub struct StateConfig {
     pub mirror_grace_ms: u64,
 }
 
+/// Mirrored registrations that ran out here, remembered so that a renewal at the parent
+/// brings them back (a bound, not a rule: past it, the next copy does).
+const LAPSED_REMEMBERED: usize = 65_536;
+
 /// Event numbers ran out: a committed reservation must come first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no event numbers left below the reserved mark")]
@@ -125,6 +129,8 @@ pub struct RegistryState {
     mirrored: LeaseMap<MirroredLease>,
     /// A child registry: where it is in its parent's feed.
     mirror_anchor: Option<MirrorAnchor>,
+    /// A child registry: mirrored registrations that ran out here, lately (bounded).
+    lapsed: LeaseMap<()>,
 }
 
 impl RegistryState {
@@ -158,6 +164,7 @@ impl RegistryState {
             mirror_book: MirrorBook::default(),
             mirrored: LeaseMap::default(),
             mirror_anchor: None,
+            lapsed: LeaseMap::default(),
         }
     }
 
@@ -360,7 +367,12 @@ impl RegistryState {
         self.table.remove(&lease);
         self.dirty.remove(&lease);
         self.held_by.remove(&lease);
-        self.mirrored.remove(&lease);
+        if self.mirrored.remove(&lease).is_some() && why == Removal::Expired {
+            if self.lapsed.len() >= LAPSED_REMEMBERED {
+                self.lapsed.clear();
+            }
+            self.lapsed.insert(lease, ());
+        }
         let reg = self.catalog.remove(&lease)?;
         self.note(why.event(), now, reg.clone());
         self.remember_gone(reg.clone());
