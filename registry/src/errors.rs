@@ -238,6 +238,11 @@ pub enum AdminError {
     /// A mirror rule is refused.
     #[error("mirror rule: {0}")]
     Rule(#[from] crate::core::mirror::RuleError),
+    /// A cluster's node keeps no rules or approvals: a cluster does not mirror a parent.
+    #[error(
+        "a cluster does not mirror a parent registry: rules and approvals are a single registry's"
+    )]
+    NotAChild,
     /// No approval was asked for this version.
     #[error("no approval of {name}@{version} by {vendor} was asked for")]
     UnknownApproval {

@@ -130,7 +130,7 @@ pub struct ParentArgs {
     #[arg(long, env = "COURIER_PARENT", requires = "parent_pin")]
     pub parent: Option<SocketAddr>,
     /// The parent's TLS pin (`sha256:...`, as it prints it).
-    #[arg(long, env = "COURIER_PARENT_PIN")]
+    #[arg(long, env = "COURIER_PARENT_PIN", requires = "parent")]
     pub parent_pin: Option<String>,
     /// How long a mirrored registration is served past its lease's last known end, while
     /// the parent cannot be reached.

@@ -29,6 +29,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.min_ttl,
         args.max_ttl
     );
+    anyhow::ensure!(
+        args.parent.mirror_grace <= std::time::Duration::from_secs(30 * 24 * 3600),
+        "--mirror-grace is at most 30 days"
+    );
+    anyhow::ensure!(
+        args.parent.report_every >= std::time::Duration::from_millis(100),
+        "--report-every is at least 100ms"
+    );
     let mut config = RegistryConfig::new(&args.data_dir);
     config.min_ttl = args.min_ttl;
     config.max_ttl = args.max_ttl;
@@ -56,6 +64,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         return super::cluster::serve_node(args, config, server, (operator, made)).await;
     }
+    let parent = parent_config(&args)?;
     let data_dir = args.data_dir.clone();
     let registry = tokio::task::spawn_blocking(move || Registry::open(config))
         .await?
@@ -67,7 +76,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot serve on {}", args.listen))?;
     print_banner(&handle, &args, (operator, made));
-    let link = match parent_config(&args)? {
+    let link = match parent {
         Some(parent) => {
             println!(
                 "Child of {} (its operator allows this registry with `courier registry \

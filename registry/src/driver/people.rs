@@ -27,6 +27,16 @@ impl Registry {
         operator: Option<VendorKey>,
         action: AdminAction,
     ) -> Result<AuditEntry, AdminError> {
+        let mirror = matches!(
+            action,
+            AdminAction::AddMirrorRule(_)
+                | AdminAction::RemoveMirrorRule { .. }
+                | AdminAction::Approve { .. }
+                | AdminAction::Decline { .. }
+        );
+        if mirror && self.cluster().is_some() {
+            return Err(AdminError::NotAChild);
+        }
         let writer = self.writer();
         let planned = self.state().plan_admin(now, operator, action)?;
         let entry = self.commit(&writer, now, planned)?;

@@ -167,7 +167,7 @@ impl ToWire for AdminError {
             }
             AdminError::UnknownChild(_) | AdminError::UnknownApproval { .. } => ErrorKind::NotFound,
             AdminError::Rule(crate::core::mirror::RuleError::Unknown(_)) => ErrorKind::NotFound,
-            AdminError::Rule(_) => ErrorKind::BadQuery,
+            AdminError::Rule(_) | AdminError::NotAChild => ErrorKind::BadQuery,
             AdminError::Statement(_) => ErrorKind::BadSignature,
             AdminError::NotTheSigner { .. } => ErrorKind::Forbidden,
             AdminError::Store(e) => store(e),
