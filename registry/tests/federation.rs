@@ -161,6 +161,16 @@ async fn a_proxy_published_at_the_root_reaches_a_grandchild_by_its_rules() {
         "no rule lets kv in"
     );
 
+    // A vendor of the child's own site registers there: served there, never sent up.
+    let local_key = key(4);
+    vendor(&child, &local_key)
+        .await
+        .register(kv(&local_key, "site/kv", 30_000))
+        .await
+        .unwrap();
+    assert_eq!(names(&child, KV_IFACE).await, ["acme/kv", "site/kv"]);
+    assert_eq!(names(&root, KV_IFACE).await, ["acme/kv"]);
+
     // Metadata first: no component has crossed a link yet. Two clients of the grandchild
     // fetch the proxy; its bytes cross each link once, and they are the vendor's.
     assert_eq!(child.registry().mirror_status().0.fetched, 0);
@@ -251,7 +261,7 @@ async fn a_proxy_published_at_the_root_reaches_a_grandchild_by_its_rules() {
     acme.cancel(kv_lease).await.unwrap();
     let copies = child.registry().mirror_status().0.copies;
     let _child_link = link(&child, &child_key, &root);
-    assert!(eventually(async || names(&child, KV_IFACE).await.is_empty()).await);
+    assert!(eventually(async || names(&child, KV_IFACE).await == ["site/kv"]).await);
     assert!(
         eventually(async || names(&child, ECHO_IFACE).await == ["acme/echo", "acme/later"]).await
     );
@@ -457,7 +467,37 @@ async fn a_child_resumes_from_its_anchor_serves_its_grace_cut_off_and_copies_a_r
     assert!(child.registry().mirror_status().0.copies >= 1);
     assert!(lease_of(&child, "acme/second").is_some());
 
+    // Another vendor's service; then acme revokes its own key at the root. Its
+    // registration leaves the child, and the child's clients learn the revocation from
+    // the child.
+    let (beta_key, root) = (key(3), _root);
+    vendor(&root, &beta_key)
+        .await
+        .register(echo(&beta_key, "beta/one", 30_000))
+        .await
+        .unwrap();
+    assert!(eventually(async || lease_of(&child, "beta/one").is_some()).await);
+    let revoke = courier_protocol::SignedKeyStatement::sign(
+        &courier_protocol::KeyStatement::revoke(VendorKey::of(&acme_key), wall_now()),
+        &acme_key,
+    );
+    vendor(&root, &acme_key)
+        .await
+        .publish_statement(revoke.clone())
+        .await
+        .unwrap();
+    assert!(eventually(async || lease_of(&child, "acme/second").is_none()).await);
+    assert!(
+        eventually(async || client(&child)
+            .await
+            .key_statements(vec![VendorKey::of(&acme_key)])
+            .await
+            .unwrap()
+            .contains(&revoke))
+        .await
+    );
+
     // Without its rule, what it let in goes at once.
     admin(&child, AdminAction::RemoveMirrorRule { id: 1 }).await;
-    assert!(lease_of(&child, "acme/second").is_none());
+    assert!(lease_of(&child, "beta/one").is_none());
 }

@@ -99,6 +99,24 @@ impl Registry {
         self.state().mirror_anchor().cloned()
     }
 
+    /// The vendor keys of the mirrored registrations.
+    pub fn mirrored_vendors(&self) -> Vec<courier_protocol::VendorKey> {
+        self.state().mirrored_vendors()
+    }
+
+    /// The vendor keys of the mirrored registrations `leases`, each once.
+    pub fn vendors_of(&self, leases: &[LeaseId]) -> Vec<courier_protocol::VendorKey> {
+        let st = self.state();
+        let mut keys: Vec<_> = leases
+            .iter()
+            .filter(|l| st.mirrored(l).is_some())
+            .filter_map(|l| st.vendor_of(l))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// The mirrored registrations' leases.
     pub fn mirrored_leases(&self) -> Vec<LeaseId> {
         self.state().mirrored_leases()

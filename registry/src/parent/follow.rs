@@ -124,6 +124,7 @@ impl Follow {
         self.next = seq;
         self.anchor_at = Instant::now();
         self.anchor_moved = false;
+        self.sync_keys().await?;
         self.prefetch_all().await;
         self.report().await;
         Ok(seq)
@@ -184,6 +185,19 @@ impl Follow {
             delta.removals.push((event.lease, why));
         }
         self.next = self.next.max(last + 1);
+        // A revocation at the parent may come from a key statement: ask for those of the
+        // revoked registrations' vendors once they are applied.
+        let revoked: Vec<_> = delta
+            .removals
+            .iter()
+            .filter(|(_, why)| *why == Removal::Revoked)
+            .map(|(l, _)| *l)
+            .collect();
+        let revoked_vendors = if revoked.is_empty() {
+            Vec::new()
+        } else {
+            self.registry.vendors_of(&revoked)
+        };
         let changes = !delta.puts.is_empty() || !delta.removals.is_empty();
         self.anchor_moved = true;
         if changes || self.anchor_at.elapsed() >= ANCHOR_EVERY {
@@ -204,6 +218,9 @@ impl Follow {
         if !renewed.is_empty() {
             self.registry.mirror_renew(&renewed);
         }
+        if !revoked_vendors.is_empty() {
+            self.sync_keys_of(revoked_vendors).await?;
+        }
         Ok(false)
     }
 
@@ -219,6 +236,49 @@ impl Follow {
         }
         delta.at_ms = crate::driver::wall_clock_ms();
         blocking(&self.registry, move |r| r.mirror_apply(delta)).await??;
+        self.sync_keys().await?;
+        // With `prefetch`, what is still missing (a fetch that failed) is tried again.
+        self.prefetch_all().await;
+        Ok(())
+    }
+
+    /// The key statements (rotations, revocations) the parent holds about the vendors of
+    /// the mirrored registrations, kept here as if their vendors had published them here
+    /// (each verified; a revocation removes the key's registrations), so that this
+    /// registry's clients learn them from it.
+    async fn sync_keys(&mut self) -> Result<(), LinkError> {
+        let vendors = self.registry.mirrored_vendors();
+        self.sync_keys_of(vendors).await
+    }
+
+    /// The key statements the parent holds about `vendors`, kept here.
+    async fn sync_keys_of(
+        &mut self,
+        vendors: Vec<courier_protocol::VendorKey>,
+    ) -> Result<(), LinkError> {
+        for chunk in vendors.chunks(courier_protocol::limits::MAX_STATEMENT_KEYS) {
+            let statements = timed(self.client.key_statements(chunk.to_vec())).await?;
+            for signed in statements {
+                let r = blocking(&self.registry, move |r| {
+                    let key = signed.peek().map(|s| s.key);
+                    key.map(|key| r.key_statement(r.now(), &key, signed))
+                })
+                .await?;
+                match r {
+                    Ok(Ok((statement, true))) => {
+                        tracing::info!(%statement, "a key statement from the parent is in force here");
+                    }
+                    Ok(Ok((_, false))) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!("a key statement from the parent is not kept: {e}")
+                    }
+                    Err(e) => {
+                        self.registry.link_event(LinkEvent::BadSignature);
+                        tracing::warn!("the parent sent a key statement that does not read: {e}");
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

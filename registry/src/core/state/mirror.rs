@@ -334,6 +334,22 @@ impl RegistryState {
         self.lapsed.contains_key(lease)
     }
 
+    /// The vendor keys of the mirrored registrations, each once.
+    pub fn mirrored_vendors(&self) -> Vec<courier_protocol::VendorKey> {
+        let keys: HashSet<courier_protocol::VendorKey> = self
+            .mirrored
+            .keys()
+            .filter_map(|l| self.catalog.get(l))
+            .map(|r| *r.vendor)
+            .collect();
+        keys.into_iter().collect()
+    }
+
+    /// The vendor key of the registration `lease`, if it is in the catalog.
+    pub fn vendor_of(&self, lease: &LeaseId) -> Option<courier_protocol::VendorKey> {
+        self.catalog.get(lease).map(|r| *r.vendor)
+    }
+
     /// The mirrored registrations' leases.
     pub fn mirrored_leases(&self) -> Vec<LeaseId> {
         self.mirrored.keys().copied().collect()
