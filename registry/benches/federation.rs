@@ -96,6 +96,7 @@ async fn run() {
                 pin: root.pin(),
                 key: own,
                 report_every: Duration::from_millis(200),
+                refresh_every: courier_registry::DEFAULT_REFRESH_EVERY,
                 prefetch: false,
             },
         );

@@ -60,7 +60,9 @@ pub use notify::{
 };
 pub use offline::OfflineRegistry;
 pub use ops::OpsError;
-pub use parent::{DEFAULT_REPORT_EVERY, LinkError, ParentConfig, ParentLink, follow_parent};
+pub use parent::{
+    DEFAULT_REFRESH_EVERY, DEFAULT_REPORT_EVERY, LinkError, ParentConfig, ParentLink, follow_parent,
+};
 pub use server::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, Listener, RegistryHandle, ServeError, ServerConfig,
     serve, serve_after,

@@ -41,6 +41,7 @@ fn link(child: &RegistryHandle, own: &SigningKey, parent: &RegistryHandle) -> Pa
             pin: parent.pin(),
             key: own.clone(),
             report_every: Duration::from_millis(200),
+            refresh_every: Duration::from_millis(300),
             prefetch: false,
         },
     )
@@ -170,6 +171,35 @@ async fn a_proxy_published_at_the_root_reaches_a_grandchild_by_its_rules() {
         .unwrap();
     assert_eq!(names(&child, KV_IFACE).await, ["acme/kv", "site/kv"]);
     assert_eq!(names(&root, KV_IFACE).await, ["acme/kv"]);
+
+    // A freshness statement the vendor publishes at the root later (as `courier publish`
+    // does every few minutes) reaches the grandchild, whose clients are served it.
+    let fresh = courier_protocol::SignedFreshness::sign(
+        &courier_protocol::FreshnessStatement::new(
+            VendorKey::of(&acme_key),
+            [("acme/echo".to_string(), "1.0.0".to_string())],
+            wall_now(),
+            600_000,
+        ),
+        &acme_key,
+    );
+    acme.publish_freshness(fresh.clone()).await.unwrap();
+    assert!(
+        eventually(async || {
+            let found = client(&grand)
+                .await
+                .find(ServiceQuery {
+                    interface: ECHO_IFACE.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            found
+                .first()
+                .is_some_and(|c| c.freshness.as_ref() == Some(&fresh))
+        })
+        .await
+    );
 
     // Metadata first: no component has crossed a link yet. Two clients of the grandchild
     // fetch the proxy; its bytes cross each link once, and they are the vendor's.

@@ -112,6 +112,7 @@ fn parent_config(args: &ServeArgs) -> anyhow::Result<Option<courier_registry::Pa
         pin,
         key,
         report_every: args.parent.report_every,
+        refresh_every: courier_registry::DEFAULT_REFRESH_EVERY,
         prefetch: args.parent.prefetch,
     }))
 }

@@ -89,6 +89,17 @@ impl FreshnessBook {
         }
     }
 
+    /// The statements held about `vendor`'s services, each once.
+    pub fn of_vendor(&self, vendor: &VendorKey) -> Vec<SignedFreshness> {
+        let mut out: Vec<SignedFreshness> = Vec::new();
+        for ((v, _), held) in &self.latest {
+            if v == vendor && !out.contains(&held.signed) {
+                out.push(held.signed.clone());
+            }
+        }
+        out
+    }
+
     /// The latest statement `vendor` made about `service`, if any.
     pub fn get(&self, vendor: &VendorKey, service: &str) -> Option<(u64, &SignedFreshness)> {
         self.latest

@@ -104,6 +104,14 @@ impl Registry {
         self.state().mirrored_vendors()
     }
 
+    /// The freshness statements held about these vendors' services.
+    pub fn freshness_of_vendors(
+        &self,
+        vendors: &[courier_protocol::VendorKey],
+    ) -> Vec<courier_protocol::SignedFreshness> {
+        self.state().freshness_of_vendors(vendors)
+    }
+
     /// The vendor keys of the mirrored registrations `leases`, each once.
     pub fn vendors_of(&self, leases: &[LeaseId]) -> Vec<courier_protocol::VendorKey> {
         let st = self.state();

@@ -22,9 +22,6 @@ use tokio::time::Instant;
 const QUIET: Duration = Duration::from_secs(3);
 /// An anchor that moved only by renewals is committed at most this often.
 const ANCHOR_EVERY: Duration = Duration::from_secs(5);
-/// How often the mirrored registrations are read again: vendors publish a new freshness
-/// statement every few minutes, which the feed does not announce.
-const REFRESH_EVERY: Duration = Duration::from_secs(60);
 
 /// The feed of one session.
 pub(super) struct Follow {
@@ -93,7 +90,7 @@ impl Follow {
         let mut feed = timed(self.client.subscribe(None, self.next)).await?;
         let mut report = tokio::time::interval(self.config.report_every);
         report.tick().await;
-        let mut refresh = tokio::time::interval(REFRESH_EVERY);
+        let mut refresh = tokio::time::interval(self.config.refresh_every);
         refresh.tick().await;
         loop {
             tokio::select! {
@@ -224,20 +221,31 @@ impl Follow {
         Ok(false)
     }
 
-    /// Reads every mirrored registration again, for its service's latest freshness
-    /// statement (and its lease state).
+    /// The statements the feed does not announce, for the vendors of the mirrored
+    /// registrations: their latest freshness statements (vendors publish one every few
+    /// minutes) and key statements. Two requests per 256 vendors, whatever the number of
+    /// registrations. With `prefetch`, what is still missing is fetched again.
     async fn refresh(&mut self) -> Result<(), LinkError> {
+        let vendors = self.registry.mirrored_vendors();
         let mut delta = MirrorDelta::default();
-        for lease in self.registry.mirrored_leases() {
-            let entry = timed(self.client.registration(lease)).await?;
-            delta
-                .puts
-                .extend(entry.and_then(|e| checked(&self.registry, e)));
+        for chunk in vendors.chunks(courier_protocol::limits::MAX_STATEMENT_KEYS) {
+            let statements = timed(self.client.freshness_statements(chunk.to_vec())).await?;
+            for signed in statements {
+                match signed.verify() {
+                    Ok(st) => delta.freshness.push((st.get().clone(), signed)),
+                    Err(e) => {
+                        self.registry.link_event(LinkEvent::BadSignature);
+                        tracing::warn!(
+                            "the parent sent a freshness statement whose signature fails: {e}"
+                        );
+                    }
+                }
+            }
         }
-        delta.at_ms = crate::driver::wall_clock_ms();
-        blocking(&self.registry, move |r| r.mirror_apply(delta)).await??;
-        self.sync_keys().await?;
-        // With `prefetch`, what is still missing (a fetch that failed) is tried again.
+        if !delta.freshness.is_empty() {
+            blocking(&self.registry, move |r| r.mirror_apply(delta)).await??;
+        }
+        self.sync_keys_of(vendors).await?;
         self.prefetch_all().await;
         Ok(())
     }

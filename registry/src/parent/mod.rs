@@ -38,6 +38,9 @@ pub struct ParentConfig {
     pub key: SigningKey,
     /// How often the child reports to its parent.
     pub report_every: Duration,
+    /// How often the child reads its mirrored vendors' freshness and key statements again
+    /// (the feed does not announce them).
+    pub refresh_every: Duration,
     /// Fetch the component of every registration the rules let in as soon as it is
     /// mirrored, instead of when a client first asks.
     pub prefetch: bool,
@@ -49,6 +52,7 @@ impl std::fmt::Debug for ParentConfig {
             .field("addr", &self.addr)
             .field("pin", &self.pin)
             .field("report_every", &self.report_every)
+            .field("refresh_every", &self.refresh_every)
             .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
     }
@@ -56,6 +60,9 @@ impl std::fmt::Debug for ParentConfig {
 
 /// How often a child reports to its parent by default.
 pub const DEFAULT_REPORT_EVERY: Duration = Duration::from_secs(30);
+/// How often a child reads its mirrored vendors' statements again by default (vendors
+/// publish a freshness statement every 5 minutes, valid for 10).
+pub const DEFAULT_REFRESH_EVERY: Duration = Duration::from_secs(60);
 
 /// Why one session with the parent ended.
 #[derive(Debug, thiserror::Error)]

@@ -94,6 +94,10 @@ async fn build(req: Request, session: &Session) -> Response {
         Request::KeyStatements { keys } => {
             Ok(Response::KeyStatements(registry.key_statements(&keys)))
         }
+        // Inline: memory only.
+        Request::FreshnessStatements { vendors } => Ok(Response::FreshnessStatements(
+            registry.freshness_of_vendors(&vendors),
+        )),
         // Blocking: stores the component, commits with fsync.
         Request::Register(r) => match key {
             None => Err(not_authenticated()),
@@ -243,6 +247,7 @@ pub(super) fn standby_answers(req: &Request) -> bool {
             | Request::MirrorStatus
             | Request::Approvals
             | Request::KeyStatements { .. }
+            | Request::FreshnessStatements { .. }
             | Request::RootStatements { .. }
             | Request::OperatorStatements { .. }
             | Request::History { .. }
@@ -287,6 +292,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::History { .. } => "history",
         Request::KeyStatement(_) => "key statement",
         Request::KeyStatements { .. } => "key statements",
+        Request::FreshnessStatements { .. } => "freshness statements",
         Request::RegisterClient(_) => "client registration",
         Request::ShareSystemData(_) => "system data",
         Request::Clients { .. } => "clients",

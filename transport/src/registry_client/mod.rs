@@ -514,6 +514,19 @@ impl RegistryClient {
         expect!(resp, Response::KeyStatements(s) => s, "expected KeyStatements")
     }
 
+    /// The freshness statements the registry holds about `vendors`' services (at most
+    /// [`MAX_STATEMENT_KEYS`](courier_protocol::limits::MAX_STATEMENT_KEYS) vendors).
+    /// Nothing here is verified.
+    pub async fn freshness_statements(
+        &self,
+        vendors: Vec<VendorKey>,
+    ) -> Result<Vec<SignedFreshness>, ClientError> {
+        let resp = self
+            .request(&Request::FreshnessStatements { vendors })
+            .await?;
+        expect!(resp, Response::FreshnessStatements(s) => s, "expected FreshnessStatements")
+    }
+
     /// Closes the connection politely.
     pub fn close(&self) {
         self.conn.close(0u32.into(), b"bye");

@@ -60,6 +60,16 @@ impl RegistryState {
         }
     }
 
+    /// The statements held about these vendors' services, each once (at most
+    /// `MAX_STATEMENT_KEYS` vendors are looked at).
+    pub fn freshness_of_vendors(&self, vendors: &[VendorKey]) -> Vec<SignedFreshness> {
+        vendors
+            .iter()
+            .take(courier_protocol::limits::MAX_STATEMENT_KEYS)
+            .flat_map(|v| self.freshness.of_vendor(v))
+            .collect()
+    }
+
     /// Holds stored statements again (at open; each verified by the caller).
     pub(super) fn restore_freshness(
         &mut self,

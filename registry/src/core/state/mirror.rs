@@ -55,6 +55,11 @@ pub struct MirrorDelta {
     /// The end of a whole copy of the parent's catalog: every lease it listed. Mirrored
     /// registrations not among them, or that the rules no longer let in, go.
     pub listed: Option<HashSet<LeaseId>>,
+    /// Freshness statements of the parent's vendors, signatures verified by the caller.
+    pub freshness: Vec<(
+        courier_protocol::FreshnessStatement,
+        courier_protocol::SignedFreshness,
+    )>,
     /// The anchor to keep.
     pub anchor: Option<MirrorAnchor>,
     /// When the parent's time was read, wall-clock ms (for approvals' times).
@@ -93,6 +98,8 @@ pub struct MirroredLease {
 #[derive(Debug)]
 pub struct Mirror {
     puts: Vec<(MirrorPut, Option<LeaseId>, bool)>,
+    /// The statements of `batch.freshness`, in its order.
+    freshness: Vec<courier_protocol::FreshnessStatement>,
     removals: Vec<(LeaseId, Removal)>,
     applied: MirrorApplied,
 }
@@ -111,6 +118,18 @@ impl RegistryState {
             .collect();
         let mut let_in = HashSet::new();
         let grace = self.config.mirror_grace_ms;
+        // Freshness statements to hold, each newer than what is held for every service it
+        // names (the parent's word on what its vendors publish, checked by the caller's
+        // signature check and by clients again).
+        let mut freshness = Vec::new();
+        for (statement, signed) in delta.freshness {
+            if matches!(self.freshness.admit(&statement, &signed), Ok(true))
+                && !batch.freshness.contains(&signed)
+            {
+                batch.freshness.push(signed);
+                freshness.push(statement);
+            }
+        }
         // A lease read twice in one delta counts once, as last read.
         let mut last: HashMap<LeaseId, usize> = HashMap::new();
         for (i, put) in delta.puts.iter().enumerate() {
@@ -168,6 +187,7 @@ impl RegistryState {
                 && !batch.freshness.contains(signed)
             {
                 batch.freshness.push(signed.clone());
+                freshness.push(statement.clone());
             }
             if self.mirrored.contains_key(&put.lease) {
                 let_in.insert(put.lease);
@@ -242,6 +262,7 @@ impl RegistryState {
             batch,
             change: Mirror {
                 puts,
+                freshness,
                 removals,
                 applied,
             },
@@ -389,15 +410,8 @@ impl Change for Mirror {
     type Applied = MirrorApplied;
 
     fn apply(self, st: &mut RegistryState, now: Millis, batch: Batch) -> MirrorApplied {
-        for signed in &batch.freshness {
-            if let Some((statement, _)) = self
-                .puts
-                .iter()
-                .filter_map(|(p, ..)| p.freshness.as_ref())
-                .find(|(_, s)| s == signed)
-            {
-                st.freshness.apply(statement, signed.clone());
-            }
+        for (statement, signed) in self.freshness.iter().zip(&batch.freshness) {
+            st.freshness.apply(statement, signed.clone());
         }
         for (lease, why) in self.removals {
             st.retire(now, lease, why);
