@@ -27,13 +27,18 @@ fn completions_name_the_real_commands_for_each_shell() {
 #[test]
 fn bash_completes_commands_and_example_services() {
     let script = run_ok(courier().args(["completions", "bash"]));
+    // Sourced from a file: the script is longer than one argument may be (128 KiB).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("courier.bash");
+    std::fs::write(&file, &script).unwrap();
     // Load the script, then ask it as bash would after `courier p<TAB>` and after
     // `courier provider run <TAB>`.
     let complete = |words: &str, current: usize| {
         let program = format!(
-            "{script}\nCOMP_WORDS=({words}); COMP_CWORD={current}; \
+            "source '{}'\nCOMP_WORDS=({words}); COMP_CWORD={current}; \
              _courier courier \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
-             echo \"${{COMPREPLY[@]}}\""
+             echo \"${{COMPREPLY[@]}}\"",
+            file.display()
         );
         let out = Command::new("bash")
             .args(["-c", &program])
