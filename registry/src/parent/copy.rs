@@ -112,3 +112,73 @@ pub(super) async fn copy_catalog(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use courier_protocol::{LeaseId, LeaseInfo, SignedManifest};
+
+    fn entry(manifest: SignedManifest) -> CatalogEntry {
+        let m = manifest.peek().unwrap();
+        CatalogEntry {
+            lease: LeaseInfo {
+                lease: LeaseId([1; 16]),
+                name: m.name.clone(),
+                version: m.version.clone(),
+                vendor: m.vendor_key,
+                interfaces: m.exports.iter().map(|e| e.interface.clone()).collect(),
+                component: m.component_hash,
+                endpoints: m.endpoints.clone(),
+                remaining_ms: 10_000,
+                ttl_ms: 30_000,
+                renewals: 0,
+                in_grace: false,
+                mirrored: None,
+                last_renewal_ms: 0,
+                clients_served: 0,
+                holder: None,
+            },
+            manifest,
+            freshness: None,
+        }
+    }
+
+    #[test]
+    fn what_the_parent_sends_is_checked_before_anything_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(crate::RegistryConfig::new(dir.path())).unwrap();
+        let good = courier_test_support::signed_manifest_for(b"component", 3);
+        assert!(checked(&registry, entry(good.clone())).is_some());
+
+        // One byte of the manifest changed: its signature fails.
+        let mut tampered = good.clone();
+        let last = tampered.bytes.len() - 1;
+        tampered.bytes[last] ^= 1;
+        let mut e = entry(good.clone());
+        e.manifest = tampered;
+        assert!(checked(&registry, e).is_none());
+
+        // Lease state that describes another registration.
+        let mut e = entry(good.clone());
+        e.lease.name = "other/name".into();
+        assert!(checked(&registry, e).is_none());
+
+        // A freshness statement whose signature fails is left out; the entry stays.
+        let mut e = entry(good);
+        let statement = courier_protocol::FreshnessStatement::new(
+            e.lease.vendor,
+            [(e.lease.name.clone(), "1.0.0".to_string())],
+            1,
+            1_000,
+        );
+        let mut signed = courier_protocol::SignedFreshness::sign(
+            &statement,
+            &courier_test_support::key(4),
+        );
+        signed.signature[0] ^= 1;
+        e.freshness = Some(signed);
+        assert!(checked(&registry, e).unwrap().freshness.is_none());
+        assert_eq!(registry.mirror_status().0.bad_signatures, 3);
+    }
+}
