@@ -36,11 +36,22 @@ async fn a_proxy_published_at_the_root_is_called_through_a_child() {
             &root.pin.to_string(),
             "--report-every",
             "300ms",
+            "--http",
+            "127.0.0.1:0",
         ],
     );
     let own = wait_for(&child.lines, "registry: ");
     let child_key = own.split_whitespace().nth(1).unwrap().to_string();
     assert!(child_key.starts_with("ed25519:"), "{own}");
+    let metrics = wait_for(&child.lines, "metrics:");
+    let metrics: std::net::SocketAddr = metrics
+        .trim()
+        .trim_start_matches("metrics:")
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap();
     let as_operator = |r: &ServedRegistry, data: &str, args: &[&str]| {
         let mut c = courier();
         r.env(&mut c);
@@ -148,6 +159,25 @@ async fn a_proxy_published_at_the_root_is_called_through_a_child() {
         out.contains("following") && out.contains("1 mirrored"),
         "{out}"
     );
+
+    // Its metrics count what it mirrors and the link's state.
+    let text = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(metrics).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: courier\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    for line in [
+        "courier_mirror_connected 1",
+        "courier_mirror_registrations 1",
+        "courier_mirror_past_end 0",
+        "courier_mirror_pending_approvals 1",
+        "courier_mirror_components_fetched_total 1",
+    ] {
+        assert!(text.contains(line), "{line} not in {text}");
+    }
 
     // The child's report at the root: its sync state and its client's fetch.
     let mut report = serde_json::Value::Null;

@@ -108,6 +108,7 @@ impl Collector for Families {
             "The sequence number the next event gets",
             i64::try_from(self.registry.next_seq()).unwrap_or(i64::MAX),
         )?;
+        mirror(&mut enc, &self.registry)?;
         counter(
             &mut enc,
             "registrations",
@@ -249,6 +250,73 @@ fn counter(
 ) -> Result<(), std::fmt::Error> {
     let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     ConstCounter::new(value).encode(m)
+}
+
+/// A child registry's copy of its parent (nothing for a registry without a parent).
+fn mirror(enc: &mut DescriptorEncoder, registry: &Registry) -> Result<(), std::fmt::Error> {
+    let (s, _) = registry.mirror_status();
+    if s.parent.is_none() {
+        return Ok(());
+    }
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    gauge(
+        enc,
+        "mirror_connected",
+        "1 while the link to the parent registry is up",
+        i64::from(s.connected),
+    )?;
+    gauge(
+        enc,
+        "mirror_registrations",
+        "Registrations mirrored from the parent",
+        n(s.mirrored),
+    )?;
+    gauge(
+        enc,
+        "mirror_past_end",
+        "Mirrored registrations past their lease's last known end, served in the mirror grace (the link is cut)",
+        n(s.past_end),
+    )?;
+    gauge(
+        enc,
+        "mirror_lag",
+        "Events of the parent's feed not applied yet, as last seen",
+        n(s.parent_seq
+            .zip(s.anchor)
+            .map_or(0, |(p, a)| p.saturating_sub(a))),
+    )?;
+    gauge(
+        enc,
+        "mirror_pending_approvals",
+        "Versions of the parent's waiting for an operator's approval",
+        n(s.pending),
+    )?;
+    counter(
+        enc,
+        "mirror_bad_signatures",
+        "Manifests or statements from the parent dropped because their signature failed",
+        s.bad_signatures,
+    )?;
+    counter(
+        enc,
+        "mirror_copies",
+        "Whole copies of the parent's catalog",
+        s.copies,
+    )?;
+    counter(
+        enc,
+        "mirror_components_fetched",
+        "Components fetched from the parent",
+        s.fetched,
+    )?;
+    let bytes = enc.encode_descriptor(
+        "mirror_received",
+        "Bytes received from the parent over the link",
+        Some(&Unit::Bytes),
+        MetricType::Counter,
+    )?;
+    ConstCounter::new(s.received_bytes).encode(bytes)?;
+    Ok(())
 }
 
 /// One gauge without labels.
