@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use courier_protocol::{
-    AdminAction, ApprovalState, MirrorRule, ServiceQuery, SigningKey, VendorKey,
+    AdminAction, ApprovalState, EventKind, LeaseId, MirrorRule, ServiceQuery, SigningKey, VendorKey,
 };
 use courier_registry::{ParentConfig, ParentLink, RegistryHandle, follow_parent};
 use std::time::Duration;
@@ -60,6 +60,28 @@ fn rule(name: &str, approval: bool) -> AdminAction {
         version: None,
         approval,
     })
+}
+
+/// Every event `h` numbered so far, from its first, as (kind, lease).
+async fn all_events(h: &RegistryHandle) -> Vec<(EventKind, LeaseId)> {
+    let client = client(h).await;
+    let mut feed = client.subscribe(None, 0).await.unwrap();
+    let end = h.registry().next_seq();
+    let mut out = Vec::new();
+    let mut last = 0;
+    while last + 1 < end {
+        let batch = tokio::time::timeout(Duration::from_secs(5), feed.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.missed, None, "the test's feed holds every event");
+        for e in batch.events {
+            last = e.seq;
+            out.push((e.kind, e.lease));
+        }
+    }
+    out
 }
 
 /// The names of the services a registry matches for `interface`.
@@ -297,6 +319,21 @@ async fn a_proxy_published_at_the_root_reaches_a_grandchild_by_its_rules() {
     );
     assert_eq!(child.registry().mirror_status().0.copies, copies);
     assert!(child.registry().is_mirrored(&later));
+    // Nothing missed, nothing twice: the child's own feed, from its first event, has each
+    // registration once between its removals, and the two changes made while the link was
+    // stopped once each.
+    let events = all_events(&child).await;
+    let mut live = std::collections::HashSet::new();
+    for (kind, lease) in &events {
+        match kind {
+            EventKind::Registered => assert!(live.insert(*lease), "{lease} twice: {events:?}"),
+            EventKind::Renewed => {}
+            _ => assert!(live.remove(lease), "{lease} removed twice: {events:?}"),
+        }
+    }
+    let count = |k: EventKind, l: LeaseId| events.iter().filter(|e| **e == (k, l)).count();
+    assert_eq!(count(EventKind::Registered, later), 1, "{events:?}");
+    assert_eq!(count(EventKind::Cancelled, kv_lease), 1, "{events:?}");
 
     // An operator at the root revokes the echo lease: it leaves the grandchild too.
     admin(

@@ -172,10 +172,8 @@ mod tests {
             1,
             1_000,
         );
-        let mut signed = courier_protocol::SignedFreshness::sign(
-            &statement,
-            &courier_test_support::key(4),
-        );
+        let mut signed =
+            courier_protocol::SignedFreshness::sign(&statement, &courier_test_support::key(4));
         signed.signature[0] ^= 1;
         e.freshness = Some(signed);
         assert!(checked(&registry, e).unwrap().freshness.is_none());
