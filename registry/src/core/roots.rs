@@ -217,6 +217,22 @@ impl RootBook {
             .is_some_and(|r| r.with(|a| a.authorize(key, name, wall_ms)).is_ok())
     }
 
+    /// Whether a statement of `root` is held.
+    pub fn knows(&self, root: &RootId) -> bool {
+        self.roots.contains_key(root)
+    }
+
+    /// Every root held, with the newest version held of its statements.
+    pub fn held(&self) -> Vec<RootSince> {
+        self.roots
+            .iter()
+            .map(|(root, r)| RootSince {
+                root: *root,
+                after_version: r.current.version,
+            })
+            .collect()
+    }
+
     /// The statements newer than each version asked, and the delegations under those
     /// roots (at most [`MAX_ROOTS_ASKED`] statements).
     pub fn statements_for(&self, asked: &[RootSince]) -> RootBatch {

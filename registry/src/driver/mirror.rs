@@ -11,7 +11,9 @@ use crate::core::lease_table::Millis;
 use crate::core::state::{MirrorApplied, MirrorDelta};
 use crate::errors::ReadError;
 use crate::store::{MirrorAnchor, StoreError};
-use courier_protocol::{Approval, ChildReport, ContentHash, LeaseId, MirrorRule, MirrorStatus};
+use courier_protocol::{
+    Approval, ChildReport, ContentHash, LeaseId, MirrorRule, MirrorStatus, RootBatch, RootSince,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,13 @@ use tokio::sync::Notify;
 pub trait ComponentSource: Send + Sync {
     /// The component `hash`, `size` bytes long.
     fn fetch(&self, hash: &ContentHash, size: u64) -> Option<Vec<u8>>;
+}
+
+/// Where a child registry gets the vendor roots' statements it does not hold: its parent.
+/// Called from a blocking thread; the answer is verified by whoever keeps it.
+pub trait RootSource: Send + Sync {
+    /// The parent's statements of `roots` newer than each version, and their delegations.
+    fn root_statements(&self, roots: &[RootSince]) -> Option<RootBatch>;
 }
 
 /// The state of a child's link to its parent, as the link task updates it.
@@ -38,6 +47,7 @@ pub(super) struct MirrorLink {
     /// Rules or approvals changed: the link copies the parent's catalog again.
     recopy: Notify,
     source: Mutex<Option<Arc<dyn ComponentSource>>>,
+    roots: Mutex<Option<Arc<dyn RootSource>>>,
     /// One fetch from the parent per component at a time; the others wait for it.
     fetching: Mutex<HashMap<ContentHash, Arc<Mutex<()>>>>,
     /// Fetches that failed lately: the clients that waited for one do not each try again.
@@ -64,10 +74,55 @@ pub enum LinkEvent {
 
 impl Registry {
     /// Makes this registry a child of the parent at `addr` whose components come from
-    /// `source`.
-    pub fn set_parent(&self, addr: String, source: Arc<dyn ComponentSource>) {
+    /// `source`, and the vendor roots' statements it lacks from `roots`.
+    pub fn set_parent(
+        &self,
+        addr: String,
+        source: Arc<dyn ComponentSource>,
+        roots: Arc<dyn RootSource>,
+    ) {
         *lock(&self.mirror.parent) = Some(addr);
         *lock(&self.mirror.source) = Some(source);
+        *lock(&self.mirror.roots) = Some(roots);
+    }
+
+    /// Whether this registry has a parent (it asks it for what it lacks).
+    pub fn has_parent(&self) -> bool {
+        lock(&self.mirror.parent).is_some()
+    }
+
+    /// The root statements newer than each version asked, and their delegations; at a
+    /// child, the roots it holds nothing of are asked of the parent first and what comes
+    /// back is kept (verified as if published here). Blocking (at a child).
+    pub fn root_statements_through(&self, asked: &[RootSince]) -> RootBatch {
+        let unknown = self.state().unknown_roots(asked);
+        let source = lock(&self.mirror.roots).clone();
+        if let (false, Some(source)) = (unknown.is_empty(), source)
+            && let Some(batch) = source.root_statements(&unknown)
+        {
+            self.keep_root_statements(batch);
+        }
+        self.state().root_statements(asked)
+    }
+
+    /// Keeps root statements and delegations from the parent: each verified and committed
+    /// as if published here; one that does not follow what is held is left out.
+    pub fn keep_root_statements(&self, batch: RootBatch) {
+        for signed in batch.statements {
+            if let Err(e) = self.root_statement(self.now(), signed) {
+                tracing::debug!("a root statement from the parent is not kept: {e}");
+            }
+        }
+        for signed in batch.delegations {
+            if let Err(e) = self.delegation(signed) {
+                tracing::debug!("a delegation from the parent is not kept: {e}");
+            }
+        }
+    }
+
+    /// Every root held, with the newest version held (what a child asks its parent about).
+    pub fn held_roots(&self) -> Vec<RootSince> {
+        self.state().held_roots()
     }
 
     /// Applies what the link read from the parent, durably. Blocking (a commit).

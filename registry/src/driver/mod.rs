@@ -25,7 +25,7 @@ mod writes;
 
 pub use expiry::EXPIRY_SLICE;
 pub use listening::{Heard, LISTENING_QUEUE, ListeningFeed, StreamId};
-pub use mirror::{ComponentSource, LinkEvent};
+pub use mirror::{ComponentSource, LinkEvent, RootSource};
 pub use standby::Followed;
 
 use crate::config::RegistryConfig;

@@ -246,6 +246,15 @@ impl Follow {
             blocking(&self.registry, move |r| r.mirror_apply(delta)).await??;
         }
         self.sync_keys_of(vendors).await?;
+        // Newer statements of the vendor roots this registry holds (clients that trust a
+        // root ask for them here).
+        let held = self.registry.held_roots();
+        for chunk in held.chunks(courier_protocol::MAX_ROOTS_ASKED) {
+            let batch = timed(self.client.root_statements(chunk.to_vec())).await?;
+            if !batch.statements.is_empty() || !batch.delegations.is_empty() {
+                blocking(&self.registry, move |r| r.keep_root_statements(batch)).await?;
+            }
+        }
         self.prefetch_all().await;
         Ok(())
     }

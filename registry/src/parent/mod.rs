@@ -101,7 +101,7 @@ impl ParentLink {
 /// placed in the hierarchy with its own key already (its ancestors are set on each hello).
 pub fn follow_parent(registry: Arc<Registry>, config: ParentConfig) -> ParentLink {
     let source = Arc::new(source::ParentSource::new(tokio::runtime::Handle::current()));
-    registry.set_parent(config.addr.to_string(), source.clone());
+    registry.set_parent(config.addr.to_string(), source.clone(), source.clone());
     let task = tokio::spawn(run(registry, config, source));
     ParentLink { task }
 }

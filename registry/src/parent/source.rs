@@ -8,6 +8,9 @@ use courier_transport::RegistryClient;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// How long asking the parent for root statements may take (a client waits meanwhile).
+const STATEMENTS_DEADLINE: Duration = Duration::from_secs(5);
+
 /// How long one component fetch from the parent may take.
 const FETCH_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -28,6 +31,37 @@ impl ParentSource {
     /// The connection to fetch over (`None`: the link is down).
     pub(super) fn set(&self, client: Option<RegistryClient>) {
         *self.client.lock().unwrap_or_else(|p| p.into_inner()) = client;
+    }
+}
+
+impl crate::driver::RootSource for ParentSource {
+    fn root_statements(
+        &self,
+        roots: &[courier_protocol::RootSince],
+    ) -> Option<courier_protocol::RootBatch> {
+        let client = self
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let roots = roots.to_vec();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let got =
+                tokio::time::timeout(STATEMENTS_DEADLINE, client.root_statements(roots)).await;
+            let _ = tx.send(got);
+        });
+        match rx.recv_timeout(STATEMENTS_DEADLINE + Duration::from_secs(1)) {
+            Ok(Ok(Ok(batch))) => Some(batch),
+            Ok(Ok(Err(e))) => {
+                tracing::debug!("the parent did not give root statements: {e}");
+                None
+            }
+            _ => {
+                tracing::debug!("the parent did not give root statements in time");
+                None
+            }
+        }
     }
 }
 

@@ -185,6 +185,14 @@ async fn build(req: Request, session: &Session) -> Response {
             .map(|_| Response::FreshnessAccepted),
         },
         // Inline: memory only.
+        Request::RootStatements { roots } if registry.has_parent() => {
+            // Blocking at a child: roots it holds nothing of are asked of its parent.
+            blocking(registry, move |reg| {
+                Ok::<_, WireError>(reg.root_statements_through(&roots))
+            })
+            .await
+            .map(Response::RootStatements)
+        }
         Request::RootStatements { roots } => {
             Ok(Response::RootStatements(registry.root_statements(&roots)))
         }

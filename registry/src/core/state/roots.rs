@@ -101,6 +101,24 @@ impl RegistryState {
         }))
     }
 
+    /// The roots asked about of which no statement is held.
+    pub fn unknown_roots(&self, asked: &[RootSince]) -> Vec<RootSince> {
+        asked
+            .iter()
+            .filter(|a| !self.roots.knows(&a.root))
+            .take(courier_protocol::MAX_ROOTS_ASKED)
+            .map(|a| RootSince {
+                root: a.root,
+                after_version: 0,
+            })
+            .collect()
+    }
+
+    /// Every root held, with the newest version held.
+    pub fn held_roots(&self) -> Vec<RootSince> {
+        self.roots.held()
+    }
+
     /// The root statements newer than each version asked, and the delegations under them.
     pub fn root_statements(&self, asked: &[RootSince]) -> RootBatch {
         self.roots.statements_for(asked)
