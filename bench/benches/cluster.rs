@@ -29,16 +29,13 @@ use courier_provider::{BundleBuilder, KeeperConfig, LeaseKeeper, LeaseState};
 use courier_registry::store_records::encode_manifest;
 use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
 use courier_test_support::etcd::{EtcdMember, SKIP_LINE, etcd_binary};
+use courier_test_support::relay::Relay;
 use courier_test_support::{key, wall_now};
 use courier_transport::RegistryClient;
 use etcd_client::{Client, WatchOptions};
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 
 /// Registrations timed one at a time.
 const REGISTRATIONS: usize = 300;
@@ -366,58 +363,6 @@ async fn reattach(
     }
     let run = Run::new(took, None);
     (run.p50(), run.at(1.0))
-}
-
-/// A loopback UDP relay in front of a node that can be cut: to the node's clients it then
-/// looks as a killed node does (packets go unanswered, no connection is closed).
-struct Relay {
-    addr: SocketAddr,
-    cut: Arc<AtomicBool>,
-}
-
-impl Relay {
-    async fn start(to: SocketAddr) -> Self {
-        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let addr = front.local_addr().unwrap();
-        let cut = Arc::new(AtomicBool::new(false));
-        tokio::spawn(relay(front, to, cut.clone()));
-        Self { addr, cut }
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Passes each client's datagrams to `to` from a socket of its own, and the answers back,
-/// until cut.
-async fn relay(front: Arc<UdpSocket>, to: SocketAddr, cut: Arc<AtomicBool>) {
-    let mut backs: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
-    let mut buf = vec![0u8; 65_536];
-    while let Ok((n, from)) = front.recv_from(&mut buf).await {
-        if cut.load(Ordering::Relaxed) {
-            continue;
-        }
-        let back = match backs.get(&from) {
-            Some(back) => back.clone(),
-            None => {
-                let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-                back.connect(to).await.unwrap();
-                let (answers, front, cut) = (back.clone(), front.clone(), cut.clone());
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65_536];
-                    while let Ok(n) = answers.recv(&mut buf).await {
-                        if !cut.load(Ordering::Relaxed) {
-                            let _ = front.send_to(&buf[..n], from).await;
-                        }
-                    }
-                });
-                backs.insert(from, back.clone());
-                back
-            }
-        };
-        let _ = back.send(&buf[..n]).await;
-    }
 }
 
 /// Each registration by a vendor of its own, with a component of its own (the echo

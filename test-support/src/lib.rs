@@ -5,6 +5,7 @@
 
 pub mod etcd;
 pub mod etcd_cluster;
+pub mod relay;
 
 use courier_protocol::{FreshnessStatement, SignedFreshness, SigningKey, VendorKey};
 use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};
