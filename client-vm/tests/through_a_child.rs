@@ -89,6 +89,7 @@ async fn a_root_trusting_client_calls_through_a_child_as_through_the_root() {
             report_every: Duration::from_secs(30),
             refresh_every: Duration::from_millis(300),
             prefetch: false,
+            fetch_deadline: courier_registry::DEFAULT_FETCH_DEADLINE,
         },
     );
 

@@ -98,6 +98,7 @@ async fn run() {
                 report_every: Duration::from_millis(200),
                 refresh_every: courier_registry::DEFAULT_REFRESH_EVERY,
                 prefetch: false,
+                fetch_deadline: courier_registry::DEFAULT_FETCH_DEADLINE,
             },
         );
         children.push(Child {

@@ -61,7 +61,8 @@ pub use notify::{
 pub use offline::OfflineRegistry;
 pub use ops::OpsError;
 pub use parent::{
-    DEFAULT_REFRESH_EVERY, DEFAULT_REPORT_EVERY, LinkError, ParentConfig, ParentLink, follow_parent,
+    DEFAULT_FETCH_DEADLINE, DEFAULT_REFRESH_EVERY, DEFAULT_REPORT_EVERY, LinkError, ParentConfig,
+    ParentLink, follow_parent,
 };
 pub use server::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, Listener, RegistryHandle, ServeError, ServerConfig,

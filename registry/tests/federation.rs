@@ -43,6 +43,7 @@ fn link(child: &RegistryHandle, own: &SigningKey, parent: &RegistryHandle) -> Pa
             report_every: Duration::from_millis(200),
             refresh_every: Duration::from_millis(300),
             prefetch: false,
+            fetch_deadline: courier_registry::DEFAULT_FETCH_DEADLINE,
         },
     )
 }
@@ -567,4 +568,70 @@ async fn a_child_resumes_from_its_anchor_serves_its_grace_cut_off_and_copies_a_r
     // Without its rule, what it let in goes at once.
     admin(&child, AdminAction::RemoveMirrorRule { id: 1 }).await;
     assert!(lease_of(&child, "beta/one").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_that_stalls_mid_component_fails_the_fetch_and_a_later_one_gets_it() {
+    let (root_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (root_key, child_key, acme_key) = (key(30), key(31), key(1));
+    let root = registry(root_dir.path(), &root_key).await;
+    let child = registry(child_dir.path(), &child_key).await;
+    admin(
+        &root,
+        AdminAction::AllowChild {
+            key: VendorKey::of(&child_key),
+            name: "site-a".into(),
+        },
+    )
+    .await;
+    admin(&child, rule("*", false)).await;
+    // The child reaches its parent through a relay that can stop passing packets.
+    let relay = courier_test_support::relay::Relay::start(root.local_addr()).await;
+    let _link = follow_parent(
+        child.registry().clone(),
+        ParentConfig {
+            addr: relay.addr,
+            pin: root.pin(),
+            key: child_key,
+            report_every: Duration::from_secs(30),
+            refresh_every: Duration::from_secs(60),
+            prefetch: false,
+            fetch_deadline: Duration::from_secs(2),
+        },
+    );
+    vendor(&root, &acme_key)
+        .await
+        .register(echo(&acme_key, "acme/echo", 30_000))
+        .await
+        .unwrap();
+    assert!(eventually(async || names(&child, ECHO_IFACE).await == ["acme/echo"]).await);
+
+    // The parent stalls: the client's own deadline holds, and its fetch fails.
+    relay.cut();
+    let hash = courier_protocol::ContentHash::of(courier_proxy_artifacts::ECHO);
+    let size = courier_proxy_artifacts::ECHO.len() as u64;
+    let fetching = client(&child).await;
+    assert!(
+        fetching
+            .fetch(hash, size, Duration::from_secs(1))
+            .await
+            .is_err()
+    );
+    // The parent is back: a later fetch gets the bytes (the child tries again once its
+    // own fetch has timed out and the link is up).
+    relay.restore();
+    let mut got = None;
+    for _ in 0..150 {
+        if let Ok(bytes) = client(&child)
+            .await
+            .fetch(hash, size, Duration::from_secs(3))
+            .await
+        {
+            got = Some(bytes);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.as_deref(), Some(courier_proxy_artifacts::ECHO));
+    assert_eq!(child.registry().mirror_status().0.fetched, 1);
 }

@@ -113,6 +113,7 @@ fn parent_config(args: &ServeArgs) -> anyhow::Result<Option<courier_registry::Pa
         key,
         report_every: args.parent.report_every,
         refresh_every: courier_registry::DEFAULT_REFRESH_EVERY,
+        fetch_deadline: courier_registry::DEFAULT_FETCH_DEADLINE,
         prefetch: args.parent.prefetch,
     }))
 }

@@ -44,6 +44,9 @@ pub struct ParentConfig {
     /// Fetch the component of every registration the rules let in as soon as it is
     /// mirrored, instead of when a client first asks.
     pub prefetch: bool,
+    /// How long one component fetch from the parent may take (a parent that stalls
+    /// mid-component fails it; the next client's ask tries again).
+    pub fetch_deadline: Duration,
 }
 
 impl std::fmt::Debug for ParentConfig {
@@ -54,10 +57,13 @@ impl std::fmt::Debug for ParentConfig {
             .field("report_every", &self.report_every)
             .field("refresh_every", &self.refresh_every)
             .field("prefetch", &self.prefetch)
+            .field("fetch_deadline", &self.fetch_deadline)
             .finish_non_exhaustive()
     }
 }
 
+/// How long one component fetch from the parent may take by default.
+pub const DEFAULT_FETCH_DEADLINE: Duration = Duration::from_secs(20);
 /// How often a child reports to its parent by default.
 pub const DEFAULT_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// How often a child reads its mirrored vendors' statements again by default (vendors
@@ -100,7 +106,10 @@ impl ParentLink {
 /// Starts following the parent in `config` as `registry`'s link. The registry must be
 /// placed in the hierarchy with its own key already (its ancestors are set on each hello).
 pub fn follow_parent(registry: Arc<Registry>, config: ParentConfig) -> ParentLink {
-    let source = Arc::new(source::ParentSource::new(tokio::runtime::Handle::current()));
+    let source = Arc::new(source::ParentSource::new(
+        tokio::runtime::Handle::current(),
+        config.fetch_deadline,
+    ));
     registry.set_parent(config.addr.to_string(), source.clone(), source.clone());
     let task = tokio::spawn(run(registry, config, source));
     ParentLink { task }

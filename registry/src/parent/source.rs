@@ -11,20 +11,20 @@ use std::time::Duration;
 /// How long asking the parent for root statements may take (a client waits meanwhile).
 const STATEMENTS_DEADLINE: Duration = Duration::from_secs(5);
 
-/// How long one component fetch from the parent may take.
-const FETCH_DEADLINE: Duration = Duration::from_secs(20);
-
 /// The link's connection to the parent, while it is up.
 pub(super) struct ParentSource {
     client: Mutex<Option<RegistryClient>>,
     handle: tokio::runtime::Handle,
+    /// How long one component fetch may take.
+    deadline: Duration,
 }
 
 impl ParentSource {
-    pub(super) fn new(handle: tokio::runtime::Handle) -> Self {
+    pub(super) fn new(handle: tokio::runtime::Handle, deadline: Duration) -> Self {
         Self {
             client: Mutex::new(None),
             handle,
+            deadline,
         }
     }
 
@@ -72,13 +72,13 @@ impl ComponentSource for ParentSource {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
-        let hash = *hash;
+        let (hash, deadline) = (*hash, self.deadline);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
-            let got = client.fetch(hash, size, FETCH_DEADLINE).await;
+            let got = client.fetch(hash, size, deadline).await;
             let _ = tx.send(got);
         });
-        match rx.recv_timeout(FETCH_DEADLINE + Duration::from_secs(1)) {
+        match rx.recv_timeout(deadline + Duration::from_secs(1)) {
             Ok(Ok(bytes)) => Some(bytes),
             Ok(Err(e)) => {
                 tracing::warn!(%hash, "the parent did not give a component: {e}");
