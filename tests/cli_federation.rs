@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{ServedRegistry, courier, generate_key, lines_of, run_ok, wait_for};
+use common::{ServedRegistry, courier, generate_key, http_get, lines_of, run_ok, wait_for};
 use courier_example_services::echo_service;
 use courier_transport::Identity;
 use std::process::Stdio;
@@ -161,14 +161,7 @@ async fn a_proxy_published_at_the_root_is_called_through_a_child() {
     );
 
     // Its metrics count what it mirrors and the link's state.
-    let text = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(metrics).unwrap();
-        write!(s, "GET /metrics HTTP/1.0\r\nHost: courier\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).unwrap();
-        answer
-    };
+    let text = http_get(metrics, "/metrics", None);
     for line in [
         "courier_mirror_connected 1",
         "courier_mirror_registrations 1",

@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::{ServedRegistry, courier, run_ok, wait_for};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use common::{ServedRegistry, courier, http_get, run_ok, wait_for};
+use std::net::SocketAddr;
 
 /// The status code of an HTTP answer.
 fn status(answer: &str) -> u16 {
@@ -21,14 +20,6 @@ fn status(answer: &str) -> u16 {
 }
 
 /// A GET over plain HTTP/1.0; the whole answer.
-fn get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(s, "GET {path} HTTP/1.0\r\nHost: courier\r\n{auth}\r\n").unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    answer
-}
 
 #[test]
 fn serve_prints_the_http_addresses_and_admin_token_opens_the_dashboard() {
@@ -47,11 +38,14 @@ fn serve_prints_the_http_addresses_and_admin_token_opens_the_dashboard() {
     let dashboard = wait_for(&registry.lines, "dashboard:");
     let start_token = dashboard.rsplit_once("?token=").unwrap().1.trim();
 
-    let text = get(addr, "/metrics", None);
+    let text = http_get(addr, "/metrics", None);
     assert_eq!(status(&text), 200, "{text}");
     assert!(text.contains("courier_leases_active 0"), "{text}");
-    assert_eq!(status(&get(addr, "/api/overview", None)), 401);
-    assert_eq!(status(&get(addr, "/api/overview", Some(start_token))), 200);
+    assert_eq!(status(&http_get(addr, "/api/overview", None)), 401);
+    assert_eq!(
+        status(&http_get(addr, "/api/overview", Some(start_token))),
+        200
+    );
 
     let mut cmd = courier();
     registry.env(&mut cmd);
@@ -61,7 +55,7 @@ fn serve_prints_the_http_addresses_and_admin_token_opens_the_dashboard() {
     );
     let token = token.trim();
     assert!(token.starts_with("courier-op."), "{token}");
-    let overview = get(addr, "/api/overview", Some(token));
+    let overview = http_get(addr, "/api/overview", Some(token));
     assert_eq!(status(&overview), 200, "{overview}");
     assert!(overview.contains("\"leases\":0"), "{overview}");
 }

@@ -52,6 +52,13 @@ async fn admin(h: &RegistryHandle, action: AdminAction) {
     vendor(h, &key(OPERATOR)).await.admin(action).await.unwrap();
 }
 
+/// `parent`'s operator allows the child registry whose key is `child` as `name`.
+async fn allow(parent: &RegistryHandle, child: &SigningKey, name: &str) {
+    let key = VendorKey::of(child);
+    let name = name.into();
+    admin(parent, AdminAction::AllowChild { key, name }).await;
+}
+
 fn rule(name: &str, approval: bool) -> AdminAction {
     AdminAction::AddMirrorRule(MirrorRule {
         id: 0,
@@ -133,28 +140,14 @@ async fn a_proxy_published_at_the_root_reaches_a_grandchild_by_its_rules() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!child.registry().mirror_status().0.connected);
     assert!(names(&child, ECHO_IFACE).await.is_empty());
-    admin(
-        &root,
-        AdminAction::AllowChild {
-            key: VendorKey::of(&child_key),
-            name: "site-a".into(),
-        },
-    )
-    .await;
+    allow(&root, &child_key, "site-a").await;
     // The child's rule lets in acme's services, not another vendor's.
     assert!(eventually(async || names(&child, ECHO_IFACE).await == ["acme/echo"]).await);
     assert_eq!(names(&child, KV_IFACE).await, ["acme/kv"]);
     assert_eq!(child.registry().above()[1..], [VendorKey::of(&root_key)]);
 
     // The grandchild's rule holds each version for approval.
-    admin(
-        &child,
-        AdminAction::AllowChild {
-            key: VendorKey::of(&grand_key),
-            name: "branch-1".into(),
-        },
-    )
-    .await;
+    allow(&child, &grand_key, "branch-1").await;
     let _grand_link = link(&grand, &grand_key, &child);
     admin(&grand, rule("acme/echo", true)).await;
     assert!(
@@ -415,14 +408,7 @@ async fn a_child_resumes_from_its_anchor_serves_its_grace_cut_off_and_copies_a_r
     let (root_key, child_key, acme_key) = (key(30), key(31), key(1));
     let root = registry(root_dir.path(), &root_key).await;
     let root_addr = root.local_addr();
-    admin(
-        &root,
-        AdminAction::AllowChild {
-            key: VendorKey::of(&child_key),
-            name: "site-a".into(),
-        },
-    )
-    .await;
+    allow(&root, &child_key, "site-a").await;
     let mut s = setup(child_dir.path());
     s.registry.mirror_grace = Duration::from_millis(1_500);
     let child = start(s.clone()).await;
@@ -576,14 +562,7 @@ async fn a_parent_that_stalls_mid_component_fails_the_fetch_and_a_later_one_gets
     let (root_key, child_key, acme_key) = (key(30), key(31), key(1));
     let root = registry(root_dir.path(), &root_key).await;
     let child = registry(child_dir.path(), &child_key).await;
-    admin(
-        &root,
-        AdminAction::AllowChild {
-            key: VendorKey::of(&child_key),
-            name: "site-a".into(),
-        },
-    )
-    .await;
+    allow(&root, &child_key, "site-a").await;
     admin(&child, rule("*", false)).await;
     // The child reaches its parent through a relay that can stop passing packets.
     let relay = courier_test_support::relay::Relay::start(root.local_addr()).await;

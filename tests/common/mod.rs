@@ -97,6 +97,18 @@ pub fn interrupt(child: &Child) {
     assert!(status.success());
 }
 
+/// `GET path` over HTTP/1.0 at `addr` (with a bearer token if given): the whole answer,
+/// status line and headers included.
+pub fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(s, "GET {path} HTTP/1.0\r\nHost: courier\r\n{auth}\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 /// A `courier registry serve` child process, with the address and pin it printed.
 pub struct ServedRegistry {
     /// The registry process.
