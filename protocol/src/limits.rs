@@ -34,6 +34,8 @@ pub const MAX_CATALOG_BYTES: usize = 4 * 1024 * 1024;
 
 /// Most keys one key-statements request may ask about.
 pub const MAX_STATEMENT_KEYS: usize = 256;
+/// Most freshness statements one `FreshnessStatements` answer holds.
+pub const MAX_FRESHNESS_ANSWER: usize = 1_024;
 
 /// Most clients in one page.
 pub const MAX_CLIENT_PAGE: u32 = 500;

@@ -471,8 +471,14 @@ async fn a_child_resumes_from_its_anchor_serves_its_grace_cut_off_and_copies_a_r
     };
     link2.stop();
     assert!(eventually(async || lease_of(&child, "acme/kept").is_none()).await);
+    let copies = child.registry().mirror_status().0.copies;
     let _link3 = link(&child, &child_key, &root);
     assert!(eventually(async || lease_of(&child, "acme/kept").is_some()).await);
+    assert_eq!(
+        child.registry().mirror_status().0.copies,
+        copies,
+        "back through its renewal, not a copy"
+    );
     renewer.abort();
     acme.cancel(kept).await.unwrap();
     assert!(eventually(async || lease_of(&child, "acme/kept").is_none()).await);

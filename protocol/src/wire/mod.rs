@@ -246,20 +246,21 @@ pub enum Request {
     /// The child registries the operator allowed (operators only), with their last
     /// reports.
     Children,
-    /// The freshness statements held about these vendors' services (anyone: they are
-    /// served with every candidate anyway); a child registry keeps its mirrored vendors'
-    /// current.
-    FreshnessStatements {
-        /// The vendors asked about (at most
-        /// [`MAX_STATEMENT_KEYS`](crate::limits::MAX_STATEMENT_KEYS)).
-        vendors: Vec<VendorKey>,
-    },
     /// An allowed child's report (after its [`Request::ChildHello`] on the connection).
     ChildReport(ChildReport),
     /// This registry's copy of its parent: link, anchor, rules, approvals (operators only).
     MirrorStatus,
     /// This registry's approvals, pending and decided (operators only).
     Approvals,
+    /// The freshness statements held about these vendors' services (anyone: they are
+    /// served with every candidate anyway); a child registry keeps its mirrored vendors'
+    /// current.
+    FreshnessStatements {
+        /// The vendors asked about (at most
+        /// [`MAX_STATEMENT_KEYS`](crate::limits::MAX_STATEMENT_KEYS); the answer holds at
+        /// most [`MAX_FRESHNESS_ANSWER`](crate::limits::MAX_FRESHNESS_ANSWER) statements).
+        vendors: Vec<VendorKey>,
+    },
 }
 
 /// Answers from the registry.
@@ -327,14 +328,14 @@ pub enum Response {
     ChildWelcome(ChildWelcome),
     /// The child registries, answering [`Request::Children`].
     Children(Vec<ChildInfo>),
-    /// Answer to [`Request::FreshnessStatements`], each statement once.
-    FreshnessStatements(Vec<SignedFreshness>),
     /// The report is kept.
     ChildReported,
     /// Answer to [`Request::MirrorStatus`]: the status and the rules.
     MirrorStatus(MirrorStatus, Vec<MirrorRule>),
     /// Answer to [`Request::Approvals`].
     Approvals(Vec<Approval>),
+    /// Answer to [`Request::FreshnessStatements`], each statement once.
+    FreshnessStatements(Vec<SignedFreshness>),
 }
 
 /// A typed error sent back to the caller.

@@ -27,6 +27,8 @@ pub enum FreshnessConflict {
 #[derive(Debug, Default)]
 pub struct FreshnessBook {
     latest: HashMap<(VendorKey, String), Held>,
+    /// The services each vendor has a statement about.
+    by_vendor: HashMap<VendorKey, std::collections::BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +73,10 @@ impl FreshnessBook {
     /// book).
     pub fn apply(&mut self, statement: &FreshnessStatement, signed: SignedFreshness) {
         for service in statement.services.keys() {
+            self.by_vendor
+                .entry(statement.vendor)
+                .or_default()
+                .insert(service.clone());
             let slot = self.latest.entry((statement.vendor, service.clone()));
             let held = Held {
                 issued_at_ms: statement.issued_at_ms,
@@ -89,15 +95,23 @@ impl FreshnessBook {
         }
     }
 
-    /// The statements held about `vendor`'s services, each once.
-    pub fn of_vendor(&self, vendor: &VendorKey) -> Vec<SignedFreshness> {
-        let mut out: Vec<SignedFreshness> = Vec::new();
-        for ((v, _), held) in &self.latest {
-            if v == vendor && !out.contains(&held.signed) {
+    /// The statements held about `vendor`'s services, each once, added to `out` until it
+    /// holds `max`.
+    pub fn of_vendor(&self, vendor: &VendorKey, out: &mut Vec<SignedFreshness>, max: usize) {
+        let Some(services) = self.by_vendor.get(vendor) else {
+            return;
+        };
+        let mut seen = std::collections::HashSet::new();
+        for service in services {
+            if out.len() >= max {
+                return;
+            }
+            if let Some(held) = self.latest.get(&(*vendor, service.clone()))
+                && seen.insert(held.signed.signature)
+            {
                 out.push(held.signed.clone());
             }
         }
-        out
     }
 
     /// The latest statement `vendor` made about `service`, if any.

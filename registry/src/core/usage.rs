@@ -50,8 +50,11 @@ impl UsageCounts {
 pub struct UsageBook {
     pending: HashMap<UsageKey, UsageCounts>,
     served: HashMap<Arc<str>, HashSet<VendorKey>>,
-    /// Per service, what a child registry has not reported to its parent yet.
+    /// Per service, what a child registry has not reported to its parent yet (kept only
+    /// by a registry that has a parent).
     unreported: HashMap<Arc<str>, UsageCounts>,
+    /// Whether the reports of this registry's children go up further (it has a parent).
+    forwards: bool,
 }
 
 impl UsageBook {
@@ -60,9 +63,11 @@ impl UsageBook {
         let counts = self.entry(at_ms, client, service);
         counts.handed_out += 1;
         counts.bytes = counts.bytes.saturating_add(bytes);
-        let up = self.unreported.entry(Arc::from(service)).or_default();
-        up.handed_out += 1;
-        up.bytes = up.bytes.saturating_add(bytes);
+        if self.forwards {
+            let up = self.unreported.entry(Arc::from(service)).or_default();
+            up.handed_out += 1;
+            up.bytes = up.bytes.saturating_add(bytes);
+        }
         if let Some(c) = client {
             self.served.entry(Arc::from(service)).or_default().insert(c);
         }
@@ -73,26 +78,37 @@ impl UsageBook {
         let counts = self.entry(at_ms, Some(client), service);
         counts.calls += 1;
         counts.failed += u64::from(!ok);
-        let up = self.unreported.entry(Arc::from(service)).or_default();
-        up.calls += 1;
-        up.failed += u64::from(!ok);
+        if self.forwards {
+            let up = self.unreported.entry(Arc::from(service)).or_default();
+            up.calls += 1;
+            up.failed += u64::from(!ok);
+        }
     }
 
     /// What a child registry's report says its clients did, added under the child's key
     /// (at the parent).
     pub fn reported(&mut self, at_ms: u64, child: VendorKey, service: &str, c: &UsageCounts) {
         self.entry(at_ms, Some(child), service).add(c);
-        self.unreported
-            .entry(Arc::from(service))
-            .or_default()
-            .add(c);
+        if self.forwards {
+            self.unreported
+                .entry(Arc::from(service))
+                .or_default()
+                .add(c);
+        }
+    }
+
+    /// From now on, children's activity is reported up too (this registry has a parent).
+    pub fn forward(&mut self) {
+        self.forwards = true;
     }
 
     /// Takes what has not been reported to a parent yet, per service.
-    pub fn take_unreported(&mut self) -> Vec<(Arc<str>, UsageCounts)> {
-        std::mem::take(&mut self.unreported)
-            .into_iter()
-            .filter(|(service, _)| &**service != UNKNOWN_SERVICE)
+    /// At most `max` services: the rest wait for the next report.
+    pub fn take_unreported(&mut self, max: usize) -> Vec<(Arc<str>, UsageCounts)> {
+        self.unreported.remove(UNKNOWN_SERVICE);
+        let keys: Vec<Arc<str>> = self.unreported.keys().take(max).cloned().collect();
+        keys.into_iter()
+            .filter_map(|k| self.unreported.remove_entry(&k))
             .collect()
     }
 

@@ -48,11 +48,24 @@ pub(super) struct MirrorLink {
     recopy: Notify,
     source: Mutex<Option<Arc<dyn ComponentSource>>>,
     roots: Mutex<Option<Arc<dyn RootSource>>>,
+    /// Roots the parent held nothing of when asked, and when: not asked again for a while.
+    roots_missing: Mutex<HashMap<courier_protocol::RootId, std::time::Instant>>,
+    /// Asks of the parent for root statements in flight.
+    roots_asking: std::sync::atomic::AtomicUsize,
     /// One fetch from the parent per component at a time; the others wait for it.
     fetching: Mutex<HashMap<ContentHash, Arc<Mutex<()>>>>,
     /// Fetches that failed lately: the clients that waited for one do not each try again.
     failed: Mutex<HashMap<ContentHash, std::time::Instant>>,
 }
+
+/// How long a root the parent held nothing of is not asked about again.
+const ROOT_MISSING_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most roots remembered as missing at the parent (a bound: past it, the memory starts
+/// again).
+const ROOTS_MISSING_KEPT: usize = 10_000;
+/// Most asks of the parent for root statements in flight; past them, a client is answered
+/// from what this registry holds.
+const ROOT_ASKS_IN_FLIGHT: usize = 2;
 
 /// How long a failed fetch from the parent is not tried again.
 const FAILED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
@@ -84,6 +97,7 @@ impl Registry {
         *lock(&self.mirror.parent) = Some(addr);
         *lock(&self.mirror.source) = Some(source);
         *lock(&self.mirror.roots) = Some(roots);
+        self.state().forward_reports();
     }
 
     /// Whether this registry has a parent (it asks it for what it lacks).
@@ -95,19 +109,71 @@ impl Registry {
     /// child, the roots it holds nothing of are asked of the parent first and what comes
     /// back is kept (verified as if published here). Blocking (at a child).
     pub fn root_statements_through(&self, asked: &[RootSince]) -> RootBatch {
-        let unknown = self.state().unknown_roots(asked);
+        let unknown = self.roots_to_ask(asked);
         let source = lock(&self.mirror.roots).clone();
-        if let (false, Some(source)) = (unknown.is_empty(), source)
-            && let Some(batch) = source.root_statements(&unknown)
-        {
-            self.keep_root_statements(batch);
+        let m = &self.mirror;
+        if let (false, Some(source)) = (unknown.is_empty(), source) {
+            let in_flight = m.roots_asking.fetch_add(1, Ordering::AcqRel);
+            if in_flight < ROOT_ASKS_IN_FLIGHT {
+                let batch = source.root_statements(&unknown);
+                let mut held = std::collections::HashSet::new();
+                if let Some(batch) = batch {
+                    for s in &batch.statements {
+                        if let Ok(st) = s.peek() {
+                            held.insert(st.root);
+                        }
+                    }
+                    self.keep_root_statements(&unknown, batch);
+                }
+                let mut missing = lock(&m.roots_missing);
+                if missing.len() >= ROOTS_MISSING_KEPT {
+                    missing.clear();
+                }
+                let now = std::time::Instant::now();
+                for r in unknown.iter().filter(|r| !held.contains(&r.root)) {
+                    missing.insert(r.root, now);
+                }
+            }
+            m.roots_asking.fetch_sub(1, Ordering::AcqRel);
         }
         self.state().root_statements(asked)
     }
 
-    /// Keeps root statements and delegations from the parent: each verified and committed
-    /// as if published here; one that does not follow what is held is left out.
-    pub fn keep_root_statements(&self, batch: RootBatch) {
+    /// Whether answering `asked` here means asking the parent first (the server then
+    /// answers on the blocking pool).
+    pub fn asks_parent_for_roots(&self, asked: &[RootSince]) -> bool {
+        self.has_parent() && !self.roots_to_ask(asked).is_empty()
+    }
+
+    /// The roots asked about that this registry holds nothing of and the parent was not
+    /// found to lack lately.
+    fn roots_to_ask(&self, asked: &[RootSince]) -> Vec<RootSince> {
+        let unknown = self.state().unknown_roots(asked);
+        if unknown.is_empty() {
+            return unknown;
+        }
+        let missing = lock(&self.mirror.roots_missing);
+        unknown
+            .into_iter()
+            .filter(|r| {
+                missing
+                    .get(&r.root)
+                    .is_none_or(|at| at.elapsed() >= ROOT_MISSING_FOR)
+            })
+            .collect()
+    }
+
+    /// Keeps root statements and delegations from the parent about `roots` (others are
+    /// left out): each verified and committed as if published here; one that does not
+    /// follow what is held is left out.
+    pub fn keep_root_statements(&self, roots: &[RootSince], mut batch: RootBatch) {
+        let asked = |root: &courier_protocol::RootId| roots.iter().any(|r| r.root == *root);
+        batch
+            .statements
+            .retain(|s| s.peek().is_ok_and(|st| asked(&st.root)));
+        batch
+            .delegations
+            .retain(|d| d.peek().is_ok_and(|st| asked(&st.root)));
         for signed in batch.statements {
             if let Err(e) = self.root_statement(self.now(), signed) {
                 tracing::debug!("a root statement from the parent is not kept: {e}");

@@ -88,9 +88,11 @@ impl Follow {
         };
         self.report().await;
         let mut feed = timed(self.client.subscribe(None, self.next)).await?;
-        let mut report = tokio::time::interval(self.config.report_every);
+        // A zero interval would panic; the CLI refuses anything under 100 ms.
+        let floor = Duration::from_millis(100);
+        let mut report = tokio::time::interval(self.config.report_every.max(floor));
         report.tick().await;
-        let mut refresh = tokio::time::interval(self.config.refresh_every);
+        let mut refresh = tokio::time::interval(self.config.refresh_every.max(floor));
         refresh.tick().await;
         loop {
             tokio::select! {
@@ -232,7 +234,10 @@ impl Follow {
             let statements = timed(self.client.freshness_statements(chunk.to_vec())).await?;
             for signed in statements {
                 match signed.verify() {
-                    Ok(st) => delta.freshness.push((st.get().clone(), signed)),
+                    Ok(st) if chunk.contains(&st.get().vendor) => {
+                        delta.freshness.push((st.get().clone(), signed));
+                    }
+                    Ok(_) => tracing::debug!("the parent sent a freshness statement not asked for"),
                     Err(e) => {
                         self.registry.link_event(LinkEvent::BadSignature);
                         tracing::warn!(
@@ -252,7 +257,11 @@ impl Follow {
         for chunk in held.chunks(courier_protocol::MAX_ROOTS_ASKED) {
             let batch = timed(self.client.root_statements(chunk.to_vec())).await?;
             if !batch.statements.is_empty() || !batch.delegations.is_empty() {
-                blocking(&self.registry, move |r| r.keep_root_statements(batch)).await?;
+                let asked = chunk.to_vec();
+                blocking(&self.registry, move |r| {
+                    r.keep_root_statements(&asked, batch)
+                })
+                .await?;
             }
         }
         self.prefetch_all().await;

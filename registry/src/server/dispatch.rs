@@ -185,7 +185,7 @@ async fn build(req: Request, session: &Session) -> Response {
             .map(|_| Response::FreshnessAccepted),
         },
         // Inline: memory only.
-        Request::RootStatements { roots } if registry.has_parent() => {
+        Request::RootStatements { roots } if registry.asks_parent_for_roots(&roots) => {
             // Blocking at a child: roots it holds nothing of are asked of its parent.
             blocking(registry, move |reg| {
                 Ok::<_, WireError>(reg.root_statements_through(&roots))

@@ -257,7 +257,7 @@ impl RegistryState {
     /// it back with [`RegistryState::unreported_back`] if the parent did not take it).
     pub fn take_unreported(&mut self) -> Vec<courier_protocol::ServiceActivity> {
         self.usage
-            .take_unreported()
+            .take_unreported(crate::core::children::MAX_REPORTED_SERVICES)
             .into_iter()
             .map(|(service, c)| courier_protocol::ServiceActivity {
                 service: service.to_string(),
@@ -266,6 +266,11 @@ impl RegistryState {
                 failed: c.failed,
             })
             .collect()
+    }
+
+    /// This registry has a parent: its children's activity is reported up too.
+    pub fn forward_reports(&mut self) {
+        self.usage.forward();
     }
 
     /// Puts back activity a parent did not acknowledge.

@@ -61,13 +61,18 @@ impl RegistryState {
     }
 
     /// The statements held about these vendors' services, each once (at most
-    /// `MAX_STATEMENT_KEYS` vendors are looked at).
+    /// `MAX_STATEMENT_KEYS` vendors are looked at, `MAX_FRESHNESS_ANSWER` statements
+    /// answered).
     pub fn freshness_of_vendors(&self, vendors: &[VendorKey]) -> Vec<SignedFreshness> {
-        vendors
+        let mut out = Vec::new();
+        for v in vendors
             .iter()
             .take(courier_protocol::limits::MAX_STATEMENT_KEYS)
-            .flat_map(|v| self.freshness.of_vendor(v))
-            .collect()
+        {
+            self.freshness
+                .of_vendor(v, &mut out, courier_protocol::limits::MAX_FRESHNESS_ANSWER);
+        }
+        out
     }
 
     /// Holds stored statements again (at open; each verified by the caller).

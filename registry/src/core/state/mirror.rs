@@ -98,6 +98,8 @@ pub struct MirroredLease {
 #[derive(Debug)]
 pub struct Mirror {
     puts: Vec<(MirrorPut, Option<LeaseId>, bool)>,
+    /// Every lease the delta read from the parent (kept or not).
+    read: Vec<LeaseId>,
     /// The statements of `batch.freshness`, in its order.
     freshness: Vec<courier_protocol::FreshnessStatement>,
     removals: Vec<(LeaseId, Removal)>,
@@ -122,8 +124,23 @@ impl RegistryState {
         // names (the parent's word on what its vendors publish, checked by the caller's
         // signature check and by clients again).
         let mut freshness = Vec::new();
+        let wall = self.wall_ms(now);
         for (statement, signed) in delta.freshness {
-            if matches!(self.freshness.admit(&statement, &signed), Ok(true))
+            // Only a vendor's statement about a service it holds here, within its window.
+            let about_held = statement
+                .services
+                .keys()
+                .any(|service| self.catalog.owner(service) == Some(statement.vendor));
+            let in_time = statement
+                .check_time(
+                    wall,
+                    courier_protocol::MAX_FRESHNESS_VALIDITY_MS,
+                    courier_protocol::FRESHNESS_SKEW_MS,
+                )
+                .is_ok();
+            if about_held
+                && in_time
+                && matches!(self.freshness.admit(&statement, &signed), Ok(true))
                 && !batch.freshness.contains(&signed)
             {
                 batch.freshness.push(signed);
@@ -131,6 +148,7 @@ impl RegistryState {
             }
         }
         // A lease read twice in one delta counts once, as last read.
+        let read: Vec<LeaseId> = delta.puts.iter().map(|p| p.lease).collect();
         let mut last: HashMap<LeaseId, usize> = HashMap::new();
         for (i, put) in delta.puts.iter().enumerate() {
             last.insert(put.lease, i);
@@ -262,6 +280,7 @@ impl RegistryState {
             batch,
             change: Mirror {
                 puts,
+                read,
                 freshness,
                 removals,
                 applied,
@@ -282,6 +301,14 @@ impl RegistryState {
         let Some(entry) = self.table.get(&lease).copied() else {
             return false;
         };
+        // What this registry's operator stopped is not kept alive by the parent's renewals.
+        if let Some(reg) = self.catalog.get(&lease)
+            && (self.controls.draining(&reg.name).is_some()
+                || self.controls.banned(&reg.name, &reg.vendor).is_some()
+                || self.controls.revoked(&lease).is_some())
+        {
+            return false;
+        }
         let grace = self.config.mirror_grace_ms;
         let kept_ms = entry.ttl_ms();
         let ttl_ms = kept_ms.saturating_sub(grace);
@@ -415,6 +442,23 @@ impl Change for Mirror {
         }
         for (lease, why) in self.removals {
             st.retire(now, lease, why);
+            // Gone at the parent: no renewal will bring it back.
+            st.lapsed.remove(&lease);
+        }
+        for lease in &self.read {
+            // Read again: kept below, or refused for good (a conflict, the rules).
+            st.lapsed.remove(lease);
+        }
+        // A registration new here may have run out here with its deletion still queued for
+        // the next flush: this commit wrote it again, so that deletion must not follow.
+        if !st.deleted.is_empty() {
+            let written: HashSet<LeaseId> = self
+                .puts
+                .iter()
+                .filter(|(_, _, new)| *new)
+                .map(|(p, ..)| p.lease)
+                .collect();
+            st.deleted.retain(|(l, _)| !written.contains(l));
         }
         let grace = st.config.mirror_grace_ms;
         for (put, replaces, new) in self.puts {
@@ -440,11 +484,6 @@ impl Change for Mirror {
                 continue;
             };
             let m = &put.manifest;
-            if new && st.lapsed.remove(&put.lease).is_some() {
-                // It ran out here and its deletion may still be queued for the next flush:
-                // this commit wrote it again, so that deletion must not follow.
-                st.deleted.retain(|(l, _)| *l != put.lease);
-            }
             st.mirrored.insert(
                 put.lease,
                 MirroredLease {
