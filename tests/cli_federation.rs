@@ -196,4 +196,11 @@ async fn a_proxy_published_at_the_root_is_called_through_a_child() {
         .find(|s| s["service"] == "acme/echo")
         .unwrap_or_else(|| panic!("{report}"));
     assert!(served["handed_out"].as_u64().unwrap() >= 1, "{report}");
+    // On demand: the root's operator asks for one now and gets it printed.
+    let out = as_operator(
+        &root,
+        "root",
+        &["registry", "children", "report", &child_key],
+    );
+    assert!(out.contains("site-a") && out.contains("lag"), "{out}");
 }

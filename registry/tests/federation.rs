@@ -619,4 +619,20 @@ async fn a_parent_that_stalls_mid_component_fails_the_fetch_and_a_later_one_gets
     }
     assert_eq!(got.as_deref(), Some(courier_proxy_artifacts::ECHO));
     assert_eq!(child.registry().mirror_status().0.fetched, 1);
+
+    // On demand: the root's operator asks for a report (the child reports every 30 s
+    // here); it comes at the child's next hello.
+    let operator = vendor(&root, &key(OPERATOR)).await;
+    let last = async || {
+        operator.children().await.unwrap()[0]
+            .report
+            .as_ref()
+            .map(|(at, _)| *at)
+    };
+    let before = last().await;
+    operator
+        .ask_child_report(VendorKey::of(&key(31)))
+        .await
+        .unwrap();
+    assert!(eventually(async || last().await > before).await);
 }

@@ -66,6 +66,12 @@ pub enum ChildrenCommand {
     },
     /// List the allowed children, and when each last said hello.
     List,
+    /// Ask a child for a report now and print it when it comes (a child hears it within
+    /// 2 s while its link is up).
+    Report {
+        /// The child's key.
+        key: String,
+    },
 }
 
 /// `courier registry rotate-identity`

@@ -31,8 +31,33 @@ pub async fn children(args: ChildrenArgs) -> anyhow::Result<()> {
             registry.close();
             return print_children(&all, args.json);
         }
+        ChildrenCommand::Report { key } => {
+            let key: VendorKey = key.parse().with_context(|| format!("child key {key}"))?;
+            let out = report_now(&registry, key).await;
+            registry.close();
+            return print_children(&[out?], args.json);
+        }
     };
     act(registry, action).await
+}
+
+/// Asks the child `key` for a report and waits (up to 15 s) for one newer than the last.
+async fn report_now(registry: &RegistryClient, key: VendorKey) -> anyhow::Result<ChildInfo> {
+    let last = |all: Vec<ChildInfo>| all.into_iter().find(|c| c.key == key);
+    let before = last(registry.children().await?)
+        .with_context(|| format!("{key} is not an allowed child"))?
+        .report
+        .map(|(at, _)| at);
+    registry.ask_child_report(key).await?;
+    for _ in 0..150 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Some(child) = last(registry.children().await?)
+            && child.report.as_ref().map(|(at, _)| *at) > before
+        {
+            return Ok(child);
+        }
+    }
+    anyhow::bail!("{key} sent no report within 15 s (is its link to this registry up?)")
 }
 
 /// `courier registry rules`: add, remove or list a child's rules.

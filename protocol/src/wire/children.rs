@@ -14,6 +14,8 @@ pub struct ChildWelcome {
     /// The parent's own key, then its parent's, up to the root: a registry never takes a
     /// child that is one of these (a loop in the hierarchy).
     pub ancestors: Vec<VendorKey>,
+    /// The parent's operator asked for a report now ([`crate::Request::AskChildReport`]).
+    pub report_wanted: bool,
 }
 
 /// A child registry as its parent knows it.

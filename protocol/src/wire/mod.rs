@@ -261,6 +261,12 @@ pub enum Request {
         /// most [`MAX_FRESHNESS_ANSWER`](crate::limits::MAX_FRESHNESS_ANSWER) statements).
         vendors: Vec<VendorKey>,
     },
+    /// Asks an allowed child for a report now (operators only): the child hears it at its
+    /// next hello, which it says every 2 s while its link is up.
+    AskChildReport {
+        /// The child's key.
+        key: VendorKey,
+    },
 }
 
 /// Answers from the registry.
@@ -336,6 +342,8 @@ pub enum Response {
     Approvals(Vec<Approval>),
     /// Answer to [`Request::FreshnessStatements`], each statement once.
     FreshnessStatements(Vec<SignedFreshness>),
+    /// The child will be told at its next hello.
+    ChildReportAsked,
 }
 
 /// A typed error sent back to the caller.

@@ -43,6 +43,8 @@ pub struct ChildBook {
     seen: HashMap<VendorKey, u64>,
     /// The last report of each child, and when it came.
     reports: HashMap<VendorKey, (u64, ChildReport)>,
+    /// Children an operator asked for a report, until it comes.
+    wanted: std::collections::HashSet<VendorKey>,
 }
 
 impl ChildBook {
@@ -61,6 +63,7 @@ impl ChildBook {
     pub fn deny(&mut self, key: &VendorKey) -> bool {
         self.seen.remove(key);
         self.reports.remove(key);
+        self.wanted.remove(key);
         self.allowed.remove(key).is_some()
     }
 
@@ -87,6 +90,7 @@ impl ChildBook {
         let welcome = ChildWelcome {
             name: child.name.clone(),
             ancestors: above.to_vec(),
+            report_wanted: self.wanted.contains(&key),
         };
         self.seen.insert(key, at_ms);
         Ok(welcome)
@@ -104,6 +108,16 @@ impl ChildBook {
         }
         self.seen.insert(key, at_ms);
         self.reports.insert(key, (at_ms, report));
+        self.wanted.remove(&key);
+        Ok(())
+    }
+
+    /// An operator asks the allowed child `key` for a report now.
+    pub fn ask_report(&mut self, key: VendorKey) -> Result<(), ChildRefused> {
+        if !self.allowed.contains_key(&key) {
+            return Err(ChildRefused::NotAllowed(key));
+        }
+        self.wanted.insert(key);
         Ok(())
     }
 

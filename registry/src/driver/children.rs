@@ -52,6 +52,12 @@ impl Registry {
         answer
     }
 
+    /// An operator asks the allowed child `key` for a report now (it hears it at its next
+    /// hello).
+    pub fn ask_child_report(&self, key: VendorKey) -> Result<(), ChildRefused> {
+        self.state().ask_child_report(key)
+    }
+
     /// The child registries operators allowed, by key.
     pub fn children(&self) -> Vec<ChildInfo> {
         self.state().children()

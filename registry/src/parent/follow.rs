@@ -20,6 +20,9 @@ use tokio::time::Instant;
 
 /// How long the feed may be quiet before the parent is asked whether it is there.
 const QUIET: Duration = Duration::from_secs(3);
+/// How often a child says hello again while its link is up (its parent's operator may
+/// have asked for a report).
+const HELLO_EVERY: Duration = Duration::from_secs(2);
 /// An anchor that moved only by renewals is committed at most this often.
 const ANCHOR_EVERY: Duration = Duration::from_secs(5);
 
@@ -29,6 +32,8 @@ pub(super) struct Follow {
     client: RegistryClient,
     config: ParentConfig,
     parent: String,
+    /// This registry's own key.
+    own: courier_protocol::VendorKey,
     /// The next event number to apply.
     next: u64,
     /// When the anchor was last committed, and whether it moved since.
@@ -45,7 +50,9 @@ impl Follow {
         config: ParentConfig,
     ) -> Self {
         let parent = config.pin.to_string();
+        let own = courier_protocol::VendorKey::of(&config.key);
         Self {
+            own,
             registry,
             client,
             config,
@@ -94,6 +101,8 @@ impl Follow {
         report.tick().await;
         let mut refresh = tokio::time::interval(self.config.refresh_every.max(floor));
         refresh.tick().await;
+        let mut hello = tokio::time::interval(HELLO_EVERY);
+        hello.tick().await;
         loop {
             tokio::select! {
                 batch = tokio::time::timeout(QUIET, feed.next()) => match batch {
@@ -113,6 +122,14 @@ impl Follow {
                 }
                 _ = report.tick() => self.report().await,
                 _ = refresh.tick() => self.refresh().await?,
+                _ = hello.tick() => {
+                    // Its place may have changed, and its operator may want a report now.
+                    let welcome = timed(self.client.child_hello()).await?;
+                    self.registry.place_in_hierarchy(self.own, welcome.ancestors);
+                    if welcome.report_wanted {
+                        self.report().await;
+                    }
+                }
             }
         }
     }

@@ -172,6 +172,7 @@ async fn build(req: Request, session: &Session) -> Response {
         | Request::ChildHello
         | Request::Children
         | Request::ChildReport(_)
+        | Request::AskChildReport { .. }
         | Request::MirrorStatus
         | Request::Approvals) => people::answer(req, session).await,
         // Blocking: commits with fsync.
@@ -252,6 +253,7 @@ pub(super) fn standby_answers(req: &Request) -> bool {
             | Request::ChildHello
             | Request::Children
             | Request::ChildReport(_)
+            | Request::AskChildReport { .. }
             | Request::MirrorStatus
             | Request::Approvals
             | Request::KeyStatements { .. }
@@ -292,6 +294,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::ChildHello => "child hello",
         Request::Children => "children",
         Request::ChildReport(_) => "child report",
+        Request::AskChildReport { .. } => "ask a child for a report",
         Request::MirrorStatus => "mirror status",
         Request::Approvals => "approvals",
         Request::Subscribe { .. } => "subscribe",

@@ -121,6 +121,13 @@ pub(super) async fn answer(req: Request, session: &Session) -> Result<Response, 
                     _ => forbidden(&e.to_string()),
                 })
         }
+        Request::AskChildReport { key: child } => {
+            operator(session, key)?;
+            registry
+                .ask_child_report(child)
+                .map(|()| Response::ChildReportAsked)
+                .map_err(|e| WireError::new(ErrorKind::NotFound, e.to_string()))
+        }
         Request::MirrorStatus => {
             operator(session, key)?;
             let (status, rules) = registry.mirror_status();

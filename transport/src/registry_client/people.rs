@@ -131,6 +131,13 @@ impl RegistryClient {
         expect!(resp, Response::ChildReported => (), "expected ChildReported")
     }
 
+    /// Asks the allowed child `key` for a report now (an operator's connection); the child
+    /// hears it at its next hello.
+    pub async fn ask_child_report(&self, key: VendorKey) -> Result<(), ClientError> {
+        let resp = self.request(&Request::AskChildReport { key }).await?;
+        expect!(resp, Response::ChildReportAsked => (), "expected ChildReportAsked")
+    }
+
     /// This registry's copy of its parent, and its rules (an operator's connection).
     pub async fn mirror_status(&self) -> Result<(MirrorStatus, Vec<MirrorRule>), ClientError> {
         let resp = self.request(&Request::MirrorStatus).await?;

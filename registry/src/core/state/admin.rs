@@ -268,6 +268,14 @@ impl RegistryState {
             .collect()
     }
 
+    /// An operator asks the allowed child `key` for a report now.
+    pub fn ask_child_report(
+        &mut self,
+        key: VendorKey,
+    ) -> Result<(), crate::core::children::ChildRefused> {
+        self.children.ask_report(key)
+    }
+
     /// This registry has a parent: its children's activity is reported up too.
     pub fn forward_reports(&mut self) {
         self.usage.forward();
