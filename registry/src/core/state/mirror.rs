@@ -382,14 +382,14 @@ impl RegistryState {
         self.lapsed.contains_key(lease)
     }
 
-    /// The vendor keys of the mirrored registrations, each once.
+    /// The vendor keys of the mirrored registrations, each once, and the key each now acts
+    /// for it (after a rotation the vendor signs its statements with the new key).
     pub fn mirrored_vendors(&self) -> Vec<courier_protocol::VendorKey> {
-        let keys: HashSet<courier_protocol::VendorKey> = self
-            .mirrored
-            .keys()
-            .filter_map(|l| self.catalog.get(l))
-            .map(|r| *r.vendor)
-            .collect();
+        let mut keys: HashSet<courier_protocol::VendorKey> = HashSet::new();
+        for reg in self.mirrored.keys().filter_map(|l| self.catalog.get(l)) {
+            keys.insert(*reg.vendor);
+            keys.insert(self.keys.current(&reg.vendor));
+        }
         keys.into_iter().collect()
     }
 
