@@ -161,7 +161,8 @@ impl Follow {
         let Some(last) = batch.events.last().map(|e| e.seq) else {
             return Ok(false);
         };
-        self.registry.link_event(LinkEvent::ParentSeq(last + 1));
+        self.registry
+            .link_event(LinkEvent::ParentSeq(last.saturating_add(1)));
         let mut delta = MirrorDelta::default();
         let mut renewed = Vec::new();
         for event in &batch.events {
@@ -200,7 +201,7 @@ impl Follow {
             delta.puts.retain(|p| p.lease != event.lease);
             delta.removals.push((event.lease, why));
         }
-        self.next = self.next.max(last + 1);
+        self.next = self.next.max(last.saturating_add(1));
         // A revocation at the parent may come from a key statement: ask for those of the
         // revoked registrations' vendors once they are applied.
         let revoked: Vec<_> = delta
