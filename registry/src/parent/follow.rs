@@ -41,6 +41,9 @@ pub(super) struct Follow {
     anchor_moved: bool,
     /// The connection's received bytes as last counted.
     counted: u64,
+    /// Vendors of registrations mirrored without a freshness statement (a vendor publishes
+    /// it just after registering), and since when: asked about every second for 10 s.
+    fresh_wanted: std::collections::HashMap<courier_protocol::VendorKey, Instant>,
 }
 
 impl Follow {
@@ -61,6 +64,7 @@ impl Follow {
             anchor_at: Instant::now(),
             anchor_moved: false,
             counted: 0,
+            fresh_wanted: Default::default(),
         }
     }
 
@@ -103,6 +107,8 @@ impl Follow {
         refresh.tick().await;
         let mut hello = tokio::time::interval(HELLO_EVERY);
         hello.tick().await;
+        let mut soon = tokio::time::interval(Duration::from_secs(1));
+        soon.tick().await;
         loop {
             tokio::select! {
                 batch = tokio::time::timeout(QUIET, feed.next()) => match batch {
@@ -122,6 +128,7 @@ impl Follow {
                 }
                 _ = report.tick() => self.report().await,
                 _ = refresh.tick() => self.refresh().await?,
+                _ = soon.tick(), if !self.fresh_wanted.is_empty() => self.fresh_soon().await?,
                 _ = hello.tick() => {
                     // Its place may have changed, and its operator may want a report now.
                     let welcome = timed(self.client.child_hello()).await?;
@@ -141,6 +148,12 @@ impl Follow {
         self.anchor_at = Instant::now();
         self.anchor_moved = false;
         self.sync_keys().await?;
+        // A vendor may publish its freshness statement just after the copy read its
+        // registration: asked about again for a few seconds.
+        let now = Instant::now();
+        for v in self.registry.mirrored_vendors() {
+            self.fresh_wanted.entry(v).or_insert(now);
+        }
         self.prefetch_all().await;
         self.report().await;
         Ok(seq)
@@ -225,6 +238,12 @@ impl Follow {
                 .iter()
                 .map(|p| p.manifest.component_hash)
                 .collect();
+            let now = Instant::now();
+            for p in delta.puts.iter().filter(|p| p.freshness.is_none()) {
+                self.fresh_wanted
+                    .entry(p.manifest.vendor_key)
+                    .or_insert(now);
+            }
             blocking(&self.registry, move |r| r.mirror_apply(delta)).await??;
             self.anchor_at = Instant::now();
             self.anchor_moved = false;
@@ -247,6 +266,42 @@ impl Follow {
     /// registrations. With `prefetch`, what is still missing is fetched again.
     async fn refresh(&mut self) -> Result<(), LinkError> {
         let vendors = self.registry.mirrored_vendors();
+        self.fetch_freshness(&vendors).await?;
+        self.sync_keys_of(vendors).await?;
+        // Newer statements of the vendor roots this registry holds (clients that trust a
+        // root ask for them here).
+        let held = self.registry.held_roots();
+        for chunk in held.chunks(courier_protocol::MAX_ROOTS_ASKED) {
+            let batch = timed(self.client.root_statements(chunk.to_vec())).await?;
+            if !batch.statements.is_empty() || !batch.delegations.is_empty() {
+                let asked = chunk.to_vec();
+                blocking(&self.registry, move |r| {
+                    r.keep_root_statements(&asked, batch)
+                })
+                .await?;
+            }
+        }
+        self.prefetch_all().await;
+        Ok(())
+    }
+
+    /// Asks again about the vendors whose registrations came without a freshness
+    /// statement; a vendor is dropped once one is held, or after 10 s (the minute's
+    /// refresh asks again).
+    async fn fresh_soon(&mut self) -> Result<(), LinkError> {
+        let vendors: Vec<_> = self.fresh_wanted.keys().copied().collect();
+        let got = self.fetch_freshness(&vendors).await?;
+        self.fresh_wanted
+            .retain(|v, since| !got.contains(v) && since.elapsed() < Duration::from_secs(10));
+        Ok(())
+    }
+
+    /// The freshness statements the parent holds about `vendors`, kept here (see
+    /// `plan_mirror`). Returns the vendors a statement came for.
+    async fn fetch_freshness(
+        &mut self,
+        vendors: &[courier_protocol::VendorKey],
+    ) -> Result<Vec<courier_protocol::VendorKey>, LinkError> {
         let mut delta = MirrorDelta::default();
         for chunk in vendors.chunks(courier_protocol::limits::MAX_STATEMENT_KEYS) {
             let statements = timed(self.client.freshness_statements(chunk.to_vec())).await?;
@@ -265,25 +320,11 @@ impl Follow {
                 }
             }
         }
+        let got: Vec<_> = delta.freshness.iter().map(|(st, _)| st.vendor).collect();
         if !delta.freshness.is_empty() {
             blocking(&self.registry, move |r| r.mirror_apply(delta)).await??;
         }
-        self.sync_keys_of(vendors).await?;
-        // Newer statements of the vendor roots this registry holds (clients that trust a
-        // root ask for them here).
-        let held = self.registry.held_roots();
-        for chunk in held.chunks(courier_protocol::MAX_ROOTS_ASKED) {
-            let batch = timed(self.client.root_statements(chunk.to_vec())).await?;
-            if !batch.statements.is_empty() || !batch.delegations.is_empty() {
-                let asked = chunk.to_vec();
-                blocking(&self.registry, move |r| {
-                    r.keep_root_statements(&asked, batch)
-                })
-                .await?;
-            }
-        }
-        self.prefetch_all().await;
-        Ok(())
+        Ok(got)
     }
 
     /// The key statements (rotations, revocations) the parent holds about the vendors of
