@@ -330,6 +330,11 @@ impl Storage for EtcdStore {
                     .into(),
             ));
         }
+        if batch.touches_rollouts() {
+            return Err(StoreError::Unavailable(
+                "a cluster does not run staged rollouts yet: run them at a single registry".into(),
+            ));
+        }
         self.writable()?;
         let writes = write::plan(&self.etcd, &self.layout, batch, &self.holder)?;
         if !writes.is_empty() {

@@ -41,7 +41,7 @@ pub use statement::{KeyAction, KeyStatement, SignedKeyStatement, StatementError}
 pub use wire::*;
 
 /// The wire protocol version carried in the first message of every connection.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The ALPN identifier every courier QUIC connection negotiates.
 pub const ALPN: &[u8] = b"courier/1";

@@ -28,6 +28,7 @@ impl Bundle {
             manifest: self.manifest.clone(),
             component: self.component.clone(),
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            staged: false,
         }
     }
 

@@ -77,6 +77,9 @@ pub enum RegisterError {
         /// The operator's reason.
         reason: String,
     },
+    /// A cluster keeps no staged registrations yet.
+    #[error("a cluster does not run staged rollouts yet: register staged at a single registry")]
+    StagedInCluster,
     /// The store failed; nothing was acknowledged.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -267,6 +270,41 @@ pub enum AdminError {
         /// The connection's operator key.
         operator: VendorKey,
     },
+    /// A rollout's spec is refused.
+    #[error("rollout: {0}")]
+    RolloutSpec(String),
+    /// No live staged registration of that version to roll out.
+    #[error(
+        "no staged registration of {name}@{version} by the name's owner or a key granted it \
+         (register it with --staged first)"
+    )]
+    NotStaged {
+        /// The service name.
+        name: String,
+        /// The version.
+        version: String,
+    },
+    /// The service has a rollout under way already.
+    #[error("{name} has rollout {id} under way ({state}); abort it first")]
+    RolloutUnderWay {
+        /// The service name.
+        name: String,
+        /// The rollout.
+        id: u64,
+        /// Where it stands.
+        state: String,
+    },
+    /// The service has no rollout that can do this.
+    #[error("{name} has no {wanted} rollout")]
+    NoRollout {
+        /// The service name.
+        name: String,
+        /// `running`, `paused` or `running or paused`.
+        wanted: &'static str,
+    },
+    /// A cluster keeps no rollouts yet.
+    #[error("rollouts are a single registry's: a cluster does not run them yet")]
+    RolloutsInCluster,
     /// The store failed; nothing was done.
     #[error("store: {0}")]
     Store(#[from] StoreError),

@@ -101,6 +101,10 @@ pub struct PublishArgs {
     /// How long the signed manifest stays valid.
     #[arg(long, value_parser = parse_duration, default_value = "30days")]
     pub validity: Duration,
+    /// Register it staged: kept, but seen by no client and replacing nothing until an
+    /// operator rolls it out (`courier rollout start NAME@VERSION`).
+    #[arg(long)]
+    pub staged: bool,
     /// The vendor key file.
     #[arg(long, env = "COURIER_KEY", default_value = "vendor.key")]
     pub key: PathBuf,

@@ -56,6 +56,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     let config = KeeperConfig {
         registry_pins: args.registry.pins()?,
         other_nodes,
+        staged: args.staged,
         ..KeeperConfig::new(args.ttl)
     };
     let keeper = LeaseKeeper::start_with(addr, registry_pin, key, bundle, config);
@@ -72,7 +73,12 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
             } => {
                 if last_lease != Some(*lease) {
                     println!(
-                        "registered: lease {lease}, granted {}s; renewing until Ctrl-C",
+                        "registered{}: lease {lease}, granted {}s; renewing until Ctrl-C",
+                        if args.staged {
+                            " staged (no client sees it until a rollout)"
+                        } else {
+                            ""
+                        },
                         ttl.as_secs_f64()
                     );
                     last_lease = Some(*lease);

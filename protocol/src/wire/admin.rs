@@ -1,6 +1,6 @@
 //! Operators' actions on a running registry, and the audit log each of them leaves.
 
-use super::{LeaseId, MirrorRule};
+use super::{LeaseId, MirrorRule, RolloutSpec};
 use crate::operator::SignedOperatorStatement;
 use crate::signing::VendorKey;
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,24 @@ pub enum AdminAction {
         /// The proxy version.
         version: String,
     },
+    /// Starts a rollout of a staged version; its first wave opens at once.
+    StartRollout(RolloutSpec),
+    /// Pauses a service's running rollout: no wave opens until it is resumed.
+    PauseRollout {
+        /// The service name.
+        name: String,
+    },
+    /// Resumes a paused rollout (its delay counts from the resumption).
+    ResumeRollout {
+        /// The service name.
+        name: String,
+    },
+    /// Aborts a service's rollout: the version is hidden again, and undone where the
+    /// rollout says how.
+    AbortRollout {
+        /// The service name.
+        name: String,
+    },
 }
 
 impl fmt::Display for AdminAction {
@@ -135,6 +153,19 @@ impl fmt::Display for AdminAction {
                 name,
                 version,
             } => write!(f, "decline {name}@{version} ({vendor})"),
+            AdminAction::StartRollout(spec) => {
+                let waves: Vec<String> = spec.waves.iter().map(|w| w.to_string()).collect();
+                write!(
+                    f,
+                    "start rollout of {}@{} in waves {}",
+                    spec.name,
+                    spec.version,
+                    waves.join(",")
+                )
+            }
+            AdminAction::PauseRollout { name } => write!(f, "pause rollout of {name}"),
+            AdminAction::ResumeRollout { name } => write!(f, "resume rollout of {name}"),
+            AdminAction::AbortRollout { name } => write!(f, "abort rollout of {name}"),
             AdminAction::RevokeKey(s) => match s.peek() {
                 Ok(st) => write!(f, "revoke key {}", st.subject),
                 Err(_) => f.write_str("revoke key <unreadable statement>"),

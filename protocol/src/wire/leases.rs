@@ -39,6 +39,10 @@ pub struct Register {
     pub component: Vec<u8>,
     /// The lease duration the vendor asks for; the registry clamps it.
     pub ttl_ms: u64,
+    /// Staged: kept under its lease but shown to no client, and replacing nothing, until an
+    /// operator rolls it out ([`AdminAction::StartRollout`](crate::AdminAction)).
+    /// Registering a staged version again replaces the key's earlier staged one.
+    pub staged: bool,
 }
 
 /// A granted (or renewed) lease.

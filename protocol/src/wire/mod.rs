@@ -15,6 +15,7 @@ mod leases;
 mod mirror;
 pub mod provider;
 mod query;
+mod rollouts;
 mod roots;
 mod usage;
 
@@ -32,6 +33,10 @@ pub use leases::{
 };
 pub use mirror::{Approval, ApprovalState, ChildReport, MirrorRule, MirrorStatus, ServiceActivity};
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
+pub use rollouts::{
+    BadWave, Directive, MAX_DIRECTIVES, MAX_UNDO_CALL, MAX_WAVE_DELAY_MS, MAX_WAVES, RolloutMark,
+    RolloutRecord, RolloutSpec, RolloutState, RolloutStatus, UndoReport, WaveSelector, WaveStatus,
+};
 pub use roots::{MAX_ROOTS_ASKED, RootBatch, RootSince};
 pub use usage::{UsageBy, UsageQuery, UsageRow};
 
@@ -267,6 +272,13 @@ pub enum Request {
         /// The child's key.
         key: VendorKey,
     },
+    /// The rollouts, newest first (operators only).
+    Rollouts,
+    /// What this registry asks of the authenticated client now: the undos of versions it
+    /// got from rollouts that were halted or aborted (at most [`MAX_DIRECTIVES`]).
+    Directives,
+    /// The authenticated client's report of an undo it was asked for.
+    UndoReport(UndoReport),
 }
 
 /// Answers from the registry.
@@ -344,6 +356,12 @@ pub enum Response {
     FreshnessStatements(Vec<SignedFreshness>),
     /// The child will be told at its next hello.
     ChildReportAsked,
+    /// Answer to [`Request::Rollouts`].
+    Rollouts(Vec<RolloutStatus>),
+    /// Answer to [`Request::Directives`].
+    Directives(Vec<Directive>),
+    /// The undo report is kept.
+    UndoReported,
 }
 
 /// A typed error sent back to the caller.

@@ -71,6 +71,12 @@ pub struct KeeperConfig {
     /// while it answers, and otherwise to the next node that does, with the same lease
     /// (default: none).
     pub other_nodes: Vec<(SocketAddr, SpkiPin)>,
+    /// Register the bundle staged, for an operator's rollout: no client sees it until a
+    /// rollout's wave takes it, and it replaces nothing. A staged keeper publishes no
+    /// freshness statement: the service's current version is still the one before it
+    /// (clients refuse versions below the one a statement names, and remember it), and
+    /// a staged version at or above it passes (default: false).
+    pub staged: bool,
 }
 
 impl KeeperConfig {
@@ -88,6 +94,7 @@ impl KeeperConfig {
             freshness_interval: DEFAULT_FRESHNESS_VALIDITY / 2,
             registry_pins: PinBook::in_memory(),
             other_nodes: Vec::new(),
+            staged: false,
         }
     }
 
@@ -512,7 +519,8 @@ impl Worker {
     }
 
     async fn register(&mut self) -> Result<LeaseGrant, ClientError> {
-        let request = self.bundle.register_request(self.config.requested_ttl);
+        let mut request = self.bundle.register_request(self.config.requested_ttl);
+        request.staged = self.config.staged;
         self.at_writer(false, |client| {
             let request = request.clone();
             async move { client.register(request).await }
@@ -540,6 +548,11 @@ impl Worker {
     /// due: after the interval, or sooner (with backoff) if this one did not get through. A
     /// registry that holds a newer statement already (`Stale`) counts as published.
     async fn publish_freshness(&mut self) {
+        if self.config.staged {
+            self.fresh_due = Instant::now() + self.config.freshness_interval;
+            self.go_home();
+            return;
+        }
         let validity = self.config.freshness_validity;
         let result = match self.bundle.freshness(&self.key, validity) {
             Ok(signed) => {

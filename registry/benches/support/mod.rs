@@ -189,6 +189,7 @@ pub fn echo_registration(key: &SigningKey, name: &str) -> Register {
         manifest: SignedManifest::sign(&m, key),
         component: echo.to_vec(),
         ttl_ms: 600_000,
+        staged: false,
     }
 }
 

@@ -176,4 +176,9 @@ impl ClientBook {
     pub fn len(&self) -> usize {
         self.clients.len()
     }
+
+    /// Every client, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&VendorKey, &ClientRecord)> {
+        self.clients.iter()
+    }
 }

@@ -184,20 +184,31 @@ impl Memo {
 
 /// Runs `query` at `now`: ranked matches, best first, at most the query's limit. Reads
 /// only the interface's bucket; a registration whose deadline has passed does not match,
-/// whether or not the expiry task has collected it yet.
+/// whether or not the expiry task has collected it yet. Staged registrations do not match.
 pub fn find(catalog: &Catalog, now: Millis, query: &PreparedQuery) -> Vec<Match> {
+    find_gated(catalog, now, query, |_| false)
+}
+
+/// [`find`] for a client that sees the staged registrations `sees` says it does (a
+/// rollout's open waves); `sees` is asked only about staged ones.
+pub fn find_gated(
+    catalog: &Catalog,
+    now: Millis,
+    query: &PreparedQuery,
+    sees: impl Fn(&LeaseId) -> bool,
+) -> Vec<Match> {
     let Some((key, bucket)) = catalog.by_interface(&query.key) else {
         return Vec::new();
     };
     if bucket.unpacked > 0 {
-        return find_unpacked(key, bucket, now, query);
+        return find_unpacked(key, bucket, now, query, sees);
     }
     // Filter on the compact slots alone; a registration is read only for the first slot of
     // each distinct function set, attribute set or interface version.
     let (mut versions, mut functions, mut attributes) = (Memo::new(), Memo::new(), Memo::new());
     let mut hits: Vec<(usize, &Slot)> = Vec::new();
     for (pos, s) in bucket.slots.iter().enumerate() {
-        if s.deadline <= now {
+        if s.deadline <= now || (s.gated() && !sees(&s.reg.lease)) {
             continue;
         }
         if let Some(req) = &query.req
@@ -216,7 +227,9 @@ pub fn find(catalog: &Catalog, now: Millis, query: &PreparedQuery) -> Vec<Match>
             continue;
         }
         if !query.attributes.is_empty()
-            && !attributes.check(u64::from(s.attributes), || query.attributes_hold(&s.reg))
+            && !attributes.check(u64::from(s.attribute_set()), || {
+                query.attributes_hold(&s.reg)
+            })
         {
             continue;
         }
@@ -251,12 +264,13 @@ fn find_unpacked(
     bucket: &Bucket,
     now: Millis,
     query: &PreparedQuery,
+    sees: impl Fn(&LeaseId) -> bool,
 ) -> Vec<Match> {
     let mut hits: Vec<Hit<'_>> = Vec::new();
     let mut packed = true;
     for (pos, s) in bucket.slots.iter().enumerate() {
         let deadline = s.deadline;
-        if deadline <= now {
+        if deadline <= now || (s.gated() && !sees(&s.reg.lease)) {
             continue;
         }
         let reg = &*s.reg;

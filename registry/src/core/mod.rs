@@ -14,6 +14,7 @@
 //! - [`events`]: the numbered event ring.
 //! - [`mirror`]: a child registry's rules and approvals (what it mirrors of its parent).
 //! - [`freshness`]: the latest freshness statement of each vendor's service.
+//! - [`rollouts`]: staged rollouts (who sees a staged version, when waves open, halts).
 //! - [`state`]: all of them together as one state machine, and the restart rule.
 
 pub mod catalog;
@@ -27,6 +28,7 @@ pub mod keys;
 pub mod lease_table;
 pub mod matcher;
 pub mod mirror;
+pub mod rollouts;
 pub mod roots;
 pub mod state;
 pub mod usage;

@@ -20,12 +20,14 @@ mod listening;
 mod mirror;
 mod people;
 mod reads;
+mod rollouts;
 mod standby;
 mod writes;
 
 pub use expiry::EXPIRY_SLICE;
 pub use listening::{Heard, LISTENING_QUEUE, ListeningFeed, StreamId};
 pub use mirror::{ComponentSource, LinkEvent, RootSource};
+pub use rollouts::ROLLOUT_TICK;
 pub use standby::Followed;
 
 use crate::config::RegistryConfig;
@@ -71,6 +73,10 @@ pub struct Registry {
     hierarchy: Mutex<children::Hierarchy>,
     /// A child registry: its link to the parent (see `mirror.rs`).
     mirror: mirror::MirrorLink,
+    /// Rollouts that halted, for the webhooks (see `rollouts.rs`).
+    rollout_halts: broadcast::Sender<courier_protocol::RolloutRecord>,
+    /// Woken when a report may have changed what a rollout must do.
+    rollout_reported: Notify,
 }
 
 impl std::fmt::Debug for Registry {
@@ -281,6 +287,8 @@ impl Registry {
             listeners: Mutex::default(),
             hierarchy: Mutex::default(),
             mirror: mirror::MirrorLink::default(),
+            rollout_halts: broadcast::channel(64).0,
+            rollout_reported: Notify::new(),
             config,
         };
         Ok((registry, restart))

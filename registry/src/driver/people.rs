@@ -37,6 +37,16 @@ impl Registry {
         if mirror && self.cluster().is_some() {
             return Err(AdminError::NotAChild);
         }
+        let rollout = matches!(
+            action,
+            AdminAction::StartRollout(_)
+                | AdminAction::PauseRollout { .. }
+                | AdminAction::ResumeRollout { .. }
+                | AdminAction::AbortRollout { .. }
+        );
+        if rollout && self.cluster().is_some() {
+            return Err(AdminError::RolloutsInCluster);
+        }
         let writer = self.writer();
         let planned = self.state().plan_admin(now, operator, action)?;
         let entry = self.commit(&writer, now, planned)?;
@@ -140,9 +150,21 @@ impl Registry {
             &entry,
             self.config.history_limit,
         )?;
-        let mut st = self.state();
-        st.note_call(now, *key, &entry.outcome.name, entry.outcome.ok);
-        st.note_outcome(key, entry);
+        let (name, version, ok) = (
+            entry.outcome.name.clone(),
+            entry.outcome.version.clone(),
+            entry.outcome.ok,
+        );
+        {
+            let mut st = self.state();
+            st.note_call(now, *key, &entry.outcome.name, entry.outcome.ok);
+            st.note_outcome(key, entry);
+        }
+        // The report is kept (history and usage above); a mark the store refuses now is
+        // logged, not answered as a failure the client would retry (and so count twice).
+        if let Err(e) = self.note_rollout_report(now, key, &name, &version, ok) {
+            tracing::error!(client = %key, %name, %version, "rollout mark not kept: {e}");
+        }
         Ok(())
     }
 }

@@ -27,10 +27,22 @@ impl Registry {
     /// in all, less than a hand-off to the blocking pool would add, so the server answers
     /// lookups where they arrive.
     pub fn find(&self, now: Millis, query: &ServiceQuery) -> Result<Vec<Candidate>, FindError> {
+        self.find_as(now, query, None)
+    }
+
+    /// [`Registry::find`] for the client authenticated as `client` (`None`: anonymous):
+    /// a staged version is among the candidates only where a rollout's open wave takes
+    /// the client.
+    pub fn find_as(
+        &self,
+        now: Millis,
+        query: &ServiceQuery,
+        client: Option<&VendorKey>,
+    ) -> Result<Vec<Candidate>, FindError> {
         let prepared = PreparedQuery::new(query, self.config.max_candidates)?;
         let (matches, freshness) = {
             let state = self.state();
-            let mut matches = state.find(now, &prepared);
+            let mut matches = state.find_as(now, &prepared, client);
             // A mirrored lease's time is its parent's, not the grace added here.
             state.mirrored_remaining(now, &mut matches);
             let freshness: Vec<_> = matches
@@ -88,9 +100,11 @@ impl Registry {
         Ok(page)
     }
 
-    /// Each entry with the freshness statement a candidate of it is served with.
-    fn with_freshness(&self, entries: &mut [CatalogEntry]) {
+    /// Each entry with the freshness statement a candidate of it is served with; staged
+    /// registrations left out (a mirror would show them to all its clients).
+    fn with_freshness(&self, entries: &mut Vec<CatalogEntry>) {
         let st = self.state();
+        entries.retain(|e| !st.is_staged(&e.lease.lease));
         for e in entries {
             e.freshness = st.freshness_of(&e.lease.lease);
         }

@@ -51,6 +51,9 @@ impl Registry {
         key: &VendorKey,
         req: Register,
     ) -> Result<LeaseGrant, RegisterError> {
+        if req.staged && self.cluster().is_some() {
+            return Err(RegisterError::StagedInCluster);
+        }
         let manifest = req.manifest.verify()?;
         if manifest.vendor_key != *key {
             return Err(RegisterError::WrongVendor {
@@ -74,9 +77,14 @@ impl Registry {
         // reference of a registration that went away.
         self.store.put_component(&hash, &req.component)?;
         let writer = self.writer();
-        if let Some(grant) =
-            self.register_again(now, key, &req.manifest, &manifest.name, req.ttl_ms)
-        {
+        if let Some(grant) = self.register_again(
+            now,
+            key,
+            &req.manifest,
+            &manifest.name,
+            req.ttl_ms,
+            req.staged,
+        ) {
             return Ok(grant);
         }
         self.store.put_component(&hash, &req.component)?;
@@ -87,15 +95,21 @@ impl Registry {
         };
         let lease = LeaseId(rand::random());
         let name = manifest.name.clone();
-        let planned =
-            self.state()
-                .plan_register(now, lease, key, req.manifest, manifest, req.ttl_ms)?;
+        let planned = self.state().plan_register_as(
+            now,
+            lease,
+            key,
+            req.manifest,
+            manifest,
+            req.ttl_ms,
+            req.staged,
+        )?;
         let grant = self.commit(&writer, now, planned)?;
         unclaimed.claimed = true;
         drop(unclaimed);
         drop(writer);
         let grant = grant?;
-        tracing::info!(%lease, %name, ttl_ms = grant.ttl_ms, replaced = ?grant.replaced, "registered");
+        tracing::info!(%lease, %name, ttl_ms = grant.ttl_ms, replaced = ?grant.replaced, staged = req.staged, "registered");
         Ok(grant)
     }
 
@@ -112,8 +126,9 @@ impl Registry {
         signed: &SignedManifest,
         name: &str,
         ttl_ms: u64,
+        staged: bool,
     ) -> Option<LeaseGrant> {
-        let lease = self.state().live_lease_named(now, key, name)?;
+        let lease = self.state().live_lease_named_as(now, key, name, staged)?;
         let held = self.store.manifests(&[lease]).ok()?.pop().flatten()?;
         if held.bytes != signed.bytes || held.signature != signed.signature {
             return None;

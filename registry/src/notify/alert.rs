@@ -64,6 +64,23 @@ pub(crate) enum Alert {
         /// When it was seen.
         at_ms: u64,
     },
+    /// A staged rollout halted on its own.
+    RolloutHalted {
+        /// The rollout's number.
+        rollout: u64,
+        /// The service name.
+        service: String,
+        /// The version it was rolling out.
+        version: String,
+        /// Why it halted.
+        reason: String,
+        /// Waves that had opened.
+        waves_opened: usize,
+        /// Whether clients that got the version are asked to undo it.
+        undo: bool,
+        /// When it was seen.
+        at_ms: u64,
+    },
     /// Events the notifier could not read (the event ring had moved past them), so alerts
     /// for them may be missing.
     Missed {

@@ -1,7 +1,7 @@
 //! Webhooks for operators: the registry POSTs JSON alerts to the URLs it was given when
 //! something an operator must hear of happens ([`AlertKind`]): a lease of a watched service
 //! was lost (it expired or was revoked), a revocation, a spike of failed outcomes for a
-//! service, admission refusals above a rate.
+//! service, admission refusals above a rate, a staged rollout that halted.
 //!
 //! Rooms: `watch`, one task that follows the event feed, the failed outcomes the server
 //! hands over and the refusal counters, and decides what to alert on; `deliver`, one task
@@ -39,15 +39,19 @@ pub enum AlertKind {
     /// Admission refused more than [`NotifyConfig::refusal_rate`] connections and requests
     /// in one second (`refusals`).
     Refusals,
+    /// A staged rollout halted on its own: too many of its clients reported failures, or
+    /// its staged registration went (`rollout-halted`).
+    RolloutHalted,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 4] = [
+    pub const ALL: [AlertKind; 5] = [
         AlertKind::LeaseLost,
         AlertKind::Revocation,
         AlertKind::FailureSpike,
         AlertKind::Refusals,
+        AlertKind::RolloutHalted,
     ];
 
     /// Its name on the command line.
@@ -57,6 +61,7 @@ impl AlertKind {
             AlertKind::Revocation => "revocation",
             AlertKind::FailureSpike => "failure-spike",
             AlertKind::Refusals => "refusals",
+            AlertKind::RolloutHalted => "rollout-halted",
         }
     }
 }
@@ -69,7 +74,9 @@ impl fmt::Display for AlertKind {
 
 /// A name that is not an [`AlertKind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown alert {0:?}: expected lease-lost, revocation, failure-spike or refusals")]
+#[error(
+    "unknown alert {0:?}: expected lease-lost, revocation, failure-spike, refusals or rollout-halted"
+)]
 pub struct UnknownAlertKind(pub String);
 
 impl FromStr for AlertKind {

@@ -60,6 +60,7 @@ impl Watcher {
         // Transitions from now on; `next` is the first sequence number not yet looked at
         // (renewals, not in the feed, leave holes in the numbers).
         let mut feed = self.registry.transitions();
+        let mut halts = self.registry.rollout_halts();
         let mut next = self.registry.next_seq();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -78,6 +79,7 @@ impl Watcher {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 Some(service) = failures.recv() => self.on_failure(service),
+                Ok(halted) = halts.recv() => self.on_halt(&halted),
                 _ = tick.tick() => self.on_tick(),
             }
         }
@@ -114,6 +116,24 @@ impl Watcher {
             next = n;
         }
         next
+    }
+
+    /// A rollout that halted (each is sent once, after its halt was committed).
+    fn on_halt(&mut self, r: &courier_protocol::RolloutRecord) {
+        let courier_protocol::RolloutState::Halted { reason } = &r.state else {
+            return;
+        };
+        if self.config.wants(AlertKind::RolloutHalted) {
+            self.alert(Alert::RolloutHalted {
+                rollout: r.id,
+                service: r.spec.name.clone(),
+                version: r.spec.version.clone(),
+                reason: reason.clone(),
+                waves_opened: r.opened_at_ms.len(),
+                undo: r.spec.undo.is_some(),
+                at_ms: wall_clock_ms(),
+            });
+        }
     }
 
     /// An expiry or a revocation.

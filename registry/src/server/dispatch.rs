@@ -87,7 +87,7 @@ async fn build(req: Request, session: &Session) -> Response {
         },
         // Inline: memory, then the candidates' manifests (see `Registry::find`).
         Request::Find(q) => registry
-            .find(registry.now(), &q)
+            .find_as(registry.now(), &q, key.as_ref())
             .map(Response::Candidates)
             .map_err(|e| e.to_wire()),
         // Inline: memory only.
@@ -174,7 +174,10 @@ async fn build(req: Request, session: &Session) -> Response {
         | Request::ChildReport(_)
         | Request::AskChildReport { .. }
         | Request::MirrorStatus
-        | Request::Approvals) => people::answer(req, session).await,
+        | Request::Approvals
+        | Request::Rollouts
+        | Request::Directives
+        | Request::UndoReport(_)) => people::answer(req, session).await,
         // Blocking: commits with fsync.
         Request::Freshness(signed) => match key {
             None => Err(not_authenticated()),
@@ -265,6 +268,7 @@ pub(super) fn standby_answers(req: &Request) -> bool {
             | Request::Client { .. }
             | Request::Audit { .. }
             | Request::Usage(_)
+            | Request::Rollouts
     )
 }
 
@@ -300,6 +304,9 @@ fn request_name(req: &Request) -> &'static str {
         Request::Subscribe { .. } => "subscribe",
         Request::KeepAlive => "keep-alive",
         Request::Report(_) => "report",
+        Request::Rollouts => "rollouts",
+        Request::Directives => "directives",
+        Request::UndoReport(_) => "undo report",
         Request::History { .. } => "history",
         Request::KeyStatement(_) => "key statement",
         Request::KeyStatements { .. } => "key statements",

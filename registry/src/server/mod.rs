@@ -379,6 +379,10 @@ async fn serve_on(
             ops.observer,
             shutdown_rx.clone(),
         )));
+        tasks.push(tokio::spawn(tasks::rollouts(
+            registry.clone(),
+            shutdown_rx.clone(),
+        )));
     }
     tasks.push(tokio::spawn(tasks::flush(
         registry.clone(),

@@ -137,6 +137,30 @@ pub(super) async fn answer(req: Request, session: &Session) -> Result<Response, 
             operator(session, key)?;
             Ok(Response::Approvals(registry.approvals()))
         }
+        // Inline: memory only.
+        Request::Rollouts => {
+            operator(session, key)?;
+            Ok(Response::Rollouts(registry.rollouts()))
+        }
+        // Blocking: reads the versions' manifests.
+        Request::Directives => {
+            let key = key.ok_or_else(not_authenticated)?;
+            blocking(registry, move |reg| {
+                reg.directives(reg.now(), &key).map_err(|e| e.to_wire())
+            })
+            .await
+            .map(Response::Directives)
+        }
+        // Blocking: commits with fsync.
+        Request::UndoReport(report) => {
+            let key = key.ok_or_else(not_authenticated)?;
+            blocking(registry, move |reg| {
+                reg.undo_report(reg.now(), &key, report)
+                    .map_err(|e| e.to_wire())
+            })
+            .await
+            .map(|()| Response::UndoReported)
+        }
         // Inline: memory only (the registrations' own lock).
         Request::RegisterInterest(interest) => {
             let key = key.ok_or_else(not_authenticated)?;

@@ -94,3 +94,23 @@ pub(super) async fn notifications(registry: Arc<Registry>, mut shutdown: watch::
         }
     }
 }
+
+/// Takes the running rollouts' steps (waves opened, halts, completions) every second and
+/// soon after a client's report, until shutdown.
+pub(super) async fn rollouts(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            () = registry.rollout_reported(crate::driver::ROLLOUT_TICK) => {}
+        }
+        let reg = registry.clone();
+        match tokio::task::spawn_blocking(move || reg.rollout_tick(reg.now())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(crate::store::StoreError::Unavailable(e))) => {
+                tracing::debug!("rollout step refused (will retry): {e}");
+            }
+            Ok(Err(e)) => tracing::error!("rollout step failed (will retry): {e}"),
+            Err(e) => tracing::error!("rollout task failed: {e}"),
+        }
+    }
+}

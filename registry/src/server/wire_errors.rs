@@ -70,6 +70,7 @@ impl ToWire for RegisterError {
             RegisterError::Key(e) => e.kind(),
             RegisterError::Banned { .. } => ErrorKind::Banned,
             RegisterError::Draining { .. } => ErrorKind::Draining,
+            RegisterError::StagedInCluster => ErrorKind::BadQuery,
             RegisterError::Store(e) => store(e),
         }
     }
@@ -167,7 +168,12 @@ impl ToWire for AdminError {
             }
             AdminError::UnknownChild(_) | AdminError::UnknownApproval { .. } => ErrorKind::NotFound,
             AdminError::Rule(crate::core::mirror::RuleError::Unknown(_)) => ErrorKind::NotFound,
-            AdminError::Rule(_) | AdminError::NotAChild => ErrorKind::BadQuery,
+            AdminError::Rule(_)
+            | AdminError::NotAChild
+            | AdminError::RolloutSpec(_)
+            | AdminError::RolloutsInCluster
+            | AdminError::RolloutUnderWay { .. } => ErrorKind::BadQuery,
+            AdminError::NotStaged { .. } | AdminError::NoRollout { .. } => ErrorKind::NotFound,
             AdminError::Statement(_) => ErrorKind::BadSignature,
             AdminError::NotTheSigner { .. } => ErrorKind::Forbidden,
             AdminError::Store(e) => store(e),

@@ -21,7 +21,8 @@ pub use blobs::{BlobDir, BlobSweep};
 
 use courier_protocol::{
     Approval, AuditEntry, ClientInfo, ContentHash, EventKind, HistoryEntry, LeaseId, MirrorRule,
-    SignedFreshness, SignedKeyStatement, SignedManifest, SignedOperatorStatement, VendorKey,
+    RolloutMark, RolloutRecord, SignedFreshness, SignedKeyStatement, SignedManifest,
+    SignedOperatorStatement, VendorKey,
 };
 
 /// Durable storage of a registry. Every commit is durable when it returns, and a reader
@@ -198,6 +199,12 @@ pub struct StoredMeta {
     pub approvals: Vec<Approval>,
     /// A child registry: its anchor in the parent's feed (see [`MirrorAnchor`]).
     pub mirror_anchor: Option<MirrorAnchor>,
+    /// Registrations staged for a rollout.
+    pub staged: Vec<LeaseId>,
+    /// Every rollout.
+    pub rollouts: Vec<RolloutRecord>,
+    /// Clients' marks on rollouts.
+    pub rollout_marks: Vec<(u64, VendorKey, RolloutMark)>,
 }
 
 /// Where a child registry is in its parent's event feed: the parent (its TLS pin) and the
@@ -320,6 +327,12 @@ pub struct Batch {
     pub approvals: Vec<Approval>,
     /// The child's new anchor in its parent's feed.
     pub mirror_anchor: Option<MirrorAnchor>,
+    /// Registrations (in `registrations`) staged for a rollout: marked as such.
+    pub staged: Vec<LeaseId>,
+    /// Rollout records to write (whole).
+    pub rollouts: Vec<RolloutRecord>,
+    /// Clients' marks on rollouts.
+    pub rollout_marks: Vec<(u64, VendorKey, RolloutMark)>,
 }
 
 impl Batch {
@@ -356,6 +369,13 @@ impl Batch {
             && self.delegations.is_empty()
             && self.freshness.is_empty()
             && !self.touches_mirror()
+            && !self.touches_rollouts()
+    }
+
+    /// Whether the batch writes anything of staged rollouts (a cluster's store keeps
+    /// none yet).
+    pub fn touches_rollouts(&self) -> bool {
+        !self.staged.is_empty() || !self.rollouts.is_empty() || !self.rollout_marks.is_empty()
     }
 
     /// Whether the batch writes anything of a child registry's mirror (a cluster's store

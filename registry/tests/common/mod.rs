@@ -69,6 +69,7 @@ pub fn signed(m: &Manifest, key: &SigningKey, component: &[u8], ttl_ms: u64) -> 
         manifest: SignedManifest::sign(m, key),
         component: component.to_vec(),
         ttl_ms,
+        staged: false,
     }
 }
 

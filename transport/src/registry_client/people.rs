@@ -6,8 +6,9 @@ use super::{ClientError, RegistryClient};
 use courier_protocol::limits::{MAX_AUDIT_PAGE, MAX_CLIENT_PAGE};
 use courier_protocol::{
     AdminAction, Approval, AuditEntry, ChildInfo, ChildReport, ChildWelcome, ClientInfo,
-    ClientProfile, Interest, InterestGrant, InterestId, MirrorRule, MirrorStatus, Request,
-    Response, SignedOperatorStatement, SystemData, UsageQuery, UsageRow, VendorKey,
+    ClientProfile, Directive, Interest, InterestGrant, InterestId, MirrorRule, MirrorStatus,
+    Request, Response, RolloutStatus, SignedOperatorStatement, SystemData, UndoReport, UsageQuery,
+    UsageRow, VendorKey,
 };
 
 impl RegistryClient {
@@ -148,5 +149,24 @@ impl RegistryClient {
     pub async fn approvals(&self) -> Result<Vec<Approval>, ClientError> {
         let resp = self.request(&Request::Approvals).await?;
         expect!(resp, Response::Approvals(a) => a, "expected Approvals")
+    }
+
+    /// The rollouts, newest first (an operator's connection).
+    pub async fn rollouts(&self) -> Result<Vec<RolloutStatus>, ClientError> {
+        let resp = self.request(&Request::Rollouts).await?;
+        expect!(resp, Response::Rollouts(r) => r, "expected Rollouts")
+    }
+
+    /// What the registry asks of this client now: undos of versions from halted or
+    /// aborted rollouts (a client's authenticated connection).
+    pub async fn directives(&self) -> Result<Vec<Directive>, ClientError> {
+        let resp = self.request(&Request::Directives).await?;
+        expect!(resp, Response::Directives(d) => d, "expected Directives")
+    }
+
+    /// Reports an undo the registry asked for.
+    pub async fn report_undo(&self, report: UndoReport) -> Result<(), ClientError> {
+        let resp = self.request(&Request::UndoReport(report)).await?;
+        expect!(resp, Response::UndoReported => (), "expected UndoReported")
     }
 }

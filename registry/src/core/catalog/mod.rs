@@ -21,6 +21,7 @@
 //! time (registering again replaces it).
 
 mod intern;
+mod staged;
 
 pub use intern::{Interner, Set};
 
@@ -92,8 +93,25 @@ pub struct Slot {
     pub reg: Arc<Registration>,
     /// Id of the export's interned function set (equal sets, equal ids).
     pub functions: u32,
-    /// Id of the registration's interned attribute set.
+    /// Id of the registration's interned attribute set, with [`Slot::GATED`] set when
+    /// the registration is staged (seen only by the clients a rollout lets see it).
     pub attributes: u32,
+}
+
+impl Slot {
+    /// The bit of [`Slot::attributes`] that marks a staged registration (attribute set ids
+    /// stay far below it: each is a set in memory).
+    pub const GATED: u32 = 1 << 31;
+
+    /// Whether the registration is staged.
+    pub fn gated(&self) -> bool {
+        self.attributes & Self::GATED != 0
+    }
+
+    /// The attribute set id without the staged bit.
+    pub fn attribute_set(&self) -> u32 {
+        self.attributes & !Self::GATED
+    }
 }
 
 impl Slot {
@@ -248,6 +266,8 @@ pub struct Catalog {
     vendors: Interner<VendorKey>,
     versions: Interner<semver::Version>,
     removed_since_sweep: usize,
+    /// Staged registrations (see `staged.rs`).
+    staged: LeaseMap<()>,
 }
 
 impl Catalog {
@@ -383,6 +403,17 @@ impl Catalog {
         manifest: &Manifest,
         deadline: Millis,
     ) -> Result<Arc<Registration>, CatalogError> {
+        self.insert_as(lease, manifest, deadline, false)
+    }
+
+    /// [`Catalog::insert`], staged or not.
+    fn insert_as(
+        &mut self,
+        lease: LeaseId,
+        manifest: &Manifest,
+        deadline: Millis,
+        staged: bool,
+    ) -> Result<Arc<Registration>, CatalogError> {
         self.claim(&manifest.name, &manifest.vendor_key);
         let name = self
             .names
@@ -390,7 +421,6 @@ impl Catalog {
             .map(|(k, _)| k.clone())
             .ok_or_else(|| CatalogError::Interface("(name)".into()))?;
         let reg = Arc::new(self.build(lease, manifest, name.clone())?);
-        let vendor = reg.vendor.clone();
         let proxy = pack32(&reg.version);
         for e in reg.exports() {
             let bucket = self.by_interface.entry(e.key.clone()).or_default();
@@ -406,11 +436,25 @@ impl Catalog {
                 deadline,
                 versions,
                 functions: self.function_sets.id(&e.functions),
-                attributes: self.attribute_sets.id(&reg.attributes),
+                attributes: self.attribute_sets.id(&reg.attributes)
+                    | if staged { Slot::GATED } else { 0 },
                 reg: reg.clone(),
             });
         }
-        if let Some(entry) = self.names.get_mut(&*name) {
+        if staged {
+            self.staged.insert(lease, ());
+            self.regs.insert(lease, reg.clone());
+            return Ok(reg);
+        }
+        self.note_active(&name, &reg);
+        self.regs.insert(lease, reg.clone());
+        Ok(reg)
+    }
+
+    /// Notes `reg` as its key's live registration of its name.
+    fn note_active(&mut self, name: &str, reg: &Arc<Registration>) {
+        let (vendor, lease) = (reg.vendor.clone(), reg.lease);
+        if let Some(entry) = self.names.get_mut(name) {
             if *entry.owner == *vendor {
                 entry.owner_reg = Some(reg.clone());
             } else {
@@ -421,8 +465,6 @@ impl Catalog {
                     .push((vendor, lease));
             }
         }
-        self.regs.insert(lease, reg.clone());
-        Ok(reg)
     }
 
     /// A registration of `manifest` under `lease` that is not in the catalog (one that
@@ -481,6 +523,7 @@ impl Catalog {
     /// Removes the registration under `lease`, returning it.
     pub fn remove(&mut self, lease: &LeaseId) -> Option<Arc<Registration>> {
         let reg = self.regs.remove(lease)?;
+        let staged = self.staged.remove(lease).is_some();
         for e in reg.exports() {
             if let Some(bucket) = self.by_interface.get_mut(&e.key) {
                 if let Some(i) = slot_of(bucket, e, lease) {
@@ -503,7 +546,7 @@ impl Catalog {
                 }
             }
         }
-        if let Some(entry) = self.names.get_mut(&*reg.name) {
+        if !staged && let Some(entry) = self.names.get_mut(&*reg.name) {
             if entry.owner_reg.as_ref().is_some_and(|r| r.lease == *lease) {
                 entry.owner_reg = None;
             } else if let Some(x) = entry.extra.as_mut() {

@@ -132,6 +132,14 @@ impl RegistryState {
                     }
                 }
             }
+            AdminAction::StartRollout(_)
+            | AdminAction::PauseRollout { .. }
+            | AdminAction::ResumeRollout { .. }
+            | AdminAction::AbortRollout { .. } => {
+                batch
+                    .rollouts
+                    .extend(self.plan_rollout_action(now, &action)?);
+            }
             AdminAction::RevokeKey(signed) => {
                 let statement = signed.verify()?.into_inner();
                 if let Some(operator) = operator
@@ -389,6 +397,14 @@ impl Change for Admin {
             AdminAction::Approve { .. } | AdminAction::Decline { .. } => {
                 for approval in batch.approvals {
                     st.mirror_book.put_approval(approval);
+                }
+            }
+            AdminAction::StartRollout(_)
+            | AdminAction::PauseRollout { .. }
+            | AdminAction::ResumeRollout { .. }
+            | AdminAction::AbortRollout { .. } => {
+                for record in batch.rollouts {
+                    st.put_rollout(record);
                 }
             }
             AdminAction::RevokeLease { .. } => {}

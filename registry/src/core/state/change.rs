@@ -69,13 +69,38 @@ impl RegistryState {
         manifest: Manifest,
         ttl_ms: u64,
     ) -> Result<Planned<Register>, RegisterError> {
+        self.plan_register_as(now, lease, key, signed, manifest, ttl_ms, false)
+    }
+
+    /// [`RegistryState::plan_register`], or staged: kept but seen by no client until a
+    /// rollout opens it, replacing only `key`'s staged registration of the name.
+    #[allow(clippy::too_many_arguments)]
+    pub fn plan_register_as(
+        &self,
+        now: Millis,
+        lease: LeaseId,
+        key: &VendorKey,
+        signed: SignedManifest,
+        manifest: Manifest,
+        ttl_ms: u64,
+        staged: bool,
+    ) -> Result<Planned<Register>, RegisterError> {
         self.keys.check_active(key)?;
         self.check_controls(&manifest.name, key)?;
         let owner = self.name_owner_for(now, key, &manifest.name);
-        let admission = self.catalog.admit_for(&manifest.name, &owner, key)?;
+        let admission = if staged {
+            let mut a = self.catalog.admit_staged(&manifest.name, &owner, key)?;
+            a.replaces = self.staged_to_replace(&manifest.name, key);
+            a
+        } else {
+            self.catalog.admit_for(&manifest.name, &owner, key)?
+        };
         self.catalog.check_exports(&manifest)?;
         let ttl_ms = self.config.policy.clamp(ttl_ms);
         let mut batch = self.batch_reserving(2);
+        if staged {
+            batch.staged.push(lease);
+        }
         batch.registrations.push((lease, signed));
         batch.leases.push((lease, self.new_row(now, ttl_ms)));
         batch
@@ -92,6 +117,7 @@ impl RegistryState {
                 ttl_ms,
                 replaces: admission.replaces,
                 owner,
+                staged,
             },
         })
     }
@@ -331,6 +357,8 @@ pub struct Register {
     replaces: Option<LeaseId>,
     /// Who owns the name if it is new: the key, or the root that delegated it.
     owner: VendorKey,
+    /// Staged for a rollout.
+    staged: bool,
 }
 
 impl Change for Register {
@@ -341,7 +369,11 @@ impl Change for Register {
             st.retire(now, old, Removal::Replaced);
         }
         st.catalog.claim(&self.manifest.name, &self.owner);
-        st.enter(now, self.lease, &self.manifest, self.ttl_ms)?;
+        if self.staged {
+            st.enter_staged(now, self.lease, &self.manifest, self.ttl_ms)?;
+        } else {
+            st.enter(now, self.lease, &self.manifest, self.ttl_ms)?;
+        }
         Ok(LeaseGrant {
             lease: self.lease,
             ttl_ms: self.ttl_ms,

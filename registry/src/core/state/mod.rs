@@ -27,6 +27,7 @@ mod given;
 mod held;
 mod mirror;
 mod restart;
+mod rollouts;
 mod roots;
 mod views;
 
@@ -46,6 +47,7 @@ use crate::core::keys::KeyBook;
 use crate::core::lease_table::{LeaseChange, LeaseMap, LeaseOp, LeasePolicy, LeaseTable, Millis};
 use crate::core::matcher::{self, Match, PreparedQuery};
 use crate::core::mirror::MirrorBook;
+use crate::core::rollouts::RolloutBook;
 use crate::core::roots::RootBook;
 use crate::core::usage::UsageBook;
 use crate::errors::LeaseError;
@@ -131,6 +133,8 @@ pub struct RegistryState {
     mirror_anchor: Option<MirrorAnchor>,
     /// A child registry: mirrored registrations that ran out here, lately (bounded).
     lapsed: LeaseMap<()>,
+    /// Staged rollouts.
+    rollouts: RolloutBook,
 }
 
 impl RegistryState {
@@ -165,6 +169,7 @@ impl RegistryState {
             mirrored: LeaseMap::default(),
             mirror_anchor: None,
             lapsed: LeaseMap::default(),
+            rollouts: RolloutBook::default(),
         }
     }
 
@@ -337,7 +342,22 @@ impl RegistryState {
     }
     /// `key`'s live registration of `name`, if it has one.
     pub fn live_lease_named(&self, now: Millis, key: &VendorKey, name: &str) -> Option<LeaseId> {
-        let lease = self.catalog.admit(name, key).ok()?.replaces?;
+        self.live_lease_named_as(now, key, name, false)
+    }
+
+    /// [`RegistryState::live_lease_named`], or the key's staged registration of the name.
+    pub fn live_lease_named_as(
+        &self,
+        now: Millis,
+        key: &VendorKey,
+        name: &str,
+        staged: bool,
+    ) -> Option<LeaseId> {
+        let lease = if staged {
+            self.staged_to_replace(name, key)?
+        } else {
+            self.catalog.admit(name, key).ok()?.replaces?
+        };
         self.live_registration_of(now, key, lease)
             .ok()
             .map(|r| r.lease)
@@ -373,8 +393,11 @@ impl RegistryState {
             }
             self.lapsed.insert(lease, ());
         }
+        let staged = self.catalog.is_staged(&lease);
         let reg = self.catalog.remove(&lease)?;
-        self.note(why.event(), now, reg.clone());
+        if !staged {
+            self.note(why.event(), now, reg.clone());
+        }
         self.remember_gone(reg.clone());
         Some(reg)
     }

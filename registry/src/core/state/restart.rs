@@ -54,6 +54,8 @@ pub struct Restorer {
     takeover: bool,
     /// A child registry: the leases mirrored from its parent.
     mirrored: std::collections::HashSet<LeaseId>,
+    /// Registrations staged for a rollout.
+    staged: std::collections::HashSet<LeaseId>,
 }
 
 impl Restorer {
@@ -113,6 +115,13 @@ impl Restorer {
         }
         state.mirror_anchor = meta.mirror_anchor;
         let mirrored = meta.mirrored.into_iter().collect();
+        let staged = meta.staged.into_iter().collect();
+        for record in meta.rollouts {
+            state.restore_rollout(record);
+        }
+        for (id, client, mark) in meta.rollout_marks {
+            state.restore_mark(id, client, mark);
+        }
         for (service, client) in meta.served {
             state.usage.served(&service, client);
         }
@@ -130,6 +139,7 @@ impl Restorer {
             wall_now_ms,
             last_alive_ms: meta.last_alive_ms,
             mirrored,
+            staged,
             graced: Vec::new(),
             dropped: Vec::new(),
             takeover: false,
@@ -191,13 +201,23 @@ impl Restorer {
         let Some(entry) = st.table.restore(now, lease, how, row.ttl_ms, renewals) else {
             return;
         };
+        let staged = self.staged.contains(&lease);
         // A key holds one registration of a name at a time. Two can be stored when one
         // expired, another was registered, and the process stopped before the expiry was
         // written behind: the one that runs longer stays (the later lease on a tie).
+        // (The same holds of a key's staged registrations of a name.)
+        let admission = if staged {
+            Ok(Admission {
+                claims_name: false,
+                replaces: st.staged_to_replace(&manifest.name, &manifest.vendor_key),
+            })
+        } else {
+            st.catalog.admit(&manifest.name, &manifest.vendor_key)
+        };
         if let Ok(Admission {
             replaces: Some(other),
             ..
-        }) = st.catalog.admit(&manifest.name, &manifest.vendor_key)
+        }) = admission
         {
             let other_deadline = st.table.get(&other).map(|e| e.deadline);
             let (keep_new, gone) = if other_deadline < Some(entry.deadline)
@@ -217,7 +237,12 @@ impl Restorer {
                 return;
             }
         }
-        if let Err(e) = st.catalog.insert(lease, &manifest, entry.deadline) {
+        let entered = if staged {
+            st.catalog.insert_staged(lease, &manifest, entry.deadline)
+        } else {
+            st.catalog.insert(lease, &manifest, entry.deadline)
+        };
+        if let Err(e) = entered {
             tracing::warn!(%lease, "dropping stored registration: {e}");
             st.table.handle(now, LeaseOp::Cancel { id: lease });
             self.dropped.push((lease, Removal::Expired));

@@ -213,7 +213,9 @@ impl RegistryState {
             let Some(reg) = self.catalog.get(id) else {
                 continue;
             };
-            if !passes(filter, reg) {
+            // Staged registrations are shown only by `courier rollout status`: a lease
+            // page is open to anyone, and would tell of versions not rolled out yet.
+            if !passes(filter, reg) || self.catalog.is_staged(id) {
                 continue;
             }
             let key = (&*reg.name, id);

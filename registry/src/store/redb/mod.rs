@@ -20,6 +20,7 @@
 //! - `mirrored`, `mirror_rules`, `approvals`, `mirror_anchor`: a child registry's mirror
 //!   of its parent, see [`mirror`].
 //! - `freshness`: see [`freshness`].
+//! - `staged`, `rollouts`, `rollout_marks`: staged rollouts, see [`rollouts`].
 //! - `blob_refs`: component hash -> how many stored registrations name it, kept in the
 //!   same transactions as the registrations, so a component file is deleted once (and only
 //!   once) no registration needs it; counted again at every open, so that nothing else can
@@ -36,6 +37,7 @@ mod freshness;
 mod history;
 mod mirror;
 mod operations;
+mod rollouts;
 mod roots;
 
 use super::blobs::{BlobDir, BlobSweep};
@@ -206,6 +208,7 @@ impl RedbStore {
             mirror::create(&txn)?;
             roots::create(&txn)?;
             freshness::create(&txn)?;
+            rollouts::create(&txn)?;
             if meta.get("registry_id")?.is_none() {
                 let id = hex::encode(rand::random::<[u8; 16]>());
                 meta.insert("registry_id", id.as_bytes())?;
@@ -397,6 +400,7 @@ impl Storage for RedbStore {
         mirror::load(&txn, &mut stored)?;
         roots::load(&txn, &mut stored)?;
         freshness::load(&txn, &mut stored)?;
+        rollouts::load(&txn, &mut stored)?;
         Ok(stored)
     }
 
@@ -517,6 +521,7 @@ impl Storage for RedbStore {
             mirror::commit(&txn, batch)?;
             roots::commit(&txn, batch)?;
             freshness::commit(&txn, batch)?;
+            rollouts::commit(&txn, batch)?;
             if batch.seq_reserved.is_some() || batch.last_alive_ms.is_some() {
                 let mut meta = txn.open_table(META)?;
                 if let Some(s) = batch.seq_reserved {
