@@ -39,7 +39,8 @@ mod trust;
 pub use answer_size::AnswerSize;
 pub use client::{
     CallError, CallReport, Chosen, Client, ClientConfig, DEFAULT_LOOKUP_TTL, FreshnessRefusal,
-    PhaseTimings, RejectReason, Rejection, ReportMode, SetupError, TypedReport, VersionMemory,
+    PhaseTimings, RejectReason, Rejection, ReportMode, SetupError, TypedReport, Undone,
+    VersionMemory,
 };
 pub use host::{
     CommandOutput, CommandRefusal, FACT_NAMES, FactSources, HostFacts, MINIMAL_PATH,

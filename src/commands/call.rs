@@ -37,7 +37,11 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
         .registry
         .connect_with("courier-cli/call", &config.registry_pins)
         .await?;
+    let registered = config.key.is_some();
     let client = Client::new(registry, config).context("cannot set up the client")?;
+    if registered {
+        undo_first(&client).await;
+    }
     let attributes = args
         .attributes
         .iter()
@@ -87,5 +91,28 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
             println!("{text}");
             anyhow::bail!("the proxy answered with an error: {text}")
         }
+    }
+}
+
+/// The client's next contact runs the undos the registry asks of it (versions it ran from
+/// rollouts that halted or were aborted), each checked like any candidate, before the
+/// call; what each did is printed and reported back.
+async fn undo_first(client: &Client) {
+    match client.run_undos().await {
+        Ok(done) => {
+            for u in done {
+                let d = &u.directive;
+                let what = format!("{}@{} (rollout {})", d.name, d.version, d.rollout);
+                match &u.result {
+                    Ok(r) if u.ok() => eprintln!("undid {what}: {}", r.answer.text()),
+                    Ok(r) => eprintln!("undo of {what} failed: {}", r.answer.text()),
+                    Err(e) => eprintln!("undo of {what} failed: {e}"),
+                }
+                if let Err(e) = &u.reported {
+                    eprintln!("  (the registry did not take the report: {e})");
+                }
+            }
+        }
+        Err(e) => tracing::warn!("could not ask the registry what to undo: {e}"),
     }
 }

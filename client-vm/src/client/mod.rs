@@ -16,6 +16,7 @@ mod outcome;
 mod registry_link;
 mod timings;
 mod trusted_keys;
+mod undo;
 mod verified;
 mod versions;
 mod vet;
@@ -25,6 +26,7 @@ pub use config::{ClientConfig, DEFAULT_LOOKUP_TTL, ReportMode};
 pub use errors::{CallError, RejectReason, Rejection, SetupError};
 pub use freshness::FreshnessRefusal;
 pub use timings::PhaseTimings;
+pub use undo::Undone;
 pub use versions::VersionMemory;
 
 use crate::discard::Holdings;
@@ -32,7 +34,7 @@ use crate::invoke::{CallSpec, Invocation, InvokeError};
 use crate::provider::ProviderTarget;
 use crate::sandbox::{Compiled, RunFailure, RunTimings, Sandbox};
 use crate::trust::TrustStore;
-use courier_protocol::{InterfaceName, Manifest, ServiceQuery, VendorKey};
+use courier_protocol::{Candidate, InterfaceName, Manifest, ServiceQuery, VendorKey};
 use courier_transport::{ClientError, RegistryClient};
 use outcome::OutcomeReporter;
 use registry_link::RegistryLink;
@@ -294,6 +296,11 @@ impl Client {
         spec: &CallSpec,
     ) -> Result<CallReport, CallError> {
         let ready = self.ready(query, spec).await?;
+        self.run_ready(ready, spec).await
+    }
+
+    /// Runs a dynamic call on a candidate that passed every check.
+    async fn run_ready(&self, ready: Ready, spec: &CallSpec) -> Result<CallReport, CallError> {
         let compiled = &ready.compiled;
         let invocation =
             Invocation::prepare(compiled.component(), &compiled.interfaces().exports, spec)?;
@@ -418,6 +425,19 @@ impl Client {
         if candidates.is_empty() {
             return Err(self.no_candidates(query, spec).await);
         }
+        self.first_usable(&registry, candidates, spec, started, timings)
+            .await
+    }
+
+    /// The first of `candidates` that passes every check, compiled.
+    async fn first_usable(
+        &self,
+        registry: &RegistryClient,
+        candidates: Vec<Candidate>,
+        spec: &CallSpec,
+        started: Instant,
+        mut timings: PhaseTimings,
+    ) -> Result<Ready, CallError> {
         let mut rejected = Vec::new();
         for candidate in candidates {
             let lease = candidate.lease;
@@ -426,7 +446,7 @@ impl Client {
                 .peek()
                 .map(|m| m.name)
                 .unwrap_or_else(|_| "<undecodable manifest>".into());
-            match self.vet(&registry, &candidate, spec, &mut timings).await {
+            match self.vet(registry, &candidate, spec, &mut timings).await {
                 Ok(Vetted { manifest, compiled }) => {
                     self.holdings.hold(lease, &manifest, &candidate.interface);
                     let current = self.trust.current(&manifest.vendor_key);
