@@ -5,6 +5,7 @@ mod mirror;
 mod operate;
 mod ops;
 mod registry;
+mod rollout;
 mod root;
 mod vendor;
 
@@ -13,6 +14,7 @@ pub use mirror::*;
 pub use operate::*;
 pub use ops::*;
 pub use registry::*;
+pub use rollout::*;
 pub use root::*;
 pub use vendor::*;
 
@@ -90,6 +92,8 @@ pub enum Command {
     Clients(ClientsArgs),
     /// Act on a running registry as its operator: revoke, ban, drain, audit.
     Admin(AdminArgs),
+    /// Roll a staged version out to clients in waves; halt, pause, resume, abort (operator).
+    Rollout(RolloutArgs),
     /// A cluster of registry nodes on etcd (cluster mode).
     #[command(subcommand)]
     Cluster(ClusterCommand),

@@ -20,6 +20,7 @@ mod policy;
 mod provider;
 mod publish;
 mod registry;
+mod rollout;
 mod root;
 mod usage;
 
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => client::run(cmd).await,
         Command::Clients(args) => operator::clients(args).await,
         Command::Admin(args) => operator::admin(args).await,
+        Command::Rollout(args) => rollout::run(args).await,
         Command::Cluster(cmd) => cluster::run(cmd).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Provider(cmd) => provider::run(cmd).await,
