@@ -376,3 +376,49 @@ async fn a_full_queue_drops_its_oldest_alerts_and_counts_them() {
     assert_eq!(stuck.attempts(), 1, "one post, still hanging");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halted_rollout_is_alerted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, rx) = receiver(Receiver::default()).await;
+    let h = start_notifying(dir.path(), notify(vec![url]), 100).await;
+    let vendor_key = key(1);
+    let v = vendor(&h, &vendor_key).await;
+    v.register(echo(&vendor_key, "acme/echo", 30_000))
+        .await
+        .unwrap();
+    let mut m = echo_manifest(&vendor_key, "acme/echo");
+    m.version = "2.0.0".into();
+    let mut staged = signed(&m, &vendor_key, courier_proxy_artifacts::ECHO, 30_000);
+    staged.staged = true;
+    v.register(staged).await.unwrap();
+    let op = vendor(&h, &key(9)).await;
+    op.admin(AdminAction::StartRollout(courier_protocol::RolloutSpec {
+        name: "acme/echo".into(),
+        version: "2.0.0".into(),
+        waves: vec!["100%".parse().unwrap()],
+        delay_ms: 3_600_000,
+        max_failure_ppm: 0,
+        min_reports: 1,
+        undo: None,
+    }))
+    .await
+    .unwrap();
+    // A client in the wave reports a failure of 2.0.0: halted, and alerted.
+    let c = vendor(&h, &key(3)).await;
+    c.register_client(ClientProfile::default()).await.unwrap();
+    let mut outcome = failed("acme/echo");
+    outcome.version = "2.0.0".into();
+    c.report(outcome.clone()).await.unwrap();
+    assert!(eventually(async || !rx.of_kind("rollout_halted").is_empty()).await);
+    // More failures after the halt change nothing.
+    c.report(outcome).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let halted = rx.of_kind("rollout_halted");
+    assert_eq!(halted.len(), 1, "{halted:#?}");
+    assert_eq!(halted[0]["service"], "acme/echo");
+    assert_eq!(halted[0]["version"], "2.0.0");
+    assert_eq!(halted[0]["waves_opened"], 1);
+    assert!(halted[0]["reason"].as_str().unwrap().contains("1 of 1"));
+    h.shutdown().await;
+}

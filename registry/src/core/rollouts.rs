@@ -152,8 +152,9 @@ impl Rollout {
                 id,
                 reason: format!(
                     "{failed} of {reported} reports failed, more than {}",
-                    WaveSelector::Share {
-                        ppm: spec.max_failure_ppm.max(1)
+                    match spec.max_failure_ppm {
+                        0 => "0%".to_string(),
+                        ppm => WaveSelector::Share { ppm }.to_string(),
                     }
                 ),
             });

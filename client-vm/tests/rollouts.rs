@@ -1,0 +1,177 @@
+//! A staged rollout as real clients live it, over QUIC: the canary client runs the staged
+//! version, the other client keeps the one before; failures reported by the canaries halt
+//! the rollout; the canary's next contact runs the version's undo call in the sandbox,
+//! checked like any candidate, and reports it; the operator's status shows it undone; the
+//! canary then keeps refusing the older version (its rollback memory stays).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{echo_provider, key};
+use courier_client::{
+    Answer, CallError, Client, ClientConfig, Policy, RejectReason, ReportMode, TrustStore,
+};
+use courier_protocol::{
+    AdminAction, ClientProfile, ContentHash, Outcome, RolloutSpec, RolloutState, SigningKey,
+    VendorKey,
+};
+use courier_provider::BundleBuilder;
+use courier_proxy_artifacts as artifacts;
+use courier_registry::RegistryHandle;
+use courier_transport::RegistryClient;
+use std::time::Duration;
+
+const SAY: &str = r#"courier:echo/echo.say("hi")"#;
+
+async fn connect(h: &RegistryHandle, as_key: &SigningKey) -> RegistryClient {
+    let c = RegistryClient::connect(h.local_addr(), h.pin(), "rollout-test")
+        .await
+        .unwrap();
+    c.authenticate(as_key).await.unwrap();
+    c
+}
+
+/// A registered client (attributes given) that trusts `vendor` and reports every call.
+async fn client(h: &RegistryHandle, seed: u8, ring: Option<&str>, vendor: &SigningKey) -> Client {
+    let k = key(seed);
+    let mut profile = ClientProfile::default();
+    if let Some(ring) = ring {
+        profile.attributes.insert("ring".into(), ring.into());
+    }
+    connect(h, &k).await.register_client(profile).await.unwrap();
+    let mut trust = TrustStore::new();
+    trust.add(VendorKey::of(vendor)).unwrap();
+    let mut config = ClientConfig::new(trust);
+    config.policy = Policy::default();
+    config.report = ReportMode::Inline;
+    config.lookup_ttl = Duration::ZERO;
+    config.key = Some(k);
+    let registry = RegistryClient::connect(h.local_addr(), h.pin(), "rollout-test")
+        .await
+        .unwrap();
+    Client::new(registry, config).unwrap()
+}
+
+async fn eventually<F: AsyncFnMut() -> bool>(mut f: F) -> bool {
+    for _ in 0..250 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_run_the_staged_version_and_undo_it_after_a_halt() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = key(9);
+    let mut config = courier_test_support::short_leases(dir.path());
+    config.operators = vec![VendorKey::of(&operator)];
+    let h = courier_test_support::start_registry(config).await;
+    let provider = echo_provider().await;
+    let vendor = key(1);
+    let bundle = |version: &str| {
+        BundleBuilder::new(artifacts::ECHO)
+            .name("acme/echo")
+            .version(version)
+            .endpoint(provider.local_addr().to_string())
+            .provider_pin(provider.pin())
+            .sign(&vendor)
+            .unwrap()
+    };
+    let at_vendor = connect(&h, &vendor).await;
+    bundle("1.0.0")
+        .register_once(&at_vendor, &vendor, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut staged = bundle("2.0.0").register_request(Duration::from_secs(30));
+    staged.staged = true;
+    at_vendor.register(staged).await.unwrap();
+
+    let canary = client(&h, 20, Some("canary"), &vendor).await;
+    let other = client(&h, 21, None, &vendor).await;
+    let version = |r: &courier_client::CallReport| r.chosen.version.clone();
+    // Staged: nobody runs it yet.
+    assert_eq!(version(&canary.call_str(SAY).await.unwrap()), "1.0.0");
+
+    let at_operator = connect(&h, &operator).await;
+    let spec = RolloutSpec {
+        name: "acme/echo".into(),
+        version: "2.0.0".into(),
+        waves: vec!["ring=canary".parse().unwrap(), "100%".parse().unwrap()],
+        delay_ms: 3_600_000,
+        max_failure_ppm: 100_000,
+        min_reports: 2,
+        undo: Some(r#"say("undo")"#.into()),
+    };
+    at_operator
+        .admin(AdminAction::StartRollout(spec))
+        .await
+        .unwrap();
+    let first = canary.call_str(SAY).await.unwrap();
+    assert_eq!(version(&first), "2.0.0");
+    assert_eq!(first.answer, Answer::Ok(r#"ok("echo: hi")"#.into()));
+    assert_eq!(version(&other.call_str(SAY).await.unwrap()), "1.0.0");
+
+    // Another canary machine reports that 2.0.0 failed: 1 of 2 reports, over 10%.
+    let second = key(22);
+    let mut profile = ClientProfile::default();
+    profile.attributes.insert("ring".into(), "canary".into());
+    let at_second = connect(&h, &second).await;
+    at_second.register_client(profile).await.unwrap();
+    at_second
+        .report(Outcome {
+            client: String::new(),
+            name: "acme/echo".into(),
+            version: "2.0.0".into(),
+            component: ContentHash::of(artifacts::ECHO),
+            function: "courier:echo/echo@0.1.0.say".into(),
+            ok: false,
+            detail: "broken".into(),
+            duration_us: 1,
+            facts: Default::default(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        eventually(async || matches!(
+            at_operator.rollouts().await.unwrap()[0].state,
+            RolloutState::Halted { .. }
+        ))
+        .await,
+        "the timer halts it soon after the report"
+    );
+
+    // The canary's next contact: the undo runs in the sandbox against the version's own
+    // provider, and is reported.
+    let undone = canary.run_undos().await.unwrap();
+    assert_eq!(undone.len(), 1);
+    let u = &undone[0];
+    assert!(u.ok(), "{:?}", u.result);
+    assert_eq!(u.directive.version, "2.0.0");
+    let report = u.result.as_ref().unwrap();
+    assert_eq!(report.answer, Answer::Ok(r#"ok("echo: undo")"#.into()));
+    assert_eq!(report.chosen.version, "2.0.0");
+    u.reported.as_ref().unwrap();
+    assert!(canary.run_undos().await.unwrap().is_empty(), "undone once");
+    // The second canary reported a failure of it: it owes its undo still.
+    let status = &at_operator.rollouts().await.unwrap()[0];
+    assert_eq!(status.waves[0].clients, 2);
+    assert_eq!((status.waves[0].undone, status.waves[0].failed), (1, 1));
+
+    // Hidden again: the other client goes on with 1.0.0; the canary refuses 1.0.0, below
+    // the version it ran, until the vendor publishes a newer one.
+    assert_eq!(version(&other.call_str(SAY).await.unwrap()), "1.0.0");
+    match canary.call_str(SAY).await {
+        Err(CallError::NoUsableCandidate { rejected }) => assert!(
+            rejected
+                .iter()
+                .any(|r| matches!(r.reason, RejectReason::Rollback { .. })),
+            "{rejected:?}"
+        ),
+        other => panic!("expected the rollback memory to refuse 1.0.0, got {other:?}"),
+    }
+    drop(at_vendor);
+    h.shutdown().await;
+}
