@@ -4,9 +4,10 @@
 //! comes with the directive and is checked like any candidate (signature, trust, times,
 //! freshness, rollback memory, capabilities) before it runs in the sandbox; the registry
 //! cannot make the client run anything its vendor did not sign. Each undo is reported
-//! back. The rollback memory is left as it is: the client keeps refusing versions below
-//! the one it ran, so the service comes back with the vendor's next version (or a
-//! deliberate `courier client pin`).
+//! back. Once undone, the client's rollback memory of the service falls back to the
+//! version its vendor's fresh statement (served and verified with the directive) names as
+//! current, so the client goes back to the version before: never lower than what the
+//! freshness check enforces anyway, so a registry that fakes a halt gains nothing.
 
 use super::{CallError, CallReport, Client, PhaseTimings};
 use crate::invoke::CallSpec;
@@ -77,6 +78,19 @@ impl Client {
                 PhaseTimings::default(),
             )
             .await?;
-        self.run_ready(ready, &spec).await
+        let vendor = ready.manifest.vendor_key;
+        let report = self.run_ready(ready, &spec).await?;
+        // Undone: back to the version the vendor's statement, verified with the candidate,
+        // names as current (a staged version is never it).
+        if report.answer.is_ok()
+            && let Some(statement) = &directive.candidate.freshness
+            && let Ok(statement) = statement.peek()
+            && let Some(current) = statement.version_of(&directive.name)
+        {
+            self.versions
+                .lower_to_current(&vendor, &directive.name, &current, &self.trust.read())
+                .map_err(CallError::State)?;
+        }
+        Ok(report)
     }
 }

@@ -49,6 +49,18 @@ impl VersionMemory {
         }
     }
 
+    /// Lowers the mark of `name` under `vendor` to `version` if it is above; returns
+    /// whether it was.
+    pub fn lower(&mut self, vendor: &VendorKey, name: &str, version: &semver::Version) -> bool {
+        match self.highest.get_mut(&(*vendor, name.to_string())) {
+            Some(have) if *have > *version => {
+                *have = version.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Every entry: (vendor key, service name) and the highest version accepted.
     pub fn entries(&self) -> impl Iterator<Item = (&(VendorKey, String), &semver::Version)> {
         self.highest.iter()
@@ -246,6 +258,36 @@ impl VersionGuard {
         if memory.record(current, name, version)
             && let Some(path) = &self.file
         {
+            memory.save(path)?;
+        }
+        Ok(())
+    }
+
+    /// Lowers the mark of `name` (under every key of `vendor`'s rotation chain in
+    /// `trust`) to `version`, the one its vendor's verified fresh statement names as
+    /// current: after this client undid a staged version at its registry's request, it
+    /// may go back to the version the vendor still calls current. Never below that: the
+    /// freshness check refuses anything older anyway. Durably when there is a state
+    /// directory and it fell.
+    pub(super) fn lower_to_current(
+        &self,
+        vendor: &VendorKey,
+        name: &str,
+        version: &semver::Version,
+        trust: &TrustStore,
+    ) -> Result<(), StateError> {
+        let current = trust.current(vendor);
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<VendorKey> = memory
+            .entries()
+            .filter(|((k, n), _)| n == name && trust.current(k) == current)
+            .map(|((k, _), _)| *k)
+            .collect();
+        let mut fell = false;
+        for k in keys {
+            fell |= memory.lower(&k, name, version);
+        }
+        if fell && let Some(path) = &self.file {
             memory.save(path)?;
         }
         Ok(())
