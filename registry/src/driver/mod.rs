@@ -526,4 +526,16 @@ impl Registry {
     ) -> Vec<crate::core::matcher::Match> {
         self.state().find(now, query)
     }
+
+    /// [`Registry::match_leases`] for the client `client` (staged registrations where a
+    /// rollout's open wave takes it).
+    #[cfg(feature = "bench")]
+    pub fn match_leases_as(
+        &self,
+        now: Millis,
+        query: &crate::core::matcher::PreparedQuery,
+        client: Option<&VendorKey>,
+    ) -> Vec<crate::core::matcher::Match> {
+        self.state().find_as(now, query, client)
+    }
 }

@@ -328,4 +328,27 @@ impl Registry {
         let planned = self.state().plan_bulk_load(now, checked)?;
         self.commit(&writer, now, planned)?
     }
+
+    /// Registers `signed` staged for `ttl_ms`, checking its signature, validity and
+    /// ownership but not its component (none is given, none is stored). For benchmarks.
+    /// Blocking.
+    #[cfg(feature = "bench")]
+    pub fn load_staged(
+        &self,
+        now: Millis,
+        signed: courier_protocol::SignedManifest,
+        ttl_ms: u64,
+    ) -> Result<LeaseId, RegisterError> {
+        let m = signed.verify()?.into_inner();
+        m.check_times(self.wall_ms(now))
+            .map_err(RegisterError::Times)?;
+        let key = m.vendor_key;
+        let lease = LeaseId(rand::random());
+        let writer = self.writer();
+        let planned = self
+            .state()
+            .plan_register_as(now, lease, &key, signed, m, ttl_ms, true)?;
+        self.commit(&writer, now, planned)??;
+        Ok(lease)
+    }
 }
