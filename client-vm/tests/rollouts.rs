@@ -148,7 +148,8 @@ async fn canaries_run_the_staged_version_and_undo_it_after_a_halt() {
     let u = &undone[0];
     assert!(u.ok(), "{:?}", u.result);
     assert_eq!(u.directive.version, "2.0.0");
-    let report = u.result.as_ref().unwrap();
+    let report = u.result.as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(u.back_to, Some(semver::Version::new(1, 0, 0)));
     assert_eq!(report.answer, Answer::Ok(r#"ok("echo: undo")"#.into()));
     assert_eq!(report.chosen.version, "2.0.0");
     u.reported.as_ref().unwrap();
@@ -161,6 +162,37 @@ async fn canaries_run_the_staged_version_and_undo_it_after_a_halt() {
     // Hidden again: both go on with 1.0.0, the canary too, although it ran 2.0.0: its
     // vendor's fresh statement names 1.0.0 as current (a staged version never is).
     assert_eq!(version(&other.call_str(SAY).await.unwrap()), "1.0.0");
+    assert_eq!(version(&canary.call_str(SAY).await.unwrap()), "1.0.0");
+
+    // A rollout with no undo call, aborted: the canary that ran 3.0.0 is told all the same,
+    // and goes back to 1.0.0.
+    let mut staged = bundle("3.0.0").register_request(Duration::from_secs(30));
+    staged.staged = true;
+    at_vendor.register(staged).await.unwrap();
+    let spec = RolloutSpec {
+        name: "acme/echo".into(),
+        version: "3.0.0".into(),
+        waves: vec!["ring=canary".parse().unwrap(), "100%".parse().unwrap()],
+        delay_ms: 3_600_000,
+        max_failure_ppm: 100_000,
+        min_reports: 2,
+        undo: None,
+    };
+    at_operator
+        .admin(AdminAction::StartRollout(spec))
+        .await
+        .unwrap();
+    assert_eq!(version(&canary.call_str(SAY).await.unwrap()), "3.0.0");
+    at_operator
+        .admin(AdminAction::AbortRollout {
+            name: "acme/echo".into(),
+        })
+        .await
+        .unwrap();
+    let undone = canary.run_undos().await.unwrap();
+    assert_eq!(undone.len(), 1);
+    assert!(undone[0].ok() && undone[0].directive.call.is_none());
+    assert!(matches!(undone[0].result, Ok(None)));
     assert_eq!(version(&canary.call_str(SAY).await.unwrap()), "1.0.0");
     drop(at_vendor);
     h.shutdown().await;

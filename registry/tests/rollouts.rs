@@ -222,7 +222,7 @@ fn a_rollout_opens_waves_on_time_halts_on_failures_once_and_is_undone() {
         .collect();
     assert_eq!(owing.len(), 40);
     let d = &r.directives(Millis(30), owing[0]).unwrap()[0];
-    assert_eq!(d.call, format!("{ECHO_IFACE}.{undo}"));
+    assert_eq!(d.call, Some(format!("{ECHO_IFACE}.{undo}")));
     assert_eq!(d.candidate.lease, staged);
     assert_eq!(d.candidate.manifest.peek().unwrap().version, "2.0.0");
     for (i, c) in owing.iter().enumerate() {

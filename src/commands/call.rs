@@ -95,18 +95,23 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
 }
 
 /// The client's next contact runs the undos the registry asks of it (versions it ran from
-/// rollouts that halted or were aborted), each checked like any candidate, before the
-/// call; what each did is printed and reported back.
+/// rollouts that halted or were aborted), each checked like any candidate, and goes back
+/// to the version before, before the call; what each did is printed and reported back.
 async fn undo_first(client: &Client) {
     match client.run_undos().await {
         Ok(done) => {
             for u in done {
                 let d = &u.directive;
                 let what = format!("{}@{} (rollout {})", d.name, d.version, d.rollout);
+                let back = u
+                    .back_to
+                    .as_ref()
+                    .map_or(String::new(), |v| format!("; back to {v}"));
                 match &u.result {
-                    Ok(r) if u.ok() => eprintln!("undid {what}: {}", r.answer.text()),
-                    Ok(r) => eprintln!("undo of {what} failed: {}", r.answer.text()),
-                    Err(e) => eprintln!("undo of {what} failed: {e}"),
+                    Ok(Some(r)) if u.ok() => eprintln!("undid {what}: {}{back}", r.answer.text()),
+                    Ok(Some(r)) => eprintln!("undo of {what} failed: {}{back}", r.answer.text()),
+                    Ok(None) => eprintln!("{what} was withdrawn{back}"),
+                    Err(e) => eprintln!("undo of {what} failed: {e}{back}"),
                 }
                 if let Err(e) = &u.reported {
                     eprintln!("  (the registry did not take the report: {e})");

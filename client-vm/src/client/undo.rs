@@ -4,12 +4,13 @@
 //! comes with the directive and is checked like any candidate (signature, trust, times,
 //! freshness, rollback memory, capabilities) before it runs in the sandbox; the registry
 //! cannot make the client run anything its vendor did not sign. Each undo is reported
-//! back. Once undone, the client's rollback memory of the service falls back to the
-//! version its vendor's fresh statement (served and verified with the directive) names as
-//! current, so the client goes back to the version before: never lower than what the
-//! freshness check enforces anyway, so a registry that fakes a halt gains nothing.
+//! back. Whether or not there is a call, the client's rollback memory of the service
+//! falls back to the version its vendor's fresh statement (served and verified with the
+//! directive) names as current, so the client goes back to the version before: never
+//! lower than what the freshness check enforces anyway, so a registry that fakes a halt
+//! gains nothing.
 
-use super::{CallError, CallReport, Client, PhaseTimings};
+use super::{CallError, CallReport, Client, PhaseTimings, Rejection};
 use crate::invoke::CallSpec;
 use courier_protocol::{Directive, UndoReport};
 use std::time::Instant;
@@ -19,16 +20,24 @@ use std::time::Instant;
 pub struct Undone {
     /// The directive.
     pub directive: Directive,
-    /// The call's report, or why it did not run or failed.
-    pub result: Result<CallReport, CallError>,
+    /// The undo call's report (`None`: the directive had no call to run), or why the
+    /// directive was refused or its call failed.
+    pub result: Result<Option<CallReport>, CallError>,
+    /// The version the client went back to: the one its vendor's statement names as
+    /// current, if one came with the directive.
+    pub back_to: Option<semver::Version>,
     /// Whether the registry took the report of it.
     pub reported: Result<(), courier_transport::ClientError>,
 }
 
 impl Undone {
-    /// Whether the undo call ran and answered without error.
+    /// Whether the directive was checked and its call, if any, answered without error.
     pub fn ok(&self) -> bool {
-        self.result.as_ref().is_ok_and(|r| r.answer.is_ok())
+        match &self.result {
+            Ok(Some(r)) => r.answer.is_ok(),
+            Ok(None) => true,
+            Err(_) => false,
+        }
     }
 }
 
@@ -41,56 +50,85 @@ impl Client {
         let directives = registry.directives().await.map_err(CallError::Lookup)?;
         let mut done = Vec::with_capacity(directives.len());
         for directive in directives {
-            let result = self.undo(&registry, &directive).await;
-            let ok = result.as_ref().is_ok_and(|r| r.answer.is_ok());
-            let detail = match &result {
-                Ok(r) => r.answer.text().to_string(),
+            let (back_to, result) = self.undo(&registry, &directive).await;
+            let mut undone = Undone {
+                directive,
+                result,
+                back_to,
+                reported: Ok(()),
+            };
+            let detail = match &undone.result {
+                Ok(Some(r)) => r.answer.text().to_string(),
+                Ok(None) => "nothing to run".to_string(),
                 Err(e) => e.to_string(),
             };
-            let reported = registry
+            undone.reported = registry
                 .report_undo(UndoReport {
-                    rollout: directive.rollout,
-                    ok,
+                    rollout: undone.directive.rollout,
+                    ok: undone.ok(),
                     detail: detail.chars().take(512).collect(),
                 })
                 .await;
-            done.push(Undone {
-                directive,
-                result,
-                reported,
-            });
+            done.push(undone);
         }
         Ok(done)
     }
 
+    /// Checks the directive's candidate (signature, trust, validity, freshness), goes
+    /// back to the version its vendor's statement names as current, then runs the undo
+    /// call, if any, checked like any call.
     async fn undo(
         &self,
         registry: &courier_transport::RegistryClient,
         directive: &Directive,
-    ) -> Result<CallReport, CallError> {
-        let spec: CallSpec = directive.call.parse()?;
-        let ready = self
-            .first_usable(
-                registry,
-                vec![directive.candidate.clone()],
-                &spec,
-                Instant::now(),
-                PhaseTimings::default(),
+    ) -> (
+        Option<semver::Version>,
+        Result<Option<CallReport>, CallError>,
+    ) {
+        let candidate = &directive.candidate;
+        let (manifest, current) = match self.vouched(candidate) {
+            Ok(v) => v,
+            Err(reason) => {
+                let rejected = vec![Rejection {
+                    lease: candidate.lease,
+                    name: directive.name.clone(),
+                    reason,
+                }];
+                return (None, Err(CallError::NoUsableCandidate { rejected }));
+            }
+        };
+        let result = match &directive.call {
+            None => Ok(None),
+            Some(call) => {
+                async {
+                    let spec: CallSpec = call.parse()?;
+                    let ready = self
+                        .first_usable(
+                            registry,
+                            vec![candidate.clone()],
+                            &spec,
+                            Instant::now(),
+                            PhaseTimings::default(),
+                        )
+                        .await?;
+                    self.run_ready(ready, &spec).await.map(Some)
+                }
+                .await
+            }
+        };
+        // Withdrawn: back to the version the vendor's statement names as current (a
+        // staged version is never it), whatever the undo call did; after it, which
+        // accepted the withdrawn version once more.
+        if let Some(current) = &current
+            && let Err(e) = self.versions.lower_to_current(
+                &manifest.vendor_key,
+                &manifest.name,
+                current,
+                &self.trust.read(),
             )
-            .await?;
-        let vendor = ready.manifest.vendor_key;
-        let report = self.run_ready(ready, &spec).await?;
-        // Undone: back to the version the vendor's statement, verified with the candidate,
-        // names as current (a staged version is never it).
-        if report.answer.is_ok()
-            && let Some(statement) = &directive.candidate.freshness
-            && let Ok(statement) = statement.peek()
-            && let Some(current) = statement.version_of(&directive.name)
         {
-            self.versions
-                .lower_to_current(&vendor, &directive.name, &current, &self.trust.read())
-                .map_err(CallError::State)?;
+            return (None, Err(CallError::State(e)));
         }
-        Ok(report)
+        (current, result)
     }
 }

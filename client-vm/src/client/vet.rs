@@ -58,33 +58,8 @@ impl Client {
 
         // 1-8: what the signed manifest says, checked before anything is downloaded.
         let verifying = PhaseTimer::start(&mut timings.verify);
-        let signed = &candidate.manifest;
-        let manifest = self
-            .verified
-            .manifests
-            .verify(&signed.bytes, &signed.signature, || {
-                signed.verify().map(Verified::into_inner)
-            })?; // 1. signature
+        let (manifest, _) = self.vouched(candidate)?; // 1-4.
         let now = now_ms();
-        self.trust
-            .check_for(&manifest.vendor_key, &manifest.name, now)?; // 2. trusted vendor
-        manifest.check_times(now)?; // 3. validity window
-        let pinned = self.versions.is_pinned(&manifest.name);
-        let fresh = &policy.freshness;
-        let statements = &self.verified.freshness;
-        let stated = freshness::check(
-            candidate,
-            &manifest,
-            &self.trust,
-            statements,
-            fresh,
-            pinned,
-            now,
-        ); // 4.
-        if let Ok(Some(current)) | Err(FreshnessRefusal::Outdated { current, .. }) = &stated {
-            self.learn_version(&manifest, current);
-        }
-        stated?;
         self.versions.check(&manifest, &self.trust.read())?; // 5. version, rollback
         check_claims(&manifest, spec)?; // 6. claims
         policy.check_imports(&manifest.imports)?; // 7. declared capabilities
@@ -143,6 +118,41 @@ impl Client {
         lookup(compiled.component(), &compiled.interfaces().exports, spec)
             .map_err(RejectReason::MissingExport)?;
         Ok(Vetted { manifest, compiled })
+    }
+
+    /// Checks 1-4: the signature, the vendor's trust, the validity window and the
+    /// vendor's freshness statement. Returns the verified manifest and the version the
+    /// statement names as current, if one came (the policy may let none through).
+    pub(super) fn vouched(
+        &self,
+        candidate: &Candidate,
+    ) -> Result<(Manifest, Option<semver::Version>), RejectReason> {
+        let policy = self.sandbox.policy();
+        let signed = &candidate.manifest;
+        let manifest = self
+            .verified
+            .manifests
+            .verify(&signed.bytes, &signed.signature, || {
+                signed.verify().map(Verified::into_inner)
+            })?; // 1. signature
+        let now = now_ms();
+        self.trust
+            .check_for(&manifest.vendor_key, &manifest.name, now)?; // 2. trusted vendor
+        manifest.check_times(now)?; // 3. validity window
+        let pinned = self.versions.is_pinned(&manifest.name);
+        let stated = freshness::check(
+            candidate,
+            &manifest,
+            &self.trust,
+            &self.verified.freshness,
+            &policy.freshness,
+            pinned,
+            now,
+        ); // 4.
+        if let Ok(Some(current)) | Err(FreshnessRefusal::Outdated { current, .. }) = &stated {
+            self.learn_version(&manifest, current);
+        }
+        Ok((manifest, stated?))
     }
 
     /// Raises the rollback memory to the version `manifest`'s vendor states is current, so

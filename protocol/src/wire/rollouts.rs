@@ -108,8 +108,9 @@ pub struct RolloutSpec {
     /// Reports the open waves need before the next wave opens (clients that never report
     /// count as unknown, never as successes).
     pub min_reports: u32,
-    /// The call clients that got the version run to undo it when the rollout halts or is
-    /// aborted, e.g. `remove("fix-1")`; `None`: nothing is undone.
+    /// The call clients that ran the version make to undo it when the rollout halts or is
+    /// aborted, e.g. `remove("fix-1")`; `None`: nothing to run. Either way those clients
+    /// are told, and go back to the version their vendor still calls current.
     pub undo: Option<String>,
 }
 
@@ -192,7 +193,8 @@ pub struct RolloutStatus {
     pub waves: Vec<WaveStatus>,
 }
 
-/// Something the registry asks a client to do at its next contact.
+/// Something the registry asks a client to do at its next contact: a version it ran was
+/// withdrawn (its rollout halted or was aborted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Directive {
     /// The rollout it comes from.
@@ -201,8 +203,10 @@ pub struct Directive {
     pub name: String,
     /// The version the client got.
     pub version: String,
-    /// The call to run on that version's proxy, e.g. `remove("fix-1")`.
-    pub call: String,
+    /// The call to run on that version's proxy to undo it, with its interface
+    /// (`ns:pkg/iface@1.0.0.remove("fix-1")`); `None`: there is nothing to run, the client
+    /// only goes back to the version before (see [`RolloutSpec::undo`]).
+    pub call: Option<String>,
     /// The version's registration (the client verifies it as any candidate).
     pub candidate: Candidate,
 }

@@ -239,17 +239,17 @@ impl Rollout {
         }
     }
 
-    /// Whether `client` is to undo the version: the rollout was halted or aborted, says
-    /// how to undo, and the client reported running the version and has not undone it.
+    /// Whether `client` is to undo the version: the rollout was halted or aborted, and the
+    /// client reported running the version and has not undone it (with no undo call, the
+    /// client is told all the same: it goes back to the version before).
     pub fn owes_undo(&self, client: &VendorKey) -> bool {
         matches!(
             self.record.state,
             RolloutState::Halted { .. } | RolloutState::Aborted
-        ) && self.record.spec.undo.is_some()
-            && matches!(
-                self.marks.get(client),
-                Some(RolloutMark::Succeeded | RolloutMark::Failed)
-            )
+        ) && matches!(
+            self.marks.get(client),
+            Some(RolloutMark::Succeeded | RolloutMark::Failed)
+        )
     }
 }
 
@@ -341,9 +341,9 @@ impl RolloutBook {
         self.of_lease(lease).is_some_and(|r| r.sees(client))
     }
 
-    /// Whether `client` owes the undo of rollout `id`: it halted or was aborted, says how
-    /// to undo, the client reported running its version, has not undone it, and no later
-    /// rollout of the same registration took over.
+    /// Whether `client` owes the undo of rollout `id`: it halted or was aborted, the
+    /// client reported running its version, has not undone it, and no later rollout of the
+    /// same registration took over.
     pub fn owes_undo(&self, id: u64, client: &VendorKey) -> bool {
         self.rollouts
             .get(&id)

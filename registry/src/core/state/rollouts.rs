@@ -29,8 +29,8 @@ pub struct OwedUndo {
     /// The interface the call is made on (the version's first export, or the one the
     /// call names).
     pub interface: String,
-    /// The call that undoes it, with its interface (`ns:pkg/iface.func(args)`).
-    pub call: String,
+    /// The call that undoes it, with its interface (`ns:pkg/iface.func(args)`), if any.
+    pub call: Option<String>,
     /// Milliseconds left on the version's lease.
     pub remaining_ms: u64,
 }
@@ -312,16 +312,21 @@ impl RegistryState {
                 let lease = r.record.lease;
                 let remaining_ms = self.table.remaining(&lease, now)?;
                 let reg = self.catalog.get(&lease)?;
-                let undo = r.record.spec.undo.as_deref()?;
                 // `remove("x")`, or `ns:pkg/iface.remove("x")` naming one of its exports.
-                let head = undo.split('(').next().unwrap_or_default();
-                let export = match head.rsplit_once('.') {
-                    Some((iface, _)) => reg.exports().find(|e| e.is(iface))?,
-                    None => &reg.first,
-                };
-                let call = match head.rsplit_once('.') {
-                    Some(_) => undo.to_string(),
-                    None => format!("{}.{undo}", export.versioned()),
+                let (export, call) = match r.record.spec.undo.as_deref() {
+                    None => (&reg.first, None),
+                    Some(undo) => {
+                        let head = undo.split('(').next().unwrap_or_default();
+                        match head.rsplit_once('.') {
+                            Some((iface, _)) => {
+                                (reg.exports().find(|e| e.is(iface))?, Some(undo.to_string()))
+                            }
+                            None => (
+                                &reg.first,
+                                Some(format!("{}.{undo}", reg.first.versioned())),
+                            ),
+                        }
+                    }
                 };
                 Some(OwedUndo {
                     rollout: r.record.id,
