@@ -75,7 +75,7 @@ fn print_status(all: &[RolloutStatus], json: bool) -> anyhow::Result<()> {
             r.id, r.spec.name, r.spec.version, r.vendor, r.state
         );
         println!(
-            "  started {}, {} between waves, halts past {} failures, {} reports per wave{}",
+            "  started {}, {} between waves, halts past {} failures, {} report(s) per wave{}",
             at(r.started_at_ms),
             humantime::format_duration(std::time::Duration::from_millis(r.spec.delay_ms)),
             percent(r.spec.max_failure_ppm),
@@ -93,9 +93,7 @@ fn print_status(all: &[RolloutStatus], json: bool) -> anyhow::Result<()> {
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                let unknown = w
-                    .clients
-                    .saturating_sub(w.succeeded + w.failed + w.undone + w.undo_failed);
+                let unknown = w.clients.saturating_sub(w.succeeded + w.failed);
                 vec![
                     (i + 1).to_string(),
                     w.selector.to_string(),
@@ -104,7 +102,8 @@ fn print_status(all: &[RolloutStatus], json: bool) -> anyhow::Result<()> {
                     w.succeeded.to_string(),
                     w.failed.to_string(),
                     unknown.to_string(),
-                    format!("{}/{}", w.undone, w.undo_failed),
+                    w.undone.to_string(),
+                    w.undo_failed.to_string(),
                 ]
             })
             .collect();
@@ -113,13 +112,14 @@ fn print_status(all: &[RolloutStatus], json: bool) -> anyhow::Result<()> {
             table(
                 &[
                     "WAVE",
-                    "CLIENTS",
+                    "TAKES",
                     "OPENED (UTC)",
-                    "IN IT",
+                    "CLIENTS",
                     "OK",
                     "FAILED",
-                    "UNKNOWN",
-                    "UNDONE/FAILED",
+                    "NO REPORT",
+                    "UNDONE",
+                    "UNDO FAILED",
                 ],
                 &rows
             )

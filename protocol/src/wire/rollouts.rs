@@ -166,7 +166,7 @@ pub struct WaveStatus {
     pub succeeded: u32,
     /// Those whose last report of the version was a failure.
     pub failed: u32,
-    /// Those that undid the version after a halt.
+    /// Of those that reported, those that undid the version after a halt or an abort.
     pub undone: u32,
     /// Those whose undo failed.
     pub undo_failed: u32,
@@ -250,10 +250,28 @@ pub enum RolloutMark {
     Succeeded,
     /// Its last report of the version was a failure.
     Failed,
-    /// It undid the version, as asked.
-    Undone,
-    /// Its undo failed.
-    UndoFailed,
+    /// It undid the version, as asked; `failed`: its last report of the version was a
+    /// failure.
+    Undone {
+        /// Whether its last report of the version was a failure.
+        failed: bool,
+    },
+    /// Its undo failed; `failed` as for [`RolloutMark::Undone`].
+    UndoFailed {
+        /// Whether its last report of the version was a failure.
+        failed: bool,
+    },
+}
+
+impl RolloutMark {
+    /// Whether the client's last report of the version was a failure.
+    pub fn failed(self) -> bool {
+        match self {
+            RolloutMark::Succeeded => false,
+            RolloutMark::Failed => true,
+            RolloutMark::Undone { failed } | RolloutMark::UndoFailed { failed } => failed,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -127,10 +127,10 @@ impl Rollout {
     fn reports(&self) -> (u64, u64) {
         let (mut ok, mut failed) = (0, 0);
         for m in self.marks.values() {
-            match m {
-                RolloutMark::Succeeded => ok += 1,
-                RolloutMark::Failed => failed += 1,
-                RolloutMark::Undone | RolloutMark::UndoFailed => {}
+            if m.failed() {
+                failed += 1;
+            } else {
+                ok += 1;
             }
         }
         (ok, failed)
@@ -219,12 +219,18 @@ impl Rollout {
                 continue;
             };
             w.clients += 1;
-            match self.marks.get(key) {
-                Some(RolloutMark::Succeeded) => w.succeeded += 1,
-                Some(RolloutMark::Failed) => w.failed += 1,
-                Some(RolloutMark::Undone) => w.undone += 1,
-                Some(RolloutMark::UndoFailed) => w.undo_failed += 1,
-                None => {}
+            let Some(mark) = self.marks.get(key) else {
+                continue;
+            };
+            if mark.failed() {
+                w.failed += 1;
+            } else {
+                w.succeeded += 1;
+            }
+            match mark {
+                RolloutMark::Undone { .. } => w.undone += 1,
+                RolloutMark::UndoFailed { .. } => w.undo_failed += 1,
+                RolloutMark::Succeeded | RolloutMark::Failed => {}
             }
         }
         RolloutStatus {

@@ -273,10 +273,11 @@ impl RegistryState {
             .rollouts
             .get(rollout)
             .filter(|_| self.rollouts.owes_undo(rollout, client))?;
+        let failed = r.marks.get(client).is_some_and(|m| m.failed());
         let mark = if ok {
-            RolloutMark::Undone
+            RolloutMark::Undone { failed }
         } else {
-            RolloutMark::UndoFailed
+            RolloutMark::UndoFailed { failed }
         };
         self.planned_mark(r, *client, mark)
     }
