@@ -19,12 +19,12 @@ pub struct OpsArgs {
     #[arg(long = "webhook", value_name = "URL")]
     pub webhooks: Vec<WebhookTarget>,
     /// What webhooks are told of, comma-separated: lease-lost, revocation, failure-spike,
-    /// refusals.
+    /// refusals, rollout-halted.
     #[arg(
         long = "webhook-on",
         value_name = "ALERTS",
         value_delimiter = ',',
-        default_value = "lease-lost,revocation,failure-spike,refusals"
+        default_value = "lease-lost,revocation,failure-spike,refusals,rollout-halted"
     )]
     pub webhook_on: Vec<AlertKind>,
     /// A service whose lost leases and failure spikes are alerted; repeat for several
