@@ -69,11 +69,17 @@ async fn canaries_run_the_staged_version_and_undo_it_after_a_halt() {
     let h = courier_test_support::start_registry(config).await;
     let provider = echo_provider().await;
     let vendor = key(1);
+    // 2.0.0 signs how to undo it; 3.0.0 signs nothing to run.
     let bundle = |version: &str| {
-        BundleBuilder::new(artifacts::ECHO)
+        let b = BundleBuilder::new(artifacts::ECHO)
             .name("acme/echo")
-            .version(version)
-            .endpoint(provider.local_addr().to_string())
+            .version(version);
+        let b = if version == "2.0.0" {
+            b.attribute("undo", r#"say("undo")"#)
+        } else {
+            b
+        };
+        b.endpoint(provider.local_addr().to_string())
             .provider_pin(provider.pin())
             .sign(&vendor)
             .unwrap()
@@ -101,7 +107,6 @@ async fn canaries_run_the_staged_version_and_undo_it_after_a_halt() {
         delay_ms: 3_600_000,
         max_failure_ppm: 100_000,
         min_reports: 2,
-        undo: Some(r#"say("undo")"#.into()),
     };
     at_operator
         .admin(AdminAction::StartRollout(spec))
@@ -176,7 +181,6 @@ async fn canaries_run_the_staged_version_and_undo_it_after_a_halt() {
         delay_ms: 3_600_000,
         max_failure_ppm: 100_000,
         min_reports: 2,
-        undo: None,
     };
     at_operator
         .admin(AdminAction::StartRollout(spec))

@@ -112,7 +112,6 @@ fn main() {
             delay_ms: HOUR,
             max_failure_ppm: 20_000,
             min_reports: 0,
-            undo: None,
         };
         reg.admin(reg.now(), None, AdminAction::StartRollout(spec))
             .unwrap();

@@ -400,7 +400,6 @@ async fn a_halted_rollout_is_alerted_once() {
         delay_ms: 3_600_000,
         max_failure_ppm: 0,
         min_reports: 1,
-        undo: None,
     }))
     .await
     .unwrap();

@@ -69,10 +69,6 @@ pub struct RolloutStartArgs {
     /// wave); clients that never report count as unknown, not as successes.
     #[arg(long, default_value_t = 5)]
     pub min_reports: u32,
-    /// The call clients that ran the version make to undo it when the rollout halts or is
-    /// aborted, e.g. `remove("fix-1")` (a function of the version's proxy, WAVE arguments).
-    #[arg(long)]
-    pub undo: Option<String>,
 }
 
 /// Parses a percentage (`2%`, `0.5%`, `0%`) into parts per million.

@@ -47,7 +47,6 @@ fn spec(args: RolloutStartArgs) -> RolloutSpec {
         delay_ms: u64::try_from(args.delay.as_millis()).unwrap_or(u64::MAX),
         max_failure_ppm: args.max_failures,
         min_reports: args.min_reports,
-        undo: args.undo,
     }
 }
 
@@ -75,15 +74,11 @@ fn print_status(all: &[RolloutStatus], json: bool) -> anyhow::Result<()> {
             r.id, r.spec.name, r.spec.version, r.vendor, r.state
         );
         println!(
-            "  started {}, {} between waves, halts past {} failures, {} report(s) per wave{}",
+            "  started {}, {} between waves, halts past {} failures, {} report(s) per wave",
             at(r.started_at_ms),
             humantime::format_duration(std::time::Duration::from_millis(r.spec.delay_ms)),
             percent(r.spec.max_failure_ppm),
             r.spec.min_reports,
-            r.spec
-                .undo
-                .as_ref()
-                .map_or(String::new(), |u| format!(", undo: {u}"))
         );
         if let Some(next) = r.next_at_ms {
             println!("  next wave due {}", at(next));
@@ -148,7 +143,6 @@ fn status_json(r: &RolloutStatus) -> serde_json::Value {
         "delay_ms": r.spec.delay_ms,
         "max_failures": percent(r.spec.max_failure_ppm),
         "min_reports": r.spec.min_reports,
-        "undo": r.spec.undo,
         "waves": r.waves.iter().map(|w| serde_json::json!({
             "selector": w.selector.to_string(),
             "opened_at_ms": w.opened_at_ms,

@@ -189,6 +189,10 @@ pub enum CallError {
     /// The client's state (accepted versions) could not be written; nothing ran.
     #[error(transparent)]
     State(StateError),
+    /// A registry's directive does not hold together (it names another version than the
+    /// registration it carries); nothing ran.
+    #[error("refused directive: {0}")]
+    Directive(String),
     /// The chosen proxy ran and failed (trap, limit, deadline...).
     #[error("{} {}: {}", .chosen.name, .chosen.version, .failure)]
     Run {

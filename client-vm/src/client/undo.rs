@@ -1,18 +1,21 @@
 //! Undos a registry asks of this client: after a rollout halts or is aborted, a client
-//! that ran the rolled-out version is asked (at its next contact) to run the version's
-//! own undo call, e.g. the patch proxy's `remove("fix-1")`. The version's registration
+//! that ran the withdrawn version is told at its next contact. The version's registration
 //! comes with the directive and is checked like any candidate (signature, trust, times,
-//! freshness, rollback memory, capabilities) before it runs in the sandbox; the registry
-//! cannot make the client run anything its vendor did not sign. Each undo is reported
-//! back. Whether or not there is a call, the client's rollback memory of the service
-//! falls back to the version its vendor's fresh statement (served and verified with the
-//! directive) names as current, so the client goes back to the version before: never
-//! lower than what the freshness check enforces anyway, so a registry that fakes a halt
-//! gains nothing.
+//! freshness) and must be the version the directive names. If its vendor signed an undo
+//! call in the manifest (attribute `undo`, e.g. the patch proxy's `remove("fix-1")`), that
+//! call, and only that one, runs in the sandbox after the remaining checks (rollback
+//! memory, capabilities); the registry cannot choose what runs. Each undo is reported back.
+//!
+//! Then the client goes back to the version before: when the withdrawn version is the
+//! highest it accepted and its policy requires freshness statements, its rollback memory
+//! falls to the version the vendor's fresh statement names as current (a staged version
+//! never is). Below that, nothing is accepted anyway; a registry that replays an older
+//! statement still fresh gains only what that statement would let it serve for its few
+//! minutes.
 
 use super::{CallError, CallReport, Client, PhaseTimings, Rejection};
 use crate::invoke::CallSpec;
-use courier_protocol::{Directive, UndoReport};
+use courier_protocol::{Directive, UndoReport, signed_undo_call};
 use std::time::Instant;
 
 /// One undo the registry asked for, and what became of it.
@@ -23,8 +26,8 @@ pub struct Undone {
     /// The undo call's report (`None`: the directive had no call to run), or why the
     /// directive was refused or its call failed.
     pub result: Result<Option<CallReport>, CallError>,
-    /// The version the client went back to: the one its vendor's statement names as
-    /// current, if one came with the directive.
+    /// The version the client went back to (its rollback memory lowered to it): the one
+    /// its vendor's statement names as current; `None` when it stayed as it was.
     pub back_to: Option<semver::Version>,
     /// Whether the registry took the report of it.
     pub reported: Result<(), courier_transport::ClientError>,
@@ -97,7 +100,18 @@ impl Client {
                 return (None, Err(CallError::NoUsableCandidate { rejected }));
             }
         };
-        let result = match &directive.call {
+        // The directive must be about the version its candidate is; the call is the one
+        // the vendor signed in that version's manifest, never the registry's text.
+        if manifest.name != directive.name || manifest.version != directive.version {
+            return (
+                None,
+                Err(CallError::Directive(format!(
+                    "a directive about {}@{} came with {}@{}",
+                    directive.name, directive.version, manifest.name, manifest.version
+                ))),
+            );
+        }
+        let result = match signed_undo_call(&manifest) {
             None => Ok(None),
             Some(call) => {
                 async {
@@ -116,19 +130,36 @@ impl Client {
                 .await
             }
         };
-        // Withdrawn: back to the version the vendor's statement names as current (a
-        // staged version is never it), whatever the undo call did; after it, which
-        // accepted the withdrawn version once more.
-        if let Some(current) = &current
-            && let Err(e) = self.versions.lower_to_current(
-                &manifest.vendor_key,
-                &manifest.name,
-                current,
-                &self.trust.read(),
-            )
-        {
-            return (None, Err(CallError::State(e)));
-        }
-        (current, result)
+        // Withdrawn: back to the version the vendor's statement names as current, whatever
+        // the undo call did (after it, which accepted the withdrawn version once more).
+        // Only from the withdrawn version itself, as the highest this client accepted, and
+        // only where the policy requires statements: then nothing below the stated version
+        // is accepted anyway, and a registry replaying an older statement still fresh can
+        // lower the mark only to what that statement could have served for its few minutes.
+        let trust = self.trust.read();
+        let lowered = match (&current, manifest.semver()) {
+            (Some(current), Some(withdrawn))
+                if self.sandbox.policy().freshness.required
+                    && *current < withdrawn
+                    && self
+                        .versions
+                        .accepted(&manifest.vendor_key, &manifest.name, &trust)
+                        .as_ref()
+                        == Some(&withdrawn) =>
+            {
+                match self.versions.lower_to_current(
+                    &manifest.vendor_key,
+                    &manifest.name,
+                    current,
+                    &trust,
+                ) {
+                    Ok(()) => Some(current.clone()),
+                    Err(e) => return (None, Err(CallError::State(e))),
+                }
+            }
+            _ => None,
+        };
+        drop(trust);
+        (lowered, result)
     }
 }

@@ -35,7 +35,8 @@ pub use mirror::{Approval, ApprovalState, ChildReport, MirrorRule, MirrorStatus,
 pub use query::{AttributeConstraint, Candidate, ServiceQuery};
 pub use rollouts::{
     BadWave, Directive, MAX_DIRECTIVES, MAX_UNDO_CALL, MAX_WAVE_DELAY_MS, MAX_WAVES, RolloutMark,
-    RolloutRecord, RolloutSpec, RolloutState, RolloutStatus, UndoReport, WaveSelector, WaveStatus,
+    RolloutRecord, RolloutSpec, RolloutState, RolloutStatus, UNDO_ATTRIBUTE, UndoReport,
+    WaveSelector, WaveStatus, signed_undo_call,
 };
 pub use roots::{MAX_ROOTS_ASKED, RootBatch, RootSince};
 pub use usage::{UsageBy, UsageQuery, UsageRow};

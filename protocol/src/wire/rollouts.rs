@@ -12,6 +12,38 @@ use std::str::FromStr;
 pub const MAX_WAVES: usize = 16;
 /// Longest undo call text.
 pub const MAX_UNDO_CALL: usize = 1_024;
+/// The manifest attribute in which a vendor signs how to undo a version: a function of its
+/// proxy and the arguments, e.g. `remove("fix-1")`, or with the interface,
+/// `courier:patch/delivery.remove("fix-1")`. Only a signed call is ever run to undo a
+/// version: the registry and its operators cannot choose what a client runs.
+pub const UNDO_ATTRIBUTE: &str = "undo";
+
+/// The undo call `manifest` signs (its [`UNDO_ATTRIBUTE`]), with its interface
+/// (`ns:pkg/iface@1.0.0.remove("fix-1")`): `None` when it signs none, or one that is not a
+/// function call of an interface it exports.
+pub fn signed_undo_call(manifest: &crate::Manifest) -> Option<String> {
+    let undo = manifest.attributes.get(UNDO_ATTRIBUTE)?;
+    let head = undo.split('(').next()?;
+    let function = head.rsplit_once('.').map_or(head, |(_, f)| f);
+    if undo.len() > MAX_UNDO_CALL
+        || !undo.ends_with(')')
+        || function.is_empty()
+        || !function
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return None;
+    }
+    let names = |i: &str, e: &str| i == e || e.split_once('@').is_some_and(|(n, _)| n == i);
+    match head.rsplit_once('.') {
+        Some((iface, _)) => manifest
+            .exports
+            .iter()
+            .any(|e| names(iface, &e.interface))
+            .then(|| undo.clone()),
+        None => Some(format!("{}.{undo}", manifest.exports.first()?.interface)),
+    }
+}
 /// Longest delay between waves: 30 days.
 pub const MAX_WAVE_DELAY_MS: u64 = 30 * 24 * 3_600_000;
 /// Most directives one answer holds.
@@ -108,10 +140,6 @@ pub struct RolloutSpec {
     /// Reports the open waves need before the next wave opens (clients that never report
     /// count as unknown, never as successes).
     pub min_reports: u32,
-    /// The call clients that ran the version make to undo it when the rollout halts or is
-    /// aborted, e.g. `remove("fix-1")`; `None`: nothing to run. Either way those clients
-    /// are told, and go back to the version their vendor still calls current.
-    pub undo: Option<String>,
 }
 
 /// Where a rollout stands.
@@ -203,9 +231,9 @@ pub struct Directive {
     pub name: String,
     /// The version the client got.
     pub version: String,
-    /// The call to run on that version's proxy to undo it, with its interface
-    /// (`ns:pkg/iface@1.0.0.remove("fix-1")`); `None`: there is nothing to run, the client
-    /// only goes back to the version before (see [`RolloutSpec::undo`]).
+    /// The undo call the version's signed manifest names ([`signed_undo_call`]), for
+    /// operators and logs: the client takes the call from the manifest it verifies, never
+    /// from here. `None`: nothing to run; the client only goes back to the version before.
     pub call: Option<String>,
     /// The version's registration (the client verifies it as any candidate).
     pub candidate: Candidate,

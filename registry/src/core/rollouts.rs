@@ -145,9 +145,12 @@ impl Rollout {
         }
         let (ok, failed) = self.reports();
         let reported = ok + failed;
-        if reported >= u64::from(spec.min_reports.max(1))
-            && failed.saturating_mul(1_000_000) > u64::from(spec.max_failure_ppm) * reported
-        {
+        // Enough reports to judge: `min_reports`, or one from each client of the open waves
+        // if they have fewer (a small canary group that all failed halts).
+        let floor = u64::from(spec.min_reports.max(1));
+        let enough = reported >= floor
+            || (reported > 0 && reported >= self.opened_members(clients).min(floor));
+        if enough && failed.saturating_mul(1_000_000) > u64::from(spec.max_failure_ppm) * reported {
             return Some(Step::Halt {
                 id,
                 reason: format!(
@@ -190,6 +193,19 @@ impl Rollout {
         } else {
             Step::Complete { id }
         })
+    }
+
+    /// Registered clients in the waves opened so far.
+    fn opened_members(&self, clients: &ClientBook) -> u64 {
+        clients
+            .iter()
+            .filter(|(key, record)| {
+                self.in_opened_wave(ClientView {
+                    key,
+                    record: Some(record),
+                })
+            })
+            .count() as u64
     }
 
     /// The rollout for operators.
@@ -276,7 +292,7 @@ pub enum Step {
         /// The failures.
         reason: String,
     },
-    /// Completes: the version replaces the one before it for everyone.
+    /// Completes: every client sees the version.
     Complete {
         /// The rollout.
         id: u64,
@@ -381,7 +397,7 @@ impl RolloutBook {
 
 /// Why a rollout spec is refused.
 pub fn check_spec(spec: &RolloutSpec) -> Result<(), String> {
-    use courier_protocol::{MAX_UNDO_CALL, MAX_WAVE_DELAY_MS, MAX_WAVES};
+    use courier_protocol::{MAX_WAVE_DELAY_MS, MAX_WAVES};
     if spec.waves.is_empty() || spec.waves.len() > MAX_WAVES {
         return Err(format!("a rollout has 1 to {MAX_WAVES} waves"));
     }
@@ -409,22 +425,6 @@ pub fn check_spec(spec: &RolloutSpec) -> Result<(), String> {
     }
     if spec.max_failure_ppm > 1_000_000 {
         return Err("the failure threshold is at most 100%".into());
-    }
-    if let Some(undo) = &spec.undo {
-        let head = undo.split('(').next().unwrap_or_default();
-        let function = head.rsplit_once('.').map_or(head, |(_, f)| f);
-        if undo.len() > MAX_UNDO_CALL
-            || !undo.ends_with(')')
-            || function.is_empty()
-            || !function
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            return Err(format!(
-                "the undo call is a function and its arguments, such as remove(\"fix-1\") \
-                 (at most {MAX_UNDO_CALL} bytes), not {undo:?}"
-            ));
-        }
     }
     if semver::Version::parse(&spec.version).is_err() {
         return Err(format!("bad version {:?}", spec.version));

@@ -23,8 +23,8 @@ const MAX_UNDO_DETAIL: usize = 1_024;
 
 impl Registry {
     /// Takes the steps the running rollouts are due at `now`: opens waves, halts those
-    /// with too many failures, completes those whose last wave ran its delay (the staged
-    /// registration replaces its key's live one). Returns the records changed. Blocking.
+    /// with too many failures, completes those whose last wave ran its delay (every client
+    /// sees the version from then on). Returns the records changed. Blocking.
     pub fn rollout_tick(&self, now: Millis) -> Result<Vec<RolloutRecord>, StoreError> {
         if !self.state().rollouts_under_way() {
             return Ok(Vec::new());
@@ -44,7 +44,7 @@ impl Registry {
                     let _ = self.rollout_halts.send(record.clone());
                 }
                 RolloutState::Complete => {
-                    tracing::info!(rollout = r.id, name = %r.spec.name, version = %r.spec.version, "rollout complete: the version replaces the one before it");
+                    tracing::info!(rollout = r.id, name = %r.spec.name, version = %r.spec.version, "rollout complete: every client sees the version");
                 }
                 _ => {
                     tracing::info!(rollout = r.id, name = %r.spec.name, version = %r.spec.version, wave = r.opened_at_ms.len(), "rollout wave opened");
@@ -87,8 +87,13 @@ impl Registry {
         version: &str,
         ok: bool,
     ) -> Result<(), StoreError> {
-        if !self.state().rollouts_exist() {
-            return Ok(());
+        // Most reports leave no mark: find out under the state lock alone, and take the
+        // writer lock (behind registrations' commits) only for those that do.
+        {
+            let st = self.state();
+            if !st.rollouts_exist() || st.plan_rollout_mark(client, name, version, ok).is_none() {
+                return Ok(());
+            }
         }
         let writer = self.writer();
         let Some(planned) = self.state().plan_rollout_mark(client, name, version, ok) else {

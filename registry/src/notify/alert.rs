@@ -76,8 +76,6 @@ pub(crate) enum Alert {
         reason: String,
         /// Waves that had opened.
         waves_opened: usize,
-        /// Whether clients that got the version are asked to undo it.
-        undo: bool,
         /// When it was seen.
         at_ms: u64,
     },

@@ -130,7 +130,6 @@ impl Watcher {
                 version: r.spec.version.clone(),
                 reason: reason.clone(),
                 waves_opened: r.opened_at_ms.len(),
-                undo: r.spec.undo.is_some(),
                 at_ms: wall_clock_ms(),
             });
         }

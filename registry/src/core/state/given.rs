@@ -58,7 +58,7 @@ impl RegistryState {
     /// An event of this state's own making: numbered here, unless the store numbers them.
     pub(super) fn note(&mut self, kind: EventKind, now: Millis, reg: Arc<Registration>) {
         // A staged registration is in no feed: subscribers, children and event
-        // registrations would show it to everyone. It is announced when promoted.
+        // registrations would show it to everyone.
         if !self.events_given && !self.catalog.is_staged(&reg.lease) {
             self.events.push(kind, self.wall_ms(now), reg);
         }

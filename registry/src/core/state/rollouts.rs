@@ -1,7 +1,7 @@
 //! Rollouts on the state: staged registrations entering the catalog, lookups that see
 //! what the asking client's wave lets it see, operators' rollout actions (planned inside
 //! [`RegistryState::plan_admin`]), the steps the driver's timer takes, the marks clients'
-//! reports leave, the undos asked of clients, and a completed rollout's promotion.
+//! reports leave, and the undos asked of clients.
 
 use super::{Change, Planned, RegistryState, is_service_name};
 use crate::core::catalog::CatalogError;
@@ -75,6 +75,19 @@ impl RegistryState {
         self.rollouts.any_gates()
     }
 
+    /// Whether a staged registration of `name`@`version` by `key` is the version of a
+    /// completed rollout: registered again (a restarted keeper), it is registered for
+    /// good instead, replacing the key's live registration, so that the version every
+    /// client now runs does not go hidden again.
+    pub(super) fn completed_version(&self, name: &str, version: &str, key: &VendorKey) -> bool {
+        self.rollouts.iter().any(|r| {
+            r.record.state == RolloutState::Complete
+                && r.record.spec.name == name
+                && r.record.spec.version == version
+                && r.record.vendor == *key
+        })
+    }
+
     /// The registrations matching `query` at `now` for `client` (`None`: anonymous), ranked:
     /// staged ones only where a rollout's open wave takes the client.
     pub fn find_as(
@@ -139,18 +152,6 @@ impl RegistryState {
                         name: spec.name.clone(),
                         version: spec.version.clone(),
                     })?;
-                // An undo call that names its interface must name one the version exports.
-                if let Some(undo) = &spec.undo {
-                    let head = undo.split('(').next().unwrap_or_default();
-                    if let Some((iface, _)) = head.rsplit_once('.')
-                        && !staged.exports().any(|e| e.is(iface))
-                    {
-                        return Err(AdminError::RolloutSpec(format!(
-                            "{}@{} does not export {iface}, which the undo call names",
-                            spec.name, spec.version
-                        )));
-                    }
-                }
                 RolloutRecord {
                     id: self.rollouts.next_id(),
                     spec: spec.clone(),
@@ -251,6 +252,11 @@ impl RegistryState {
             .find(|r| r.record.spec.name == name && r.record.spec.version == version)?;
         if r.record.state == RolloutState::Complete
             || !r.in_opened_wave(ClientView::of(client, &self.clients))
+            // An undo is final: the undo call's own report does not take it back.
+            || matches!(
+                r.marks.get(client),
+                Some(RolloutMark::Undone { .. } | RolloutMark::UndoFailed { .. })
+            )
         {
             return None;
         }
@@ -313,22 +319,20 @@ impl RegistryState {
                 let lease = r.record.lease;
                 let remaining_ms = self.table.remaining(&lease, now)?;
                 let reg = self.catalog.get(&lease)?;
-                // `remove("x")`, or `ns:pkg/iface.remove("x")` naming one of its exports.
-                let (export, call) = match r.record.spec.undo.as_deref() {
-                    None => (&reg.first, None),
-                    Some(undo) => {
+                // The undo call its vendor signed in the manifest, if any (the client takes
+                // it from the manifest itself).
+                let call = reg
+                    .attribute(courier_protocol::UNDO_ATTRIBUTE)
+                    .and_then(|undo| {
                         let head = undo.split('(').next().unwrap_or_default();
                         match head.rsplit_once('.') {
                             Some((iface, _)) => {
-                                (reg.exports().find(|e| e.is(iface))?, Some(undo.to_string()))
+                                reg.exports().any(|e| e.is(iface)).then(|| undo.to_string())
                             }
-                            None => (
-                                &reg.first,
-                                Some(format!("{}.{undo}", reg.first.versioned())),
-                            ),
+                            None => Some(format!("{}.{undo}", reg.first.versioned())),
                         }
-                    }
-                };
+                    });
+                let export = &reg.first;
                 Some(OwedUndo {
                     rollout: r.record.id,
                     name: r.record.spec.name.clone(),
