@@ -2,7 +2,8 @@
 //! version, the other client keeps the one before; failures reported by the canaries halt
 //! the rollout; the canary's next contact runs the version's undo call in the sandbox,
 //! checked like any candidate, and reports it; the operator's status shows it undone; the
-//! canary then goes back to the version its vendor's fresh statement names as current.
+//! canary then goes back to the version its vendor's fresh statement names as current, also
+//! from a withdrawn version whose registration is gone.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -173,7 +174,7 @@ async fn canaries_run_the_staged_version_and_undo_it_after_a_halt() {
     // and goes back to 1.0.0.
     let mut staged = bundle("3.0.0").register_request(Duration::from_secs(30));
     staged.staged = true;
-    at_vendor.register(staged).await.unwrap();
+    let three = at_vendor.register(staged).await.unwrap().lease;
     let spec = RolloutSpec {
         name: "acme/echo".into(),
         version: "3.0.0".into(),
@@ -193,6 +194,9 @@ async fn canaries_run_the_staged_version_and_undo_it_after_a_halt() {
         })
         .await
         .unwrap();
+    // The vendor takes 3.0.0 away before the canary's next contact: it is told all the
+    // same, from the manifest the rollout kept.
+    at_vendor.cancel(three).await.unwrap();
     let undone = canary.run_undos().await.unwrap();
     assert_eq!(undone.len(), 1);
     assert!(undone[0].ok() && undone[0].directive.call.is_none());

@@ -211,6 +211,10 @@ fn a_rollout_opens_waves_on_time_halts_on_failures_once_and_is_undone() {
     );
     assert!(halts_after.try_recv().is_err(), "notified once");
 
+    // The vendor takes the broken build away: those who ran it are told all the same,
+    // from the manifest the rollout kept.
+    r.cancel(Millis(25), &VendorKey::of(&vendor), staged)
+        .unwrap();
     // Hidden from everyone again; the 40 clients that ran it are asked to undo it.
     for c in everyone.iter().step_by(37).chain(&wave1) {
         assert_eq!(seen(&r, Millis(30), Some(c)), "1.0.0");

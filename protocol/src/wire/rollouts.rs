@@ -269,6 +269,10 @@ pub struct RolloutRecord {
     pub opened_at_ms: Vec<u64>,
     /// When it was last resumed, if ever: the open wave's delay counts from then.
     pub resumed_at_ms: Option<u64>,
+    /// The staged version's signed manifest, kept so that the clients that ran it are told
+    /// of its withdrawal even after its lease ended (`None` until stored, just after the
+    /// start).
+    pub manifest: Option<crate::SignedManifest>,
 }
 
 /// What one client did with a rollout's version.

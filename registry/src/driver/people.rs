@@ -50,6 +50,9 @@ impl Registry {
         let writer = self.writer();
         let planned = self.state().plan_admin(now, operator, action)?;
         let entry = self.commit(&writer, now, planned)?;
+        if let AdminAction::StartRollout(spec) = &entry.action {
+            self.keep_staged_manifest(&writer, now, &spec.name);
+        }
         drop(writer);
         tracing::info!(seq = entry.seq, operator = ?entry.operator, action = %entry.action, "operator action");
         if matches!(

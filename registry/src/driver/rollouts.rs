@@ -56,6 +56,28 @@ impl Registry {
         Ok(changed)
     }
 
+    /// Keeps the staged version's signed manifest in the record of `name`'s rollout just
+    /// started (a second commit: a crash between leaves a record without it, whose
+    /// directives then need the registration alive, as before).
+    pub(super) fn keep_staged_manifest(&self, writer: &super::Writer<'_>, now: Millis, name: &str) {
+        let Some((id, lease)) = self.state().rollout_under_way(name) else {
+            return;
+        };
+        let manifest = match self.store.manifests(&[lease]) {
+            Ok(mut m) => m.pop().flatten(),
+            Err(e) => {
+                tracing::warn!(rollout = id, "the staged manifest is not kept: {e}");
+                return;
+            }
+        };
+        let Some(planned) = manifest.and_then(|m| self.state().plan_keep_manifest(id, m)) else {
+            return;
+        };
+        if let Err(e) = self.commit(writer, now, planned) {
+            tracing::warn!(rollout = id, "the staged manifest is not kept: {e}");
+        }
+    }
+
     /// Halted rollouts from now on, each once (the webhooks' watcher follows them).
     pub fn rollout_halts(&self) -> broadcast::Receiver<RolloutRecord> {
         self.rollout_halts.subscribe()
@@ -111,7 +133,17 @@ impl Registry {
         let (owed, freshness) = {
             let st = self.state();
             let owed = st.undos_owed(now, client, MAX_DIRECTIVES);
-            let freshness: Vec<_> = owed.iter().map(|o| st.freshness_of(&o.lease)).collect();
+            // By vendor and name: a version whose registration is gone has no lease to ask
+            // by.
+            let freshness: Vec<_> = owed
+                .iter()
+                .map(|o| {
+                    st.freshness_of(&o.lease).or_else(|| {
+                        let m = o.kept.as_ref()?.peek().ok()?;
+                        st.freshness_of_service(&m.vendor_key, &m.name)
+                    })
+                })
+                .collect();
             (owed, freshness)
         };
         if owed.is_empty() {
@@ -131,7 +163,7 @@ impl Registry {
                     call: o.call,
                     candidate: Candidate {
                         lease: o.lease,
-                        manifest: manifest?,
+                        manifest: manifest.or(o.kept)?,
                         interface: o.interface,
                         remaining_ms: o.remaining_ms,
                         freshness,

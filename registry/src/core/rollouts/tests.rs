@@ -52,6 +52,7 @@ fn record(waves: &str) -> RolloutRecord {
         started_at_ms: 10_000,
         opened_at_ms: vec![10_000],
         resumed_at_ms: None,
+        manifest: None,
     }
 }
 

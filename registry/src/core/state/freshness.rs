@@ -50,9 +50,15 @@ impl RegistryState {
     /// has from the key acting for its vendor now, or else from its vendor's own key.
     pub fn freshness_of(&self, lease: &LeaseId) -> Option<SignedFreshness> {
         let reg = self.catalog.get(lease)?;
-        let current = self.keys.current(&reg.vendor);
-        let from_current = self.freshness.get(&current, &reg.name);
-        let from_own = self.freshness.get(&reg.vendor, &reg.name);
+        self.freshness_of_service(&reg.vendor, &reg.name)
+    }
+
+    /// The freshness statement of `vendor`'s service `name`, as [`Self::freshness_of`]
+    /// chooses it.
+    pub fn freshness_of_service(&self, vendor: &VendorKey, name: &str) -> Option<SignedFreshness> {
+        let current = self.keys.current(vendor);
+        let from_current = self.freshness.get(&current, name);
+        let from_own = self.freshness.get(vendor, name);
         match (from_current, from_own) {
             (Some((a, s)), Some((b, _))) if a >= b => Some(s.clone()),
             (_, Some((_, s))) | (Some((_, s)), None) => Some(s.clone()),

@@ -31,8 +31,11 @@ pub struct OwedUndo {
     pub interface: String,
     /// The call that undoes it, with its interface (`ns:pkg/iface.func(args)`), if any.
     pub call: Option<String>,
-    /// Milliseconds left on the version's lease.
+    /// Milliseconds left on the version's lease (0: it ended).
     pub remaining_ms: u64,
+    /// The version's signed manifest, when its registration is gone (the store then has
+    /// none): the one the rollout kept.
+    pub kept: Option<courier_protocol::SignedManifest>,
 }
 
 impl RegistryState {
@@ -161,6 +164,7 @@ impl RegistryState {
                     started_at_ms: at,
                     opened_at_ms: vec![at],
                     resumed_at_ms: None,
+                    manifest: None,
                 }
             }
             AdminAction::PauseRollout { name } => RolloutRecord {
@@ -309,16 +313,34 @@ impl RegistryState {
         })
     }
 
-    /// The undos `client` owes at `now` (at most `max`): those whose version is still
-    /// registered (its proxy is what undoes it).
+    /// The undos `client` owes at `now` (at most `max`): from the version's registration
+    /// while it lives, else from the manifest its rollout kept.
     pub fn undos_owed(&self, now: Millis, client: &VendorKey, max: usize) -> Vec<OwedUndo> {
         self.rollouts
             .iter()
             .filter(|r| self.rollouts.owes_undo(r.record.id, client))
             .filter_map(|r| {
                 let lease = r.record.lease;
-                let remaining_ms = self.table.remaining(&lease, now)?;
-                let reg = self.catalog.get(&lease)?;
+                let live = self
+                    .table
+                    .remaining(&lease, now)
+                    .and_then(|left| Some((left, self.catalog.get(&lease)?)));
+                let (name, version) = (r.record.spec.name.clone(), r.record.spec.version.clone());
+                let Some((remaining_ms, reg)) = live else {
+                    // Gone: the kept manifest says what the client checks and runs.
+                    let signed = r.record.manifest.clone()?;
+                    let m = signed.peek().ok()?;
+                    return Some(OwedUndo {
+                        rollout: r.record.id,
+                        name,
+                        version,
+                        lease,
+                        interface: m.exports.first()?.interface.clone(),
+                        call: courier_protocol::signed_undo_call(&m),
+                        remaining_ms: 0,
+                        kept: Some(signed),
+                    });
+                };
                 // The undo call its vendor signed in the manifest, if any (the client takes
                 // it from the manifest itself).
                 let call = reg
@@ -332,19 +354,49 @@ impl RegistryState {
                             None => Some(format!("{}.{undo}", reg.first.versioned())),
                         }
                     });
-                let export = &reg.first;
                 Some(OwedUndo {
                     rollout: r.record.id,
-                    name: r.record.spec.name.clone(),
-                    version: r.record.spec.version.clone(),
+                    name,
+                    version,
                     lease,
-                    interface: export.versioned(),
+                    interface: reg.first.versioned(),
                     call,
                     remaining_ms,
+                    kept: None,
                 })
             })
             .take(max)
             .collect()
+    }
+
+    /// The record of rollout `id` with the staged version's manifest kept in it (`None`:
+    /// no such rollout, or one that keeps it already).
+    pub fn plan_keep_manifest(
+        &self,
+        id: u64,
+        manifest: courier_protocol::SignedManifest,
+    ) -> Option<Planned<RolloutStep>> {
+        let r = self
+            .rollouts
+            .get(id)
+            .filter(|r| r.record.manifest.is_none())?;
+        let record = RolloutRecord {
+            manifest: Some(manifest),
+            ..r.record.clone()
+        };
+        let mut batch = Batch::default();
+        batch.rollouts.push(record.clone());
+        Some(Planned {
+            batch,
+            change: RolloutStep { record },
+        })
+    }
+
+    /// The rollout of `name` under way and its staged lease, if any.
+    pub fn rollout_under_way(&self, name: &str) -> Option<(u64, LeaseId)> {
+        self.rollouts
+            .active(name)
+            .map(|r| (r.record.id, r.record.lease))
     }
 
     /// Whether the registration under `lease` is staged.
