@@ -9,7 +9,7 @@
 mod common;
 
 use common::{echo_provider, key};
-use courier_client::{Answer, Client, ClientConfig, Policy, ReportMode, TrustStore};
+use courier_client::{Answer, CallError, Client, ClientConfig, Policy, ReportMode, TrustStore};
 use courier_protocol::{
     AdminAction, ClientProfile, ContentHash, Outcome, RolloutSpec, RolloutState, SigningKey,
     VendorKey,
@@ -204,4 +204,92 @@ async fn canaries_run_the_staged_version_and_undo_it_after_a_halt() {
     assert_eq!(version(&canary.call_str(SAY).await.unwrap()), "1.0.0");
     drop(at_vendor);
     h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_registry_cannot_choose_what_a_directive_runs() {
+    let provider = echo_provider().await;
+    let fake = common::FakeRegistry::start().await;
+    let vendor = key(1);
+    let sign = |version: &str, by: &SigningKey| {
+        BundleBuilder::new(artifacts::ECHO)
+            .name("acme/echo")
+            .version(version)
+            .endpoint(provider.local_addr().to_string())
+            .provider_pin(provider.pin())
+            .sign(by)
+            .unwrap()
+    };
+    let v2 = sign("2.0.0", &vendor);
+    fake.offer(1, v2.manifest.clone(), common::ECHO_IFACE, &v2.component);
+    let mut trust = TrustStore::new();
+    trust.add(VendorKey::of(&vendor)).unwrap();
+    let mut config = ClientConfig::new(trust);
+    config.policy = Policy::default();
+    config.report = ReportMode::Off;
+    config.lookup_ttl = Duration::ZERO;
+    let client = Client::new(fake.connect().await, config).unwrap();
+    assert_eq!(client.call_str(SAY).await.unwrap().chosen.version, "2.0.0");
+    let fetches = fake.fetches();
+
+    let candidate = |bundle: &courier_provider::Bundle, stated: &str, by: &SigningKey| {
+        courier_protocol::Candidate {
+            lease: courier_protocol::LeaseId([1; 16]),
+            manifest: bundle.manifest.clone(),
+            interface: common::ECHO_IFACE.into(),
+            remaining_ms: 60_000,
+            freshness: Some(courier_test_support::fresh_now(by, "acme/echo", stated)),
+        }
+    };
+    let directive = |version: &str, c: courier_protocol::Candidate| courier_protocol::Directive {
+        rollout: 1,
+        name: "acme/echo".into(),
+        version: version.into(),
+        // The registry's own text: never what runs.
+        call: Some(format!("{}.say(\"pwned\")", common::ECHO_IFACE)),
+        candidate: c,
+    };
+    let stranger = key(66);
+    fake.state.lock().unwrap().directives = vec![
+        // The version the client ran, its vendor's statement naming it current: the
+        // manifest signs no undo, so nothing runs, and nothing is lowered.
+        directive("2.0.0", candidate(&v2, "2.0.0", &vendor)),
+        // A directive naming another version than its candidate: refused.
+        directive("3.0.0", candidate(&v2, "1.0.0", &vendor)),
+        // A candidate signed by a key the client does not trust: refused.
+        directive(
+            "2.0.0",
+            candidate(&sign("2.0.0", &stranger), "1.0.0", &stranger),
+        ),
+    ];
+    let undone = client.run_undos().await.unwrap();
+    assert_eq!(undone.len(), 3);
+    assert!(
+        matches!(undone[0].result, Ok(None)),
+        "{:?}",
+        undone[0].result
+    );
+    assert_eq!(undone[0].back_to, None);
+    assert!(
+        matches!(undone[1].result, Err(CallError::Directive(_))),
+        "{:?}",
+        undone[1].result
+    );
+    assert!(matches!(
+        undone[2].result,
+        Err(CallError::NoUsableCandidate { .. })
+    ));
+    assert!(undone[1].back_to.is_none() && undone[2].back_to.is_none());
+    assert_eq!(
+        fake.fetches(),
+        fetches,
+        "nothing was fetched, so nothing ran"
+    );
+    assert_eq!(
+        client.accepted_version(&VendorKey::of(&vendor), "acme/echo"),
+        Some(semver::Version::new(2, 0, 0))
+    );
+    let reports = fake.state.lock().unwrap().undo_reports.clone();
+    let oks: Vec<bool> = reports.iter().map(|r| r.ok).collect();
+    assert_eq!(oks, [true, false, false]);
 }

@@ -192,6 +192,10 @@ pub struct FakeState {
     pub statements: Vec<courier_protocol::SignedKeyStatement>,
     /// Payloads are dripped a byte every 50 ms (an endless download for any real size).
     pub drip_payloads: bool,
+    /// Directives served as they are (a lying registry's, if the test says so).
+    pub directives: Vec<courier_protocol::Directive>,
+    /// The undo reports received.
+    pub undo_reports: Vec<courier_protocol::UndoReport>,
 }
 
 pub struct FakeRegistry {
@@ -336,6 +340,11 @@ fn fake_answer(st: &Mutex<FakeState>, req: Request) -> Response {
             Response::Reported
         }
         Request::KeyStatements { .. } => Response::KeyStatements(st.statements.clone()),
+        Request::Directives => Response::Directives(st.directives.clone()),
+        Request::UndoReport(r) => {
+            st.undo_reports.push(r);
+            Response::UndoReported
+        }
         // The fake takes any key at its word: it tests the client, not authentication.
         Request::Authenticate { .. } => Response::Authenticated,
         _ => Response::Error(courier_protocol::WireError::new(
