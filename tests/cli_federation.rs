@@ -7,21 +7,11 @@
 
 mod common;
 
-use common::{ServedRegistry, courier, generate_key, http_get, lines_of, run_ok, wait_for};
+use common::{Killed, ServedRegistry, courier, generate_key, http_get, lines_of, run_ok, wait_for};
 use courier_example_services::echo_service;
 use courier_transport::Identity;
 use std::process::Stdio;
 use std::time::Duration;
-
-/// A process killed when the test ends, however it ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_published_at_the_root_is_called_through_a_child() {

@@ -8,21 +8,11 @@
 
 mod common;
 
-use common::{ServedRegistry, courier, generate_key, lines_of, run_ok, wait_for};
+use common::{Killed, ServedRegistry, courier, generate_key, lines_of, run_ok, wait_for};
 use courier_example_services::echo_service;
 use courier_transport::Identity;
 use std::process::Stdio;
 use std::time::Duration;
-
-/// A process killed when the test ends, however it ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_halted_by_a_canary_is_withdrawn_and_survives_a_restart() {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{echo_provider, key};
+use common::{echo_provider, eventually, key};
 use courier_client::{Answer, CallError, Client, ClientConfig, Policy, ReportMode, TrustStore};
 use courier_protocol::{
     AdminAction, ClientProfile, ContentHash, Outcome, RolloutSpec, RolloutState, SigningKey,
@@ -49,16 +49,6 @@ async fn client(h: &RegistryHandle, seed: u8, ring: Option<&str>, vendor: &Signi
         .await
         .unwrap();
     Client::new(registry, config).unwrap()
-}
-
-async fn eventually<F: AsyncFnMut() -> bool>(mut f: F) -> bool {
-    for _ in 0..250 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{echo_provider, key, registry, wall_now};
+use common::{echo_provider, eventually, key, registry, wall_now};
 use courier_client::{Answer, Client, ClientConfig, Policy, ReportMode, TrustStore};
 use courier_protocol::{
     AdminAction, Delegation, MirrorRule, NamePattern, RootKeys, RootSince, RootStatement,
@@ -35,16 +35,6 @@ fn root_keys() -> RootKeys {
 fn signed(statement: &RootStatement, seeds: &[u8]) -> SignedRootStatement {
     let keys: Vec<SigningKey> = seeds.iter().map(|s| key(*s)).collect();
     SignedRootStatement::sign(statement, &keys.iter().collect::<Vec<_>>())
-}
-
-async fn eventually<F: AsyncFnMut() -> bool>(mut f: F) -> bool {
-    for _ in 0..250 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -414,3 +414,14 @@ pub async fn echo_provider() -> courier_provider::ServiceHandle {
         .await
         .unwrap()
 }
+
+/// Polls `f` every 20 ms for up to 5 s until it is true.
+pub async fn eventually<F: AsyncFnMut() -> bool>(mut f: F) -> bool {
+    for _ in 0..250 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}

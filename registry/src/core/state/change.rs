@@ -324,18 +324,26 @@ impl RegistryState {
         }
     }
 
-    /// Grants `lease` and enters its registration in the catalog. The caller checked the
-    /// exports ([`crate::core::catalog::Catalog::check_exports`]), so entering cannot fail; if
-    /// it ever did, the lease is taken back and the error reported.
+    /// Grants `lease` and enters its registration in the catalog, `staged` or not (a staged
+    /// one makes no event). The caller checked the exports
+    /// ([`crate::core::catalog::Catalog::check_exports`]), so entering cannot fail; if it
+    /// ever did, the lease is taken back and the error reported.
     fn enter(
         &mut self,
         now: Millis,
         lease: LeaseId,
         manifest: &Manifest,
         ttl_ms: u64,
+        staged: bool,
     ) -> Result<(), CatalogError> {
         self.table.handle(now, LeaseOp::Grant { id: lease, ttl_ms });
-        match self.catalog.insert(lease, manifest, now.plus(ttl_ms)) {
+        let deadline = now.plus(ttl_ms);
+        let entered = if staged {
+            self.catalog.insert_staged(lease, manifest, deadline)
+        } else {
+            self.catalog.insert(lease, manifest, deadline)
+        };
+        match entered {
             Ok(reg) => {
                 self.note(EventKind::Registered, now, reg);
                 Ok(())
@@ -370,11 +378,7 @@ impl Change for Register {
             st.retire(now, old, Removal::Replaced);
         }
         st.catalog.claim(&self.manifest.name, &self.owner);
-        if self.staged {
-            st.enter_staged(now, self.lease, &self.manifest, self.ttl_ms)?;
-        } else {
-            st.enter(now, self.lease, &self.manifest, self.ttl_ms)?;
-        }
+        st.enter(now, self.lease, &self.manifest, self.ttl_ms, self.staged)?;
         Ok(LeaseGrant {
             lease: self.lease,
             ttl_ms: self.ttl_ms,
@@ -533,7 +537,7 @@ impl Change for BulkLoad {
     fn apply(self, st: &mut RegistryState, now: Millis, _batch: Batch) -> Self::Applied {
         let mut out = Vec::with_capacity(self.loaded.len());
         for (lease, manifest, ttl_ms) in self.loaded {
-            st.enter(now, lease, &manifest, ttl_ms)?;
+            st.enter(now, lease, &manifest, ttl_ms, false)?;
             out.push(lease);
         }
         Ok(out)

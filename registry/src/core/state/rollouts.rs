@@ -4,15 +4,13 @@
 //! reports leave, and the undos asked of clients.
 
 use super::{Change, Planned, RegistryState, is_service_name};
-use crate::core::catalog::CatalogError;
-use crate::core::lease_table::{LeaseOp, Millis};
+use crate::core::lease_table::Millis;
 use crate::core::matcher::{self, Match, PreparedQuery};
 use crate::core::rollouts::{ClientView, Rollout, Step, check_spec};
 use crate::errors::AdminError;
-use crate::store::{Batch, Removal};
+use crate::store::Batch;
 use courier_protocol::{
-    AdminAction, LeaseId, Manifest, RolloutMark, RolloutRecord, RolloutState, RolloutStatus,
-    VendorKey,
+    AdminAction, LeaseId, RolloutMark, RolloutRecord, RolloutState, RolloutStatus, VendorKey,
 };
 
 /// An undo a client owes: the rollout, its staged lease, the call.
@@ -39,26 +37,6 @@ pub struct OwedUndo {
 }
 
 impl RegistryState {
-    /// Grants `lease` and enters its registration staged: no event, no client sees it.
-    pub(super) fn enter_staged(
-        &mut self,
-        now: Millis,
-        lease: LeaseId,
-        manifest: &Manifest,
-        ttl_ms: u64,
-    ) -> Result<(), CatalogError> {
-        self.table.handle(now, LeaseOp::Grant { id: lease, ttl_ms });
-        if let Err(e) = self
-            .catalog
-            .insert_staged(lease, manifest, now.plus(ttl_ms))
-        {
-            self.table.remove(&lease);
-            self.deleted.push((lease, Removal::Cancelled));
-            return Err(e);
-        }
-        Ok(())
-    }
-
     /// The staged registration of `name` by `key` that a new staged one replaces: not
     /// one a completed rollout shows to everyone.
     pub(super) fn staged_to_replace(&self, name: &str, key: &VendorKey) -> Option<LeaseId> {
