@@ -88,6 +88,16 @@ async fn a_rollout_halted_by_a_canary_is_withdrawn_and_survives_a_restart() {
         c.output().unwrap()
     };
 
+    // The operator sees what is staged (the lease table, open to anyone, does not).
+    let out = as_operator(&registry, &["rollout", "staged"]);
+    assert!(
+        out.contains("acme/echo") && out.contains("2.0.0") && out.contains("courier rollout start"),
+        "{out}"
+    );
+    let mut leases = courier();
+    registry.env(&mut leases);
+    let out = run_ok(leases.arg("leases"));
+    assert!(out.contains("1.0.0") && !out.contains("2.0.0"), "{out}");
     let out = as_operator(
         &registry,
         &[

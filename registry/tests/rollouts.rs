@@ -418,6 +418,13 @@ fn who_sees_and_who_undoes_follow_the_waves_not_the_asking() {
         .leases_page(Millis(10), &Default::default(), None, 100)
         .unwrap();
     assert!(page.leases.iter().all(|l| l.lease != staged));
+    // The operators' list of staged registrations does.
+    let listed = r.staged(Millis(10)).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].lease, listed[0].version.as_str()),
+        (staged, "2.0.0")
+    );
     // Paused, it still halts on failures.
     admin(
         &r,

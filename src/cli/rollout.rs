@@ -23,6 +23,13 @@ pub enum RolloutCommand {
     /// sees it at once, the next after the delay if the failures reported stay under the
     /// threshold.
     Start(RolloutStartArgs),
+    /// The staged versions waiting for a rollout (`courier publish --staged`), and those
+    /// under one.
+    Staged {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Each rollout: its waves, their clients, successes, failures, undos.
     Status {
         /// Only this service's rollouts.

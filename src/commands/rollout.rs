@@ -14,6 +14,12 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<()> {
         RolloutCommand::Pause { name } => AdminAction::PauseRollout { name },
         RolloutCommand::Resume { name } => AdminAction::ResumeRollout { name },
         RolloutCommand::Abort { name } => AdminAction::AbortRollout { name },
+        RolloutCommand::Staged { json } => {
+            let staged = registry.staged().await?;
+            let rollouts = registry.rollouts().await?;
+            registry.close();
+            return print_staged(&staged, &rollouts, json);
+        }
         RolloutCommand::Status { name, json } => {
             let mut all = registry.rollouts().await?;
             registry.close();
@@ -153,4 +159,58 @@ fn status_json(r: &RolloutStatus) -> serde_json::Value {
             "undo_failed": w.undo_failed,
         })).collect::<Vec<_>>(),
     })
+}
+
+fn print_staged(
+    staged: &[courier_protocol::LeaseInfo],
+    rollouts: &[RolloutStatus],
+    json: bool,
+) -> anyhow::Result<()> {
+    // The latest rollout of each staged lease, if any.
+    let rollout_of = |l: &courier_protocol::LeaseInfo| rollouts.iter().find(|r| r.lease == l.lease);
+    if json {
+        let rows: Vec<_> = staged
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "name": l.name,
+                    "version": l.version,
+                    "vendor": l.vendor.to_string(),
+                    "lease": l.lease.to_string(),
+                    "remaining_ms": l.remaining_ms,
+                    "rollout": rollout_of(l).map(|r| r.id),
+                    "state": rollout_of(l).map(|r| r.state.to_string()),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if staged.is_empty() {
+        println!("no staged registrations");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = staged
+        .iter()
+        .map(|l| {
+            vec![
+                l.name.clone(),
+                l.version.clone(),
+                crate::output::short(&l.vendor.to_string(), 16),
+                crate::output::millis(l.remaining_ms),
+                rollout_of(l).map_or("- (courier rollout start)".into(), |r| {
+                    format!("{}: {}", r.id, r.state)
+                }),
+                l.lease.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["SERVICE", "VERSION", "VENDOR", "LEFT", "ROLLOUT", "LEASE"],
+            &rows
+        )
+    );
+    Ok(())
 }

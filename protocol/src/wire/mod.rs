@@ -280,6 +280,9 @@ pub enum Request {
     Directives,
     /// The authenticated client's report of an undo it was asked for.
     UndoReport(UndoReport),
+    /// The live staged registrations, sorted by name then lease (operators only: lease
+    /// pages leave them out).
+    Staged,
 }
 
 /// Answers from the registry.
@@ -363,6 +366,8 @@ pub enum Response {
     Directives(Vec<Directive>),
     /// The undo report is kept.
     UndoReported,
+    /// Answer to [`Request::Staged`].
+    Staged(Vec<LeaseInfo>),
 }
 
 /// A typed error sent back to the caller.

@@ -88,6 +88,14 @@ impl Registry {
         let _ = tokio::time::timeout(timeout, self.rollout_reported.notified()).await;
     }
 
+    /// The live staged registrations, sorted by name then lease. Blocking (reads their
+    /// manifests).
+    pub fn staged(&self, now: Millis) -> Result<Vec<courier_protocol::LeaseInfo>, ReadError> {
+        let rows = self.state().staged_rows(now);
+        let manifests = self.store.manifests(&rows.leases())?;
+        Ok(rows.into_page(manifests).leases)
+    }
+
     /// Every rollout, newest first.
     pub fn rollouts(&self) -> Vec<RolloutStatus> {
         self.state().rollouts()

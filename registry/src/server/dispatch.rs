@@ -177,7 +177,8 @@ async fn build(req: Request, session: &Session) -> Response {
         | Request::Approvals
         | Request::Rollouts
         | Request::Directives
-        | Request::UndoReport(_)) => people::answer(req, session).await,
+        | Request::UndoReport(_)
+        | Request::Staged) => people::answer(req, session).await,
         // Blocking: commits with fsync.
         Request::Freshness(signed) => match key {
             None => Err(not_authenticated()),
@@ -269,6 +270,7 @@ pub(super) fn standby_answers(req: &Request) -> bool {
             | Request::Audit { .. }
             | Request::Usage(_)
             | Request::Rollouts
+            | Request::Staged
     )
 }
 
@@ -307,6 +309,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::Rollouts => "rollouts",
         Request::Directives => "directives",
         Request::UndoReport(_) => "undo report",
+        Request::Staged => "staged registrations",
         Request::History { .. } => "history",
         Request::KeyStatement(_) => "key statement",
         Request::KeyStatements { .. } => "key statements",

@@ -142,6 +142,15 @@ pub(super) async fn answer(req: Request, session: &Session) -> Result<Response, 
             operator(session, key)?;
             Ok(Response::Rollouts(registry.rollouts()))
         }
+        // Blocking: reads the staged registrations' manifests.
+        Request::Staged => {
+            operator(session, key)?;
+            blocking(registry, move |reg| {
+                reg.staged(reg.now()).map_err(|e| e.to_wire())
+            })
+            .await
+            .map(Response::Staged)
+        }
         // Blocking: reads the versions' manifests.
         Request::Directives => {
             let key = key.ok_or_else(not_authenticated)?;

@@ -157,6 +157,12 @@ impl RegistryClient {
         expect!(resp, Response::Rollouts(r) => r, "expected Rollouts")
     }
 
+    /// The live staged registrations (an operator's connection).
+    pub async fn staged(&self) -> Result<Vec<courier_protocol::LeaseInfo>, ClientError> {
+        let resp = self.request(&Request::Staged).await?;
+        expect!(resp, Response::Staged(s) => s, "expected Staged")
+    }
+
     /// What the registry asks of this client now: undos of versions from halted or
     /// aborted rollouts (a client's authenticated connection).
     pub async fn directives(&self) -> Result<Vec<Directive>, ClientError> {

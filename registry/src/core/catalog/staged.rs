@@ -43,6 +43,11 @@ impl Catalog {
         !self.staged.is_empty() && self.staged.contains_key(lease)
     }
 
+    /// Every staged registration's lease.
+    pub fn staged_leases(&self) -> impl Iterator<Item = &LeaseId> {
+        self.staged.keys()
+    }
+
     /// The staged registrations of `name`.
     pub fn staged_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Arc<Registration>> {
         self.staged

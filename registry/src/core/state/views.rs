@@ -239,6 +239,21 @@ impl RegistryState {
         LeasePageRows { rows, next }
     }
 
+    /// The live staged registrations at `now`, as a page of the lease table would list
+    /// them (lease pages leave them out), sorted by name then lease.
+    pub fn staged_rows(&self, now: Millis) -> LeasePageRows {
+        let mut rows: Vec<PageRow> = self
+            .catalog
+            .staged_leases()
+            .filter_map(|id| {
+                let s = self.table.get(id).filter(|s| s.deadline > now)?;
+                Some(self.page_row(now, *id, s, self.catalog.get(id)?))
+            })
+            .collect();
+        rows.sort_by(|a, b| (&*a.name, a.lease).cmp(&(&*b.name, b.lease)));
+        LeasePageRows { rows, next: None }
+    }
+
     /// The one live registration `lease`, as a page of the lease table would list it (no
     /// rows: not live at `now`).
     pub fn lease_row(&self, now: Millis, lease: &LeaseId) -> LeasePageRows {
