@@ -202,6 +202,9 @@ fn a_rollout_opens_waves_on_time_halts_on_failures_once_and_is_undone() {
         panic!("{:?}", halted[0].state)
     };
     assert!(reason.contains("4 of 40"), "{reason}");
+    // A report after the halt (a failed client's next run) leaves its failure as it was.
+    r.report(Millis(21), &wave1[0], outcome("2.0.0", true))
+        .unwrap();
     let notice: RolloutRecord = halts_after.try_recv().unwrap();
     assert_eq!(notice.id, halted[0].id);
     assert!(halts_after.try_recv().is_err() && halts.try_recv().is_err());
@@ -254,6 +257,8 @@ fn a_rollout_opens_waves_on_time_halts_on_failures_once_and_is_undone() {
     let r = Registry::open_at(registry_config(dir.path()), wall1 + HOUR).unwrap();
     let status = &r.rollouts()[0];
     assert!(matches!(status.state, RolloutState::Halted { .. }));
+    let failed: u32 = status.waves.iter().map(|w| w.failed).sum();
+    assert_eq!(failed, 4, "the failures stay, undone or not");
     let undone: u32 = status.waves.iter().map(|w| w.undone).sum();
     let undo_failed: u32 = status.waves.iter().map(|w| w.undo_failed).sum();
     assert_eq!((undone, undo_failed), (39, 1));

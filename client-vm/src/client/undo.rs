@@ -51,6 +51,13 @@ impl Client {
         let registry = self.link.current();
         self.link.identify(&registry).await;
         let directives = registry.directives().await.map_err(CallError::Lookup)?;
+        if !directives.is_empty() {
+            // A rotation or a revocation since: the statements the directives come with
+            // may be the new key's.
+            if self.trust.sync_if_due(|| self.registry()).await > 0 {
+                self.discard_untrusted();
+            }
+        }
         let mut done = Vec::with_capacity(directives.len());
         for directive in directives {
             let (back_to, result) = self.undo(&registry, &directive).await;
@@ -111,7 +118,16 @@ impl Client {
                 ))),
             );
         }
+        let signed = manifest.attributes.get(courier_protocol::UNDO_ATTRIBUTE);
         let result = match signed_undo_call(&manifest) {
+            // An undo attribute that is not a call of one of its exports: nothing runs, and
+            // the registry hears it failed (not that it was undone).
+            None if signed.is_some() => Err(CallError::Directive(format!(
+                "{}@{} signs an undo that is not a call of an interface it exports: {:?}",
+                manifest.name,
+                manifest.version,
+                signed.map(String::as_str).unwrap_or_default()
+            ))),
             None => Ok(None),
             Some(call) => {
                 async {

@@ -269,9 +269,8 @@ pub struct RolloutRecord {
     pub opened_at_ms: Vec<u64>,
     /// When it was last resumed, if ever: the open wave's delay counts from then.
     pub resumed_at_ms: Option<u64>,
-    /// The staged version's signed manifest, kept so that the clients that ran it are told
-    /// of its withdrawal even after its lease ended (`None` until stored, just after the
-    /// start).
+    /// The staged version's signed manifest, kept (committed with the start) so that the
+    /// clients that ran it are told of its withdrawal even after its lease ended.
     pub manifest: Option<crate::SignedManifest>,
 }
 

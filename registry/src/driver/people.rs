@@ -48,11 +48,21 @@ impl Registry {
             return Err(AdminError::RolloutsInCluster);
         }
         let writer = self.writer();
-        let planned = self.state().plan_admin(now, operator, action)?;
-        let entry = self.commit(&writer, now, planned)?;
-        if let AdminAction::StartRollout(spec) = &entry.action {
-            self.keep_staged_manifest(&writer, now, &spec.name);
+        let mut planned = self.state().plan_admin(now, operator, action)?;
+        // A rollout keeps its staged version's signed manifest, committed with its start.
+        if let Some(lease) = planned.starting_rollout() {
+            let manifest = match self.store.manifests(&[lease]) {
+                Ok(mut m) => m.pop().flatten(),
+                Err(e) => {
+                    self.state().abandon(planned);
+                    return Err(e.into());
+                }
+            };
+            if let Some(m) = manifest {
+                planned = planned.keeping_manifest(m);
+            }
         }
+        let entry = self.commit(&writer, now, planned)?;
         drop(writer);
         tracing::info!(seq = entry.seq, operator = ?entry.operator, action = %entry.action, "operator action");
         if matches!(

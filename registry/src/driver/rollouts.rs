@@ -56,28 +56,6 @@ impl Registry {
         Ok(changed)
     }
 
-    /// Keeps the staged version's signed manifest in the record of `name`'s rollout just
-    /// started (a second commit: a crash between leaves a record without it, whose
-    /// directives then need the registration alive, as before).
-    pub(super) fn keep_staged_manifest(&self, writer: &super::Writer<'_>, now: Millis, name: &str) {
-        let Some((id, lease)) = self.state().rollout_under_way(name) else {
-            return;
-        };
-        let manifest = match self.store.manifests(&[lease]) {
-            Ok(mut m) => m.pop().flatten(),
-            Err(e) => {
-                tracing::warn!(rollout = id, "the staged manifest is not kept: {e}");
-                return;
-            }
-        };
-        let Some(planned) = manifest.and_then(|m| self.state().plan_keep_manifest(id, m)) else {
-            return;
-        };
-        if let Err(e) = self.commit(writer, now, planned) {
-            tracing::warn!(rollout = id, "the staged manifest is not kept: {e}");
-        }
-    }
-
     /// Halted rollouts from now on, each once (the webhooks' watcher follows them).
     pub fn rollout_halts(&self) -> broadcast::Receiver<RolloutRecord> {
         self.rollout_halts.subscribe()

@@ -349,6 +349,24 @@ fn check_reason(reason: &str) -> Result<(), AdminError> {
     }
 }
 
+impl Planned<Admin> {
+    /// The staged lease of the rollout this action starts, if it starts one.
+    pub fn starting_rollout(&self) -> Option<LeaseId> {
+        matches!(self.change.entry.action, AdminAction::StartRollout(_))
+            .then(|| self.batch.rollouts.first().map(|r| r.lease))
+            .flatten()
+    }
+
+    /// Keeps `manifest`, the staged version's, in the record of the rollout it starts (in
+    /// the same commit), so that its clients can be told after its lease ended.
+    pub fn keeping_manifest(mut self, manifest: courier_protocol::SignedManifest) -> Self {
+        if let Some(r) = self.batch.rollouts.first_mut() {
+            r.manifest = Some(manifest);
+        }
+        self
+    }
+}
+
 /// An operator's action, with its audit entry.
 #[derive(Debug)]
 pub struct Admin {

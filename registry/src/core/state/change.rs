@@ -87,7 +87,7 @@ impl RegistryState {
     ) -> Result<Planned<Register>, RegisterError> {
         self.keys.check_active(key)?;
         self.check_controls(&manifest.name, key)?;
-        let staged = staged && !self.completed_version(&manifest.name, &manifest.version, key);
+        let staged = staged && !self.completed_version(now, &manifest.name, &manifest.version, key);
         let owner = self.name_owner_for(now, key, &manifest.name);
         let admission = if staged {
             let mut a = self.catalog.admit_staged(&manifest.name, &owner, key)?;

@@ -60,13 +60,25 @@ impl RegistryState {
     /// completed rollout: registered again (a restarted keeper), it is registered for
     /// good instead, replacing the key's live registration, so that the version every
     /// client now runs does not go hidden again.
-    pub(super) fn completed_version(&self, name: &str, version: &str, key: &VendorKey) -> bool {
-        self.rollouts.iter().any(|r| {
+    pub(super) fn completed_version(
+        &self,
+        now: Millis,
+        name: &str,
+        version: &str,
+        key: &VendorKey,
+    ) -> bool {
+        let completed = self.rollouts.iter().any(|r| {
             r.record.state == RolloutState::Complete
                 && r.record.spec.name == name
                 && r.record.spec.version == version
                 && r.record.vendor == *key
-        })
+        });
+        // Never over a newer version the key made live since.
+        let newer_live = self
+            .live_lease_named(now, key, name)
+            .and_then(|l| self.catalog.get(&l))
+            .is_some_and(|live| semver::Version::parse(version).is_ok_and(|v| *live.version > v));
+        completed && !newer_live
     }
 
     /// The registrations matching `query` at `now` for `client` (`None`: anonymous), ranked:
@@ -234,7 +246,9 @@ impl RegistryState {
             .find(|r| r.record.spec.name == name && r.record.spec.version == version)?;
         if r.record.state == RolloutState::Complete
             || !r.in_opened_wave(ClientView::of(client, &self.clients))
-            // An undo is final: the undo call's own report does not take it back.
+            // After a halt or an abort, a mark stays as the client left it: a late report
+            // leaves the first mark, and the undo call's own report changes none.
+            || (r.record.state.is_over() && r.marks.contains_key(client))
             || matches!(
                 r.marks.get(client),
                 Some(RolloutMark::Undone { .. } | RolloutMark::UndoFailed { .. })
@@ -345,36 +359,6 @@ impl RegistryState {
             })
             .take(max)
             .collect()
-    }
-
-    /// The record of rollout `id` with the staged version's manifest kept in it (`None`:
-    /// no such rollout, or one that keeps it already).
-    pub fn plan_keep_manifest(
-        &self,
-        id: u64,
-        manifest: courier_protocol::SignedManifest,
-    ) -> Option<Planned<RolloutStep>> {
-        let r = self
-            .rollouts
-            .get(id)
-            .filter(|r| r.record.manifest.is_none())?;
-        let record = RolloutRecord {
-            manifest: Some(manifest),
-            ..r.record.clone()
-        };
-        let mut batch = Batch::default();
-        batch.rollouts.push(record.clone());
-        Some(Planned {
-            batch,
-            change: RolloutStep { record },
-        })
-    }
-
-    /// The rollout of `name` under way and its staged lease, if any.
-    pub fn rollout_under_way(&self, name: &str) -> Option<(u64, LeaseId)> {
-        self.rollouts
-            .active(name)
-            .map(|r| (r.record.id, r.record.lease))
     }
 
     /// Whether the registration under `lease` is staged.

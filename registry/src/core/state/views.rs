@@ -251,6 +251,7 @@ impl RegistryState {
             })
             .collect();
         rows.sort_by(|a, b| (&*a.name, a.lease).cmp(&(&*b.name, b.lease)));
+        rows.truncate(MAX_LEASE_PAGE as usize);
         LeasePageRows { rows, next: None }
     }
 
