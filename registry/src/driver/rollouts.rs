@@ -10,7 +10,7 @@ use crate::errors::{ReadError, ReportError};
 use crate::store::StoreError;
 use courier_protocol::{
     Candidate, Directive, MAX_DIRECTIVES, RolloutRecord, RolloutState, RolloutStatus, UndoReport,
-    VendorKey,
+    VendorKey, signed_undo_call,
 };
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -142,15 +142,18 @@ impl Registry {
             .zip(manifests)
             .zip(freshness)
             .filter_map(|((o, manifest), freshness)| {
+                let manifest = manifest.or(o.kept)?;
+                // The call the client will run: the one its signed manifest names.
+                let m = manifest.peek().ok()?;
                 Some(Directive {
                     rollout: o.rollout,
                     name: o.name,
                     version: o.version,
-                    call: o.call,
+                    call: signed_undo_call(&m),
                     candidate: Candidate {
                         lease: o.lease,
-                        manifest: manifest.or(o.kept)?,
-                        interface: o.interface,
+                        interface: m.exports.first()?.interface.clone(),
+                        manifest,
                         remaining_ms: o.remaining_ms,
                         freshness,
                     },

@@ -117,7 +117,7 @@ impl Restorer {
         let mirrored = meta.mirrored.into_iter().collect();
         let staged = meta.staged.into_iter().collect();
         for record in meta.rollouts {
-            state.restore_rollout(record);
+            state.put_rollout(record);
         }
         for (id, client, mark) in meta.rollout_marks {
             state.restore_mark(id, client, mark);

@@ -24,11 +24,6 @@ pub struct OwedUndo {
     pub version: String,
     /// The version's registration.
     pub lease: LeaseId,
-    /// The interface the call is made on (the version's first export, or the one the
-    /// call names).
-    pub interface: String,
-    /// The call that undoes it, with its interface (`ns:pkg/iface.func(args)`), if any.
-    pub call: Option<String>,
     /// Milliseconds left on the version's lease (0: it ended).
     pub remaining_ms: u64,
     /// The version's signed manifest, when its registration is gone (the store then has
@@ -131,16 +126,13 @@ impl RegistryState {
                         state: r.record.state.to_string(),
                     });
                 }
-                let owner = self.catalog.owner(&spec.name);
                 let staged = self
                     .catalog
                     .staged_of(&spec.name)
                     .filter(|r| r.version.to_string() == spec.version)
                     .filter(|r| self.table.remaining(&r.lease, now).is_some())
-                    .find(|r| {
-                        owner.is_some_and(|o| o == *r.vendor)
-                            || self.catalog.admit(&spec.name, &r.vendor).is_ok()
-                    })
+                    // Signed by the name's owner or a key granted it.
+                    .find(|r| self.catalog.admit(&spec.name, &r.vendor).is_ok())
                     .ok_or_else(|| AdminError::NotStaged {
                         name: spec.name.clone(),
                         version: spec.version.clone(),
@@ -174,7 +166,8 @@ impl RegistryState {
         }))
     }
 
-    /// Puts a committed rollout record in place (an operator's action).
+    /// Puts a committed or stored rollout record in place (an operator's action, or a
+    /// restart).
     pub(super) fn put_rollout(&mut self, record: RolloutRecord) {
         self.rollouts.put(record);
     }
@@ -316,45 +309,20 @@ impl RegistryState {
                 let live = self
                     .table
                     .remaining(&lease, now)
-                    .and_then(|left| Some((left, self.catalog.get(&lease)?)));
+                    .filter(|_| self.catalog.get(&lease).is_some());
                 let (name, version) = (r.record.spec.name.clone(), r.record.spec.version.clone());
-                let Some((remaining_ms, reg)) = live else {
-                    // Gone: the kept manifest says what the client checks and runs.
-                    let signed = r.record.manifest.clone()?;
-                    let m = signed.peek().ok()?;
-                    return Some(OwedUndo {
-                        rollout: r.record.id,
-                        name,
-                        version,
-                        lease,
-                        interface: m.exports.first()?.interface.clone(),
-                        call: courier_protocol::signed_undo_call(&m),
-                        remaining_ms: 0,
-                        kept: Some(signed),
-                    });
+                // Gone: the kept manifest is what the client checks and runs.
+                let (remaining_ms, kept) = match live {
+                    Some(left) => (left, None),
+                    None => (0, Some(r.record.manifest.clone()?)),
                 };
-                // The undo call its vendor signed in the manifest, if any (the client takes
-                // it from the manifest itself).
-                let call = reg
-                    .attribute(courier_protocol::UNDO_ATTRIBUTE)
-                    .and_then(|undo| {
-                        let head = undo.split('(').next().unwrap_or_default();
-                        match head.rsplit_once('.') {
-                            Some((iface, _)) => {
-                                reg.exports().any(|e| e.is(iface)).then(|| undo.to_string())
-                            }
-                            None => Some(format!("{}.{undo}", reg.first.versioned())),
-                        }
-                    });
                 Some(OwedUndo {
                     rollout: r.record.id,
                     name,
                     version,
                     lease,
-                    interface: reg.first.versioned(),
-                    call,
                     remaining_ms,
-                    kept: None,
+                    kept,
                 })
             })
             .take(max)
@@ -382,11 +350,6 @@ impl RegistryState {
     /// Whether some rollout is running or paused.
     pub fn rollouts_under_way(&self) -> bool {
         self.rollouts.any_under_way()
-    }
-
-    /// Restores a stored rollout and its marks.
-    pub(super) fn restore_rollout(&mut self, record: RolloutRecord) {
-        self.rollouts.put(record);
     }
 
     /// Restores a stored mark.
