@@ -144,6 +144,8 @@ fn emit_rerun_if_changed(root: &Path, proxies: &Path, members: &[String]) -> Res
         // Host crates the guests depend on by path.
         root.join("examples/patch-api/src"),
         root.join("examples/patch-api/Cargo.toml"),
+        root.join("examples/install-api/src"),
+        root.join("examples/install-api/Cargo.toml"),
     ];
     for member in members {
         let dir = proxies.join(member);

@@ -41,6 +41,20 @@ pub const ECHO_OPERATOR: &[u8] = component!("echo_operator");
 /// Imports `courier:proxy/{provider, host-info, operator, commands}@0.1.0`.
 pub const PATCH: &[u8] = component!("patch");
 
+/// `echo-needs`: exports echo like `echo` (`say(m)` is the provider's `say` answer to `m`)
+/// and `courier:proxy/prerequisites@0.1.0`: `missing()` asks the provider's `needs`
+/// method what the service needs and answers what of it is not in place, from the install
+/// markers of the managed directory (the `managed-dir` fact, or `/managed`) and the
+/// `packages` fact. Imports `courier:proxy/{provider, host-info}@0.1.0`.
+pub const ECHO_NEEDS: &[u8] = component!("echo_needs");
+
+/// `installer`: exports `courier:proxy/installer@0.1.0` and
+/// `courier:proxy/prerequisites@0.1.0`: `install()` fetches the provider's `plan` and
+/// installs it into the managed directory (staged, swapped in, marker last), `remove()`
+/// removes what an install of the plan's interface put there, `missing()` is the same
+/// predicate as `echo-needs`. Imports `courier:proxy/{provider, host-info}@0.1.0`.
+pub const INSTALLER: &[u8] = component!("installer");
+
 /// `hostile-loop`: exports echo; `say` never returns (only an epoch deadline or fuel stops it).
 pub const HOSTILE_LOOP: &[u8] = component!("hostile_loop");
 
@@ -81,6 +95,8 @@ pub const ALL: &[(&str, &[u8])] = &[
     ("kv", KV),
     ("echo-operator", ECHO_OPERATOR),
     ("patch", PATCH),
+    ("echo-needs", ECHO_NEEDS),
+    ("installer", INSTALLER),
     ("hostile-loop", HOSTILE_LOOP),
     ("hostile-alloc", HOSTILE_ALLOC),
     ("hostile-recurse", HOSTILE_RECURSE),
@@ -228,6 +244,17 @@ mod tests {
                             provider,
                         ]
                     );
+                }
+                "echo-needs" | "installer" => {
+                    let service = if *name == "installer" {
+                        "courier:proxy/installer@0.1.0"
+                    } else {
+                        "courier:echo/echo@0.1.0"
+                    };
+                    let mut sorted = exports.clone();
+                    sorted.sort_unstable();
+                    assert_eq!(sorted, [service, "courier:proxy/prerequisites@0.1.0"]);
+                    assert_eq!(own, ["courier:proxy/host-info@0.1.0", provider]);
                 }
                 "commands-probe" => {
                     assert_eq!(exports, echo);

@@ -2,7 +2,10 @@
 //! [`courier_provider`]: the provider side of `courier:echo/echo` ([`echo`]), of
 //! `courier:kv/store` ([`kv`]) and of `courier:patch/delivery` ([`patch`]), each a
 //! [`ServiceBuilder`] with one handler per method, and the proxy component that calls each
-//! one ([`Example::proxy`], built from `proxies/`).
+//! one ([`Example::proxy`], built from `proxies/`). [`install`] is the provider side of
+//! self-installing prerequisites (`courier:proxy/prerequisites` and
+//! `courier:proxy/installer`), read from a catalog directory
+//! ([`InstallService::from_dir`]).
 //!
 //! `courier provider run echo` (or `kv`, or `patch`) serves one with a TLS identity kept on
 //! disk;
@@ -26,10 +29,12 @@
 //! ```
 
 pub mod echo;
+pub mod install;
 pub mod kv;
 pub mod patch;
 
 pub use echo::echo_service;
+pub use install::{InstallDirError, InstallService};
 pub use kv::{KvStore, kv_service, kv_service_with};
 
 use courier_provider::ServiceBuilder;

@@ -1,0 +1,61 @@
+//! The installer proxy: installs what its provider's plan holds into the managed directory
+//! (the `managed-dir` fact, or `courier_install_api::DEFAULT_MANAGED_DIR`), with the staged
+//! install of `courier-install-api`.
+//!
+//! - `install()`: asks the provider for its plan (`plan`) and installs it: written beside,
+//!   swapped in, the marker last; a failure leaves what was there before.
+//! - `remove()`: asks the provider for its plan and removes what an install of the
+//!   interface it provides put in place (or a failed one left).
+//! - `missing()`: the installer's own prerequisites, from its provider's `needs` answer.
+
+#[allow(unsafe_code, reason = "the generated bindings and export glue are FFI")]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "courier:worlds/installer-proxy@0.1.0",
+        path: ["../../wit/proxy", "../../wit/echo", "../../wit/kv", "../../wit/patch", "../../wit/worlds"],
+        generate_all,
+    });
+
+    use super::Proxy;
+    export!(Proxy with_types_in self);
+}
+
+mod predicate;
+
+use bindings::courier::proxy::{host_info, provider};
+use bindings::exports::courier::proxy::installer;
+use bindings::exports::courier::proxy::prerequisites::{self, Requirement};
+use courier_install_api::{Plan, decode, managed_root, methods};
+
+struct Proxy;
+
+impl installer::Guest for Proxy {
+    fn install() -> Result<String, String> {
+        let plan = plan()?;
+        courier_install_api::install(&root(), &plan).map_err(|e| e.to_string())
+    }
+
+    fn remove() -> Result<String, String> {
+        let plan = plan()?;
+        courier_install_api::remove(&root(), &plan.provides).map_err(|e| e.to_string())
+    }
+}
+
+impl prerequisites::Guest for Proxy {
+    fn missing() -> Result<Vec<Requirement>, String> {
+        predicate::missing()
+    }
+}
+
+/// The managed directory.
+fn root() -> std::path::PathBuf {
+    managed_root(host_info::get("managed-dir"))
+}
+
+/// The provider's plan.
+fn plan() -> Result<Plan, String> {
+    let answer = provider::call(methods::PLAN, &[])
+        .map_err(|e| format!("the provider did not answer {}: {e}", methods::PLAN))?;
+    // The error reads `the provider's plan answer is not well formed: ...`.
+    decode("provider's plan answer", &answer).map_err(|e| e.to_string())
+}
