@@ -38,8 +38,11 @@ mod trust;
 
 pub use answer_size::AnswerSize;
 pub use client::{
-    CallError, CallReport, Chosen, Client, ClientConfig, DEFAULT_LOOKUP_TTL, FreshnessRefusal,
-    PhaseTimings, RejectReason, Rejection, ReportMode, SetupError, TypedReport, Undone,
+    CallError, CallReport, Chosen, Client, ClientConfig, DEFAULT_LOOKUP_TTL,
+    DEFAULT_PREREQUISITE_DEPTH, FreshnessRefusal, INSTALL_PACKAGE, INSTALLER_INTERFACE, Installed,
+    LEDGER_FILE, LedgerEntry, PREREQUISITES_INTERFACE, PROVIDES_ATTRIBUTE, PhaseTimings,
+    PrerequisiteError, REMOVE_PACKAGE, RejectReason, Rejection, ReportMode, Requirement,
+    SetupError, TypedReport, Undone, Unwound, UpdateApplied, UpdateCheck, UpdateError, UpdateOffer,
     VersionMemory,
 };
 pub use host::{

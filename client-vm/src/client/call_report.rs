@@ -45,6 +45,8 @@ pub struct CallReport {
     pub logs: RunLogs,
     /// Phase timings.
     pub timings: PhaseTimings,
+    /// The prerequisites installed before it ran, in the order installed (deepest first).
+    pub installed: Vec<super::Installed>,
 }
 
 /// The result of a successful typed call.

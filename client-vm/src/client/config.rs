@@ -78,6 +78,10 @@ pub struct ClientConfig {
     /// The other nodes of the registry's cluster (address and pin): when the connection is
     /// lost and its node does not answer again, the client connects to the next of these.
     pub other_nodes: Vec<(SocketAddr, SpkiPin)>,
+    /// How deep a chain of prerequisites may go (a proxy's prerequisite's installer's
+    /// prerequisite is depth 2), [`DEFAULT_PREREQUISITE_DEPTH`](super::DEFAULT_PREREQUISITE_DEPTH)
+    /// by default.
+    pub prerequisite_depth: usize,
 }
 
 impl ClientConfig {
@@ -87,7 +91,8 @@ impl ClientConfig {
     /// background without the proxy's answer, at most 8 candidates per call, the watched
     /// lookup cache for up to [`DEFAULT_LOOKUP_TTL`], no state directory (memory only), no
     /// pins, key statements asked for at most every 60 s, registry pin moves kept in
-    /// memory, no other nodes.
+    /// memory, no other nodes, prerequisite chains up to
+    /// [`DEFAULT_PREREQUISITE_DEPTH`](super::DEFAULT_PREREQUISITE_DEPTH) deep.
     pub fn new(trust: TrustStore) -> Self {
         Self {
             key: None,
@@ -104,6 +109,7 @@ impl ClientConfig {
             key_refresh: Duration::from_secs(60),
             registry_pins: PinBook::in_memory(),
             other_nodes: Vec::new(),
+            prerequisite_depth: super::DEFAULT_PREREQUISITE_DEPTH,
         }
     }
 }

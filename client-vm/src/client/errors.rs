@@ -193,6 +193,15 @@ pub enum CallError {
     /// registration it carries); nothing ran.
     #[error("refused directive: {0}")]
     Directive(String),
+    /// The chosen proxy's prerequisites could not be met; what the chain had installed was
+    /// undone (each step listed) and the proxy did not run.
+    #[error("{error}{}", undone(.unwound))]
+    Prerequisites {
+        /// Why.
+        error: Box<super::PrerequisiteError>,
+        /// What was undone, in the order undone.
+        unwound: Vec<super::Unwound>,
+    },
     /// The chosen proxy ran and failed (trap, limit, deadline...).
     #[error("{} {}: {}", .chosen.name, .chosen.version, .failure)]
     Run {
@@ -203,6 +212,14 @@ pub enum CallError {
         /// Phase timings up to the failure.
         timings: PhaseTimings,
     },
+}
+
+fn undone(unwound: &[super::Unwound]) -> String {
+    if unwound.is_empty() {
+        return String::new();
+    }
+    let steps: Vec<String> = unwound.iter().map(ToString::to_string).collect();
+    format!("; undone: {}", steps.join("; "))
 }
 
 fn list(rejected: &[Rejection]) -> String {

@@ -12,11 +12,14 @@ mod call_report;
 mod config;
 mod errors;
 mod freshness;
+mod ledger;
 mod outcome;
+mod prerequisites;
 mod registry_link;
 mod timings;
 mod trusted_keys;
 mod undo;
+mod updates;
 mod verified;
 mod versions;
 mod vet;
@@ -25,8 +28,15 @@ pub use call_report::{CallReport, Chosen, TypedReport};
 pub use config::{ClientConfig, DEFAULT_LOOKUP_TTL, ReportMode};
 pub use errors::{CallError, RejectReason, Rejection, SetupError};
 pub use freshness::FreshnessRefusal;
+pub use ledger::{LEDGER_FILE, LedgerEntry};
+pub use prerequisites::{
+    DEFAULT_PREREQUISITE_DEPTH, INSTALL_PACKAGE, INSTALLER_INTERFACE, Installed,
+    PREREQUISITES_INTERFACE, PROVIDES_ATTRIBUTE, PrerequisiteError, REMOVE_PACKAGE, Requirement,
+    Unwound,
+};
 pub use timings::PhaseTimings;
 pub use undo::Undone;
+pub use updates::{UpdateApplied, UpdateCheck, UpdateError, UpdateOffer};
 pub use versions::VersionMemory;
 
 use crate::discard::Holdings;
@@ -59,6 +69,8 @@ pub struct Client {
     max_candidates: u32,
     verified: Verifications,
     versions: VersionGuard,
+    ledger: ledger::Ledger,
+    prerequisite_depth: usize,
 }
 
 impl fmt::Debug for Client {
@@ -79,6 +91,7 @@ impl Client {
         config.sandbox.proxy_origin = crate::policy::ProxyOrigin::of_registry(registry.addr());
         let state_dir = config.state_dir.as_deref();
         let versions = VersionGuard::open(state_dir, config.pins)?;
+        let ledger = ledger::Ledger::open(state_dir)?;
         let trust = TrustedKeys::open(config.trust, state_dir, config.key_refresh)?;
         let verified = Verifications::new(config.sandbox.cache_compiled);
         let sandbox = match config.facts {
@@ -105,6 +118,8 @@ impl Client {
             max_candidates: config.max_candidates.max(1),
             verified,
             versions,
+            ledger,
+            prerequisite_depth: config.prerequisite_depth,
         })
     }
 
@@ -300,7 +315,8 @@ impl Client {
     }
 
     /// Runs a dynamic call on a candidate that passed every check.
-    async fn run_ready(&self, ready: Ready, spec: &CallSpec) -> Result<CallReport, CallError> {
+    async fn run_ready(&self, mut ready: Ready, spec: &CallSpec) -> Result<CallReport, CallError> {
+        let installed = std::mem::take(&mut ready.installed);
         let compiled = &ready.compiled;
         let invocation =
             Invocation::prepare(compiled.component(), &compiled.interfaces().exports, spec)?;
@@ -323,6 +339,7 @@ impl Client {
                     values: out.values,
                     logs: out.logs,
                     timings,
+                    installed,
                 })
             }
             Err(failure) => Err(self.run_failed(ready, &function, failure).await),
@@ -347,6 +364,7 @@ impl Client {
             rejected,
             mut timings,
             started,
+            installed: _,
         } = ready;
         drop(compiled);
         timings.add_run(run);
@@ -425,8 +443,11 @@ impl Client {
         if candidates.is_empty() {
             return Err(self.no_candidates(query, spec).await);
         }
-        self.first_usable(&registry, candidates, spec, started, timings)
-            .await
+        let mut ready = self
+            .first_usable(&registry, candidates, spec, started, timings)
+            .await?;
+        ready.installed = self.prepare(&ready).await?;
+        Ok(ready)
     }
 
     /// The first of `candidates` that passes every check, compiled.
@@ -473,6 +494,7 @@ impl Client {
                         rejected,
                         timings,
                         started,
+                        installed: Vec::new(),
                     });
                 }
                 Err(reason) => {
@@ -503,6 +525,8 @@ struct Ready {
     timings: PhaseTimings,
     /// When the call began.
     started: Instant,
+    /// The prerequisites installed for it.
+    installed: Vec<prerequisites::Installed>,
 }
 
 impl Ready {

@@ -34,14 +34,17 @@ pub const FACT_NAMES: &[&str] = &[
     "managed-dir",
 ];
 
-/// Facts about the client system, gathered once.
+/// Facts about the client system, gathered once (the installed packages read again after
+/// the client installed one).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {
     facts: Vec<(String, String)>,
+    /// Where they were read from, when they were.
+    sources: Option<FactSources>,
 }
 
 /// Where facts are read from: the system's own files by default, fixtures in tests.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FactSources {
     /// dpkg's status file.
     pub dpkg_status: PathBuf,
@@ -98,13 +101,33 @@ impl HostFacts {
             facts.push(("package-manager".into(), manager.into()));
             facts.push(("packages".into(), text));
         }
-        Self { facts }.filtered(allowed)
+        Self {
+            facts,
+            sources: Some(sources.clone()),
+        }
+        .filtered(allowed)
+    }
+
+    /// These facts with the installed packages read again from where they were read
+    /// (after the client installed a package); `None` when they were given, not read, or
+    /// include no packages.
+    pub(crate) fn with_packages_reread(&self) -> Option<Self> {
+        let sources = self.sources.as_ref()?;
+        self.get("packages")?;
+        let (manager, text) = installed_packages(sources)?;
+        let mut next = self.clone();
+        next.set("packages", text);
+        if next.get("package-manager").is_some() {
+            next.set("package-manager", manager.into());
+        }
+        Some(next)
     }
 
     /// Facts given explicitly (for tests and embedders).
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
         Self {
             facts: pairs.into_iter().collect(),
+            sources: None,
         }
     }
 
@@ -117,6 +140,7 @@ impl HostFacts {
                 .filter(|(k, _)| allowed.contains(k))
                 .cloned()
                 .collect(),
+            sources: self.sources.clone(),
         }
     }
 

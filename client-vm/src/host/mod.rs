@@ -12,9 +12,11 @@ mod facts;
 mod log_pipe;
 mod operator;
 
+pub(crate) use commands::run_command;
 pub use commands::{CommandOutput, CommandRefusal, MINIMAL_PATH};
 pub use facts::{FACT_NAMES, FactSources, HostFacts};
 pub use log_pipe::LogPipe;
+pub(crate) use operator::confirm_outside_run;
 pub use operator::{OperatorConsole, PERSON_WAIT, TerminalConsole, ask_terminal};
 
 use crate::policy::Policy;

@@ -66,20 +66,50 @@ pub fn ask_terminal(question: &str) -> bool {
     matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
 }
 
+/// The policy's answer when no person is asked; `None` when a person must be asked.
+pub(crate) fn fixed_answer(mode: OperatorMode, console: &dyn OperatorConsole) -> Option<bool> {
+    let fixed = |a: OperatorAnswer| a == OperatorAnswer::ApproveAll;
+    match mode {
+        OperatorMode::Unattended(a) => Some(fixed(a)),
+        OperatorMode::Terminal { fallback } => {
+            if console.attended() {
+                None
+            } else {
+                Some(fixed(fallback))
+            }
+        }
+    }
+}
+
+/// Asks `question` (already printable) outside any run, for the client itself (e.g. before
+/// an installer runs): the policy answers, or a person through `console`. The answer is
+/// noted on the console with who gave it.
+pub(crate) async fn confirm_outside_run(
+    mode: OperatorMode,
+    console: &Arc<dyn OperatorConsole>,
+    question: &str,
+) -> bool {
+    let (answer, who) = match fixed_answer(mode, console.as_ref()) {
+        Some(a) => (a, "policy"),
+        None => {
+            let (c, q) = (Arc::clone(console), question.to_string());
+            let a = tokio::task::spawn_blocking(move || c.confirm(&q))
+                .await
+                .unwrap_or(false);
+            (a, "operator")
+        }
+    };
+    console.note(&format!(
+        "confirm: {question} -> {} ({who})",
+        yes_no(answer)
+    ));
+    answer
+}
+
 impl HostCtx {
     /// The policy's answer when no person is asked; `None` when a person must be asked.
     fn fixed_answer(&self) -> Option<bool> {
-        let fixed = |a: OperatorAnswer| a == OperatorAnswer::ApproveAll;
-        match self.policy.operator {
-            OperatorMode::Unattended(a) => Some(fixed(a)),
-            OperatorMode::Terminal { fallback } => {
-                if self.console.attended() {
-                    None
-                } else {
-                    Some(fixed(fallback))
-                }
-            }
-        }
+        fixed_answer(self.policy.operator, self.console.as_ref())
     }
 
     /// Asks the operator `question` (already printable): the policy answers, or a person

@@ -139,7 +139,7 @@ pub struct Sandbox {
     live: Arc<AtomicUsize>,
     _ticker: EpochTicker,
     pool: Arc<ProviderPool>,
-    facts: Arc<HostFacts>,
+    facts: std::sync::RwLock<Arc<HostFacts>>,
     runs: tokio::sync::Semaphore,
 }
 
@@ -206,9 +206,24 @@ impl Sandbox {
             config,
             live: Arc::new(AtomicUsize::new(0)),
             _ticker: ticker,
-            facts,
+            facts: std::sync::RwLock::new(facts),
             runs,
         })
+    }
+
+    /// The host facts runs see now.
+    pub(crate) fn facts(&self) -> Arc<HostFacts> {
+        Arc::clone(&self.facts.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reads the installed packages again (after the client installed one), when the
+    /// facts were read from the system's files and include them; runs from now on see the
+    /// new list.
+    pub(crate) fn reread_packages(&self) {
+        let reread = self.facts().with_packages_reread();
+        if let Some(next) = reread {
+            *self.facts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        }
     }
 
     /// The policy runs are held to.

@@ -119,7 +119,7 @@ impl Sandbox {
         let host = HostCtx::new(
             self.pool.clone(),
             target,
-            self.facts.clone(),
+            self.facts(),
             self.policy.clone(),
             self.config.console.clone(),
             wall_deadline,
