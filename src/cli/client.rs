@@ -32,6 +32,21 @@ pub struct FindArgs {
 pub struct CallArgs {
     /// The call: `namespace:package/interface[@version].function(arg, ...)`, arguments in WAVE.
     pub expression: String,
+    /// Attribute constraint on the proxy: `key=value`, `key` or `!key`.
+    #[arg(long = "attr")]
+    pub attributes: Vec<String>,
+    /// Print the phase timings.
+    #[arg(long)]
+    pub timings: bool,
+    /// The client.
+    #[command(flatten)]
+    pub client: ClientRunArgs,
+}
+
+/// How a client is set up for one run: whom it trusts, its policy, its state directory and
+/// the registry (`courier call`, `courier updates`).
+#[derive(Debug, Args)]
+pub struct ClientRunArgs {
     /// A trusted vendor key (ed25519:...); repeat for several.
     #[arg(long = "trust", env = "COURIER_TRUST", value_delimiter = ',')]
     pub trust: Vec<String>,
@@ -83,16 +98,10 @@ pub struct CallArgs {
     /// (overrides the policy's).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub wall_time: Option<std::time::Duration>,
-    /// Attribute constraint on the proxy: `key=value`, `key` or `!key`.
-    #[arg(long = "attr")]
-    pub attributes: Vec<String>,
     /// Send the proxy's answer (its first 200 characters) with the outcome this client
     /// reports to its service history (off: only whether the call succeeded, and its time).
     #[arg(long)]
     pub report_answer: bool,
-    /// Print the phase timings.
-    #[arg(long)]
-    pub timings: bool,
     /// Accept exactly this version of a service, even older than one accepted before
     /// (rollback protection refuses older versions otherwise): `name@version`, e.g.
     /// `acme/echo@1.0.0`; repeat for several.
@@ -289,4 +298,44 @@ mod tests {
         assert!(parse_command("Bad Name=true").is_err());
         assert!(parse_command("true").is_err());
     }
+}
+
+/// `courier updates`
+#[derive(Debug, Args)]
+pub struct UpdatesArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: UpdatesAction,
+}
+
+/// `courier updates check|apply`
+#[derive(Debug, Subcommand)]
+pub enum UpdatesAction {
+    /// List what this client installed (its ledger) and the newer versions the registry
+    /// offers it (its rollout waves and rollback protection respected).
+    Check(UpdatesCheckArgs),
+    /// Install the newer versions, each checked and confirmed like a first install.
+    Apply(UpdatesApplyArgs),
+}
+
+/// `courier updates check`
+#[derive(Debug, Args)]
+pub struct UpdatesCheckArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The client.
+    #[command(flatten)]
+    pub client: ClientRunArgs,
+}
+
+/// `courier updates apply`
+#[derive(Debug, Args)]
+pub struct UpdatesApplyArgs {
+    /// Only these interfaces (e.g. `acme:fonts/glyphs`); repeat for several. Default: all.
+    #[arg(long = "only")]
+    pub only: Vec<String>,
+    /// The client.
+    #[command(flatten)]
+    pub client: ClientRunArgs,
 }

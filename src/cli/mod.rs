@@ -83,6 +83,8 @@ pub enum Command {
     Notify(NotifyArgs),
     /// Find, verify and run a proxy once in the sandbox: `courier call 'courier:echo/echo.say("hi")'`.
     Call(CallArgs),
+    /// What this client installed for proxies' prerequisites, and updates to it: check, apply.
+    Updates(UpdatesArgs),
     /// Show a client's service history kept by the registry.
     History(HistoryArgs),
     /// This client's key and registration: init, register, share, show.

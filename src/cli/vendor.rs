@@ -128,9 +128,14 @@ pub enum ProviderCommand {
 pub struct ProviderRunArgs {
     /// The example service.
     pub service: ExampleService,
-    /// Address to listen on (default 127.0.0.1:7901 for echo, :7902 for kv, :7903 for patch).
+    /// Address to listen on (default 127.0.0.1:7901 for echo, :7902 for kv, :7903 for patch, any
+    /// free port for install).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// install: the service's catalog folder (`install.toml`, and `files/` for an
+    /// installer), e.g. examples/install-catalog/glyphs.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
     /// Where the provider's TLS identity and its proxy are kept (default ./<service>-provider).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -153,4 +158,7 @@ pub enum ExampleService {
     Kv,
     /// `courier:patch/delivery`: upgrades from apt indexes and vendor patches from a catalog.
     Patch,
+    /// A service with prerequisites, or an installer (`courier:proxy/installer`), read from
+    /// a catalog folder (--from).
+    Install,
 }

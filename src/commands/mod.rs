@@ -22,6 +22,7 @@ mod publish;
 mod registry;
 mod rollout;
 mod root;
+mod updates;
 mod usage;
 
 use crate::cli::{Cli, Command};
@@ -38,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Usage(args) => usage::run(args).await,
         Command::Notify(args) => notify::run(args).await,
         Command::Call(args) => call::run(args).await,
+        Command::Updates(args) => updates::run(args).await,
         Command::History(args) => history::run(args).await,
         Command::Client(cmd) => client::run(cmd).await,
         Command::Clients(args) => operator::clients(args).await,

@@ -2,7 +2,7 @@
 //! (`--policy FILE`, or `<state-dir>/policy.toml` when it exists), then the flags, which
 //! override or extend it.
 
-use crate::cli::{CallArgs, ShareArgs};
+use crate::cli::{ClientRunArgs, ShareArgs};
 use anyhow::Context;
 use courier_client::{
     FACT_NAMES, OperatorAnswer, OperatorMode, POLICY_FILE, Policy, PolicyFile, Preopen, TrustStore,
@@ -50,7 +50,7 @@ pub fn default_policy() -> Policy {
 }
 
 /// The policy file, then the flags of `courier call`.
-pub fn for_call(args: &CallArgs) -> anyhow::Result<CallPolicy> {
+pub fn for_call(args: &ClientRunArgs) -> anyhow::Result<CallPolicy> {
     let file = load(args.policy.as_deref(), &args.state_dir)?;
     let mut policy = file
         .as_ref()
@@ -121,7 +121,7 @@ fn check_fact(fact: &str, flag: &str) -> anyhow::Result<()> {
 
 /// The vendor keys trusted (`--trust`, `--trust-file`, the policy file's) and operator keys
 /// followed (`--trust-operator`, the policy file's).
-fn trust_store(args: &CallArgs, file: Option<&PolicyFile>) -> anyhow::Result<TrustStore> {
+fn trust_store(args: &ClientRunArgs, file: Option<&PolicyFile>) -> anyhow::Result<TrustStore> {
     let mut store = match &args.trust_file {
         Some(path) => TrustStore::load(path)
             .with_context(|| format!("reading trust file {}", path.display()))?,

@@ -5,6 +5,7 @@
 use crate::cli::{ExampleService, ProviderCommand, ProviderRunArgs};
 use anyhow::Context;
 use courier_example_services::Example;
+use courier_example_services::install::InstallService;
 use courier_example_services::patch::{IndexSource, PatchConfig, PatchProvider};
 use courier_transport::Identity;
 use std::io::Write;
@@ -22,7 +23,9 @@ async fn serve(args: ProviderRunArgs) -> anyhow::Result<()> {
         ExampleService::Echo => Example::Echo,
         ExampleService::Kv => Example::Kv,
         ExampleService::Patch => Example::Patch,
+        ExampleService::Install => return serve_install(args).await,
     };
+    anyhow::ensure!(args.from.is_none(), "--from is for the install provider");
     let name = example.name();
     if example != Example::Patch && (args.catalog.is_some() || args.indexes.is_some()) {
         anyhow::bail!("--catalog and --indexes are for the patch provider");
@@ -67,6 +70,79 @@ async fn serve(args: ProviderRunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `courier provider run install --from DIR`: a service with prerequisites, or an
+/// installer, as its catalog folder describes it.
+async fn serve_install(args: ProviderRunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.catalog.is_none() && args.indexes.is_none(),
+        "--catalog and --indexes are for the patch provider"
+    );
+    let from = args
+        .from
+        .as_deref()
+        .context("the install provider needs --from DIR (e.g. examples/install-catalog/glyphs)")?;
+    let service = InstallService::from_dir(from)
+        .with_context(|| format!("cannot read the catalog folder {}", from.display()))?;
+    let stem = from
+        .file_name()
+        .map_or_else(|| "install".into(), |n| n.to_string_lossy().into_owned());
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(format!("./{stem}-provider")));
+    let (identity, _) = Identity::load_or_generate(&data_dir)
+        .with_context(|| format!("TLS identity in {}", data_dir.display()))?;
+    let proxy_name = if service.plan.is_some() {
+        "installer"
+    } else {
+        "echo-needs"
+    };
+    let proxy = keep_bytes(&data_dir, proxy_name, service.proxy())?;
+    // An installer is published under the name of what it provides (each version of it
+    // from its own folder), so that its versions are one service for `courier updates`.
+    let name = service
+        .plan
+        .as_ref()
+        .and_then(|p| p.provides.rsplit('/').next())
+        .map_or_else(|| stem.clone(), str::to_owned);
+    let attribute = service.plan.as_ref().map(|p| {
+        (
+            format!(" --attr provides={}", p.provides),
+            p.version.clone(),
+        )
+    });
+    for need in &service.needs {
+        println!("needs {need}");
+    }
+    let handle = service
+        .service()
+        .serve(listen, &identity)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("{stem} provider listening on {}", handle.local_addr());
+    println!("publish its proxy with:");
+    let (attr, version) = attribute.unwrap_or_default();
+    let version = if version.is_empty() {
+        String::new()
+    } else {
+        format!(" --version {version}")
+    };
+    println!(
+        "  courier publish {} --name example/{name}{version}{attr} --endpoint {} --provider-pin {}",
+        proxy.display(),
+        handle.local_addr(),
+        handle.pin()
+    );
+    println!("serving until Ctrl-C");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    handle.shutdown().await;
+    Ok(())
+}
+
 /// Where an example provider listens unless told otherwise.
 fn default_listen(example: Example) -> SocketAddr {
     let port = match example {
@@ -81,8 +157,12 @@ fn default_listen(example: Example) -> SocketAddr {
 /// file, so a concurrent `courier publish` never reads half of it), unless it is already
 /// there unchanged; returns its path.
 fn keep_proxy(data_dir: &Path, example: Example) -> anyhow::Result<PathBuf> {
-    let path = data_dir.join(format!("{}.wasm", example.name()));
-    let bytes = example.proxy();
+    keep_bytes(data_dir, example.name(), example.proxy())
+}
+
+/// Writes `bytes` to `<data_dir>/<name>.wasm` as [`keep_proxy`] does.
+fn keep_bytes(data_dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join(format!("{name}.wasm"));
     if std::fs::read(&path).is_ok_and(|kept| kept == bytes) {
         return Ok(path);
     }
