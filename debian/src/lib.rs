@@ -19,3 +19,16 @@ pub mod version;
 pub use candidates::{Catalog, Upgrade};
 pub use status::{Installed, Inventory};
 pub use version::{Version, VersionError};
+
+/// The longest package name accepted (Debian sets no limit; names are short).
+pub const MAX_PACKAGE_NAME: usize = 128;
+
+/// Debian policy 5.6.1: `[a-z0-9][a-z0-9+.-]+`, at most [`MAX_PACKAGE_NAME`] bytes. No
+/// option, path, version or shell syntax can pass.
+pub fn is_package_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (2..=MAX_PACKAGE_NAME).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(c))
+}

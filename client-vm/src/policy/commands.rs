@@ -11,8 +11,7 @@ use std::time::Duration;
 /// Most extra arguments a proxy may add to one run.
 pub const MAX_EXTRA_ARGS: usize = 4096;
 
-/// Longest package name accepted (dpkg has no limit; apt's archive has none past 64).
-pub const MAX_PACKAGE_NAME: usize = 128;
+pub use courier_debian::is_package_name;
 
 /// The kind of arguments a proxy may append to a lent command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,15 +150,6 @@ pub(crate) fn validate_all(commands: &[LentCommand]) -> Result<(), LentCommandEr
         }
     }
     Ok(())
-}
-
-/// Debian policy 5.6.1: `[a-z0-9][a-z0-9+.-]+`.
-pub fn is_package_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    (2..=MAX_PACKAGE_NAME).contains(&b.len())
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(c))
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ pub fn parse_need(text: &str) -> Result<Need, InstallDirError> {
         .ok_or_else(|| bad("it has one word"))?;
     let rest = rest.trim();
     if head == "package" {
-        return if debian_name(rest) {
+        return if courier_debian::is_package_name(rest) {
             Ok(Need::Package(rest.to_owned()))
         } else {
             Err(bad("not a Debian package name"))
@@ -154,16 +154,6 @@ pub fn parse_need(text: &str) -> Result<Need, InstallDirError> {
         interface: head.to_owned(),
         version: rest.to_owned(),
     })
-}
-
-/// A Debian package name: two or more of lowercase letters, digits, `+`, `-` and `.`,
-/// starting with a letter or digit.
-fn debian_name(name: &str) -> bool {
-    name.len() >= 2
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
 }
 
 /// The plan of `[install]` with the files under `dir/files/`.
