@@ -47,7 +47,7 @@ pub use client::{
 };
 pub use host::{
     CommandOutput, CommandRefusal, FACT_NAMES, FactSources, HostFacts, MINIMAL_PATH,
-    OperatorConsole, PERSON_WAIT, TerminalConsole, ask_terminal,
+    OperatorConsole, PERSON_WAIT, TerminalConsole, ask_terminal, ask_terminal_as,
 };
 pub use invoke::{Answer, CallSpec, Invocation, InvokeError, values_size};
 pub use policy::{

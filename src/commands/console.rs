@@ -5,7 +5,7 @@
 //! not a terminal, so a log stays short. Everything goes to stderr: stdout carries only the
 //! proxy's answer.
 
-use courier_client::{OperatorConsole, ask_terminal};
+use courier_client::{OperatorConsole, ask_terminal, ask_terminal_as};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -79,6 +79,10 @@ impl OperatorConsole for CliConsole {
 
     fn confirm(&self, question: &str) -> bool {
         self.above_bar(|| ask_terminal(question))
+    }
+
+    fn confirm_for_client(&self, question: &str) -> bool {
+        self.above_bar(|| ask_terminal_as("courier asks", question))
     }
 
     fn display(&self, message: &str) {

@@ -14,10 +14,11 @@ mod operator;
 
 pub(crate) use commands::run_command;
 pub use commands::{CommandOutput, CommandRefusal, MINIMAL_PATH};
+pub(crate) use facts::installed_packages;
 pub use facts::{FACT_NAMES, FactSources, HostFacts};
 pub use log_pipe::LogPipe;
 pub(crate) use operator::confirm_outside_run;
-pub use operator::{OperatorConsole, PERSON_WAIT, TerminalConsole, ask_terminal};
+pub use operator::{OperatorConsole, PERSON_WAIT, TerminalConsole, ask_terminal, ask_terminal_as};
 
 use crate::policy::Policy;
 use crate::provider::{ProviderError, ProviderPool, ProviderTarget};

@@ -28,6 +28,12 @@ pub trait OperatorConsole: Send + Sync + fmt::Debug {
     fn display(&self, message: &str);
     /// Shows progress of a long task (`total` 0 when unknown).
     fn progress(&self, done: u32, total: u32, message: &str);
+    /// Asks a yes/no question of the client's own (not a proxy's: e.g. whether to run an
+    /// installer) and waits for the answer. Called on the blocking pool. By default the
+    /// same as [`confirm`](Self::confirm).
+    fn confirm_for_client(&self, question: &str) -> bool {
+        self.confirm(question)
+    }
     /// Shows a line of the run's record as it happens: a question and who answered it, a
     /// lent command and how it ended, or why it was refused. Nothing by default.
     fn note(&self, _line: &str) {}
@@ -47,6 +53,10 @@ impl OperatorConsole for TerminalConsole {
         ask_terminal(question)
     }
 
+    fn confirm_for_client(&self, question: &str) -> bool {
+        ask_terminal_as("courier asks", question)
+    }
+
     fn display(&self, _message: &str) {}
 
     fn progress(&self, _done: u32, _total: u32, _message: &str) {}
@@ -55,9 +65,15 @@ impl OperatorConsole for TerminalConsole {
 /// Asks on the terminal (stderr for the question, stdin for the answer); anything but a
 /// yes is a no.
 pub fn ask_terminal(question: &str) -> bool {
+    ask_terminal_as("proxy asks", question)
+}
+
+/// Asks on the terminal as [`ask_terminal`] does, the question introduced by `who`
+/// (`proxy asks`, `courier asks`).
+pub fn ask_terminal_as(who: &str, question: &str) -> bool {
     use std::io::Write;
     let mut err = std::io::stderr();
-    let _ = write!(err, "proxy asks: {question} [y/N] ");
+    let _ = write!(err, "{who}: {question} [y/N] ");
     let _ = err.flush();
     let mut line = String::new();
     if std::io::stdin().read_line(&mut line).is_err() {
@@ -93,7 +109,7 @@ pub(crate) async fn confirm_outside_run(
         Some(a) => (a, "policy"),
         None => {
             let (c, q) = (Arc::clone(console), question.to_string());
-            let a = tokio::task::spawn_blocking(move || c.confirm(&q))
+            let a = tokio::task::spawn_blocking(move || c.confirm_for_client(&q))
                 .await
                 .unwrap_or(false);
             (a, "operator")
