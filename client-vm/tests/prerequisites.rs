@@ -3,275 +3,17 @@
 //! provider (`InstallService`); the client runs their predicates and installers in the
 //! sandbox against a real managed directory. A three-deep chain installs deepest first
 //! and is recorded in the ledger; a cycle and a chain past the depth cap install nothing;
-//! a failure at depth 2 undoes the chain in reverse; a predicate that still names what was
-//! installed (a lying installer) is caught by the second check; a "no" installs nothing;
-//! a missing package goes through the lent command; updates are offered and applied.
+//! a failure at depth 2 undoes the chain in reverse; a prerequisite two proxies share is
+//! installed once; a predicate that still names what was installed (a lying installer) is
+//! caught by the second check; a "no" installs nothing.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/install.rs"]
+mod world;
 
-use common::key;
-use courier_client::{
-    Answer, CallError, Client, ClientConfig, ExtraArgs, FactSources, HostFacts, LentCommand,
-    OperatorAnswer, OperatorMode, Policy, Preopen, PrerequisiteError, ReportMode, Requirement,
-    TrustStore,
-};
-use courier_example_services::install::InstallService;
-use courier_install_api::{File, Need, Plan};
-use courier_protocol::{SigningKey, VendorKey};
-use courier_provider::{BundleBuilder, ServiceHandle};
-use courier_registry::RegistryHandle;
-use courier_transport::{Identity, RegistryClient};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-const SAY: &str = r#"courier:echo/echo.say("hi")"#;
-
-/// A registry, a vendor, and the providers it started.
-struct World {
-    _dir: tempfile::TempDir,
-    registry: RegistryHandle,
-    vendor: SigningKey,
-    at_vendor: RegistryClient,
-    providers: Vec<ServiceHandle>,
-}
-
-impl World {
-    async fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = common::registry(dir.path()).await;
-        let vendor = key(1);
-        let at_vendor = RegistryClient::connect(registry.local_addr(), registry.pin(), "vendor")
-            .await
-            .unwrap();
-        at_vendor.authenticate(&vendor).await.unwrap();
-        World {
-            _dir: dir,
-            registry,
-            vendor,
-            at_vendor,
-            providers: Vec::new(),
-        }
-    }
-
-    /// Serves `service` and registers its proxy as `name@version` (an installer with
-    /// `provides` set from its plan).
-    async fn publish(&mut self, name: &str, version: &str, service: InstallService) {
-        self.publish_with(name, version, service, false).await;
-    }
-
-    async fn publish_with(
-        &mut self,
-        name: &str,
-        version: &str,
-        service: InstallService,
-        staged: bool,
-    ) {
-        let proxy = service.proxy();
-        let provides = service.plan.as_ref().map(|p| p.provides.clone());
-        let handle = service
-            .service()
-            .serve(
-                "127.0.0.1:0".parse().unwrap(),
-                &Identity::generate().unwrap(),
-            )
-            .await
-            .unwrap();
-        let mut bundle = BundleBuilder::new(proxy).name(name).version(version);
-        if let Some(p) = provides {
-            bundle = bundle.attribute("provides", p);
-        }
-        let signed = bundle
-            .endpoint(handle.local_addr().to_string())
-            .provider_pin(handle.pin())
-            .sign(&self.vendor)
-            .unwrap();
-        if staged {
-            let mut request = signed.register_request(Duration::from_secs(60));
-            request.staged = true;
-            self.at_vendor.register(request).await.unwrap();
-        } else {
-            signed
-                .register_once(&self.at_vendor, &self.vendor, Duration::from_secs(60))
-                .await
-                .unwrap();
-        }
-        self.providers.push(handle);
-    }
-
-    /// A client lending `machine`'s managed directory, answering `answer`, keeping its
-    /// state in `machine`.
-    async fn client(&self, machine: &Machine, answer: OperatorAnswer, depth: usize) -> Client {
-        let mut trust = TrustStore::new();
-        trust.add(VendorKey::of(&self.vendor)).unwrap();
-        let mut config = ClientConfig::new(trust);
-        config.policy = machine.policy(answer);
-        config.facts = Some(machine.facts());
-        config.report = ReportMode::Inline;
-        config.lookup_ttl = Duration::ZERO;
-        config.state_dir = Some(machine.state());
-        config.prerequisite_depth = depth;
-        let registry = RegistryClient::connect(
-            self.registry.local_addr(),
-            self.registry.pin(),
-            "prerequisites-test",
-        )
-        .await
-        .unwrap();
-        Client::new(registry, config).unwrap()
-    }
-}
-
-/// One client machine: its managed directory and its state directory.
-struct Machine {
-    dir: tempfile::TempDir,
-    commands: Vec<LentCommand>,
-}
-
-impl Machine {
-    fn new() -> Machine {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("managed")).unwrap();
-        std::fs::write(
-            dir.path().join("status"),
-            "Package: base-files\nStatus: install ok installed\nArchitecture: amd64\nVersion: 12\n\n",
-        )
-        .unwrap();
-        Machine {
-            dir,
-            commands: Vec::new(),
-        }
-    }
-
-    fn managed(&self) -> PathBuf {
-        self.dir.path().join("managed")
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    /// The dpkg status file the `packages` fact is read from.
-    fn status(&self) -> PathBuf {
-        self.dir.path().join("status")
-    }
-
-    /// The facts, read from this machine's status file.
-    fn facts(&self) -> HostFacts {
-        let sources = FactSources {
-            dpkg_status: self.status(),
-            apk_installed: self.dir.path().join("no-apk"),
-            os_release: vec![],
-        };
-        HostFacts::gather_from(&sources, &allowed_facts())
-    }
-
-    fn policy(&self, answer: OperatorAnswer) -> Policy {
-        Policy {
-            grant_host_info: true,
-            allowed_facts: allowed_facts(),
-            operator: OperatorMode::Unattended(answer),
-            preopen: Some(Preopen {
-                host: self.managed(),
-                guest: "/managed".into(),
-                writable: true,
-            }),
-            commands: self.commands.clone(),
-            ..Policy::default()
-        }
-    }
-
-    /// Every file under the managed directory, `path=contents`, sorted.
-    fn listing(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        walk(&self.managed(), &self.managed(), &mut out);
-        out.sort();
-        out
-    }
-}
-
-fn allowed_facts() -> std::collections::BTreeSet<String> {
-    ["managed-dir".to_string(), "packages".to_string()].into()
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            walk(root, &path, out);
-        } else {
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            out.push(format!(
-                "{name}={}",
-                std::fs::read_to_string(&path).unwrap()
-            ));
-        }
-    }
-}
-
-fn needs(interfaces: &[&str]) -> Vec<Need> {
-    interfaces
-        .iter()
-        .map(|i| Need::Service {
-            interface: (*i).into(),
-            version: "^1".into(),
-        })
-        .collect()
-}
-
-/// An installer of `provides` at `version` writing `files`, needing `needs`.
-fn installer(
-    provides: &str,
-    version: &str,
-    needs: Vec<Need>,
-    files: &[(&str, &str)],
-) -> InstallService {
-    InstallService {
-        needs,
-        plan: Some(Plan {
-            provides: provides.into(),
-            version: version.into(),
-            files: files
-                .iter()
-                .map(|(path, contents)| File {
-                    path: (*path).into(),
-                    contents: contents.as_bytes().to_vec(),
-                })
-                .collect(),
-        }),
-    }
-}
-
-fn app(needs: Vec<Need>) -> InstallService {
-    InstallService { needs, plan: None }
-}
-
-fn prerequisite_error(
-    result: Result<courier_client::CallReport, CallError>,
-) -> (PrerequisiteError, Vec<courier_client::Unwound>) {
-    match result {
-        Err(CallError::Prerequisites { error, unwound }) => (*error, unwound),
-        other => panic!("expected a prerequisite failure, got {other:?}"),
-    }
-}
-
-/// The chain acme/app -> a -> b -> c, each installer writing one file.
-async fn chain(world: &mut World, b_files: &[(&str, &str)]) {
-    world
-        .publish("acme/app", "1.0.0", app(needs(&["acme:chain/a"])))
-        .await;
-    let a = installer(
-        "acme:chain/a",
-        "1.0.0",
-        needs(&["acme:chain/b"]),
-        &[("a.txt", "A")],
-    );
-    world.publish("acme/a-installer", "1.0.0", a).await;
-    let b = installer("acme:chain/b", "1.2.0", needs(&["acme:chain/c"]), b_files);
-    world.publish("acme/b-installer", "1.2.0", b).await;
-    let c = installer("acme:chain/c", "1.0.0", vec![], &[("lib/c.txt", "C")]);
-    world.publish("acme/c-installer", "1.0.0", c).await;
-}
+use courier_client::{Answer, OperatorAnswer, PrerequisiteError, Requirement};
+use world::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_deep_chain_installs_deepest_first_and_is_recorded() {
@@ -458,6 +200,7 @@ async fn a_lying_installer_is_caught_by_the_second_check_and_a_no_installs_nothi
         other => panic!("{other:?}"),
     }
     assert_eq!(unwound.len(), 1);
+    assert_eq!(unwound[0].result.as_deref(), Ok("removed acme:lie/other"));
     assert!(machine.listing().is_empty(), "{:?}", machine.listing());
     assert!(client.installed().is_empty());
 }
@@ -482,157 +225,30 @@ async fn a_prerequisite_nobody_installs_is_named() {
     ));
 }
 
-impl World {
-    /// Registers `service`'s installer claiming to provide `claims`.
-    async fn publish_liar(&mut self, name: &str, service: InstallService, claims: &str) {
-        let handle = service
-            .clone()
-            .service()
-            .serve(
-                "127.0.0.1:0".parse().unwrap(),
-                &Identity::generate().unwrap(),
-            )
-            .await
-            .unwrap();
-        BundleBuilder::new(service.proxy())
-            .name(name)
-            .version("1.0.0")
-            .attribute("provides", claims)
-            .endpoint(handle.local_addr().to_string())
-            .provider_pin(handle.pin())
-            .sign(&self.vendor)
-            .unwrap()
-            .register_once(&self.at_vendor, &self.vendor, Duration::from_secs(60))
-            .await
-            .unwrap();
-        self.providers.push(handle);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_package_is_installed_through_the_lent_command() {
+async fn a_prerequisite_two_proxies_share_is_installed_once() {
     let mut world = World::new().await;
-    let mut needs = needs(&[]);
-    needs.push(Need::Package("libglyph1".into()));
-    world.publish("acme/app", "1.0.0", app(needs)).await;
-    let mut machine = Machine::new();
-    // The package manager here appends to the status file the packages fact is read from.
-    let status = machine.status();
-    let paragraph =
-        "Package: %s\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0-1\n\n";
-    machine.commands = vec![LentCommand {
-        name: "install-package".into(),
-        argv: vec![
-            "sh".into(),
-            "-c".into(),
-            format!("printf '{paragraph}' \"$0\" >> {}", status.display()),
-        ],
-        extra_args: ExtraArgs::PackageNames,
-        timeout: Duration::from_secs(10),
-        confirm: false,
-    }];
-    let client = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
-    let report = client.call_str(SAY).await.unwrap();
-    assert_eq!(report.answer, Answer::Ok(r#"ok("echo: hi")"#.into()));
-    assert_eq!(report.installed.len(), 1);
-    assert_eq!(
-        report.installed[0].requirement.to_string(),
-        "package libglyph1"
+    // The app needs a and b, named twice; a's installer needs b as well.
+    let app_needs = needs(&["acme:share/a", "acme:share/b", "acme:share/b"]);
+    world.publish("acme/app", "1.0.0", app(app_needs)).await;
+    let a = installer(
+        "acme:share/a",
+        "1.0.0",
+        needs(&["acme:share/b"]),
+        &[("a", "A")],
     );
-    assert_eq!(report.installed[0].by, "install-package");
-    assert!(
-        std::fs::read_to_string(&status)
-            .unwrap()
-            .contains("Package: libglyph1")
-    );
-    let ledger: Vec<String> = client.installed().iter().map(|e| e.key()).collect();
-    assert_eq!(ledger, ["package libglyph1"]);
-    assert!(client.call_str(SAY).await.unwrap().installed.is_empty());
-
-    // Without the command, the package cannot be installed, and that is said.
-    let bare = Machine::new();
-    let client = world.client(&bare, OperatorAnswer::ApproveAll, 4).await;
-    let (error, _) = prerequisite_error(client.call_str(SAY).await);
-    assert!(
-        matches!(error, PrerequisiteError::NoPackageCommand { .. }),
-        "{error:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn updates_are_offered_from_the_ledger_and_applied() {
-    let mut world = World::new().await;
-    world
-        .publish("acme/app", "1.0.0", app(needs(&["acme:fonts/glyphs"])))
-        .await;
-    let v = |version: &str, text: &str| {
-        installer(
-            "acme:fonts/glyphs",
-            version,
-            vec![],
-            &[("glyphs.txt", text)],
-        )
-    };
-    world
-        .publish("acme/glyphs", "1.4.0", v("1.4.0", "old"))
-        .await;
+    world.publish("acme/a-installer", "1.0.0", a).await;
+    let b = installer("acme:share/b", "1.0.0", vec![], &[("b", "B")]);
+    world.publish("acme/b-installer", "1.0.0", b).await;
     let machine = Machine::new();
     let client = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
-    assert_eq!(client.call_str(SAY).await.unwrap().installed.len(), 1);
-    assert!(client.check_updates().await.unwrap().offers.is_empty());
 
-    // 1.5.0 is published; 1.6.0 is only staged, so no client sees it yet.
-    world
-        .publish("acme/glyphs", "1.5.0", v("1.5.0", "new"))
-        .await;
-    world
-        .publish_with("acme/glyphs", "1.6.0", v("1.6.0", "staged"), true)
-        .await;
-    let check = client.check_updates().await.unwrap();
-    let offered: Vec<(String, String, String)> = check
-        .offers
+    let report = client.call_str(SAY).await.unwrap();
+    let installed: Vec<String> = report
+        .installed
         .iter()
-        .map(|o| {
-            (
-                o.provides.clone(),
-                o.installed.to_string(),
-                o.offered.to_string(),
-            )
-        })
+        .map(|i| i.requirement.to_string())
         .collect();
-    assert_eq!(
-        offered,
-        [(
-            "acme:fonts/glyphs".to_string(),
-            "1.4.0".to_string(),
-            "1.5.0".to_string()
-        )]
-    );
-    let applied = client.apply_updates(check.offers).await;
-    assert_eq!(applied.len(), 1);
-    assert_eq!(
-        applied[0].result.as_deref().unwrap(),
-        "installed acme:fonts/glyphs 1.5.0 (1 files)"
-    );
-    assert_eq!(
-        machine.listing(),
-        [
-            ".installed/acme.fonts.glyphs=1.5.0\n",
-            "acme.fonts.glyphs/glyphs.txt=new"
-        ]
-    );
-    match &client.installed()[0] {
-        courier_client::LedgerEntry::Service {
-            version,
-            required_by,
-            ..
-        } => {
-            assert_eq!(version.to_string(), "1.5.0");
-            assert_eq!(required_by, "acme/app 1.0.0");
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(client.check_updates().await.unwrap().offers.is_empty());
-    // The app still runs, with nothing more to install.
-    assert!(client.call_str(SAY).await.unwrap().installed.is_empty());
+    assert_eq!(installed, ["acme:share/b ^1", "acme:share/a ^1"]);
+    assert_eq!(client.installed().len(), 2);
 }

@@ -4,7 +4,7 @@
 
 use super::call::client_for;
 use crate::cli::{UpdatesAction, UpdatesApplyArgs, UpdatesArgs, UpdatesCheckArgs};
-use courier_client::{LedgerEntry, UpdateCheck};
+use courier_client::{LedgerEntry, UpdateCheck, UpdateError};
 
 pub async fn run(args: UpdatesArgs) -> anyhow::Result<()> {
     match args.action {
@@ -115,6 +115,10 @@ async fn apply(args: UpdatesApplyArgs) -> anyhow::Result<()> {
                 "updated {} {} -> {}: {line}",
                 o.provides, o.installed, o.offered
             ),
+            Err(e @ UpdateError::Ledger(_)) => {
+                failed += 1;
+                println!("{} {} -> {}: {e}", o.provides, o.installed, o.offered);
+            }
             Err(e) => {
                 failed += 1;
                 println!(
@@ -140,9 +144,11 @@ fn json(installed: &[LedgerEntry], found: &UpdateCheck) -> serde_json::Value {
                 installer,
                 version,
                 vendor,
+                requirement,
                 required_by,
                 installed_at_ms,
             } => serde_json::json!({
+                "requirement": requirement,
                 "provides": provides,
                 "installer": installer,
                 "version": version.to_string(),

@@ -27,6 +27,8 @@ pub enum LedgerEntry {
         version: semver::Version,
         /// The key that signed the installer.
         vendor: VendorKey,
+        /// The version requirement it was installed for (`^1`): updates stay within it.
+        requirement: String,
         /// Who needed it (`acme/greeter 1.0.0`).
         required_by: String,
         /// When (ms since the epoch).
@@ -72,11 +74,15 @@ struct Row {
     version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vendor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requirement: Option<String>,
     required_by: String,
     installed_at_ms: u64,
 }
 
-/// The ledger, loaded once and written through.
+/// The ledger, written through. Each change is made under an exclusive lock on
+/// `installed.toml.lock` to the file as it is on disk then, so that two processes of one
+/// client (two `courier call`s) never lose each other's entries.
 pub(super) struct Ledger {
     entries: Mutex<Vec<LedgerEntry>>,
     file: Option<PathBuf>,
@@ -96,57 +102,86 @@ impl Ledger {
         })
     }
 
-    /// Every entry, in the order installed.
+    /// Every entry, in the order installed (as last read or written by this process).
     pub(super) fn entries(&self) -> Vec<LedgerEntry> {
         self.lock().clone()
     }
 
+    /// Whether an entry with `key` is recorded.
+    pub(super) fn has(&self, key: &str) -> bool {
+        self.lock().iter().any(|e| e.key() == key)
+    }
+
     /// Records `entry`, replacing one with the same key.
     pub(super) fn record(&self, entry: LedgerEntry) -> Result<(), StateError> {
-        let mut entries = self.lock();
         let key = entry.key();
-        let mut next: Vec<LedgerEntry> =
-            entries.iter().filter(|e| e.key() != key).cloned().collect();
-        next.push(entry);
-        self.save(&next)?;
-        *entries = next;
-        Ok(())
+        self.change(|entries| {
+            entries.retain(|e| e.key() != key);
+            entries.push(entry);
+            true
+        })
+        .map(|_| ())
     }
 
     /// Forgets the entry with `key`; false if there was none.
     pub(super) fn forget(&self, key: &str) -> Result<bool, StateError> {
+        self.change(|entries| {
+            let before = entries.len();
+            entries.retain(|e| e.key() != key);
+            entries.len() != before
+        })
+    }
+
+    /// Applies `edit` to the ledger as it is on disk now (under the lock), and writes it if
+    /// `edit` says it changed anything.
+    fn change(&self, edit: impl FnOnce(&mut Vec<LedgerEntry>) -> bool) -> Result<bool, StateError> {
         let mut entries = self.lock();
-        let next: Vec<LedgerEntry> = entries.iter().filter(|e| e.key() != key).cloned().collect();
-        if next.len() == entries.len() {
-            return Ok(false);
+        let Some(path) = &self.file else {
+            return Ok(edit(&mut entries));
+        };
+        let io = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
         }
-        self.save(&next)?;
-        *entries = next;
-        Ok(true)
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.with_extension("toml.lock"))
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        let mut current = load(path)?;
+        let changed = edit(&mut current);
+        if changed {
+            save(path, &current)?;
+        }
+        *entries = current;
+        Ok(changed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<LedgerEntry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    fn save(&self, entries: &[LedgerEntry]) -> Result<(), StateError> {
-        let Some(path) = &self.file else {
-            return Ok(());
-        };
-        let file = LedgerFile {
-            installed: entries.iter().map(row).collect(),
-        };
-        let text = toml::to_string(&file).map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            line: 0,
-            reason: format!("cannot write the ledger: {e}"),
-        })?;
-        let header = "# What courier installed into the managed directory (courier updates).\n";
-        write_atomic(path, format!("{header}{text}").as_bytes()).map_err(|source| StateError::Io {
-            path: path.clone(),
-            source,
-        })
-    }
+/// Writes `entries` to `path` atomically.
+fn save(path: &Path, entries: &[LedgerEntry]) -> Result<(), StateError> {
+    let file = LedgerFile {
+        installed: entries.iter().map(row).collect(),
+    };
+    let text = toml::to_string(&file).map_err(|e| StateError::Corrupt {
+        path: path.to_path_buf(),
+        line: 0,
+        reason: format!("cannot write the ledger: {e}"),
+    })?;
+    let header = "# What courier installed into the managed directory (courier updates).\n";
+    write_atomic(path, format!("{header}{text}").as_bytes()).map_err(|source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn row(entry: &LedgerEntry) -> Row {
@@ -156,6 +191,7 @@ fn row(entry: &LedgerEntry) -> Row {
             installer,
             version,
             vendor,
+            requirement,
             required_by,
             installed_at_ms,
         } => Row {
@@ -164,6 +200,7 @@ fn row(entry: &LedgerEntry) -> Row {
             installer: Some(installer.clone()),
             version: Some(version.to_string()),
             vendor: Some(vendor.to_string()),
+            requirement: Some(requirement.clone()),
             required_by: required_by.clone(),
             installed_at_ms: *installed_at_ms,
         },
@@ -177,6 +214,7 @@ fn row(entry: &LedgerEntry) -> Row {
             installer: None,
             version: None,
             vendor: None,
+            requirement: None,
             required_by: required_by.clone(),
             installed_at_ms: *installed_at_ms,
         },
@@ -227,11 +265,16 @@ fn entry(row: Row) -> Result<LedgerEntry, String> {
                 .ok_or("no vendor")?
                 .parse()
                 .map_err(|e| format!("vendor: {e}"))?;
+            let requirement = row.requirement.unwrap_or_else(|| "*".into());
+            requirement
+                .parse::<semver::VersionReq>()
+                .map_err(|e| format!("requirement: {e}"))?;
             Ok(LedgerEntry::Service {
                 provides,
                 installer,
                 version,
                 vendor,
+                requirement,
                 required_by: row.required_by,
                 installed_at_ms: row.installed_at_ms,
             })
@@ -255,6 +298,7 @@ mod tests {
             installer: "acme/glyphs".into(),
             version: version.parse().unwrap(),
             vendor: VendorKey([7; 32]),
+            requirement: "^1".into(),
             required_by: "acme/greeter 1.0.0".into(),
             installed_at_ms: 5,
         }
@@ -281,8 +325,27 @@ mod tests {
         assert_eq!(again.entries(), ledger.entries());
         assert_eq!(again.entries().len(), 2);
         assert_eq!(again.entries()[1], service("acme:fonts/glyphs", "1.5.0"));
+        assert!(again.has("package zlib1g"));
         assert!(again.forget("package zlib1g").unwrap());
         assert!(!again.forget("package zlib1g").unwrap());
+        assert_eq!(Ledger::open(Some(dir.path())).unwrap().entries().len(), 1);
+    }
+
+    #[test]
+    fn two_processes_keep_each_others_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Ledger::open(Some(dir.path())).unwrap();
+        let second = Ledger::open(Some(dir.path())).unwrap();
+        first.record(service("acme:fonts/glyphs", "1.4.0")).unwrap();
+        second.record(service("acme:db/driver", "2.0.0")).unwrap();
+        let keys: Vec<String> = Ledger::open(Some(dir.path()))
+            .unwrap()
+            .entries()
+            .iter()
+            .map(LedgerEntry::key)
+            .collect();
+        assert_eq!(keys, ["acme:fonts/glyphs", "acme:db/driver"]);
+        assert!(first.forget("acme:db/driver").unwrap());
         assert_eq!(Ledger::open(Some(dir.path())).unwrap().entries().len(), 1);
     }
 

@@ -450,14 +450,31 @@ impl Client {
         Ok(ready)
     }
 
-    /// The first of `candidates` that passes every check, compiled.
+    /// The first of `candidates` that passes every check, compiled; its version is
+    /// remembered (rollback memory) before it runs.
     async fn first_usable(
         &self,
         registry: &RegistryClient,
         candidates: Vec<Candidate>,
         spec: &CallSpec,
         started: Instant,
+        timings: PhaseTimings,
+    ) -> Result<Ready, CallError> {
+        self.first_passing(registry, candidates, spec, started, timings, true)
+            .await
+    }
+
+    /// As [`first_usable`](Self::first_usable); the version is remembered only if
+    /// `remember` (an installer's is remembered once it installed, not when it was
+    /// merely checked, declined or failed).
+    async fn first_passing(
+        &self,
+        registry: &RegistryClient,
+        candidates: Vec<Candidate>,
+        spec: &CallSpec,
+        started: Instant,
         mut timings: PhaseTimings,
+        remember: bool,
     ) -> Result<Ready, CallError> {
         let mut rejected = Vec::new();
         for candidate in candidates {
@@ -470,10 +487,9 @@ impl Client {
             match self.vet(registry, &candidate, spec, &mut timings).await {
                 Ok(Vetted { manifest, compiled }) => {
                     self.holdings.hold(lease, &manifest, &candidate.interface);
-                    let current = self.trust.current(&manifest.vendor_key);
-                    self.versions
-                        .remember(&manifest, &current)
-                        .map_err(CallError::State)?;
+                    if remember {
+                        self.remember_version(&manifest).map_err(CallError::State)?;
+                    }
                     let chosen = Chosen {
                         lease,
                         name: manifest.name.clone(),
@@ -508,6 +524,15 @@ impl Client {
             }
         }
         Err(CallError::NoUsableCandidate { rejected })
+    }
+}
+
+impl Client {
+    /// Remembers `manifest`'s version as accepted (rollback memory), from the key acting
+    /// for its vendor now.
+    fn remember_version(&self, manifest: &Manifest) -> Result<(), crate::state::StateError> {
+        let current = self.trust.current(&manifest.vendor_key);
+        self.versions.remember(manifest, &current)
     }
 }
 

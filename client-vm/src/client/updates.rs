@@ -9,7 +9,7 @@
 //! update undoes what was installed for it and leaves the old version in the ledger.
 
 use super::ledger::LedgerEntry;
-use super::prerequisites::{INSTALLER_INTERFACE, installer_query, provides};
+use super::prerequisites::{INSTALLER_CANDIDATES, INSTALLER_INTERFACE, installer_query, provides};
 use super::{CallError, Client, Installed, PhaseTimings, Rejection, Unwound, vet};
 use crate::host::printable;
 use crate::invoke::CallSpec;
@@ -25,6 +25,8 @@ pub struct UpdateOffer {
     pub installer: String,
     /// The version installed now.
     pub installed: semver::Version,
+    /// The requirement it was installed for: offers stay within it.
+    pub requirement: String,
     /// The version offered.
     pub offered: semver::Version,
     /// The key that signed the offer.
@@ -48,8 +50,9 @@ pub enum UpdateError {
     /// The installer ran and failed.
     #[error("the installer failed: {0}")]
     Install(String),
-    /// Installed, but the ledger could not be written.
-    #[error(transparent)]
+    /// Installed, but the ledger (or the rollback memory) could not be written: the new
+    /// version is in place, the ledger may still name the old one.
+    #[error("installed, but not recorded: {0}")]
     Ledger(crate::state::StateError),
 }
 
@@ -94,14 +97,20 @@ impl Client {
                 installer,
                 version,
                 vendor,
+                requirement,
                 ..
             } = entry
             else {
                 continue;
             };
+            // Within what the dependent asked for: a new major version is not an update
+            // for a `^1` prerequisite.
+            let Ok(accepts) = requirement.parse::<semver::VersionReq>() else {
+                continue;
+            };
             let (_, candidates) = self
                 .link
-                .find_remote(installer_query(&interface, self.max_candidates))
+                .find_remote(installer_query(&interface, INSTALLER_CANDIDATES))
                 .await
                 .map_err(CallError::Lookup)?;
             let same_vendor = |k: &VendorKey| {
@@ -113,8 +122,8 @@ impl Client {
                 .filter_map(|c| {
                     let m = c.manifest.peek().ok()?;
                     let v = m.semver()?;
-                    (m.name == installer && provides(&m, &interface) && v > version)
-                        .then_some((v, c))
+                    let newer = v > version && accepts.matches(&v);
+                    (m.name == installer && provides(&m, &interface) && newer).then_some((v, c))
                 })
                 .collect();
             newer.sort_by(|a, b| b.0.cmp(&a.0));
@@ -130,6 +139,7 @@ impl Client {
                             provides: interface.clone(),
                             installer: installer.clone(),
                             installed: version.clone(),
+                            requirement: requirement.clone(),
                             offered,
                             vendor: m.vendor_key,
                             candidate,
@@ -176,12 +186,13 @@ impl Client {
         };
         let registry = self.link.current();
         let ready = match self
-            .first_usable(
+            .first_passing(
                 &registry,
                 vec![offer.candidate.clone()],
                 &spec,
                 Instant::now(),
                 PhaseTimings::default(),
+                false,
             )
             .await
         {
@@ -225,13 +236,16 @@ impl Client {
                         _ => None,
                     })
                     .unwrap_or_default();
-                let recorded = self.ledger.record(LedgerEntry::Service {
-                    provides: offer.provides.clone(),
-                    installer: offer.installer.clone(),
-                    version: offer.offered.clone(),
-                    vendor: offer.vendor,
-                    required_by,
-                    installed_at_ms: vet::now_ms(),
+                let recorded = self.remember_version(&ready.manifest).and_then(|()| {
+                    self.ledger.record(LedgerEntry::Service {
+                        provides: offer.provides.clone(),
+                        installer: offer.installer.clone(),
+                        version: offer.offered.clone(),
+                        vendor: offer.vendor,
+                        requirement: offer.requirement.clone(),
+                        required_by,
+                        installed_at_ms: vet::now_ms(),
+                    })
                 });
                 applied.result = recorded.map(|()| line).map_err(UpdateError::Ledger);
             }

@@ -108,19 +108,9 @@ impl HostFacts {
         .filtered(allowed)
     }
 
-    /// These facts with the installed packages read again from where they were read
-    /// (after the client installed a package); `None` when they were given, not read, or
-    /// include no packages.
-    pub(crate) fn with_packages_reread(&self) -> Option<Self> {
-        let sources = self.sources.as_ref()?;
-        self.get("packages")?;
-        let (manager, text) = installed_packages(sources)?;
-        let mut next = self.clone();
-        next.set("packages", text);
-        if next.get("package-manager").is_some() {
-            next.set("package-manager", manager.into());
-        }
-        Some(next)
+    /// Where they were read from, if they were read (not given).
+    pub(crate) fn sources(&self) -> Option<&FactSources> {
+        self.sources.as_ref()
     }
 
     /// Facts given explicitly (for tests and embedders).
@@ -231,7 +221,7 @@ pub(crate) fn parse_os_release(text: &str) -> BTreeMap<String, String> {
 
 /// The first readable package database: its manager and the `packages` fact's text. A
 /// database that cannot be read at all is logged and the next one tried.
-fn installed_packages(sources: &FactSources) -> Option<(&'static str, String)> {
+pub(crate) fn installed_packages(sources: &FactSources) -> Option<(&'static str, String)> {
     if let Some(text) = dpkg_packages(&sources.dpkg_status) {
         return Some(("dpkg", text));
     }

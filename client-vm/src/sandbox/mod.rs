@@ -35,7 +35,7 @@ pub use engine::SandboxError;
 pub use failure::RunError;
 pub use run::{RunFailure, RunLogs, RunOutput, RunTimings, TypedOutput};
 
-use crate::host::{HostFacts, OperatorConsole, TerminalConsole};
+use crate::host::{HostFacts, OperatorConsole, TerminalConsole, installed_packages};
 use crate::policy::{Policy, ProxyOrigin};
 use crate::provider::ProviderPool;
 use compile::ComponentCache;
@@ -216,14 +216,44 @@ impl Sandbox {
         Arc::clone(&self.facts.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Reads the installed packages again (after the client installed one), when the
-    /// facts were read from the system's files and include them; runs from now on see the
-    /// new list.
-    pub(crate) fn reread_packages(&self) {
-        let reread = self.facts().with_packages_reread();
-        if let Some(next) = reread {
-            *self.facts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    /// Whether this system has the package `name` installed now, read afresh from the
+    /// files the facts came from (off the async workers); `None` when the facts were given,
+    /// not read, or there is no package database.
+    pub(crate) async fn package_installed(&self, name: &str) -> Option<bool> {
+        let sources = self.facts().sources()?.clone();
+        let (_, text) = tokio::task::spawn_blocking(move || installed_packages(&sources))
+            .await
+            .ok()??;
+        Some(
+            text.lines()
+                .any(|line| line.split('\t').next() == Some(name)),
+        )
+    }
+
+    /// Reads the installed packages again (after the client installed or removed one),
+    /// when the policy lets proxies see them and the facts were read from the system's
+    /// files; runs from now on see the new list.
+    pub(crate) async fn reread_packages(&self) {
+        if !self.policy.allowed_facts.contains("packages") {
+            return;
         }
+        let Some(sources) = self.facts().sources().cloned() else {
+            return;
+        };
+        let read = tokio::task::spawn_blocking(move || installed_packages(&sources))
+            .await
+            .ok()
+            .flatten();
+        let Some((manager, text)) = read else {
+            return;
+        };
+        let mut facts = self.facts.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = HostFacts::clone(&facts);
+        next.set("packages", text);
+        if self.policy.allowed_facts.contains("package-manager") {
+            next.set("package-manager", manager.into());
+        }
+        *facts = Arc::new(next);
     }
 
     /// The policy runs are held to.

@@ -116,6 +116,14 @@ pub enum PrerequisiteError {
         /// Why.
         reason: String,
     },
+    /// The resolution would install more than its bound.
+    #[error("prerequisites past {max} installs: {}", chain.join(" -> "))]
+    TooMany {
+        /// The chain, ending with the requirement past the bound.
+        chain: Vec<String>,
+        /// The bound.
+        max: usize,
+    },
     /// The operator (or the policy) said no.
     #[error("declined: {}", chain.join(" -> "))]
     Declined {
@@ -149,7 +157,7 @@ pub enum PrerequisiteError {
         /// What it still names.
         missing: Vec<Requirement>,
     },
-    /// The ledger could not be written.
+    /// The client's state (the ledger, the rollback memory) could not be written.
     #[error(transparent)]
     Ledger(StateError),
 }

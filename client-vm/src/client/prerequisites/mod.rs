@@ -8,11 +8,15 @@
 //! command the policy lends as `install-package`. Then the predicate is asked again: what
 //! it still calls missing is a failure (a predicate or an installer that lied).
 //!
-//! Resolution is depth-first with a depth cap and refuses a cycle, naming the chain. When
-//! anything in a chain fails, everything the chain installed is undone in reverse order:
-//! each installer's `remove` (the failed one's too: it may have left something), each
-//! package through `remove-package`. Every install is recorded in the ledger (`ledger`),
-//! and forgotten again when undone.
+//! Resolution is depth-first with a depth cap and a bound on installs, refuses a cycle
+//! naming the chain, and installs a requirement met earlier in the resolution only once.
+//! The operator is asked top down, before an installer's own prerequisites are met. When
+//! anything in a chain fails, what the chain added is undone in reverse order: each first
+//! install's `remove` (a failed one's too: it may have left something), each package the
+//! client saw absent before through `remove-package`; an interface courier had installed
+//! before (an upgrade) and a package that was already there stay. Every install is
+//! recorded in the ledger (`ledger`), and forgotten again when undone; an installer's
+//! version enters the rollback memory only once it installed.
 
 mod answers;
 mod errors;
@@ -27,6 +31,7 @@ use crate::provider::ProviderTarget;
 use crate::sandbox::Compiled;
 use answers::{requirements, string_result};
 use courier_protocol::{AttributeConstraint, Candidate, Manifest, ServiceQuery};
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -44,6 +49,12 @@ pub const INSTALL_PACKAGE: &str = "install-package";
 pub const REMOVE_PACKAGE: &str = "remove-package";
 /// How deep a chain of prerequisites may go by default.
 pub const DEFAULT_PREREQUISITE_DEPTH: usize = 4;
+/// How many installers of one interface are asked of the registry (all versions: the
+/// requirement is checked here).
+pub const INSTALLER_CANDIDATES: u32 = 64;
+/// The most prerequisites one resolution installs (a bound on the work predicates can
+/// ask for: each level may name up to 64).
+pub const MAX_STEPS: usize = 32;
 
 /// One prerequisite installed before a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +89,11 @@ struct Resolving {
     undo: Vec<(Requirement, Undo)>,
     /// What was installed.
     installed: Vec<Installed>,
+    /// The requirements met in this resolution (their keys): one named again, by another
+    /// proxy of the chain or twice in one answer, is not installed again.
+    met: HashSet<String>,
+    /// Installers looked up and packages installed so far, against [`MAX_STEPS`].
+    steps: usize,
     /// The depth cap.
     cap: usize,
 }
@@ -127,6 +143,8 @@ impl Client {
             keys: Vec::new(),
             undo: Vec::new(),
             installed: Vec::new(),
+            met: HashSet::new(),
+            steps: 0,
             cap: self.prerequisite_depth,
         };
         match self
@@ -148,6 +166,7 @@ impl Client {
     }
 
     /// Meets every prerequisite `who`'s predicate names, depth first, then asks it again.
+    /// A proxy without a predicate has none.
     fn satisfy<'a>(
         &'a self,
         compiled: &'a Compiled,
@@ -156,12 +175,18 @@ impl Client {
         r: &'a mut Resolving,
     ) -> Step<'a> {
         Box::pin(async move {
+            if !exports_prerequisites(compiled) {
+                return Ok(());
+            }
             let missing = self.missing(compiled, target.clone(), who).await?;
             if missing.is_empty() {
                 return Ok(());
             }
             for requirement in missing {
                 let key = requirement.key();
+                if r.met.contains(&key) {
+                    continue;
+                }
                 if r.keys.contains(&key) {
                     return Err(PrerequisiteError::Cycle {
                         chain: r.chain_to(&requirement),
@@ -173,8 +198,15 @@ impl Client {
                         cap: r.cap,
                     });
                 }
+                r.steps += 1;
+                if r.steps > MAX_STEPS {
+                    return Err(PrerequisiteError::TooMany {
+                        chain: r.chain_to(&requirement),
+                        max: MAX_STEPS,
+                    });
+                }
                 r.chain.push(requirement.to_string());
-                r.keys.push(key);
+                r.keys.push(key.clone());
                 match &requirement {
                     Requirement::Service { interface, version } => {
                         self.install_service(&requirement, interface, version, who, r)
@@ -186,6 +218,7 @@ impl Client {
                 }
                 r.chain.pop();
                 r.keys.pop();
+                r.met.insert(key);
             }
             let still = self.missing(compiled, target, who).await?;
             if still.is_empty() {
@@ -199,7 +232,9 @@ impl Client {
         })
     }
 
-    /// Finds, checks, prepares and runs the installer of one missing service.
+    /// Finds and checks the installer of one missing service, asks the operator, meets
+    /// the installer's own prerequisites, and runs it. Questions come top down (a "no"
+    /// comes before anything below it is installed), installs bottom up.
     async fn install_service(
         &self,
         requirement: &Requirement,
@@ -217,9 +252,6 @@ impl Client {
                 reason,
             })?;
         let by = format!("{} {}", ready.manifest.name, ready.manifest.version);
-        // The installer's own prerequisites first.
-        self.satisfy(&ready.compiled, ready.target(), &by, r)
-            .await?;
         let question = printable(&format!(
             "install {interface} {} with {by} (signed by {}), needed by {who}?",
             ready.manifest.version, ready.manifest.vendor_key
@@ -227,37 +259,45 @@ impl Client {
         if !self.confirm(&question).await {
             return Err(PrerequisiteError::Declined { chain });
         }
-        // Recorded for undoing before it runs: a failed install's `remove` runs too.
-        r.undo.push((
-            requirement.clone(),
-            Undo::Service {
-                compiled: Arc::clone(&ready.compiled),
-                target: ready.target(),
-                manifest: Box::new(ready.manifest.clone()),
-            },
-        ));
+        // The installer's own prerequisites first.
+        self.satisfy(&ready.compiled, ready.target(), &by, r)
+            .await?;
+        let failed = |reason: String| PrerequisiteError::InstallFailed {
+            chain: chain.clone(),
+            by: by.clone(),
+            reason,
+        };
+        let installed_version = ready
+            .manifest
+            .semver()
+            .ok_or_else(|| failed("its version is not semver".into()))?;
+        // Something of this interface that courier installed before stays if this fails
+        // (an installer's failed install leaves the version before): only a first install
+        // is undone with the chain. Recorded for undoing before it runs, so that a failed
+        // first install's `remove` runs too.
+        if !self.ledger.has(&requirement.key()) {
+            r.undo.push((
+                requirement.clone(),
+                Undo::Service {
+                    compiled: Arc::clone(&ready.compiled),
+                    target: ready.target(),
+                    manifest: Box::new(ready.manifest.clone()),
+                },
+            ));
+        }
         let detail = self
             .run_installer(&ready.compiled, ready.target(), &ready.manifest, "install")
             .await
-            .map_err(|reason| PrerequisiteError::InstallFailed {
-                chain: chain.clone(),
-                by: by.clone(),
-                reason,
-            })?;
-        let version = ready
-            .manifest
-            .semver()
-            .ok_or_else(|| PrerequisiteError::InstallFailed {
-                chain: chain.clone(),
-                by: by.clone(),
-                reason: "its version is not semver".into(),
-            })?;
+            .map_err(failed)?;
+        self.remember_version(&ready.manifest)
+            .map_err(PrerequisiteError::Ledger)?;
         self.ledger
             .record(LedgerEntry::Service {
                 provides: interface.to_owned(),
                 installer: ready.manifest.name.clone(),
-                version,
+                version: installed_version,
                 vendor: ready.manifest.vendor_key,
+                requirement: version.to_owned(),
                 required_by: who.to_owned(),
                 installed_at_ms: vet::now_ms(),
             })
@@ -272,7 +312,10 @@ impl Client {
         Ok(())
     }
 
-    /// Installs one missing package with the command the policy lends.
+    /// Installs one missing package with the command the policy lends. A package this
+    /// system has already is not installed again (the predicate could not see it: the
+    /// second check will say so), and only a package the client saw absent before is
+    /// removed when the chain is undone.
     async fn install_package(
         &self,
         requirement: &Requirement,
@@ -281,18 +324,23 @@ impl Client {
         r: &mut Resolving,
     ) -> Result<(), PrerequisiteError> {
         let chain = r.chain.clone();
+        let before = self.sandbox.package_installed(name).await;
+        if before == Some(true) {
+            return Ok(());
+        }
         let policy = self.sandbox.policy();
         let Some(command) = policy.command(INSTALL_PACKAGE) else {
             return Err(PrerequisiteError::NoPackageCommand { chain });
         };
+        let failed = |reason: String| PrerequisiteError::InstallFailed {
+            chain: chain.clone(),
+            by: INSTALL_PACKAGE.into(),
+            reason,
+        };
         let args = vec![name.to_owned()];
         command
             .check_args(&args)
-            .map_err(|e| PrerequisiteError::InstallFailed {
-                chain: chain.clone(),
-                by: INSTALL_PACKAGE.into(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
         let line = printable(&format!("{} {name}", command.argv.join(" ")));
         if !self
             .confirm(&format!(
@@ -302,27 +350,24 @@ impl Client {
         {
             return Err(PrerequisiteError::Declined { chain });
         }
-        r.undo
-            .push((requirement.clone(), Undo::Package(name.to_owned())));
+        if before == Some(false) {
+            r.undo
+                .push((requirement.clone(), Undo::Package(name.to_owned())));
+        }
         let cap = policy.limits.command_output_bytes;
-        let detail = match run_command(command, &args, command.timeout, cap).await {
+        let result = run_command(command, &args, command.timeout, cap).await;
+        self.sandbox.reread_packages().await;
+        let detail = match result {
             Ok(out) if out.status == 0 => format!("{line}: exit 0"),
             Ok(out) => {
-                return Err(PrerequisiteError::InstallFailed {
-                    chain,
-                    by: INSTALL_PACKAGE.into(),
-                    reason: format!("{line}: exit {}: {}", out.status, out.stderr.trim()),
-                });
+                return Err(failed(format!(
+                    "{line}: exit {}: {}",
+                    out.status,
+                    out.stderr.trim()
+                )));
             }
-            Err(e) => {
-                return Err(PrerequisiteError::InstallFailed {
-                    chain,
-                    by: INSTALL_PACKAGE.into(),
-                    reason: e.to_string(),
-                });
-            }
+            Err(e) => return Err(failed(e.to_string())),
         };
-        self.sandbox.reread_packages();
         self.ledger
             .record(LedgerEntry::Package {
                 name: name.to_owned(),
@@ -343,7 +388,7 @@ impl Client {
     async fn unwind(&self, steps: Vec<(Requirement, Undo)>) -> Vec<Unwound> {
         let mut unwound = Vec::with_capacity(steps.len());
         for (requirement, undo) in steps.into_iter().rev() {
-            let result = match undo {
+            let mut result = match undo {
                 Undo::Service {
                     compiled,
                     target,
@@ -354,14 +399,14 @@ impl Client {
                 }
                 Undo::Package(name) => {
                     let removed = self.remove_package(&name).await;
-                    self.sandbox.reread_packages();
+                    self.sandbox.reread_packages().await;
                     removed
                 }
             };
-            if result.is_ok()
+            if let Ok(line) = &result
                 && let Err(e) = self.ledger.forget(&requirement.key())
             {
-                tracing::warn!("the ledger keeps {requirement} after it was undone: {e}");
+                result = Err(format!("{line}, but the ledger still records it: {e}"));
             }
             unwound.push(Unwound {
                 requirement,
@@ -471,7 +516,7 @@ impl Client {
             .map_err(|e| format!("the requirement {version:?} is not semver: {e}"))?;
         let (registry, candidates) = self
             .link
-            .find(installer_query(interface, self.max_candidates))
+            .find(installer_query(interface, INSTALLER_CANDIDATES))
             .await
             .map_err(|e| format!("lookup: {e}"))?;
         let mut offered: Vec<(semver::Version, Candidate)> = candidates
@@ -497,12 +542,13 @@ impl Client {
         );
         let candidates = offered.into_iter().map(|(_, c)| c).collect();
         let ready = self
-            .first_usable(
+            .first_passing(
                 &registry,
                 candidates,
                 &spec,
                 Instant::now(),
                 PhaseTimings::default(),
+                false,
             )
             .await
             .map_err(|e| e.to_string())?;
