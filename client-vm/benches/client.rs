@@ -344,33 +344,43 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     // Instance cost with the pooling allocator: fresh store, instantiate, drop; with each
-    // slot returned to the kernel (0k) or zeroed in place up to 32 KiB (the default) or
-    // 256 KiB.
+    // slot returned to the kernel (0k) or reset in place up to 32 KiB (the default), 256 KiB
+    // or more; the kept pages reset where a run dirtied them (`scan`, the default: Linux's
+    // PAGEMAP_SCAN) or all of them (`all`), measured one after the other in one sitting.
     let mut g = c.benchmark_group("instance");
     g.throughput(Throughput::Elements(1));
     for keep in [0, 32 << 10, 256 << 10, 1 << 20, 4 << 20] {
-        let sb = Sandbox::new(
-            Policy::default(),
-            SandboxConfig {
-                keep_resident_bytes: keep,
-                ..SandboxConfig::default()
-            },
-        )
-        .unwrap();
-        let compiled =
-            w.rt.block_on(sb.compile(Arc::from(artifacts::ECHO)))
-                .unwrap()
-                .0;
-        g.bench_function(
-            format!("pooling_instantiate_drop/keep_resident_{}k", keep >> 10),
-            |b| {
-                b.iter_custom(|n| {
-                    timed(&w.rt, n, || async {
-                        sb.instantiate_only(&compiled).await.unwrap()
+        for (reset, dirty_only) in [("scan", true), ("all", false)] {
+            if keep == 0 && !dirty_only {
+                continue;
+            }
+            let sb = Sandbox::new(
+                Policy::default(),
+                SandboxConfig {
+                    keep_resident_bytes: keep,
+                    reset_dirty_pages_only: dirty_only,
+                    ..SandboxConfig::default()
+                },
+            )
+            .unwrap();
+            let compiled =
+                w.rt.block_on(sb.compile(Arc::from(artifacts::ECHO)))
+                    .unwrap()
+                    .0;
+            g.bench_function(
+                format!(
+                    "pooling_instantiate_drop/keep_resident_{}k/{reset}",
+                    keep >> 10
+                ),
+                |b| {
+                    b.iter_custom(|n| {
+                        timed(&w.rt, n, || async {
+                            sb.instantiate_only(&compiled).await.unwrap()
+                        })
                     })
-                })
-            },
-        );
+                },
+            );
+        }
     }
     let sb = Sandbox::new(Policy::default(), SandboxConfig::default()).unwrap();
     let compiled =
