@@ -58,7 +58,7 @@ pub enum ProviderError {
     #[error("provider call failed: {0}")]
     Call(TransportError),
     /// No answer in time.
-    #[error("provider did not answer within {0:?}")]
+    #[error("provider did not answer within {}", to_the_millisecond(.0))]
     Timeout(Duration),
     /// The run's time is used up.
     #[error("no time left for a provider call")]
@@ -66,6 +66,14 @@ pub enum ProviderError {
     /// The client's policy does not let proxies reach this endpoint (nothing was sent).
     #[error("{0}")]
     Refused(EndpointRefusal),
+}
+
+/// `d` rounded to the nearest millisecond, as a person writes it (`5s`, `1s 250ms`): a
+/// timeout cut to the run's time left is a few nanoseconds short of what was configured.
+fn to_the_millisecond(d: &Duration) -> String {
+    let ms = d.as_nanos().saturating_add(500_000) / 1_000_000;
+    humantime::format_duration(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)))
+        .to_string()
 }
 
 impl ProviderError {
@@ -313,5 +321,21 @@ impl ProviderPool {
 impl Drop for ProviderPool {
     fn drop(&mut self) {
         self.close_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_as_configured() {
+        let shown = |ns| ProviderError::Timeout(Duration::from_nanos(ns)).to_string();
+        assert_eq!(shown(4_999_999_509), "provider did not answer within 5s");
+        assert_eq!(
+            shown(1_250_000_000),
+            "provider did not answer within 1s 250ms"
+        );
+        assert_eq!(shown(0), "provider did not answer within 0s");
     }
 }
