@@ -40,10 +40,10 @@ pub use answer_size::AnswerSize;
 pub use client::{
     CallError, CallReport, Chosen, Client, ClientConfig, DEFAULT_LOOKUP_TTL,
     DEFAULT_PREREQUISITE_DEPTH, FreshnessRefusal, INSTALL_PACKAGE, INSTALLER_INTERFACE, Installed,
-    LEDGER_FILE, LedgerEntry, PREREQUISITES_INTERFACE, PROVIDES_ATTRIBUTE, PhaseTimings,
-    PrerequisiteError, REMOVE_PACKAGE, RejectReason, Rejection, ReportMode, Requirement,
-    SetupError, TypedReport, Undone, Unwound, UpdateApplied, UpdateCheck, UpdateError, UpdateOffer,
-    VersionMemory,
+    LEDGER_FILE, LedgerEntry, PREREQUISITES_INTERFACE, PROVIDES_ATTRIBUTE, PROVIDES_FACT,
+    PhaseTimings, PrerequisiteError, REMOVE_PACKAGE, RejectReason, Rejection, ReportMode,
+    Requirement, SetupError, TypedReport, Undone, Unwound, UpdateApplied, UpdateCheck, UpdateError,
+    UpdateOffer, VERSION_FACT, VersionMemory,
 };
 pub use host::{
     CommandOutput, CommandRefusal, FACT_NAMES, FactSources, HostFacts, MINIMAL_PATH,

@@ -4,8 +4,9 @@
 //! sandbox against a real managed directory. A three-deep chain installs deepest first
 //! and is recorded in the ledger; a cycle and a chain past the depth cap install nothing;
 //! a failure at depth 2 undoes the chain in reverse; a prerequisite two proxies share is
-//! installed once; a predicate that still names what was installed (a lying installer) is
-//! caught by the second check; a "no" installs nothing.
+//! installed once; an installer whose provider plans something other than it is signed
+//! for is refused; a predicate that still names what was installed is caught by the second
+//! check; a "no" installs nothing.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -161,14 +162,13 @@ async fn a_failure_at_depth_two_undoes_the_chain_in_reverse() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lying_installer_is_caught_by_the_second_check_and_a_no_installs_nothing() {
+async fn a_lying_installer_is_refused_and_a_no_installs_nothing() {
     let mut world = World::new().await;
     world
         .publish("acme/app", "1.0.0", app(needs(&["acme:lie/a"])))
         .await;
-    // It claims (signs) that it provides acme:lie/a, but installs something else.
-    let mut liar = installer("acme:lie/other", "1.0.0", vec![], &[("x", "X")]);
-    liar.plan.as_mut().unwrap().provides = "acme:lie/other".into();
+    // Signed as providing acme:lie/a, its provider's plan installs something else.
+    let liar = installer("acme:lie/other", "1.0.0", vec![], &[("x", "X")]);
     world
         .publish_liar("acme/a-installer", liar, "acme:lie/a")
         .await;
@@ -184,6 +184,42 @@ async fn a_lying_installer_is_caught_by_the_second_check_and_a_no_installs_nothi
     assert!(machine.listing().is_empty());
     drop(declining);
 
+    // The installer holds its provider to what it is signed for: it refuses the plan, and
+    // its remove (by the signed interface, not the provider's word) finds nothing.
+    let client = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
+    let (error, unwound) = prerequisite_error(client.call_str(SAY).await);
+    match &error {
+        PrerequisiteError::InstallFailed { reason, .. } => assert_eq!(
+            reason,
+            "the plan installs provides \"acme:lie/other\", but the installer is signed for \
+             \"acme:lie/a\""
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(unwound.len(), 1);
+    assert_eq!(
+        unwound[0].result.as_deref(),
+        Ok("acme:lie/a was not installed")
+    );
+    assert!(machine.listing().is_empty(), "{:?}", machine.listing());
+    assert!(client.installed().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predicate_that_still_misses_after_the_install_is_caught() {
+    let mut world = World::new().await;
+    // It names acme:lie/a twice, at ^1 and at ^2: only 1.0.0 can be installed, which the
+    // first meets; the second check still names ^2.
+    world
+        .publish(
+            "acme/app",
+            "1.0.0",
+            app(vec![need("acme:lie/a", "^1"), need("acme:lie/a", "^2")]),
+        )
+        .await;
+    let a = installer("acme:lie/a", "1.0.0", vec![], &[("a", "A")]);
+    world.publish("acme/a-installer", "1.0.0", a).await;
+    let machine = Machine::new();
     let client = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
     let (error, unwound) = prerequisite_error(client.call_str(SAY).await);
     match error {
@@ -193,14 +229,14 @@ async fn a_lying_installer_is_caught_by_the_second_check_and_a_no_installs_nothi
                 missing,
                 [Requirement::Service {
                     interface: "acme:lie/a".into(),
-                    version: "^1".into()
+                    version: "^2".into()
                 }]
             );
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(unwound.len(), 1);
-    assert_eq!(unwound[0].result.as_deref(), Ok("removed acme:lie/other"));
+    assert_eq!(unwound[0].result.as_deref(), Ok("removed acme:lie/a"));
     assert!(machine.listing().is_empty(), "{:?}", machine.listing());
     assert!(client.installed().is_empty());
 }

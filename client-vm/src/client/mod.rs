@@ -31,8 +31,8 @@ pub use freshness::FreshnessRefusal;
 pub use ledger::{LEDGER_FILE, LedgerEntry};
 pub use prerequisites::{
     DEFAULT_PREREQUISITE_DEPTH, INSTALL_PACKAGE, INSTALLER_INTERFACE, Installed,
-    PREREQUISITES_INTERFACE, PROVIDES_ATTRIBUTE, PrerequisiteError, REMOVE_PACKAGE, Requirement,
-    Unwound,
+    PREREQUISITES_INTERFACE, PROVIDES_ATTRIBUTE, PROVIDES_FACT, PrerequisiteError, REMOVE_PACKAGE,
+    Requirement, Unwound, VERSION_FACT,
 };
 pub use timings::PhaseTimings;
 pub use undo::Undone;

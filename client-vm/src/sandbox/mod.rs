@@ -34,6 +34,7 @@ pub use disk_key::{
 pub use engine::SandboxError;
 pub use failure::RunError;
 pub use run::{RunFailure, RunLogs, RunOutput, RunTimings, TypedOutput};
+pub(crate) use store::RunScope;
 
 use crate::host::{HostFacts, OperatorConsole, TerminalConsole, installed_packages};
 use crate::policy::{Policy, ProxyOrigin};

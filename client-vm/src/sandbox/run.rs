@@ -6,6 +6,7 @@
 use super::Sandbox;
 use super::compile::Compiled;
 use super::failure::{RunError, classify};
+use super::store::RunScope;
 use super::store::{RunState, Stop};
 use crate::answer_size::AnswerSize;
 use crate::invoke::{Answer, Invocation, InvokeError, answer, values_size};
@@ -103,8 +104,21 @@ impl Sandbox {
         target: ProviderTarget,
         invocation: &Invocation,
     ) -> Result<RunOutput, RunFailure> {
-        let (values, mut logs, timings) =
-            self.execute(compiled, target, Dynamic(invocation)).await?;
+        self.run_scoped(compiled, target, invocation, self.scope())
+            .await
+    }
+
+    /// As [`run`](Self::run), lending what `scope` says instead of the whole policy.
+    pub(crate) async fn run_scoped(
+        &self,
+        compiled: &Compiled,
+        target: ProviderTarget,
+        invocation: &Invocation,
+        scope: RunScope,
+    ) -> Result<RunOutput, RunFailure> {
+        let (values, mut logs, timings) = self
+            .execute(compiled, target, Dynamic(invocation), scope)
+            .await?;
         match answer(&values) {
             Ok(answer) => Ok(RunOutput {
                 values,
@@ -152,7 +166,7 @@ impl Sandbox {
             params,
             _r: std::marker::PhantomData,
         };
-        self.execute(compiled, target, typed)
+        self.execute(compiled, target, typed, self.scope())
             .await
             .map(|(value, logs, timings)| TypedOutput {
                 value,
@@ -170,7 +184,7 @@ impl Sandbox {
             endpoints: Vec::new(),
             pin: courier_protocol::SpkiPin([0; 32]),
         };
-        self.execute(compiled, target, Nothing)
+        self.execute(compiled, target, Nothing, self.scope())
             .await
             .map(|(_, _, timings)| timings)
     }
@@ -182,12 +196,13 @@ impl Sandbox {
         compiled: &Compiled,
         target: ProviderTarget,
         invoke: I,
+        scope: RunScope,
     ) -> Result<(I::Output, RunLogs, RunTimings), RunFailure> {
         let _permit = self.runs.acquire().await.map_err(|_| {
             RunFailure::before_run(RunError::Host("sandbox is shutting down".into()))
         })?;
         let started = Instant::now();
-        let state = self.new_state(target, started);
+        let state = self.new_state(target, started, scope);
         let deadline = state.deadline.clone();
         let tick = state.tick;
         let first_check = (state.cpu_limit.min(state.wall_limit).as_micros()

@@ -5,7 +5,8 @@
 use super::Sandbox;
 use super::engine::{CORE_INSTANCES_PER_COMPONENT, MEMORIES_PER_COMPONENT, TABLES_PER_COMPONENT};
 use super::run::RunLogs;
-use crate::host::{HostCtx, LogPipe};
+use crate::host::{HostCtx, HostFacts, LogPipe};
+use crate::policy::Policy;
 use crate::provider::ProviderTarget;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,17 +95,68 @@ impl RunState {
     }
 }
 
+/// What one run is lent: the policy it is held to (the sandbox's, or a narrower one) and
+/// the host facts it may read.
+#[derive(Debug, Clone)]
+pub(crate) struct RunScope {
+    /// The policy.
+    pub(crate) policy: Arc<Policy>,
+    /// The facts.
+    pub(crate) facts: Arc<HostFacts>,
+}
+
 impl Sandbox {
+    /// What a run is lent by default: the whole policy and the facts as read.
+    pub(crate) fn scope(&self) -> RunScope {
+        RunScope {
+            policy: Arc::clone(&self.policy),
+            facts: self.facts(),
+        }
+    }
+
+    /// A scope that looks and does not touch: the lent directory read-only and no lent
+    /// commands (what a predicate is run with).
+    pub(crate) fn read_only_scope(&self) -> RunScope {
+        let mut policy = Policy::clone(&self.policy);
+        if let Some(p) = &mut policy.preopen {
+            p.writable = false;
+        }
+        policy.commands.clear();
+        RunScope {
+            policy: Arc::new(policy),
+            facts: self.facts(),
+        }
+    }
+
+    /// The default scope, with `extra` facts that the client itself states for this run
+    /// (e.g. what an installer's signed manifest says it provides).
+    pub(crate) fn scope_with_facts(&self, extra: &[(&str, String)]) -> RunScope {
+        let mut facts = HostFacts::clone(&self.facts());
+        for (name, value) in extra {
+            facts.set(name, value.clone());
+        }
+        RunScope {
+            policy: Arc::clone(&self.policy),
+            facts: Arc::new(facts),
+        }
+    }
+
     /// The data of a fresh store for one run against `target`, started at `started`: the
     /// WASI context (captured stdio, the policy's preopen if any), the host context, the
     /// limits and deadlines.
-    pub(super) fn new_state(&self, target: ProviderTarget, started: Instant) -> RunState {
-        let limits = &self.policy.limits;
+    pub(super) fn new_state(
+        &self,
+        target: ProviderTarget,
+        started: Instant,
+        scope: RunScope,
+    ) -> RunState {
+        let RunScope { policy, facts } = scope;
+        let limits = &policy.limits;
         let stdout = LogPipe::new(limits.stdio_bytes);
         let stderr = LogPipe::new(limits.stdio_bytes);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
-        if let Some(p) = &self.policy.preopen {
+        if let Some(p) = &policy.preopen {
             let perms = if p.writable {
                 wasmtime_wasi::FsPerms::ReadWrite
             } else {
@@ -119,8 +171,8 @@ impl Sandbox {
         let host = HostCtx::new(
             self.pool.clone(),
             target,
-            self.facts(),
-            self.policy.clone(),
+            facts,
+            policy.clone(),
             self.config.console.clone(),
             wall_deadline,
             deadline.clone(),

@@ -20,6 +20,16 @@ pub enum InstallError {
     /// A file path that would leave the interface's directory, or is empty.
     #[error("the plan's file {0:?} is not a relative path inside the install")]
     Path(String),
+    /// The plan is not what the installer's signed manifest says it installs.
+    #[error("the plan installs {field} {planned:?}, but the installer is signed for {signed:?}")]
+    NotSigned {
+        /// `provides` or `version`.
+        field: &'static str,
+        /// What the plan says.
+        planned: String,
+        /// What the manifest says.
+        signed: String,
+    },
     /// The file system refused.
     #[error("{what} {path}: {source}")]
     Io {
@@ -51,6 +61,31 @@ pub fn install(root: &Path, plan: &Plan) -> Result<String, InstallError> {
         plan.version,
         plan.files.len()
     ))
+}
+
+/// `plan`, if it installs what the client says the installer's signed manifest names
+/// (the `courier-provides` and `courier-version` facts, when given): a provider cannot make
+/// its installer write another interface's directory or marker, or another version.
+pub fn signed_plan(
+    plan: Plan,
+    signed_provides: Option<&str>,
+    signed_version: Option<&str>,
+) -> Result<Plan, InstallError> {
+    for (field, planned, signed) in [
+        ("provides", &plan.provides, signed_provides),
+        ("version", &plan.version, signed_version),
+    ] {
+        if let Some(signed) = signed
+            && signed != planned
+        {
+            return Err(InstallError::NotSigned {
+                field,
+                planned: planned.clone(),
+                signed: signed.to_owned(),
+            });
+        }
+    }
+    Ok(plan)
 }
 
 /// Removes what an install of `provides` put under `root`, and what a failed one left.
@@ -226,6 +261,27 @@ mod tests {
             remove(root, "acme:fonts/glyphs").unwrap(),
             "acme:fonts/glyphs was not installed"
         );
+    }
+
+    #[test]
+    fn a_plan_must_be_what_the_installer_is_signed_for() {
+        let p = plan("1.0.0", &[]);
+        assert!(signed_plan(p.clone(), None, None).is_ok());
+        assert!(signed_plan(p.clone(), Some("acme:fonts/glyphs"), Some("1.0.0")).is_ok());
+        assert!(matches!(
+            signed_plan(p.clone(), Some("acme:other/x"), None),
+            Err(InstallError::NotSigned {
+                field: "provides",
+                ..
+            })
+        ));
+        assert!(matches!(
+            signed_plan(p, Some("acme:fonts/glyphs"), Some("2.0.0")),
+            Err(InstallError::NotSigned {
+                field: "version",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod install;
 pub mod messages;
 pub mod predicate;
 
-pub use install::{InstallError, install, remove};
+pub use install::{InstallError, install, remove, signed_plan};
 pub use messages::{File, Need, Needs, Plan, decode, encode};
 pub use predicate::{missing, missing_from_answer};
 
@@ -33,6 +33,12 @@ pub fn managed_root(fact: Option<String>) -> PathBuf {
             .unwrap_or_else(|| DEFAULT_MANAGED_DIR.to_owned()),
     )
 }
+
+/// The host fact the client gives an installer's run: the interface its signed manifest
+/// says it provides.
+pub const PROVIDES_FACT: &str = "courier-provides";
+/// The host fact the client gives an installer's run: its signed version.
+pub const VERSION_FACT: &str = "courier-version";
 
 /// The directory of install markers, under the managed directory.
 pub const MARKERS: &str = ".installed";

@@ -2,10 +2,12 @@
 //! (the `managed-dir` fact, or `courier_install_api::DEFAULT_MANAGED_DIR`), with the staged
 //! install of `courier-install-api`.
 //!
-//! - `install()`: asks the provider for its plan (`plan`) and installs it: written beside,
-//!   swapped in, the marker last; a failure leaves what was there before.
-//! - `remove()`: asks the provider for its plan and removes what an install of the
-//!   interface it provides put in place (or a failed one left).
+//! - `install()`: asks the provider for its plan (`plan`), refuses one that is not what the
+//!   client says this installer is signed for (the `courier-provides` and `courier-version`
+//!   facts), and installs it: written beside, swapped in, the marker last; a failure leaves
+//!   what was there before.
+//! - `remove()`: removes what an install of the interface it is signed for put in place (or
+//!   a failed one left); only without that fact does it ask its provider's plan.
 //! - `missing()`: the installer's own prerequisites, from its provider's `needs` answer.
 
 #[allow(unsafe_code, reason = "the generated bindings and export glue are FFI")]
@@ -25,19 +27,29 @@ mod predicate;
 use bindings::courier::proxy::{host_info, provider};
 use bindings::exports::courier::proxy::installer;
 use bindings::exports::courier::proxy::prerequisites::{self, Requirement};
-use courier_install_api::{Plan, decode, managed_root, methods};
+use courier_install_api::{
+    PROVIDES_FACT, Plan, VERSION_FACT, decode, managed_root, methods, signed_plan,
+};
 
 struct Proxy;
 
 impl installer::Guest for Proxy {
     fn install() -> Result<String, String> {
-        let plan = plan()?;
+        let plan = signed_plan(
+            plan()?,
+            host_info::get(PROVIDES_FACT).as_deref(),
+            host_info::get(VERSION_FACT).as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
         courier_install_api::install(&root(), &plan).map_err(|e| e.to_string())
     }
 
     fn remove() -> Result<String, String> {
-        let plan = plan()?;
-        courier_install_api::remove(&root(), &plan.provides).map_err(|e| e.to_string())
+        let provides = match host_info::get(PROVIDES_FACT) {
+            Some(signed) => signed,
+            None => plan()?.provides,
+        };
+        courier_install_api::remove(&root(), &provides).map_err(|e| e.to_string())
     }
 }
 

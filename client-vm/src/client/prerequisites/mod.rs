@@ -28,7 +28,7 @@ use super::{CallError, Client, PhaseTimings, Ready, vet};
 use crate::host::{confirm_outside_run, printable, run_command};
 use crate::invoke::{CallSpec, Invocation};
 use crate::provider::ProviderTarget;
-use crate::sandbox::Compiled;
+use crate::sandbox::{Compiled, RunScope};
 use answers::{requirements, string_result};
 use courier_protocol::{AttributeConstraint, Candidate, Manifest, ServiceQuery};
 use std::collections::HashSet;
@@ -43,6 +43,11 @@ pub const PREREQUISITES_INTERFACE: &str = "courier:proxy/prerequisites@0.1.0";
 pub const INSTALLER_INTERFACE: &str = "courier:proxy/installer@0.1.0";
 /// The manifest attribute naming the interface an installer provides.
 pub const PROVIDES_ATTRIBUTE: &str = "provides";
+/// The host fact an installer's run is given: the interface its signed manifest says it
+/// provides (attribute `provides`).
+pub const PROVIDES_FACT: &str = "courier-provides";
+/// The host fact an installer's run is given: its signed version, the version it installs.
+pub const VERSION_FACT: &str = "courier-version";
 /// The lent command that installs a package (its name appended).
 pub const INSTALL_PACKAGE: &str = "install-package";
 /// The lent command that removes a package (its name appended).
@@ -443,8 +448,10 @@ impl Client {
             proxy: who.to_owned(),
             reason,
         };
+        // A predicate looks and does not touch: the directory read-only, no commands.
+        let scope = self.sandbox.read_only_scope();
         let values = self
-            .run_once(compiled, target, PREREQUISITES_INTERFACE, "missing")
+            .run_once(compiled, target, PREREQUISITES_INTERFACE, "missing", scope)
             .await
             .map_err(predicate)?;
         requirements(&values).map_err(predicate)
@@ -460,8 +467,19 @@ impl Client {
         function: &str,
     ) -> Result<String, String> {
         let started = Instant::now();
+        // What its signed manifest says it installs, for the installer to hold its provider
+        // to (and to remove by, whatever the provider says then).
+        let provides = manifest
+            .attributes
+            .get(PROVIDES_ATTRIBUTE)
+            .cloned()
+            .unwrap_or_default();
+        let scope = self.sandbox.scope_with_facts(&[
+            (PROVIDES_FACT, provides),
+            (VERSION_FACT, manifest.version.clone()),
+        ]);
         let result = match self
-            .run_once(compiled, target, INSTALLER_INTERFACE, function)
+            .run_once(compiled, target, INSTALLER_INTERFACE, function, scope)
             .await
         {
             Ok(values) => string_result(&values),
@@ -491,6 +509,7 @@ impl Client {
         target: ProviderTarget,
         interface: &str,
         function: &str,
+        scope: RunScope,
     ) -> Result<Vec<wasmtime::component::Val>, String> {
         let name = interface
             .parse()
@@ -500,7 +519,7 @@ impl Client {
             Invocation::prepare(compiled.component(), &compiled.interfaces().exports, &spec)
                 .map_err(|e| e.to_string())?;
         self.sandbox
-            .run(compiled, target, &invocation)
+            .run_scoped(compiled, target, &invocation, scope)
             .await
             .map(|out| out.values)
             .map_err(|failure| failure.error.to_string())
