@@ -316,8 +316,9 @@ fn benches(c: &mut Criterion) {
     }
     g.finish();
 
-    // Compile only.
-    let mut g = c.benchmark_group("compile_echo");
+    // Compile only: the 42 KB echo proxy and the 126 KB digest one (issue #16's first
+    // compile), with each compiler.
+    let mut g = c.benchmark_group("compile");
     g.sample_size(20);
     for (compiler, label) in [
         (CompilerChoice::Cranelift, "cranelift"),
@@ -332,14 +333,19 @@ fn benches(c: &mut Criterion) {
             },
         )
         .unwrap();
-        let bytes: Arc<[u8]> = Arc::from(artifacts::ECHO);
-        g.bench_function(label, |b| {
-            b.iter_custom(|n| {
-                timed(&w.rt, n, || async {
-                    sb.compile(bytes.clone()).await.unwrap()
+        for (proxy, bytes) in [
+            ("echo", artifacts::ECHO),
+            ("digest", artifacts::ECHO_DIGEST),
+        ] {
+            let bytes: Arc<[u8]> = Arc::from(bytes);
+            g.bench_function(format!("{label}/{proxy}"), |b| {
+                b.iter_custom(|n| {
+                    timed(&w.rt, n, || async {
+                        sb.compile(bytes.clone()).await.unwrap()
+                    })
                 })
-            })
-        });
+            });
+        }
     }
     g.finish();
 
