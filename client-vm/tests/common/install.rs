@@ -301,28 +301,10 @@ pub async fn chain(world: &mut World, b_files: &[(&str, &str)]) {
 }
 
 impl World {
-    /// Registers `service`'s installer claiming to provide `claims`.
+    /// Registers `service`'s installer claiming (signing) to provide `claims`, whatever
+    /// its plan says.
     pub async fn publish_liar(&mut self, name: &str, service: InstallService, claims: &str) {
-        let handle = service
-            .clone()
-            .service()
-            .serve(
-                "127.0.0.1:0".parse().unwrap(),
-                &Identity::generate().unwrap(),
-            )
-            .await
-            .unwrap();
-        BundleBuilder::new(service.proxy())
-            .name(name)
-            .version("1.0.0")
-            .attribute("provides", claims)
-            .endpoint(handle.local_addr().to_string())
-            .provider_pin(handle.pin())
-            .sign(&self.vendor)
-            .unwrap()
-            .register_once(&self.at_vendor, &self.vendor, Duration::from_secs(60))
-            .await
-            .unwrap();
-        self.providers.push(handle);
+        self.publish_full(name, "1.0.0", service, How::Live, &[("provides", claims)])
+            .await;
     }
 }
