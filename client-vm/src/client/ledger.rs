@@ -107,9 +107,16 @@ impl Ledger {
         self.lock().clone()
     }
 
-    /// Whether an entry with `key` is recorded.
+    /// Whether an entry with `key` is recorded, as the file says now (another process of
+    /// this client may have recorded it since this one last read it).
     pub(super) fn has(&self, key: &str) -> bool {
-        self.lock().iter().any(|e| e.key() == key)
+        let mut entries = self.lock();
+        if let Some(path) = &self.file
+            && let Ok(current) = load(path)
+        {
+            *entries = current;
+        }
+        entries.iter().any(|e| e.key() == key)
     }
 
     /// Records `entry`, replacing one with the same key.

@@ -4,7 +4,7 @@
 //! versions by the client's rollout waves, and every offer passes checks 1-4 of `vet`
 //! (signature, trust, validity, freshness) and the rollback memory. Applying an update runs
 //! the same confirmed path as a first install: the new installer is checked and compiled,
-//! its own prerequisites are met, the operator confirms, and it installs over the old
+//! the operator confirms, its own prerequisites are met, and it installs over the old
 //! version (an installer keeps the old version until its install succeeded). A failed
 //! update undoes what was installed for it and leaves the old version in the ledger.
 
@@ -202,6 +202,14 @@ impl Client {
                 return applied;
             }
         };
+        let question = printable(&format!(
+            "update {} from {} to {} with {} (signed by {})?",
+            offer.provides, offer.installed, offer.offered, offer.installer, offer.vendor
+        ));
+        if !self.confirm(&question).await {
+            applied.result = Err(UpdateError::Declined);
+            return applied;
+        }
         let resolved = match self.prepare_undoable(&ready).await {
             Ok(resolved) => resolved,
             Err(e) => {
@@ -210,17 +218,10 @@ impl Client {
             }
         };
         applied.prerequisites = resolved.installed.clone();
-        let question = printable(&format!(
-            "update {} from {} to {} with {} (signed by {})?",
-            offer.provides, offer.installed, offer.offered, offer.installer, offer.vendor
-        ));
-        let result = if self.confirm(&question).await {
-            self.run_installer(&ready.compiled, ready.target(), &ready.manifest, "install")
-                .await
-                .map_err(UpdateError::Install)
-        } else {
-            Err(UpdateError::Declined)
-        };
+        let result = self
+            .run_installer(&ready.compiled, ready.target(), &ready.manifest, "install")
+            .await
+            .map_err(UpdateError::Install);
         match result {
             Ok(line) => {
                 let required_by = self
@@ -236,8 +237,9 @@ impl Client {
                         _ => None,
                     })
                     .unwrap_or_default();
-                let recorded = self.remember_version(&ready.manifest).and_then(|()| {
-                    self.ledger.record(LedgerEntry::Service {
+                let recorded = self
+                    .ledger
+                    .record(LedgerEntry::Service {
                         provides: offer.provides.clone(),
                         installer: offer.installer.clone(),
                         version: offer.offered.clone(),
@@ -246,7 +248,7 @@ impl Client {
                         required_by,
                         installed_at_ms: vet::now_ms(),
                     })
-                });
+                    .and_then(|()| self.remember_version(&ready.manifest));
                 applied.result = recorded.map(|()| line).map_err(UpdateError::Ledger);
             }
             Err(e) => {

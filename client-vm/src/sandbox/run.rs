@@ -202,6 +202,7 @@ impl Sandbox {
             RunFailure::before_run(RunError::Host("sandbox is shutting down".into()))
         })?;
         let started = Instant::now();
+        let output_cap = scope.policy.limits.output_bytes;
         let state = self.new_state(target, started, scope);
         let deadline = state.deadline.clone();
         let tick = state.tick;
@@ -237,7 +238,7 @@ impl Sandbox {
             Ok(Ok((out, inst, inv))) => {
                 timings.instantiate = inst;
                 timings.invoke = inv;
-                let cap = self.policy.limits.output_bytes;
+                let cap = output_cap;
                 match I::size(&out, cap) {
                     Some(size) if size > cap => Err(RunError::OutputTooLarge { size, limit: cap }),
                     _ => Ok(out),

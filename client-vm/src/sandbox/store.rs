@@ -114,14 +114,17 @@ impl Sandbox {
         }
     }
 
-    /// A scope that looks and does not touch: the lent directory read-only and no lent
-    /// commands (what a predicate is run with).
+    /// A scope that looks and does not touch: the lent directory read-only, no lent
+    /// commands, every question answered no (what a predicate is run with).
     pub(crate) fn read_only_scope(&self) -> RunScope {
         let mut policy = Policy::clone(&self.policy);
         if let Some(p) = &mut policy.preopen {
             p.writable = false;
         }
         policy.commands.clear();
+        // Nor does it ask anyone anything.
+        policy.operator =
+            crate::policy::OperatorMode::Unattended(crate::policy::OperatorAnswer::DenyAll);
         RunScope {
             policy: Arc::new(policy),
             facts: self.facts(),

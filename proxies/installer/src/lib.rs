@@ -4,10 +4,10 @@
 //!
 //! - `install()`: asks the provider for its plan (`plan`), refuses one that is not what the
 //!   client says this installer is signed for (the `courier-provides` and `courier-version`
-//!   facts), and installs it: written beside, swapped in, the marker last; a failure leaves
-//!   what was there before.
+//!   facts; without them it does nothing), and installs it: written beside, swapped in, the
+//!   marker last; a failure leaves what was there before.
 //! - `remove()`: removes what an install of the interface it is signed for put in place (or
-//!   a failed one left); only without that fact does it ask its provider's plan.
+//!   a failed one left), without asking its provider.
 //! - `missing()`: the installer's own prerequisites, from its provider's `needs` answer.
 
 #[allow(unsafe_code, reason = "the generated bindings and export glue are FFI")]
@@ -35,20 +35,14 @@ struct Proxy;
 
 impl installer::Guest for Proxy {
     fn install() -> Result<String, String> {
-        let plan = signed_plan(
-            plan()?,
-            host_info::get(PROVIDES_FACT).as_deref(),
-            host_info::get(VERSION_FACT).as_deref(),
-        )
-        .map_err(|e| e.to_string())?;
+        let (provides, version) = signed()?;
+        let plan = signed_plan(plan()?, Some(&provides), Some(&version))
+            .map_err(|e| e.to_string())?;
         courier_install_api::install(&root(), &plan).map_err(|e| e.to_string())
     }
 
     fn remove() -> Result<String, String> {
-        let provides = match host_info::get(PROVIDES_FACT) {
-            Some(signed) => signed,
-            None => plan()?.provides,
-        };
+        let (provides, _) = signed()?;
         courier_install_api::remove(&root(), &provides).map_err(|e| e.to_string())
     }
 }
@@ -56,6 +50,18 @@ impl installer::Guest for Proxy {
 impl prerequisites::Guest for Proxy {
     fn missing() -> Result<Vec<Requirement>, String> {
         predicate::missing()
+    }
+}
+
+/// What the client says this installer is signed for (the `courier-provides` and
+/// `courier-version` facts). Without them it is not being run as an installer (say, by a
+/// plain `courier call`), and installs and removes nothing.
+fn signed() -> Result<(String, String), String> {
+    match (host_info::get(PROVIDES_FACT), host_info::get(VERSION_FACT)) {
+        (Some(provides), Some(version)) => Ok((provides, version)),
+        _ => Err(format!(
+            "not run as an installer: the client states no {PROVIDES_FACT} and {VERSION_FACT}"
+        )),
     }
 }
 

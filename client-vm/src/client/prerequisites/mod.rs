@@ -294,8 +294,7 @@ impl Client {
             .run_installer(&ready.compiled, ready.target(), &ready.manifest, "install")
             .await
             .map_err(failed)?;
-        self.remember_version(&ready.manifest)
-            .map_err(PrerequisiteError::Ledger)?;
+        // The ledger first: it is what the undo and `courier updates` go by.
         self.ledger
             .record(LedgerEntry::Service {
                 provides: interface.to_owned(),
@@ -306,6 +305,8 @@ impl Client {
                 required_by: who.to_owned(),
                 installed_at_ms: vet::now_ms(),
             })
+            .map_err(PrerequisiteError::Ledger)?;
+        self.remember_version(&ready.manifest)
             .map_err(PrerequisiteError::Ledger)?;
         tracing::info!(%interface, installer = %by, "prerequisite installed: {detail}");
         r.installed.push(Installed {
@@ -319,8 +320,8 @@ impl Client {
 
     /// Installs one missing package with the command the policy lends. A package this
     /// system has already is not installed again (the predicate could not see it: the
-    /// second check will say so), and only a package the client saw absent before is
-    /// removed when the chain is undone.
+    /// second check will say so); one the client saw absent before, or could not see and
+    /// had not installed itself, is removed when the chain is undone.
     async fn install_package(
         &self,
         requirement: &Requirement,
@@ -355,7 +356,9 @@ impl Client {
         {
             return Err(PrerequisiteError::Declined { chain });
         }
-        if before == Some(false) {
+        // Seen absent, or not seen at all (no package database courier reads) and not
+        // courier's from before: this chain adds it, and takes it back if it fails.
+        if before == Some(false) || (before.is_none() && !self.ledger.has(&requirement.key())) {
             r.undo
                 .push((requirement.clone(), Undo::Package(name.to_owned())));
         }
