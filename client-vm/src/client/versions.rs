@@ -140,6 +140,41 @@ impl VersionMemory {
     }
 }
 
+/// Writes `memory` to `path` merged with what the file holds now, under an exclusive lock
+/// on `<path>.lock`: the higher mark of each service wins, then `change` is applied again
+/// (a lowering must not be undone by the merge). Two processes of one client (two
+/// `courier call`s) thus never write an older mark over a newer one.
+fn save_merged(
+    memory: &mut VersionMemory,
+    path: &Path,
+    change: impl Fn(&mut VersionMemory),
+) -> Result<(), StateError> {
+    let io = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("lock"))
+        .map_err(io)?;
+    lock.lock().map_err(io)?;
+    let on_disk = VersionMemory::load(path)?;
+    let theirs: Vec<((VendorKey, String), semver::Version)> = on_disk
+        .entries()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for ((vendor, name), version) in &theirs {
+        memory.record(vendor, name, version);
+    }
+    change(memory);
+    memory.save(path)
+}
+
 /// Which versions of a service a client accepts: none below the highest it accepted from
 /// the service's vendor (one vendor across its key rotations), unless the service is
 /// pinned, and then exactly the pinned version. What passes is remembered, durably when
@@ -258,7 +293,9 @@ impl VersionGuard {
         if memory.record(current, name, version)
             && let Some(path) = &self.file
         {
-            memory.save(path)?;
+            save_merged(&mut memory, path, |m| {
+                m.record(current, name, version);
+            })?;
         }
         Ok(())
     }
@@ -284,11 +321,15 @@ impl VersionGuard {
             .map(|((k, _), _)| *k)
             .collect();
         let mut fell = false;
-        for k in keys {
-            fell |= memory.lower(&k, name, version);
+        for k in &keys {
+            fell |= memory.lower(k, name, version);
         }
         if fell && let Some(path) = &self.file {
-            memory.save(path)?;
+            save_merged(&mut memory, path, |m| {
+                for k in &keys {
+                    m.lower(k, name, version);
+                }
+            })?;
         }
         Ok(())
     }
@@ -323,6 +364,27 @@ mod tests {
 
     fn v(s: &str) -> semver::Version {
         semver::Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn two_processes_keep_the_higher_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = VersionGuard::open(Some(dir.path()), BTreeMap::new()).unwrap();
+        let second = VersionGuard::open(Some(dir.path()), BTreeMap::new()).unwrap();
+        let k = VendorKey([1; 32]);
+        first
+            .learn(&k, "acme/a", &"2.0.0".parse().unwrap())
+            .unwrap();
+        // The second process knew nothing of 2.0.0; its write of another service keeps it.
+        second
+            .learn(&k, "acme/b", &"1.0.0".parse().unwrap())
+            .unwrap();
+        second
+            .learn(&k, "acme/a", &"1.5.0".parse().unwrap())
+            .unwrap();
+        let memory = VersionMemory::load(&dir.path().join(VERSIONS_FILE)).unwrap();
+        assert_eq!(memory.get(&k, "acme/a"), Some(&"2.0.0".parse().unwrap()));
+        assert_eq!(memory.get(&k, "acme/b"), Some(&"1.0.0".parse().unwrap()));
     }
 
     #[test]
