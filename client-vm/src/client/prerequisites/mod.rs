@@ -27,6 +27,7 @@ use super::ledger::LedgerEntry;
 use super::{CallError, Client, PhaseTimings, Ready, vet};
 use crate::host::{confirm_outside_run, printable, run_command};
 use crate::invoke::{CallSpec, Invocation};
+use crate::policy::LentCommand;
 use crate::provider::ProviderTarget;
 use crate::sandbox::{Compiled, RunScope};
 use answers::{requirements, string_result};
@@ -343,9 +344,8 @@ impl Client {
             by: INSTALL_PACKAGE.into(),
             reason,
         };
-        let args = vec![name.to_owned()];
         command
-            .check_args(&args)
+            .check_args(std::slice::from_ref(&name.to_owned()))
             .map_err(|e| failed(e.to_string()))?;
         let line = printable(&format!("{} {name}", command.argv.join(" ")));
         if !self
@@ -362,20 +362,11 @@ impl Client {
             r.undo
                 .push((requirement.clone(), Undo::Package(name.to_owned())));
         }
-        let cap = policy.limits.command_output_bytes;
-        let result = run_command(command, &args, command.timeout, cap).await;
-        self.sandbox.reread_packages().await;
-        let detail = match result {
-            Ok(out) if out.status == 0 => format!("{line}: exit 0"),
-            Ok(out) => {
-                return Err(failed(format!(
-                    "{line}: exit {}: {}",
-                    out.status,
-                    out.stderr.trim()
-                )));
-            }
-            Err(e) => return Err(failed(e.to_string())),
-        };
+        let detail = self
+            .run_package_command(command, name)
+            .await
+            .map(|()| format!("{line}: exit 0"))
+            .map_err(|e| failed(format!("{line}: {e}")))?;
         self.ledger
             .record(LedgerEntry::Package {
                 name: name.to_owned(),
@@ -405,11 +396,7 @@ impl Client {
                     self.run_installer(&compiled, target, &manifest, "remove")
                         .await
                 }
-                Undo::Package(name) => {
-                    let removed = self.remove_package(&name).await;
-                    self.sandbox.reread_packages().await;
-                    removed
-                }
+                Undo::Package(name) => self.remove_package(&name).await,
             };
             if let Ok(line) = &result
                 && let Err(e) = self.ledger.forget(&requirement.key())
@@ -430,11 +417,20 @@ impl Client {
         let command = policy
             .command(REMOVE_PACKAGE)
             .ok_or_else(|| format!("the policy lends no {REMOVE_PACKAGE} command"))?;
+        self.run_package_command(command, name).await?;
+        Ok(format!("removed package {name}"))
+    }
+
+    /// Runs the lent package command `command` for the package `name`, then reads the
+    /// installed packages again (whatever it did); why it failed, if it did.
+    async fn run_package_command(&self, command: &LentCommand, name: &str) -> Result<(), String> {
         let args = vec![name.to_owned()];
         command.check_args(&args).map_err(|e| e.to_string())?;
-        let cap = policy.limits.command_output_bytes;
-        match run_command(command, &args, command.timeout, cap).await {
-            Ok(out) if out.status == 0 => Ok(format!("removed package {name}")),
+        let cap = self.sandbox.policy().limits.command_output_bytes;
+        let result = run_command(command, &args, command.timeout, cap).await;
+        self.sandbox.reread_packages().await;
+        match result {
+            Ok(out) if out.status == 0 => Ok(()),
             Ok(out) => Err(format!("exit {}: {}", out.status, out.stderr.trim())),
             Err(e) => Err(e.to_string()),
         }
