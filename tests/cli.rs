@@ -6,8 +6,6 @@
 mod common;
 
 use common::{ServedRegistry, courier, generate_key, interrupt, lines_of, run_ok, wait_for};
-use courier_example_services::echo_service;
-use courier_transport::Identity;
 use std::process::Stdio;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,13 +14,7 @@ async fn publish_find_call_leases_watch_and_cancel() {
     let registry = ServedRegistry::start(&dir.path().join("registry"), &[]);
 
     // The vendor's provider (in this process) and key.
-    let provider = echo_service()
-        .serve(
-            "127.0.0.1:0".parse().unwrap(),
-            &Identity::generate().unwrap(),
-        )
-        .await
-        .unwrap();
+    let provider = common::echo_provider().await;
     let key_path = dir.path().join("vendor.key");
     let vendor = generate_key(&key_path);
     // Generating again without --force refuses to overwrite.

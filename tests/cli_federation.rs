@@ -8,8 +8,6 @@
 mod common;
 
 use common::{Killed, ServedRegistry, courier, generate_key, http_get, lines_of, run_ok, wait_for};
-use courier_example_services::echo_service;
-use courier_transport::Identity;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -71,13 +69,7 @@ async fn a_proxy_published_at_the_root_is_called_through_a_child() {
     );
 
     // A vendor publishes two services at the root.
-    let provider = echo_service()
-        .serve(
-            "127.0.0.1:0".parse().unwrap(),
-            &Identity::generate().unwrap(),
-        )
-        .await
-        .unwrap();
+    let provider = common::echo_provider().await;
     let key_path = dir.path().join("vendor.key");
     let vendor = generate_key(&key_path);
     let publish = |name: &str| {

@@ -117,13 +117,7 @@ async fn call_refuses_a_replayed_older_version_across_processes_unless_pinned() 
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("client-state");
     let registry = ServedRegistry::start(&dir.path().join("registry"), &[]);
-    let provider = courier_example_services::echo_service()
-        .serve(
-            "127.0.0.1:0".parse().unwrap(),
-            &courier_transport::Identity::generate().unwrap(),
-        )
-        .await
-        .unwrap();
+    let provider = common::echo_provider().await;
     let key = courier_protocol::SigningKey::from_bytes(&[5; 32]);
     let trust = courier_protocol::VendorKey::of(&key).to_string();
     let call = |extra: &[&str]| {
@@ -157,13 +151,7 @@ async fn a_second_call_loads_the_code_the_first_compiled_from_the_state_director
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("client-state");
     let registry = ServedRegistry::start(&dir.path().join("registry"), &[]);
-    let provider = courier_example_services::echo_service()
-        .serve(
-            "127.0.0.1:0".parse().unwrap(),
-            &courier_transport::Identity::generate().unwrap(),
-        )
-        .await
-        .unwrap();
+    let provider = common::echo_provider().await;
     let key = courier_protocol::SigningKey::from_bytes(&[6; 32]);
     let trust = courier_protocol::VendorKey::of(&key).to_string();
     register(&registry, &key, "1.0.0", &provider).await;

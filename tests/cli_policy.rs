@@ -8,10 +8,9 @@
 mod common;
 
 use common::{ServedRegistry, courier, run_ok};
-use courier_example_services::echo_service;
 use courier_protocol::{SigningKey, VendorKey};
 use courier_provider::BundleBuilder;
-use courier_transport::{Identity, RegistryClient};
+use courier_transport::RegistryClient;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -79,13 +78,7 @@ async fn call_follows_the_policy_file_and_its_flags() {
     let state = dir.path().join("client");
     std::fs::create_dir_all(&state).unwrap();
     let registry = ServedRegistry::start(&dir.path().join("registry"), &[]);
-    let provider = echo_service()
-        .serve(
-            "127.0.0.1:0".parse().unwrap(),
-            &Identity::generate().unwrap(),
-        )
-        .await
-        .unwrap();
+    let provider = common::echo_provider().await;
     let vendor_key = SigningKey::from_bytes(&[3; 32]);
     let vendor = VendorKey::of(&vendor_key).to_string();
     let _operator_proxy = publish(

@@ -9,8 +9,6 @@
 mod common;
 
 use common::{Killed, ServedRegistry, courier, generate_key, lines_of, run_ok, wait_for};
-use courier_example_services::echo_service;
-use courier_transport::Identity;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -26,13 +24,7 @@ async fn a_rollout_halted_by_a_canary_is_withdrawn_and_survives_a_restart() {
         c.args(args).arg("--operator-key").arg(&operator_key);
         run_ok(&mut c)
     };
-    let provider = echo_service()
-        .serve(
-            "127.0.0.1:0".parse().unwrap(),
-            &Identity::generate().unwrap(),
-        )
-        .await
-        .unwrap();
+    let provider = common::echo_provider().await;
     let key_path = dir.path().join("vendor.key");
     let vendor = generate_key(&key_path);
     let publish = |version: &str, endpoint: &str, staged: bool| {

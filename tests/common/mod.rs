@@ -39,6 +39,18 @@ pub fn courier() -> Command {
     c
 }
 
+/// The example echo provider on a loopback port, under an identity of its own (a vendor's
+/// service, served in the test's process).
+pub async fn echo_provider() -> courier_provider::ServiceHandle {
+    courier_example_services::echo_service()
+        .serve(
+            "127.0.0.1:0".parse().unwrap(),
+            &courier_transport::Identity::generate().unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
 /// Runs a command to completion; panics with its output unless it succeeded.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run courier");
