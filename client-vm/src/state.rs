@@ -1,6 +1,6 @@
 //! The client's state directory: the names of the files in it (the highest proxy versions
 //! accepted, the learned key statements), the error of reading or writing them, and the
-//! durable write they all use.
+//! durable write and the lock between processes they all use.
 
 use std::path::{Path, PathBuf};
 
@@ -39,4 +39,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     courier_durable::write_atomic(path, bytes)
+}
+
+/// Takes an exclusive lock on `<path>.lock` (made if missing, with the state directory),
+/// held until the returned file is dropped: two processes of one client change the file at
+/// `path` one at a time, each reading it as the other left it.
+pub fn lock_beside(path: &Path) -> Result<std::fs::File, StateError> {
+    let io = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(PathBuf::from(name))
+        .map_err(io)?;
+    lock.lock().map_err(io)?;
+    Ok(lock)
 }

@@ -5,7 +5,7 @@
 //! before the install it records is reported done), in memory without one. `courier updates`
 //! reads it to offer newer installers.
 
-use crate::state::{StateError, write_atomic};
+use crate::state::{StateError, lock_beside, write_atomic};
 use courier_protocol::VendorKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -146,20 +146,7 @@ impl Ledger {
         let Some(path) = &self.file else {
             return Ok(edit(&mut entries));
         };
-        let io = |source| StateError::Io {
-            path: path.clone(),
-            source,
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path.with_extension("toml.lock"))
-            .map_err(io)?;
-        lock.lock().map_err(io)?;
+        let _lock = lock_beside(path)?;
         let mut current = load(path)?;
         let changed = edit(&mut current);
         if changed {

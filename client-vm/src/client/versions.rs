@@ -7,7 +7,7 @@
 //! reset to empty, since an empty memory would accept every older version again.
 
 use super::RejectReason;
-use crate::state::{StateError, VERSIONS_FILE, write_atomic};
+use crate::state::{StateError, VERSIONS_FILE, lock_beside, write_atomic};
 use crate::trust::TrustStore;
 use courier_protocol::{Manifest, ManifestError, VendorKey};
 use std::collections::BTreeMap;
@@ -149,20 +149,7 @@ fn save_merged(
     path: &Path,
     change: impl Fn(&mut VersionMemory),
 ) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path.with_extension("lock"))
-        .map_err(io)?;
-    lock.lock().map_err(io)?;
+    let _lock = lock_beside(path)?;
     let on_disk = VersionMemory::load(path)?;
     let theirs: Vec<((VendorKey, String), semver::Version)> = on_disk
         .entries()
