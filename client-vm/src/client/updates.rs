@@ -9,7 +9,9 @@
 //! update undoes what was installed for it and leaves the old version in the ledger.
 
 use super::ledger::LedgerEntry;
-use super::prerequisites::{INSTALLER_CANDIDATES, INSTALLER_INTERFACE, installer_query, provides};
+use super::prerequisites::{
+    INSTALLER_CANDIDATES, INSTALLER_INTERFACE, installer_query, installers_of, provides,
+};
 use super::{CallError, Client, Installed, PhaseTimings, Rejection, Unwound, vet};
 use crate::host::printable;
 use crate::invoke::CallSpec;
@@ -117,16 +119,9 @@ impl Client {
                 let trust = self.trust.read();
                 trust.current(k) == trust.current(&vendor)
             };
-            let mut newer: Vec<(semver::Version, Candidate)> = candidates
-                .into_iter()
-                .filter_map(|c| {
-                    let m = c.manifest.peek().ok()?;
-                    let v = m.semver()?;
-                    let newer = v > version && accepts.matches(&v);
-                    (m.name == installer && provides(&m, &interface) && newer).then_some((v, c))
-                })
-                .collect();
-            newer.sort_by(|a, b| b.0.cmp(&a.0));
+            let newer = installers_of(candidates, &interface, |m, v| {
+                m.name == installer && *v > version && accepts.matches(v)
+            });
             for (offered, candidate) in newer {
                 let name = format!("{installer} {offered}");
                 let checked = self.vouched(&candidate).and_then(|(manifest, _)| {

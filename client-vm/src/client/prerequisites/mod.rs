@@ -537,20 +537,12 @@ impl Client {
             .find(installer_query(interface, INSTALLER_CANDIDATES))
             .await
             .map_err(|e| format!("lookup: {e}"))?;
-        let mut offered: Vec<(semver::Version, Candidate)> = candidates
-            .into_iter()
-            .filter_map(|c| {
-                let m = c.manifest.peek().ok()?;
-                let v = m.semver()?;
-                (provides(&m, interface) && req.matches(&v)).then_some((v, c))
-            })
-            .collect();
+        let offered = installers_of(candidates, interface, |_, v| req.matches(v));
         if offered.is_empty() {
             return Err(format!(
                 "no installer in the registry provides {interface} {version}"
             ));
         }
-        offered.sort_by(|a, b| b.0.cmp(&a.0));
         let spec = CallSpec::new(
             INSTALLER_INTERFACE
                 .parse()
@@ -599,6 +591,25 @@ pub(super) fn installer_query(interface: &str, limit: u32) -> ServiceQuery {
         )],
         limit,
     }
+}
+
+/// The candidates whose (not yet verified) manifest says it provides `interface` at a
+/// semver version that `keep` accepts, highest version first.
+pub(super) fn installers_of(
+    candidates: Vec<Candidate>,
+    interface: &str,
+    keep: impl Fn(&Manifest, &semver::Version) -> bool,
+) -> Vec<(semver::Version, Candidate)> {
+    let mut offered: Vec<(semver::Version, Candidate)> = candidates
+        .into_iter()
+        .filter_map(|c| {
+            let m = c.manifest.peek().ok()?;
+            let v = m.semver()?;
+            (provides(&m, interface) && keep(&m, &v)).then_some((v, c))
+        })
+        .collect();
+    offered.sort_by(|a, b| b.0.cmp(&a.0));
+    offered
 }
 
 /// Whether `manifest` says it provides `interface`.
