@@ -187,6 +187,47 @@ async fn a_package_already_there_is_never_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_the_client_cannot_see_is_not_removed_by_a_failed_chain() {
+    let mut world = World::new().await;
+    world
+        .publish(
+            "acme/app",
+            "1.0.0",
+            app(vec![Need::Package("libglyph1".into())]),
+        )
+        .await;
+    let mut machine = Machine::new();
+    // No package database the client reads: it cannot tell whether libglyph1 was there
+    // before its install command ran, so the failed chain (the second check still misses
+    // it) must not remove it.
+    std::fs::remove_file(machine.status()).unwrap();
+    let log = machine.dir.path().join("commands.log");
+    let logging = |name: &str| LentCommand {
+        name: name.into(),
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo {name} \"$0\" >> {}", log.display()),
+        ],
+        extra_args: ExtraArgs::PackageNames,
+        timeout: Duration::from_secs(10),
+        confirm: false,
+    };
+    machine.commands = vec![logging("install-package"), logging("remove-package")];
+    let client = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
+    let (error, unwound) = prerequisite_error(client.call_str(SAY).await);
+    assert!(
+        matches!(error, PrerequisiteError::StillMissing { .. }),
+        "{error:?}"
+    );
+    assert!(unwound.is_empty(), "{unwound:?}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "install-package libglyph1\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upgrade_keeps_the_version_before_and_a_no_keeps_the_rollback_mark() {
     let mut world = World::new().await;
     let glyphs = |version: &str, files: &[(&str, &str)]| {

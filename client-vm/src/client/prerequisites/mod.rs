@@ -321,8 +321,8 @@ impl Client {
 
     /// Installs one missing package with the command the policy lends. A package this
     /// system has already is not installed again (the predicate could not see it: the
-    /// second check will say so); one the client saw absent before, or could not see and
-    /// had not installed itself, is removed when the chain is undone.
+    /// second check will say so); one the client saw absent before is removed when the
+    /// chain is undone.
     async fn install_package(
         &self,
         requirement: &Requirement,
@@ -356,9 +356,10 @@ impl Client {
         {
             return Err(PrerequisiteError::Declined { chain });
         }
-        // Seen absent, or not seen at all (no package database courier reads) and not
-        // courier's from before: this chain adds it, and takes it back if it fails.
-        if before == Some(false) || (before.is_none() && !self.ledger.has(&requirement.key())) {
+        // Seen absent: this chain adds it, and takes it back if it fails. Not seen at all
+        // (no package database courier reads), it may have been there all along, so a
+        // failed chain leaves it rather than remove what it cannot tell it added.
+        if before == Some(false) {
             r.undo
                 .push((requirement.clone(), Undo::Package(name.to_owned())));
         }
@@ -401,7 +402,9 @@ impl Client {
             if let Ok(line) = &result
                 && let Err(e) = self.ledger.forget(&requirement.key())
             {
-                result = Err(format!("{line}, but the ledger still records it: {e}"));
+                result = Err(format!(
+                    "undone ({line}), but the ledger could not be updated and still records it: {e}"
+                ));
             }
             unwound.push(Unwound {
                 requirement,
@@ -411,12 +414,20 @@ impl Client {
         unwound
     }
 
-    /// Removes a package with the command the policy lends for it.
+    /// Removes a package with the command the policy lends for it, asking first when
+    /// the policy says that command's every run is confirmed.
     async fn remove_package(&self, name: &str) -> Result<String, String> {
         let policy = self.sandbox.policy();
         let command = policy
             .command(REMOVE_PACKAGE)
             .ok_or_else(|| format!("the policy lends no {REMOVE_PACKAGE} command"))?;
+        if command.confirm {
+            let line = printable(&format!("{} {name}", command.argv.join(" ")));
+            let question = format!("remove package {name} ({line}), undoing a failed install?");
+            if !self.confirm(&question).await {
+                return Err(format!("not removed: {line} was declined"));
+            }
+        }
         self.run_package_command(command, name).await?;
         Ok(format!("removed package {name}"))
     }
