@@ -6,7 +6,7 @@
 //! a failure at depth 2 undoes the chain in reverse; a prerequisite two proxies share is
 //! installed once; an installer whose provider plans something other than it is signed
 //! for is refused; a predicate that still names what was installed is caught by the second
-//! check; a "no" installs nothing.
+//! check; a "no" installs nothing; two processes of one client install a chain once.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -287,4 +287,25 @@ async fn a_prerequisite_two_proxies_share_is_installed_once() {
         .collect();
     assert_eq!(installed, ["acme:share/b ^1", "acme:share/a ^1"]);
     assert_eq!(client.installed().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_of_one_client_install_a_chain_once() {
+    let mut world = World::new().await;
+    chain(&mut world, &[("b.txt", "B")]).await;
+    let machine = Machine::new();
+    // Two clients on one state directory, as two `courier call`s are: one installs the
+    // chain, the other waits for it and then finds nothing missing. Neither takes the
+    // other's fresh install for its own to undo.
+    let first = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
+    let second = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
+    let (a, b) = tokio::join!(first.call_str(SAY), second.call_str(SAY));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.answer, Answer::Ok(r#"ok("echo: hi")"#.into()));
+    assert_eq!(b.answer, Answer::Ok(r#"ok("echo: hi")"#.into()));
+    let mut counts = [a.installed.len(), b.installed.len()];
+    counts.sort_unstable();
+    assert_eq!(counts, [0, 3]);
+    assert_eq!(machine.listing().len(), 6, "{:?}", machine.listing());
+    assert_eq!(first.installed().len(), 3);
 }

@@ -102,21 +102,47 @@ impl Ledger {
         })
     }
 
-    /// Every entry, in the order installed (as last read or written by this process).
-    pub(super) fn entries(&self) -> Vec<LedgerEntry> {
-        self.lock().clone()
+    /// Waits for, then holds until the returned file is dropped, the right to install:
+    /// an exclusive lock on `installing.lock` beside the ledger, so that two processes of
+    /// one client never resolve prerequisites (or apply updates) at the same time, each
+    /// taking the other's fresh install for its own to undo. `None` for a ledger in memory
+    /// (one process). Waits on the blocking pool.
+    pub(super) async fn installing(&self) -> Result<Option<std::fs::File>, StateError> {
+        let Some(dir) = self.file.as_deref().and_then(Path::parent) else {
+            return Ok(None);
+        };
+        let path = dir.join("installing");
+        let io = |e: tokio::task::JoinError| StateError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let waiting = path.clone();
+        tokio::task::spawn_blocking(move || lock_beside(&waiting).map(Some))
+            .await
+            .map_err(io)?
     }
 
-    /// Whether an entry with `key` is recorded, as the file says now (another process of
-    /// this client may have recorded it since this one last read it).
+    /// Every entry, in the order installed, as the file says now (another process of this
+    /// client may have changed it since this one last read it; as last read or written by
+    /// this process if the file cannot be read now).
+    pub(super) fn entries(&self) -> Vec<LedgerEntry> {
+        self.current().clone()
+    }
+
+    /// Whether an entry with `key` is recorded, as the file says now.
     pub(super) fn has(&self, key: &str) -> bool {
+        self.current().iter().any(|e| e.key() == key)
+    }
+
+    /// The entries, read again from the file first.
+    fn current(&self) -> std::sync::MutexGuard<'_, Vec<LedgerEntry>> {
         let mut entries = self.lock();
         if let Some(path) = &self.file
             && let Ok(current) = load(path)
         {
             *entries = current;
         }
-        entries.iter().any(|e| e.key() == key)
+        entries
     }
 
     /// Records `entry`, replacing one with the same key.

@@ -52,6 +52,10 @@ pub enum UpdateError {
     /// The installer ran and failed.
     #[error("the installer failed: {0}")]
     Install(String),
+    /// The lock that lets one process of this client install at a time could not be
+    /// taken; nothing was installed.
+    #[error("cannot take the installing lock: {0}")]
+    Lock(crate::state::StateError),
     /// Installed, but the ledger (or the rollback memory) could not be written: the new
     /// version is in place, the ledger may still name the old one.
     #[error("installed, but not recorded: {0}")]
@@ -162,6 +166,18 @@ impl Client {
         done
     }
 
+    /// The version of `provides` the ledger records now.
+    fn installed_version(&self, provides: &str) -> Option<semver::Version> {
+        self.ledger.entries().into_iter().find_map(|e| match e {
+            LedgerEntry::Service {
+                provides: p,
+                version,
+                ..
+            } if p == provides => Some(version),
+            _ => None,
+        })
+    }
+
     async fn apply_update(&self, offer: UpdateOffer) -> UpdateApplied {
         let mut applied = UpdateApplied {
             offer,
@@ -205,7 +221,25 @@ impl Client {
             applied.result = Err(UpdateError::Declined);
             return applied;
         }
-        let resolved = match self.prepare_undoable(&ready).await {
+        // One process of this client installs at a time; another may have updated this
+        // interface since the offer was made.
+        let _installing = match self.ledger.installing().await {
+            Ok(lock) => lock,
+            Err(e) => {
+                applied.result = Err(UpdateError::Lock(e));
+                return applied;
+            }
+        };
+        if let Some(now) = self.installed_version(&offer.provides)
+            && now >= offer.offered
+        {
+            applied.result = Ok(format!(
+                "{} is at {now} already (updated meanwhile)",
+                offer.provides
+            ));
+            return applied;
+        }
+        let resolved = match self.resolve_held(&ready).await {
             Ok(resolved) => resolved,
             Err(e) => {
                 applied.result = Err(UpdateError::Prerequisites(e));

@@ -144,6 +144,32 @@ impl Client {
             return Ok(Resolved::default());
         }
         let who = format!("{} {}", ready.manifest.name, ready.manifest.version);
+        let unresolved = |error: PrerequisiteError| CallError::Prerequisites {
+            error: Box::new(error),
+            unwound: Vec::new(),
+        };
+        // Nothing missing: nothing to wait for. Otherwise one process of this client
+        // installs at a time, and the predicate is asked again once this one may (another
+        // may have installed it meanwhile).
+        let missing = self.missing(&ready.compiled, ready.target(), &who).await;
+        if missing.map_err(unresolved)?.is_empty() {
+            return Ok(Resolved::default());
+        }
+        let _installing = self
+            .ledger
+            .installing()
+            .await
+            .map_err(|e| unresolved(PrerequisiteError::Ledger(e)))?;
+        self.resolve_held(ready).await
+    }
+
+    /// [`prepare_undoable`](Self::prepare_undoable) for a caller that holds the ledger's
+    /// installing lock already (an update, from its question to its record).
+    pub(super) async fn resolve_held(&self, ready: &Ready) -> Result<Resolved, CallError> {
+        if !exports_prerequisites(&ready.compiled) {
+            return Ok(Resolved::default());
+        }
+        let who = format!("{} {}", ready.manifest.name, ready.manifest.version);
         let mut r = Resolving {
             chain: vec![who.clone()],
             keys: Vec::new(),
