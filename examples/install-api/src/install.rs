@@ -143,16 +143,22 @@ fn swap_in(root: &Path, slug: &str, staging: &Path, plan: &Plan) -> Result<(), I
     }
     let markers = root.join(MARKERS);
     let marker = markers.join(slug);
+    // Written beside and renamed over, so that a predicate never reads half a marker.
+    let fresh = markers.join(format!(".{slug}.new"));
     let written = std::fs::create_dir_all(&markers)
-        .and_then(|()| std::fs::write(&marker, format!("{}\n", plan.version)));
+        .and_then(|()| std::fs::write(&fresh, format!("{}\n", plan.version)))
+        .and_then(|()| std::fs::rename(&fresh, &marker));
     if let Err(e) = written {
+        let _ = std::fs::remove_file(&fresh);
         let _ = std::fs::remove_dir_all(&target);
         if had_previous {
             let _ = std::fs::rename(&previous, &target);
         }
         return Err(io_error("writing", &marker, e));
     }
-    remove_dir(&previous)?;
+    // Installed: the version before is only clutter now. Left behind, it goes with the
+    // next install of the same interface, so it does not turn this install into a failure.
+    let _ = remove_dir(&previous);
     Ok(())
 }
 
