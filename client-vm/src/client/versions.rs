@@ -362,12 +362,13 @@ mod tests {
         first
             .learn(&k, "acme/a", &"2.0.0".parse().unwrap())
             .unwrap();
-        // The second process knew nothing of 2.0.0; its write of another service keeps it.
-        second
-            .learn(&k, "acme/b", &"1.0.0".parse().unwrap())
-            .unwrap();
+        // The second process knew nothing of 2.0.0: its lower mark of the same service, and
+        // then its write of another service, keep it.
         second
             .learn(&k, "acme/a", &"1.5.0".parse().unwrap())
+            .unwrap();
+        second
+            .learn(&k, "acme/b", &"1.0.0".parse().unwrap())
             .unwrap();
         let memory = VersionMemory::load(&dir.path().join(VERSIONS_FILE)).unwrap();
         assert_eq!(memory.get(&k, "acme/a"), Some(&"2.0.0".parse().unwrap()));
