@@ -24,7 +24,7 @@
 //! - `blob_refs`: component hash -> how many stored registrations name it, kept in the
 //!   same transactions as the registrations, so a component file is deleted once (and only
 //!   once) no registration needs it; counted again at every open, so that nothing else can
-//!   make the counts wrong.
+//!   make the counts wrong (in the background, see [`recount`]).
 //!
 //! Every commit is durable (`Durability::Immediate`) when it returns. A commit that takes a
 //! component's last reference deletes its file after the transaction is durable; opening
@@ -37,17 +37,20 @@ mod freshness;
 mod history;
 mod mirror;
 mod operations;
+mod recount;
 mod rollouts;
 mod roots;
 
-use super::blobs::{BlobDir, BlobSweep};
+use super::blobs::BlobDir;
 use super::{Batch, LeaseRow, Storage, StoreError, StoredLease, StoredMeta, UsageRecord};
 use courier_protocol::{
     AuditEntry, ContentHash, HistoryEntry, LeaseId, SignedKeyStatement, SignedManifest, VendorKey,
     codec,
 };
+use recount::Recount;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
+use std::sync::Arc;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const REGISTRATIONS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("registrations");
@@ -177,11 +180,35 @@ fn meta_u64(
     }
 }
 
+/// Lists every history entry in `history_order`, once, for a store written before the
+/// order was kept.
+fn order_history(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        if meta.get(HISTORY_ORDER_KEPT)?.is_some() {
+            return Ok(());
+        }
+        let history = txn.open_table(HISTORY)?;
+        let mut order = txn.open_table(HISTORY_ORDER)?;
+        for item in history.iter()? {
+            let (k, _) = item?;
+            let (client, seq) = k.value();
+            order.insert(seq, client)?;
+        }
+        meta.insert(HISTORY_ORDER_KEPT, [1u8].as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
 /// The redb store of a single registry.
 #[derive(Debug)]
 pub struct RedbStore {
-    db: Database,
-    blobs: BlobDir,
+    db: Arc<Database>,
+    blobs: Arc<BlobDir>,
+    /// The reference counts' check and the sweep of this open, running until waited for.
+    recount: Recount,
 }
 
 impl RedbStore {
@@ -215,61 +242,12 @@ impl RedbStore {
             }
         }
         txn.commit()?;
-        let store = Self { db, blobs };
-        store.count_blob_refs()?;
-        store.order_history()?;
-        let swept = store.sweep_blobs()?;
-        if swept != BlobSweep::default() {
-            tracing::info!(
-                orphans = swept.orphans,
-                temporaries = swept.temporaries,
-                "deleted component files no registration needs"
-            );
-        }
+        order_history(&db)?;
+        // Last: it holds the write transaction while it counts.
+        let (db, blobs) = (Arc::new(db), Arc::new(blobs));
+        let recount = Recount::start(db.clone(), blobs.clone())?;
+        let store = Self { db, blobs, recount };
         Ok(store)
-    }
-
-    /// Counts the references of the stored registrations to each component and makes
-    /// `blob_refs` say exactly that (at every open, before anything is swept: a store
-    /// written by another version of courier, which may not keep the counts, cannot make
-    /// the registry delete a component a registration needs).
-    fn count_blob_refs(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let regs = txn.open_table(REGISTRATIONS)?;
-            let mut counts: std::collections::HashMap<[u8; 32], u64> = Default::default();
-            for item in regs.iter()? {
-                let (_, v) = item?;
-                if let Some(hash) = component_of(v.value()) {
-                    *counts.entry(hash.0).or_default() += 1;
-                }
-            }
-            let mut refs = txn.open_table(BLOB_REFS)?;
-            let mut agreeing = 0usize;
-            let mut stored = 0usize;
-            for item in refs.iter()? {
-                let (k, v) = item?;
-                stored += 1;
-                if counts.get(k.value()) == Some(&v.value()) {
-                    agreeing += 1;
-                }
-            }
-            if agreeing == stored && stored == counts.len() {
-                return Ok(());
-            }
-            if stored > 0 {
-                tracing::warn!(
-                    "component reference counts did not match the stored registrations \
-                     (a store written by another version?); counted again"
-                );
-            }
-            refs.retain(|_, _| false)?;
-            for (hash, n) in &counts {
-                refs.insert(hash, *n)?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
     }
 
     /// The highest history number stored (0 if none).
@@ -277,36 +255,6 @@ impl RedbStore {
         let txn = self.db.begin_read()?;
         let order = txn.open_table(HISTORY_ORDER)?;
         Ok(order.last()?.map_or(0, |(k, _)| k.value()))
-    }
-
-    /// Lists every history entry in `history_order`, once, for a store written before the
-    /// order was kept.
-    fn order_history(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            if meta.get(HISTORY_ORDER_KEPT)?.is_some() {
-                return Ok(());
-            }
-            let history = txn.open_table(HISTORY)?;
-            let mut order = txn.open_table(HISTORY_ORDER)?;
-            for item in history.iter()? {
-                let (k, _) = item?;
-                let (client, seq) = k.value();
-                order.insert(seq, client)?;
-            }
-            meta.insert(HISTORY_ORDER_KEPT, [1u8].as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Deletes component files that no stored registration names, and temporary files of
-    /// interrupted writes. Only while nothing else uses the store (at open).
-    fn sweep_blobs(&self) -> Result<BlobSweep, StoreError> {
-        let txn = self.db.begin_read()?;
-        let refs = txn.open_table(BLOB_REFS)?;
-        self.blobs.sweep(|hash| Ok(refs.get(&hash.0)?.is_some()))
     }
 
     /// Every name with its owner, and every grant.
@@ -370,6 +318,16 @@ impl RedbStore {
             revocations.push((VendorKey(*k.value()), statement));
         }
         Ok((rotations, revocations))
+    }
+}
+
+impl Drop for RedbStore {
+    /// Waits for the open's recount, which holds the database too (a store opened again
+    /// at once would find it still in use).
+    fn drop(&mut self) {
+        if let Err(e) = self.recount.wait() {
+            tracing::warn!("{e}");
+        }
     }
 }
 
@@ -437,6 +395,7 @@ impl Storage for RedbStore {
     /// Then deletes the component files whose last registration the batch deleted (a file
     /// that cannot be deleted now is swept at the next open).
     fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.recount.wait()?;
         let txn = self.db.begin_write()?;
         let unreferenced;
         {
@@ -586,10 +545,12 @@ impl Storage for RedbStore {
     }
 
     fn put_component(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), StoreError> {
+        self.recount.wait()?;
         self.blobs.put(hash, bytes)
     }
 
     fn drop_unclaimed_component(&self, hash: &ContentHash) -> Result<(), StoreError> {
+        self.recount.wait()?;
         let txn = self.db.begin_read()?;
         if txn.open_table(BLOB_REFS)?.get(&hash.0)?.is_some() {
             return Ok(());
