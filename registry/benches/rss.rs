@@ -14,6 +14,16 @@ use support::*;
 
 const N: u32 = 100_000;
 
+/// The registrations to hold: `N`, or `COURIER_RSS_LEASES` (over a hundredth as many
+/// interfaces), to look at other sizes.
+fn leases() -> (u32, u32) {
+    let n = std::env::var("COURIER_RSS_LEASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(N);
+    (n, (n / 100).max(1))
+}
+
 /// Opens `dir` in this (fresh) process and serves it; with `take_live`, the directory is
 /// empty and the registrations are taken while serving. Then prints the process's RSS.
 fn measure(dir: &str, take_live: bool) {
@@ -25,7 +35,8 @@ fn measure(dir: &str, take_live: bool) {
     let h = rt.block_on(serve(registry));
     let t = std::time::Instant::now();
     if take_live {
-        bulk_load_in(h.registry(), N, 1_000, 100);
+        let (n, interfaces) = leases();
+        bulk_load_in(h.registry(), n, interfaces, 100);
     }
     let took = t.elapsed();
     let (leases, regs, ifaces) = h.registry().counts();
@@ -66,9 +77,10 @@ fn main() {
     {
         let registry = courier_registry::Registry::open(config(&path)).unwrap();
         let t = std::time::Instant::now();
-        bulk_load(&registry, N, 1_000);
+        let (n, interfaces) = leases();
+        bulk_load(&registry, n, interfaces);
         println!(
-            "rss: loaded {N} registrations in {:?}; loading process at {:.1} MiB",
+            "rss: loaded {n} registrations in {:?}; loading process at {:.1} MiB",
             t.elapsed(),
             rss_bytes() as f64 / (1 << 20) as f64
         );
