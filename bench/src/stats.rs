@@ -54,10 +54,12 @@ impl Run {
     }
 }
 
-/// A duration as µs below 1 ms, as ms below 1 s, else as s.
+/// A duration as µs below 1 ms (with a decimal below 10 µs), as ms below 1 s, else as s.
 pub fn human(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
-    if us < 1_000.0 {
+    if us < 10.0 {
+        format!("{us:.1} µs")
+    } else if us < 1_000.0 {
         format!("{us:.0} µs")
     } else if us < 1_000_000.0 {
         format!("{:.2} ms", us / 1_000.0)
@@ -106,6 +108,8 @@ mod tests {
         assert_eq!(r.max(), Duration::from_nanos(100));
         assert_eq!(thousands(1234567.4), "1,234,567");
         assert_eq!(human(Duration::from_micros(1500)), "1.50 ms");
+        assert_eq!(human(Duration::from_nanos(5_999)), "6.0 µs");
+        assert_eq!(human(Duration::from_nanos(45_400)), "45 µs");
         assert_eq!(human(Duration::from_millis(7820)), "7.82 s");
         assert_eq!(ratio(0.001204), "0.0012");
         assert_eq!(ratio(0.183), "0.18");

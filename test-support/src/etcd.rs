@@ -91,14 +91,19 @@ impl EtcdMember {
     /// Starts a single-member cluster with its data in `dir/data` and its log in
     /// `dir/etcd.log`, and waits until it reports itself healthy.
     pub fn start(dir: &Path) -> io::Result<EtcdMember> {
-        match EtcdMember::try_start(dir) {
+        EtcdMember::start_with(dir, &[])
+    }
+
+    /// [`EtcdMember::start`], with `extra` flags for etcd (`--quota-backend-bytes=...`).
+    pub fn start_with(dir: &Path, extra: &'static [&'static str]) -> io::Result<EtcdMember> {
+        match EtcdMember::try_start(dir, extra) {
             // One of the free ports was taken before etcd bound it: once more, on others.
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => EtcdMember::try_start(dir),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => EtcdMember::try_start(dir, extra),
             started => started,
         }
     }
 
-    fn try_start(dir: &Path) -> io::Result<EtcdMember> {
+    fn try_start(dir: &Path, extra: &'static [&'static str]) -> io::Result<EtcdMember> {
         let addrs = free_addrs(2)?;
         let (client, peer) = (addrs[0], addrs[1]);
         let mut member = Member::new(MemberSpec {
@@ -108,7 +113,7 @@ impl EtcdMember {
             peer,
             initial_cluster: format!("bench=http://{peer}"),
             token: "etcd-cluster".into(),
-            extra: &[],
+            extra,
         });
         member.spawn(ClusterState::New)?;
         let mut member = EtcdMember { member };

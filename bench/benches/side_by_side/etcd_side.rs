@@ -142,6 +142,23 @@ pub async fn gets(client: &Client, n: u32, count: usize) -> anyhow::Result<Run> 
     Ok(Run::new(lat, None))
 }
 
+/// One serializable get of a filled key, retried for up to 10 s while the member (just
+/// restarted) does not answer yet.
+pub async fn first_get(client: &Client) -> anyhow::Result<()> {
+    let mut c = client.clone();
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        match c
+            .get("fill/0", Some(GetOptions::new().with_serializable()))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > give_up => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
 /// How many keys are left under `fill/` (a serializable count).
 pub async fn remaining(client: &Client) -> anyhow::Result<i64> {
     let mut c = client.clone();

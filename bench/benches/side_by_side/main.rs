@@ -10,6 +10,7 @@ mod call;
 mod client_support;
 mod courier_side;
 mod etcd_side;
+mod million;
 #[path = "../../../registry/benches/support/mod.rs"]
 mod registry_support;
 
@@ -36,19 +37,34 @@ struct Args {
     #[arg(long)]
     storm_leases: Option<u32>,
     /// Only these sections (renewals, register, lookup, expiry, call); all by default.
+    /// `million` (registrations for the million's rows, about 15 minutes with etcd's fill)
+    /// runs only when named.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Registrations (and etcd leases) for the million's rows.
+    #[arg(long, default_value_t = 1_000_000)]
+    million: u32,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
     /// Internal: the fresh registry process whose memory the memory row reports.
     #[arg(long, hide = true)]
     rss_child: Option<PathBuf>,
+    /// Internal: the restarted registry process of the million's rows.
+    #[arg(long, hide = true)]
+    million_child: Option<PathBuf>,
+    /// Internal: the interfaces that restarted registry's registrations are spread over.
+    #[arg(long, hide = true, default_value_t = million::INTERFACES)]
+    million_interfaces: u32,
 }
 
 impl Args {
     fn wants(&self, section: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|s| s == section)
+        self.named(section) || (self.only.is_empty() && section != "million")
+    }
+
+    fn named(&self, section: &str) -> bool {
+        self.only.iter().any(|s| s == section)
     }
 }
 
@@ -235,8 +251,11 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = &args.rss_child {
         return courier_side::rss_child(dir, args.leases);
     }
+    if let Some(dir) = &args.million_child {
+        return million::child(dir, args.million_interfaces);
+    }
     let mut rows = Vec::new();
-    let etcd_wanted = ["renewals", "register", "lookup", "expiry"]
+    let etcd_wanted = ["renewals", "register", "lookup", "expiry", "million"]
         .iter()
         .any(|s| args.wants(s));
     if etcd_wanted {
@@ -244,6 +263,9 @@ fn main() -> anyhow::Result<()> {
             println!("{SKIP_LINE}");
             if args.wants("expiry") {
                 expiry_rows(&args, None, &mut rows)?;
+            }
+            if args.wants("million") {
+                million::rows(args.million, None, &mut rows)?;
             }
         } else {
             let dir = tempfile::tempdir()?;
@@ -256,6 +278,9 @@ fn main() -> anyhow::Result<()> {
             }
             if args.wants("expiry") {
                 expiry_rows(&args, Some(&dir.path().join("expiry")), &mut rows)?;
+            }
+            if args.wants("million") {
+                million::rows(args.million, Some(&dir.path().join("million")), &mut rows)?;
             }
         }
     }
