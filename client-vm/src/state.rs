@@ -45,6 +45,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// held until the returned file is dropped: two processes of one client change the file at
 /// `path` one at a time, each reading it as the other left it.
 pub fn lock_beside(path: &Path) -> Result<std::fs::File, StateError> {
+    lock_beside_telling(path, || {})
+}
+
+/// [`lock_beside`], calling `waiting` first if another holder makes it wait.
+pub fn lock_beside_telling(
+    path: &Path,
+    waiting: impl FnOnce(),
+) -> Result<std::fs::File, StateError> {
     let io = |source| StateError::Io {
         path: path.to_path_buf(),
         source,
@@ -60,6 +68,13 @@ pub fn lock_beside(path: &Path) -> Result<std::fs::File, StateError> {
         .write(true)
         .open(PathBuf::from(name))
         .map_err(io)?;
-    lock.lock().map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            waiting();
+            lock.lock().map_err(io)?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
     Ok(lock)
 }

@@ -5,7 +5,7 @@
 //! before the install it records is reported done), in memory without one. `courier updates`
 //! reads it to offer newer installers.
 
-use crate::state::{StateError, lock_beside, write_atomic};
+use crate::state::{StateError, lock_beside, lock_beside_telling, write_atomic};
 use courier_protocol::VendorKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -117,9 +117,16 @@ impl Ledger {
             source: std::io::Error::other(e.to_string()),
         };
         let waiting = path.clone();
-        tokio::task::spawn_blocking(move || lock_beside(&waiting).map(Some))
-            .await
-            .map_err(io)?
+        tokio::task::spawn_blocking(move || {
+            lock_beside_telling(&waiting, || {
+                tracing::warn!(
+                    "waiting for another courier process of this client that is installing"
+                );
+            })
+            .map(Some)
+        })
+        .await
+        .map_err(io)?
     }
 
     /// Every entry, in the order installed, as the file says now (another process of this

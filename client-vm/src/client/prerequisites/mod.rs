@@ -134,14 +134,8 @@ impl Client {
     /// Installs what the chosen proxy's predicate says is missing, if it has one; what was
     /// installed is returned. A chain that fails is undone before the error returns.
     pub(super) async fn prepare(&self, ready: &Ready) -> Result<Vec<Installed>, CallError> {
-        Ok(self.prepare_undoable(ready).await?.installed)
-    }
-
-    /// As [`prepare`](Self::prepare), keeping how to undo what it installed, for a caller
-    /// whose next step may still fail (an update).
-    pub(super) async fn prepare_undoable(&self, ready: &Ready) -> Result<Resolved, CallError> {
         if !exports_prerequisites(&ready.compiled) {
-            return Ok(Resolved::default());
+            return Ok(Vec::new());
         }
         let who = format!("{} {}", ready.manifest.name, ready.manifest.version);
         let unresolved = |error: PrerequisiteError| CallError::Prerequisites {
@@ -153,18 +147,19 @@ impl Client {
         // may have installed it meanwhile).
         let missing = self.missing(&ready.compiled, ready.target(), &who).await;
         if missing.map_err(unresolved)?.is_empty() {
-            return Ok(Resolved::default());
+            return Ok(Vec::new());
         }
         let _installing = self
             .ledger
             .installing()
             .await
             .map_err(|e| unresolved(PrerequisiteError::Ledger(e)))?;
-        self.resolve_held(ready).await
+        Ok(self.resolve_held(ready).await?.installed)
     }
 
-    /// [`prepare_undoable`](Self::prepare_undoable) for a caller that holds the ledger's
-    /// installing lock already (an update, from its question to its record).
+    /// As [`prepare`](Self::prepare), for a caller that holds the ledger's installing lock
+    /// already (an update, from just after its question to its record), keeping how to
+    /// undo what it installed: the caller's next step may still fail.
     pub(super) async fn resolve_held(&self, ready: &Ready) -> Result<Resolved, CallError> {
         if !exports_prerequisites(&ready.compiled) {
             return Ok(Resolved::default());
