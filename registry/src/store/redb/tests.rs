@@ -151,6 +151,8 @@ fn wrong_reference_counts_are_counted_again_before_anything_is_deleted() {
     drop(store);
 
     let store = RedbStore::open(dir.path(), 1 << 20).unwrap();
+    // Reads do not wait for the open's recount and sweep; this one must come after them.
+    store.recount.wait().unwrap();
     assert_eq!(store.read_component(&hash).unwrap().unwrap(), b"shared");
     store
         .commit(&Batch {
