@@ -129,6 +129,17 @@ impl EtcdMember {
         self.wait_healthy()
     }
 
+    /// Stops the member cleanly (SIGTERM), as an operator's restart does.
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.member.terminate()
+    }
+
+    /// Starts the stopped member again on its data and ports, without waiting for it:
+    /// the caller times how soon it answers.
+    pub fn start_again(&mut self) -> io::Result<()> {
+        self.member.spawn(ClusterState::Existing)
+    }
+
     fn wait_healthy(&mut self) -> io::Result<()> {
         wait_healthy(std::slice::from_mut(&mut self.member), READY_WITHIN)
     }
@@ -141,6 +152,11 @@ impl EtcdMember {
     /// The URL clients connect to (`http://127.0.0.1:PORT`).
     pub fn client_url(&self) -> String {
         format!("http://{}", self.member.spec.client)
+    }
+
+    /// The etcd process's id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.member.pid()
     }
 
     /// The etcd process's resident memory in bytes, from `/proc/PID/statm` (0 if unknown).

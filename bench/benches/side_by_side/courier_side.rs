@@ -101,17 +101,19 @@ pub async fn lookups(h: &RegistryHandle, count: usize) -> anyhow::Result<Run> {
 }
 
 /// Run in a fresh child process: serve an empty `dir`, take `n` registrations while
-/// serving (100 per durable commit), print `rss <bytes>` of this process.
+/// serving (100 per durable commit), print `rss <bytes>` of this process (its anonymous
+/// resident memory: see [`courier_bench::stats::resident`]).
 pub fn rss_child(dir: &Path, n: u32) -> anyhow::Result<()> {
     let rt = crate::runtime();
     let h = rt.block_on(empty_registry(dir))?;
     bulk_load_in(h.registry(), n, INTERFACES, 100);
-    println!("rss {}", crate::registry_support::rss_bytes());
+    println!("rss {}", courier_bench::stats::resident(None).anon);
     rt.block_on(h.shutdown());
     Ok(())
 }
 
-/// The resident memory of a fresh registry process that took `n` registrations live.
+/// The anonymous resident memory of a fresh registry process that took `n` registrations
+/// live.
 pub fn rss_of_registry(n: u32) -> anyhow::Result<u64> {
     let dir = tempfile::tempdir()?;
     let out = std::process::Command::new(std::env::current_exe()?)

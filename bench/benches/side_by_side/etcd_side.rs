@@ -142,16 +142,17 @@ pub async fn gets(client: &Client, n: u32, count: usize) -> anyhow::Result<Run> 
     Ok(Run::new(lat, None))
 }
 
-/// One serializable get of a filled key, retried for up to 10 s while the member (just
-/// restarted) does not answer yet.
-pub async fn first_get(client: &Client) -> anyhow::Result<()> {
-    let mut c = client.clone();
-    let give_up = Instant::now() + Duration::from_secs(10);
+/// One serializable get of a filled key from a new connection, both retried every
+/// millisecond for up to `limit` while the member (just started again) does not answer.
+pub async fn first_get(url: &str, limit: Duration) -> anyhow::Result<()> {
+    let give_up = Instant::now() + limit;
     loop {
-        match c
-            .get("fill/0", Some(GetOptions::new().with_serializable()))
-            .await
-        {
+        let answered = async {
+            let mut c = Client::connect([url], None).await?;
+            c.get("fill/0", Some(GetOptions::new().with_serializable()))
+                .await
+        };
+        match answered.await {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() > give_up => return Err(e.into()),
             Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,

@@ -8,8 +8,8 @@
 //! courier's restarts run in a fresh child process (`--million-child DIR`), so that its
 //! memory is what a restarted registry holds and nothing of the loading process.
 
-use crate::registry_support::{bulk_load, config, percentiles, queries, rss_bytes, serve};
-use courier_bench::stats::{Run, human, mib, thousands};
+use crate::registry_support::{bulk_load, config, percentiles, queries, serve};
+use courier_bench::stats::{Resident, Run, human, mib, resident, thousands};
 use courier_bench::table::{Better, Row};
 use courier_registry::{PreparedQuery, Registry};
 use courier_test_support::etcd::EtcdMember;
@@ -25,10 +25,10 @@ const READS: usize = 5_000;
 
 /// What a restarted courier registry measured of itself.
 pub struct Restarted {
-    /// From opening the data directory until the first lookup over QUIC was answered.
+    /// From starting the process until the first lookup over QUIC was answered.
     pub first_answer: Duration,
     /// Resident memory after the reads.
-    pub rss: u64,
+    pub memory: Resident,
     /// The in-process matcher, over 20,000 queries twice.
     pub matched: Run,
     /// Lookups over QUIC from one client.
@@ -36,26 +36,35 @@ pub struct Restarted {
 }
 
 /// Run in a fresh child process: open `dir` (filled by the parent with `n` registrations
-/// over `interfaces`), serve it, time the first lookup's answer, then the matcher and
-/// lookups, and print what it measured for the parent.
+/// over `interfaces`), serve it, answer a first lookup (printing when, as wall-clock time,
+/// for the parent to count from the process's start), then time the matcher and lookups,
+/// and print what it measured for the parent.
 pub fn child(dir: &Path, interfaces: u32) -> anyhow::Result<()> {
     let rt = crate::runtime();
     let qs = queries(20_000, interfaces);
-    let prepared = qs
-        .iter()
-        .map(|q| PreparedQuery::new(q, 100))
-        .collect::<Result<Vec<_>, _>>()?;
+    let first = qs[0].clone();
     let start = Instant::now();
     let registry = Registry::open(config(dir))?;
     let opened = start.elapsed();
     let h = rt.block_on(serve(registry));
-    let serving = start.elapsed();
     let (addr, pin) = (h.local_addr(), h.pin());
-    let remote: Vec<_> = qs.iter().take(READS + 500).cloned().collect();
-    let (first_answer, lookups) = rt.block_on(rt.spawn(async move {
+    let client = rt.block_on(async move {
         let client = RegistryClient::connect(addr, pin, "bench").await?;
-        client.find(remote[0].clone()).await?;
-        let first_answer = start.elapsed();
+        client.find(first).await?;
+        anyhow::Ok(client)
+    })?;
+    println!("answered_at_unix_ns {}", unix_ns());
+    eprintln!(
+        "  restarted: opened after {}, first lookup answered after {} (from the open)",
+        human(opened),
+        human(start.elapsed())
+    );
+    let prepared = qs
+        .iter()
+        .map(|q| PreparedQuery::new(q, 100))
+        .collect::<Result<Vec<_>, _>>()?;
+    let remote: Vec<_> = qs.iter().take(READS + 500).cloned().collect();
+    let lookups = rt.block_on(rt.spawn(async move {
         // The first 500 warm the connection up, as etcd's do.
         for q in &remote[..500] {
             client.find(q.clone()).await?;
@@ -67,7 +76,7 @@ pub fn child(dir: &Path, interfaces: u32) -> anyhow::Result<()> {
             lat.push(t.elapsed().as_nanos() as u64);
         }
         client.close();
-        anyhow::Ok((first_answer, lat))
+        anyhow::Ok(lat)
     }))??;
     let reg = h.registry().clone();
     let mut matched = Vec::with_capacity(2 * prepared.len());
@@ -77,14 +86,9 @@ pub fn child(dir: &Path, interfaces: u32) -> anyhow::Result<()> {
         std::hint::black_box(reg.match_leases(now, p));
         matched.push(t.elapsed().as_nanos() as u64);
     }
-    eprintln!(
-        "  restarted: opened after {}, serving after {}, first lookup answered after {}",
-        human(opened),
-        human(serving),
-        human(first_answer)
-    );
-    println!("first_answer_ns {}", first_answer.as_nanos());
-    println!("rss {}", rss_bytes());
+    let memory = resident(None);
+    println!("anon {}", memory.anon);
+    println!("file {}", memory.file);
     let (p50, p99, max) = percentiles(matched.clone());
     eprintln!("  match p50 {p50:?}, p99 {p99:?}, max {max:?}");
     println!("match {}", join(&matched));
@@ -92,6 +96,13 @@ pub fn child(dir: &Path, interfaces: u32) -> anyhow::Result<()> {
     drop(reg);
     rt.block_on(h.shutdown());
     Ok(())
+}
+
+/// Wall-clock time now, in ns since the Unix epoch.
+fn unix_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 fn join(lat: &[u64]) -> String {
@@ -113,6 +124,7 @@ fn restarted(dir: &Path, n: u32, interfaces: u32) -> anyhow::Result<Restarted> {
             human(t.elapsed())
         );
     }
+    let spawned = unix_ns();
     let out = std::process::Command::new(std::env::current_exe()?)
         .arg("--million-child")
         .arg(dir)
@@ -139,9 +151,14 @@ fn restarted(dir: &Path, n: u32, interfaces: u32) -> anyhow::Result<Restarted> {
             .collect::<Result<Vec<u64>, _>>()?;
         Ok(Run::new(lat, None))
     };
+    let answered = u128::from(number("answered_at_unix_ns ")?);
+    let first_answer = answered.saturating_sub(spawned);
     Ok(Restarted {
-        first_answer: Duration::from_nanos(number("first_answer_ns ")?),
-        rss: number("rss ")?,
+        first_answer: Duration::from_nanos(u64::try_from(first_answer)?),
+        memory: Resident {
+            anon: number("anon ")?,
+            file: number("file ")?,
+        },
         matched: run("match ")?,
         lookups: run("lookup ")?,
     })
@@ -150,11 +167,13 @@ fn restarted(dir: &Path, n: u32, interfaces: u32) -> anyhow::Result<Restarted> {
 /// What a restarted etcd measured: time to its first answered get, memory, gets.
 struct EtcdRestarted {
     first_answer: Duration,
-    rss: u64,
+    memory: Resident,
     gets: Run,
 }
 
-/// etcd with `n` leases and a key under each, killed and started again.
+/// etcd with `n` leases and a key under each, stopped cleanly (SIGTERM, as courier's
+/// loading process closes its store) and started again, timed from the start until its
+/// first get is answered, as courier's restart is.
 fn etcd_restarted(dir: &Path, n: u32) -> anyhow::Result<EtcdRestarted> {
     let rt = crate::runtime();
     // 1,000,000 keys of 512 B and their revisions pass etcd's default 2 GiB quota's
@@ -170,20 +189,24 @@ fn etcd_restarted(dir: &Path, n: u32) -> anyhow::Result<EtcdRestarted> {
         crate::etcd_side::fill(&clients, n, 3_600).await
     })?;
     eprintln!("etcd: filled in {}", human(took));
+    member.stop()?;
     let start = Instant::now();
-    member.restart()?;
+    member.start_again()?;
     let first_answer = rt.block_on(async {
-        let client = crate::etcd_side::clients(&url, 1).await?;
-        crate::etcd_side::first_get(&client[0]).await?;
+        crate::etcd_side::first_get(&url, Duration::from_secs(120)).await?;
         anyhow::Ok(start.elapsed())
     })?;
+    eprintln!(
+        "etcd: restarted, first get answered after {}",
+        human(first_answer)
+    );
     let gets = rt.block_on(async {
         let client = crate::etcd_side::clients(&url, 1).await?;
         crate::etcd_side::gets(&client[0], n, READS).await
     })?;
     Ok(EtcdRestarted {
         first_answer,
-        rss: member.rss_bytes(),
+        memory: resident(member.pid()),
         gets,
     })
 }
@@ -212,10 +235,10 @@ pub fn rows(n: u32, etcd_dir: Option<&Path>, rows: &mut Vec<Row>) -> anyhow::Res
     ));
     let Some(etcd_dir) = etcd_dir else {
         println!(
-            "{count} registrations: courier answered its first lookup {} after opening, holds {} ({} B a lease), lookup {} (etcd: skipped, not installed)",
+            "{count} registrations: courier answered its first lookup {} after its start, holds {} anonymous ({} B a lease), lookup {} (etcd: skipped, not installed)",
             human(big.first_answer),
-            mib(big.rss),
-            big.rss / u64::from(n),
+            mib(big.memory.anon),
+            big.memory.anon / u64::from(n),
             big.lookups.describe()
         );
         return Ok(());
@@ -230,21 +253,27 @@ pub fn rows(n: u32, etcd_dir: Option<&Path>, rows: &mut Vec<Row>) -> anyhow::Res
         (etcd.gets.p50().as_secs_f64(), etcd.gets.describe()),
         Better::Lower,
     ));
-    let per_lease = |rss: u64| rss as f64 / f64::from(n);
+    let per_lease = |bytes: u64| bytes as f64 / f64::from(n);
+    let describe = |m: Resident| {
+        format!(
+            "{:.0} B ({} anonymous; {} of mapped files besides)",
+            per_lease(m.anon),
+            mib(m.anon),
+            mib(m.file)
+        )
+    };
     rows.push(Row::new(
-        format!("resident memory per lease, {count} leases, after a restart and the reads"),
-        (
-            per_lease(big.rss),
-            format!("{:.0} B ({} in all)", per_lease(big.rss), mib(big.rss)),
+        format!(
+            "anonymous resident memory per lease, {count} leases, after a restart and the reads (etcd's mapped database file not counted)"
         ),
-        (
-            per_lease(etcd.rss),
-            format!("{:.0} B ({} in all)", per_lease(etcd.rss), mib(etcd.rss)),
-        ),
+        (per_lease(big.memory.anon), describe(big.memory)),
+        (per_lease(etcd.memory.anon), describe(etcd.memory)),
         Better::Lower,
     ));
     rows.push(Row::new(
-        format!("restart with {count} leases, from starting until the first read is answered"),
+        format!(
+            "restart with {count} leases (each stopped cleanly), from the process's start until the first read is answered"
+        ),
         (big.first_answer.as_secs_f64(), human(big.first_answer)),
         (etcd.first_answer.as_secs_f64(), human(etcd.first_answer)),
         Better::Lower,

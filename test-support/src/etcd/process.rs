@@ -127,6 +127,22 @@ impl Member {
         Ok(())
     }
 
+    /// Stops the member as an operator would (SIGTERM: etcd shuts down cleanly) and reaps
+    /// it; nothing if it is not running.
+    pub(crate) fn terminate(&mut self) -> io::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let signalled = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()?;
+            if !signalled.success() {
+                let _ = child.kill();
+            }
+            child.wait()?;
+        }
+        Ok(())
+    }
+
     /// Whether the member was started and has not been stopped (a member that exited by
     /// itself since counts as not running).
     pub(crate) fn is_running(&mut self) -> bool {
