@@ -119,6 +119,20 @@ fn phase_table(w: &World) {
             "acme/echo",
         ),
         (
+            "warm digest, Winch code (watched)",
+            winch,
+            true,
+            watched,
+            "acme/digest",
+        ),
+        (
+            "warm digest, Cranelift code (watched)",
+            cranelift,
+            true,
+            watched,
+            "acme/digest",
+        ),
+        (
             "cold echo 42 KB (cranelift)",
             cranelift,
             false,
