@@ -14,6 +14,21 @@ use courier_install_api::Need;
 use std::time::Duration;
 use world::*;
 
+/// A lent package command that only appends `<name> <package>` to `log`.
+fn logging(log: &std::path::Path, name: &str) -> LentCommand {
+    LentCommand {
+        name: name.into(),
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo {name} \"$0\" >> {}", log.display()),
+        ],
+        extra_args: ExtraArgs::PackageNames,
+        timeout: Duration::from_secs(10),
+        confirm: false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_package_is_installed_through_the_lent_command() {
     let mut world = World::new().await;
@@ -163,18 +178,10 @@ async fn a_package_already_there_is_never_removed() {
     // check fails.
     machine.facts = ["managed-dir".to_string()].into();
     let log = machine.dir.path().join("commands.log");
-    let logging = |name: &str| LentCommand {
-        name: name.into(),
-        argv: vec![
-            "sh".into(),
-            "-c".into(),
-            format!("echo {name} \"$0\" >> {}", log.display()),
-        ],
-        extra_args: ExtraArgs::PackageNames,
-        timeout: Duration::from_secs(10),
-        confirm: false,
-    };
-    machine.commands = vec![logging("install-package"), logging("remove-package")];
+    machine.commands = vec![
+        logging(&log, "install-package"),
+        logging(&log, "remove-package"),
+    ];
     let client = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
     let (error, unwound) = prerequisite_error(client.call_str(SAY).await);
     assert!(
@@ -202,18 +209,10 @@ async fn a_package_the_client_cannot_see_is_not_removed_by_a_failed_chain() {
     // it) must not remove it.
     std::fs::remove_file(machine.status()).unwrap();
     let log = machine.dir.path().join("commands.log");
-    let logging = |name: &str| LentCommand {
-        name: name.into(),
-        argv: vec![
-            "sh".into(),
-            "-c".into(),
-            format!("echo {name} \"$0\" >> {}", log.display()),
-        ],
-        extra_args: ExtraArgs::PackageNames,
-        timeout: Duration::from_secs(10),
-        confirm: false,
-    };
-    machine.commands = vec![logging("install-package"), logging("remove-package")];
+    machine.commands = vec![
+        logging(&log, "install-package"),
+        logging(&log, "remove-package"),
+    ];
     let client = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
     let (error, unwound) = prerequisite_error(client.call_str(SAY).await);
     assert!(
