@@ -249,8 +249,7 @@ impl RedbStore {
         // Last: it holds the write transaction while it counts.
         let (db, blobs) = (Arc::new(db), Arc::new(blobs));
         let recount = Recount::start(db.clone(), blobs.clone())?;
-        let store = Self { db, blobs, recount };
-        Ok(store)
+        Ok(Self { db, blobs, recount })
     }
 
     /// The highest history number stored (0 if none).

@@ -58,16 +58,14 @@ impl Recount {
     /// Returns once the recount and the sweep are done; their error if they failed.
     pub(super) fn wait(&self) -> Result<(), StoreError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let State::Running(_) = &*state {
-            let State::Running(thread) = std::mem::replace(&mut *state, State::Done) else {
-                unreachable!("matched just above");
-            };
-            *state = match thread.join() {
+        *state = match std::mem::replace(&mut *state, State::Done) {
+            State::Running(thread) => match thread.join() {
                 Ok(Ok(())) => State::Done,
                 Ok(Err(e)) => State::Failed(e.to_string()),
                 Err(_) => State::Failed("the recount thread panicked".into()),
-            };
-        }
+            },
+            settled => settled,
+        };
         match &*state {
             State::Failed(why) => Err(StoreError::Db(format!(
                 "component reference counts not checked: {why}"
