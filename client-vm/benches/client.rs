@@ -407,6 +407,16 @@ fn benches(c: &mut Criterion) {
         w.rt.block_on(sb.compile(Arc::from(artifacts::ECHO)))
             .unwrap()
             .0;
+    // The anchor of the instance cost: the same component instantiated by wasmtime alone
+    // on the default sandbox's engine (every import a trap, no host state, no limits).
+    let bare = sb.bare(&compiled).unwrap();
+    g.bench_function("bare_wasmtime_instantiate_drop", |b| {
+        b.iter_custom(|n| {
+            timed(&w.rt, n, || async {
+                bare.instantiate_drop().await.unwrap()
+            })
+        })
+    });
     // And one full sandbox run against the provider (connection kept).
     let target = ProviderTarget {
         endpoints: vec![w.provider.local_addr().to_string()],

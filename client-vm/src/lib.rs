@@ -61,6 +61,8 @@ pub use policy::{EndpointRefusal, EndpointRule, EndpointRules, ProxyOrigin};
 /// Re-exported so applications can write address ranges of [`EndpointRules`].
 pub use ipnet::IpNet;
 pub use provider::{ProviderError, ProviderPool, ProviderTarget};
+#[cfg(feature = "bench")]
+pub use sandbox::BareInstance;
 pub use sandbox::{
     COMPILED_DIR, COMPILED_KEY_FILE, CompileError, Compiled, CompiledCodeKey, CompilerChoice,
     DEFAULT_DISK_CACHE_BYTES, DiskCacheConfig, DiskCacheError, DiskCacheStats, RunError,

@@ -16,6 +16,8 @@
 //! run's store data and limits), `run` (instantiate, call, discard), `failure` (what a
 //! wasmtime error stands for).
 
+#[cfg(feature = "bench")]
+mod bare;
 mod compile;
 mod disk_cache;
 mod disk_key;
@@ -24,6 +26,8 @@ mod failure;
 mod run;
 mod store;
 
+#[cfg(feature = "bench")]
+pub use bare::BareInstance;
 pub(crate) use compile::Provenance;
 pub use compile::{CompileError, Compiled};
 pub use disk_cache::DiskCacheStats;
