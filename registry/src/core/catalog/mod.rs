@@ -13,6 +13,8 @@
 //!   sequentially and touches a full registration only for the candidates it returns (and
 //!   once per distinct function or attribute set). Every export records its slot's position,
 //!   so a renewal or removal updates the bucket in O(1);
+//! - the registrations by lease are a table of bare pointers, each found by the lease id
+//!   its registration holds ([`by_lease`]), not a map that would store every id twice;
 //! - the signed manifest is not kept in memory: the store has it, and it is read only for
 //!   the candidates a query returns. The versioned interface name is built on output.
 //!
@@ -20,6 +22,7 @@
 //! may grant it to more keys. Each allowed key has at most one registration of the name at a
 //! time (registering again replaces it).
 
+mod by_lease;
 mod intern;
 mod staged;
 
@@ -257,7 +260,7 @@ type AttributeSet = Box<[(Arc<str>, Arc<str>)]>;
 /// The catalog.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    regs: LeaseMap<Arc<Registration>>,
+    regs: by_lease::ByLease,
     by_interface: HashMap<Arc<str>, Bucket>,
     names: HashMap<Arc<str>, NameEntry>,
     strings: Interner<str>,
@@ -443,11 +446,11 @@ impl Catalog {
         }
         if staged {
             self.staged.insert(lease, ());
-            self.regs.insert(lease, reg.clone());
+            self.regs.insert(reg.clone());
             return Ok(reg);
         }
         self.note_active(&name, &reg);
-        self.regs.insert(lease, reg.clone());
+        self.regs.insert(reg.clone());
         Ok(reg)
     }
 
