@@ -24,6 +24,7 @@
 
 mod by_lease;
 mod intern;
+mod names;
 mod staged;
 
 pub use intern::{Interner, Set};
@@ -142,7 +143,7 @@ pub struct Bucket {
 pub struct Registration {
     /// Its lease.
     pub lease: LeaseId,
-    /// The service name (shared with the ownership map).
+    /// The service name (the same text as the name's entry among the owners).
     pub name: Arc<str>,
     /// The vendor key it is registered under.
     pub vendor: Arc<VendorKey>,
@@ -200,37 +201,6 @@ fn slot_of(bucket: &Bucket, e: &ExportEntry, lease: &LeaseId) -> Option<usize> {
     bucket.slots.iter().position(|s| s.reg.lease == *lease)
 }
 
-/// Keys besides the owner that may use a name, and their live registrations.
-#[derive(Debug, Default)]
-struct NameExtra {
-    granted: Vec<Arc<VendorKey>>,
-    active: Vec<(Arc<VendorKey>, LeaseId)>,
-}
-
-/// Who may use a service name, and its live registrations (the owner's inline): 24 bytes.
-#[derive(Debug)]
-struct NameEntry {
-    owner: Arc<VendorKey>,
-    owner_reg: Option<Arc<Registration>>,
-    extra: Option<Box<NameExtra>>,
-}
-
-impl NameEntry {
-    fn new(owner: Arc<VendorKey>) -> Self {
-        Self {
-            owner,
-            owner_reg: None,
-            extra: None,
-        }
-    }
-
-    fn granted(&self, key: &VendorKey) -> bool {
-        self.extra
-            .as_ref()
-            .is_some_and(|x| x.granted.iter().any(|g| **g == *key))
-    }
-}
-
 /// Why a registration cannot go into the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
@@ -262,7 +232,7 @@ type AttributeSet = Box<[(Arc<str>, Arc<str>)]>;
 pub struct Catalog {
     regs: by_lease::ByLease,
     by_interface: HashMap<Arc<str>, Bucket>,
-    names: HashMap<Arc<str>, NameEntry>,
+    names: names::Names,
     strings: Interner<str>,
     function_sets: Interner<Box<[Arc<str>]>>,
     attribute_sets: Interner<AttributeSet>,
@@ -298,16 +268,13 @@ impl Catalog {
                 claims_name: true,
                 replaces: None,
             }),
-            Some(entry) if *entry.owner == *key => Ok(Admission {
+            Some(entry) if **entry.owner() == *key => Ok(Admission {
                 claims_name: false,
-                replaces: entry.owner_reg.as_ref().map(|r| r.lease),
+                replaces: entry.owner_reg().map(|r| r.lease),
             }),
-            Some(entry) if *entry.owner == *owner || entry.granted(key) => Ok(Admission {
+            Some(entry) if **entry.owner() == *owner || entry.granted(key) => Ok(Admission {
                 claims_name: false,
-                replaces: entry
-                    .extra
-                    .as_ref()
-                    .and_then(|x| x.active.iter().find(|(k, _)| **k == *key).map(|(_, l)| *l)),
+                replaces: entry.active_of(key),
             }),
             Some(_) => Err(CatalogError::NotOwner {
                 name: name.to_string(),
@@ -318,26 +285,25 @@ impl Catalog {
     /// Records that `key` owns `name` (first registration, or loaded from the store).
     /// Does nothing if the name has an owner already.
     pub fn claim(&mut self, name: &str, key: &VendorKey) {
-        if self.names.contains_key(name) {
+        if self.names.get(name).is_some() {
             return;
         }
         let owner = self.vendors.intern(key);
-        self.names.insert(Arc::from(name), NameEntry::new(owner));
+        self.names.insert_new(Arc::from(name), owner);
+    }
+
+    /// Room for `more` names, before claiming that many at once.
+    pub fn reserve_names(&mut self, more: usize) {
+        self.names.reserve(more);
     }
 
     /// Lets `key` use `name` too. An unowned name becomes `key`'s.
     pub fn grant(&mut self, name: &str, key: &VendorKey) {
         let key = self.vendors.intern(key);
         match self.names.get_mut(name) {
-            None => {
-                self.names.insert(Arc::from(name), NameEntry::new(key));
-            }
-            Some(entry) if *entry.owner == *key || entry.granted(&key) => {}
-            Some(entry) => entry
-                .extra
-                .get_or_insert_with(Default::default)
-                .granted
-                .push(key),
+            None => self.names.insert_new(Arc::from(name), key),
+            Some(entry) if **entry.owner() == *key => {}
+            Some(entry) => entry.grant(key),
         }
     }
 
@@ -347,28 +313,13 @@ impl Catalog {
     pub fn transfer(&mut self, from: &VendorKey, to: &VendorKey) {
         let to_arc = self.vendors.intern(to);
         for entry in self.names.values_mut() {
-            let owned = *entry.owner == *from;
-            if owned {
-                entry.owner = to_arc.clone();
-            }
-            if let Some(x) = entry.extra.as_mut() {
-                let was_granted = x.granted.iter().any(|g| **g == *from);
-                x.granted.retain(|g| **g != *from && **g != *to);
-                if was_granted && *entry.owner != *to {
-                    x.granted.push(to_arc.clone());
-                }
-                for (k, _) in x.active.iter_mut() {
-                    if **k == *from {
-                        *k = to_arc.clone();
-                    }
-                }
-            }
+            entry.transfer(from, &to_arc);
         }
     }
 
     /// The owner of `name`, if it has one.
     pub fn owner(&self, name: &str) -> Option<VendorKey> {
-        self.names.get(name).map(|e| *e.owner)
+        self.names.get(name).map(|e| **e.owner())
     }
 
     /// Checks that every export of `manifest` can be indexed (its interface name parses
@@ -420,8 +371,8 @@ impl Catalog {
         self.claim(&manifest.name, &manifest.vendor_key);
         let name = self
             .names
-            .get_key_value(manifest.name.as_str())
-            .map(|(k, _)| k.clone())
+            .get(manifest.name.as_str())
+            .map(|e| e.name().clone())
             .ok_or_else(|| CatalogError::Interface("(name)".into()))?;
         let reg = Arc::new(self.build(lease, manifest, name.clone())?);
         let proxy = pack32(&reg.version);
@@ -456,16 +407,11 @@ impl Catalog {
 
     /// Notes `reg` as its key's live registration of its name.
     fn note_active(&mut self, name: &str, reg: &Arc<Registration>) {
-        let (vendor, lease) = (reg.vendor.clone(), reg.lease);
         if let Some(entry) = self.names.get_mut(name) {
-            if *entry.owner == *vendor {
-                entry.owner_reg = Some(reg.clone());
+            if **entry.owner() == *reg.vendor {
+                entry.set_owner_reg(Some(reg.clone()));
             } else {
-                entry
-                    .extra
-                    .get_or_insert_with(Default::default)
-                    .active
-                    .push((vendor, lease));
+                entry.add_active(reg.vendor.clone(), reg.lease);
             }
         }
     }
@@ -477,8 +423,8 @@ impl Catalog {
         lease: LeaseId,
         manifest: &Manifest,
     ) -> Result<Arc<Registration>, CatalogError> {
-        let name = match self.names.get_key_value(manifest.name.as_str()) {
-            Some((k, _)) => k.clone(),
+        let name = match self.names.get(manifest.name.as_str()) {
+            Some(e) => e.name().clone(),
             None => Arc::from(manifest.name.as_str()),
         };
         Ok(Arc::new(self.build(lease, manifest, name)?))
@@ -549,11 +495,11 @@ impl Catalog {
                 }
             }
         }
-        if !staged && let Some(entry) = self.names.get_mut(&*reg.name) {
-            if entry.owner_reg.as_ref().is_some_and(|r| r.lease == *lease) {
-                entry.owner_reg = None;
-            } else if let Some(x) = entry.extra.as_mut() {
-                x.active.retain(|(_, l)| l != lease);
+        if !staged && let Some(entry) = self.names.get_mut(&reg.name) {
+            if entry.owner_reg().is_some_and(|r| r.lease == *lease) {
+                entry.set_owner_reg(None);
+            } else {
+                entry.remove_active(lease);
             }
         }
         // Interned values nothing else uses any more are dropped by an occasional sweep

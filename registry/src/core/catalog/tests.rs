@@ -171,5 +171,79 @@ fn compact_layouts() {
     // 120 + 16 bytes of Arc counts: one 144-byte allocation per registration.
     assert!(std::mem::size_of::<Registration>() <= 120);
     assert!(std::mem::size_of::<Slot>() <= 40);
-    assert!(std::mem::size_of::<NameEntry>() <= 24);
+    // A bare registration pointer or a boxed record: a name slot is 16 bytes.
+    assert!(std::mem::size_of::<names::NameEntry>() <= 16);
+    assert!(std::mem::size_of::<names::Record>() <= 40);
+}
+
+#[test]
+fn a_name_is_a_bare_registration_only_while_nothing_else_is_known() {
+    let mut c = Catalog::new();
+    let key = |k: u8| VendorKey([k; 32]);
+    let bare =
+        |c: &Catalog, name: &str| matches!(c.names.get(name), Some(names::NameEntry::Live(_)));
+    let echo = |vendor: u8| {
+        manifest(
+            "acme/echo",
+            vendor,
+            "1.0.0",
+            &[("courier:echo/echo@0.1.0", &["say"])],
+        )
+    };
+    let (l1, l2, l3) = (LeaseId([1; 16]), LeaseId([2; 16]), LeaseId([3; 16]));
+    c.insert(l1, &echo(1), Millis(10)).unwrap();
+    assert!(bare(&c, "acme/echo"));
+    assert_eq!(c.admit("acme/echo", &key(1)).unwrap().replaces, Some(l1));
+
+    // Its registration gone, the name is a record that remembers its owner.
+    c.remove(&l1).unwrap();
+    assert!(!bare(&c, "acme/echo"));
+    assert_eq!(c.owner("acme/echo"), Some(key(1)));
+    assert!(c.admit("acme/echo", &key(2)).is_err());
+    assert_eq!(c.admit("acme/echo", &key(1)).unwrap().replaces, None);
+
+    // Registered again, bare again, sharing the name's text.
+    c.insert(l2, &echo(1), Millis(10)).unwrap();
+    assert!(bare(&c, "acme/echo"));
+    assert!(Arc::ptr_eq(
+        &c.get(&l2).unwrap().name,
+        c.names.get("acme/echo").unwrap().name()
+    ));
+
+    // A grant makes a record that keeps the owner's registration.
+    c.grant("acme/echo", &key(2));
+    assert!(!bare(&c, "acme/echo"));
+    assert_eq!(c.admit("acme/echo", &key(1)).unwrap().replaces, Some(l2));
+    let a = c.admit("acme/echo", &key(2)).unwrap();
+    assert_eq!((a.claims_name, a.replaces), (false, None));
+    c.insert(l3, &echo(2), Millis(10)).unwrap();
+    assert_eq!(c.admit("acme/echo", &key(2)).unwrap().replaces, Some(l3));
+
+    // A bare name of another owner stays bare through a rotation it has no part in.
+    let other = manifest(
+        "other/svc",
+        4,
+        "1.0.0",
+        &[("courier:echo/echo@0.1.0", &["say"])],
+    );
+    c.insert(LeaseId([4; 16]), &other, Millis(10)).unwrap();
+    c.transfer(&key(1), &key(3));
+    assert!(bare(&c, "other/svc"));
+    assert_eq!(c.owner("other/svc"), Some(key(4)));
+
+    // The rotated name is the new key's; the registration made under the old key stays
+    // the owner's, and the grant and the granted key's registration are untouched.
+    assert_eq!(c.owner("acme/echo"), Some(key(3)));
+    assert_eq!(c.admit("acme/echo", &key(3)).unwrap().replaces, Some(l2));
+    assert!(c.admit("acme/echo", &key(1)).is_err());
+    assert_eq!(c.admit("acme/echo", &key(2)).unwrap().replaces, Some(l3));
+
+    // A bare name whose owner rotates becomes a record under the new key.
+    c.transfer(&key(4), &key(5));
+    assert!(!bare(&c, "other/svc"));
+    assert_eq!(c.owner("other/svc"), Some(key(5)));
+    assert_eq!(
+        c.admit("other/svc", &key(5)).unwrap().replaces,
+        Some(LeaseId([4; 16]))
+    );
 }

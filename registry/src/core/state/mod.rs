@@ -26,6 +26,7 @@ mod freshness;
 mod given;
 mod held;
 mod mirror;
+mod pending_names;
 mod restart;
 mod rollouts;
 mod roots;
@@ -429,5 +430,7 @@ pub(super) fn is_service_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
 }
 
+#[cfg(test)]
+mod start_names_tests;
 #[cfg(test)]
 mod tests;

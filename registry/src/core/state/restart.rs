@@ -15,6 +15,7 @@
 //! wall clock that stepped back while the registry was down extends nothing. Registrations
 //! of revoked keys, and records that cannot be read, are dropped.
 
+use super::pending_names::PendingNames;
 use super::{Change, Planned, RegistryState, StateConfig};
 use crate::core::catalog::Admission;
 use crate::core::clients::ClientRecord;
@@ -56,6 +57,9 @@ pub struct Restorer {
     mirrored: std::collections::HashSet<LeaseId>,
     /// Registrations staged for a rollout.
     staged: std::collections::HashSet<LeaseId>,
+    /// Stored name owners not claimed yet: each is claimed as a grant of its name or its
+    /// first registration comes back, and the rest at the finish.
+    pending: PendingNames,
 }
 
 impl Restorer {
@@ -81,10 +85,12 @@ impl Restorer {
         let start_seq = meta.seq_reserved.max(1);
         let wall_base_ms = wall_now_ms.saturating_sub(now.0);
         let mut state = RegistryState::new(config, wall_base_ms, start_seq);
-        for (name, key) in &meta.names {
-            state.catalog.claim(name, key);
-        }
+        state.catalog.reserve_names(meta.names.len());
+        let mut pending = PendingNames::new(meta.names);
         for (name, key) in &meta.grants {
+            if let Some(owner) = pending.take(name) {
+                state.catalog.claim(name, &owner);
+            }
             state.catalog.grant(name, key);
         }
         state.keys =
@@ -140,6 +146,7 @@ impl Restorer {
             last_alive_ms: meta.last_alive_ms,
             mirrored,
             staged,
+            pending,
             graced: Vec::new(),
             dropped: Vec::new(),
             takeover: false,
@@ -172,6 +179,9 @@ impl Restorer {
                 return;
             }
         };
+        if let Some(owner) = self.pending.take(&manifest.name) {
+            self.state.catalog.claim(&manifest.name, &owner);
+        }
         if self.state.keys.is_revoked(&manifest.vendor_key) {
             self.dropped.push((lease, Removal::Revoked));
             return;
@@ -286,6 +296,9 @@ impl Restorer {
     ) -> (RegistryState, Planned<Restart>, RestartCounts) {
         self.dropped
             .extend(unreadable.into_iter().map(|l| (l, Removal::Expired)));
+        for (name, owner) in std::mem::take(&mut self.pending).rest() {
+            self.state.catalog.claim(&name, &owner);
+        }
         self.state.catalog.shrink_to_fit();
         let table = &self.state.table;
         self.graced.retain(|(lease, _)| table.get(lease).is_some());

@@ -7,10 +7,10 @@ use crate::core::catalog::tests::manifest;
 use crate::store::{LeaseRow, Removal, StoredLease, StoredMeta};
 use courier_protocol::{KeyStatement, LeaseFilter, ServiceQuery, SignedManifest, SigningKey};
 
-const WALL: u64 = 1_764_000_000_000;
+pub(super) const WALL: u64 = 1_764_000_000_000;
 const ECHO: &str = "courier:echo/echo@0.1.0";
 
-fn config() -> StateConfig {
+pub(super) fn config() -> StateConfig {
     StateConfig {
         policy: LeasePolicy {
             min_ttl_ms: 100,
@@ -32,20 +32,20 @@ fn started() -> RegistryState {
     st
 }
 
-fn signing(seed: u8) -> (SigningKey, VendorKey) {
+pub(super) fn signing(seed: u8) -> (SigningKey, VendorKey) {
     let key = SigningKey::from_bytes(&[seed; 32]);
     let vendor = VendorKey::of(&key);
     (key, vendor)
 }
 
 /// A signed echo manifest of `name` by `key`.
-fn echo(key: &SigningKey, name: &str) -> (SignedManifest, courier_protocol::Manifest) {
+pub(super) fn echo(key: &SigningKey, name: &str) -> (SignedManifest, courier_protocol::Manifest) {
     let mut m = manifest(name, 0, "1.0.0", &[(ECHO, &["say"])]);
     m.vendor_key = VendorKey::of(key);
     (SignedManifest::sign(&m, key), m)
 }
 
-fn lease(n: u8) -> LeaseId {
+pub(super) fn lease(n: u8) -> LeaseId {
     LeaseId([n; 16])
 }
 
