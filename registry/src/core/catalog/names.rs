@@ -153,8 +153,8 @@ impl NameEntry {
     }
 
     /// A key rotation from `from` to `to`: the name becomes `to`'s if `from` owned it, a
-    /// grant to `from` passes to `to` (unless `to` owns it), and `from`'s registrations
-    /// stay, counted as `to`'s.
+    /// grant to `from` passes to `to` (unless `to` owns it), a grant `to` held already
+    /// stays, and `from`'s registrations stay, counted as `to`'s.
     pub fn transfer(&mut self, from: &VendorKey, to: &Arc<VendorKey>) {
         let owned = **self.owner() == *from;
         if matches!(self, Self::Live(_)) && !owned {
@@ -165,10 +165,15 @@ impl NameEntry {
             r.owner = to.clone();
         }
         let Some(x) = r.extra.as_mut() else { return };
+        // As the store rewrites its rows: `from`'s grant becomes `to`'s, a grant `to` held
+        // already stays, and the owner needs none.
         let was_granted = x.granted.iter().any(|g| **g == *from);
-        x.granted.retain(|g| **g != *from && **g != **to);
-        if was_granted && *r.owner != **to {
+        x.granted.retain(|g| **g != *from);
+        if was_granted && !x.granted.iter().any(|g| **g == **to) {
             x.granted.push(to.clone());
+        }
+        if *r.owner == **to {
+            x.granted.retain(|g| **g != **to);
         }
         for (k, _) in x.active.iter_mut() {
             if **k == *from {

@@ -247,3 +247,22 @@ fn a_name_is_a_bare_registration_only_while_nothing_else_is_known() {
         Some(LeaseId([4; 16]))
     );
 }
+
+#[test]
+fn a_rotation_leaves_the_new_keys_grants_elsewhere_as_the_store_does() {
+    let mut c = Catalog::new();
+    let key = |k: u8| VendorKey([k; 32]);
+    // Key 3 was granted a name of key 1's; key 2 rotates to key 3.
+    c.claim("acme/other", &key(1));
+    c.grant("acme/other", &key(3));
+    c.claim("acme/mine", &key(2));
+    c.grant("acme/mine", &key(3));
+    c.transfer(&key(2), &key(3));
+    // The grant on a name key 2 had no part in stays (the store keeps its row, so a
+    // restart would bring it back anyway).
+    assert!(c.admit("acme/other", &key(3)).is_ok());
+    // The rotated name is key 3's, and its grant to key 3 is moot.
+    assert_eq!(c.owner("acme/mine"), Some(key(3)));
+    assert!(!c.admit("acme/mine", &key(3)).unwrap().claims_name);
+    assert!(c.admit("acme/mine", &key(2)).is_err());
+}
