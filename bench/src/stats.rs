@@ -91,41 +91,6 @@ pub fn thousands(x: f64) -> String {
     out
 }
 
-/// Resident memory of process `pid` (this process if `None`), from `/proc/PID/status`:
-/// anonymous pages (the heap: `RssAnon`) and pages of mapped files (`RssFile`), in bytes;
-/// zeros where it cannot be read. A process that maps its database file (etcd's bbolt)
-/// counts the file's cached pages in its RSS, one that reads it (courier's redb) does not,
-/// so the two are compared by their anonymous memory.
-pub fn resident(pid: Option<u32>) -> Resident {
-    let path = pid.map_or_else(
-        || "/proc/self/status".to_owned(),
-        |p| format!("/proc/{p}/status"),
-    );
-    let status = std::fs::read_to_string(path).unwrap_or_default();
-    let kib = |field: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    };
-    Resident {
-        anon: kib("RssAnon:"),
-        file: kib("RssFile:"),
-    }
-}
-
-/// A process's resident memory, by kind (see [`resident`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Resident {
-    /// Anonymous pages: heap, stacks.
-    pub anon: u64,
-    /// Pages of mapped files (the binary, libraries, a mapped database).
-    pub file: u64,
-}
-
 /// Bytes as MiB with one decimal.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)

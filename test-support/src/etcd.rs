@@ -159,18 +159,11 @@ impl EtcdMember {
         self.member.pid()
     }
 
-    /// The etcd process's resident memory in bytes, from `/proc/PID/statm` (0 if unknown).
+    /// The etcd process's whole resident set in bytes (0 if unknown).
     pub fn rss_bytes(&self) -> u64 {
-        let Some(pid) = self.member.pid() else {
-            return 0;
-        };
-        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
-        let pages: u64 = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        pages * 4096
+        self.member
+            .pid()
+            .map_or(0, |pid| crate::resident::resident(Some(pid)).total())
     }
 }
 

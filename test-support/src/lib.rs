@@ -1,11 +1,13 @@
 //! Helpers shared by courier's tests and benchmarks, written once: test keys, the wall
 //! clock, logs, freshness statements, a registry on loopback with short leases, a real etcd
-//! member, and a real etcd cluster of several members. A dev-dependency only.
+//! member, a real etcd cluster of several members, and a process's resident memory. A
+//! dev-dependency only.
 #![allow(clippy::unwrap_used)]
 
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod relay;
+pub mod resident;
 
 use courier_protocol::{FreshnessStatement, SignedFreshness, SigningKey, VendorKey};
 use courier_registry::{Registry, RegistryConfig, RegistryHandle, ServerConfig};

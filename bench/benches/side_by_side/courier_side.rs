@@ -102,12 +102,15 @@ pub async fn lookups(h: &RegistryHandle, count: usize) -> anyhow::Result<Run> {
 
 /// Run in a fresh child process: serve an empty `dir`, take `n` registrations while
 /// serving (100 per durable commit), print `rss <bytes>` of this process (its anonymous
-/// resident memory: see [`courier_bench::stats::resident`]).
+/// resident memory: see [`courier_test_support::resident::resident`]).
 pub fn rss_child(dir: &Path, n: u32) -> anyhow::Result<()> {
     let rt = crate::runtime();
     let h = rt.block_on(empty_registry(dir))?;
     bulk_load_in(h.registry(), n, INTERFACES, 100);
-    println!("rss {}", courier_bench::stats::resident(None).anon);
+    println!(
+        "rss {}",
+        courier_test_support::resident::resident(None).anon
+    );
     rt.block_on(h.shutdown());
     Ok(())
 }

@@ -140,7 +140,7 @@ fn lookup_rows(args: &Args, etcd_dir: &std::path::Path, rows: &mut Vec<Row>) -> 
     eprintln!("etcd: filled in {}", human(took));
     // Anonymous memory on both sides: etcd maps its database file, whose cached pages its
     // RSS would count; courier reads its own.
-    let etcd_rss = courier_bench::stats::resident(member.pid()).anon;
+    let etcd_rss = courier_test_support::resident::resident(member.pid()).anon;
     eprintln!("courier: a fresh registry process taking {n} registrations");
     let courier_rss = courier_side::rss_of_registry(n)?;
     rows.push(Row::new(

@@ -9,10 +9,11 @@
 //! memory is what a restarted registry holds and nothing of the loading process.
 
 use crate::registry_support::{bulk_load, config, percentiles, queries, serve};
-use courier_bench::stats::{Resident, Run, human, mib, resident, thousands};
+use courier_bench::stats::{Run, human, mib, thousands};
 use courier_bench::table::{Better, Row};
 use courier_registry::{PreparedQuery, Registry};
 use courier_test_support::etcd::EtcdMember;
+use courier_test_support::resident::{Resident, resident};
 use courier_transport::RegistryClient;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -158,6 +159,7 @@ fn restarted(dir: &Path, n: u32, interfaces: u32) -> anyhow::Result<Restarted> {
         memory: Resident {
             anon: number("anon ")?,
             file: number("file ")?,
+            shmem: 0,
         },
         matched: run("match ")?,
         lookups: run("lookup ")?,

@@ -126,14 +126,9 @@ pub fn percentiles(mut v: Vec<u64>) -> (Duration, Duration, Duration) {
     (at(0.50), at(0.99), at(1.0))
 }
 
+/// This process's whole resident set, in bytes.
 pub fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
+    courier_test_support::resident::resident(None).total()
 }
 
 /// `n` vendors, each with its own key (seeds from `first`), its own authenticated
