@@ -285,11 +285,8 @@ impl Catalog {
     /// Records that `key` owns `name` (first registration, or loaded from the store).
     /// Does nothing if the name has an owner already.
     pub fn claim(&mut self, name: &str, key: &VendorKey) {
-        if self.names.get(name).is_some() {
-            return;
-        }
-        let owner = self.vendors.intern(key);
-        self.names.insert_new(Arc::from(name), owner);
+        let vendors = &mut self.vendors;
+        self.names.claim(name, || vendors.intern(key));
     }
 
     /// Room for `more` names, before claiming that many at once.
@@ -300,10 +297,9 @@ impl Catalog {
     /// Lets `key` use `name` too. An unowned name becomes `key`'s.
     pub fn grant(&mut self, name: &str, key: &VendorKey) {
         let key = self.vendors.intern(key);
-        match self.names.get_mut(name) {
-            None => self.names.insert_new(Arc::from(name), key),
-            Some(entry) if **entry.owner() == *key => {}
-            Some(entry) => entry.grant(key),
+        let entry = self.names.claim(name, || key.clone());
+        if **entry.owner() != *key {
+            entry.grant(key);
         }
     }
 
@@ -368,12 +364,12 @@ impl Catalog {
         deadline: Millis,
         staged: bool,
     ) -> Result<Arc<Registration>, CatalogError> {
-        self.claim(&manifest.name, &manifest.vendor_key);
+        let vendors = &mut self.vendors;
         let name = self
             .names
-            .get(manifest.name.as_str())
-            .map(|e| e.name().clone())
-            .ok_or_else(|| CatalogError::Interface("(name)".into()))?;
+            .claim(&manifest.name, || vendors.intern(&manifest.vendor_key))
+            .name()
+            .clone();
         let reg = Arc::new(self.build(lease, manifest, name.clone())?);
         let proxy = pack32(&reg.version);
         for e in reg.exports() {

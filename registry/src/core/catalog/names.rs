@@ -221,20 +221,25 @@ impl Names {
         self.table.find_mut(hash, |e| **e.name() == *name)
     }
 
-    /// Records `owner` as the owner of `name`, which has no entry yet.
-    pub fn insert_new(&mut self, name: Arc<str>, owner: Arc<VendorKey>) {
+    /// The entry of `name`, made first with the owner `owner()` if the name has none.
+    pub fn claim(&mut self, name: &str, owner: impl FnOnce() -> Arc<VendorKey>) -> &mut NameEntry {
         let hasher = &self.hasher;
-        let hash = hasher.hash_one(&*name);
-        self.table.insert_unique(
-            hash,
-            NameEntry::Record(Box::new(Record {
-                name,
-                owner,
-                owner_reg: None,
-                extra: None,
-            })),
-            |e| hasher.hash_one(&**e.name()),
-        );
+        let hash = hasher.hash_one(name);
+        self.table
+            .entry(
+                hash,
+                |e| **e.name() == *name,
+                |e| hasher.hash_one(&**e.name()),
+            )
+            .or_insert_with(|| {
+                NameEntry::Record(Box::new(Record {
+                    name: Arc::from(name),
+                    owner: owner(),
+                    owner_reg: None,
+                    extra: None,
+                }))
+            })
+            .into_mut()
     }
 
     /// Room for `more` names without growing (a table that grows rehashes every name, and
