@@ -9,14 +9,19 @@ mod common;
 #[path = "common/install.rs"]
 mod world;
 
-use courier_client::{Answer, ExtraArgs, LentCommand, OperatorAnswer, PrerequisiteError};
+use courier_client::{
+    Answer, Client, ExtraArgs, LentCommand, OperatorAnswer, PrerequisiteError, Unwound,
+};
 use courier_install_api::Need;
+use std::path::PathBuf;
 use std::time::Duration;
 use world::*;
 
-/// A lent package command that only appends `<name> <package>` to `log`.
-fn logging(log: &std::path::Path, name: &str) -> LentCommand {
-    LentCommand {
+/// Lends `machine` an `install-package` and a `remove-package` command that only append
+/// `<command> <package>` to the returned log file.
+fn log_package_commands(machine: &mut Machine) -> PathBuf {
+    let log = machine.dir.path().join("commands.log");
+    let logging = |name: &str| LentCommand {
         name: name.into(),
         argv: vec![
             "sh".into(),
@@ -26,7 +31,22 @@ fn logging(log: &std::path::Path, name: &str) -> LentCommand {
         extra_args: ExtraArgs::PackageNames,
         timeout: Duration::from_secs(10),
         confirm: false,
-    }
+    };
+    machine.commands = vec![logging("install-package"), logging("remove-package")];
+    log
+}
+
+/// Calls through a client of `machine` that approves everything, expecting the second
+/// check of the predicate to still find something missing: the client, and what the chain
+/// undid.
+async fn call_still_missing(world: &World, machine: &Machine) -> (Client, Vec<Unwound>) {
+    let client = world.client(machine, OperatorAnswer::ApproveAll, 4).await;
+    let (error, unwound) = prerequisite_error(client.call_str(SAY).await);
+    assert!(
+        matches!(error, PrerequisiteError::StillMissing { .. }),
+        "{error:?}"
+    );
+    (client, unwound)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,17 +197,8 @@ async fn a_package_already_there_is_never_removed() {
     // client sees it installed, installs nothing, and removes nothing when the second
     // check fails.
     machine.facts = ["managed-dir".to_string()].into();
-    let log = machine.dir.path().join("commands.log");
-    machine.commands = vec![
-        logging(&log, "install-package"),
-        logging(&log, "remove-package"),
-    ];
-    let client = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
-    let (error, unwound) = prerequisite_error(client.call_str(SAY).await);
-    assert!(
-        matches!(error, PrerequisiteError::StillMissing { .. }),
-        "{error:?}"
-    );
+    let log = log_package_commands(&mut machine);
+    let (client, unwound) = call_still_missing(&world, &machine).await;
     assert!(unwound.is_empty());
     assert!(!log.exists(), "{:?}", std::fs::read_to_string(&log));
     assert!(client.installed().is_empty());
@@ -208,17 +219,8 @@ async fn a_package_the_client_cannot_see_is_not_removed_by_a_failed_chain() {
     // before its install command ran, so the failed chain (the second check still misses
     // it) must not remove it.
     std::fs::remove_file(machine.status()).unwrap();
-    let log = machine.dir.path().join("commands.log");
-    machine.commands = vec![
-        logging(&log, "install-package"),
-        logging(&log, "remove-package"),
-    ];
-    let client = world.client(&machine, OperatorAnswer::ApproveAll, 4).await;
-    let (error, unwound) = prerequisite_error(client.call_str(SAY).await);
-    assert!(
-        matches!(error, PrerequisiteError::StillMissing { .. }),
-        "{error:?}"
-    );
+    let log = log_package_commands(&mut machine);
+    let (_client, unwound) = call_still_missing(&world, &machine).await;
     assert!(unwound.is_empty(), "{unwound:?}");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
