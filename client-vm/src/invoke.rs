@@ -5,7 +5,7 @@
 //! Rust applications that know the interface can use typed calls instead
 //! ([`crate::Sandbox::run_typed`], [`crate::Client::call_typed`]).
 
-use courier_protocol::InterfaceName;
+use courier_protocol::{InterfaceName, InterfaceRef};
 use std::fmt;
 use std::str::FromStr;
 use wasmtime::component::types::ComponentItem;
@@ -120,10 +120,10 @@ impl CallSpec {
     /// interface: same name, and the same version if one was asked for (or a
     /// semver-compatible newer one).
     pub fn matches_export(&self, exported: &str) -> bool {
-        let Ok(e) = exported.parse::<InterfaceName>() else {
+        let Ok(e) = InterfaceRef::parse(exported) else {
             return false;
         };
-        if e.unversioned() != self.interface.unversioned() {
+        if !self.interface.is_path(e.path) {
             return false;
         }
         match (&self.interface.version, &e.version) {

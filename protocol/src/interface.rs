@@ -46,12 +46,41 @@ impl InterfaceName {
     pub fn unversioned(&self) -> String {
         format!("{}:{}/{}", self.namespace, self.package, self.interface)
     }
+
+    /// Whether `path` is this name's `namespace:package/interface` (compared in place,
+    /// without building the string).
+    pub fn is_path(&self, path: &str) -> bool {
+        path.len() == self.namespace.len() + self.package.len() + self.interface.len() + 2
+            && path
+                .strip_prefix(self.namespace.as_str())
+                .is_some_and(|rest| {
+                    rest.strip_prefix(':')
+                        .and_then(|rest| rest.strip_prefix(self.package.as_str()))
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        .is_some_and(|rest| rest == self.interface)
+                })
+    }
 }
 
-impl FromStr for InterfaceName {
-    type Err = InterfaceNameError;
+/// An interface name checked as [`InterfaceName`] is, borrowed from its text: for the hot
+/// paths that only compare or look up the name and would otherwise allocate its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceRef<'a> {
+    /// `namespace:package/interface`: the text before `@`.
+    pub path: &'a str,
+    /// `namespace`.
+    pub namespace: &'a str,
+    /// `package`.
+    pub package: &'a str,
+    /// The interface itself.
+    pub interface: &'a str,
+    /// The version after `@`, if any.
+    pub version: Option<semver::Version>,
+}
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+impl<'a> InterfaceRef<'a> {
+    /// Checks `s` as an interface name (the same rules as `InterfaceName`'s `FromStr`).
+    pub fn parse(s: &'a str) -> Result<Self, InterfaceNameError> {
         if s.len() > 256 {
             return Err(InterfaceNameError::Shape(s.chars().take(64).collect()));
         }
@@ -78,10 +107,25 @@ impl FromStr for InterfaceName {
             }
         }
         Ok(Self {
-            namespace: namespace.to_string(),
-            package: package.to_string(),
-            interface: interface.to_string(),
+            path,
+            namespace,
+            package,
+            interface,
             version,
+        })
+    }
+}
+
+impl FromStr for InterfaceName {
+    type Err = InterfaceNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let r = InterfaceRef::parse(s)?;
+        Ok(Self {
+            namespace: r.namespace.to_string(),
+            package: r.package.to_string(),
+            interface: r.interface.to_string(),
+            version: r.version,
         })
     }
 }
@@ -111,6 +155,37 @@ mod tests {
         assert_eq!(n.unversioned(), "courier:echo/echo");
         let n: InterfaceName = "wasi:cli/environment".parse().unwrap();
         assert_eq!(n.version, None);
+    }
+
+    #[test]
+    fn a_borrowed_name_checks_and_splits_as_the_owned_one() {
+        let r = InterfaceRef::parse("courier:echo/echo@0.1.0").unwrap();
+        assert_eq!(r.path, "courier:echo/echo");
+        assert_eq!(
+            (r.namespace, r.package, r.interface),
+            ("courier", "echo", "echo")
+        );
+        assert_eq!(r.version, Some(semver::Version::new(0, 1, 0)));
+        let n: InterfaceName = "courier:echo/echo@0.2.0".parse().unwrap();
+        assert!(n.is_path(r.path));
+        for other in [
+            "courier:echo/echoo",
+            "courier:ech/oecho",
+            "courier:echo/ech",
+            "courier:echo:echo",
+            "",
+        ] {
+            assert!(!n.is_path(other), "{other}");
+        }
+        for bad in [
+            "", "echo", "a:b", "a/b", "A:b/c", "a:b/c@x", "a:b/c-", "a:-b/c", "a:b/1c",
+        ] {
+            assert_eq!(
+                InterfaceRef::parse(bad).err(),
+                bad.parse::<InterfaceName>().err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

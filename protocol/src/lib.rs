@@ -24,7 +24,7 @@ pub use freshness::{
     MAX_FRESHNESS_SERVICES, MAX_FRESHNESS_VALIDITY_MS, SignedFreshness,
 };
 pub use hash::{ContentHash, DigestParseError, SpkiPin};
-pub use interface::{InterfaceName, InterfaceNameError};
+pub use interface::{InterfaceName, InterfaceNameError, InterfaceRef};
 pub use manifest::{CLOCK_SKEW_MS, Export, Manifest, ManifestError};
 pub use operator::{OperatorStatement, SignedOperatorStatement};
 pub use root::{

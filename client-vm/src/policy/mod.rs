@@ -23,7 +23,7 @@ pub use endpoints::{EndpointRefusal, EndpointRule, EndpointRules, ProxyOrigin};
 pub use file::{POLICY_FILE, PolicyFile, PolicyFileError};
 pub use freshness::{DEFAULT_FRESHNESS_MAX_AGE, FreshnessPolicy};
 
-use courier_protocol::InterfaceName;
+use courier_protocol::InterfaceRef;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
@@ -290,17 +290,21 @@ impl Policy {
 
     /// The `courier:proxy` interfaces granted, unversioned.
     pub fn granted_courier(&self) -> Vec<&'static str> {
-        let mut out = vec![PROVIDER];
-        if self.grant_host_info {
-            out.push(HOST_INFO);
+        [PROVIDER, HOST_INFO, OPERATOR, COMMANDS]
+            .into_iter()
+            .filter(|i| self.grants_courier(i))
+            .collect()
+    }
+
+    /// Whether the `courier:proxy` interface `unversioned` is granted.
+    fn grants_courier(&self, unversioned: &str) -> bool {
+        match unversioned {
+            PROVIDER => true,
+            HOST_INFO => self.grant_host_info,
+            OPERATOR => self.grant_operator,
+            COMMANDS => !self.commands.is_empty(),
+            _ => false,
         }
-        if self.grant_operator {
-            out.push(OPERATOR);
-        }
-        if !self.commands.is_empty() {
-            out.push(COMMANDS);
-        }
-        out
     }
 
     /// The lent command called `name`, if any.
@@ -310,29 +314,30 @@ impl Policy {
 
     /// Whether an import (full name, version optional) is granted.
     pub fn grants(&self, import: &str) -> Result<(), MissingReason> {
-        let Ok(name) = import.parse::<InterfaceName>() else {
+        // Checked on every call (the manifest's declared imports): borrowed, nothing built.
+        let Ok(name) = InterfaceRef::parse(import) else {
             return Err(MissingReason::Unknown);
         };
-        let unversioned = name.unversioned();
+        let unversioned = name.path;
         let version = name.version.as_ref();
-        if SAFE_WASI.contains(&unversioned.as_str()) {
+        if SAFE_WASI.contains(&unversioned) {
             return if compatible(version, &WASI_VERSION) {
                 Ok(())
             } else {
                 Err(MissingReason::Unknown)
             };
         }
-        if [PROVIDER, HOST_INFO, OPERATOR, COMMANDS].contains(&unversioned.as_str()) {
+        if [PROVIDER, HOST_INFO, OPERATOR, COMMANDS].contains(&unversioned) {
             if !compatible(version, &COURIER_PROXY_VERSION) {
                 return Err(MissingReason::Unknown);
             }
-            return if self.granted_courier().contains(&unversioned.as_str()) {
+            return if self.grants_courier(unversioned) {
                 Ok(())
             } else {
                 Err(MissingReason::NotGranted)
             };
         }
-        if is_known_wasi(&unversioned) {
+        if is_known_wasi(unversioned) {
             return Err(MissingReason::NotGranted);
         }
         Err(MissingReason::Unknown)
