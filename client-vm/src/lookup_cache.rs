@@ -52,8 +52,8 @@ pub const REFUSAL_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct State {
-    /// Query (debug form) → (filled at, candidates, unversioned interface).
-    entries: HashMap<String, (Instant, Vec<Candidate>, String)>,
+    /// Query → (filled at, candidates, unversioned interface).
+    entries: HashMap<ServiceQuery, (Instant, Vec<Candidate>, String)>,
     /// Unversioned interface → its watch.
     watches: HashMap<String, Watch>,
     /// Interfaces with a subscription attempt under way.
@@ -132,7 +132,7 @@ impl State {
         }
         w.used = Instant::now();
         Some(Fill {
-            key: format!("{query:?}"),
+            key: query.clone(),
             watch: w.id,
             generation: w.generation,
             interface,
@@ -142,7 +142,7 @@ impl State {
 
 /// A fill in progress: where to put the answer, if nothing changed meanwhile.
 pub struct Fill {
-    key: String,
+    key: ServiceQuery,
     interface: String,
     watch: u64,
     generation: u64,
@@ -178,9 +178,8 @@ impl LookupCache {
     /// The candidates kept for `query`, if fresh (younger than `max_age` and than the
     /// shortest remaining lease among them).
     pub fn get(&self, query: &ServiceQuery, max_age: Duration) -> Option<Vec<Candidate>> {
-        let key = format!("{query:?}");
         let mut st = lock(&self.state);
-        let (at, candidates, interface) = st.entries.get(&key)?;
+        let (at, candidates, interface) = st.entries.get(query)?;
         let shortest = candidates
             .iter()
             .map(|c| Duration::from_millis(c.remaining_ms))
@@ -194,7 +193,7 @@ impl LookupCache {
             }
             return Some(hit);
         }
-        st.entries.remove(&key);
+        st.entries.remove(query);
         None
     }
 

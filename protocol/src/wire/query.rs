@@ -6,7 +6,7 @@ use crate::signing::SignedManifest;
 use serde::{Deserialize, Serialize};
 
 /// What a client asks for: an interface, functions it needs, attribute constraints.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServiceQuery {
     /// `namespace:package/interface`; with `@version` and no `version_req`, a version
     /// compatible with it (`^version`).
@@ -22,7 +22,7 @@ pub struct ServiceQuery {
 }
 
 /// A constraint on one manifest attribute.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AttributeConstraint {
     /// The attribute equals the value.
     Equals(String, String),
