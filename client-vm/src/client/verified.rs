@@ -2,16 +2,18 @@
 //! its manifest nor its vendor's freshness statement again. What a check says stays true as
 //! long as the signed bytes and the signature are the same; times and trust are checked on
 //! every call anyway. Off for a client that keeps nothing between calls (strict discard).
+//!
+//! An entry is found by its signature and kept with the bytes it covered, which must be
+//! equal byte for byte: cheaper on every warm call than hashing the bytes again (SHA-256
+//! of a manifest was most of the warm call's checks), and no weaker. Values are shared, not
+//! copied out.
 
-use courier_protocol::{ContentHash, FreshnessStatement, Manifest};
+use courier_protocol::{FreshnessStatement, Manifest};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Most verified values remembered of one kind (the cache is emptied when full).
 const VERIFIED_CACHE: usize = 256;
-
-/// What identifies a signed value: the hash of its bytes and its signature.
-type SignedBytes = (ContentHash, [u8; 64]);
 
 /// The signature checks a client remembers.
 pub(super) struct Verifications {
@@ -31,13 +33,16 @@ impl Verifications {
     }
 }
 
-/// Values whose signature was checked, by the bytes it covered.
+/// A remembered check: the bytes it covered and the value they verified to.
+type Entry<T> = (Box<[u8]>, Arc<T>);
+
+/// Values whose signature was checked, by signature.
 pub(super) struct VerifiedCache<T> {
     remember: bool,
-    cache: Mutex<HashMap<SignedBytes, T>>,
+    cache: Mutex<HashMap<[u8; 64], Entry<T>>>,
 }
 
-impl<T: Clone> VerifiedCache<T> {
+impl<T> VerifiedCache<T> {
     /// A cache, if `remember`; otherwise every value is verified every time.
     pub(super) fn new(remember: bool) -> Self {
         Self {
@@ -53,24 +58,25 @@ impl<T: Clone> VerifiedCache<T> {
         bytes: &[u8],
         signature: &[u8; 64],
         verify: impl FnOnce() -> Result<T, E>,
-    ) -> Result<T, E> {
+    ) -> Result<Arc<T>, E> {
         if !self.remember {
-            return verify();
+            return verify().map(Arc::new);
         }
-        let key = (ContentHash::of(bytes), *signature);
-        if let Some(value) = self.lock().get(&key) {
+        if let Some((covered, value)) = self.lock().get(signature)
+            && **covered == *bytes
+        {
             return Ok(value.clone());
         }
-        let value = verify()?;
+        let value = Arc::new(verify()?);
         let mut cache = self.lock();
         if cache.len() >= VERIFIED_CACHE {
             cache.clear();
         }
-        cache.insert(key, value.clone());
+        cache.insert(*signature, (bytes.into(), value.clone()));
         Ok(value)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SignedBytes, T>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 64], Entry<T>>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -88,18 +94,24 @@ mod tests {
             checks.set(checks.get() + 1);
             if ok { Ok(7) } else { Err("bad") }
         };
-        assert_eq!(cache.verify(b"a", &[1; 64], || check(true)), Ok(7));
-        assert_eq!(cache.verify(b"a", &[1; 64], || check(true)), Ok(7));
+        let v = |r: Result<Arc<i32>, &'static str>| r.map(|v| *v);
+        assert_eq!(v(cache.verify(b"a", &[1; 64], || check(true))), Ok(7));
+        assert_eq!(v(cache.verify(b"a", &[1; 64], || check(true))), Ok(7));
         assert_eq!(checks.get(), 1);
-        // Other bytes, or the same bytes with another signature, are checked.
-        assert_eq!(cache.verify(b"b", &[1; 64], || check(false)), Err("bad"));
-        assert_eq!(cache.verify(b"a", &[2; 64], || check(false)), Err("bad"));
-        assert_eq!(cache.verify(b"a", &[2; 64], || check(false)), Err("bad"));
-        assert_eq!(checks.get(), 4);
+        // Other bytes under the same signature, a prefix of them, or the same bytes with
+        // another signature, are checked.
+        assert_eq!(v(cache.verify(b"b", &[1; 64], || check(false))), Err("bad"));
+        assert_eq!(v(cache.verify(b"", &[1; 64], || check(false))), Err("bad"));
+        assert_eq!(v(cache.verify(b"a", &[2; 64], || check(false))), Err("bad"));
+        assert_eq!(v(cache.verify(b"a", &[2; 64], || check(false))), Err("bad"));
+        assert_eq!(checks.get(), 5);
+        // What was kept is still there.
+        assert_eq!(v(cache.verify(b"a", &[1; 64], || check(false))), Ok(7));
+        assert_eq!(checks.get(), 5);
         // A cache that remembers nothing checks every time.
         let off = VerifiedCache::new(false);
-        assert_eq!(off.verify(b"a", &[1; 64], || check(true)), Ok(7));
-        assert_eq!(off.verify(b"a", &[1; 64], || check(true)), Ok(7));
-        assert_eq!(checks.get(), 6);
+        assert_eq!(v(off.verify(b"a", &[1; 64], || check(true))), Ok(7));
+        assert_eq!(v(off.verify(b"a", &[1; 64], || check(true))), Ok(7));
+        assert_eq!(checks.get(), 7);
     }
 }

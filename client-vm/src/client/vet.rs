@@ -38,7 +38,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// A candidate that passed every check, and its compiled component.
 pub(super) struct Vetted {
     /// The verified manifest.
-    pub(super) manifest: Manifest,
+    pub(super) manifest: Arc<Manifest>,
     /// The component, compiled by this client (or from its cache).
     pub(super) compiled: Arc<Compiled>,
 }
@@ -126,7 +126,7 @@ impl Client {
     pub(super) fn vouched(
         &self,
         candidate: &Candidate,
-    ) -> Result<(Manifest, Option<semver::Version>), RejectReason> {
+    ) -> Result<(Arc<Manifest>, Option<semver::Version>), RejectReason> {
         let policy = self.sandbox.policy();
         let signed = &candidate.manifest;
         let manifest = self

@@ -308,7 +308,7 @@ impl Client {
                 Undo::Service {
                     compiled: Arc::clone(&ready.compiled),
                     target: ready.target(),
-                    manifest: Box::new(ready.manifest.clone()),
+                    manifest: Box::new(Manifest::clone(&ready.manifest)),
                 },
             ));
         }
