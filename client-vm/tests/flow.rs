@@ -366,6 +366,12 @@ async fn capabilities_not_granted_are_listed() {
         "the honest one is refused before fetching"
     );
     assert_eq!(client.sandbox().cached_components(), 0, "nothing compiled");
+    // Asked again, with the manifest's signature check remembered, the same refusal.
+    let again = client.call_str(SAY).await.unwrap_err();
+    assert!(
+        matches!(&again.rejections()[0].reason, RejectReason::Capabilities(c) if c == first),
+        "{again}"
+    );
 
     // A client whose policy grants them runs the operator proxy.
     let client = client_with(

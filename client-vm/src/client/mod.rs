@@ -543,7 +543,7 @@ struct Ready {
     /// Its component.
     compiled: Arc<Compiled>,
     /// Its verified manifest.
-    manifest: Arc<Manifest>,
+    manifest: Arc<verified::VerifiedManifest>,
     /// The candidates skipped before it.
     rejected: Vec<Rejection>,
     /// The call's phases so far.

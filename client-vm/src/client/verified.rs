@@ -8,9 +8,11 @@
 //! of a manifest was most of the warm call's checks), and no weaker. Values are shared, not
 //! copied out.
 
+use crate::policy::{MissingCapabilities, Policy};
 use courier_protocol::{FreshnessStatement, Manifest};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Most verified values remembered of one kind (the cache is emptied when full).
 const VERIFIED_CACHE: usize = 256;
@@ -18,7 +20,7 @@ const VERIFIED_CACHE: usize = 256;
 /// The signature checks a client remembers.
 pub(super) struct Verifications {
     /// Manifests, by their signed bytes.
-    pub(super) manifests: VerifiedCache<Manifest>,
+    pub(super) manifests: VerifiedCache<VerifiedManifest>,
     /// Vendors' freshness statements, by their signed bytes.
     pub(super) freshness: VerifiedCache<FreshnessStatement>,
 }
@@ -30,6 +32,43 @@ impl Verifications {
             manifests: VerifiedCache::new(remember),
             freshness: VerifiedCache::new(remember),
         }
+    }
+}
+
+/// A manifest whose signature verified, with what this client's policy (fixed for the
+/// client's life) says of the imports it declares, worked out on the first call that asks.
+#[derive(Debug)]
+pub(super) struct VerifiedManifest {
+    manifest: Manifest,
+    declared_imports: OnceLock<Result<(), MissingCapabilities>>,
+}
+
+impl VerifiedManifest {
+    /// A manifest whose signature verified.
+    pub(super) fn new(manifest: Manifest) -> Self {
+        Self {
+            manifest,
+            declared_imports: OnceLock::new(),
+        }
+    }
+
+    /// Whether `policy` grants every import the manifest declares (check 7), the same
+    /// answer as `policy.check_imports` on them: `policy` must be the client's own.
+    pub(super) fn declared_imports_granted(
+        &self,
+        policy: &Policy,
+    ) -> Result<(), MissingCapabilities> {
+        self.declared_imports
+            .get_or_init(|| policy.check_imports(&self.manifest.imports))
+            .clone()
+    }
+}
+
+impl Deref for VerifiedManifest {
+    type Target = Manifest;
+
+    fn deref(&self) -> &Manifest {
+        &self.manifest
     }
 }
 

@@ -26,11 +26,12 @@
 
 use super::freshness::{self, FreshnessRefusal};
 use super::timings::{PhaseTimer, timed};
+use super::verified::VerifiedManifest;
 use super::{Client, PhaseTimings, RejectReason};
 use crate::invoke::{CallSpec, lookup};
 use crate::policy::Policy;
 use crate::sandbox::{CompileError, Compiled, Provenance};
-use courier_protocol::{Candidate, Manifest, Verified};
+use courier_protocol::{Candidate, Manifest};
 use courier_transport::RegistryClient;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,7 +39,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// A candidate that passed every check, and its compiled component.
 pub(super) struct Vetted {
     /// The verified manifest.
-    pub(super) manifest: Arc<Manifest>,
+    pub(super) manifest: Arc<VerifiedManifest>,
     /// The component, compiled by this client (or from its cache).
     pub(super) compiled: Arc<Compiled>,
 }
@@ -62,7 +63,7 @@ impl Client {
         let now = now_ms();
         self.versions.check(&manifest, &self.trust.read())?; // 5. version, rollback
         check_claims(&manifest, spec)?; // 6. claims
-        policy.check_imports(&manifest.imports)?; // 7. declared capabilities
+        manifest.declared_imports_granted(policy)?; // 7. declared capabilities
         check_declared_size(&manifest, policy)?; // 8. declared size
         drop(verifying);
 
@@ -126,14 +127,16 @@ impl Client {
     pub(super) fn vouched(
         &self,
         candidate: &Candidate,
-    ) -> Result<(Arc<Manifest>, Option<semver::Version>), RejectReason> {
+    ) -> Result<(Arc<VerifiedManifest>, Option<semver::Version>), RejectReason> {
         let policy = self.sandbox.policy();
         let signed = &candidate.manifest;
         let manifest = self
             .verified
             .manifests
             .verify(&signed.bytes, &signed.signature, || {
-                signed.verify().map(Verified::into_inner)
+                signed
+                    .verify()
+                    .map(|m| VerifiedManifest::new(m.into_inner()))
             })?; // 1. signature
         let now = now_ms();
         self.trust
