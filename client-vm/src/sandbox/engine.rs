@@ -55,10 +55,10 @@ pub(super) fn build_linker(engine: &Engine, policy: &Policy) -> wasmtime::Result
     wasi::io::streams::add_to_linker::<RunState, HasIo>(&mut l, |t| &mut t.table)?;
     wasi::clocks::wall_clock::add_to_linker::<RunState, WasiClocks>(&mut l, RunState::clocks)?;
     wasi::clocks::monotonic_clock::add_to_linker::<RunState, WasiClocks>(&mut l, RunState::clocks)?;
-    wasi::random::random::add_to_linker::<RunState, WasiRandom>(&mut l, |t| t.wasi.random())?;
-    wasi::random::insecure::add_to_linker::<RunState, WasiRandom>(&mut l, |t| t.wasi.random())?;
+    wasi::random::random::add_to_linker::<RunState, WasiRandom>(&mut l, |t| t.wasi().random())?;
+    wasi::random::insecure::add_to_linker::<RunState, WasiRandom>(&mut l, |t| t.wasi().random())?;
     wasi::random::insecure_seed::add_to_linker::<RunState, WasiRandom>(&mut l, |t| {
-        t.wasi.random()
+        t.wasi().random()
     })?;
     wasi::cli::exit::add_to_linker::<RunState, WasiCli>(&mut l, RunState::cli)?;
     wasi::cli::environment::add_to_linker::<RunState, WasiCli>(&mut l, RunState::cli)?;

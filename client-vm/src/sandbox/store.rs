@@ -1,4 +1,6 @@
-//! One run's store data: the WASI context with captured stdio, the host context, the
+//! One run's store data: the WASI context with captured stdio (built when the guest first
+//! reaches WASI: a run that never does, such as most proxies' calls, skips seeding its
+//! random generators and boxing its streams), the host context, the
 //! limiter that records which cap a guest hit, the epoch callback that enforces the CPU
 //! and wall-clock budgets, and the count of live stores (0 between runs: discard is real).
 
@@ -18,7 +20,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// The data of one run's [`Store`](wasmtime::Store). Dropped with the store at the end of
 /// the run.
 pub(super) struct RunState {
-    pub(super) wasi: WasiCtx,
+    wasi: Option<WasiCtx>,
+    /// The policy the WASI context is built under (its lent directory).
+    policy: Arc<Policy>,
     pub(super) table: ResourceTable,
     pub(super) limiter: Limiter,
     pub(super) host: HostCtx,
@@ -35,14 +39,41 @@ pub(super) struct RunState {
 
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let ctx = self
+            .wasi
+            .get_or_insert_with(|| wasi_ctx(&self.policy, &self.stdout, &self.stderr));
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
 }
 
+/// A run's WASI context: stdout and stderr into `stdout` and `stderr`, the policy's lent
+/// directory if it has one, nothing else from the host.
+fn wasi_ctx(policy: &Policy, stdout: &LogPipe, stderr: &LogPipe) -> WasiCtx {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(stdout.clone()).stderr(stderr.clone());
+    if let Some(p) = &policy.preopen {
+        let perms = if p.writable {
+            wasmtime_wasi::FsPerms::ReadWrite
+        } else {
+            wasmtime_wasi::FsPerms::ReadOnly
+        };
+        if let Err(e) = wasi.preopened_dir(&p.host, &p.guest, perms) {
+            tracing::warn!("preopen {} not available: {e:#}", p.host.display());
+        }
+    }
+    wasi.build()
+}
+
 impl RunState {
+    /// The run's WASI context, built on first use.
+    pub(super) fn wasi(&mut self) -> &mut WasiCtx {
+        self.wasi
+            .get_or_insert_with(|| wasi_ctx(&self.policy, &self.stdout, &self.stderr))
+    }
+
     /// Called by the epoch machinery when the deadline passes: decides whether the guest
     /// has used up its CPU time (host calls excluded) or the wall-clock time, and otherwise
     /// yields to the executor and sets the next check.
@@ -157,18 +188,6 @@ impl Sandbox {
         let limits = &policy.limits;
         let stdout = LogPipe::new(limits.stdio_bytes);
         let stderr = LogPipe::new(limits.stdio_bytes);
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stdout.clone()).stderr(stderr.clone());
-        if let Some(p) = &policy.preopen {
-            let perms = if p.writable {
-                wasmtime_wasi::FsPerms::ReadWrite
-            } else {
-                wasmtime_wasi::FsPerms::ReadOnly
-            };
-            if let Err(e) = wasi.preopened_dir(&p.host, &p.guest, perms) {
-                tracing::warn!("preopen {} not available: {e:#}", p.host.display());
-            }
-        }
         let wall_deadline = started + limits.wall_time;
         let deadline = Arc::new(Mutex::new(wall_deadline));
         let host = HostCtx::new(
@@ -188,7 +207,8 @@ impl Sandbox {
             .tables(TABLES_PER_COMPONENT as usize)
             .build();
         RunState {
-            wasi: wasi.build(),
+            wasi: None,
+            policy: policy.clone(),
             table: ResourceTable::new(),
             limiter: Limiter {
                 limits: store_limits,
