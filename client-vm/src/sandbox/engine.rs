@@ -113,6 +113,12 @@ pub(super) fn engine_config(
         CompilerChoice::Cranelift => Strategy::Cranelift,
         CompilerChoice::Winch => Strategy::Winch,
     });
+    if config.compiler == CompilerChoice::Winch {
+        // Winch compiles the guest's functions; Cranelift still compiles the trampolines
+        // and the component's fused adapters, a small share of the run time and, optimised,
+        // a fifth of the compile.
+        c.cranelift_opt_level(wasmtime::OptLevel::None);
+    }
     c.epoch_interruption(true);
     c.max_wasm_stack(config.max_wasm_stack);
     // Host async calls run on the fiber stack too: leave them room above the wasm stack.
