@@ -19,9 +19,9 @@ const VERIFIED_CACHE: usize = 256;
 
 /// The signature checks a client remembers.
 pub(super) struct Verifications {
-    /// Manifests, by their signed bytes.
+    /// Manifests, by signature and signed bytes.
     pub(super) manifests: VerifiedCache<VerifiedManifest>,
-    /// Vendors' freshness statements, by their signed bytes.
+    /// Vendors' freshness statements, by signature and signed bytes.
     pub(super) freshness: VerifiedCache<FreshnessStatement>,
 }
 
@@ -35,12 +35,13 @@ impl Verifications {
     }
 }
 
-/// A manifest whose signature verified, with what this client's policy (fixed for the
-/// client's life) says of the imports it declares, worked out on the first call that asks.
+/// A manifest whose signature verified, with what the client's policy says of the imports
+/// it declares, worked out on the first call that asks.
 #[derive(Debug)]
 pub(super) struct VerifiedManifest {
     manifest: Manifest,
-    declared_imports: OnceLock<Result<(), MissingCapabilities>>,
+    /// The answer, and the address of the policy that gave it.
+    declared_imports: OnceLock<(usize, Result<(), MissingCapabilities>)>,
 }
 
 impl VerifiedManifest {
@@ -52,15 +53,23 @@ impl VerifiedManifest {
         }
     }
 
-    /// Whether `policy` grants every import the manifest declares (check 7), the same
-    /// answer as `policy.check_imports` on them: `policy` must be the client's own.
+    /// Whether `policy` grants every import the manifest declares (check 7): the same
+    /// answer as `policy.check_imports` on them. The answer is kept for the policy that
+    /// first asked (a client's, fixed for its life, in one place); any other policy is
+    /// asked afresh.
     pub(super) fn declared_imports_granted(
         &self,
         policy: &Policy,
     ) -> Result<(), MissingCapabilities> {
-        self.declared_imports
-            .get_or_init(|| policy.check_imports(&self.manifest.imports))
-            .clone()
+        let asker = std::ptr::from_ref(policy) as usize;
+        let (kept_for, answer) = self
+            .declared_imports
+            .get_or_init(|| (asker, policy.check_imports(&self.manifest.imports)));
+        if *kept_for == asker {
+            answer.clone()
+        } else {
+            policy.check_imports(&self.manifest.imports)
+        }
     }
 }
 
@@ -122,8 +131,25 @@ impl<T> VerifiedCache<T> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::policy::OperatorAnswer;
     use std::cell::Cell;
+
+    #[test]
+    fn the_declared_imports_answer_is_kept_only_for_the_policy_that_gave_it() {
+        let mut manifest = courier_test_support::signed_manifest_for(b"c", 1)
+            .peek()
+            .unwrap();
+        manifest.imports = vec!["courier:proxy/operator@0.1.0".into()];
+        let verified = VerifiedManifest::new(manifest);
+        let strict = Policy::default();
+        let permissive = Policy::permissive(OperatorAnswer::ApproveAll);
+        assert!(verified.declared_imports_granted(&strict).is_err());
+        assert!(verified.declared_imports_granted(&strict).is_err());
+        assert_eq!(verified.declared_imports_granted(&permissive), Ok(()));
+        assert!(verified.declared_imports_granted(&strict).is_err());
+    }
 
     #[test]
     fn a_check_is_made_once_per_signed_bytes_and_failures_are_not_kept() {

@@ -314,7 +314,7 @@ impl Policy {
 
     /// Whether an import (full name, version optional) is granted.
     pub fn grants(&self, import: &str) -> Result<(), MissingReason> {
-        // Checked on every call (the manifest's declared imports): borrowed, nothing built.
+        // Checked for every compile and every newly verified manifest: borrowed, nothing built.
         let Ok(name) = InterfaceRef::parse(import) else {
             return Err(MissingReason::Unknown);
         };
