@@ -123,10 +123,10 @@ impl CallSpec {
         let Ok(e) = InterfaceRef::parse(exported) else {
             return false;
         };
-        if !self.interface.is_path(e.path) {
+        if !self.interface.is_path(e.path()) {
             return false;
         }
-        match (&self.interface.version, &e.version) {
+        match (&self.interface.version, e.version()) {
             (None, _) => true,
             (Some(_), None) => false,
             (Some(want), Some(have)) => {

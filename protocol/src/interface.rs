@@ -64,18 +64,14 @@ impl InterfaceName {
 
 /// An interface name checked as [`InterfaceName`] is, borrowed from its text: for the hot
 /// paths that only compare or look up the name and would otherwise allocate its parts.
+/// Made only by [`InterfaceRef::parse`], so its parts always agree with its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceRef<'a> {
-    /// `namespace:package/interface`: the text before `@`.
-    pub path: &'a str,
-    /// `namespace`.
-    pub namespace: &'a str,
-    /// `package`.
-    pub package: &'a str,
-    /// The interface itself.
-    pub interface: &'a str,
-    /// The version after `@`, if any.
-    pub version: Option<semver::Version>,
+    path: &'a str,
+    namespace: &'a str,
+    package: &'a str,
+    interface: &'a str,
+    version: Option<semver::Version>,
 }
 
 impl<'a> InterfaceRef<'a> {
@@ -113,6 +109,16 @@ impl<'a> InterfaceRef<'a> {
             interface,
             version,
         })
+    }
+
+    /// `namespace:package/interface`: the text before `@`.
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+
+    /// The version after `@`, if any.
+    pub fn version(&self) -> Option<&semver::Version> {
+        self.version.as_ref()
     }
 }
 
@@ -158,34 +164,83 @@ mod tests {
     }
 
     #[test]
-    fn a_borrowed_name_checks_and_splits_as_the_owned_one() {
+    fn a_borrowed_name_splits_as_the_owned_one_and_compares_in_place() {
         let r = InterfaceRef::parse("courier:echo/echo@0.1.0").unwrap();
-        assert_eq!(r.path, "courier:echo/echo");
+        assert_eq!(r.path(), "courier:echo/echo");
         assert_eq!(
             (r.namespace, r.package, r.interface),
             ("courier", "echo", "echo")
         );
-        assert_eq!(r.version, Some(semver::Version::new(0, 1, 0)));
-        let n: InterfaceName = "courier:echo/echo@0.2.0".parse().unwrap();
-        assert!(n.is_path(r.path));
-        for other in [
+        assert_eq!(r.version(), Some(&semver::Version::new(0, 1, 0)));
+        assert_eq!(
+            InterfaceRef::parse("wasi:cli/environment")
+                .unwrap()
+                .version(),
+            None
+        );
+        // `is_path` says what comparing with `unversioned()` says, whatever the text.
+        let names = [
+            "courier:echo/echo@0.2.0",
+            "a:b/c",
+            "a-b:c-d/e-f@1.0.0",
+            "ab:c/d",
+        ];
+        let paths = [
+            "courier:echo/echo",
             "courier:echo/echoo",
             "courier:ech/oecho",
-            "courier:echo/ech",
             "courier:echo:echo",
+            "courierx:echo/echo",
+            "a:b/c",
+            "a:b/c@1.0.0",
+            "a:bc/",
+            "ab:c/d",
+            "a:bc/d",
+            "a-b:c-d/e-f",
             "",
-        ] {
-            assert!(!n.is_path(other), "{other}");
+        ];
+        for name in names {
+            let n: InterfaceName = name.parse().unwrap();
+            for path in paths {
+                assert_eq!(
+                    n.is_path(path),
+                    n.unversioned() == path,
+                    "{name} against {path}"
+                );
+            }
         }
-        for bad in [
-            "", "echo", "a:b", "a/b", "A:b/c", "a:b/c@x", "a:b/c-", "a:-b/c", "a:b/1c",
-        ] {
-            assert_eq!(
-                InterfaceRef::parse(bad).err(),
-                bad.parse::<InterfaceName>().err(),
-                "{bad}"
-            );
-        }
+    }
+
+    #[test]
+    fn a_bad_name_is_refused_with_what_is_wrong() {
+        assert_eq!(
+            InterfaceRef::parse("a:b"),
+            Err(InterfaceNameError::Shape("a:b".into()))
+        );
+        assert_eq!(
+            InterfaceRef::parse("a/b"),
+            Err(InterfaceNameError::Shape("a/b".into()))
+        );
+        assert_eq!(
+            InterfaceRef::parse("A:b/c"),
+            Err(InterfaceNameError::Identifier("A:b/c".into(), "A".into()))
+        );
+        assert_eq!(
+            InterfaceRef::parse("a:b/1c@1.0.0"),
+            Err(InterfaceNameError::Identifier(
+                "a:b/1c@1.0.0".into(),
+                "1c".into()
+            ))
+        );
+        assert!(matches!(
+            InterfaceRef::parse("a:b/c@x"),
+            Err(InterfaceNameError::Version(n, _)) if n == "a:b/c@x"
+        ));
+        let long = format!("a:b/{}", "c".repeat(300));
+        assert!(matches!(
+            InterfaceRef::parse(&long),
+            Err(InterfaceNameError::Shape(_))
+        ));
     }
 
     #[test]

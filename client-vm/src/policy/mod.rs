@@ -318,8 +318,8 @@ impl Policy {
         let Ok(name) = InterfaceRef::parse(import) else {
             return Err(MissingReason::Unknown);
         };
-        let unversioned = name.path;
-        let version = name.version.as_ref();
+        let unversioned = name.path();
+        let version = name.version();
         if SAFE_WASI.contains(&unversioned) {
             return if compatible(version, &WASI_VERSION) {
                 Ok(())
