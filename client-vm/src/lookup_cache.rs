@@ -459,6 +459,62 @@ mod tests {
         h.shutdown().await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queries_of_one_interface_that_differ_in_anything_are_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = courier_registry::RegistryConfig::new(dir.path());
+        let h = courier_test_support::start_registry(config).await;
+        let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
+            .await
+            .unwrap();
+        let cache = LookupCache::new();
+        let candidate = |n: u8| Candidate {
+            lease: courier_protocol::LeaseId([n; 16]),
+            manifest: courier_protocol::SignedManifest {
+                bytes: Vec::new(),
+                signature: [0; 64],
+            },
+            interface: "t:p/api@0.1.0".into(),
+            remaining_ms: 60_000,
+            freshness: None,
+        };
+        let plain = query("t:p/api");
+        let variants = [
+            ServiceQuery {
+                version_req: Some("^0.1".into()),
+                ..plain.clone()
+            },
+            ServiceQuery {
+                functions: vec!["call".into()],
+                ..plain.clone()
+            },
+            ServiceQuery {
+                attributes: vec![courier_protocol::AttributeConstraint::Present(
+                    "tier".into(),
+                )],
+                ..plain.clone()
+            },
+            ServiceQuery {
+                limit: 3,
+                ..plain.clone()
+            },
+        ];
+        for (n, q) in std::iter::once(&plain).chain(&variants).enumerate() {
+            let fill = cache.begin(&registry, q).await.unwrap();
+            cache.put(fill, &[candidate(n as u8)]);
+        }
+        assert_eq!(cache.len(), 5);
+        for (n, q) in std::iter::once(&plain).chain(&variants).enumerate() {
+            let got = cache.get(q, Duration::from_secs(30)).unwrap();
+            assert_eq!(
+                got[0].lease,
+                courier_protocol::LeaseId([n as u8; 16]),
+                "{q:?}"
+            );
+        }
+        h.shutdown().await;
+    }
+
     #[tokio::test]
     async fn an_interface_that_cannot_be_watched_is_not_asked_again_at_once() {
         let dir = tempfile::tempdir().unwrap();
