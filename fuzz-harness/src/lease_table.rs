@@ -4,7 +4,8 @@
 //!
 //! The model follows the idea of the registry's proptest (`lease_table.rs`): a map of id to
 //! deadline with the documented rules, written out naively. It also covers what that test
-//! leaves out: `restore` and its grace period, renewal counts, the ordering of `expire`,
+//! leaves out: `restore` and its grace period, renewal counts, the ordering of `expire` and
+//! of its slices (`expire_at_most`),
 //! policies whose maximum is below their minimum, and saturation at `u64::MAX`.
 //!
 //! Oracle: after every step the outcome, `len`, `next_deadline`, and each lease's state and
@@ -32,8 +33,9 @@ pub enum Step {
     Cancel(u8),
     /// Bring a lease back after a restart: `Some(ms)` remaining, or lapsed.
     Restore(u8, Option<u64>, u64, u32),
-    /// Collect expired leases.
-    Expire,
+    /// Collect expired leases: all of them, or at most this many (a slice, as the
+    /// registry's expiry takes them).
+    Expire(Option<u8>),
 }
 
 /// A whole case: the policy, where the clock starts, and the steps.
@@ -203,18 +205,25 @@ pub fn check(case: &Case) {
                 };
                 assert_eq!(got, want, "step {i}: {step:?}");
             }
-            Step::Expire => {
-                let got = table.expire(at);
-                let mut want: Vec<(Millis, LeaseId)> = model
+            Step::Expire(slice) => {
+                let max = slice.map_or(usize::MAX, usize::from);
+                let got = match slice {
+                    None => table.expire(at),
+                    Some(_) => table.expire_at_most(at, max),
+                };
+                let mut due: Vec<(Millis, LeaseId)> = model
                     .leases
                     .iter()
                     .filter(|(_, s)| s.deadline.0 <= now)
                     .map(|(id, s)| (s.deadline, *id))
                     .collect();
-                want.sort();
-                model.leases.retain(|_, s| s.deadline.0 > now);
-                let want: Vec<LeaseId> = want.into_iter().map(|(_, id)| id).collect();
-                assert_eq!(got, want, "step {i}: expire at {now}");
+                due.sort();
+                due.truncate(max);
+                for (_, id) in &due {
+                    model.leases.remove(id);
+                }
+                let want: Vec<LeaseId> = due.into_iter().map(|(_, id)| id).collect();
+                assert_eq!(got, want, "step {i}: expire at {now}, at most {slice:?}");
             }
         }
         assert_eq!(table.len(), model.leases.len(), "step {i}: len");

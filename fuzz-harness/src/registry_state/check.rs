@@ -168,7 +168,8 @@ pub fn check(case: &Case) -> Reached {
                     (got, want) => panic!("step {i}: {step:?}: got {got:?}, want {want:?}"),
                 }
             }
-            Step::Expire => {
+            Step::Expire(slice) => {
+                let max = slice.map_or(usize::MAX, usize::from);
                 let due: Vec<(u64, LeaseId)> = {
                     let mut d: Vec<_> = model
                         .leases
@@ -177,10 +178,15 @@ pub fn check(case: &Case) -> Reached {
                         .map(|(id, l)| (l.deadline, *id))
                         .collect();
                     d.sort();
+                    d.truncate(max);
                     d
                 };
                 let enough = st.events().headroom() >= st.counts().0 as u64;
-                match st.expire(now) {
+                let expired = match slice {
+                    None => st.expire(now),
+                    Some(_) => st.expire_at_most(now, max),
+                };
+                match expired {
                     Ok(ids) => {
                         assert!(enough || due.is_empty(), "step {i}: expired without room");
                         let want: Vec<LeaseId> = due.iter().map(|(_, id)| *id).collect();

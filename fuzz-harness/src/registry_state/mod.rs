@@ -45,8 +45,9 @@ pub enum Step {
     Renew(u8, u8, u16),
     /// (vendor, n, the commit fails): a vendor cancels the nth lease ever granted.
     Cancel(u8, u8, bool),
-    /// Due leases are collected.
-    Expire,
+    /// Due leases are collected: all, or at most this many (one slice of a storm, as the
+    /// registry's expiry takes them).
+    Expire(Option<u8>),
     /// (the commit fails): renewals and expiries are written behind.
     Flush(bool),
     /// (vendor, by its own statement, the commit fails): a vendor's key is revoked, by
@@ -82,7 +83,11 @@ impl<'a> Arbitrary<'a> for Step {
             ),
             52..=87 => Step::Renew(u.arbitrary()?, u.arbitrary()?, u.arbitrary()?),
             88..=97 => Step::Cancel(u.arbitrary()?, u.arbitrary()?, u.ratio(1, 8)?),
-            98..=105 => Step::Expire,
+            98..=105 => Step::Expire(if u.ratio(1, 2)? {
+                Some(u.int_in_range(1..=4)?)
+            } else {
+                None
+            }),
             106..=117 => Step::Flush(u.ratio(1, 8)?),
             118 => Step::Revoke(u.arbitrary()?, u.arbitrary()?, u.ratio(1, 8)?),
             119..=120 => Step::Grant(u.arbitrary()?, u.arbitrary()?),
