@@ -373,14 +373,38 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn one_watch_too_many_replaces_the_least_recently_used_only_when_idle() {
+    /// An empty registry served on loopback, and a client connected to it.
+    async fn serving() -> (
+        tempfile::TempDir,
+        courier_registry::RegistryHandle,
+        RegistryClient,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let config = courier_registry::RegistryConfig::new(dir.path());
         let h = courier_test_support::start_registry(config).await;
         let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
             .await
             .unwrap();
+        (dir, h, registry)
+    }
+
+    /// A candidate of `t:p/api` on lease `[n; 16]`, with `remaining_ms` left.
+    fn candidate(n: u8, remaining_ms: u64) -> Candidate {
+        Candidate {
+            lease: courier_protocol::LeaseId([n; 16]),
+            manifest: courier_protocol::SignedManifest {
+                bytes: Vec::new(),
+                signature: [0; 64],
+            },
+            interface: "t:p/api@0.1.0".into(),
+            remaining_ms,
+            freshness: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_watch_too_many_replaces_the_least_recently_used_only_when_idle() {
+        let (_dir, h, registry) = serving().await;
         let cache = LookupCache::new();
         for i in 0..MAX_WATCHES {
             assert!(
@@ -427,31 +451,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_fill_begun_before_a_change_is_not_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = courier_registry::RegistryConfig::new(dir.path());
-        let h = courier_test_support::start_registry(config).await;
-        let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
-            .await
-            .unwrap();
+        let (_dir, h, registry) = serving().await;
         let cache = LookupCache::new();
         let q = query("t:p/api");
-        let candidate = |remaining_ms| Candidate {
-            lease: courier_protocol::LeaseId([1; 16]),
-            manifest: courier_protocol::SignedManifest {
-                bytes: Vec::new(),
-                signature: [0; 64],
-            },
-            interface: "t:p/api@0.1.0".into(),
-            remaining_ms,
-            freshness: None,
-        };
         let stale = cache.begin(&registry, &q).await.unwrap();
         let id = lock(&cache.state).watches["t:p/api"].id;
         lock(&cache.state).invalidate("t:p/api", id);
-        cache.put(stale, &[candidate(60_000)]);
+        cache.put(stale, &[candidate(1, 60_000)]);
         assert_eq!(cache.len(), 0);
         let fresh = cache.begin(&registry, &q).await.unwrap();
-        cache.put(fresh, &[candidate(60_000)]);
+        cache.put(fresh, &[candidate(1, 60_000)]);
         assert_eq!(
             cache.get(&q, Duration::from_secs(30)).map(|c| c.len()),
             Some(1)
@@ -461,23 +470,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queries_of_one_interface_that_differ_in_anything_are_kept_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = courier_registry::RegistryConfig::new(dir.path());
-        let h = courier_test_support::start_registry(config).await;
-        let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
-            .await
-            .unwrap();
+        let (_dir, h, registry) = serving().await;
         let cache = LookupCache::new();
-        let candidate = |n: u8| Candidate {
-            lease: courier_protocol::LeaseId([n; 16]),
-            manifest: courier_protocol::SignedManifest {
-                bytes: Vec::new(),
-                signature: [0; 64],
-            },
-            interface: "t:p/api@0.1.0".into(),
-            remaining_ms: 60_000,
-            freshness: None,
-        };
         let plain = query("t:p/api");
         let variants = [
             ServiceQuery {
@@ -501,7 +495,7 @@ mod tests {
         ];
         for (n, q) in std::iter::once(&plain).chain(&variants).enumerate() {
             let fill = cache.begin(&registry, q).await.unwrap();
-            cache.put(fill, &[candidate(n as u8)]);
+            cache.put(fill, &[candidate(n as u8, 60_000)]);
         }
         assert_eq!(cache.len(), 5);
         for (n, q) in std::iter::once(&plain).chain(&variants).enumerate() {
@@ -517,12 +511,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_interface_that_cannot_be_watched_is_not_asked_again_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = courier_registry::RegistryConfig::new(dir.path());
-        let h = courier_test_support::start_registry(config).await;
-        let registry = RegistryClient::connect(h.local_addr(), h.pin(), "test")
-            .await
-            .unwrap();
+        let (_dir, h, registry) = serving().await;
         let cache = LookupCache::new();
         let query = ServiceQuery {
             interface: "courier:echo/echo".into(),
