@@ -44,6 +44,9 @@ pub const OPERATOR: &str = "courier:proxy/operator";
 /// `courier:proxy/commands`: the commands the policy lends by name.
 pub const COMMANDS: &str = "courier:proxy/commands";
 
+/// Every `courier:proxy` interface a proxy may import, unversioned.
+const COURIER_INTERFACES: [&str; 4] = [PROVIDER, HOST_INFO, OPERATOR, COMMANDS];
+
 /// The WASI interfaces every run gets, harmlessly implemented: stdio into a bounded log,
 /// clocks, random, an empty environment and argument list, no preopened directories
 /// (unless the policy grants one), `exit` as a clean error. No sockets, no name lookup.
@@ -290,7 +293,7 @@ impl Policy {
 
     /// The `courier:proxy` interfaces granted, unversioned.
     pub fn granted_courier(&self) -> Vec<&'static str> {
-        [PROVIDER, HOST_INFO, OPERATOR, COMMANDS]
+        COURIER_INTERFACES
             .into_iter()
             .filter(|i| self.grants_courier(i))
             .collect()
@@ -327,7 +330,7 @@ impl Policy {
                 Err(MissingReason::Unknown)
             };
         }
-        if [PROVIDER, HOST_INFO, OPERATOR, COMMANDS].contains(&unversioned) {
+        if COURIER_INTERFACES.contains(&unversioned) {
             if !compatible(version, &COURIER_PROXY_VERSION) {
                 return Err(MissingReason::Unknown);
             }
